@@ -1,0 +1,29 @@
+/* Shared CLI plumbing: the command table entry type, exit codes and helpers
+ * every subcommand uses to report errors the same way. */
+#ifndef TD_CLI_H
+#define TD_CLI_H
+
+#include "tdeploy/tdeploy.h"
+#include <stdbool.h>
+
+enum { TD_EXIT_OK = 0, TD_EXIT_FAIL = 1, TD_EXIT_USAGE = 2 };
+
+typedef struct td_cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+} td_cli_command;
+
+/* Print "tdeploy CMD: error: <status>: <message>" to stderr and return TD_EXIT_FAIL. */
+int td_cli_report(const char *cmd, td_ctx *ctx, td_status status);
+/* Print a usage error and return TD_EXIT_USAGE. */
+int td_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when arg is -h or --help. */
+bool td_cli_is_help(const char *arg);
+/* Common flags: -v/--verbose, -q/--quiet. Returns true if arg was consumed. */
+bool td_cli_common_flag(const char *arg);
+
+/* Subcommands (one file each). */
+int td_cmd_inspect(int argc, char **argv);
+
+#endif

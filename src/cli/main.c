@@ -1,0 +1,41 @@
+/* tdeploy CLI entry: dispatch to one subcommand per file. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const td_cli_command commands[] = {
+    {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "tdeploy %s: turn Hugging Face transformer models into validated inference artifacts\n\n"
+            "usage: tdeploy [--version] [--help] COMMAND [ARGS]\n\ncommands:\n",
+            td_version());
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'tdeploy COMMAND --help' describes a command's flags.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("tdeploy %s\n", td_version());
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tdeploy: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
