@@ -173,9 +173,14 @@ td_status td_model_dir_resolve(td_ctx *ctx, const char *model, char **dir, char 
             snprintf(looked + used, sizeof looked - used, ", no Hugging Face cache (HF_HUB_CACHE, HF_HOME and HOME unset)");
         }
     }
+    if (!is_repo_id(model))
+        return td_fail(ctx, TD_ERR_NOT_FOUND,
+                       "model '%s' not found; looked at: %s. Pass a directory written by save_pretrained or a hub id "
+                       "(org/name) that is in the local Hugging Face cache",
+                       model, looked);
     return td_fail(ctx, TD_ERR_NOT_FOUND,
-                   "model '%s' not found; looked at: %s. Pass a directory written by save_pretrained, or download "
-                   "the model first (huggingface-cli download %s)",
+                   "model '%s' not found; looked at: %s. Download it first (huggingface-cli download %s) or pass a "
+                   "directory written by save_pretrained",
                    model, looked, model);
 }
 
