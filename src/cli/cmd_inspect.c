@@ -22,15 +22,8 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* ---- ONNX dispatch point ----
- * The onnx module plugs in here: replace the body with a call to its inspector
- * (e.g. `return td_inspect_onnx(path, json);`). Until then .onnx files get a clear
- * error rather than being misread as safetensors. */
-static int inspect_onnx_entry(const char *path, bool json) {
-    (void)json;
-    fprintf(stderr, "tdeploy inspect: error: unsupported: %s: ONNX inspection requires the onnx module\n", path);
-    return TD_EXIT_FAIL;
-}
+/* ---- ONNX: src/cli/inspect_onnx.c ---- */
+static int inspect_onnx_entry(const char *path, bool json) { return td_inspect_onnx(path, json); }
 
 /* ---- shared pieces ---- */
 

@@ -6,6 +6,8 @@
 
 static const td_cli_command commands[] = {
     {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
+    {"onnx-save", "load an ONNX model (validating it) and write it back, optionally with external data",
+     td_cmd_onnx_save},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
