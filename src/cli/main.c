@@ -6,6 +6,7 @@
 
 static const td_cli_command commands[] = {
     {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
+    {"tokenize", "encode text with a model's tokenizer.json: ids, tokens, offsets, mask", td_cmd_tokenize},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
