@@ -17,7 +17,7 @@ td_status td_regex_compile(td_ctx *ctx, const char *pat, size_t len, bool litera
                            const char *where) {
     int err = 0;
     PCRE2_SIZE eoff = 0;
-    uint32_t flags = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t flags = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, flags, &err, &eoff, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
