@@ -17,7 +17,7 @@
 #include <string.h>
 
 #ifndef TD_GEMM_KC
-#define TD_GEMM_KC 256
+#define TD_GEMM_KC 512
 #endif
 #ifndef TD_GEMM_MC
 #define TD_GEMM_MC 128
