@@ -55,7 +55,10 @@ static void *worker_main(void *p) {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     td_threadpool *pool = wa.pool;
-    unsigned seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
+    /* Jobs are numbered from 1; generation is 0 when the pool is created. Reading
+     * the counter here instead would lose a job posted before this thread first
+     * ran, and the caller would wait for it forever. */
+    unsigned seen = 0;
     tl_in_job = true; /* anything a worker calls runs serially */
     for (;;) {
         unsigned g = seen;
