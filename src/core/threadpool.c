@@ -55,7 +55,9 @@ static void *worker_main(void *p) {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     td_threadpool *pool = wa.pool;
-    unsigned seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
+    /* generation is 0 until the first job, which may be published before this
+     * thread gets to run: start from 0, never from a fresh load */
+    unsigned seen = 0;
     tl_in_job = true; /* anything a worker calls runs serially */
     for (;;) {
         unsigned g = seen;
