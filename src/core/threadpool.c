@@ -182,7 +182,7 @@ void td_parallel_for_n(td_threadpool *pool, size_t n, int max_threads, td_parall
      * seen the job (and stopped reading pool->fn/arg) before we return. */
     unsigned spins = 0;
     while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0) {
-        if (++spins < 1u << 20)
+        if (++spins < 1u << 14)
             TD_CPU_RELAX();
         else
             sched_yield();

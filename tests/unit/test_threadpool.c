@@ -34,7 +34,7 @@ static void nested(void *arg, size_t b, size_t e, int thread) {
 
 int main(void) {
     atomic_int hits[1000];
-    for (int round = 0; round < 200; round++) {
+    for (int round = 0; round < 60; round++) {
         /* create + immediately run: the worker may not have started yet */
         td_threadpool *pool = NULL;
         CHECK(td_threadpool_create(NULL, 2 + round % 3, &pool) == TD_OK);
