@@ -11,14 +11,19 @@
 #include <math.h>
 
 /* ---- scalar reference forms (also the fallback when AVX-512 is absent) ---- */
+/* Scalar forms evaluate in double (the fallback is for portability, not speed),
+ * which makes them correctly rounded in practice and free of the fp32 argument
+ * rounding that erfcf(-x/sqrt2) or tanhf(z) would amplify in the tails. */
 static inline float td_s_gelu_erf(float x) {
-    /* 0.5 x erfc(-x/sqrt2): avoids the cancellation of 1 + erf(x/sqrt2) for x < 0 */
-    return 0.5f * x * erfcf(-x * 0.70710678118654752f);
+    if (x < -20.0f) /* exact value underflows to -0; also keeps -inf * 0 from giving NaN */
+        return -0.0f;
+    return (float)(0.5 * (double)x * erfc(-(double)x * 0.70710678118654752));
 }
 static inline float td_s_gelu_tanh(float x) {
-    /* 0.5 x (1 + tanh(z)) == x / (1 + exp(-2z)): stable for large negative z */
-    float z = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-    return x / (1.0f + expf(-2.0f * z));
+    if (x < -20.0f)
+        return -0.0f;
+    double z = 0.7978845608028654 * ((double)x + 0.044715 * (double)x * x * x);
+    return (float)((double)x / (1.0 + exp(-2.0 * z)));
 }
 static inline float td_s_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
