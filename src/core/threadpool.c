@@ -55,9 +55,8 @@ static void *worker_main(void *p) {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     td_threadpool *pool = wa.pool;
-    /* Jobs are numbered from 1; generation is 0 when the pool is created. Reading
-     * the counter here instead would lose a job posted before this thread first
-     * ran, and the caller would wait for it forever. */
+    /* generation is 0 until the first job, which may be published before this
+     * thread gets to run: start from 0, never from a fresh load */
     unsigned seen = 0;
     tl_in_job = true; /* anything a worker calls runs serially */
     for (;;) {
@@ -183,7 +182,7 @@ void td_parallel_for_n(td_threadpool *pool, size_t n, int max_threads, td_parall
      * seen the job (and stopped reading pool->fn/arg) before we return. */
     unsigned spins = 0;
     while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0) {
-        if (++spins < 1u << 20)
+        if (++spins < 1u << 14)
             TD_CPU_RELAX();
         else
             sched_yield();
