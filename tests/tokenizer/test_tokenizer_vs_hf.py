@@ -106,8 +106,9 @@ CHARSMAP = {"Ａ": "A", "ｂ": "b", "ｃ": "c", "ﬁ": "fi", "①": "1", "\u00a0
             "\u200b": "", "ﬀ": "ff", "Ω": "Ω", "²": "2", "™": "TM", "…": "...", "\t": " ", "ｶ": "カ"}
 
 
-def train(tok, trainer, rng):
-    tok.train_from_iterator(corpus(rng), trainer)
+def train(tok, trainer, rng, lines=None):
+    # Unigram training is slow on long unsplit lines: those tokenizers train on fewer lines
+    tok.train_from_iterator(corpus(rng)[:lines], trainer)
     return tok
 
 
@@ -147,7 +148,7 @@ def make_tokenizers(rng):
     t = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
     t.normalizer = normalizers.BertNormalizer(lowercase=True)
     t.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    train(t, trainers.WordPieceTrainer(vocab_size=700, special_tokens=BERT_SPECIALS), rng)
+    train(t, trainers.WordPieceTrainer(show_progress=False, vocab_size=700, special_tokens=BERT_SPECIALS), rng)
     T["wordpiece_bert"] = bert_template(t)
     t.decoder = decoders.WordPiece()
 
@@ -155,7 +156,7 @@ def make_tokenizers(rng):
     t = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=30))
     t.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, handle_chinese_chars=False)
     t.pre_tokenizer = pre_tokenizers.Whitespace()
-    train(t, trainers.WordPieceTrainer(vocab_size=500, special_tokens=BERT_SPECIALS), rng)
+    train(t, trainers.WordPieceTrainer(show_progress=False, vocab_size=500, special_tokens=BERT_SPECIALS), rng)
     t.post_processor = processors.BertProcessing(("[SEP]", t.token_to_id("[SEP]")), ("[CLS]", t.token_to_id("[CLS]")))
     t.decoder = decoders.WordPiece(cleanup=False)
     T["wordpiece_cased"] = t
@@ -165,7 +166,7 @@ def make_tokenizers(rng):
     t.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase()])
     t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(),
                                                pre_tokenizers.Digits(individual_digits=True)])
-    train(t, trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>"], end_of_word_suffix="</w>"), rng)
+    train(t, trainers.BpeTrainer(show_progress=False, vocab_size=600, special_tokens=["<unk>"], end_of_word_suffix="</w>"), rng)
     t.decoder = decoders.BPEDecoder(suffix="</w>")
     T["bpe_suffix"] = t
 
@@ -173,7 +174,7 @@ def make_tokenizers(rng):
     t = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##"))
     t.normalizer = normalizers.NFKC()
     t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Digits()])
-    train(t, trainers.BpeTrainer(vocab_size=600, special_tokens=BERT_SPECIALS, continuing_subword_prefix="##"), rng)
+    train(t, trainers.BpeTrainer(show_progress=False, vocab_size=600, special_tokens=BERT_SPECIALS, continuing_subword_prefix="##"), rng)
     T["bpe_prefix"] = bert_template(t)
     t.decoder = decoders.WordPiece()
 
@@ -181,7 +182,7 @@ def make_tokenizers(rng):
     for name, aps in (("bytelevel_roberta", False), ("bytelevel_prefix", True)):
         t = Tokenizer(models.BPE())
         t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=aps)
-        train(t, trainers.BpeTrainer(vocab_size=800, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        train(t, trainers.BpeTrainer(show_progress=False, vocab_size=800, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()), rng)
         t.decoder = decoders.ByteLevel()
         if aps:
@@ -197,7 +198,7 @@ def make_tokenizers(rng):
         pre_tokenizers.Split(Regex(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
                              behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    train(t, trainers.BpeTrainer(vocab_size=800, special_tokens=["<|begin|>", "<|end|>"],
+    train(t, trainers.BpeTrainer(show_progress=False, vocab_size=800, special_tokens=["<|begin|>", "<|end|>"],
                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet()), rng)
     t.decoder = decoders.ByteLevel()
     t.post_processor = processors.Sequence([
@@ -210,8 +211,8 @@ def make_tokenizers(rng):
     t = Tokenizer(models.Unigram())
     t.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
     t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    train(t, trainers.UnigramTrainer(vocab_size=500, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-                                     unk_token="<unk>"), rng)
+    train(t, trainers.UnigramTrainer(show_progress=False, vocab_size=500, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                     unk_token="<unk>"), rng, 500)
     t.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     t.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
                                                      special_tokens=[("<s>", 0), ("</s>", 2)])
@@ -222,14 +223,15 @@ def make_tokenizers(rng):
     t.normalizer = normalizers.Sequence([normalizers.Precompiled(build_charsmap(CHARSMAP)),
                                          normalizers.Strip(left=True, right=True)])
     t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
-    train(t, trainers.UnigramTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], unk_token="<unk>"), rng)
+    train(t, trainers.UnigramTrainer(show_progress=False, vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], unk_token="<unk>"), rng, 500)
     t.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
     T["unigram_precompiled"] = t
 
     # Unigram with byte fallback, Metaspace never + Prepend normalizer
     t = Tokenizer(models.Unigram())
     t.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    train(t, trainers.UnigramTrainer(vocab_size=300, special_tokens=["<unk>", "<s>"], unk_token="<unk>"), rng)
+    train(t, trainers.UnigramTrainer(show_progress=False, vocab_size=300, special_tokens=["<unk>", "<s>"], unk_token="<unk>"),
+          rng, 150)
     t = add_byte_tokens(t, unigram=True)
     t.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                    decoders.Strip(" ", 1, 0)])
@@ -238,7 +240,7 @@ def make_tokenizers(rng):
     # BPE with byte fallback, llama-2 style
     t = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
     t.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    train(t, trainers.BpeTrainer(vocab_size=500, special_tokens=["<unk>", "<s>", "</s>"]), rng)
+    train(t, trainers.BpeTrainer(show_progress=False, vocab_size=500, special_tokens=["<unk>", "<s>", "</s>"]), rng)
     t = add_byte_tokens(t)
     t.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                    decoders.Strip(" ", 1, 0)])
@@ -258,7 +260,7 @@ def make_tokenizers(rng):
         pat = Regex(r"\s+|[,.;:!?]") if i < 3 else " "
         t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(pat, behavior=beh, invert=(i == 4)),
                                                    pre_tokenizers.Punctuation(behavior=behaviours[(i + 1) % 5])])
-        train(t, trainers.WordPieceTrainer(vocab_size=400, special_tokens=BERT_SPECIALS), rng)
+        train(t, trainers.WordPieceTrainer(show_progress=False, vocab_size=400, special_tokens=BERT_SPECIALS), rng)
         t.decoder = decoders.WordPiece()
         T["split_" + beh] = t
 
@@ -266,7 +268,7 @@ def make_tokenizers(rng):
     t = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     t.normalizer = normalizers.BertNormalizer(lowercase=True)
     t.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    train(t, trainers.WordPieceTrainer(vocab_size=600, special_tokens=BERT_SPECIALS), rng)
+    train(t, trainers.WordPieceTrainer(show_progress=False, vocab_size=600, special_tokens=BERT_SPECIALS), rng)
     t.add_tokens([AddedToken("<ent>", lstrip=True, rstrip=True), AddedToken("hello", single_word=True),
                   AddedToken("Foo", normalized=True), AddedToken("[X]", normalized=False)])
     t.add_special_tokens([AddedToken("<mask>", lstrip=True, normalized=False)])
@@ -275,7 +277,7 @@ def make_tokenizers(rng):
 
     t = Tokenizer(models.BPE())
     t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    train(t, trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+    train(t, trainers.BpeTrainer(show_progress=False, vocab_size=600, special_tokens=["<|endoftext|>"],
                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet()), rng)
     t.add_tokens([AddedToken(" world", normalized=False), AddedToken("FOO", single_word=True, rstrip=True)])
     t.add_special_tokens([AddedToken("<mask>", lstrip=True, rstrip=False)])
