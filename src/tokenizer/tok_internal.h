@@ -105,6 +105,7 @@ bool td_char_is_punct(uint32_t c);       /* ASCII punctuation or Unicode P* */
 bool td_char_is_numeric(uint32_t c);     /* Nd | Nl | No */
 bool td_char_is_alnum(uint32_t c);       /* Rust char::is_alphanumeric */
 bool td_char_is_mark_nonspacing(uint32_t c);
+bool td_char_is_mark(uint32_t c); /* Mn | Mc | Me */
 bool td_char_is_other(uint32_t c); /* Cc Cf Cn Co Cs */
 bool td_char_is_chinese(uint32_t c);
 
@@ -406,6 +407,8 @@ void td_added_free(td_added_vocab *av);
 td_status td_added_find(td_ctx *ctx, const td_added_vocab *av, bool normalized, const char *t, size_t n,
                         td_match **m, size_t *cap, size_t *count, int32_t **ids, size_t *idcap);
 const td_added_token *td_added_by_id(const td_added_vocab *av, int64_t id);
+/* The token string HF reports for an added token: its normalized form when it is a normalized token. */
+const char *td_added_text(const td_added_vocab *av, const td_added_token *t);
 
 /* ---- post-processors ---------------------------------------------------- */
 typedef enum td_pp_type { TD_PP_TEMPLATE, TD_PP_BERT, TD_PP_ROBERTA, TD_PP_BYTELEVEL, TD_PP_SEQUENCE } td_pp_type;
