@@ -115,12 +115,17 @@ def testdata_cases(work):
     files = [p for p in r.stdout.split() if p.endswith("/model.onnx")]
     report(len(files) > 0, "libonnx-testdata models present")
     bad = []
-    for i, src in enumerate(files):
-        out = os.path.join(work, f"td_{i}.onnx")
-        err = run_save(src, out)
-        if err is not None or onnx.load(src) != onnx.load(out):
-            bad.append(f"{src}: {err or 'proto differs'}")
-        if os.path.exists(out):
+    pairs = [(src, os.path.join(work, f"td_{i}.onnx")) for i, src in enumerate(files)]
+    lst = os.path.join(work, "testdata_batch.txt")
+    with open(lst, "w") as f:
+        f.writelines(f"{a}\t{b}\n" for a, b in pairs)
+    r = subprocess.run([BIN, "onnx-save", "-q", "--batch", lst], capture_output=True, text=True)
+    if r.returncode != 0:
+        bad.append("batch: " + r.stderr.strip()[:500])
+    for src, out in pairs:
+        if not os.path.exists(out) or onnx.load(src) != onnx.load(out):
+            bad.append(f"{src}: {'missing output' if not os.path.exists(out) else 'proto differs'}")
+        elif os.path.exists(out):
             os.remove(out)
     report(not bad, f"libonnx-testdata: {len(files) - len(bad)}/{len(files)} node-test models round-trip exactly",
            "; ".join(bad[:5]))
