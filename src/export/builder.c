@@ -166,6 +166,22 @@ td_value *td_eb_scalar_f(td_eb *b, const char *hint, td_dtype dtype, float v) {
 
 /* ---------------- nodes ---------------- */
 
+/* Element type of a node's output, tracked so td_eb_cast knows when a Cast is
+ * needed: comparisons make bool, Shape makes int64, Where follows its branches,
+ * everything else here follows its first input. */
+static td_dtype result_dtype(const char *op, td_value *const *in, int n_in) {
+    static const char *const bool_ops[] = {"Equal", "Not", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
+                                           "And", "Or", "Xor", "IsNaN", "IsInf"};
+    for (size_t i = 0; i < sizeof bool_ops / sizeof bool_ops[0]; i++)
+        if (strcmp(op, bool_ops[i]) == 0)
+            return TD_BOOL;
+    if (strcmp(op, "Shape") == 0 || strcmp(op, "Size") == 0)
+        return TD_I64;
+    if (strcmp(op, "Where") == 0 && n_in == 3)
+        return in[1]->type.elem;
+    return n_in > 0 ? in[0]->type.elem : TD_UNDEFINED;
+}
+
 td_value *td_eb_op(td_eb *b, const char *op, const char *hint, td_value *const *in, int n_in, td_node **node_out) {
     if (node_out)
         *node_out = NULL;
@@ -178,7 +194,7 @@ td_value *td_eb_op(td_eb *b, const char *op, const char *hint, td_value *const *
                                   op, hint, i));
             return NULL;
         }
-    td_value *out = new_value(b, hint, n_in > 0 ? in[0]->type.elem : TD_UNDEFINED);
+    td_value *out = new_value(b, hint, result_dtype(op, in, n_in));
     if (!out)
         return NULL;
     td_node *n = NULL;

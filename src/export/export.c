@@ -122,8 +122,8 @@ td_status td_export_build(td_ctx *ctx, const td_export_options *opt, td_model **
     *out = NULL;
     memset(sum, 0, sizeof *sum);
     double t0 = td_now_s();
-    int opset;
-    td_dtype dtype;
+    int opset = 0;
+    td_dtype dtype = TD_F32;
     TD_TRY(validate_options(ctx, opt, &opset, &dtype));
     if (!td_is_dir(opt->model_dir))
         return td_fail(ctx, TD_ERR_NOT_FOUND, "export: %s is not a directory (expected a Hugging Face model directory)",
@@ -145,7 +145,10 @@ td_status td_export_build(td_ctx *ctx, const td_export_options *opt, td_model **
         goto out;
     }
     m->ir_version = ir_version_for(opset);
-    if (!(m->producer_name = strdup("tdeploy")) || !(m->producer_version = strdup(td_version()))) {
+    free(m->graph->name);
+    m->graph->name = strdup(s.architecture[0] ? s.architecture : s.model_type);
+    if (!m->graph->name || !(m->producer_name = strdup("tdeploy")) ||
+        !(m->producer_version = strdup(td_version()))) {
         st = td_fail_oom(ctx, 16, "producer name");
         goto out;
     }

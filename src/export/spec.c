@@ -159,7 +159,7 @@ static td_status load_labels(td_ctx *ctx, const cJSON *c, const char *path, td_e
         if (!s->id2label_json)
             return td_fail_oom(ctx, 0, "id2label");
     }
-    int64_t nl;
+    int64_t nl = 2;
     TD_TRY(get_int(ctx, c, "num_labels", n > 0 ? n : 2, 1, INT32_MAX, path, &nl));
     s->num_labels = n > 0 ? n : nl; /* transformers derives num_labels from id2label */
     return TD_OK;
