@@ -73,10 +73,7 @@ static td_status set_metadata(td_ctx *ctx, td_model *m, const td_encoder_spec *s
         TD_TRY(td_model_set_metadata(ctx, m, "id2label", s->id2label_json));
     if (task == TD_TASK_EMBEDDING) {
         char buf[96];
-        snprintf(buf, sizeof buf, "%s%s%s%s", (s->pooling & TD_POOL_CLS) ? "cls " : "",
-                 (s->pooling & TD_POOL_MAX) ? "max " : "", (s->pooling & TD_POOL_MEAN) ? "mean " : "",
-                 (s->pooling & TD_POOL_MEAN_SQRT_LEN) ? "mean_sqrt_len " : "");
-        buf[strlen(buf) ? strlen(buf) - 1 : 0] = '\0';
+        td_st_pooling_name(s->pooling, buf, sizeof buf);
         TD_TRY(td_model_set_metadata(ctx, m, "pooling", buf));
         TD_TRY(td_model_set_metadata(ctx, m, "normalize", s->normalize ? "true" : "false"));
     }
@@ -125,17 +122,12 @@ td_status td_export_build(td_ctx *ctx, const td_export_options *opt, td_model **
     int opset = 0;
     td_dtype dtype = TD_F32;
     TD_TRY(validate_options(ctx, opt, &opset, &dtype));
-    if (!td_is_dir(opt->model_dir))
-        return td_fail(ctx, TD_ERR_NOT_FOUND, "export: %s is not a directory (expected a Hugging Face model directory)",
-                       opt->model_dir);
     td_encoder_spec s;
     TD_TRY(td_encoder_spec_load(ctx, opt->model_dir, &s));
-    td_checkpoint *ck = NULL;
+    const td_checkpoint *ck = s.md->checkpoint;
     td_model *m = NULL;
     td_export_task task = TD_TASK_AUTO;
     td_status st = td_encoder_spec_task(ctx, &s, opt->task, &task);
-    if (st == TD_OK)
-        st = td_checkpoint_open(ctx, s.transformer_dir, &ck);
     if (st == TD_OK)
         st = find_prefix(ctx, ck, &s);
     if (st != TD_OK)
@@ -175,8 +167,7 @@ td_status td_export_build(td_ctx *ctx, const td_export_options *opt, td_model **
     m = NULL;
 out:
     td_model_free(m);
-    /* initializers hold their own references on the mappings */
-    td_checkpoint_close(ck);
+    /* closes the checkpoint; initializers hold their own references on the mappings */
     td_encoder_spec_free(&s);
     return st;
 }

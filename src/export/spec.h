@@ -1,11 +1,14 @@
-/* What the exporter builds, read from a model directory: the encoder family and
- * its hyper-parameters (config.json with transformers' defaults for absent keys),
- * the head the architecture carries, the tokenizer's input names and the
- * sentence-transformers pipeline (modules.json, 1_Pooling/config.json). */
+/* What the exporter builds, derived from an opened model directory (hf/model_dir.h:
+ * typed config.json with transformers' defaults, checkpoint, tokenizer_config.json,
+ * sentence-transformers modules): the encoder family and its hyper-parameters, the
+ * head the architecture carries, whether token_type_ids is an input, and the
+ * embedding pipeline. Everything the exporter cannot express is refused here by
+ * name, before any graph is built. */
 #ifndef TD_EXPORT_SPEC_H
 #define TD_EXPORT_SPEC_H
 
 #include "export/export.h"
+#include "hf/model_dir.h" /* TD_POOL_* pooling bits */
 
 typedef enum td_enc_family {
     TD_FAM_BERT,       /* bert */
@@ -23,14 +26,6 @@ typedef enum td_head_kind {
     TD_HEAD_ELECTRA_DISCRIM,  /* ElectraForPreTraining: per-token replaced-token logits */
     TD_HEAD_OTHER,            /* MaskedLM, MultipleChoice, ...: only the encoder is exported */
 } td_head_kind;
-
-/* sentence-transformers pooling modes (flags, concatenated in this order like ST does). */
-enum {
-    TD_POOL_CLS = 1,
-    TD_POOL_MAX = 2,
-    TD_POOL_MEAN = 4,
-    TD_POOL_MEAN_SQRT_LEN = 8,
-};
 
 typedef struct td_encoder_spec {
     td_enc_family family;
@@ -52,13 +47,15 @@ typedef struct td_encoder_spec {
 
     /* sentence-transformers */
     bool is_sentence_transformer;
-    char *transformer_dir;   /* directory holding config.json + weights (malloc'd) */
-    int pooling;             /* TD_POOL_* flags, 0 when not a sentence-transformer */
+    unsigned pooling;        /* TD_POOL_* bits (hf/st_modules.h), 0 when not a sentence-transformer */
     bool normalize;
+
+    td_model_dir *md;        /* the opened directory: config, checkpoint (owned) */
 } td_encoder_spec;
 
-/* Read dir's configuration. Errors name the file and the key. */
-td_status td_encoder_spec_load(td_ctx *ctx, const char *dir, td_encoder_spec *spec);
+/* Open model (a directory or an "org/name" in the Hugging Face cache) and derive
+ * the spec. Errors name the file and the key or tensor. */
+td_status td_encoder_spec_load(td_ctx *ctx, const char *model, td_encoder_spec *spec);
 void td_encoder_spec_free(td_encoder_spec *spec);
 
 /* Resolve the task (TD_TASK_AUTO -> the architecture's task) and check it is
