@@ -208,4 +208,34 @@ check_error("opset 22", d, ["22", "14..21"], "--opset", "22")
 check_error("dtype int8", d, ["int8"], "--dtype", "int8")
 check_error("not a directory", os.path.join(root, "nope"), ["nope"])
 
+
+d = model_with("err_dense", "bert", "BertModel")
+write_sentence_transformers(d, ["mean"], False)
+mods = json.load(open(os.path.join(d, "modules.json")))
+mods.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+json.dump(mods, open(os.path.join(d, "modules.json"), "w"))
+check_error("sentence-transformers Dense module", d, ["Dense"])
+d = model_with("err_lasttoken", "bert", "BertModel")
+write_sentence_transformers(d, ["mean"], False)
+json.dump({"word_embedding_dimension": 32, "pooling_mode_lasttoken": True},
+          open(os.path.join(d, "1_Pooling", "config.json"), "w"))
+check_error("last-token pooling", d, ["last"])
+
+# -m org/name from the local Hugging Face cache (HF_HUB_CACHE layout: models--org--name/snapshots/<rev>/)
+cache = os.path.join(root, "hf_cache")
+snap = os.path.join(cache, "models--acme--tiny-bert", "snapshots", "0123abcd")
+gen.write_model(snap, "bert", "BertForSequenceClassification", labels=3)
+os.makedirs(os.path.join(cache, "models--acme--tiny-bert", "refs"), exist_ok=True)
+open(os.path.join(cache, "models--acme--tiny-bert", "refs", "main"), "w").write("0123abcd")
+out = os.path.join(root, "hub_id.onnx")
+env = dict(os.environ, HF_HUB_CACHE=cache)
+import subprocess  # noqa: E402
+from export_common import BIN  # noqa: E402
+p = subprocess.run([BIN, "export", "-m", "acme/tiny-bert", "-o", out, "--json"], capture_output=True, text=True,
+                   env=env, timeout=120)
+ok = p.returncode == 0 and os.path.isfile(out)
+summary = json.loads(p.stdout) if ok else {}
+t.check(ok and summary.get("task") == "classification" and summary.get("num_labels") == 3,
+        "-m org/name from the HF cache, --json summary", "" if ok else (p.stderr or p.stdout)[-300:])
+
 t.finish()
