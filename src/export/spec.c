@@ -82,6 +82,15 @@ static td_status from_config(td_ctx *ctx, const td_hf_config *c, td_encoder_spec
     s->num_labels = c->num_labels;
     s->layer_norm_eps = (float)c->norm_eps;
     s->has_token_types = s->type_vocab > 0;
+    if (s->vocab < 1 || s->hidden < 1 || s->heads < 1 || s->intermediate < 1 || s->max_positions < 1 ||
+        s->embedding_size < 1)
+        return td_fail(ctx, TD_ERR_FORMAT,
+                       "%s: vocab_size, hidden_size, num_attention_heads, intermediate_size, max_position_embeddings "
+                       "and embedding_size must all be at least 1",
+                       c->path);
+    if (s->num_labels < 1 && s->head != TD_HEAD_NONE && s->head != TD_HEAD_OTHER)
+        return td_fail(ctx, TD_ERR_FORMAT, "%s: num_labels is 0; a %s head needs at least one label", c->path,
+                       s->architecture);
     if (!c->hidden_act || strlen(c->hidden_act) >= sizeof s->hidden_act || !td_eb_activation_supported(c->hidden_act))
         return td_fail(ctx, TD_ERR_UNSUPPORTED, "%s: activation \"%s\" is not supported (supported: %s)", c->path,
                        c->hidden_act ? c->hidden_act : "", td_eb_activation_names());
