@@ -5,6 +5,7 @@
 #include <string.h>
 
 static const td_cli_command commands[] = {
+    {"export", "build standard ONNX from a Hugging Face encoder (config.json + safetensors)", td_cmd_export},
     {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
     {"onnx-save", "load an ONNX model (validating it) and write it back, optionally with external data",
      td_cmd_onnx_save},
