@@ -113,14 +113,14 @@ td_status td_model_parse(td_ctx *ctx, const cJSON *j, td_model **out) {
                      "model type '%s' is not supported (supported: WordPiece, BPE, Unigram)", type);
     }
     if (st) {
-        td_model_free(m);
+        td_tok_model_free(m);
         return st;
     }
     *out = m;
     return TD_OK;
 }
 
-void td_model_free(td_model *m) {
+void td_tok_model_free(td_model *m) {
     if (!m)
         return;
     td_vocab_free(&m->vocab);

@@ -366,7 +366,7 @@ typedef struct td_model {
 } td_model;
 
 td_status td_model_parse(td_ctx *ctx, const cJSON *j, td_model **out);
-void td_model_free(td_model *m);
+void td_tok_model_free(td_model *m);
 /* Tokenize one split word; appends to w->mt (w->mtn is reset by the caller). */
 td_status td_model_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
 td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_model *m);

@@ -50,7 +50,7 @@ void td_tokenizer_free(td_tokenizer *tok) {
         return;
     td_normalizer_free(tok->normalizer);
     td_pretok_free(tok->pretok);
-    td_model_free(tok->model);
+    td_tok_model_free(tok->model);
     td_postproc_free(tok->post);
     td_decoder_free(tok->decoder);
     td_added_free(&tok->added);

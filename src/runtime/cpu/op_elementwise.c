@@ -291,17 +291,17 @@ static td_status binary_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
         memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
         return TD_OK;
     }
-    td_bcast b;
+    td_ewb b;
     td_rt_tensor *pair[2] = {in[0], in[1]};
-    td_bcast_init(&b, out[0], pair, 2);
-    td_bcast_run(&b, bin_row, &j);
+    td_ewb_init(&b, out[0], pair, 2);
+    td_ewb_run(&b, bin_row, &j);
     /* Variadic Max/Min: fold the remaining inputs into the output. */
     for (int k = 2; k < rn->n_in; k++) {
         td_rt_tensor acc = *out[0];
         td_rt_tensor *p2[2] = {&acc, in[k]};
         bin_job j2 = {c, &acc, in[k], out[0], false};
-        td_bcast_init(&b, out[0], p2, 2);
-        td_bcast_run(&b, bin_row, &j2);
+        td_ewb_init(&b, out[0], p2, 2);
+        td_ewb_run(&b, bin_row, &j2);
     }
     if (j.div_by_zero)
         return td_node_fail(ctx, rn, TD_ERR_INVALID_ARGUMENT, "integer division by zero (or INT_MIN / -1)");
@@ -345,10 +345,10 @@ static void where_row(void *user, const int64_t *off, const int64_t *st, int64_t
 
 static td_status where_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
                             td_rt_env *env) {
-    td_bcast b;
-    td_bcast_init(&b, out[0], in, 3);
+    td_ewb b;
+    td_ewb_init(&b, out[0], in, 3);
     where_job j = {in[0], in[1], in[2], out[0], td_dtype_size(out[0]->dtype)};
-    td_bcast_run(&b, where_row, &j);
+    td_ewb_run(&b, where_row, &j);
     return TD_OK;
 }
 

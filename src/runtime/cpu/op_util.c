@@ -86,7 +86,7 @@ td_status td_broadcast_shape(td_ctx *ctx, const td_rt_node *rn, td_rt_tensor *co
     return TD_OK;
 }
 
-void td_bcast_init(td_bcast *b, const td_rt_tensor *out, td_rt_tensor *const *in, int n) {
+void td_ewb_init(td_ewb *b, const td_rt_tensor *out, td_rt_tensor *const *in, int n) {
     int64_t st[4][TD_MAX_RANK];
     int rank = out->rank;
     b->n = n;
@@ -128,7 +128,7 @@ void td_bcast_init(td_bcast *b, const td_rt_tensor *out, td_rt_tensor *const *in
     b->rank = r;
 }
 
-void td_bcast_run(const td_bcast *b, td_bcast_row_fn fn, void *user) {
+void td_ewb_run(const td_ewb *b, td_ewb_row_fn fn, void *user) {
     int r = b->rank;
     int64_t len = b->shape[r - 1];
     int64_t inner[4], off[4] = {0, 0, 0, 0}, idx[TD_MAX_RANK] = {0};

@@ -89,18 +89,18 @@ td_status td_broadcast_shape(td_ctx *ctx, const td_rt_node *rn, td_rt_tensor *co
 
 /* Iteration over a broadcast: dims merged where possible; the last dim is the
  * inner loop. strides are in elements (0 for broadcast axes). */
-typedef struct td_bcast {
+typedef struct td_ewb {
     int rank;
     int n;
     int64_t shape[TD_MAX_RANK];
     int64_t strides[4][TD_MAX_RANK];
-} td_bcast;
+} td_ewb;
 
-void td_bcast_init(td_bcast *b, const td_rt_tensor *out, td_rt_tensor *const *in, int n);
+void td_ewb_init(td_ewb *b, const td_rt_tensor *out, td_rt_tensor *const *in, int n);
 
 /* Calls fn(ctx_ptr, off[0..n), inner_strides[0..n), out_off, inner_len) for every inner row. */
-typedef void (*td_bcast_row_fn)(void *user, const int64_t *off, const int64_t *stride, int64_t out_off, int64_t len);
-void td_bcast_run(const td_bcast *b, td_bcast_row_fn fn, void *user);
+typedef void (*td_ewb_row_fn)(void *user, const int64_t *off, const int64_t *stride, int64_t out_off, int64_t len);
+void td_ewb_run(const td_ewb *b, td_ewb_row_fn fn, void *user);
 
 /* Copy `rows` rows of a (possibly strided) view: the generic strided copy used
  * by Transpose, Expand, Slice, Concat. src_strides are in elements and may be
