@@ -16,6 +16,7 @@ typedef enum ew_code {
 
 typedef struct ew_state {
     ew_code code;
+    bool detect_neg, detect_pos; /* IsInf */
 } ew_state;
 
 static const struct {
@@ -94,9 +95,8 @@ static td_status unary_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_
             return td_unsupported_attr(ctx, rn, "approximate", approx);
     }
     if (st->code == U_ISINF) {
-        /* detect_negative / detect_positive: both default 1 */
-        if (td_node_attr_int(rn->node, "detect_negative", 1) != 1 || td_node_attr_int(rn->node, "detect_positive", 1) != 1)
-            return td_unsupported_attr(ctx, rn, "detect_negative/detect_positive", "0");
+        st->detect_neg = td_node_attr_int(rn->node, "detect_negative", 1) != 0;
+        st->detect_pos = td_node_attr_int(rn->node, "detect_positive", 1) != 0;
     }
     out[0] = (st->code == U_ISNAN || st->code == U_ISINF) ? TD_BOOL : in[0];
     return TD_OK;
@@ -110,7 +110,8 @@ static td_status same_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
 
 static td_status unary_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
                             td_rt_env *env) {
-    ew_code c = ((ew_state *)rn->state)->code;
+    const ew_state *es = rn->state;
+    ew_code c = es->code;
     const td_rt_tensor *x = in[0];
     td_rt_tensor *y = out[0];
     int64_t n = td_rt_numel(x);
@@ -120,7 +121,8 @@ static td_status unary_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
     } else if (c == U_ISNAN || c == U_ISINF) {
         for (int64_t i = 0; i < n; i++) {
             float v = td_ldf(x->data, x->dtype, i);
-            ((uint8_t *)y->data)[i] = c == U_ISNAN ? isnan(v) != 0 : isinf(v) != 0;
+            ((uint8_t *)y->data)[i] = c == U_ISNAN ? isnan(v) != 0
+                                                   : isinf(v) && (v > 0 ? es->detect_pos : es->detect_neg);
         }
     } else if (td_is_int_dt(x->dtype)) {
         for (int64_t i = 0; i < n; i++) {
