@@ -94,7 +94,7 @@ td_status td_pass_manager_run(td_ctx *ctx, td_opt_state *st, const td_pass *cons
     for (int i = 0; i < n; i++) {
         int c = 0;
         TD_TRY(run_one(ctx, st, list[i], report, &c));
-        if (c > 0 && !list[i]->cleanup)
+        if (c > 0)
             TD_TRY(run_cleanups(ctx, st, list, n, report));
     }
     return TD_OK;

@@ -27,7 +27,7 @@ typedef struct td_pass {
 const td_pass *td_pass_table(int *count);
 const td_pass *td_pass_find(const char *name);
 
-/* Run passes[0..n) in order; after each non-cleanup pass with changes, run the
+/* Run passes[0..n) in order; after each pass that changed something, run the
  * cleanup passes of the same list until none changes anything (bounded). */
 td_status td_pass_manager_run(td_ctx *ctx, td_opt_state *st, const td_pass *const *passes, int n,
                               td_opt_report *report);
