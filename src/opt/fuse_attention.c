@@ -213,7 +213,8 @@ td_status td_pass_fuse_attention(td_ctx *ctx, td_opt_state *st, int *changes) {
             q.head_size != v.head_size || q.w->initializer->dims[0] != k.w->initializer->dims[0] ||
             q.w->initializer->dims[0] != v.w->initializer->dims[0])
             continue;
-        if (mask && mask->type.rank == 4 && mask->type.dims[1].value != 1 && mask->type.dims[1].value != q.heads)
+        if (mask && mask->type.rank == 4 && mask->type.dims[1].value >= 0 && mask->type.dims[1].value != 1 &&
+            mask->type.dims[1].value != q.heads)
             continue;
         /* context: Transpose(MatMul(P, V), [0,2,1,3]) -> Reshape to (batch, seq, hidden) */
         td_value *c = pv->outputs[0];

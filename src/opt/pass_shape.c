@@ -97,9 +97,10 @@ static bool broadcast(const shape_t *a, const shape_t *b, shape_t *o) {
             o->dims[d] = *x;
         else if (opt_dim_equal(x, y))
             o->dims[d] = *x;
-        else if (x->value > 1)
-            o->dims[d] = *x; /* y unknown: must be x or 1, and 1 would give x too */
-        else if (y->value > 1)
+        else if (x->value > 1 || (x->param && y->value < 0 && !y->param))
+            o->dims[d] = *x; /* y unknown: must be x or 1, and 1 would give x too (symbolic
+                                dims are taken as not 1, as symbolic shape inference does) */
+        else if (y->value > 1 || (y->param && x->value < 0 && !x->param))
             o->dims[d] = *y;
         else
             o->dims[d] = unknown_dim;
@@ -177,6 +178,33 @@ static bool dims_from_sym(const sym_entry *s, const shape_t *x, bool allowzero, 
         o->dims[neg] = unknown_dim;
         if (num && po > 0 && px % po == 0)
             o->dims[neg] = (td_dim){px / po, NULL};
+        else if (!num) {
+            /* cancel symbolic dims present on both sides: (b, s, 32) -> (b, s, -1, 8) gives 4 */
+            bool used[MAXR] = {false};
+            int64_t rx = 1, ro = 1;
+            bool ok = true;
+            for (int i = 0; i < o->rank && ok; i++) {
+                if (i == neg)
+                    continue;
+                if (o->dims[i].value >= 0) {
+                    ro *= o->dims[i].value;
+                    continue;
+                }
+                bool found = false;
+                for (int j = 0; j < x->rank && !found; j++)
+                    if (!used[j] && o->dims[i].param && x->dims[j].param &&
+                        strcmp(o->dims[i].param, x->dims[j].param) == 0)
+                        used[j] = found = true;
+                ok = found;
+            }
+            for (int j = 0; j < x->rank && ok; j++)
+                if (!used[j]) {
+                    ok = x->dims[j].value >= 0;
+                    rx *= x->dims[j].value;
+                }
+            if (ok && ro > 0 && rx % ro == 0)
+                o->dims[neg] = (td_dim){rx / ro, NULL};
+        }
     }
     return true;
 }
@@ -450,8 +478,21 @@ static td_status infer_node(td_ctx *ctx, sym_table *syms, const td_node *n, shap
         if (consts && n->n_inputs > 4 && n->inputs[4])
             consts = opt_const_ints(n->inputs[4], sp, MAXR, &cp) && cp == cs;
         if (!consts) {
+            /* Slice(x, 0, n) along one axis with n a tracked dim: that axis becomes n
+             * (position ids sliced to the sequence length) */
+            const sym_entry *es = n->n_inputs >= 3 ? sym_of(syms, n->inputs[2], &scratch) : NULL;
+            int64_t st0[MAXR], ax0[MAXR] = {0};
+            int c0 = 0, ca0 = 1;
+            bool simple = es && es->n == 1 && opt_const_ints(n->inputs[1], st0, MAXR, &c0) && c0 == 1 &&
+                          st0[0] == 0 && (n->n_inputs < 5 || !n->inputs[4] || (opt_const_ints(n->inputs[4], sp, MAXR, &cp) && cp == 1 && sp[0] == 1)) &&
+                          (n->n_inputs < 4 || !n->inputs[3] || (opt_const_ints(n->inputs[3], ax0, MAXR, &ca0) && ca0 == 1));
             for (int i = 0; i < a.rank; i++)
-                o->dims[i] = unknown_dim;
+                o->dims[i] = a.dims[i];
+            if (simple && norm_axis(&ax0[0], a.rank))
+                o->dims[ax0[0]] = (es->e[0].value >= 0 || es->e[0].param) ? es->e[0] : unknown_dim;
+            else
+                for (int i = 0; i < a.rank; i++)
+                    o->dims[i] = unknown_dim;
             return *ok = true, TD_OK;
         }
         for (int i = 0; i < cs; i++) {
@@ -484,11 +525,16 @@ static td_status infer_node(td_ctx *ctx, sym_table *syms, const td_node *n, shap
         }
     } else if (strcmp(op, "Expand") == 0) {
         const sym_entry *s = n->n_inputs > 1 ? sym_of(syms, n->inputs[1], &scratch) : NULL;
-        if (!ha || !s)
+        if (!ha || (!s && !(hb && b.rank == 1 && b.dims[0].value >= 0 && b.dims[0].value <= MAXR)))
             return TD_OK;
         shape_t t;
-        if (!dims_from_sym(s, NULL, true, &t))
+        if (s && !dims_from_sym(s, NULL, true, &t))
             return TD_OK;
+        if (!s) { /* shape tensor of known length, values unknown */
+            t.rank = (int)b.dims[0].value;
+            for (int i = 0; i < t.rank; i++)
+                t.dims[i] = unknown_dim;
+        }
         broadcast(&a, &t, o);
         o->elem = a.elem;
     } else if (strcmp(op, "ConstantOfShape") == 0) {
