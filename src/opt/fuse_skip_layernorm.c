@@ -4,8 +4,8 @@
  * When one of them is Add(MatMul(..), bias) with a 1-D constant bias, the bias
  * moves into SkipLayerNormalization's bias input. When s has other users (pre-LN
  * residual streams) they read SkipLayerNormalization's input_skip_bias_sum output.
- * An Add of embedding lookups is not a residual and is left for the embedding
- * LayerNorm. */
+ * An Add of embedding lookups only (word + position [+ type]) is not a residual
+ * and is left for the embedding LayerNorm. */
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
@@ -28,7 +28,7 @@ static bool is_embedding_sum(const td_value *v, int depth) {
     if (gth && opt_const(gth->inputs[0]))
         return true;
     td_node *add = opt_producer(v, "Add");
-    return add && (is_embedding_sum(add->inputs[0], depth + 1) || is_embedding_sum(add->inputs[1], depth + 1));
+    return add && is_embedding_sum(add->inputs[0], depth + 1) && is_embedding_sum(add->inputs[1], depth + 1);
 }
 
 /* a = Add(m, bias) with m a MatMul output and bias a 1-D constant of width hidden. */
@@ -74,7 +74,7 @@ td_status td_pass_fuse_skip_layernorm(td_ctx *ctx, td_opt_state *st, int *change
         td_value *a = add->inputs[0], *b = add->inputs[1];
         if (!a || !b || opt_const(a) || opt_const(b) || !same_3d_shape(a, b) || !same_3d_shape(a, s))
             continue;
-        if (is_embedding_sum(a, 0) || is_embedding_sum(b, 0))
+        if (is_embedding_sum(s, 0))
             continue;
         td_value *input = a, *skip = b, *bias = NULL, *m = NULL;
         if (split_bias(a, hidden, &m, &bias)) {

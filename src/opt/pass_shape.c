@@ -197,13 +197,20 @@ static bool dims_from_sym(const sym_entry *s, const shape_t *x, bool allowzero, 
                         used[j] = found = true;
                 ok = found;
             }
+            int left_sym = -1, n_left_sym = 0;
             for (int j = 0; j < x->rank && ok; j++)
                 if (!used[j]) {
-                    ok = x->dims[j].value >= 0;
-                    rx *= x->dims[j].value;
+                    if (x->dims[j].value >= 0)
+                        rx *= x->dims[j].value;
+                    else if (x->dims[j].param)
+                        left_sym = j, n_left_sym++;
+                    else
+                        ok = false;
                 }
-            if (ok && ro > 0 && rx % ro == 0)
+            if (ok && n_left_sym == 0 && ro > 0 && rx % ro == 0)
                 o->dims[neg] = (td_dim){rx / ro, NULL};
+            else if (ok && n_left_sym == 1 && rx == ro) /* (b, s) -> (-1, s) gives b */
+                o->dims[neg] = x->dims[left_sym];
         }
     }
     return true;
@@ -548,9 +555,19 @@ static td_status infer_node(td_ctx *ctx, sym_table *syms, const td_node *n, shap
             for (int i = 0; i < o->rank; i++)
                 o->dims[i] = unknown_dim;
         }
+    } else if (strcmp(op, "GatherElements") == 0) {
+        if (!ha || !hb)
+            return TD_OK;
+        *o = b;
+        o->elem = a.elem;
     } else if (strcmp(op, "Range") == 0) {
         o->rank = 1;
         o->dims[0] = unknown_dim;
+        double start, delta;
+        const sym_entry *lim = n->n_inputs == 3 ? sym_of(syms, n->inputs[1], &scratch) : NULL;
+        if (lim && lim->n == 1 && opt_const_scalar(n->inputs[0], &start) && start == 0 &&
+            opt_const_scalar(n->inputs[2], &delta) && delta == 1)
+            o->dims[0] = lim->e[0]; /* Range(0, n, 1) has n elements */
     } else if (strcmp(op, "Attention") == 0 || strcmp(op, "MultiHeadAttention") == 0) {
         if (!ha || a.rank != 3)
             return TD_OK;
@@ -600,6 +617,44 @@ static td_status set_type(td_ctx *ctx, td_value *v, const shape_t *s) {
 
 static bool untyped(const td_value *v) { return v->type.elem == TD_UNDEFINED && v->type.rank < 0 && !v->type.raw; }
 
+/* Split: each output is the input with the split axis cut to its part. */
+static td_status infer_split(td_ctx *ctx, td_node *n, int *changes) {
+    shape_t a;
+    if (!value_shape(n->inputs[0], &a))
+        return TD_OK;
+    int64_t axis = td_node_attr_int(n, "axis", 0);
+    if (!norm_axis(&axis, a.rank))
+        return TD_OK;
+    int64_t parts[16];
+    int cnt = 0;
+    size_t ac = 0;
+    const int64_t *attr = td_node_attr_ints(n, "split", &ac);
+    if (attr && ac <= 16) {
+        memcpy(parts, attr, ac * sizeof *attr);
+        cnt = (int)ac;
+    } else if (n->n_inputs > 1 && n->inputs[1]) {
+        if (!opt_const_ints(n->inputs[1], parts, 16, &cnt))
+            return TD_OK;
+    } else if (a.dims[axis].value >= 0 && n->n_outputs > 0 && a.dims[axis].value % n->n_outputs == 0) {
+        cnt = n->n_outputs;
+        for (int i = 0; i < cnt; i++)
+            parts[i] = a.dims[axis].value / cnt;
+    }
+    if (cnt != n->n_outputs)
+        return TD_OK;
+    for (int j = 0; j < n->n_outputs; j++) {
+        td_value *v = n->outputs[j];
+        if (!v || !untyped(v))
+            continue;
+        shape_t o = a;
+        o.dims[axis] = (td_dim){parts[j], NULL};
+        TD_TRY(set_type(ctx, v, &o));
+        v->has_value_info = !v->is_output;
+        (*changes)++;
+    }
+    return TD_OK;
+}
+
 td_status td_pass_shape(td_ctx *ctx, td_opt_state *st, int *changes) {
     td_graph *g = st->model->graph;
     TD_TRY(td_graph_toposort(ctx, g));
@@ -612,6 +667,10 @@ td_status td_pass_shape(td_ctx *ctx, td_opt_state *st, int *changes) {
         bool com = strcmp(n->domain, "com.microsoft") == 0;
         if (!opt_is_onnx_domain(n->domain) && !com)
             continue;
+        if (opt_is_op(n, "Split")) {
+            s = infer_split(ctx, n, changes);
+            continue;
+        }
         shape_t o;
         bool ok;
         s = infer_node(ctx, &syms, n, &o, &ok);
