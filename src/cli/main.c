@@ -8,6 +8,7 @@ static const td_cli_command commands[] = {
     {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
     {"onnx-save", "load an ONNX model (validating it) and write it back, optionally with external data",
      td_cmd_onnx_save},
+    {"optimize", "optimize an ONNX graph: cleanup, folding, fusions into ONNX Runtime ops, fp16/bf16", td_cmd_optimize},
     {"tokenize", "encode text with a model's tokenizer.json: ids, tokens, offsets, mask", td_cmd_tokenize},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
