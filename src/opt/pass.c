@@ -20,6 +20,8 @@ static const td_pass passes[] = {
      td_pass_fuse_skip_layernorm, false, true},
     {"bias_gelu", "MatMul bias Add + Gelu/FastGelu -> BiasGelu / FastGelu with bias", td_pass_fuse_bias_gelu, false,
      true},
+    {"embed_layernorm", "word/position/segment embedding sum + LayerNormalization -> EmbedLayerNormalization",
+     td_pass_fuse_embed_layernorm, false, true},
     {"precision", "fp16/bf16 weights and compute, sensitive ops kept in fp32", td_pass_precision, false, false},
 };
 #define N_PASSES ((int)(sizeof passes / sizeof passes[0]))
