@@ -615,7 +615,8 @@ static td_status set_type(td_ctx *ctx, td_value *v, const shape_t *s) {
     return st;
 }
 
-static bool untyped(const td_value *v) { return v->type.elem == TD_UNDEFINED && v->type.rank < 0 && !v->type.raw; }
+/* No shape yet (a dtype alone, as graph outputs often declare, is completed too). */
+static bool untyped(const td_value *v) { return v->type.rank < 0 && !v->type.raw && !v->initializer; }
 
 /* Split: each output is the input with the split axis cut to its part. */
 static td_status infer_split(td_ctx *ctx, td_node *n, int *changes) {
