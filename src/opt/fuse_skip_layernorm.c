@@ -1,4 +1,5 @@
-/* Residual Add + LayerNormalization -> com.microsoft SkipLayerNormalization.
+/* Residual Add + LayerNormalization -> com.microsoft SkipLayerNormalization
+ * (and Add + SimplifiedLayerNormalization -> SkipSimplifiedLayerNormalization).
  *   s = Add(a, b); y = LayerNormalization(s, gamma, beta, axis=-1)
  * a and b must be activations of the same 3-D shape (proven by shape inference).
  * When one of them is Add(MatMul(..), bias) with a 1-D constant bias, the bias
@@ -53,7 +54,10 @@ td_status td_pass_fuse_skip_layernorm(td_ctx *ctx, td_opt_state *st, int *change
     int n_nodes = g->n_nodes;
     for (int i = 0; i < n_nodes; i++) {
         td_node *ln = g->nodes[i];
-        if (!opt_is_op(ln, "LayerNormalization") || ln->n_inputs < 2 || ln->n_outputs < 1)
+        bool simplified = opt_is_op(ln, "SimplifiedLayerNormalization");
+        if ((!opt_is_op(ln, "LayerNormalization") && !simplified) || ln->n_inputs < 2 || ln->n_outputs < 1)
+            continue;
+        if (simplified && ln->n_inputs > 2)
             continue;
         bool extra_outputs = false;
         for (int j = 1; j < ln->n_outputs; j++)
@@ -85,6 +89,10 @@ td_status td_pass_fuse_skip_layernorm(td_ctx *ctx, td_opt_state *st, int *change
         }
         td_value *ins[5] = {input, skip, ln->inputs[1], ln->n_inputs > 2 ? ln->inputs[2] : NULL, bias};
         int n_ins = bias ? 5 : (ins[3] ? 4 : 3);
+        if (simplified) { /* (input, skip, gamma, bias): no beta */
+            ins[3] = bias;
+            n_ins = bias ? 4 : 3;
+        }
         td_value *y = ln->outputs[0];
         bool sum_used = s->n_consumers > 1;
         float eps = td_node_attr_float(ln, "epsilon", 1e-5f);
@@ -95,8 +103,8 @@ td_status td_pass_fuse_skip_layernorm(td_ctx *ctx, td_opt_state *st, int *change
             outs[3] = s;
         }
         td_node *sln = NULL;
-        TD_TRY(opt_add_node(ctx, g, "SkipLayerNormalization", "com.microsoft", "SkipLayerNorm", ins, n_ins, outs,
-                            sum_used ? 4 : 1, &sln));
+        TD_TRY(opt_add_node(ctx, g, simplified ? "SkipSimplifiedLayerNormalization" : "SkipLayerNormalization",
+                            "com.microsoft", "SkipLayerNorm", ins, n_ins, outs, sum_used ? 4 : 1, &sln));
         TD_TRY(td_node_add_attr_float(ctx, sln, "epsilon", eps));
         (*changes)++;
     }

@@ -13,10 +13,10 @@
 static const char *const fusion_ops[TD_OPT_N_FUSION_KINDS] = {
     "Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization", "EmbedLayerNormalization",
     "BiasGelu",  "Gelu",               "FastGelu",               "SkipSimplifiedLayerNormalization",
-    "SimplifiedLayerNormalization"};
+    "SimplifiedLayerNormalization", "RotaryEmbedding"};
 
 static const char *const fused_pipeline[] = {"dce",       "eliminate", "fold",           "cse",       "shape",
-                                             "layernorm", "gelu",      "attention",      "shape",     "skip_layernorm",
+                                             "layernorm", "rmsnorm", "gelu",      "attention",      "shape",     "skip_layernorm",
                                              "bias_gelu", "embed_layernorm", "shape", "precision", "dce"};
 static const char *const portable_pipeline[] = {"dce", "eliminate", "fold", "cse", "shape", "layernorm",
                                                 "shape", "precision", "dce"};
@@ -30,7 +30,7 @@ void td_opt_options_default(td_opt_options *o) {
 }
 
 const char *td_opt_pass_names(void) {
-    return "dce,eliminate,fold,cse,shape,layernorm,gelu,attention,skip_layernorm,bias_gelu,embed_layernorm,precision";
+    return "dce,eliminate,fold,cse,shape,layernorm,rmsnorm,gelu,attention,skip_layernorm,bias_gelu,embed_layernorm,precision";
 }
 
 /* Resolve the pass list: the default pipeline or the user's comma-separated list. */

@@ -44,6 +44,7 @@ td_status td_pass_fuse_attention(td_ctx *ctx, td_opt_state *st, int *changes);  
 td_status td_pass_fuse_skip_layernorm(td_ctx *ctx, td_opt_state *st, int *changes); /* fuse_skip_layernorm.c */
 td_status td_pass_fuse_bias_gelu(td_ctx *ctx, td_opt_state *st, int *changes);  /* fuse_bias_gelu.c */
 td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *changes); /* fuse_embed_layernorm.c */
+td_status td_pass_fuse_rmsnorm(td_ctx *ctx, td_opt_state *st, int *changes);    /* fuse_rmsnorm.c */
 td_status td_pass_precision(td_ctx *ctx, td_opt_state *st, int *changes);       /* pass_precision.c */
 
 #endif
