@@ -26,5 +26,6 @@ bool td_cli_common_flag(const char *arg);
 /* Subcommands (one file each). */
 int td_cmd_inspect(int argc, char **argv);
 int td_cmd_download(int argc, char **argv);
+int td_cmd_triton_repo(int argc, char **argv);
 
 #endif

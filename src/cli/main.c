@@ -7,6 +7,7 @@
 static const td_cli_command commands[] = {
     {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
     {"download", "fetch a model from the Hugging Face Hub into the HF cache; print its snapshot dir", td_cmd_download},
+    {"triton-repo", "write a Triton model repository (ONNX model, tokenizer, ensemble) for an ONNX file", td_cmd_triton_repo},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
