@@ -180,18 +180,17 @@ static void put_param(td_pbtxt *b, const char *key, const char *value) {
     td_pbtxt_printf(b, " }\n}\n");
 }
 
-static void put_header(td_pbtxt *b, const char *name, const char *suffix, int64_t max_batch) {
+static void put_header(td_pbtxt *b, const char *name, const char *suffix) {
     char full[256];
     snprintf(full, sizeof full, "%s%s", name, suffix);
     td_pbtxt_printf(b, "# written by tdeploy %s\nname: ", td_version());
     td_pbtxt_quoted(b, full);
     td_pbtxt_printf(b, "\n");
-    (void)max_batch;
 }
 
 static void model_config(td_pbtxt *b, const td_triton_spec *sp) {
     bool batched = sp->batch_max > 0;
-    put_header(b, sp->name, "", sp->batch_max);
+    put_header(b, sp->name, "");
     td_pbtxt_printf(b, "platform: \"onnxruntime_onnx\"\nbackend: \"onnxruntime\"\n");
     td_pbtxt_printf(b, "max_batch_size: %lld\ndefault_model_filename: \"model.onnx\"\n", (long long)sp->batch_max);
     put_tensors(b, "input", sp->inputs, sp->n_inputs, batched);
@@ -288,7 +287,7 @@ out:
 
 static void tokenizer_config(td_pbtxt *b, const td_triton_spec *sp, const tok_params *tp) {
     bool batched = sp->batch_max > 0;
-    put_header(b, sp->name, "_tokenize", sp->batch_max);
+    put_header(b, sp->name, "_tokenize");
     td_pbtxt_printf(b, "backend: \"python\"\nmax_batch_size: %lld\n", (long long)sp->batch_max);
     td_pbtxt_printf(b, "input [\n  {\n    name: \"" TEXT_INPUT "\"\n    data_type: TYPE_STRING\n    dims: [ %s ]\n  }\n]\n",
                     batched ? "1" : "-1");
@@ -321,7 +320,7 @@ static void map_entries(td_pbtxt *b, const char *section, const td_triton_tensor
 
 static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp) {
     bool batched = sp->batch_max > 0;
-    put_header(b, sp->name, "_inference", sp->batch_max);
+    put_header(b, sp->name, "_inference");
     td_pbtxt_printf(b, "platform: \"ensemble\"\nmax_batch_size: %lld\n", (long long)sp->batch_max);
     td_pbtxt_printf(b, "input [\n  {\n    name: \"" TEXT_INPUT "\"\n    data_type: TYPE_STRING\n    dims: [ %s ]\n  }\n]\n",
                     batched ? "1" : "-1");
@@ -373,7 +372,7 @@ static td_status write_text(td_ctx *ctx, const char *dir, const char *file, cons
 
 /* src_dir/rel -> dst_dir/rel (rel checked: relative, no ".."; subfolders created). */
 static td_status place_file(td_ctx *ctx, const char *src_dir, const char *rel, const char *dst_dir, bool required) {
-    char *src = NULL, *dst = NULL, *dst_parent = NULL;
+    char *src = NULL, *dst = NULL;
     td_status s = td_path_join(ctx, src_dir, rel, true, &src);
     if (s == TD_OK)
         s = td_path_join(ctx, dst_dir, rel, true, &dst);
@@ -398,7 +397,6 @@ static td_status place_file(td_ctx *ctx, const char *src_dir, const char *rel, c
 out:
     free(src);
     free(dst);
-    free(dst_parent);
     return s;
 }
 

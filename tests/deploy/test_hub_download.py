@@ -28,6 +28,11 @@ TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
 TMP = os.path.join(os.environ.get("TD_TMP", "/tmp"), "hub_download")
 TOKEN = "hf_secret_test_token"
 
+if not os.path.isfile(os.path.join(FIX, "model.safetensors")):
+    print(f"FAIL: fixture {FIX} not found (set TD_FIXTURES to the shared fixtures directory)")
+    print("0 passed, 1 failed")
+    sys.exit(1)
+
 signal.alarm(240)  # the whole test stops by itself whatever happens
 
 results = []

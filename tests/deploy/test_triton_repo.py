@@ -263,8 +263,17 @@ def golden_of(model):
         return json.load(f)
 
 
+if not os.path.isdir(os.path.join(FIX, "onnx")):
+    print(f"FAIL: fixtures {FIX} not found (set TD_FIXTURES to the shared fixtures directory)")
+    print("0 passed, 1 failed")
+    sys.exit(1)
 shutil.rmtree(TMP, ignore_errors=True)
 os.makedirs(TMP)
+
+
+def listdir(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else None
+
 
 # ---- real fixtures with the text ensemble
 for name, onnx_name, hf, batch, inst, dev in [
@@ -315,13 +324,13 @@ target = os.path.join(TMP, "replace")
 p1 = tdeploy(os.path.join(FIX, "onnx", "bert-seqcls.torchscript.onnx"), "--name", "first", "-o", target)
 p2 = tdeploy(os.path.join(FIX, "onnx", "bert-seqcls.torchscript.onnx"), "--name", "second", "-o", target)
 check("replace: both runs exit 0", p1.returncode == 0 and p2.returncode == 0, p1.stderr + p2.stderr)
-check("replace: the new repository replaced the old one", sorted(os.listdir(target)) == ["second"], os.listdir(target))
+check("replace: the new repository replaced the old one", listdir(target) == ["second"], listdir(target))
 bad_tok = os.path.join(TMP, "no_tokenizer_here")
 os.makedirs(bad_tok)
 p3 = tdeploy(os.path.join(FIX, "onnx", "bert-seqcls.torchscript.onnx"), "--name", "third", "--tokenizer", bad_tok,
              "-o", target)
 check("failure: missing tokenizer.json fails clearly", p3.returncode != 0 and "tokenizer.json" in p3.stderr, p3.stderr)
-check("failure: the existing repository is untouched", sorted(os.listdir(target)) == ["second"], os.listdir(target))
+check("failure: the existing repository is untouched", listdir(target) == ["second"], listdir(target))
 check("failure: no temporary directory left", not [d for d in os.listdir(TMP) if ".tmp." in d], os.listdir(TMP))
 p4 = tdeploy(os.path.join(FIX, "onnx", "bert-seqcls.torchscript.onnx"), "--name", "../evil", "-o", target)
 check("bad model name refused", p4.returncode != 0 and "model name" in p4.stderr, p4.stderr)
