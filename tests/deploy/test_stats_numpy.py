@@ -5,12 +5,39 @@ percentiles with numpy's "linear" method and its "inverted_cdf" (nearest-rank)
 method, on random, tied, tiny and skewed sample sets."""
 import ctypes
 import os
+import subprocess
 import sys
 
 import numpy as np
 
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
-lib = ctypes.CDLL(os.path.join(os.path.dirname(os.path.abspath(TD_BIN)), "libtdeploy.so"))
+LIB = os.path.join(os.path.dirname(os.path.abspath(TD_BIN)), "libtdeploy.so")
+
+
+def sanitizer_runtime():
+    """A libtdeploy.so built with -fsanitize=address (the CI sanitizer build, clang)
+    needs the ASan runtime loaded before anything else: find it, or None."""
+    nm = subprocess.run(["nm", "-D", "--undefined-only", LIB], capture_output=True, text=True)
+    if "__asan_" not in nm.stdout:
+        return None
+    for cc in ("clang", "clang-14"):
+        try:
+            rt = subprocess.run([cc, "-print-file-name=libclang_rt.asan-x86_64.so"], capture_output=True,
+                                text=True).stdout.strip()
+        except FileNotFoundError:
+            continue
+        if os.path.isfile(rt):
+            return rt
+    sys.exit("FAIL: libtdeploy.so needs the ASan runtime but clang's libclang_rt.asan-x86_64.so was not found")
+
+
+if os.environ.get("TD_STATS_REEXEC") != "1":
+    rt = sanitizer_runtime()
+    if rt:  # run again with the runtime preloaded; python's own allocations are not ours to leak-check
+        env = dict(os.environ, LD_PRELOAD=rt, TD_STATS_REEXEC="1",
+                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+        sys.exit(subprocess.run([sys.executable, *sys.argv], env=env).returncode)
+lib = ctypes.CDLL(LIB)
 
 
 class Stats(ctypes.Structure):
