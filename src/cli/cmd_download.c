@@ -21,8 +21,8 @@ static void usage(FILE *f) {
             "  --refresh       ask the Hub what REV points to now, even when a copy is cached\n"
             "  --offline       never touch the network (same as HF_HUB_OFFLINE=1)\n"
             "  --json          print {\"repo_id\", \"revision\", \"commit\", \"snapshot_dir\"} as JSON\n\n"
-            "environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN, HF_HUB_CACHE, HF_HOME,\n"
-            "HF_HUB_OFFLINE\n");
+            "environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (else the token file of\n"
+            "huggingface-cli login: HF_TOKEN_PATH or HF_HOME/token), HF_HUB_CACHE, HF_HOME, HF_HUB_OFFLINE\n");
 }
 
 int td_cmd_download(int argc, char **argv) {

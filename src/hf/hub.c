@@ -450,6 +450,39 @@ out:
     return s;
 }
 
+/* The token huggingface_hub's `login` stores: $HF_TOKEN_PATH, else $HF_HOME/token,
+ * else $XDG_CACHE_HOME/huggingface/token, else ~/.cache/huggingface/token. NULL if none. */
+static char *stored_token(void) {
+    char *path = NULL, *text = NULL;
+    const char *v;
+    if ((v = env_nonempty("HF_TOKEN_PATH")))
+        path = expand_home(v);
+    else if ((v = env_nonempty("HF_HOME"))) {
+        char *home = expand_home(v);
+        if (home && asprintf(&path, "%s/token", home) < 0)
+            path = NULL;
+        free(home);
+    } else if ((v = env_nonempty("XDG_CACHE_HOME"))) {
+        if (asprintf(&path, "%s/huggingface/token", v) < 0)
+            path = NULL;
+    } else if ((v = env_nonempty("HOME"))) {
+        if (asprintf(&path, "%s/.cache/huggingface/token", v) < 0)
+            path = NULL;
+    }
+    size_t len = 0;
+    td_ctx quiet = {0};
+    if (path && td_is_file(path) && td_read_file(&quiet, path, 4096, &text, &len) == TD_OK) {
+        while (len && isspace((unsigned char)text[len - 1]))
+            text[--len] = '\0';
+        if (!len || strpbrk(text, "\r\n")) { /* empty, or not a single-line token */
+            free(text);
+            text = NULL;
+        }
+    }
+    free(path);
+    return text;
+}
+
 /* State of one download run. */
 typedef struct hub_run {
     td_ctx *ctx;
@@ -980,6 +1013,7 @@ out:
 td_status td_hub_download(td_ctx *ctx, const char *repo_id, const char *revision, const td_hub_options *opts,
                           char **snapshot_dir_out) {
     td_hub_options defaults;
+    char *token_from_file = NULL;
     hub_run r = {.ctx = ctx, .repo_id = repo_id, .revision = revision ? revision : "main"};
     td_status s = TD_OK;
     *snapshot_dir_out = NULL;
@@ -1007,6 +1041,8 @@ td_status td_hub_download(td_ctx *ctx, const char *repo_id, const char *revision
     }
     const char *endpoint = opts->endpoint ? opts->endpoint : env_nonempty("HF_ENDPOINT");
     const char *token = opts->token ? opts->token : env_nonempty("HF_TOKEN");
+    if (!token)
+        token = token_from_file = stored_token();
     if (!(r.endpoint = strdup(endpoint ? endpoint : DEFAULT_ENDPOINT))) {
         s = td_fail_oom(ctx, 256, "the endpoint");
         goto out;
@@ -1049,5 +1085,6 @@ out:
     free(r.lock_dir);
     free(r.commit);
     free(r.snap_dir);
+    free(token_from_file);
     return s;
 }

@@ -20,7 +20,9 @@
 
 typedef struct td_hub_options {
     const char *endpoint;  /* NULL: $HF_ENDPOINT, else https://huggingface.co */
-    const char *token;     /* NULL: $HF_TOKEN; sent as "Authorization: Bearer" to the endpoint only */
+    const char *token;     /* NULL: $HF_TOKEN, else the file `huggingface-cli login` writes ($HF_TOKEN_PATH,
+                              else $HF_HOME/token, else ~/.cache/huggingface/token); sent as
+                              "Authorization: Bearer" to the endpoint only */
     const char *cache_dir; /* NULL: the HF cache as described above */
     int offline;           /* < 0: from $HF_HUB_OFFLINE; 0: online; > 0: never touch the network */
     bool refresh;          /* ask the Hub what the revision points to even when a usable snapshot is cached */

@@ -96,6 +96,7 @@ REPOS = {
     "test-org/flaky": {"refs": {"main": C_MAIN}, "drop_first": True,
                        "commits": {C_MAIN: {**base, "model.safetensors": flaky_weights}}},
 }
+RENAMED = {"test-org/old-name": "test-org/tiny-st"}
 BLOBS = {}  # sha256 -> (repo, bytes)
 for rid, repo in REPOS.items():
     for files in repo["commits"].values():
@@ -169,6 +170,7 @@ class Hub(http.server.BaseHTTPRequestHandler):
         parts = self.path.split("?")[0].split("/")
         if self.path.startswith("/api/models/") and len(parts) >= 7 and parts[5] == "revision":
             rid, rev = f"{parts[3]}/{parts[4]}", "/".join(parts[6:])
+            rid = RENAMED.get(rid, rid)
             repo = REPOS.get(rid)
             if repo is None:
                 return self.error(404, "RepoNotFound", "Repository not found")
@@ -186,6 +188,13 @@ class Hub(http.server.BaseHTTPRequestHandler):
             if drop:
                 dropped.add(parts[2])
             return self.send_bytes(data, {"ETag": f'"{parts[2]}"'}, drop_half=drop)
+        if len(parts) >= 6 and parts[3] == "resolve" and f"{parts[1]}/{parts[2]}" in RENAMED:
+            # a renamed repository: the Hub answers with a relative redirect to the new name
+            self.send_response(307)
+            self.send_header("Location", "/" + RENAMED[f"{parts[1]}/{parts[2]}"] + "/" + "/".join(parts[3:]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if len(parts) >= 6 and parts[3] == "resolve":
             rid, rev, path = f"{parts[1]}/{parts[2]}", parts[4], "/".join(parts[5:])
             repo = REPOS.get(rid)
@@ -319,6 +328,23 @@ try:
     hub_reqs = [r for r in reqs if not r[1].startswith("/cdn/")]
     check("Authorization: Bearer sent on every Hub request",
           hub_reqs and all(r[2].get("authorization") == f"Bearer {TOKEN}" for r in hub_reqs), reqs)
+
+    # ---- 7b. the token file that `huggingface-cli login` writes, when HF_TOKEN is not set
+    with open(os.path.join(HF_HOME, "token"), "w") as f:
+        f.write(TOKEN + "\n")
+    shutil.rmtree(repo_dir("test-org/gated"))
+    p, reqs = run("test-org/gated")
+    os.unlink(os.path.join(HF_HOME, "token"))
+    check("token file used when HF_TOKEN is unset", p.returncode == 0 and reqs
+          and reqs[0][2].get("authorization") == f"Bearer {TOKEN}", p.stderr)
+
+    # ---- 7c. a renamed repository: relative redirects are followed for metadata and data
+    p, reqs = run("test-org/old-name")
+    osnap = os.path.join(repo_dir("test-org/old-name"), "snapshots", C_MAIN)
+    check("renamed repository downloads through the relative redirect", p.returncode == 0
+          and read(os.path.join(osnap, "1_Pooling", "config.json")) == base["1_Pooling/config.json"]
+          and read(os.path.join(osnap, "model.safetensors")) == weights, p.stderr)
+    check("redirect was followed to the new name", any(r[1].startswith("/test-org/tiny-st/resolve/") for r in reqs))
 
     # ---- 8. not found
     p, reqs = run("test-org/does-not-exist")
