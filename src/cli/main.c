@@ -8,6 +8,9 @@ static const td_cli_command commands[] = {
     {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
     {"download", "fetch a model from the Hugging Face Hub into the HF cache; print its snapshot dir", td_cmd_download},
     {"triton-repo", "write a Triton model repository (ONNX model, tokenizer, ensemble) for an ONNX file", td_cmd_triton_repo},
+    {"onnx-save", "load an ONNX model (validating it) and write it back, optionally with external data",
+     td_cmd_onnx_save},
+    {"tokenize", "encode text with a model's tokenizer.json: ids, tokens, offsets, mask", td_cmd_tokenize},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
