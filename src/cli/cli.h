@@ -35,5 +35,6 @@ int td_inspect_onnx(const char *path, bool json);
 int td_cmd_tokenize(int argc, char **argv);
 int td_cmd_infer(int argc, char **argv);
 int td_cmd_optimize(int argc, char **argv);
+int td_cmd_run(int argc, char **argv);
 
 #endif

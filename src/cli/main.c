@@ -13,6 +13,8 @@ static const td_cli_command commands[] = {
      td_cmd_onnx_save},
     {"infer", "run an ONNX model on the CPU runtime: safetensors inputs in, safetensors outputs out", td_cmd_infer},
     {"optimize", "optimize an ONNX graph: cleanup, folding, fusions into ONNX Runtime ops, fp16/bf16", td_cmd_optimize},
+    {"run", "text in, answers out: embeddings, labels, entities or answers from a model, .onnx or engine",
+     td_cmd_run},
     {"tokenize", "encode text with a model's tokenizer.json: ids, tokens, offsets, mask", td_cmd_tokenize},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -1,0 +1,111 @@
+/* Text in, answers out: tokenizer -> model -> task post-processing, for the
+ * tasks the exporter knows (embedding, feature-extraction, classification,
+ * token-classification, question-answering).
+ *
+ *   td_pipeline_options o;
+ *   td_pipeline_options_init(&o);
+ *   o.model = "sentence-transformers/all-MiniLM-L6-v2";
+ *   td_pipeline *p;
+ *   TD_TRY(td_pipeline_open(ctx, &o, &p));
+ *   td_pipe_result r[2];
+ *   TD_TRY(td_pipeline_run(ctx, p, (const char *[]){"a", "b"}, NULL, 2, r));   // one batch
+ *   ... r[i].vector ...
+ *   td_pipe_results_free(r, 2);
+ *   td_pipeline_free(p);
+ *
+ * o.model may be
+ *   - a Hugging Face model directory or a hub id in the local cache: the ONNX
+ *     graph is built in memory (td_export_build) and run on the CPU runtime;
+ *   - an .onnx file: run as it is; tokenizer.json / config.json are taken from
+ *     its directory (or o.tokenizer_dir); task, labels and maximum length from
+ *     the metadata tdeploy's exporter writes, else config.json, else the graph
+ *     outputs;
+ *   - a directory with model-optimized.onnx (what `tdeploy convert` writes) or
+ *     model.onnx: that file, with the tokenizer files beside it.
+ * A batch is padded to its longest row and truncated to the maximum length
+ * (o.max_length, else the model's). */
+#ifndef TD_PIPELINE_TEXT_PIPELINE_H
+#define TD_PIPELINE_TEXT_PIPELINE_H
+
+#include "export/export.h"
+#include "tdeploy/tdeploy.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct td_pipeline_options {
+    const char *model;         /* see above; required */
+    const char *tokenizer_dir; /* directory with tokenizer.json (+ config.json); NULL = beside the model */
+    td_export_task task;       /* TD_TASK_AUTO = from the model */
+    int threads;               /* CPU runtime workers; 0 = one per core */
+    int64_t max_length;        /* tokens per row incl. specials; 0 = the model's maximum */
+    size_t top_k;              /* classification: labels reported per text; 0 = 1 */
+    size_t max_answer_len;     /* question answering: longest answer in tokens; 0 = 15 */
+    bool keep_hidden;          /* feature-extraction: also return the per-token hidden states */
+} td_pipeline_options;
+
+void td_pipeline_options_init(td_pipeline_options *o);
+
+typedef struct td_pipeline td_pipeline;
+
+td_status td_pipeline_open(td_ctx *ctx, const td_pipeline_options *o, td_pipeline **out);
+void td_pipeline_free(td_pipeline *p); /* NULL is harmless */
+
+td_export_task td_pipeline_task(const td_pipeline *p);
+/* What runs, for messages: "model.onnx (ONNX file)", "dir (HF model, exported in memory)". Owned by p. */
+const char *td_pipeline_description(const td_pipeline *p);
+int64_t td_pipeline_max_length(const td_pipeline *p);
+/* Does the task take text pairs (classification: optional; QA: required)? */
+bool td_pipeline_accepts_pairs(const td_pipeline *p);
+bool td_pipeline_needs_pairs(const td_pipeline *p);
+
+typedef struct td_pipe_label {
+    int64_t id;
+    const char *label; /* owned by the pipeline */
+    double score;
+} td_pipe_label;
+
+typedef struct td_pipe_entity {
+    const char *group; /* "PER"; owned by the pipeline */
+    double score;
+    char *word;        /* decoded tokens of the span */
+    int64_t start, end; /* character offsets [start, end) into the text */
+    size_t first_token, last_token;
+} td_pipe_entity;
+
+/* The answers for one input text. Arrays are malloc'd; td_pipe_result_free. */
+typedef struct td_pipe_result {
+    td_export_task task;
+    size_t n_tokens;      /* tokens of this row (padding excluded) */
+    int64_t *input_ids;   /* (n_tokens) what the model saw */
+    bool truncated;       /* the text had more tokens than the maximum length */
+    /* embedding: sentence_embedding; feature-extraction: mean of the token states over the mask */
+    float *vector;        /* (dim) */
+    size_t dim;
+    float *hidden;        /* feature-extraction with keep_hidden: (n_tokens, dim) */
+    /* classification: (n_labels); token classification: (n_tokens, n_labels) */
+    float *logits;
+    size_t n_labels;
+    td_pipe_label *labels; /* classification: the top_k best, best first */
+    size_t n_top;
+    td_pipe_entity *entities; /* token classification */
+    size_t n_entities;
+    /* question answering */
+    float *start_logits, *end_logits; /* (n_tokens) */
+    char *answer;
+    double score;
+    int64_t answer_start, answer_end;  /* character offsets into the context (pair text) */
+    size_t answer_first_token, answer_last_token;
+} td_pipe_result;
+
+/* Run one batch of n texts (pairs NULL or n pair texts, NUL-terminated UTF-8).
+ * results: n entries, filled on success (zeroed and freed on failure). The
+ * batch is one model run: callers split long inputs into batches. */
+td_status td_pipeline_run(td_ctx *ctx, td_pipeline *p, const char *const *texts, const char *const *pairs, size_t n,
+                          td_pipe_result *results);
+
+void td_pipe_result_free(td_pipe_result *r); /* frees the arrays; a zeroed struct is harmless */
+void td_pipe_results_free(td_pipe_result *r, size_t n);
+
+#endif
