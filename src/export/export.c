@@ -71,6 +71,12 @@ static td_status set_metadata(td_ctx *ctx, td_model *m, const td_encoder_spec *s
         TD_TRY(td_model_set_metadata(ctx, m, "architecture", s->architecture));
     if (s->id2label_json && (task == TD_TASK_CLASSIFICATION || task == TD_TASK_TOKEN_CLASSIFICATION))
         TD_TRY(td_model_set_metadata(ctx, m, "id2label", s->id2label_json));
+    if (s->md && s->md->max_seq_length > 0) {
+        /* the longest input in tokens, so runners of the exported file truncate as the source model does */
+        char len[24];
+        snprintf(len, sizeof len, "%lld", (long long)s->md->max_seq_length);
+        TD_TRY(td_model_set_metadata(ctx, m, "max_seq_length", len));
+    }
     if (task == TD_TASK_EMBEDDING) {
         char buf[96];
         td_st_pooling_name(s->pooling, buf, sizeof buf);
