@@ -312,11 +312,9 @@ static int run_batch(td_ctx *ctx, td_pipeline *p, batch *b, size_t first_index, 
     if (!b->n)
         return TD_EXIT_OK;
     const char *const *pairs = b->any_pair ? b->pairs : NULL;
-    td_status st = td_pipeline_run(ctx, p, b->texts, pairs, b->n, res);
-    if (st != TD_OK) {
-        td_wrap(ctx, "inputs %zu..%zu", first_index, first_index + b->n - 1);
+    td_status st = td_pipeline_run(ctx, p, b->texts, pairs, b->n, first_index, res);
+    if (st != TD_OK)
         return td_cli_report(CMD, ctx, st);
-    }
     int rc = TD_EXIT_OK;
     for (size_t i = 0; i < b->n; i++) {
         if (json) {

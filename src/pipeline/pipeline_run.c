@@ -53,7 +53,7 @@ static void batch_free(batch_in *b) {
 }
 
 static td_status encode(td_ctx *ctx, const td_pipeline *p, const char *const *texts, const char *const *pairs,
-                        batch_in *b, td_pipe_result *res) {
+                        size_t first, batch_in *b, td_pipe_result *res) {
     td_tok_options o;
     td_tokenizer_default_options(p->tok, &o);
     o.add_special_tokens = true;
@@ -73,9 +73,9 @@ static td_status encode(td_ctx *ctx, const td_pipeline *p, const char *const *te
         td_status st = td_tokenizer_encode(ctx, p->tok, texts[i], strlen(texts[i]), pair, pair ? strlen(pair) : 0, &o,
                                            &b->enc[i]);
         if (st != TD_OK)
-            return td_wrap(ctx, "text %zu of the batch", i + 1);
+            return td_wrap(ctx, "input %zu", first + i);
         if (b->enc[i].len == 0)
-            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "text %zu of the batch gives no tokens", i + 1);
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "input %zu gives no tokens", first + i);
         if (o.truncation && b->enc[i].len == o.max_length) {
             /* as long as the limit: find out whether anything was cut */
             td_tok_options full = o;
@@ -308,7 +308,7 @@ static td_status token_classification(td_ctx *ctx, td_pipeline *p, const batch_i
 }
 
 static td_status question_answering(td_ctx *ctx, td_pipeline *p, const batch_in *b, const char *const *contexts,
-                                    td_pipe_result *res) {
+                                    size_t first, td_pipe_result *res) {
     int64_t ds[2], de[2];
     float *so = NULL, *eo = NULL;
     uint8_t *ctxmask = NULL, *cls = NULL;
@@ -335,7 +335,7 @@ static td_status question_answering(td_ctx *ctx, td_pipeline *p, const batch_in 
         td_pp_span sp;
         if ((st = td_pp_qa_best_span(ctx, res[i].start_logits, res[i].end_logits, e->len, ctxmask, cls,
                                      p->max_answer_len, &sp)) != TD_OK) {
-            td_wrap(ctx, "text %zu of the batch", i + 1);
+            td_wrap(ctx, "input %zu", first + i);
             break;
         }
         const char *c = contexts[i];
@@ -364,7 +364,7 @@ static td_status question_answering(td_ctx *ctx, td_pipeline *p, const batch_in 
 }
 
 td_status td_pipeline_run(td_ctx *ctx, td_pipeline *p, const char *const *texts, const char *const *pairs, size_t n,
-                          td_pipe_result *res) {
+                          size_t first, td_pipe_result *res) {
     memset(res, 0, n * sizeof *res);
     if (n == 0)
         return TD_OK;
@@ -378,9 +378,9 @@ td_status td_pipeline_run(td_ctx *ctx, td_pipeline *p, const char *const *texts,
             return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                            "question-answering needs a question and a context for every input: --text QUESTION "
                            "--text-pair CONTEXT, or lines \"question<TAB>context\" (input %zu has no context)",
-                           i + 1);
+                           first + i);
     batch_in b = {.n = n};
-    td_status st = encode(ctx, p, texts, pairs, &b, res);
+    td_status st = encode(ctx, p, texts, pairs, first, &b, res);
     if (st == TD_OK)
         st = bind(ctx, p, &b, "input_ids", b.ids, &b.ids_i32);
     if (st == TD_OK && p->has_mask)
@@ -403,7 +403,7 @@ td_status td_pipeline_run(td_ctx *ctx, td_pipeline *p, const char *const *texts,
         case TD_TASK_FEATURES: st = features(ctx, p, &b, res); break;
         case TD_TASK_CLASSIFICATION: st = classification(ctx, p, &b, res); break;
         case TD_TASK_TOKEN_CLASSIFICATION: st = token_classification(ctx, p, &b, texts, res); break;
-        case TD_TASK_QUESTION_ANSWERING: st = question_answering(ctx, p, &b, pairs, res); break;
+        case TD_TASK_QUESTION_ANSWERING: st = question_answering(ctx, p, &b, pairs, first, res); break;
         case TD_TASK_AUTO: st = td_fail(ctx, TD_ERR_INTERNAL, "pipeline: task not resolved"); break;
         }
     }

@@ -8,7 +8,7 @@
  *   td_pipeline *p;
  *   TD_TRY(td_pipeline_open(ctx, &o, &p));
  *   td_pipe_result r[2];
- *   TD_TRY(td_pipeline_run(ctx, p, (const char *[]){"a", "b"}, NULL, 2, r));   // one batch
+ *   TD_TRY(td_pipeline_run(ctx, p, (const char *[]){"a", "b"}, NULL, 2, 0, r));   // one batch
  *   ... r[i].vector ...
  *   td_pipe_results_free(r, 2);
  *   td_pipeline_free(p);
@@ -101,9 +101,10 @@ typedef struct td_pipe_result {
 
 /* Run one batch of n texts (pairs NULL or n pair texts, NUL-terminated UTF-8).
  * results: n entries, filled on success (zeroed and freed on failure). The
- * batch is one model run: callers split long inputs into batches. */
+ * batch is one model run: callers split long inputs into batches. Error
+ * messages call texts[i] "input first_index + i" (the caller's numbering). */
 td_status td_pipeline_run(td_ctx *ctx, td_pipeline *p, const char *const *texts, const char *const *pairs, size_t n,
-                          td_pipe_result *results);
+                          size_t first_index, td_pipe_result *results);
 
 void td_pipe_result_free(td_pipe_result *r); /* frees the arrays; a zeroed struct is harmless */
 void td_pipe_results_free(td_pipe_result *r, size_t n);
