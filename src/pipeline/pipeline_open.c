@@ -8,7 +8,6 @@
 #include "core/log.h"
 #include "hf/config.h"
 #include "hf/model_dir.h"
-#include "hf/st_modules.h"
 #include "hf/tokenizer_config.h"
 #include "onnx/onnx_io.h"
 
@@ -191,7 +190,7 @@ static td_status check_outputs(td_ctx *ctx, const td_model *m, td_export_task ta
  * positions (RoBERTa-like models lose pad_token_id + 1 of them), capped by
  * sentence_bert_config.json's max_seq_length, else tokenizer_config.json's
  * model_max_length, as td_model_dir computes it for HF directories. */
-static int64_t max_length_from_files(const td_hf_config *c, const td_st_info *st, const td_tokenizer_config *tc) {
+static int64_t max_length_from_files(const td_hf_config *c, int64_t st_max, const td_tokenizer_config *tc) {
     int64_t limit = 0;
     if (c && td_hf_family_is_encoder(c->family)) {
         limit = c->max_position_embeddings;
@@ -201,13 +200,44 @@ static int64_t max_length_from_files(const td_hf_config *c, const td_st_info *st
             limit = 0;
     }
     int64_t cap = -1;
-    if (st && st->max_seq_length > 0)
-        cap = st->max_seq_length;
+    if (st_max > 0)
+        cap = st_max;
     else if (tc && tc->model_max_length > 0)
         cap = tc->model_max_length;
     if (cap > 0 && (limit == 0 || cap < limit))
         return cap;
     return limit;
+}
+
+/* sentence_bert_config.json's max_seq_length (0 when the file or the key is
+ * absent). Read directly: an engine directory has the file but not the module
+ * folders modules.json points to. */
+static td_status st_max_seq_length(td_ctx *ctx, const char *dir, int64_t *out) {
+    *out = 0;
+    char *path = NULL, *text = NULL;
+    size_t len = 0;
+    cJSON *j = NULL;
+    td_status st = td_path_join(ctx, dir, "sentence_bert_config.json", false, &path);
+    if (st != TD_OK || !td_is_file(path))
+        goto out;
+    if ((st = td_read_file(ctx, path, 1 << 20, &text, &len)) != TD_OK)
+        goto out;
+    j = cJSON_ParseWithLength(text, len);
+    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "max_seq_length") : NULL;
+    if (!j || !cJSON_IsObject(j)) {
+        st = td_fail(ctx, TD_ERR_FORMAT, "%s is not a JSON object", path);
+    } else if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > (double)(1 << 24) ||
+            v->valuedouble != (double)(int64_t)v->valuedouble)
+            st = td_fail(ctx, TD_ERR_FORMAT, "%s: max_seq_length must be a positive integer", path);
+        else
+            *out = (int64_t)v->valuedouble;
+    }
+out:
+    cJSON_Delete(j);
+    free(text);
+    free(path);
+    return st;
 }
 
 static td_status set_cls(td_pipeline *p, const td_tokenizer_config *tc) {
@@ -274,8 +304,8 @@ out:
 static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_options *o, const char *onnx_path,
                            const char *tok_dir) {
     td_hf_config *cfg = NULL;
-    td_st_info *sti = NULL;
     td_tokenizer_config *tc = NULL;
+    int64_t st_max = 0;
     char *path = NULL;
     td_status st = td_onnx_load(ctx, onnx_path, &p->model);
     if (st != TD_OK)
@@ -292,8 +322,12 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
         goto out;
     if (td_is_file(path) && (st = td_tokenizer_config_load(ctx, path, &tc)) != TD_OK)
         goto out;
-    if ((st = td_st_info_load(ctx, tok_dir, &sti)) != TD_OK)
+    if ((st = st_max_seq_length(ctx, tok_dir, &st_max)) != TD_OK)
         goto out;
+    free(path);
+    if ((st = td_path_join(ctx, tok_dir, "modules.json", false, &path)) != TD_OK)
+        goto out;
+    bool sentence_transformers = td_is_file(path);
 
     const td_model *m = p->model;
     const char *meta_task = td_model_metadata(m, "task");
@@ -304,7 +338,7 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
         goto out;
     }
     if (p->task == TD_TASK_AUTO)
-        p->task = task_from_config(cfg, sti != NULL && has_output(m, "sentence_embedding"));
+        p->task = task_from_config(cfg, sentence_transformers && has_output(m, "sentence_embedding"));
     if (p->task == TD_TASK_AUTO)
         p->task = task_from_outputs(m);
     if (p->task == TD_TASK_AUTO) {
@@ -339,7 +373,7 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
         }
         p->max_length = v;
     } else {
-        p->max_length = max_length_from_files(cfg, sti, tc);
+        p->max_length = max_length_from_files(cfg, st_max, tc);
     }
     set_cls(p, tc);
     if (asprintf(&p->description, "%s (ONNX file, tokenizer from %s)", onnx_path, tok_dir) < 0) {
@@ -349,7 +383,6 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
 out:
     free(path);
     td_hf_config_free(cfg);
-    td_st_info_free(sti);
     td_tokenizer_config_free(tc);
     return st;
 }

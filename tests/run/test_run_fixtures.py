@@ -10,7 +10,8 @@ positions first, so the output comparison is meaningful. Then:
                offsets/words vs the `tokenizers` library
   bert-qa      start/end logits; the answer span vs an independent span search
 The same runs go through (b) the PyTorch-exported .onnx files with --tokenizer and
-(c) engine directories (model.onnx / model-optimized.onnx + tokenizer files)."""
+(c) engine directories (model.onnx / model-optimized.onnx + tokenizer files) and
+what `tdeploy convert` writes."""
 import json
 import os
 import shutil
@@ -203,5 +204,14 @@ for name, fn in TASKS.items():
     if t.check(rc == 0, f"{name}: tdeploy optimize for the engine dir", err):
         os.remove(os.path.join(eng, "model.onnx"))  # prove model-optimized.onnx is what runs
         fn(f"{name} (engine dir, model-optimized.onnx)", eng)
+
+# (c) what `tdeploy convert` writes (model-optimized.onnx, report.json, copies of the tokenizer and config files)
+for name, fn in TASKS.items():
+    out = os.path.join(TMP, "run_convert", name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    rc, _, err = run(["convert", "-m", os.path.join(HF, name), "-o", out, "--nb-measures", "2", "--warmup", "1", "-q"])
+    if t.check(rc == 0 and os.path.isfile(os.path.join(out, "model-optimized.onnx")), f"{name}: tdeploy convert", err):
+        fn(f"{name} (tdeploy convert output)", out)
 
 t.finish()
