@@ -67,6 +67,7 @@ typedef struct td_encoding {
     int64_t *special_tokens_mask; /* (len) */
     int64_t *offsets;             /* (len, 2) byte offsets into the text given by sequence_ids */
     int32_t *sequence_ids;        /* (len) */
+    int32_t *word_ids;            /* (len) pre-tokenized word index within its sequence (HF word_ids); -1 special/pad */
     const char **tokens;          /* (len) */
 } td_encoding;
 

@@ -167,6 +167,9 @@ static int jsonl(const char *model, const char *file) {
                 cJSON_AddItemToObject(res, "type_ids", int_array(e.type_ids, e.len));
                 cJSON_AddItemToObject(res, "offsets", int_array(e.offsets, 2 * e.len));
                 cJSON_AddItemToObject(res, "special_tokens_mask", int_array(e.special_tokens_mask, e.len));
+                cJSON *words = cJSON_AddArrayToObject(res, "word_ids");
+                for (size_t i = 0; i < e.len; i++)
+                    cJSON_AddItemToArray(words, cJSON_CreateNumber((double)e.word_ids[i]));
                 cJSON_AddItemToObject(res, "attention_mask", int_array(e.attention_mask, e.len));
                 cJSON *toks = cJSON_AddArrayToObject(res, "tokens");
                 for (size_t i = 0; i < e.len; i++)

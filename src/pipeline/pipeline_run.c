@@ -341,6 +341,17 @@ static td_status question_answering(td_ctx *ctx, td_pipeline *p, const batch_in 
         const char *c = contexts[i];
         size_t clen = strlen(c);
         size_t bs = (size_t)e->offsets[2 * sp.start], be = (size_t)e->offsets[2 * sp.end + 1];
+        /* widen to whole words, as the pipeline's align_to_words (its default) does: the answer runs from
+         * the start of the first token's word to the end of the last token's word */
+        int32_t ws = e->word_ids[sp.start], we = e->word_ids[sp.end];
+        for (size_t t = 0; t < e->len; t++) {
+            if (e->sequence_ids[t] != 1)
+                continue;
+            if (ws >= 0 && e->word_ids[t] == ws && (size_t)e->offsets[2 * t] < bs)
+                bs = (size_t)e->offsets[2 * t];
+            if (we >= 0 && e->word_ids[t] == we && (size_t)e->offsets[2 * t + 1] > be)
+                be = (size_t)e->offsets[2 * t + 1];
+        }
         if (bs > be || be > clen) {
             st = td_fail(ctx, TD_ERR_INTERNAL, "answer offsets [%zu, %zu) outside the context of %zu bytes", bs, be,
                          clen);

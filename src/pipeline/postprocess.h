@@ -3,7 +3,8 @@
  *
  *   classification        softmax (or sigmoid for a single logit) over the labels, ranked
  *   token classification  per-token softmax + argmax, then HF's aggregation_strategy="simple"
- *   question answering    QuestionAnsweringPipeline's span search over context tokens
+ *   question answering    QuestionAnsweringPipeline's span search over context tokens (the caller
+ *                         widens the span to whole words)
  *
  * Callers own every array they pass; outputs are written into caller memory
  * except where a function says it allocates. */

@@ -95,7 +95,8 @@ typedef struct td_pipe_result {
     float *start_logits, *end_logits; /* (n_tokens) */
     char *answer;
     double score;
-    int64_t answer_start, answer_end;  /* character offsets into the context (pair text) */
+    int64_t answer_start, answer_end;  /* character offsets into the context (pair text), widened to whole
+                                        * words as the HF pipeline's align_to_words does */
     size_t answer_first_token, answer_last_token;
 } td_pipe_result;
 

@@ -176,6 +176,7 @@ typedef struct td_tok {
     int8_t seq;      /* 0, 1, or -1 for specials/padding */
     int8_t attn;
     const char *str; /* owned by the tokenizer */
+    int32_t word;    /* index of the pre-tokenizer split within its sequence; -1 for specials/padding */
 } td_tok;
 
 typedef struct td_tokvec {

@@ -382,7 +382,7 @@ static td_status encode_sequence(td_ctx *ctx, const td_tokenizer *tok, td_work *
             continue;
         if (s->added >= 0) {
             if (!td_tokvec_push(out, (td_tok){s->added, seq, al[0].s, al[s->len - 1].e, 0, (int8_t)seq, 1,
-                                              token_str(tok, s->added)}))
+                                              token_str(tok, s->added), (int32_t)i}))
                 return td_fail_oom(ctx, 0, "tokens");
             continue;
         }
@@ -394,7 +394,7 @@ static td_status encode_sequence(td_ctx *ctx, const td_tokenizer *tok, td_work *
             td_mtok m = w->mt[k];
             uint32_t os = m.e > m.s ? al[m.s].s : (m.s < s->len ? al[m.s].s : al[s->len - 1].e);
             uint32_t oe = m.e > m.s ? al[m.e - 1].e : os;
-            out->v[out->n++] = (td_tok){m.id, seq, os, oe, 0, (int8_t)seq, 1, token_str(tok, m.id)};
+            out->v[out->n++] = (td_tok){m.id, seq, os, oe, 0, (int8_t)seq, 1, token_str(tok, m.id), (int32_t)i};
         }
     }
     return TD_OK;
@@ -444,6 +444,7 @@ void td_encoding_free(td_encoding *e) {
     free(e->special_tokens_mask);
     free(e->offsets);
     free(e->sequence_ids);
+    free(e->word_ids);
     free(e->tokens);
     memset(e, 0, sizeof *e);
 }
@@ -469,9 +470,10 @@ td_status td_tokenizer_encode(td_ctx *ctx, const td_tokenizer *tok, const char *
         out->special_tokens_mask = malloc(n * sizeof(int64_t));
         out->offsets = malloc(2 * n * sizeof(int64_t));
         out->sequence_ids = malloc(n * sizeof(int32_t));
+        out->word_ids = malloc(n * sizeof(int32_t));
         out->tokens = malloc(n * sizeof(char *));
         if (!out->ids || !out->type_ids || !out->attention_mask || !out->special_tokens_mask || !out->offsets ||
-            !out->sequence_ids || !out->tokens) {
+            !out->sequence_ids || !out->word_ids || !out->tokens) {
             td_encoding_free(out);
             st = td_fail_oom(ctx, n, "encoding");
         } else {
@@ -484,6 +486,7 @@ td_status td_tokenizer_encode(td_ctx *ctx, const td_tokenizer *tok, const char *
                 out->offsets[2 * i] = t->s;
                 out->offsets[2 * i + 1] = t->e;
                 out->sequence_ids[i] = t->seq;
+                out->word_ids[i] = t->word;
                 out->tokens[i] = t->str ? t->str : "";
             }
         }

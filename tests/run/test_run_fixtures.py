@@ -170,9 +170,11 @@ def qa(label, model, extra=()):
         t.check(o["start_token"] == s and o["end_token"] == e and abs(o["score"] - score) <= 1e-6,
                 f"{label}[{i}]: span tokens {o['start_token']}..{o['end_token']} score {o['score']:.6f} "
                 f"== independent search {s}..{e} {score:.6f}")
-        cs, ce = enc.offsets[s][0], enc.offsets[e][1]
+        # align_to_words (the pipeline's default): whole words, from the tokenizers library's word spans
+        cs = enc.word_to_chars(enc.word_ids[s], sequence_index=1)[0]
+        ce = enc.word_to_chars(enc.word_ids[e], sequence_index=1)[1]
         t.check(o["start"] == cs and o["end"] == ce and o["answer"] == c[cs:ce],
-                f"{label}[{i}]: answer {o['answer']!r} == context[{cs}:{ce}] (tokenizers' offsets)")
+                f"{label}[{i}]: answer {o['answer']!r} == context[{cs}:{ce}] (tokenizers' word spans)")
 
 
 # ---------------------------------------------------------------- sources

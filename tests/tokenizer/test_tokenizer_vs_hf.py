@@ -311,6 +311,8 @@ def run_case(tok, inp, res):
                         f"      our tokens {res['tokens']}")
     if res["type_ids"] != enc.type_ids:
         problems.append(f"type_ids hf {enc.type_ids} ours {res['type_ids']}")
+    if res["word_ids"] != [-1 if w is None else w for w in enc.word_ids]:
+        problems.append(f"word_ids hf {enc.word_ids} ours {res['word_ids']}")
     if res["special_tokens_mask"] != enc.special_tokens_mask:
         problems.append(f"special_tokens_mask hf {enc.special_tokens_mask} ours {res['special_tokens_mask']}")
     if not problems:
