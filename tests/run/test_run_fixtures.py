@@ -207,6 +207,16 @@ for name, fn in TASKS.items():
         os.remove(os.path.join(eng, "model.onnx"))  # prove model-optimized.onnx is what runs
         fn(f"{name} (engine dir, model-optimized.onnx)", eng)
 
+# an engine whose graph takes int32 ids (export --int32-inputs): run converts its int64 batch
+eng = os.path.join(TMP, "run_engine", "bert-seqcls-int32")
+shutil.rmtree(eng, ignore_errors=True)
+os.makedirs(eng)
+rc, _, err = run(["export", "-m", os.path.join(HF, "bert-seqcls"), "-o", os.path.join(eng, "model.onnx"),
+                  "--int32-inputs"])
+if t.check(rc == 0, "bert-seqcls: export --int32-inputs", err):
+    shutil.copy(os.path.join(HF, "bert-seqcls", "tokenizer.json"), eng)
+    seqcls("bert-seqcls (engine dir, int32 inputs)", eng)
+
 # (c) what `tdeploy convert` writes (model-optimized.onnx, report.json, copies of the tokenizer and config files)
 for name, fn in TASKS.items():
     out = os.path.join(TMP, "run_convert", name)
