@@ -238,18 +238,21 @@ static td_status classification(td_ctx *ctx, td_pipeline *p, const batch_in *b, 
     for (size_t i = 0; st == TD_OK && i < b->n; i++) {
         size_t k = p->top_k < nl ? p->top_k : nl;
         td_pp_label *top = malloc(k * sizeof *top);
+        double *scores = malloc(nl * sizeof *scores);
         res[i].n_labels = nl;
         res[i].logits = copy_floats(out + i * nl, nl);
         res[i].labels = malloc(k * sizeof *res[i].labels);
-        if (!top || !res[i].logits || !res[i].labels) {
+        if (!top || !scores || !res[i].logits || !res[i].labels) {
             free(top);
-            st = td_fail_oom(ctx, nl * sizeof(float), "class scores");
+            free(scores);
+            st = td_fail_oom(ctx, nl * sizeof(double), "class scores");
             break;
         }
-        res[i].n_top = td_pp_classify(res[i].logits, nl, p->multi_label, k, top);
+        res[i].n_top = td_pp_classify(res[i].logits, nl, p->multi_label, k, scores, top);
         for (size_t j = 0; j < res[i].n_top; j++)
             res[i].labels[j] = (td_pipe_label){top[j].id, p->labels[top[j].id], top[j].score};
         free(top);
+        free(scores);
     }
     free(out);
     return st;
@@ -390,6 +393,17 @@ td_status td_pipeline_run(td_ctx *ctx, td_pipeline *p, const char *const *texts,
                            "question-answering needs a question and a context for every input: --text QUESTION "
                            "--text-pair CONTEXT, or lines \"question<TAB>context\" (input %zu has no context)",
                            first + i);
+    if (!p->has_mask && n > 1) {
+        /* without an attention_mask input the model would attend to padding: one text per run */
+        for (size_t i = 0; i < n; i++) {
+            td_status st = td_pipeline_run(ctx, p, texts + i, pairs ? pairs + i : NULL, 1, first + i, res + i);
+            if (st != TD_OK) {
+                td_pipe_results_free(res, i);
+                return st;
+            }
+        }
+        return TD_OK;
+    }
     batch_in b = {.n = n};
     td_status st = encode(ctx, p, texts, pairs, first, &b, res);
     if (st == TD_OK)

@@ -23,16 +23,13 @@ void td_pp_softmax(const float *x, size_t n, double *out) {
         out[i] /= sum;
 }
 
-size_t td_pp_classify(const float *logits, size_t n_labels, bool multi_label, size_t top_k, td_pp_label *out) {
+size_t td_pp_classify(const float *logits, size_t n_labels, bool multi_label, size_t top_k, double *scores,
+                      td_pp_label *out) {
     if (n_labels == 0 || top_k == 0)
         return 0;
     if (top_k > n_labels)
         top_k = n_labels;
     size_t n = 0;
-    double p[1]; /* scratch for the single-label case */
-    double *scores = n_labels > 1 ? malloc(n_labels * sizeof *scores) : p;
-    if (!scores)
-        return 0;
     if (multi_label || n_labels == 1)
         for (size_t i = 0; i < n_labels; i++)
             scores[i] = 1.0 / (1.0 + exp(-(double)logits[i]));
@@ -51,8 +48,6 @@ size_t td_pp_classify(const float *logits, size_t n_labels, bool multi_label, si
         if (n < top_k)
             n++;
     }
-    if (scores != p)
-        free(scores);
     return n;
 }
 

@@ -25,11 +25,12 @@ typedef struct td_pp_label {
     double score; /* probability */
 } td_pp_label;
 
-/* Scores of one row of n_labels logits: softmax, or the sigmoid of the logit
- * when there is one label (HF's function_to_apply for num_labels == 1) or
- * multi_label is set. Writes the min(top_k, n_labels) best into out, best first
- * (ties: lower id first). Returns how many were written. */
-size_t td_pp_classify(const float *logits, size_t n_labels, bool multi_label, size_t top_k, td_pp_label *out);
+/* Scores of one row of n_labels logits into scores (n_labels): softmax, or the
+ * sigmoid of each logit when there is one label (HF's function_to_apply for
+ * num_labels == 1) or multi_label is set. Writes the min(top_k, n_labels) best
+ * into out, best first (ties: lower id first). Returns how many were written. */
+size_t td_pp_classify(const float *logits, size_t n_labels, bool multi_label, size_t top_k, double *scores,
+                      td_pp_label *out);
 
 /* One group of tokens the "simple" aggregation produced. */
 typedef struct td_pp_entity {

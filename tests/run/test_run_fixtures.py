@@ -217,6 +217,25 @@ if t.check(rc == 0, "bert-seqcls: export --int32-inputs", err):
     shutil.copy(os.path.join(HF, "bert-seqcls", "tokenizer.json"), eng)
     seqcls("bert-seqcls (engine dir, int32 inputs)", eng)
 
+# a graph without an attention_mask input (here: the mask computed as ones inside the graph): padding would be
+# attended to, so run must give every text its own model run and still match the golden logits
+import onnx
+from onnx import helper, TensorProto
+m = onnx.load(os.path.join(FIXTURES, "onnx", "bert-seqcls.torchscript.onnx"))
+keep = [i for i in m.graph.input if i.name != "attention_mask"]
+del m.graph.input[:]
+m.graph.input.extend(keep)
+m.graph.node.insert(0, helper.make_node("ConstantOfShape", ["nomask_shape"], ["attention_mask"],
+                                        value=helper.make_tensor("one", TensorProto.INT64, [1], [1])))
+m.graph.node.insert(0, helper.make_node("Shape", ["input_ids"], ["nomask_shape"]))
+eng = os.path.join(TMP, "run_engine", "bert-seqcls-nomask")
+shutil.rmtree(eng, ignore_errors=True)
+os.makedirs(eng)
+onnx.save(m, os.path.join(eng, "model.onnx"))
+for f in ["tokenizer.json", "config.json"]:
+    shutil.copy(os.path.join(HF, "bert-seqcls", f), eng)
+seqcls("bert-seqcls (graph without attention_mask input)", eng)
+
 # (c) what `tdeploy convert` writes (model-optimized.onnx, report.json, copies of the tokenizer and config files)
 for name, fn in TASKS.items():
     out = os.path.join(TMP, "run_convert", name)

@@ -19,18 +19,19 @@ static void softmax_and_classify(void) {
     CHECK(fabs(p[0] - 0.5) < 1e-12 && fabs(p[1] - 0.5) < 1e-12);
 
     td_pp_label top[3];
-    CHECK(td_pp_classify(x, 3, false, 2, top) == 2);
+    double sc[3];
+    CHECK(td_pp_classify(x, 3, false, 2, sc, top) == 2);
     CHECK(top[0].id == 2 && top[1].id == 1 && top[0].score > top[1].score);
     /* ties keep the lower id first; top_k larger than the label count is capped */
     const float tie[3] = {0.5f, 0.5f, 0.5f};
-    CHECK(td_pp_classify(tie, 3, false, 10, top) == 3);
+    CHECK(td_pp_classify(tie, 3, false, 10, sc, top) == 3);
     CHECK(top[0].id == 0 && top[1].id == 1 && top[2].id == 2);
     /* one logit: sigmoid */
     const float one[1] = {0.0f};
-    CHECK(td_pp_classify(one, 1, false, 1, top) == 1 && fabs(top[0].score - 0.5) < 1e-12);
+    CHECK(td_pp_classify(one, 1, false, 1, sc, top) == 1 && fabs(top[0].score - 0.5) < 1e-12);
     /* multi-label: independent sigmoids */
     const float ml[2] = {0.0f, 100.0f};
-    CHECK(td_pp_classify(ml, 2, true, 2, top) == 2 && top[0].id == 1 && fabs(top[1].score - 0.5) < 1e-12);
+    CHECK(td_pp_classify(ml, 2, true, 2, sc, top) == 2 && top[0].id == 1 && fabs(top[1].score - 0.5) < 1e-12);
 }
 
 /* one-hot-ish logits: label k gets 10, the others 0 */
