@@ -235,6 +235,11 @@ onnx.save(m, os.path.join(eng, "model.onnx"))
 for f in ["tokenizer.json", "config.json"]:
     shutil.copy(os.path.join(HF, "bert-seqcls", f), eng)
 seqcls("bert-seqcls (graph without attention_mask input)", eng)
+# with a long neighbour, padding a short text would change it: its logits must equal those of running it alone
+_, alone, _ = run_json(["run", eng, "--text", "a"])
+_, batched, err = run_json(["run", eng, "--text", " ".join(["word"] * 80), "--text", "a"])
+t.check(len(alone) == 1 and len(batched) == 2 and max_abs(alone[0]["logits"], batched[1]["logits"]) <= 1e-7,
+        "no attention_mask input: a short text batched with a long one == the short text alone", err)
 
 # (c) what `tdeploy convert` writes (model-optimized.onnx, report.json, copies of the tokenizer and config files)
 for name, fn in TASKS.items():
