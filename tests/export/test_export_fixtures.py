@@ -114,8 +114,8 @@ def check_fixture(name):
     inits = {i.name: i for i in model.graph.initializer}
     same = all(onnx.numpy_helper.to_array(inits[k]).tobytes() == v.tobytes() for k, v in ckpt.items() if k in inits)
     unused = sorted(k for k in ckpt if k not in inits)
-    t.check(same and all(".pooler." in "." + k for k in unused), f"{name}: initializers named and valued as the checkpoint",
-            f"unused: {unused}" if unused else "")
+    t.check(same and all(".pooler." in "." + k for k in unused),
+            f"{name}: initializers named and valued as the checkpoint", f"unused: {unused}" if unused else "")
     md = metadata(model)
     t.check(md.get("task") == task, f"{name}: task {task} (derived)", str(md.get("task")))
     if "id2label" in cfg and task in ("classification", "token-classification"):
