@@ -115,6 +115,12 @@ void td_batch_free(td_batch *batch); /* NULL or a zeroed struct is harmless */
 td_status td_tokenizer_decode(td_ctx *ctx, const td_tokenizer *tok, const int64_t *ids, size_t n,
                               bool skip_special_tokens, char **out);
 
+/* Decode token strings (as tokens[] of an encoding holds them, or any text
+ * standing in for one) through the tokenizer's decoder: what transformers'
+ * convert_tokens_to_string does. *out malloc'd, caller frees. */
+td_status td_tokenizer_decode_tokens(td_ctx *ctx, const td_tokenizer *tok, const char *const *tokens, size_t n,
+                                     char **out);
+
 /* Vocabulary size including added tokens (max id + 1). */
 size_t td_tokenizer_vocab_size(const td_tokenizer *tok);
 /* Token string of id (NULL when out of range). Owned by the tokenizer. */

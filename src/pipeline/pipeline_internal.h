@@ -18,6 +18,7 @@ struct td_pipeline {
     bool multi_label;     /* config problem_type multi_label_classification: sigmoid scores */
     int64_t max_length;   /* 0 = no truncation */
     int64_t cls_id;       /* -1 when the tokenizer has no CLS-like token */
+    int64_t unk_id;       /* -1 when the tokenizer has no unknown token */
     size_t top_k, max_answer_len;
     bool keep_hidden;
     int32_t ids_dtype;    /* TD_DTYPE_INT64 or TD_DTYPE_INT32, as the graph declares */

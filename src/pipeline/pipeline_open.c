@@ -240,12 +240,15 @@ out:
     return st;
 }
 
-static td_status set_cls(td_pipeline *p, const td_tokenizer_config *tc) {
-    const char *cands[] = {tc && tc->cls_token ? tc->cls_token : "[CLS]", "[CLS]", "<s>"};
-    p->cls_id = -1;
-    for (size_t i = 0; i < sizeof cands / sizeof *cands && p->cls_id < 0; i++)
-        p->cls_id = td_tokenizer_token_to_id(p->tok, cands[i]);
-    return TD_OK;
+/* Ids of the CLS and unknown tokens: tokenizer_config.json's names, else the usual spellings. */
+static void set_special_ids(td_pipeline *p, const td_tokenizer_config *tc) {
+    const char *cls[] = {tc && tc->cls_token ? tc->cls_token : "[CLS]", "[CLS]", "<s>"};
+    const char *unk[] = {tc && tc->unk_token ? tc->unk_token : "[UNK]", "[UNK]", "<unk>"};
+    p->cls_id = p->unk_id = -1;
+    for (size_t i = 0; i < 3 && p->cls_id < 0; i++)
+        p->cls_id = td_tokenizer_token_to_id(p->tok, cls[i]);
+    for (size_t i = 0; i < 3 && p->unk_id < 0; i++)
+        p->unk_id = td_tokenizer_token_to_id(p->tok, unk[i]);
 }
 
 static td_status load_tokenizer(td_ctx *ctx, td_pipeline *p, const char *dir, const char *what) {
@@ -290,7 +293,7 @@ static td_status open_hf(td_ctx *ctx, td_pipeline *p, const td_pipeline_options 
     if ((p->task == TD_TASK_CLASSIFICATION || p->task == TD_TASK_TOKEN_CLASSIFICATION) &&
         (st = labels_from_config(ctx, p, md->config)) != TD_OK)
         goto out;
-    set_cls(p, md->tokenizer_config);
+    set_special_ids(p, md->tokenizer_config);
     if (asprintf(&p->description, "%s (Hugging Face model, exported in memory)", md->path) < 0) {
         p->description = NULL;
         st = td_fail_oom(ctx, 64, "description");
@@ -375,7 +378,7 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
     } else {
         p->max_length = max_length_from_files(cfg, st_max, tc);
     }
-    set_cls(p, tc);
+    set_special_ids(p, tc);
     if (asprintf(&p->description, "%s (ONNX file, tokenizer from %s)", onnx_path, tok_dir) < 0) {
         p->description = NULL;
         st = td_fail_oom(ctx, 64, "description");

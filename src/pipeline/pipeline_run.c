@@ -258,6 +258,42 @@ static td_status classification(td_ctx *ctx, td_pipeline *p, const batch_in *b, 
     return st;
 }
 
+/* The word of an entity as the pipeline builds it: the member tokens' strings
+ * (an unknown token replaced by the text it stands for) through the decoder. */
+static td_status entity_word(td_ctx *ctx, const td_pipeline *p, const td_encoding *e, const char *text,
+                             const uint8_t *skip, size_t first, size_t last, char **out) {
+    size_t n = last - first + 1, k = 0;
+    const char **toks = calloc(n, sizeof *toks);
+    char **owned = calloc(n, sizeof *owned);
+    td_status st = TD_OK;
+    if (!toks || !owned) {
+        st = td_fail_oom(ctx, n * sizeof *toks, "entity tokens");
+        goto out;
+    }
+    for (size_t t = first; t <= last; t++) {
+        if (skip[t])
+            continue;
+        if (p->unk_id >= 0 && e->ids[t] == p->unk_id) {
+            size_t s = (size_t)e->offsets[2 * t], end = (size_t)e->offsets[2 * t + 1];
+            if (!(owned[k] = strndup(text + s, end > s ? end - s : 0))) {
+                st = td_fail_oom(ctx, end - s, "entity word");
+                goto out;
+            }
+            toks[k] = owned[k];
+            k++;
+        } else {
+            toks[k++] = e->tokens[t];
+        }
+    }
+    st = td_tokenizer_decode_tokens(ctx, p->tok, toks, k, out);
+out:
+    for (size_t i = 0; owned && i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(toks);
+    return st;
+}
+
 static td_status token_classification(td_ctx *ctx, td_pipeline *p, const batch_in *b, const char *const *texts,
                                       td_pipe_result *res) {
     int64_t dims[3];
@@ -299,8 +335,7 @@ static td_status token_classification(td_ctx *ctx, td_pipeline *p, const batch_i
             pe->last_token = ents[k].last;
             pe->start = td_pp_char_offset(texts[i], text_len, (size_t)e->offsets[2 * ents[k].first]);
             pe->end = td_pp_char_offset(texts[i], text_len, (size_t)e->offsets[2 * ents[k].last + 1]);
-            st = td_tokenizer_decode(ctx, p->tok, e->ids + ents[k].first, ents[k].last - ents[k].first + 1, true,
-                                     &pe->word);
+            st = entity_word(ctx, p, e, texts[i], skip, ents[k].first, ents[k].last, &pe->word);
         }
         free(ents);
         ents = NULL;

@@ -582,6 +582,8 @@ td_status td_tokenizer_encode_batch(td_ctx *ctx, const td_tokenizer *tok, const 
 }
 
 /* ---- decoding ----------------------------------------------------------- */
+static td_status decode_strlist(td_ctx *ctx, const td_tokenizer *tok, td_strlist *l, char **out);
+
 td_status td_tokenizer_decode(td_ctx *ctx, const td_tokenizer *tok, const int64_t *ids, size_t n,
                               bool skip_special_tokens, char **out) {
     *out = NULL;
@@ -602,26 +604,44 @@ td_status td_tokenizer_decode(td_ctx *ctx, const td_tokenizer *tok, const int64_
             goto out;
         }
     }
-    if (tok->decoder && (st = td_decoder_chain(ctx, tok->decoder, &l)))
-        goto out;
-    size_t total = 1;
-    for (size_t i = 0; i < l.n; i++)
-        total += l.len[i] + 1;
-    char *r = malloc(total);
-    if (!r) {
-        st = td_fail_oom(ctx, total, "decode");
-        goto out;
-    }
-    size_t p = 0;
-    for (size_t i = 0; i < l.n; i++) {
-        if (!tok->decoder && i > 0)
-            r[p++] = ' ';
-        memcpy(r + p, l.s[i], l.len[i]);
-        p += l.len[i];
-    }
-    r[p] = 0;
-    *out = r;
+    st = decode_strlist(ctx, tok, &l, out);
 out:
     td_strlist_free(&l);
     return st;
+}
+
+td_status td_tokenizer_decode_tokens(td_ctx *ctx, const td_tokenizer *tok, const char *const *tokens, size_t n,
+                                     char **out) {
+    *out = NULL;
+    td_strlist l = {0};
+    td_status st = TD_OK;
+    for (size_t i = 0; i < n && st == TD_OK; i++)
+        if (!td_strlist_push(&l, tokens[i], strlen(tokens[i])))
+            st = td_fail_oom(ctx, 0, "decode");
+    if (st == TD_OK)
+        st = decode_strlist(ctx, tok, &l, out);
+    td_strlist_free(&l);
+    return st;
+}
+
+/* Run the decoder over the token strings in l and join them into *out. */
+static td_status decode_strlist(td_ctx *ctx, const td_tokenizer *tok, td_strlist *l, char **out) {
+    if (tok->decoder)
+        TD_TRY(td_decoder_chain(ctx, tok->decoder, l));
+    size_t total = 1;
+    for (size_t i = 0; i < l->n; i++)
+        total += l->len[i] + 1;
+    char *r = malloc(total);
+    if (!r)
+        return td_fail_oom(ctx, total, "decode");
+    size_t p = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (!tok->decoder && i > 0)
+            r[p++] = ' ';
+        memcpy(r + p, l->s[i], l->len[i]);
+        p += l->len[i];
+    }
+    r[p] = 0;
+    *out = r;
+    return TD_OK;
 }

@@ -103,7 +103,7 @@ def tokcls(label, model, extra=()):
     texts = [T[1], T[6], T[0]]
     id2label = id2label_of("bert-tokcls")
     hf_tok = Tokenizer.from_file(os.path.join(HF, "bert-tokcls", "tokenizer.json"))
-    hf_tok.enable_truncation(24)
+    hf_tok.enable_truncation(24)  # the golden batch's max_length
     args = ["run", model, "--max-length", "24", *extra]
     for s in texts:
         args += ["--text", s]
@@ -119,22 +119,35 @@ def tokcls(label, model, extra=()):
         worst = max(worst, max_abs(got, g["output.logits"][i, :n]) if got.shape == (n, 5) else 1e9)
     t.check(worst <= TOL, f"{label}: per-token logits within {TOL} (real positions)", f"max abs {worst}")
     for i, o in enumerate(objs):
-        enc = hf_tok.encode(texts[i])
-        ids = o["input_ids"]
-        # special tokens of the row: [CLS] first, [SEP] last (WordPiece template)
-        special = [k == 0 or k == len(ids) - 1 for k in range(len(ids))]
-        want = simple_aggregation(np.array(o["logits"]), special, id2label)
-        got = [(e["entity_group"], e["score"], e["first_token"], e["last_token"]) for e in o["entities"]]
-        same = len(want) == len(got) and all(
-            a[0] == b[0] and abs(a[1] - b[1]) <= 1e-6 and a[2] == b[2] and a[3] == b[3] for a, b in zip(want, got))
-        t.check(same, f"{label}[{i}]: {len(got)} entities == independent simple aggregation", f"{got} vs {want}")
-        # offsets and words against the tokenizers library (character offsets of the untruncated encoding)
-        offs = enc.offsets
-        ok = True
-        for e in o["entities"]:
-            ok &= e["start"] == offs[e["first_token"]][0] and e["end"] == offs[e["last_token"]][1]
-            ok &= e["word"] == hf_tok.decode(ids[e["first_token"]:e["last_token"] + 1], skip_special_tokens=True)
-        t.check(ok, f"{label}[{i}]: entity start/end (characters) and words == tokenizers' offsets and decode")
+        check_entities(f"{label}[{i}]", o, texts[i], hf_tok, id2label)
+    # words with characters the vocabulary lacks become [UNK]: the entity word then shows the original text
+    rc, objs, err = run_json(["run", model, "--text", UNK_TEXT, *extra])
+    if t.check(rc == 0 and "[UNK]" in hf_tok.encode(UNK_TEXT).tokens, f"{label}: run on a text with [UNK] tokens", err):
+        check_entities(f"{label}[unk]", objs[0], UNK_TEXT, hf_tok, id2label)
+
+
+UNK_TEXT = "Жук ЖЖ big Ж and ok"
+
+
+def check_entities(label, o, text, hf_tok, id2label):
+    enc = hf_tok.encode(text)
+    ids = o["input_ids"]
+    special = [bool(m) for m in enc.special_tokens_mask]
+    want = simple_aggregation(np.array(o["logits"]), special, id2label)
+    got = [(e["entity_group"], e["score"], e["first_token"], e["last_token"]) for e in o["entities"]]
+    same = ids == enc.ids and len(want) == len(got) and all(
+        a[0] == b[0] and abs(a[1] - b[1]) <= 1e-6 and a[2] == b[2] and a[3] == b[3] for a, b in zip(want, got))
+    t.check(same, f"{label}: {len(got)} entities == independent simple aggregation", f"{got} vs {want}")
+    # offsets (characters) from the tokenizers library; the word is the member tokens through the decoder, an
+    # unknown token standing for its original text (as the pipeline's gather_pre_entities does)
+    offs = enc.offsets
+    ok = True
+    for e in o["entities"]:
+        ok &= e["start"] == offs[e["first_token"]][0] and e["end"] == offs[e["last_token"]][1]
+        toks = [text[offs[k][0]:offs[k][1]] if enc.tokens[k] == "[UNK]" else enc.tokens[k]
+                for k in range(e["first_token"], e["last_token"] + 1) if not special[k]]
+        ok &= e["word"] == hf_tok.decoder.decode(toks)
+    t.check(ok, f"{label}: entity start/end (characters) and words == tokenizers' offsets and decoder")
 
 
 QA_PAIRS = [  # make_fixtures.py bert_family(): the questions and contexts of bert-qa's golden batch
