@@ -34,7 +34,9 @@ td_status td_remove_tree(td_ctx *ctx, const char *path) {
 }
 
 td_status td_link_or_copy_file(td_ctx *ctx, const char *src, const char *dst) {
-    if (link(src, dst) == 0)
+    /* AT_SYMLINK_FOLLOW: link the file a symlink points to (HF cache snapshots are relative symlinks into
+     * blobs/; a hard link to the symlink itself would dangle in another directory) */
+    if (linkat(AT_FDCWD, src, AT_FDCWD, dst, AT_SYMLINK_FOLLOW) == 0)
         return TD_OK;
     int in = -1, out = -1;
     td_status s = TD_OK;

@@ -263,4 +263,33 @@ for name, fn in TASKS.items():
     if t.check(rc == 0 and os.path.isfile(os.path.join(out, "model-optimized.onnx")), f"{name}: tdeploy convert", err):
         fn(f"{name} (tdeploy convert output)", out)
 
+# convert of a model in the HF cache, whose snapshot files are relative symlinks into blobs/: the copies in the
+# output directory must still be readable files (they were dangling hard links to the symlinks once)
+cache = os.path.join(TMP, "run_hf_home")
+shutil.rmtree(cache, ignore_errors=True)
+repo = os.path.join(cache, "hub", "models--tdeploy-test--minilm-st")
+snap = os.path.join(repo, "snapshots", "0" * 40)
+src = os.path.join(HF, "minilm-st")
+for root, _, files in os.walk(src):
+    for f in files:
+        rel = os.path.relpath(os.path.join(root, f), src)
+        blob = os.path.join(repo, "blobs", rel.replace("/", "_"))
+        os.makedirs(os.path.dirname(blob), exist_ok=True)
+        shutil.copy(os.path.join(root, f), blob)
+        link = os.path.join(snap, rel)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(os.path.relpath(blob, os.path.dirname(link)), link)
+os.makedirs(os.path.join(repo, "refs"))
+open(os.path.join(repo, "refs", "main"), "w").write("0" * 40)
+env = dict(os.environ, HF_HOME=cache, HF_HUB_OFFLINE="1")
+env.pop("HF_HUB_CACHE", None)
+out = os.path.join(TMP, "run_convert", "cached-minilm-st")
+shutil.rmtree(out, ignore_errors=True)
+rc, _, err = run(["convert", "-m", "tdeploy-test/minilm-st", "-o", out, "--nb-measures", "2", "--warmup", "1", "-q"],
+                 env=env)
+if t.check(rc == 0, "convert of a cached hub model (symlinked snapshot)", err):
+    t.check(all(os.path.isfile(os.path.join(out, f)) for f in ["tokenizer.json", "config.json"]),
+            "its tokenizer.json and config.json copies are readable files")
+    embedding("minilm-st (convert output of the cached model)", out)
+
 t.finish()
