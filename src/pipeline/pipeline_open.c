@@ -321,6 +321,7 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
     if (td_is_file(path) && (st = td_hf_config_load(ctx, path, &cfg)) != TD_OK)
         goto out;
     free(path);
+    path = NULL;
     if ((st = td_path_join(ctx, tok_dir, "tokenizer_config.json", false, &path)) != TD_OK)
         goto out;
     if (td_is_file(path) && (st = td_tokenizer_config_load(ctx, path, &tc)) != TD_OK)
@@ -328,6 +329,7 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
     if ((st = st_max_seq_length(ctx, tok_dir, &st_max)) != TD_OK)
         goto out;
     free(path);
+    path = NULL;
     if ((st = td_path_join(ctx, tok_dir, "modules.json", false, &path)) != TD_OK)
         goto out;
     bool sentence_transformers = td_is_file(path);
