@@ -41,6 +41,18 @@ os.makedirs(badeng)
 write("badeng/model.onnx", b"\x08\x07garbage that is not a protobuf model")
 shutil.copy(os.path.join(HF, "bert-seqcls", "tokenizer.json"), badeng)
 
+# engine directories with a broken helper file beside a good model.onnx
+for bad, content, kw in [("config.json", b"{not json", "config.json"),
+                         ("sentence_bert_config.json", b'{"max_seq_length": "long"}', "max_seq_length"),
+                         ("tokenizer.json", b'{"model": 7}', "tokenizer")]:
+    d = os.path.join(WORK, "eng_bad_" + bad.split(".")[0])
+    os.makedirs(d)
+    shutil.copy(os.path.join(FIXTURES, "onnx", "bert-seqcls.torchscript.onnx"), os.path.join(d, "model.onnx"))
+    for f in ["tokenizer.json", "config.json"]:
+        shutil.copy(os.path.join(HF, "bert-seqcls", f), d)
+    write(os.path.relpath(os.path.join(d, bad), WORK), content)
+    expect_fail(f"engine dir with a corrupt {bad}", ["run", d, "--text", "x"], [kw])
+
 expect_fail("unknown task", ["run", SEQ, "--task", "summarization", "--text", "x"], ["unknown task", "summarization"])
 expect_fail("missing tokenizer next to .onnx", ["run", os.path.join(bare, "m.onnx"), "--text", "x"],
             ["tokenizer.json", "--tokenizer"])
