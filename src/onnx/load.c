@@ -21,6 +21,8 @@
 
 #define MAX_SUBGRAPH_DEPTH 64
 #define MAX_TYPE_RANK 1024
+/* Message nesting allowed before parsing: each subgraph level is 3 messages (Graph, Node, Attribute). */
+#define MAX_MESSAGE_DEPTH (3 * MAX_SUBGRAPH_DEPTH + 16)
 
 static const uint32_t model_tags[] = {1, 2, 3, 4, 5, 6, 7, 8, 14};
 static const uint32_t graph_tags[] = {1, 2, 5, 10, 11, 12, 13};
@@ -684,6 +686,12 @@ static td_status load_mapped(td_ctx *ctx, td_mapped_file *src, const char *name,
     }
     if (src->size == 0) {
         s = td_fail(ctx, TD_ERR_FORMAT, "%s is empty, not an ONNX model", name);
+        goto out;
+    }
+    if (td_pb_too_deep(&onnx__model_proto__descriptor, src->data, src->size, MAX_MESSAGE_DEPTH)) {
+        s = td_fail(ctx, TD_ERR_FORMAT,
+                    "%s nests protobuf messages more than %d deep (deeply nested subgraphs or types); refusing to parse it",
+                    name, MAX_MESSAGE_DEPTH);
         goto out;
     }
     if (!load_split(&L, m, &s)) {
