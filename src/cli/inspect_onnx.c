@@ -24,6 +24,7 @@ typedef struct stats {
     unsigned long long init_bytes;
     long dtype_count[TD_DTYPE_MAX + 1];
     long n_external;
+    long n_mapped; /* data points into a file mapping (not copied at load) */
 } stats;
 
 static bool count_op(stats *st, const td_node *n) {
@@ -57,6 +58,7 @@ static bool collect(stats *st, const td_graph *g) {
         st->init_bytes += t->nbytes;
         st->dtype_count[(unsigned)t->dtype <= TD_DTYPE_MAX ? t->dtype : TD_DTYPE_MAX]++;
         st->n_external += t->external_location != NULL;
+        st->n_mapped += t->map != NULL && t->data != NULL;
     }
     for (int i = 0; i < g->n_nodes; i++) {
         const td_node *n = g->nodes[i];
@@ -160,6 +162,7 @@ static void print_json(const char *path, const td_model *m, const stats *st) {
     cJSON_AddNumberToObject(init, "count", (double)st->n_init);
     cJSON_AddNumberToObject(init, "bytes", (double)st->init_bytes);
     cJSON_AddNumberToObject(init, "external", (double)st->n_external);
+    cJSON_AddNumberToObject(init, "mapped", (double)st->n_mapped);
     cJSON *dts = cJSON_AddObjectToObject(init, "dtypes");
     for (int d = 0; d <= TD_DTYPE_MAX; d++)
         if (st->dtype_count[d])
@@ -211,6 +214,7 @@ static void print_text(const char *path, const td_model *m, const stats *st) {
     printf("%s\n", st->n_init ? ")" : "");
     if (st->n_external)
         printf("  external data: %ld tensors\n", st->n_external);
+    printf("  zero-copy:    %ld of %ld initializers point into the mapped file(s)\n", st->n_mapped, st->n_init);
     printf("  nodes: %ld (%ld subgraphs)\n", st->n_nodes, st->n_subgraphs);
     for (int i = 0; i < st->n_ops; i++)
         printf("    %-40s %ld\n", st->ops[i].key, st->ops[i].count);
