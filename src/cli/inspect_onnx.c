@@ -27,18 +27,14 @@ typedef struct stats {
     long n_mapped; /* data points into a file mapping (not copied at load) */
 } stats;
 
+/* Op keys are collected in a list and counted after sorting (O(n log n) even
+ * for a hostile file with a million distinct op types). */
 static bool count_op(stats *st, const td_node *n) {
     char *key;
     if (asprintf(&key, "%s:%s", n->domain && *n->domain ? n->domain : "ai.onnx", n->op_type) < 0)
         return false;
-    for (int i = 0; i < st->n_ops; i++)
-        if (!strcmp(st->ops[i].key, key)) {
-            st->ops[i].count++;
-            free(key);
-            return true;
-        }
     if (st->n_ops == st->cap_ops) {
-        int cap = st->cap_ops ? st->cap_ops * 2 : 32;
+        int cap = st->cap_ops ? st->cap_ops * 2 : 256;
         op_count *p = realloc(st->ops, sizeof *p * (size_t)cap);
         if (!p) {
             free(key);
@@ -49,6 +45,22 @@ static bool count_op(stats *st, const td_node *n) {
     }
     st->ops[st->n_ops++] = (op_count){key, 1};
     return true;
+}
+
+static int by_key(const void *a, const void *b) { return strcmp(((const op_count *)a)->key, ((const op_count *)b)->key); }
+
+/* Merge equal keys of the sorted list into counts. */
+static void merge_ops(stats *st) {
+    int w = 0;
+    for (int i = 0; i < st->n_ops; i++) {
+        if (w > 0 && !strcmp(st->ops[w - 1].key, st->ops[i].key)) {
+            st->ops[w - 1].count++;
+            free(st->ops[i].key);
+        } else {
+            st->ops[w++] = st->ops[i];
+        }
+    }
+    st->n_ops = w;
 }
 
 static bool collect(stats *st, const td_graph *g) {
@@ -244,6 +256,8 @@ int td_inspect_onnx(const char *path, bool json) {
         rc = TD_EXIT_FAIL;
         goto out;
     }
+    qsort(st.ops, (size_t)st.n_ops, sizeof *st.ops, by_key);
+    merge_ops(&st);
     qsort(st.ops, (size_t)st.n_ops, sizeof *st.ops, by_count);
     if (json)
         print_json(path, m, &st);

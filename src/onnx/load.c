@@ -21,6 +21,7 @@
 
 #define MAX_SUBGRAPH_DEPTH 64
 #define MAX_TYPE_RANK 1024
+#define MAX_OPSETS 1024 /* real models import a handful; checks are per node x opset */
 /* Message nesting allowed before parsing: each subgraph level is 3 messages (Graph, Node, Attribute). */
 #define MAX_MESSAGE_DEPTH (3 * MAX_SUBGRAPH_DEPTH + 16)
 
@@ -323,17 +324,18 @@ static td_status load_node(td_onnx_loader *L, Onnx__NodeProto *np, size_t index,
         if (!nm || !*nm)
             continue;
         outs[i] = td_graph_find(g, nm); /* created by the first pass */
-        for (size_t j = 0; j < i; j++)
-            if (outs[j] == outs[i]) {
-                s = td_fail(ctx, TD_ERR_GRAPH, "node '%s' (%s) lists output '%s' twice",
-                            node_label(np, index, label, sizeof label), op, nm);
-                goto out;
-            }
     }
     s = td_graph_add_node(ctx, g, op, np->domain, node_label(np, index, label, sizeof label), ins, (int)np->n_input,
                           outs, (int)np->n_output, &n);
     if (s != TD_OK)
         goto out;
+    /* add_node gave each output its slot; a name listed twice kept only its last slot */
+    for (size_t i = 0; i < np->n_output; i++)
+        if (outs[i] && outs[i]->producer_slot != (int)i) {
+            s = td_fail(ctx, TD_ERR_GRAPH, "node '%s' (%s) lists output '%s' twice",
+                        node_label(np, index, label, sizeof label), op, outs[i]->name);
+            goto out;
+        }
     /* keep the name exactly as the file has it (add_node got a label for messages) */
     if (!np->name || !*np->name)
         n->name[0] = '\0';
@@ -440,7 +442,7 @@ static td_status load_model(td_onnx_loader *L, Onnx__ModelProto *mp, Onnx__Graph
     m->producer_version = dup_opt(mp->producer_version, &oom);
     m->domain = dup_opt(mp->domain, &oom);
     m->doc_string = dup_opt(mp->doc_string, &oom);
-    if (mp->n_opset_import > 1u << 20 || mp->n_metadata_props > 1u << 24)
+    if (mp->n_opset_import > MAX_OPSETS || mp->n_metadata_props > 1u << 24)
         return td_fail(ctx, TD_ERR_FORMAT, "model has %zu opset imports and %zu metadata entries (too many)",
                        mp->n_opset_import, mp->n_metadata_props);
     if (mp->n_opset_import) {

@@ -115,6 +115,8 @@ def build(out):
     case("missing_producer_onnx", "no producer",
          proto=model(graph([helper.make_node("Add", ["x", "ghost"], ["y"], name="adder")])))
     case("duplicate_output_onnx", "produced twice", proto=model(graph([relu("x", "y", "one"), relu("x", "y", "two")])))
+    case("output_listed_twice_onnx", "lists output 'y' twice",
+         proto=model(graph([helper.make_node("Split", ["x"], ["y", "z", "y"], name="split", num_outputs=3)])))
     case("output_overwrites_input_onnx", "SSA", proto=model(graph([relu("x", "y", "one"), relu("y", "x", "two")])))
     case("missing_opset_onnx", "opset_import", proto=model(graph([relu("x", "y")]), opsets=()))
     case("domain_without_opset_onnx", "no opset import",
