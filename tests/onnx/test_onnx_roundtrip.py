@@ -200,6 +200,37 @@ def synthetic_case(work):
     report(b"\xf8\x07\x05" in data and b"\xa8\x3e\x2a" in data, "synthetic: unknown fields present in output")
 
 
+def split_graph_case(work):
+    """ModelProto.graph given twice (protobuf merges them): the zero-copy splitter declines and the plain
+    protobuf-c path must load the same model."""
+    src = os.path.join(FIX, "onnx", "bert-base.torchscript.onnx")
+    m = onnx.load(src)
+    g1, g2 = onnx.GraphProto(), onnx.GraphProto()
+    g1.CopyFrom(m.graph)
+    del g1.initializer[9:]
+    del g1.node[100:]
+    g2.initializer.extend(m.graph.initializer[9:])
+    g2.node.extend(m.graph.node[100:])
+    rest = onnx.ModelProto()
+    rest.CopyFrom(m)
+    rest.ClearField("graph")
+
+    def field7(payload):
+        n, out = len(payload), bytearray(b"\x3a")
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out) + payload
+
+    merged = os.path.join(work, "merged_graph.onnx")
+    with open(merged, "wb") as f:
+        f.write(rest.SerializeToString() + field7(g1.SerializeToString()) + field7(g2.SerializeToString()))
+    out = os.path.join(work, "merged_graph_rt.onnx")
+    err = run_save(merged, out)
+    report(err is None and onnx.load(out) == m, "graph split over two fields loads via protobuf-c", err or "")
+
+
 def testdata_cases(work):
     r = subprocess.run(["dpkg", "-L", "libonnx-testdata"], capture_output=True, text=True)
     files = [p for p in r.stdout.split() if p.endswith("/model.onnx")]
@@ -236,6 +267,7 @@ def main():
     os.makedirs(work)
     synthetic_case(work)
     fixture_cases(work)
+    split_graph_case(work)
     testdata_cases(work)
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0
