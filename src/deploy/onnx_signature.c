@@ -20,8 +20,10 @@ static td_status fill_tensor(td_ctx *ctx, const char *path, const td_value *v, c
     if (v->type.rank > TD_TRITON_MAX_DIMS)
         return td_fail(ctx, TD_ERR_UNSUPPORTED, "%s: graph %s \"%s\" has %d dimensions (at most %d)", path, kind,
                        v->name, v->type.rank, TD_TRITON_MAX_DIMS);
-    if (!(t->name = strdup(v->name)))
+    char *name = strdup(v->name);
+    if (!name)
         return td_fail_oom(ctx, strlen(v->name), "a name");
+    t->name = name;
     t->dtype = v->type.elem;
     t->ndim = (size_t)v->type.rank;
     for (size_t d = 0; d < t->ndim; d++)
@@ -86,9 +88,9 @@ void td_onnx_signature_free(td_onnx_signature *sig) {
     if (!sig)
         return;
     for (size_t i = 0; i < sig->n_inputs; i++)
-        free(sig->inputs[i].name);
+        free((char *)sig->inputs[i].name); /* strdup'd by fill_tensor */
     for (size_t i = 0; i < sig->n_outputs; i++)
-        free(sig->outputs[i].name);
+        free((char *)sig->outputs[i].name);
     for (size_t i = 0; i < sig->n_external_data; i++)
         free(sig->external_data[i]);
     free(sig->inputs);
