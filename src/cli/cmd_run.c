@@ -389,12 +389,17 @@ static int run_all(td_ctx *ctx, td_pipeline *p, const run_args *a) {
                 line[--n] = 0;
             if (n > 0 && line[n - 1] == '\r')
                 line[--n] = 0;
-            if (memchr(line, 0, (size_t)n)) {
+            char *text = line;
+            if (line_no == 1 && n >= 3 && !memcmp(line, "\xef\xbb\xbf", 3)) {
+                text += 3; /* a UTF-8 byte order mark (Windows editors) is not part of the first text */
+                n -= 3;
+            }
+            if (memchr(text, 0, (size_t)n)) {
                 fprintf(stderr, "tdeploy run: error: %s line %zu contains a NUL byte; texts must be UTF-8 text\n",
                         a->texts_file, line_no);
                 goto out;
             }
-            char *tab = split_tabs ? strchr(line, '\t') : NULL;
+            char *tab = split_tabs ? strchr(text, '\t') : NULL;
             if (tab)
                 *tab = 0;
             if (b.n > 0 && (tab != NULL) != b.any_pair) {
@@ -408,9 +413,9 @@ static int run_all(td_ctx *ctx, td_pipeline *p, const run_args *a) {
                 fprintf(stderr, "tdeploy run: out of memory\n");
                 goto out;
             }
-            memcpy(b.owned[b.n_owned], line, (size_t)n + 1);
+            memcpy(b.owned[b.n_owned], text, (size_t)n + 1);
             b.texts[b.n] = b.owned[b.n_owned];
-            b.pairs[b.n] = tab ? b.owned[b.n_owned] + (tab - line) + 1 : NULL;
+            b.pairs[b.n] = tab ? b.owned[b.n_owned] + (tab - text) + 1 : NULL;
             b.n_owned++;
             b.any_pair = tab != NULL;
             if (++b.n == bs) {

@@ -87,10 +87,11 @@ expect_fail("bad --batch-size", ["run", SEQ, "--batch-size", "0", "--text", "a"]
 expect_fail("unknown flag", ["run", SEQ, "--frobnicate", "--text", "a"], ["unknown flag"], code=2)
 
 # ---- input formats that must work
-rc, objs, err = run_json(["run", ST, "--texts", "-", "--batch-size", "2"], stdin=b"one\r\ntwo\n\nthree\tfour\nlast")
+rc, objs, err = run_json(["run", ST, "--texts", "-", "--batch-size", "2"],
+                         stdin=b"\xef\xbb\xbfone\r\ntwo\n\nthree\tfour\nlast")
 t.check(rc == 0 and [o["text"] for o in objs] == ["one", "two", "", "three\tfour", "last"]
         and [o["index"] for o in objs] == [0, 1, 2, 3, 4],
-        "stdin: CRLF stripped, empty line is a text, tab stays in the text of a single-text task, no final newline",
+        "stdin: BOM and CRLF stripped, empty line is a text, tab stays in the text of a single-text task, no final newline",
         err + str([o.get("text") for o in objs]))
 rc, objs, err = run_json(["run", QA, "--texts", write("qa.txt", "what is it?\tit is a tiny test model.\nwho?\tnobody knows.\n"
                                                       .encode())])
