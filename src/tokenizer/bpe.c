@@ -122,6 +122,118 @@ static bool add_sym(td_work *w, size_t *n, int32_t id, uint32_t s, uint32_t e) {
     return true;
 }
 
+static uint32_t pair_rank(const td_model *m, const td_bpe_sym *sy, int32_t i) {
+    int32_t j = sy[i].next;
+    if (j < 0)
+        return UINT32_MAX;
+    const td_pairmap_slot *p = td_pairmap_get(&m->merges, (uint32_t)sy[i].id, (uint32_t)sy[j].id);
+    return p ? (uint32_t)p->rank : UINT32_MAX;
+}
+
+/* Merge symbols i and its successor into one (the pair must have a merge). */
+static void merge_at(const td_model *m, td_bpe_sym *sy, int32_t i) {
+    int32_t j = sy[i].next;
+    const td_pairmap_slot *p = td_pairmap_get(&m->merges, (uint32_t)sy[i].id, (uint32_t)sy[j].id);
+    sy[i].id = p->merged;
+    sy[i].e = sy[j].e;
+    sy[i].next = sy[j].next;
+    if (sy[j].next >= 0)
+        sy[sy[j].next].prev = i;
+    sy[j].id = -1; /* dead */
+}
+
+/* Short words: repeatedly merge the lowest-rank pair, leftmost on ties (O(n^2), cache friendly). */
+static bool merge_scan(const td_model *m, td_work *w, size_t ns) {
+    if (!TD_GROW(w->tags, w->tagscap, ns))
+        return false;
+    td_bpe_sym *sy = w->sym;
+    uint32_t *rank = w->tags;
+    for (size_t i = 0; i < ns; i++)
+        rank[i] = pair_rank(m, sy, (int32_t)i);
+    for (;;) {
+        uint32_t best = UINT32_MAX;
+        int32_t bi = -1;
+        for (int32_t i = 0; i >= 0; i = sy[i].next)
+            if (rank[i] < best) {
+                best = rank[i];
+                bi = i;
+            }
+        if (bi < 0)
+            return true;
+        merge_at(m, sy, bi);
+        rank[bi] = pair_rank(m, sy, bi);
+        if (sy[bi].prev >= 0)
+            rank[sy[bi].prev] = pair_rank(m, sy, sy[bi].prev);
+    }
+}
+
+static bool merge_less(const td_bpe_merge *a, const td_bpe_merge *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static bool heap_push(td_work *w, size_t *hn, td_bpe_merge x) {
+    if (!TD_GROW(w->heap, w->heapcap, *hn + 1))
+        return false;
+    td_bpe_merge *h = w->heap;
+    size_t i = (*hn)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!merge_less(&x, &h[p]))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+    return true;
+}
+
+static td_bpe_merge heap_pop(td_work *w, size_t *hn) {
+    td_bpe_merge *h = w->heap, top = h[0], x = h[--(*hn)];
+    size_t i = 0, n = *hn;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && merge_less(&h[c + 1], &h[c]))
+            c++;
+        if (!merge_less(&h[c], &x))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (n)
+        h[i] = x;
+    return top;
+}
+
+static bool push_pair(const td_model *m, td_work *w, size_t *hn, int32_t i) {
+    td_bpe_sym *sy = w->sym;
+    uint32_t r = pair_rank(m, sy, i);
+    if (r == UINT32_MAX)
+        return true;
+    return heap_push(w, hn, (td_bpe_merge){r, i, sy[i].id, sy[sy[i].next].id});
+}
+
+/* Long words: HF's priority queue of (rank, position) with stale entries skipped - O(n log n),
+ * so a hostile megabyte-long word cannot make encoding quadratic. */
+static bool merge_heap(const td_model *m, td_work *w, size_t ns) {
+    size_t hn = 0;
+    for (size_t i = 0; i + 1 < ns; i++)
+        if (!push_pair(m, w, &hn, (int32_t)i))
+            return false;
+    while (hn) {
+        td_bpe_merge t = heap_pop(w, &hn);
+        td_bpe_sym *sy = w->sym;
+        int32_t j = sy[t.pos].next;
+        if (sy[t.pos].id != t.left || j < 0 || sy[j].id != t.right)
+            continue; /* stale */
+        merge_at(m, sy, t.pos);
+        if (!push_pair(m, w, &hn, t.pos) || (sy[t.pos].prev >= 0 && !push_pair(m, w, &hn, sy[t.pos].prev)))
+            return false;
+    }
+    return true;
+}
+
 td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
     if (!n)
         return TD_OK;
@@ -205,41 +317,12 @@ td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char
         return TD_OK;
     td_bpe_sym *sy = w->sym;
     sy[ns - 1].next = -1;
-    /* rank of the pair starting at each symbol, INT32_MAX when none */
-    if (!TD_GROW(w->tags, w->tagscap, ns))
-        return td_fail_oom(ctx, 0, "BPE ranks");
-    uint32_t *rank = w->tags;
-    for (size_t i = 0; i < ns; i++) {
-        const td_pairmap_slot *p = i + 1 < ns ? td_pairmap_get(&m->merges, (uint32_t)sy[i].id, (uint32_t)sy[i + 1].id)
-                                              : NULL;
-        rank[i] = p ? (uint32_t)p->rank : UINT32_MAX;
-    }
-    for (;;) {
-        uint32_t best = UINT32_MAX;
-        int32_t bi = -1;
-        for (int32_t i = 0; i >= 0; i = sy[i].next)
-            if (rank[i] < best) {
-                best = rank[i];
-                bi = i;
-            }
-        if (bi < 0)
-            break;
-        int32_t nj = sy[bi].next;
-        const td_pairmap_slot *p = td_pairmap_get(&m->merges, (uint32_t)sy[bi].id, (uint32_t)sy[nj].id);
-        sy[bi].id = p->merged;
-        sy[bi].e = sy[nj].e;
-        sy[bi].next = sy[nj].next;
-        if (sy[nj].next >= 0)
-            sy[sy[nj].next].prev = bi;
-        int32_t nn = sy[bi].next;
-        p = nn >= 0 ? td_pairmap_get(&m->merges, (uint32_t)sy[bi].id, (uint32_t)sy[nn].id) : NULL;
-        rank[bi] = p ? (uint32_t)p->rank : UINT32_MAX;
-        int32_t pv = sy[bi].prev;
-        if (pv >= 0) {
-            p = td_pairmap_get(&m->merges, (uint32_t)sy[pv].id, (uint32_t)sy[bi].id);
-            rank[pv] = p ? (uint32_t)p->rank : UINT32_MAX;
-        }
-    }
+    if (ns <= 48) {
+        if (!merge_scan(m, w, ns))
+            return td_fail_oom(ctx, 0, "BPE ranks");
+    } else if (!merge_heap(m, w, ns))
+        return td_fail_oom(ctx, 0, "BPE merge queue");
+    sy = w->sym;
     for (int32_t i = 0; i >= 0; i = sy[i].next)
         if (!td_work_push_mtok(w, sy[i].id, sy[i].s, sy[i].e))
             return td_fail_oom(ctx, 0, "tokens");

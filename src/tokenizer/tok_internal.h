@@ -197,6 +197,12 @@ typedef struct td_bpe_sym {
     int32_t prev, next; /* linked list; -1 = none */
 } td_bpe_sym;
 
+typedef struct td_bpe_merge {
+    uint32_t rank;
+    int32_t pos;          /* left symbol index */
+    int32_t left, right;  /* the ids the pair had when pushed (stale entries are skipped) */
+} td_bpe_merge;
+
 typedef struct td_work {
     td_nbuf nb, nb2;
     td_splits sp[3];
@@ -213,6 +219,8 @@ typedef struct td_work {
     size_t mtn, mtcap;
     td_bpe_sym *sym;
     size_t symcap;
+    td_bpe_merge *heap;
+    size_t heapcap;
     char *str;
     size_t strcap;
     struct td_lat {
