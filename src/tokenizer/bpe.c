@@ -5,9 +5,91 @@
  * looked up in a hash keyed by the two symbol ids. */
 #include "tokenizer/tok_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Word cache: most words repeat, and a cached word skips the merge loop entirely. Bounded like HF's
+ * (10k words); once full it only serves lookups. Shared across threads behind a mutex. */
+#define CACHE_MAX_WORDS 10000
+#define CACHE_MAX_WORD_BYTES 128
+typedef struct td_bpe_cache {
+    pthread_mutex_t mu;
+    td_strmap map; /* word -> entry */
+    char *keys;    /* all cached words, back to back (fixed capacity: keys never move) */
+    size_t keys_len, keys_cap;
+    uint32_t *start, *count; /* entry -> range in toks */
+    size_t n;
+    td_mtok *toks;
+    size_t ntoks, toks_cap;
+} td_bpe_cache;
+
+void td_bpe_cache_free(td_bpe_cache *c) {
+    if (!c)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    td_strmap_free(&c->map);
+    free(c->keys);
+    free(c->start);
+    free(c->count);
+    free(c->toks);
+    free(c);
+}
+
+static td_bpe_cache *cache_new(void) {
+    td_bpe_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->keys_cap = (size_t)CACHE_MAX_WORDS * 16;
+    c->keys = malloc(c->keys_cap);
+    c->start = malloc(CACHE_MAX_WORDS * sizeof *c->start);
+    c->count = malloc(CACHE_MAX_WORDS * sizeof *c->count);
+    if (!c->keys || !c->start || !c->count || pthread_mutex_init(&c->mu, NULL)) {
+        free(c->keys);
+        free(c->start);
+        free(c->count);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Append the cached tokens of word s to w->mt; false when not cached. */
+static bool cache_get(td_bpe_cache *c, td_work *w, const char *s, size_t n, bool *oom) {
+    bool hit = false;
+    pthread_mutex_lock(&c->mu);
+    int32_t e = td_strmap_get(&c->map, s, n);
+    if (e >= 0) {
+        uint32_t k = c->count[e];
+        if (TD_GROW(w->mt, w->mtcap, w->mtn + k)) {
+            memcpy(w->mt + w->mtn, c->toks + c->start[e], k * sizeof *w->mt);
+            w->mtn += k;
+            hit = true;
+        } else
+            *oom = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+static void cache_put(td_bpe_cache *c, const char *s, size_t n, const td_mtok *t, size_t k) {
+    pthread_mutex_lock(&c->mu);
+    if (c->n < CACHE_MAX_WORDS && c->keys_len + n <= c->keys_cap && td_strmap_get(&c->map, s, n) < 0 &&
+        TD_GROW(c->toks, c->toks_cap, c->ntoks + k)) {
+        char *key = c->keys + c->keys_len;
+        memcpy(key, s, n);
+        if (td_strmap_put(&c->map, key, n, (int32_t)c->n)) {
+            c->keys_len += n;
+            memcpy(c->toks + c->ntoks, t, k * sizeof *t);
+            c->start[c->n] = (uint32_t)c->ntoks;
+            c->count[c->n] = (uint32_t)k;
+            c->ntoks += k;
+            c->n++;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
 
 static td_status opt_str(td_ctx *ctx, const cJSON *j, const char *key, char **out, size_t *len) {
     const cJSON *v = td_json_get(j, key);
@@ -49,6 +131,8 @@ td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_model *m) {
         snprintf(name, sizeof name, "<0x%02X>", b);
         m->byte_ids[b] = td_strmap_get(&m->vocab.map, name, strlen(name));
     }
+    if (!(m->cache = cache_new()))
+        return td_fail_oom(ctx, 0, "BPE cache");
     const cJSON *merges = td_json_get(j, "merges");
     if (!merges)
         return TD_OK;
@@ -234,9 +318,7 @@ static bool merge_heap(const td_model *m, td_work *w, size_t ns) {
     return true;
 }
 
-td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
-    if (!n)
-        return TD_OK;
+static td_status bpe_word(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
     if (m->ignore_merges) {
         int32_t id = td_strmap_get(&m->vocab.map, s, n);
         if (id >= 0)
@@ -326,5 +408,21 @@ td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char
     for (int32_t i = 0; i >= 0; i = sy[i].next)
         if (!td_work_push_mtok(w, sy[i].id, sy[i].s, sy[i].e))
             return td_fail_oom(ctx, 0, "tokens");
+    return TD_OK;
+}
+
+td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
+    if (!n)
+        return TD_OK;
+    bool oom = false;
+    bool cacheable = m->cache && n <= CACHE_MAX_WORD_BYTES;
+    if (cacheable && cache_get(m->cache, w, s, n, &oom))
+        return TD_OK;
+    if (oom)
+        return td_fail_oom(ctx, 0, "tokens");
+    size_t first = w->mtn;
+    TD_TRY(bpe_word(ctx, m, w, s, n));
+    if (cacheable)
+        cache_put(m->cache, s, n, w->mt + first, w->mtn - first);
     return TD_OK;
 }

@@ -220,7 +220,7 @@ static void trim_offsets(td_tokvec *tv, bool add_prefix_space) {
         td_tok *t = &tv->v[i];
         if (!t->str)
             continue;
-        size_t len = strlen(t->str);
+        size_t len = t->str_len;
         size_t lead = 0, trail = 0, pos = 0;
         while (pos < len) {
             uint32_t cp;
@@ -257,7 +257,7 @@ static void trim_offsets(td_tokvec *tv, bool add_prefix_space) {
 }
 
 static bool push_special(td_tokvec *out, int32_t id, int32_t type_id, const char *str) {
-    return td_tokvec_push(out, (td_tok){id, type_id, 0, 0, 1, -1, 1, str});
+    return td_tokvec_push(out, (td_tok){id, type_id, 0, 0, 1, -1, 1, str, (uint32_t)strlen(str)});
 }
 
 static bool push_seq(td_tokvec *out, const td_tokvec *src, int32_t type_id, bool override_type) {
@@ -416,7 +416,8 @@ bool td_pad(td_tokvec *tv, size_t target, const td_tok_options *o) {
     size_t add = target - tv->n;
     if (!TD_GROW(tv->v, tv->cap, target))
         return false;
-    td_tok pad = {(int32_t)o->pad_id, (int32_t)o->pad_type_id, 0, 0, 1, -1, 0, o->pad_token};
+    const char *ps = o->pad_token ? o->pad_token : "";
+    td_tok pad = {(int32_t)o->pad_id, (int32_t)o->pad_type_id, 0, 0, 1, -1, 0, ps, (uint32_t)strlen(ps)};
     if (o->pad_left) {
         memmove(tv->v + add, tv->v, tv->n * sizeof *tv->v);
         for (size_t i = 0; i < add; i++)

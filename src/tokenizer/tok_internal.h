@@ -176,6 +176,7 @@ typedef struct td_tok {
     int8_t seq;      /* 0, 1, or -1 for specials/padding */
     int8_t attn;
     const char *str; /* owned by the tokenizer */
+    uint32_t str_len;
 } td_tok;
 
 typedef struct td_tokvec {
@@ -368,6 +369,7 @@ typedef struct td_model {
     td_pairmap merges;
     bool fuse_unk, byte_fallback, ignore_merges;
     int32_t byte_ids[256]; /* <0xXX> ids, -1 when absent */
+    struct td_bpe_cache *cache; /* word -> tokens, shared by all callers (mutex inside) */
     /* Unigram */
     double *scores;
     double min_score;
@@ -382,6 +384,7 @@ td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_model *m);
 td_status td_wordpiece_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
 td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_model *m);
 td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
+void td_bpe_cache_free(struct td_bpe_cache *c);
 td_status td_unigram_parse(td_ctx *ctx, const cJSON *j, td_model *m);
 td_status td_unigram_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
 bool td_work_push_mtok(td_work *w, int32_t id, uint32_t s, uint32_t e);
@@ -404,6 +407,8 @@ typedef struct td_added_vocab {
     char **norm_content;
     size_t *norm_len;
     td_strmap content_map; /* content -> index */
+    int32_t *by_id;        /* id -> index into v (last definition), -1; by_id_n entries */
+    size_t by_id_n;
 } td_added_vocab;
 
 td_status td_added_parse(td_ctx *ctx, const cJSON *arr, td_added_vocab *av);

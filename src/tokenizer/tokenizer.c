@@ -306,12 +306,18 @@ out:
 void td_tokenizer_default_options(const td_tokenizer *tok, td_tok_options *out) { *out = tok->defaults; }
 
 /* ---- encoding ----------------------------------------------------------- */
-static const char *token_str(const td_tokenizer *tok, int32_t id) {
+static const char *token_str(const td_tokenizer *tok, int32_t id, uint32_t *len) {
     const td_added_token *a = td_added_by_id(&tok->added, id);
-    if (a)
-        return td_added_text(&tok->added, a);
-    if ((size_t)id < tok->model->vocab.n && tok->model->vocab.tok[id])
+    if (a) {
+        const char *s = td_added_text(&tok->added, a);
+        *len = (uint32_t)strlen(s);
+        return s;
+    }
+    if ((size_t)id < tok->model->vocab.n && tok->model->vocab.tok[id]) {
+        *len = tok->model->vocab.toklen[id];
         return tok->model->vocab.tok[id];
+    }
+    *len = 0;
     return "";
 }
 
@@ -381,8 +387,9 @@ static td_status encode_sequence(td_ctx *ctx, const td_tokenizer *tok, td_work *
         if (!s->len)
             continue;
         if (s->added >= 0) {
-            if (!td_tokvec_push(out, (td_tok){s->added, seq, al[0].s, al[s->len - 1].e, 0, (int8_t)seq, 1,
-                                              token_str(tok, s->added)}))
+            uint32_t sl;
+            const char *str = token_str(tok, s->added, &sl);
+            if (!td_tokvec_push(out, (td_tok){s->added, seq, al[0].s, al[s->len - 1].e, 0, (int8_t)seq, 1, str, sl}))
                 return td_fail_oom(ctx, 0, "tokens");
             continue;
         }
@@ -394,7 +401,9 @@ static td_status encode_sequence(td_ctx *ctx, const td_tokenizer *tok, td_work *
             td_mtok m = w->mt[k];
             uint32_t os = m.e > m.s ? al[m.s].s : (m.s < s->len ? al[m.s].s : al[s->len - 1].e);
             uint32_t oe = m.e > m.s ? al[m.e - 1].e : os;
-            out->v[out->n++] = (td_tok){m.id, seq, os, oe, 0, (int8_t)seq, 1, token_str(tok, m.id)};
+            uint32_t sl;
+            const char *str = token_str(tok, m.id, &sl);
+            out->v[out->n++] = (td_tok){m.id, seq, os, oe, 0, (int8_t)seq, 1, str, sl};
         }
     }
     return TD_OK;
