@@ -105,7 +105,7 @@ static td_status opt_str(td_ctx *ctx, const cJSON *j, const char *key, char **ou
     return TD_OK;
 }
 
-td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_model *m) {
+td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m) {
     const cJSON *dropout = td_json_get(j, "dropout");
     if (dropout && (!cJSON_IsNumber(dropout) || dropout->valuedouble != 0.0))
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
@@ -206,7 +206,7 @@ static bool add_sym(td_work *w, size_t *n, int32_t id, uint32_t s, uint32_t e) {
     return true;
 }
 
-static uint32_t pair_rank(const td_model *m, const td_bpe_sym *sy, int32_t i) {
+static uint32_t pair_rank(const td_tok_model *m, const td_bpe_sym *sy, int32_t i) {
     int32_t j = sy[i].next;
     if (j < 0)
         return UINT32_MAX;
@@ -215,7 +215,7 @@ static uint32_t pair_rank(const td_model *m, const td_bpe_sym *sy, int32_t i) {
 }
 
 /* Merge symbols i and its successor into one (the pair must have a merge). */
-static void merge_at(const td_model *m, td_bpe_sym *sy, int32_t i) {
+static void merge_at(const td_tok_model *m, td_bpe_sym *sy, int32_t i) {
     int32_t j = sy[i].next;
     const td_pairmap_slot *p = td_pairmap_get(&m->merges, (uint32_t)sy[i].id, (uint32_t)sy[j].id);
     sy[i].id = p->merged;
@@ -227,7 +227,7 @@ static void merge_at(const td_model *m, td_bpe_sym *sy, int32_t i) {
 }
 
 /* Short words: repeatedly merge the lowest-rank pair, leftmost on ties (O(n^2), cache friendly). */
-static bool merge_scan(const td_model *m, td_work *w, size_t ns) {
+static bool merge_scan(const td_tok_model *m, td_work *w, size_t ns) {
     if (!TD_GROW(w->tags, w->tagscap, ns))
         return false;
     td_bpe_sym *sy = w->sym;
@@ -290,7 +290,7 @@ static td_bpe_merge heap_pop(td_work *w, size_t *hn) {
     return top;
 }
 
-static bool push_pair(const td_model *m, td_work *w, size_t *hn, int32_t i) {
+static bool push_pair(const td_tok_model *m, td_work *w, size_t *hn, int32_t i) {
     td_bpe_sym *sy = w->sym;
     uint32_t r = pair_rank(m, sy, i);
     if (r == UINT32_MAX)
@@ -300,7 +300,7 @@ static bool push_pair(const td_model *m, td_work *w, size_t *hn, int32_t i) {
 
 /* Long words: HF's priority queue of (rank, position) with stale entries skipped - O(n log n),
  * so a hostile megabyte-long word cannot make encoding quadratic. */
-static bool merge_heap(const td_model *m, td_work *w, size_t ns) {
+static bool merge_heap(const td_tok_model *m, td_work *w, size_t ns) {
     size_t hn = 0;
     for (size_t i = 0; i + 1 < ns; i++)
         if (!push_pair(m, w, &hn, (int32_t)i))
@@ -318,7 +318,7 @@ static bool merge_heap(const td_model *m, td_work *w, size_t ns) {
     return true;
 }
 
-static td_status bpe_word(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
+static td_status bpe_word(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n) {
     if (m->ignore_merges) {
         int32_t id = td_strmap_get(&m->vocab.map, s, n);
         if (id >= 0)
@@ -411,7 +411,7 @@ static td_status bpe_word(td_ctx *ctx, const td_model *m, td_work *w, const char
     return TD_OK;
 }
 
-td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
+td_status td_bpe_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n) {
     if (!n)
         return TD_OK;
     bool oom = false;

@@ -353,10 +353,10 @@ typedef struct td_bytelevel_map {
 const td_bytelevel_map *td_bytelevel(void);
 
 /* ---- models ------------------------------------------------------------- */
-typedef enum td_model_type { TD_MODEL_WORDPIECE, TD_MODEL_BPE, TD_MODEL_UNIGRAM } td_model_type;
+typedef enum td_tok_model_type { TD_TOK_MODEL_WORDPIECE, TD_TOK_MODEL_BPE, TD_TOK_MODEL_UNIGRAM } td_tok_model_type;
 
-typedef struct td_model {
-    td_model_type type;
+typedef struct td_tok_model {
+    td_tok_model_type type;
     td_vocab vocab;
     int32_t unk_id; /* -1 = none */
     /* WordPiece */
@@ -374,19 +374,19 @@ typedef struct td_model {
     double *scores;
     double min_score;
     size_t max_piece_len;
-} td_model;
+} td_tok_model;
 
-td_status td_model_parse(td_ctx *ctx, const cJSON *j, td_model **out);
-void td_model_free(td_model *m);
+td_status td_tok_model_parse(td_ctx *ctx, const cJSON *j, td_tok_model **out);
+void td_tok_model_free(td_tok_model *m);
 /* Tokenize one split word; appends to w->mt (w->mtn is reset by the caller). */
-td_status td_model_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
-td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_model *m);
-td_status td_wordpiece_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
-td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_model *m);
-td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
+td_status td_tok_model_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
+td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m);
+td_status td_wordpiece_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
+td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m);
+td_status td_bpe_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
 void td_bpe_cache_free(struct td_bpe_cache *c);
-td_status td_unigram_parse(td_ctx *ctx, const cJSON *j, td_model *m);
-td_status td_unigram_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
+td_status td_unigram_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m);
+td_status td_unigram_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
 bool td_work_push_mtok(td_work *w, int32_t id, uint32_t s, uint32_t e);
 
 /* ---- added tokens ------------------------------------------------------- */
@@ -504,7 +504,7 @@ td_status td_decoder_chain(td_ctx *ctx, const td_decoder *d, td_strlist *l);
 struct td_tokenizer {
     td_normalizer *normalizer;
     td_pretok *pretok;
-    td_model *model;
+    td_tok_model *model;
     td_postproc *post;
     td_decoder *decoder;
     td_added_vocab added;

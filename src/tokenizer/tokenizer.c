@@ -50,7 +50,7 @@ void td_tokenizer_free(td_tokenizer *tok) {
         return;
     td_normalizer_free(tok->normalizer);
     td_pretok_free(tok->pretok);
-    td_model_free(tok->model);
+    td_tok_model_free(tok->model);
     td_postproc_free(tok->post);
     td_decoder_free(tok->decoder);
     td_added_free(&tok->added);
@@ -241,7 +241,7 @@ td_status td_tokenizer_load_json(td_ctx *ctx, const char *json, size_t json_len,
         goto out;
     }
     const cJSON *x;
-    if ((st = td_model_parse(ctx, mj, &tok->model)) ||
+    if ((st = td_tok_model_parse(ctx, mj, &tok->model)) ||
         ((x = td_json_get(root, "normalizer")) && (st = td_normalizer_parse(ctx, x, &tok->normalizer))) ||
         ((x = td_json_get(root, "pre_tokenizer")) && (st = td_pretok_parse(ctx, x, &tok->pretok))) ||
         ((x = td_json_get(root, "post_processor")) && (st = td_postproc_parse(ctx, x, &tok->post))) ||
@@ -394,7 +394,7 @@ static td_status encode_sequence(td_ctx *ctx, const td_tokenizer *tok, td_work *
             continue;
         }
         w->mtn = 0;
-        TD_TRY(td_model_tokenize(ctx, tok->model, w, t, s->len));
+        TD_TRY(td_tok_model_tokenize(ctx, tok->model, w, t, s->len));
         if (!TD_GROW(out->v, out->cap, out->n + w->mtn))
             return td_fail_oom(ctx, 0, "tokens");
         for (size_t k = 0; k < w->mtn; k++) {

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install everything tdeploy needs to build and test on Debian 12: compilers and
+# libraries from Debian, test oracles from PyPI. Safe to run again (idempotent).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata
+  libcjson-dev libutf8proc-dev libpcre2-dev libcurl4-openssl-dev zlib1g-dev
+  python3 python3-pip python3-venv
+)
+# Test oracles and helpers (never needed at run time).
+PIP_PACKAGES=(
+  "numpy>=1.26" "onnx>=1.16" "onnxruntime>=1.18" "safetensors>=0.4" "tokenizers>=0.19"
+  "tritonclient[grpc]>=2.40" "protobuf>=4"
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" - <<'PYEOF' 2>/dev/null
+import importlib, sys
+for m in ("numpy", "onnx", "onnxruntime", "safetensors", "tokenizers", "tritonclient.grpc"):
+    importlib.import_module(m)
+PYEOF
+then
+  echo "install-deps: pip install ${PIP_PACKAGES[*]}"
+  "$PY" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" 2>&1 | grep -v "Running pip as the 'root' user" || true
+  "$PY" -c "import numpy, onnx, onnxruntime, safetensors, tokenizers, tritonclient.grpc" \
+    || { echo "install-deps: Python test dependencies failed to install" >&2; exit 1; }
+fi
+echo "install-deps: ok"

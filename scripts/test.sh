@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly what CI runs (.ci/run calls this):
+#   1. install dependencies (scripts/install-deps.sh)
+#   2. release build with -Werror, CUDA sources compiled when nvcc exists, ctest
+#   3. AddressSanitizer + UndefinedBehaviorSanitizer build (clang), ctest
+#   4. every libFuzzer harness for FUZZ_SECONDS seconds (default 60)
+# Sanitizer reports exit with status 99 so tests that expect a clean error (status 1)
+# cannot mistake a sanitizer report for one.
+# Set TD_QUICK=1 to run only steps 1-2. Exits non-zero when anything fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+JOBS=$(nproc)
+
+bash scripts/install-deps.sh || exit 1
+
+passed=0
+failed=0
+failures=()
+
+# Count ctest results from its summary line "NN% tests passed, F tests failed out of T".
+run_ctest() { # name builddir
+  local name=$1 dir=$2 log
+  log=$(mktemp)
+  (cd "$dir" && ctest --output-on-failure -j "$JOBS" --timeout 1800) 2>&1 | tee "$log"
+  local line total fail
+  line=$(grep -E "tests passed, [0-9]+ tests? failed out of [0-9]+" "$log" | tail -n 1)
+  if [ -z "$line" ]; then
+    failed=$((failed + 1)); failures+=("$name: ctest did not run")
+  else
+    fail=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
+    total=$(echo "$line" | sed -E 's/.* failed out of ([0-9]+).*/\1/')
+    passed=$((passed + total - fail)); failed=$((failed + fail))
+    [ "$fail" -eq 0 ] || failures+=("$name: $fail ctest failure(s)")
+  fi
+  rm -f "$log"
+}
+
+step() { echo; echo "==== $* ===="; }
+
+step "release build (-Werror)"
+if cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTD_WERROR=ON >/dev/null && ninja -C build; then
+  run_ctest release build
+else
+  failed=$((failed + 1)); failures+=("release build failed")
+fi
+
+if [ "${TD_QUICK:-0}" != "1" ]; then
+  step "ASan + UBSan build and tests"
+  if CC=clang cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_WERROR=ON -DTD_SANITIZE=ON \
+        -DTD_CUDA=OFF >/dev/null && ninja -C build-asan; then
+    ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=99 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99 \
+      run_ctest asan build-asan
+  else
+    failed=$((failed + 1)); failures+=("sanitizer build failed")
+  fi
+
+  step "libFuzzer harnesses (${FUZZ_SECONDS}s each)"
+  if CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_SANITIZE=ON -DTD_FUZZ=ON \
+        -DTD_CUDA=OFF >/dev/null && ninja -C build-fuzz; then
+    for fz in build-fuzz/fuzz_*; do
+      [ -x "$fz" ] || continue
+      name=$(basename "$fz")
+      corpus="build-fuzz/corpus/$name"
+      mkdir -p "$corpus"
+      seeds="tests/fuzz/seeds/$name"
+      [ -d "$seeds" ] || seeds=""
+      echo "-- $name"
+      if "$fz" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 -timeout=20 -print_final_stats=1 \
+          -artifact_prefix="build-fuzz/$name-" "$corpus" $seeds >"build-fuzz/$name.log" 2>&1; then
+        passed=$((passed + 1)); tail -n 3 "build-fuzz/$name.log"
+      else
+        failed=$((failed + 1)); failures+=("$name found a crash (build-fuzz/$name.log)")
+        tail -n 40 "build-fuzz/$name.log"
+      fi
+    done
+  else
+    failed=$((failed + 1)); failures+=("fuzz build failed")
+  fi
+fi
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
