@@ -62,7 +62,9 @@ static bool cache_get(td_bpe_cache *c, td_work *w, const char *s, size_t n, bool
     int32_t e = td_strmap_get(&c->map, s, n);
     if (e >= 0) {
         uint32_t k = c->count[e];
-        if (TD_GROW(w->mt, w->mtcap, w->mtn + k)) {
+        if (!k) {
+            hit = true; /* a word whose chars were all dropped (no unk token) */
+        } else if (TD_GROW(w->mt, w->mtcap, w->mtn + k)) {
             memcpy(w->mt + w->mtn, c->toks + c->start[e], k * sizeof *w->mt);
             w->mtn += k;
             hit = true;
@@ -81,7 +83,8 @@ static void cache_put(td_bpe_cache *c, const char *s, size_t n, const td_mtok *t
         memcpy(key, s, n);
         if (td_strmap_put(&c->map, key, n, (int32_t)c->n)) {
             c->keys_len += n;
-            memcpy(c->toks + c->ntoks, t, k * sizeof *t);
+            if (k)
+                memcpy(c->toks + c->ntoks, t, k * sizeof *t);
             c->start[c->n] = (uint32_t)c->ntoks;
             c->count[c->n] = (uint32_t)k;
             c->ntoks += k;
@@ -423,6 +426,6 @@ td_status td_bpe_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const 
     size_t first = w->mtn;
     TD_TRY(bpe_word(ctx, m, w, s, n));
     if (cacheable)
-        cache_put(m->cache, s, n, w->mt + first, w->mtn - first);
+        cache_put(m->cache, s, n, w->mtn > first ? w->mt + first : NULL, w->mtn - first);
     return TD_OK;
 }
