@@ -344,15 +344,24 @@ td_status td_postproc_apply(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_
     return ok ? TD_OK : td_fail_oom(ctx, 0, "encoding");
 }
 
-static void truncate_one(td_tokvec *tv, size_t max, bool left) {
+/* HF Encoding::truncate: the stride (overlap of the overflowing pieces) must be smaller than the target
+ * whenever a sequence is actually cut; HF panics there, we return the error. */
+static td_status truncate_one(td_ctx *ctx, td_tokvec *tv, size_t max, size_t stride, bool left) {
     if (tv->n <= max)
-        return;
+        return TD_OK;
+    if (max > 0 && stride >= max)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "truncation stride %zu must be smaller than the %zu tokens a sequence is cut to (max_length "
+                       "minus the special tokens, split between the pair)",
+                       stride, max);
     if (left)
         memmove(tv->v, tv->v + (tv->n - max), max * sizeof *tv->v);
     tv->n = max;
+    return TD_OK;
 }
 
-td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, td_trunc_strategy strat, bool left) {
+td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, size_t stride, td_trunc_strategy strat,
+                      bool left) {
     if (max_len == 0) {
         a->n = 0;
         if (b)
@@ -387,11 +396,10 @@ td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, t
                 n1 = n2;
                 n2 = t;
             }
-            truncate_one(a, n1, left);
-            truncate_one(b, n2, left);
-        } else
-            truncate_one(a, max_len, left);
-        return TD_OK;
+            TD_TRY(truncate_one(ctx, a, n1, stride, left));
+            return truncate_one(ctx, b, n2, stride, left);
+        }
+        return truncate_one(ctx, a, max_len, stride, left);
     case TD_TRUNC_ONLY_FIRST:
     case TD_TRUNC_ONLY_SECOND: {
         td_tokvec *target = strat == TD_TRUNC_ONLY_FIRST ? a : b;
@@ -403,8 +411,7 @@ td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, t
                            "truncation: the %s sequence (%zu tokens) is too short to remove %zu tokens and fit "
                            "max_length %zu; use longest_first or a larger max_length",
                            strat == TD_TRUNC_ONLY_FIRST ? "first" : "second", target->n, to_remove, max_len);
-        truncate_one(target, target->n - to_remove, left);
-        return TD_OK;
+        return truncate_one(ctx, target, target->n - to_remove, stride, left);
     }
     }
     return TD_OK;

@@ -455,7 +455,8 @@ size_t td_postproc_added(const td_postproc *p, bool pair);
 td_status td_postproc_apply(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_tokvec *b, bool add_special,
                             td_tokvec *out);
 /* Truncate a (and b) as HF truncate_encodings does; max_len already excludes the specials. */
-td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, td_trunc_strategy strat, bool left);
+td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, size_t stride, td_trunc_strategy strat,
+                      bool left);
 /* Pad tv to target length. */
 bool td_pad(td_tokvec *tv, size_t target, const td_tok_options *o);
 

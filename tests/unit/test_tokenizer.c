@@ -203,9 +203,12 @@ static void test_api(void) {
     td_encoding_free(&e);
     o.max_length = 2; /* smaller than the 3 specials of a pair */
     CHECK(td_tokenizer_encode(ctx, tok, "a", 1, "b", 1, &o, &e) == TD_ERR_INVALID_ARGUMENT);
-    o.stride = 9;
-    o.max_length = 5;
-    CHECK(td_tokenizer_encode(ctx, tok, "a", 1, NULL, 0, &o, &e) == TD_ERR_INVALID_ARGUMENT);
+    o.stride = 3;
+    o.max_length = 5; /* 3 tokens after [CLS]/[SEP]: stride 3 is not smaller, when a cut happens */
+    CHECK(td_tokenizer_encode(ctx, tok, "hello world hello world", 23, NULL, 0, &o, &e) == TD_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(td_error_message(ctx), "stride") != NULL);
+    CHECK(td_tokenizer_encode(ctx, tok, "hello", 5, NULL, 0, &o, &e) == TD_OK); /* no cut, no error (as HF) */
+    td_encoding_free(&e);
 out:
     td_tokenizer_free(tok);
     td_tokenizer_free(NULL);
