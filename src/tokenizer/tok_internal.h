@@ -373,7 +373,7 @@ typedef struct td_tok_model {
     /* Unigram */
     double *scores;
     double min_score;
-    size_t max_piece_len;
+    size_t max_piece_len; /* longest vocab entry in bytes (Unigram, WordPiece) */
 } td_tok_model;
 
 td_status td_tok_model_parse(td_ctx *ctx, const cJSON *j, td_tok_model **out);
