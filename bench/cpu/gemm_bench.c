@@ -2,6 +2,7 @@
  * at compile time (see bench/cpu/run_gemm_bench.sh, which builds one binary per
  * backend and runs them side by side):
  *   -DBACKEND_TD    tdeploy's own kernel (src/runtime/cpu/gemm.c), weights prepacked
+ *                   (argv[3] = f16 / bf16 stores them in half precision)
  *   -DBACKEND_BLAS  any library exporting Fortran sgemm_ (OpenBLAS, BLIS)
  *   -DBACKEND_DNNL  oneDNN's dnnl_sgemm
  * Linear layers: C (M, N) = A (M, K) @ W^T with W stored (N, K) as in PyTorch.
@@ -23,6 +24,7 @@
 #include "core/threadpool.h"
 #include "runtime/cpu/gemm.h"
 static td_threadpool *pool;
+static td_dtype g_store = TD_F32; /* weight storage, argv[3]: f32 (default), f16, bf16 */
 #define BACKEND_NAME "tdeploy"
 #elif defined(BACKEND_BLAS)
 void sgemm_(const char *ta, const char *tb, const int *m, const int *n, const int *k, const float *alpha,
@@ -141,6 +143,8 @@ int main(int argc, char **argv) {
 #ifdef BACKEND_TD
     if (td_threadpool_create(NULL, threads, &pool) != TD_OK)
         return 1;
+    if (argc > 3)
+        g_store = !strcmp(argv[3], "bf16") ? TD_BF16 : !strcmp(argv[3], "f16") ? TD_F16 : TD_F32;
 #endif
     static const int Ms[] = {16, 128, 1024, 4096};
     static const int KN[][2] = {{384, 384}, {384, 1152}, {384, 1536}, {1536, 384},
@@ -154,7 +158,7 @@ int main(int argc, char **argv) {
                 linear_case c = {.M = M, .N = N, .K = K, .A = rand_buf((size_t)M * K), .W = W,
                                  .C = rand_buf((size_t)M * N)};
 #ifdef BACKEND_TD
-                if (td_gemm_pack_b(NULL, W, (size_t)K, (size_t)N, (size_t)K, true, TD_F32, &c.P) != TD_OK)
+                if (td_gemm_pack_b(NULL, W, (size_t)K, (size_t)N, (size_t)K, true, g_store, &c.P) != TD_OK)
                     return 1;
 #endif
                 double g = measure(run_linear, &c, 2.0 * M * N * K);

@@ -13,7 +13,7 @@ groups = defaultdict(list)
 for r in raw:
     groups[tuple(r[:7])].append(float(r[col]))
 rows = [list(k) + [statistics.median(v)] for k, v in groups.items()]
-order = ["tdeploy", "openblas", "openblas-skylakex", "openblas-haswell", "blis-openmp", "blis-pthread", "onednn"]
+order = ["tdeploy", "tdeploy-bf16", "tdeploy-f16", "openblas", "openblas-skylakex", "openblas-haswell", "blis-openmp", "blis-pthread", "onednn"]
 backends = [b for b in order if any(r[0] == b for r in rows)]
 for threads in sorted({r[1] for r in rows}):
     shapes = OrderedDict()
@@ -25,7 +25,7 @@ for threads in sorted({r[1] for r in rows}):
     print(f"\n{threads} thread(s), GFLOP/s ({'CPU time / threads' if col == 8 else 'wall time'}):\n")
     print("| kind | M | N | K | batch | " + " | ".join(backends) + " |")
     print("|---|---|---|---|---|" + "---|" * len(backends))
-    sums = {b: [] for b in backends}
+    sums = {(b, k): [] for b in backends for k in ("linear", "attn")}
     for key in sorted(shapes, key=lambda k: (k[0], k[3], k[2], k[1])):
         vals = shapes[key]
         best = max(vals.values())
@@ -33,8 +33,9 @@ for threads in sorted({r[1] for r in rows}):
         for b in backends:
             v = vals.get(b)
             if v is not None:
-                sums[b].append(v)
+                sums[(b, "linear" if key[0] == "linear" else "attn")].append(v)
             cells.append("-" if v is None else (f"**{v:.0f}**" if v == best else f"{v:.0f}"))
         print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | " + " | ".join(cells) + " |")
-    print("| geomean | | | | | " + " | ".join(
-        f"{statistics.geometric_mean(sums[b]):.0f}" if sums[b] else "-" for b in backends) + " |")
+    for kind in ("linear", "attn"):
+        print(f"| geomean {kind} | | | | | " + " | ".join(
+            f"{statistics.geometric_mean(sums[(b, kind)]):.0f}" if sums[(b, kind)] else "-" for b in backends) + " |")
