@@ -55,7 +55,9 @@ static void *worker_main(void *p) {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     td_threadpool *pool = wa.pool;
-    unsigned seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
+    /* generation was 0 when this worker was created: reading it here instead
+     * would miss a job published before the thread got to run (startup race). */
+    unsigned seen = 0;
     tl_in_job = true; /* anything a worker calls runs serially */
     for (;;) {
         unsigned g = seen;

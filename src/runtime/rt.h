@@ -80,6 +80,7 @@ struct td_rt_node {
 
 struct td_rt_env {
     int threads;
+    struct td_threadpool *pool; /* owned by the session; NULL = single-threaded */
 };
 
 /* "node 'name' (Op, opset 17): <message>" */

@@ -4,6 +4,7 @@
 #include "runtime/session_impl.h"
 
 #include "core/checked.h"
+#include "core/threadpool.h"
 #include "runtime/cpu/kern.h"
 #include "runtime/plan.h"
 
@@ -165,6 +166,7 @@ void td_session_free(td_session *s) {
     if (s->backend && s->backend->free)
         s->backend->free(s->backend_state);
     free_nodes(s);
+    td_threadpool_free(s->env.pool);
     free(s->vals);
     free(s->input_vals);
     free(s->output_vals);
@@ -399,6 +401,8 @@ static td_status create_common(td_ctx *ctx, td_session *s) {
     s->env.threads = s->opt.threads > 0 ? s->opt.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (s->env.threads < 1)
         s->env.threads = 1;
+    if (s->env.threads > 1 && td_threadpool_create(ctx, s->env.threads, &s->env.pool) != TD_OK)
+        return td_wrap(ctx, "starting %d worker threads", s->env.threads);
     s->backend = td_backend_find(s->opt.backend ? s->opt.backend : "cpu");
     if (!s->backend)
         return td_fail(ctx, TD_ERR_UNSUPPORTED, "unknown backend '%s' (available: cpu)", s->opt.backend);

@@ -55,7 +55,7 @@ static td_status gelu_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     const td_rt_tensor *x = in[0], *b = rn->n_in > 1 ? in[1] : NULL;
     int64_t n = td_rt_numel(x), h = b ? b->shape[0] : 1;
     if (x->dtype == TD_F32 && !b) {
-        (st->tanh_form ? td_kern_gelu_tanh : td_kern_gelu_erf)(x->data, out[0]->data, n);
+        td_kern_unary_f32(st->tanh_form ? TD_KU_GELU_TANH : TD_KU_GELU_ERF, x->data, out[0]->data, n, env);
         return TD_OK;
     }
     for (int64_t i = 0; i < n; i++) {
@@ -126,7 +126,7 @@ static td_status sln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     float *Y = out_f32(out[0], &scr);
     float *mean = rn->n_out > 1 && out[1] ? out[1]->data : NULL;
     float *istd = rn->n_out > 2 && out[2] ? out[2]->data : NULL;
-    td_kern_layernorm_rows(sum, g, b, Y, rows, h, st->eps, false, mean, istd, env);
+    td_kern_layernorm_rows(sum, g, b, Y, rows, h, st->eps, mean, istd, env);
     store_out(out[0], Y);
     if (rn->n_out > 3 && out[3])
         for (int64_t i = 0; i < n; i++)
@@ -222,7 +222,7 @@ static td_status eln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
                 dst[j] = td_ldf(we->data, we->dtype, w * H + j) + td_ldf(pe->data, pe->dtype, p * H + j) +
                          (se ? td_ldf(se->data, se->dtype, sg * H + j) : 0.0f);
         }
-    td_kern_layernorm_rows(sum, g, b, Y, B * S, H, st->eps, false, NULL, NULL, env);
+    td_kern_layernorm_rows(sum, g, b, Y, B * S, H, st->eps, NULL, NULL, env);
     for (int64_t i = 0; i < B * S * H; i++)
         td_stf(out[0]->data, out[0]->dtype, i, Y[i]);
     if (rn->n_out > 1 && out[1])
@@ -404,7 +404,8 @@ static td_status attention_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *cons
     size_t f = (size_t)(B * S * (Hq + Hk + Hv) + 2 * B * T * Hq + B * S * Hv + 2 * S * T + 256);
     rn->scratch_bytes = f * sizeof(float) + f32_scratch(in[0]) + f32_scratch(in[1]) +
                         (rn->n_in > 2 ? f32_scratch(in[2]) : 0) + (rn->n_in > 4 ? f32_scratch(in[4]) : 0) +
-                        (rn->n_in > 5 ? f32_scratch(in[5]) : 0);
+                        (rn->n_in > 5 ? f32_scratch(in[5]) : 0) +
+                        (rn->packed ? 0 : td_kern_gemm_scratch(in[1]->shape[0], in[1]->shape[1]) + 64);
     return TD_OK;
 }
 static td_status attention_prepack(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *c, int precision) {
@@ -429,10 +430,12 @@ static td_status attention_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
     float *qkv = scr;
     scr += B * S * W;
     if (rn->packed) {
-        td_kern_gemm_packed(X, Hin, B * S, rn->packed, bias, qkv, W, false, env);
+        td_kern_gemm_packed(X, Hin, B * S, rn->packed, bias, qkv, W, env);
     } else {
         const float *Wt = as_f32(in[1], &scr);
-        td_kern_sgemm(false, false, B * S, W, Hin, 1.0f, X, Hin, Wt, W, 0.0f, qkv, W, env);
+        void *pack = scr;
+        scr += td_kern_gemm_scratch(Hin, W) / sizeof(float) + 16;
+        td_kern_gemm(B * S, W, Hin, 1.0f, X, Hin, Wt, W, false, qkv, W, pack, env);
         if (bias)
             for (int64_t r = 0; r < B * S; r++)
                 for (int64_t j = 0; j < W; j++)

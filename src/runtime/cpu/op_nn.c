@@ -3,6 +3,7 @@
  * storage to fp32 in node scratch memory (planned in the arena) and call the
  * kernels in kern.h. */
 #include "runtime/cpu/kern.h"
+#include "runtime/cpu/ref_kern.h"
 #include "runtime/cpu/op_util.h"
 #include "runtime/cpu/ops.h"
 
@@ -47,7 +48,7 @@ static td_status matmul_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
     if (b->rank >= 2)
         out[0]->shape[r++] = b->shape[b->rank - 1];
     out[0]->rank = r;
-    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b)) + f32_scratch(out[0]);
+    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b) + td_kern_gemm_scratch(K, Kb == K && b->rank >= 2 ? b->shape[b->rank - 1] : 1) + 64) + f32_scratch(out[0]);
     if (td_is_int_dt(a->dtype))
         rn->scratch_bytes = 0;
     return TD_OK;
@@ -129,17 +130,18 @@ static td_status matmul_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
             expect *= o->shape[d];
         }
         if (a_contig) {
-            td_kern_gemm_packed(A, K, nb * M, P, NULL, C, N, false, env);
+            td_kern_gemm_packed(A, K, nb * M, P, NULL, C, N, env);
             store_out(o, C);
             return TD_OK;
         }
     }
+    void *pack = scr; /* packing space for activation right-hand sides */
     int64_t idx[TD_MAX_RANK] = {0}, oa = 0, ob = 0;
     for (int64_t bi = 0; bi < nb; bi++) {
         if (P)
-            td_kern_gemm_packed(A + oa, K, M, P, NULL, C + bi * M * N, N, false, env);
+            td_kern_gemm_packed(A + oa, K, M, P, NULL, C + bi * M * N, N, env);
         else
-            td_kern_sgemm(false, false, M, N, K, 1.0f, A + oa, K, B + ob, N, 0.0f, C + bi * M * N, N, env);
+            td_kern_gemm(M, N, K, 1.0f, A + oa, K, B + ob, N, false, C + bi * M * N, N, pack, env);
         for (int d = br - 1; d >= 0; d--) {
             idx[d]++;
             oa += sa[d];
@@ -197,14 +199,14 @@ static td_status gemm_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
         if (tmp.rank != 2 || tmp.shape[0] != M || tmp.shape[1] != N)
             return td_node_fail(ctx, rn, TD_ERR_SHAPE, "C does not broadcast to (%lld, %lld)", (long long)M, (long long)N);
     }
-    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b)) + f32_scratch(out[0]) +
-                        (rn->n_in > 2 ? f32_scratch(in[2]) : 0);
+    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b) + td_kern_gemm_scratch(K, N) + 64) +
+                        f32_scratch(out[0]) + (rn->n_in > 2 ? f32_scratch(in[2]) : 0);
     return TD_OK;
 }
 static td_status gemm_prepack(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *c, int precision) {
     gemm_state *st = rn->state;
     const td_rt_tensor *b = c[1];
-    if (!b || b->rank != 2 || st->alpha != 1.0f)
+    if (!b || b->rank != 2 || st->alpha != 1.0f || st->ta)
         return TD_OK;
     int64_t K = st->tb ? b->shape[1] : b->shape[0], N = st->tb ? b->shape[0] : b->shape[1];
     return td_kern_pack_b(ctx, b->data, b->dtype, K, N, st->tb != 0, packed_dtype(precision, b->dtype),
@@ -220,34 +222,24 @@ static td_status gemm_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     const float *A = as_f32(a, &scr);
     const float *Cin = rn->n_in > 2 && in[2] ? as_f32(in[2], &scr) : NULL;
     float *C = out_f32(o, &scr);
-    /* C term first (broadcast), then accumulate alpha*A*B */
+    /* product first, then + beta * C (broadcast) */
+    if (rn->packed) {
+        td_kern_gemm_packed(A, K, M, rn->packed, NULL, C, N, env);
+    } else {
+        const float *B = as_f32(b, &scr);
+        if (st->ta) {
+            td_ref_gemm(true, st->tb != 0, M, N, K, st->alpha, A, a->shape[1], B, b->shape[1], NULL, C, N);
+        } else {
+            void *pack = scr;
+            td_kern_gemm(M, N, K, st->alpha, A, a->shape[1], B, b->shape[1], st->tb != 0, C, N, pack, env);
+        }
+    }
     if (Cin && st->beta != 0.0f) {
         const td_rt_tensor *c = in[2];
         int64_t cr = c->rank >= 2 ? c->shape[c->rank - 2] : 1, cc = c->rank >= 1 ? c->shape[c->rank - 1] : 1;
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)
-                C[i * N + j] = st->beta * Cin[(cr == 1 ? 0 : i) * cc + (cc == 1 ? 0 : j)];
-    } else {
-        memset(C, 0, (size_t)(M * N) * sizeof *C);
-    }
-    if (rn->packed && !st->ta) {
-        td_kern_gemm_packed(A, K, M, rn->packed, NULL, C, N, true, env);
-    } else if (rn->packed) {
-        /* transposed A with packed B: reference path via sgemm on the packed f32 copy only */
-        const td_kern_packed *P = rn->packed;
-        if (P->dtype == TD_F32) {
-            td_kern_sgemm(true, false, M, N, K, st->alpha, A, M, P->data, N, 1.0f, C, N, env);
-        } else {
-            for (int64_t i = 0; i < M; i++)
-                for (int64_t k = 0; k < K; k++) {
-                    float av = st->alpha * A[k * M + i];
-                    for (int64_t j = 0; j < N; j++)
-                        C[i * N + j] += av * td_ldf(P->data, P->dtype, k * N + j);
-                }
-        }
-    } else {
-        const float *B = as_f32(b, &scr);
-        td_kern_sgemm(st->ta != 0, st->tb != 0, M, N, K, st->alpha, A, a->shape[1], B, b->shape[1], 1.0f, C, N, env);
+                C[i * N + j] += st->beta * Cin[(cr == 1 ? 0 : i) * cc + (cc == 1 ? 0 : j)];
     }
     store_out(o, C);
     return TD_OK;
@@ -381,7 +373,7 @@ static td_status ln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, t
     }
     float *mean = rn->n_out > 1 && out[1] ? out[1]->data : NULL;
     float *istd = rn->n_out > 2 && out[2] ? out[2]->data : NULL;
-    td_kern_layernorm_rows(X, g, b, Y, rows, n, st->eps, false, mean, istd, env);
+    td_kern_layernorm_rows(X, g, b, Y, rows, n, st->eps, mean, istd, env);
     store_out(out[0], Y);
     return TD_OK;
 }
