@@ -69,16 +69,21 @@ def make_model(path):
     onnx.save(model, path)
 
 
+LAST_CPU = [0.0]
+
+
 def run_child(cmd):
-    """Run cmd in a child; return (wall seconds, peak RSS bytes of that child, stdout)."""
+    """Run cmd in a child; return (wall seconds, peak RSS bytes, stdout); CPU seconds go to LAST_CPU."""
     wrapper = ("import resource,subprocess,sys,time,json;t=time.perf_counter();"
                "r=subprocess.run(sys.argv[1:],capture_output=True,text=True);e=time.perf_counter()-t;"
-               "print(json.dumps({'rc':r.returncode,'wall':e,'rss':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss*1024,"
+               "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+               "print(json.dumps({'rc':r.returncode,'wall':e,'rss':u.ru_maxrss*1024,'cpu':u.ru_utime+u.ru_stime,"
                "'out':r.stdout,'err':r.stderr}))")
     r = subprocess.run([sys.executable, "-c", wrapper] + cmd, capture_output=True, text=True, check=True)
     d = json.loads(r.stdout)
     if d["rc"] != 0:
         raise SystemExit(f"{cmd} failed: {d['err']}")
+    LAST_CPU[0] = d["cpu"]
     return d["wall"], d["rss"], d["out"]
 
 
@@ -96,10 +101,11 @@ def main():
         print(f"generated {src} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     size = os.path.getsize(src)
     out = os.path.join(a.dir, "roundtrip.onnx")
-    res = {"td_load": [], "td_save": [], "td_rss_save": [], "td_rss_inspect": [], "td_inspect_wall": [],
-           "py_load": [], "py_rss": [], "py_save": []}
-    pyload = ("import onnx,time,sys;t=time.perf_counter();m=onnx.load(sys.argv[1]);l=time.perf_counter()-t;"
-              "t=time.perf_counter();onnx.save(m,sys.argv[2]);print(l,time.perf_counter()-t)")
+    res = {"td_load": [], "td_save": [], "td_rss_save": [], "td_rss_inspect": [], "td_inspect_wall": [], "td_inspect_cpu": [],
+           "py_load": [], "py_rss": [], "py_save": [], "py_cpu": []}
+    pyload = "import onnx,time,sys;t=time.perf_counter();m=onnx.load(sys.argv[1]);print(time.perf_counter()-t)"
+    pysave = ("import onnx,time,sys;m=onnx.load(sys.argv[1]);t=time.perf_counter();onnx.save(m,sys.argv[2]);"
+              "print(time.perf_counter()-t)")
     for _ in range(a.runs):
         wall, rss, o = run_child([a.tdeploy, "onnx-save", src, "-o", out, "--json"])
         d = json.loads(o)
@@ -108,12 +114,14 @@ def main():
         res["td_rss_save"].append(rss)
         wall, rss, _ = run_child([a.tdeploy, "inspect", src])
         res["td_inspect_wall"].append(wall)
+        res["td_inspect_cpu"].append(LAST_CPU[0])
         res["td_rss_inspect"].append(rss)
-        wall, rss, o = run_child([sys.executable, "-c", pyload, src, os.path.join(a.dir, "py_roundtrip.onnx")])
-        l, s = map(float, o.split())
-        res["py_load"].append(l)
-        res["py_save"].append(s)
+        wall, rss, o = run_child([sys.executable, "-c", pyload, src])
+        res["py_load"].append(float(o))
+        res["py_cpu"].append(LAST_CPU[0])
         res["py_rss"].append(rss)
+        wall, rss, o = run_child([sys.executable, "-c", pysave, src, os.path.join(a.dir, "py_roundtrip.onnx")])
+        res["py_save"].append(float(o))
     med = {k: statistics.median(v) for k, v in res.items()}
     cpu = "?"
     try:
@@ -123,15 +131,15 @@ def main():
                 break
     except OSError:
         pass
-    print(f"machine: {cpu}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"machine: {cpu}, {os.cpu_count()} cores, {platform.platform()}, load average {os.getloadavg()[0]:.1f}")
     print(f"model: {src} ({size / 1e6:.1f} MB), {a.runs} runs, medians")
     print(f"tdeploy load+check:           {med['td_load']:.3f} s")
-    print(f"tdeploy inspect (process):    {med['td_inspect_wall']:.3f} s, peak RSS {med['td_rss_inspect'] / 1e6:.1f} MB "
+    print(f"tdeploy inspect (process):    {med['td_inspect_wall']:.3f} s wall, {med['td_inspect_cpu']:.3f} s CPU, peak RSS {med['td_rss_inspect'] / 1e6:.1f} MB "
           f"({med['td_rss_inspect'] / size:.2f}x file)")
     print(f"tdeploy save:                 {med['td_save']:.3f} s (load+save peak RSS {med['td_rss_save'] / 1e6:.1f} MB, "
           f"{med['td_rss_save'] / size:.2f}x file)")
-    print(f"python onnx.load:             {med['py_load']:.3f} s, peak RSS {med['py_rss'] / 1e6:.1f} MB "
-          f"({med['py_rss'] / size:.2f}x file, incl. interpreter + onnx.save)")
+    print(f"python onnx.load:             {med['py_load']:.3f} s (process CPU {med['py_cpu']:.3f} s), peak RSS {med['py_rss'] / 1e6:.1f} MB "
+          f"({med['py_rss'] / size:.2f}x file, incl. interpreter)")
     print(f"python onnx.save:             {med['py_save']:.3f} s")
     print(json.dumps({"file_bytes": size, **med}))
 

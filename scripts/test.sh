@@ -4,6 +4,8 @@
 #   2. release build with -Werror, CUDA sources compiled when nvcc exists, ctest
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build (clang), ctest
 #   4. every libFuzzer harness for FUZZ_SECONDS seconds (default 60)
+# Sanitizer reports exit with status 99 so tests that expect a clean error (status 1)
+# cannot mistake a sanitizer report for one.
 # Set TD_QUICK=1 to run only steps 1-2. Exits non-zero when anything fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +50,7 @@ if [ "${TD_QUICK:-0}" != "1" ]; then
   step "ASan + UBSan build and tests"
   if CC=clang cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_WERROR=ON -DTD_SANITIZE=ON \
         -DTD_CUDA=OFF >/dev/null && ninja -C build-asan; then
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=99 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99 \
       run_ctest asan build-asan
   else
     failed=$((failed + 1)); failures+=("sanitizer build failed")

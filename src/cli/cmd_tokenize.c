@@ -113,8 +113,89 @@ out:
     return rc;
 }
 
+/* Hidden test mode: each input line is {"text": s, "pair": s?, "add_special_tokens": b?}; each output line
+ * has ids, type_ids, offsets (bytes), special_tokens_mask, attention_mask, tokens and the decoded text
+ * (skip_special_tokens true and false), or {"error": message}. */
+static cJSON *int_array(const int64_t *v, size_t n) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
+    return a;
+}
+
+static int jsonl(const char *model, const char *file) {
+    td_ctx *ctx = td_ctx_new();
+    td_tokenizer *tok = NULL;
+    td_status st = td_tokenizer_load(ctx, model, &tok);
+    if (st) {
+        int rc = td_cli_report("tokenize", ctx, st);
+        td_ctx_free(ctx);
+        return rc;
+    }
+    FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "tdeploy tokenize: cannot open %s\n", file);
+        td_tokenizer_free(tok);
+        td_ctx_free(ctx);
+        return TD_EXIT_FAIL;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        cJSON *in = cJSON_ParseWithLength(line, (size_t)n);
+        cJSON *res = cJSON_CreateObject();
+        const cJSON *t = in ? cJSON_GetObjectItem(in, "text") : NULL;
+        const cJSON *p = in ? cJSON_GetObjectItem(in, "pair") : NULL;
+        const cJSON *as = in ? cJSON_GetObjectItem(in, "add_special_tokens") : NULL;
+        if (!cJSON_IsString(t)) {
+            cJSON_AddStringToObject(res, "error", "input line is not {\"text\": ...}");
+        } else {
+            td_tok_options o;
+            td_tokenizer_default_options(tok, &o);
+            o.add_special_tokens = !cJSON_IsFalse(as);
+            o.truncation = false;
+            o.padding = TD_PAD_NONE;
+            td_encoding e;
+            const char *ps = cJSON_IsString(p) ? p->valuestring : NULL;
+            st = td_tokenizer_encode(ctx, tok, t->valuestring, strlen(t->valuestring), ps, ps ? strlen(ps) : 0, &o,
+                                     &e);
+            if (st) {
+                cJSON_AddStringToObject(res, "error", td_error_message(ctx));
+            } else {
+                cJSON_AddItemToObject(res, "ids", int_array(e.ids, e.len));
+                cJSON_AddItemToObject(res, "type_ids", int_array(e.type_ids, e.len));
+                cJSON_AddItemToObject(res, "offsets", int_array(e.offsets, 2 * e.len));
+                cJSON_AddItemToObject(res, "special_tokens_mask", int_array(e.special_tokens_mask, e.len));
+                cJSON_AddItemToObject(res, "attention_mask", int_array(e.attention_mask, e.len));
+                cJSON *toks = cJSON_AddArrayToObject(res, "tokens");
+                for (size_t i = 0; i < e.len; i++)
+                    cJSON_AddItemToArray(toks, cJSON_CreateString(e.tokens[i]));
+                for (int skip = 0; skip < 2; skip++) {
+                    char *d = NULL;
+                    st = td_tokenizer_decode(ctx, tok, e.ids, e.len, skip, &d);
+                    cJSON_AddStringToObject(res, skip ? "decoded_skip" : "decoded", st ? "<decode error>" : d);
+                    free(d);
+                }
+                td_encoding_free(&e);
+            }
+        }
+        char *s = cJSON_PrintUnformatted(res);
+        printf("%s\n", s ? s : "{\"error\": \"out of memory\"}");
+        free(s);
+        cJSON_Delete(res);
+        cJSON_Delete(in);
+    }
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    td_tokenizer_free(tok);
+    td_ctx_free(ctx);
+    return TD_EXIT_OK;
+}
+
 int td_cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *pair = NULL, *file = NULL;
+    const char *model = NULL, *text = NULL, *pair = NULL, *file = NULL, *jsonl_file = NULL;
     long max_length = -1, batch = 32, repeat = 5;
     bool as_json = false, add_special = true, decode = false;
     for (int i = 1; i < argc; i++) {
@@ -145,6 +226,10 @@ int td_cmd_tokenize(int argc, char **argv) {
             if (++i >= argc)
                 return td_cli_usage_error("tokenize", "--file needs a path");
             file = argv[i];
+        } else if (!strcmp(a, "--jsonl")) {
+            if (++i >= argc)
+                return td_cli_usage_error("tokenize", "--jsonl needs a path (or -)");
+            jsonl_file = argv[i];
         } else if (!strcmp(a, "--batch") || !strcmp(a, "--repeat")) {
             char *end;
             long v;
@@ -161,6 +246,8 @@ int td_cmd_tokenize(int argc, char **argv) {
     }
     if (!model)
         return td_cli_usage_error("tokenize", "-m MODEL_DIR is required");
+    if (jsonl_file)
+        return jsonl(model, jsonl_file);
     if (file)
         return bench(model, file, batch, repeat, add_special);
     if (!text)

@@ -55,8 +55,8 @@ static void *worker_main(void *p) {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     td_threadpool *pool = wa.pool;
-    /* generation was 0 when this worker was created: reading it here instead
-     * would miss a job published before the thread got to run (startup race). */
+    /* generation is 0 until the first job, which may be published before this
+     * thread gets to run: start from 0, never from a fresh load */
     unsigned seen = 0;
     tl_in_job = true; /* anything a worker calls runs serially */
     for (;;) {
@@ -182,7 +182,7 @@ void td_parallel_for_n(td_threadpool *pool, size_t n, int max_threads, td_parall
      * seen the job (and stopped reading pool->fn/arg) before we return. */
     unsigned spins = 0;
     while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0) {
-        if (++spins < 1u << 20)
+        if (++spins < 1u << 14)
             TD_CPU_RELAX();
         else
             sched_yield();

@@ -79,9 +79,11 @@ static td_status check_graph(td_ctx *ctx, const td_model *m, td_graph *g, int de
     td_node **saved = malloc(sizeof *saved * (size_t)(g->n_nodes ? g->n_nodes : 1));
     if (!saved)
         return td_fail_oom(ctx, 0, "a node list");
-    memcpy(saved, g->nodes, sizeof *saved * (size_t)g->n_nodes);
+    if (g->n_nodes)
+        memcpy(saved, g->nodes, sizeof *saved * (size_t)g->n_nodes);
     td_status s = td_graph_toposort(ctx, g);
-    memcpy(g->nodes, saved, sizeof *saved * (size_t)g->n_nodes);
+    if (g->n_nodes)
+        memcpy(g->nodes, saved, sizeof *saved * (size_t)g->n_nodes);
     free(saved);
     TD_TRY(s);
     for (int i = 0; i < g->n_nodes; i++) {

@@ -824,7 +824,8 @@ td_status td_graph_toposort(td_ctx *ctx, td_graph *g) {
             }
         goto done;
     }
-    memcpy(g->nodes, sorted, sizeof(td_node *) * (size_t)n);
+    if (n) /* g->nodes is NULL in an empty graph */
+        memcpy(g->nodes, sorted, sizeof(td_node *) * (size_t)n);
 done:
     free(indeg);
     free(sorted);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #define MAX_SUBGRAPH_DEPTH 64
 #define MAX_TYPE_RANK 1024
@@ -722,6 +723,12 @@ out:
 
 td_status td_onnx_load(td_ctx *ctx, const char *path, td_model **out) {
     *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return td_fail(ctx, errno == ENOENT ? TD_ERR_NOT_FOUND : TD_ERR_IO, "cannot open %s: %s", path,
+                       strerror(errno));
+    if (!S_ISREG(st.st_mode)) /* opening a FIFO would block */
+        return td_fail(ctx, TD_ERR_IO, "%s is not a regular file", path);
     td_mapped_file *src;
     TD_TRY(td_map_file(ctx, path, &src));
     char *dir = td_path_dirname(path);

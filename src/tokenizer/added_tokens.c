@@ -149,6 +149,13 @@ const td_added_token *td_added_by_id(const td_added_vocab *av, int64_t id) {
     return NULL;
 }
 
+const char *td_added_text(const td_added_vocab *av, const td_added_token *t) {
+    size_t i = (size_t)(t - av->v);
+    if (t->normalized && av->norm_content && i < av->n && av->norm_content[i])
+        return av->norm_content[i];
+    return t->content;
+}
+
 /* Rust regex \w (approximately: letters, marks, decimal digits, connector punctuation). */
 static bool is_word_char(uint32_t c) {
     if (c < 0x80)

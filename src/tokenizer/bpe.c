@@ -23,7 +23,7 @@ static td_status opt_str(td_ctx *ctx, const cJSON *j, const char *key, char **ou
     return TD_OK;
 }
 
-td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_model *m) {
+td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m) {
     const cJSON *dropout = td_json_get(j, "dropout");
     if (dropout && (!cJSON_IsNumber(dropout) || dropout->valuedouble != 0.0))
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
@@ -122,7 +122,7 @@ static bool add_sym(td_work *w, size_t *n, int32_t id, uint32_t s, uint32_t e) {
     return true;
 }
 
-td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
+td_status td_bpe_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n) {
     if (!n)
         return TD_OK;
     if (m->ignore_merges) {

@@ -43,7 +43,7 @@ static td_status parse_dict_vocab(td_ctx *ctx, const cJSON *vj, td_vocab *v, con
 }
 
 /* [["piece", score], ...] */
-static td_status parse_unigram_vocab(td_ctx *ctx, const cJSON *vj, td_model *m) {
+static td_status parse_unigram_vocab(td_ctx *ctx, const cJSON *vj, td_tok_model *m) {
     if (!cJSON_IsArray(vj))
         return td_fail(ctx, TD_ERR_FORMAT, "model Unigram: \"vocab\" must be an array of [piece, score]");
     size_t n = (size_t)cJSON_GetArraySize(vj);
@@ -67,7 +67,7 @@ static td_status parse_unigram_vocab(td_ctx *ctx, const cJSON *vj, td_model *m) 
     return TD_OK;
 }
 
-td_status td_model_parse(td_ctx *ctx, const cJSON *j, td_model **out) {
+td_status td_tok_model_parse(td_ctx *ctx, const cJSON *j, td_tok_model **out) {
     *out = NULL;
     if (!cJSON_IsObject(j))
         return td_fail(ctx, TD_ERR_FORMAT, "tokenizer.json: \"model\" must be an object");
@@ -85,7 +85,7 @@ td_status td_model_parse(td_ctx *ctx, const cJSON *j, td_model **out) {
         type = "WordPiece";
     else
         return td_fail(ctx, TD_ERR_FORMAT, "model: no \"type\" and the fields do not identify the model");
-    td_model *m = calloc(1, sizeof *m);
+    td_tok_model *m = calloc(1, sizeof *m);
     if (!m)
         return td_fail_oom(ctx, sizeof *m, "model");
     m->unk_id = -1;
@@ -94,17 +94,17 @@ td_status td_model_parse(td_ctx *ctx, const cJSON *j, td_model **out) {
     if (!vj) {
         st = td_fail(ctx, TD_ERR_FORMAT, "model %s: missing \"vocab\"", type);
     } else if (!strcmp(type, "WordPiece")) {
-        m->type = TD_MODEL_WORDPIECE;
+        m->type = TD_TOK_MODEL_WORDPIECE;
         st = parse_dict_vocab(ctx, vj, &m->vocab, "model WordPiece");
         if (!st)
             st = td_wordpiece_parse(ctx, j, m);
     } else if (!strcmp(type, "BPE")) {
-        m->type = TD_MODEL_BPE;
+        m->type = TD_TOK_MODEL_BPE;
         st = parse_dict_vocab(ctx, vj, &m->vocab, "model BPE");
         if (!st)
             st = td_bpe_parse(ctx, j, m);
     } else if (!strcmp(type, "Unigram")) {
-        m->type = TD_MODEL_UNIGRAM;
+        m->type = TD_TOK_MODEL_UNIGRAM;
         st = parse_unigram_vocab(ctx, vj, m);
         if (!st)
             st = td_unigram_parse(ctx, j, m);
@@ -120,7 +120,7 @@ td_status td_model_parse(td_ctx *ctx, const cJSON *j, td_model **out) {
     return TD_OK;
 }
 
-void td_tok_model_free(td_model *m) {
+void td_tok_model_free(td_tok_model *m) {
     if (!m)
         return;
     td_vocab_free(&m->vocab);
@@ -131,11 +131,11 @@ void td_tok_model_free(td_model *m) {
     free(m);
 }
 
-td_status td_model_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
+td_status td_tok_model_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n) {
     switch (m->type) {
-    case TD_MODEL_WORDPIECE: return td_wordpiece_tokenize(ctx, m, w, s, n);
-    case TD_MODEL_BPE: return td_bpe_tokenize(ctx, m, w, s, n);
-    case TD_MODEL_UNIGRAM: return td_unigram_tokenize(ctx, m, w, s, n);
+    case TD_TOK_MODEL_WORDPIECE: return td_wordpiece_tokenize(ctx, m, w, s, n);
+    case TD_TOK_MODEL_BPE: return td_bpe_tokenize(ctx, m, w, s, n);
+    case TD_TOK_MODEL_UNIGRAM: return td_unigram_tokenize(ctx, m, w, s, n);
     }
     return td_fail(ctx, TD_ERR_INTERNAL, "model type %d not handled", (int)m->type);
 }

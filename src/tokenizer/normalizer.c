@@ -179,7 +179,8 @@ static td_status lowercase(td_ctx *ctx, td_work *w, td_nbuf *b) {
     return TD_OK;
 }
 
-static td_status strip_nonspacing_marks(td_ctx *ctx, td_work *w, td_nbuf *b) {
+/* all_marks: StripAccents removes every combining mark (M*); BertNormalizer only Mn. */
+static td_status strip_marks(td_ctx *ctx, td_work *w, td_nbuf *b, bool all_marks) {
     if (all_ascii(b))
         return TD_OK;
     td_nbuf *sc = &w->nb2;
@@ -187,7 +188,8 @@ static td_status strip_nonspacing_marks(td_ctx *ctx, td_work *w, td_nbuf *b) {
     for (size_t i = 0; i < b->len;) {
         uint32_t cp;
         int k = td_utf8_dec(b->t + i, b->len - i, &cp);
-        if (!td_char_is_mark_nonspacing(cp) && !td_nbuf_push(sc, b->t + i, b->al + i, (size_t)k))
+        bool mark = all_marks ? td_char_is_mark(cp) : td_char_is_mark_nonspacing(cp);
+        if (!mark && !td_nbuf_push(sc, b->t + i, b->al + i, (size_t)k))
             return oom(ctx);
         i += (size_t)k;
     }
@@ -319,7 +321,7 @@ td_status td_normalizer_apply(td_ctx *ctx, const td_normalizer *n, td_work *w, t
             TD_TRY(bert_clean_and_chinese(ctx, n, w, b));
         if (n->strip_accents) {
             TD_TRY(unicode_normalize(ctx, w, b, false, false));
-            TD_TRY(strip_nonspacing_marks(ctx, w, b));
+            TD_TRY(strip_marks(ctx, w, b, false));
         }
         if (n->lowercase)
             TD_TRY(lowercase(ctx, w, b));
@@ -329,7 +331,7 @@ td_status td_normalizer_apply(td_ctx *ctx, const td_normalizer *n, td_work *w, t
     case TD_NORM_NFKC: return unicode_normalize(ctx, w, b, true, true);
     case TD_NORM_NFKD: return unicode_normalize(ctx, w, b, true, false);
     case TD_NORM_LOWERCASE: return lowercase(ctx, w, b);
-    case TD_NORM_STRIP_ACCENTS: return strip_nonspacing_marks(ctx, w, b);
+    case TD_NORM_STRIP_ACCENTS: return strip_marks(ctx, w, b, true);
     case TD_NORM_REPLACE: return replace(ctx, n, w, b);
     case TD_NORM_PREPEND: return prepend(ctx, n->prepend, w, b);
     case TD_NORM_STRIP: strip(n, b); return TD_OK;

@@ -330,8 +330,8 @@ td_status td_postproc_apply(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_
             trim_offsets(a, p->add_prefix_space);
             trim_offsets(b, p->add_prefix_space);
         }
-        if (!add_special) {
-            ok = push_seq(out, a, 0, false) && push_seq(out, b, 0, false);
+        if (!add_special) { /* RoBERTa has a single type id: HF zeroes the pair's too */
+            ok = push_seq(out, a, 0, true) && push_seq(out, b, 0, true);
             break;
         }
         ok = push_special(out, p->cls_id, 0, p->cls_tok) && push_seq(out, a, 0, true) &&

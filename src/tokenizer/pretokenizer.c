@@ -10,8 +10,10 @@
 /* The GPT-2 split pattern used by ByteLevel. */
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-/* HF Whitespace: \w+|[^\w\s]+ with Oniguruma's Unicode \w (letters, marks, decimal digits, connectors). */
-static const char WHITESPACE_PATTERN[] = "[\\p{L}\\p{M}\\p{Nd}\\p{Pc}]+|[^\\p{L}\\p{M}\\p{Nd}\\p{Pc}\\s]+";
+/* HF Whitespace: \w+|[^\w\s]+ with Oniguruma's Unicode \w (alphabetic, marks, decimal digits, connectors,
+ * join controls). */
+static const char WHITESPACE_PATTERN[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]+|"
+                                         "[^\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
 
 td_status td_regex_compile(td_ctx *ctx, const char *pat, size_t len, bool literal, pcre2_code **out,
                            const char *where) {
@@ -137,7 +139,7 @@ static bool pred_matches(const char *t, size_t n, pred_kind k, uint32_t ch, td_m
         int l = td_utf8_dec(t + i, n - i, &cp);
         bool hit = k == PRED_WS      ? td_char_is_whitespace(cp)
                    : k == PRED_PUNCT ? td_char_is_punct(cp)
-                   : k == PRED_DIGIT ? (cp >= '0' && cp <= '9')
+                   : k == PRED_DIGIT ? td_char_is_numeric(cp)
                                      : cp == ch;
         if (hit) {
             if (last < i && !push_match(m, cap, count, last, i, false))

@@ -105,6 +105,7 @@ bool td_char_is_punct(uint32_t c);       /* ASCII punctuation or Unicode P* */
 bool td_char_is_numeric(uint32_t c);     /* Nd | Nl | No */
 bool td_char_is_alnum(uint32_t c);       /* Rust char::is_alphanumeric */
 bool td_char_is_mark_nonspacing(uint32_t c);
+bool td_char_is_mark(uint32_t c); /* Mn | Mc | Me */
 bool td_char_is_other(uint32_t c); /* Cc Cf Cn Co Cs */
 bool td_char_is_chinese(uint32_t c);
 
@@ -343,10 +344,10 @@ typedef struct td_bytelevel_map {
 const td_bytelevel_map *td_bytelevel(void);
 
 /* ---- models ------------------------------------------------------------- */
-typedef enum td_model_type { TD_MODEL_WORDPIECE, TD_MODEL_BPE, TD_MODEL_UNIGRAM } td_model_type;
+typedef enum td_tok_model_type { TD_TOK_MODEL_WORDPIECE, TD_TOK_MODEL_BPE, TD_TOK_MODEL_UNIGRAM } td_tok_model_type;
 
-typedef struct td_model {
-    td_model_type type;
+typedef struct td_tok_model {
+    td_tok_model_type type;
     td_vocab vocab;
     int32_t unk_id; /* -1 = none */
     /* WordPiece */
@@ -363,18 +364,18 @@ typedef struct td_model {
     double *scores;
     double min_score;
     size_t max_piece_len;
-} td_model;
+} td_tok_model;
 
-td_status td_model_parse(td_ctx *ctx, const cJSON *j, td_model **out);
-void td_tok_model_free(td_model *m);
+td_status td_tok_model_parse(td_ctx *ctx, const cJSON *j, td_tok_model **out);
+void td_tok_model_free(td_tok_model *m);
 /* Tokenize one split word; appends to w->mt (w->mtn is reset by the caller). */
-td_status td_model_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
-td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_model *m);
-td_status td_wordpiece_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
-td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_model *m);
-td_status td_bpe_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
-td_status td_unigram_parse(td_ctx *ctx, const cJSON *j, td_model *m);
-td_status td_unigram_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n);
+td_status td_tok_model_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
+td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m);
+td_status td_wordpiece_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
+td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m);
+td_status td_bpe_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
+td_status td_unigram_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m);
+td_status td_unigram_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
 bool td_work_push_mtok(td_work *w, int32_t id, uint32_t s, uint32_t e);
 
 /* ---- added tokens ------------------------------------------------------- */
@@ -406,6 +407,8 @@ void td_added_free(td_added_vocab *av);
 td_status td_added_find(td_ctx *ctx, const td_added_vocab *av, bool normalized, const char *t, size_t n,
                         td_match **m, size_t *cap, size_t *count, int32_t **ids, size_t *idcap);
 const td_added_token *td_added_by_id(const td_added_vocab *av, int64_t id);
+/* The token string HF reports for an added token: its normalized form when it is a normalized token. */
+const char *td_added_text(const td_added_vocab *av, const td_added_token *t);
 
 /* ---- post-processors ---------------------------------------------------- */
 typedef enum td_pp_type { TD_PP_TEMPLATE, TD_PP_BERT, TD_PP_ROBERTA, TD_PP_BYTELEVEL, TD_PP_SEQUENCE } td_pp_type;
@@ -488,7 +491,7 @@ td_status td_decoder_chain(td_ctx *ctx, const td_decoder *d, td_strlist *l);
 struct td_tokenizer {
     td_normalizer *normalizer;
     td_pretok *pretok;
-    td_model *model;
+    td_tok_model *model;
     td_postproc *post;
     td_decoder *decoder;
     td_added_vocab added;

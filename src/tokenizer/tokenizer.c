@@ -71,7 +71,7 @@ const char *td_tokenizer_id_to_token(const td_tokenizer *tok, int64_t id) {
         return NULL;
     const td_added_token *a = td_added_by_id(&tok->added, id);
     if (a)
-        return a->content;
+        return td_added_text(&tok->added, a);
     if ((uint64_t)id < tok->model->vocab.n)
         return tok->model->vocab.tok[id];
     return NULL;
@@ -241,7 +241,7 @@ td_status td_tokenizer_load_json(td_ctx *ctx, const char *json, size_t json_len,
         goto out;
     }
     const cJSON *x;
-    if ((st = td_model_parse(ctx, mj, &tok->model)) ||
+    if ((st = td_tok_model_parse(ctx, mj, &tok->model)) ||
         ((x = td_json_get(root, "normalizer")) && (st = td_normalizer_parse(ctx, x, &tok->normalizer))) ||
         ((x = td_json_get(root, "pre_tokenizer")) && (st = td_pretok_parse(ctx, x, &tok->pretok))) ||
         ((x = td_json_get(root, "post_processor")) && (st = td_postproc_parse(ctx, x, &tok->post))) ||
@@ -307,10 +307,12 @@ void td_tokenizer_default_options(const td_tokenizer *tok, td_tok_options *out) 
 
 /* ---- encoding ----------------------------------------------------------- */
 static const char *token_str(const td_tokenizer *tok, int32_t id) {
+    const td_added_token *a = td_added_by_id(&tok->added, id);
+    if (a)
+        return td_added_text(&tok->added, a);
     if ((size_t)id < tok->model->vocab.n && tok->model->vocab.tok[id])
         return tok->model->vocab.tok[id];
-    const td_added_token *a = td_added_by_id(&tok->added, id);
-    return a ? a->content : "";
+    return "";
 }
 
 /* Identity-aligned copy of text[s..e) into b: each byte maps to its char's range. */
@@ -385,7 +387,7 @@ static td_status encode_sequence(td_ctx *ctx, const td_tokenizer *tok, td_work *
             continue;
         }
         w->mtn = 0;
-        TD_TRY(td_model_tokenize(ctx, tok->model, w, t, s->len));
+        TD_TRY(td_tok_model_tokenize(ctx, tok->model, w, t, s->len));
         if (!TD_GROW(out->v, out->cap, out->n + w->mtn))
             return td_fail_oom(ctx, 0, "tokens");
         for (size_t k = 0; k < w->mtn; k++) {
@@ -584,7 +586,7 @@ td_status td_tokenizer_decode(td_ctx *ctx, const td_tokenizer *tok, const int64_
     td_status st = TD_OK;
     for (size_t i = 0; i < n; i++) {
         const td_added_token *a = ids[i] >= 0 ? td_added_by_id(&tok->added, ids[i]) : NULL;
-        const char *s = a ? a->content : td_tokenizer_id_to_token(tok, ids[i]);
+        const char *s = td_tokenizer_id_to_token(tok, ids[i]);
         if (!s) {
             st = td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "decode: id %lld at position %zu is not in the vocabulary",
                          (long long)ids[i], i);

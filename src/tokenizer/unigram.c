@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-td_status td_unigram_parse(td_ctx *ctx, const cJSON *j, td_model *m) {
+td_status td_unigram_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m) {
     m->unk_id = -1;
     const cJSON *u = td_json_get(j, "unk_id");
     if (u) {
@@ -38,7 +38,7 @@ td_status td_unigram_parse(td_ctx *ctx, const cJSON *j, td_model *m) {
     return TD_OK;
 }
 
-static bool emit_piece(const td_model *m, td_work *w, const char *s, uint32_t a, uint32_t b, int32_t id) {
+static bool emit_piece(const td_tok_model *m, td_work *w, const char *s, uint32_t a, uint32_t b, int32_t id) {
     if (id >= 0)
         return td_work_push_mtok(w, id, a, b);
     int32_t vid = td_strmap_get(&m->vocab.map, s + a, b - a);
@@ -59,7 +59,7 @@ static bool emit_piece(const td_model *m, td_work *w, const char *s, uint32_t a,
     return td_work_push_mtok(w, m->unk_id, a, b);
 }
 
-td_status td_unigram_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
+td_status td_unigram_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n) {
     if (!n)
         return TD_OK;
     if (n >= INT64_MAX / 2 || !TD_GROW(w->lat, w->latcap, n + 1))

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_model *m) {
+td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m) {
     const char *unk = NULL, *prefix = "##";
     const cJSON *u = td_json_get(j, "unk_token");
     if (u) {
@@ -32,7 +32,7 @@ td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_model *m) {
     return TD_OK;
 }
 
-td_status td_wordpiece_tokenize(td_ctx *ctx, const td_model *m, td_work *w, const char *s, size_t n) {
+td_status td_wordpiece_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n) {
     size_t nchars = 0;
     for (size_t i = 0; i < n; i++)
         nchars += ((unsigned char)s[i] & 0xC0) != 0x80;

@@ -33,6 +33,22 @@ def main():
         ok = rc == 1 and keyword in err and "error" in err
         failures += not ok
         print(f"{'PASS' if ok else 'FAIL'} {name}: rc={rc} expected keyword {keyword!r}; stderr: {err.strip()[:300]}")
+    # the model path itself is a FIFO or a directory (must not block or crash)
+    special = os.path.join(out, "special_onnx")
+    os.makedirs(special)
+    fifo = os.path.join(special, "fifo.onnx")
+    os.mkfifo(fifo)
+    os.makedirs(os.path.join(special, "dir.onnx"))
+    for path in (fifo, os.path.join(special, "dir.onnx"), os.path.join(special, "missing.onnx")):
+        try:
+            r = subprocess.run([BIN, "inspect", path], capture_output=True, text=True, timeout=60)
+            rc, err = r.returncode, r.stderr
+        except subprocess.TimeoutExpired:
+            rc, err = None, "timed out"
+        ok = rc == 1 and ("not a regular file" in err or "No such file" in err)
+        failures += not ok
+        cases.append((path, ""))
+        print(f"{'PASS' if ok else 'FAIL'} model path {os.path.basename(path)}: rc={rc}; stderr: {err.strip()[:200]}")
     # sanity: the corpus' good model passes
     good = os.path.join(out, "good.onnx")
     with open(good, "wb") as f:

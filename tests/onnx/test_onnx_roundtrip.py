@@ -110,17 +110,102 @@ def fixture_cases(work):
         report(err is None and onnx.load(back) == orig, f"{f}: tdeploy reads external data back", err or "")
 
 
+def synthetic_model():
+    """Everything the IR does not model: functions, training_info, sparse initializers, quantization annotations,
+    non-tensor types, dim denotations, odd dims, attribute type protos and sparse tensors, typed data fields,
+    int4, segments, explicit DEFAULT data_location, unknown fields on a node and on the model."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def with_unknown(msg, extra):
+        m = type(msg)()
+        m.ParseFromString(msg.SerializeToString() + extra)
+        return m
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
+    x.type.tensor_type.shape.dim[0].denotation = "DATA_BATCH"
+    seq = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    odd = helper.make_tensor_value_info("odd", TensorProto.FLOAT, [2])
+    odd.type.tensor_type.shape.dim[0].dim_value = -5
+    n1 = with_unknown(helper.make_node("Add", ["x", "w"], ["t"], name="add", doc_string="adds"),
+                      b"\xf8\x07\x05")  # unknown field 127 (varint 5)
+    n2 = helper.make_node("MyFunc", ["t"], ["y"], name="call", domain="custom.fn")
+    n3 = helper.make_node("Identity", ["t"], ["odd"], name="id")
+    a = n3.attribute.add()
+    a.name, a.type = "type_attr", onnx.AttributeProto.TYPE_PROTO
+    a.tp.CopyFrom(x.type)
+    sp = helper.make_sparse_tensor(numpy_helper.from_array(np.array([1.5, 2.5], np.float32), "vals"),
+                                   numpy_helper.from_array(np.array([0, 3], np.int64), "idx"), [4])
+    a = n3.attribute.add()
+    a.name, a.type = "sparse", onnx.AttributeProto.SPARSE_TENSOR
+    a.sparse_tensor.CopyFrom(sp)
+    a = helper.make_attribute("f_no_value", 0.0)
+    a.ClearField("f")
+    n3.attribute.append(a)
+    f16 = np.array([1.0, -2.0], np.float16).view(np.uint16).tolist()
+    h = helper.make_tensor("h", TensorProto.FLOAT16, [2], f16)
+    h.ClearField("int32_data")
+    h.int32_data.extend(f16)
+    i4 = TensorProto(name="i4", data_type=TensorProto.INT4, dims=[3], raw_data=b"\x12\x03")
+    seg = helper.make_tensor("seg", TensorProto.FLOAT, [1], [4.0])
+    seg.segment.begin, seg.segment.end = 0, 1
+    loc = numpy_helper.from_array(np.zeros(2, np.float32), "loc")
+    loc.data_location = TensorProto.DEFAULT
+    empty = TensorProto(name="empty", data_type=TensorProto.FLOAT, dims=[0], raw_data=b"")
+    inits = [helper.make_tensor("w", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0]), h,
+             helper.make_tensor("i8", TensorProto.INT8, [3], [-1, 5, -128]),
+             helper.make_tensor("u32", TensorProto.UINT32, [2], [1, 4000000000]),
+             helper.make_tensor("strs", TensorProto.STRING, [2], [b"a", b"b\x00c"]),
+             helper.make_tensor("c64", TensorProto.COMPLEX64, [1], [1 + 2j]), i4, seg, loc, empty]
+    g = helper.make_graph([n1, n2, n3], "synth", [x, seq], [y, odd], inits, doc_string="graph doc")
+    g.sparse_initializer.append(sp)
+    qa = g.quantization_annotation.add()
+    qa.tensor_name = "t"
+    e = qa.quant_parameter_tensor_names.add()
+    e.key, e.value = "SCALE_TENSOR", "w"
+    g.value_info.append(helper.make_tensor_value_info("t", TensorProto.FLOAT, ["batch", 3]))
+    fn = helper.make_function("custom.fn", "MyFunc", ["a"], ["b"], [helper.make_node("Relu", ["a"], ["b"])],
+                              [helper.make_opsetid("", 17)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom.fn", 1)],
+                          functions=[fn], producer_name="synth", doc_string="model doc", model_version=3)
+    helper.set_model_props(m, {"k1": "v1", "k2": "v2"})
+    m.training_info.add().algorithm.name = "alg"
+    m = with_unknown(m, b"\xa8\x3e\x2a")  # unknown field 1001 (varint 42)
+    return m
+
+
+def synthetic_case(work):
+    src = os.path.join(work, "synthetic.onnx")
+    out = os.path.join(work, "synthetic_rt.onnx")
+    onnx.save(synthetic_model(), src)
+    err = run_save(src, out)
+    report(err is None, "synthetic: onnx-save", err or "")
+    if err:
+        return
+    a, b = onnx.load(src), onnx.load(out)
+    report(a == b, "synthetic: proto equal (unmodelled fields kept)")
+    report(a.SerializeToString(deterministic=True) == b.SerializeToString(deterministic=True),
+           "synthetic: deterministic serializations equal (unknown fields kept)")
+    data = open(out, "rb").read()
+    report(b"\xf8\x07\x05" in data and b"\xa8\x3e\x2a" in data, "synthetic: unknown fields present in output")
+
+
 def testdata_cases(work):
     r = subprocess.run(["dpkg", "-L", "libonnx-testdata"], capture_output=True, text=True)
     files = [p for p in r.stdout.split() if p.endswith("/model.onnx")]
     report(len(files) > 0, "libonnx-testdata models present")
     bad = []
-    for i, src in enumerate(files):
-        out = os.path.join(work, f"td_{i}.onnx")
-        err = run_save(src, out)
-        if err is not None or onnx.load(src) != onnx.load(out):
-            bad.append(f"{src}: {err or 'proto differs'}")
-        if os.path.exists(out):
+    pairs = [(src, os.path.join(work, f"td_{i}.onnx")) for i, src in enumerate(files)]
+    lst = os.path.join(work, "testdata_batch.txt")
+    with open(lst, "w") as f:
+        f.writelines(f"{a}\t{b}\n" for a, b in pairs)
+    r = subprocess.run([BIN, "onnx-save", "-q", "--batch", lst], capture_output=True, text=True)
+    if r.returncode != 0:
+        bad.append("batch: " + r.stderr.strip()[:500])
+    for src, out in pairs:
+        if not os.path.exists(out) or onnx.load(src) != onnx.load(out):
+            bad.append(f"{src}: {'missing output' if not os.path.exists(out) else 'proto differs'}")
+        elif os.path.exists(out):
             os.remove(out)
     report(not bad, f"libonnx-testdata: {len(files) - len(bad)}/{len(files)} node-test models round-trip exactly",
            "; ".join(bad[:5]))
@@ -133,6 +218,7 @@ def main():
     work = os.path.join(TMP, "onnx_roundtrip")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
+    synthetic_case(work)
     fixture_cases(work)
     testdata_cases(work)
     print(f"{len(failures)} failure(s)")

@@ -10,7 +10,7 @@
 static void row(const td_layernorm_args *a, size_t r) {
     size_t n = a->cols;
     const float *x = a->x + r * n;
-    const float *skip = a->skip ? a->skip + (r % a->skip_rows) * n : NULL;
+    const float *skip = a->skip ? a->skip + (a->skip_rows ? r % a->skip_rows : r) * n : NULL;
     float *s = a->sum_out ? a->sum_out + r * n : a->out + r * n;
     float *y = a->out + r * n;
     float mean, var;

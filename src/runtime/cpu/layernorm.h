@@ -3,9 +3,9 @@
  *   s   = x + skip + bias                     (skip, bias optional)
  *   out = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta   (beta optional)
  * var is the biased (population) variance, as in ONNX LayerNormalization.
- * skip (skip_rows, cols) repeats every skip_rows rows (skip_rows == rows for a
- * full skip; 1 for a broadcast (cols) vector). Optional outputs: sum_out (rows,
- * cols) = s (ORT's input_skip_bias_sum), mean_out / inv_std_out (rows).
+ * skip (skip_rows, cols) repeats every skip_rows rows (skip_rows == rows or 0
+ * for a full skip; 1 for a broadcast (cols) vector). Optional outputs: sum_out
+ * (rows, cols) = s (ORT's input_skip_bias_sum), mean_out / inv_std_out (rows).
  * out may alias x or skip. */
 #ifndef TD_RUNTIME_CPU_LAYERNORM_H
 #define TD_RUNTIME_CPU_LAYERNORM_H

@@ -11,14 +11,19 @@
 #include <math.h>
 
 /* ---- scalar reference forms (also the fallback when AVX-512 is absent) ---- */
+/* Scalar forms evaluate in double (the fallback is for portability, not speed),
+ * which makes them correctly rounded in practice and free of the fp32 argument
+ * rounding that erfcf(-x/sqrt2) or tanhf(z) would amplify in the tails. */
 static inline float td_s_gelu_erf(float x) {
-    /* 0.5 x erfc(-x/sqrt2): avoids the cancellation of 1 + erf(x/sqrt2) for x < 0 */
-    return 0.5f * x * erfcf(-x * 0.70710678118654752f);
+    if (x < -20.0f) /* exact value underflows to -0; also keeps -inf * 0 from giving NaN */
+        return -0.0f;
+    return (float)(0.5 * (double)x * erfc(-(double)x * 0.70710678118654752));
 }
 static inline float td_s_gelu_tanh(float x) {
-    /* 0.5 x (1 + tanh(z)) == x / (1 + exp(-2z)): stable for large negative z */
-    float z = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-    return x / (1.0f + expf(-2.0f * z));
+    if (x < -20.0f)
+        return -0.0f;
+    double z = 0.7978845608028654 * ((double)x + 0.044715 * (double)x * x * x);
+    return (float)((double)x / (1.0 + exp(-2.0 * z)));
 }
 static inline float td_s_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -87,24 +92,25 @@ TD_V16_INLINE __m512 td_v16_erf_small(__m512 a) {
     return _mm512_mul_ps(p, a);
 }
 
-/* erfc(u) for 1 <= u (u <= ~10.5; beyond, the result underflows to 0):
- * erfc(u) = exp(-u^2) * q(1/u) / u with q fitted on [1, 2.5] and [2.5, 10.5].
+/* erfc(u) for 0.6 <= u (u <= ~10.5; beyond, the result underflows to 0):
+ * erfc(u) = exp(-u^2) * q(1/u) / u with q fitted on [0.6, 2.5] and [2.5, 10.5].
  * u^2 arrives split as hi + lo (hi = fl(u^2)) so exp(-u^2) does not inherit the
  * rounding error of u^2 (which is amplified by u^2 in relative terms). */
 TD_V16_INLINE __m512 td_v16_erfc_big(__m512 u, __m512 u2hi, __m512 u2lo) {
     __m512 e = td_v16_exp(_mm512_sub_ps(_mm512_setzero_ps(), u2hi));
     e = _mm512_fnmadd_ps(e, u2lo, e); /* * exp(-lo) ~ (1 - lo), |lo| <= ulp(hi)/2 */
     __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), u);
-    __m512 s1 = _mm512_sub_ps(t, _mm512_set1_ps(0.7f));
-    __m512 q1 = _mm512_set1_ps(0.026233457028865814f);
-    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(-0.011238778941333294f));
-    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(-0.017850885167717934f));
-    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.04345026984810829f));
-    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(-0.060545485466718674f));
-    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.05136389657855034f));
-    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.012497851625084877f));
-    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(-0.17068704962730408f));
-    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.4766766428947449f));
+    __m512 s1 = _mm512_sub_ps(t, _mm512_set1_ps(1.0f));
+    __m512 q1 = _mm512_set1_ps(-0.001979060936719179f);
+    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.0007509402348659933f));
+    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.005223661195486784f));
+    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(-0.010878725908696651f));
+    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.015816036611795425f));
+    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(-0.01825178973376751f));
+    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.008162736892700195f));
+    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.035525061190128326f));
+    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(-0.1543714702129364f));
+    q1 = _mm512_fmadd_ps(q1, s1, _mm512_set1_ps(0.42758363485336304f));
     __m512 s2 = _mm512_sub_ps(t, _mm512_set1_ps(0.25f));
     __m512 q2 = _mm512_set1_ps(0.00940549187362194f);
     q2 = _mm512_fmadd_ps(q2, s2, _mm512_set1_ps(0.37717971205711365f));
@@ -142,16 +148,19 @@ TD_V16_INLINE __m512 td_v16_gelu_erf(__m512 x) {
     __m512 erf_u_small = td_v16_erf_small(u);
     __m512 hi = _mm512_mul_ps(a, a);
     __m512 lo = _mm512_fmsub_ps(a, a, hi);
-    __m512 erfc_big = td_v16_erfc_big(_mm512_max_ps(u, _mm512_set1_ps(1.0f)), _mm512_mul_ps(hi, half),
+    __m512 erfc_big = td_v16_erfc_big(_mm512_max_ps(u, _mm512_set1_ps(0.6f)), _mm512_mul_ps(hi, half),
                                       _mm512_mul_ps(lo, half));
-    __mmask16 is_small = _mm512_cmp_ps_mask(u, _mm512_set1_ps(1.0f), _CMP_LT_OQ);
     __m512 one = _mm512_set1_ps(1.0f);
-    __m512 erfc_u = _mm512_mask_blend_ps(is_small, erfc_big, _mm512_sub_ps(one, erf_u_small));
-    __m512 erf_u = _mm512_mask_blend_ps(is_small, _mm512_sub_ps(one, erfc_big), erf_u_small);
+    /* erfc from 1 - erf only while erf(u) < erf(0.6) = 0.6 (little cancellation) */
+    __m512 erfc_u = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, _mm512_set1_ps(0.6f), _CMP_LT_OQ), erfc_big,
+                                         _mm512_sub_ps(one, erf_u_small));
+    __m512 erf_u = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, one, _CMP_LT_OQ), _mm512_sub_ps(one, erfc_big),
+                                        erf_u_small);
     __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
     __m512 factor = _mm512_mask_blend_ps(neg, _mm512_add_ps(one, erf_u), erfc_u);
-    /* for x < -20 the result underflows to -0 like the exact value does */
     __m512 r = _mm512_mul_ps(_mm512_mul_ps(half, x), factor);
+    /* below -20 the exact value underflows to -0 (and -inf * 0 must not become NaN) */
+    r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-20.0f), _CMP_LT_OQ), r, _mm512_set1_ps(-0.0f));
     return _mm512_mask_blend_ps(nan, r, x);
 }
 

@@ -1,0 +1,157 @@
+/* Embedding sum + LayerNormalization -> com.microsoft EmbedLayerNormalization.
+ *   s = word[input_ids] + position[position_ids] (+ segment[segment_ids])   (Adds in any order)
+ *   y = LayerNormalization(s, gamma, beta, axis=-1)
+ * The word table is the largest one indexed directly by a graph input; of the
+ * other lookups the larger table is the position table and the smaller one the
+ * segment (token type) table. The index tensors are passed as they are computed
+ * (Cast to int32, the op's index type), so position ids derived from input_ids
+ * (RoBERTa's padding offset) or sliced from a buffer both stay exact. Only when
+ * the sum has no other reader (post-LN encoders). */
+#include "opt/opt_util.h"
+#include "opt/pass.h"
+
+#include <string.h>
+
+typedef struct {
+    td_node *g[3];
+    int n;
+} gathers;
+
+/* Leaves of a single-use Add tree that are Gathers from 2-D float constants. */
+static bool collect(td_value *v, gathers *gs, int depth) {
+    if (depth > 3)
+        return false;
+    td_node *g = opt_producer(v, "Gather");
+    if (g) {
+        const td_tensor *t = opt_const(g->inputs[0]);
+        if (!t || t->rank != 2 || t->dtype != TD_F32 || td_node_attr_int(g, "axis", 0) != 0 || gs->n >= 3 ||
+            v->is_output)
+            return false;
+        /* besides the sum, only Shape may read a lookup (rewired to the ids below) */
+        int sum_uses = 0;
+        for (int c = 0; c < v->n_consumers; c++) {
+            if (opt_is_op(v->consumers[c], "Shape"))
+                continue;
+            sum_uses++;
+        }
+        if (sum_uses != 1)
+            return false;
+        gs->g[gs->n++] = g;
+        return true;
+    }
+    td_node *add = opt_producer(v, "Add");
+    if (!add || (depth > 0 && !opt_single_use(v)))
+        return false;
+    return collect(add->inputs[0], gs, depth + 1) && collect(add->inputs[1], gs, depth + 1);
+}
+
+/* Shape(lookup) = Concat(Shape(ids), [hidden]): the lookup itself goes away. */
+static td_status rewire_shape_users(td_ctx *ctx, td_graph *g, td_node *gather, int64_t hidden) {
+    td_value *v = gather->outputs[0], *ids = gather->inputs[1];
+    for (int c = v->n_consumers - 1; c >= 0; c--) {
+        td_node *sh = v->consumers[c];
+        if (!opt_is_op(sh, "Shape"))
+            continue;
+        if (td_node_attr(sh, "start") || td_node_attr(sh, "end"))
+            return td_fail(ctx, TD_ERR_UNSUPPORTED, "Shape node '%s' with start/end reads embedding lookup '%s'",
+                           sh->name, v->name);
+        td_value *ids_shape = NULL, *h = NULL;
+        int64_t one = 1;
+        TD_TRY(opt_new_value(ctx, g, "embed_ids_shape", &ids_shape));
+        TD_TRY(opt_add_node(ctx, g, "Shape", "", "Shape", &ids, 1, &ids_shape, 1, NULL));
+        TD_TRY(opt_new_const(ctx, g, "embed_hidden", TD_I64, 1, &one, &hidden, sizeof hidden, &h));
+        td_value *cat_in[2] = {ids_shape, h};
+        td_value *out = sh->outputs[0];
+        td_node *cat = NULL;
+        TD_TRY(opt_replace_producer(ctx, g, out, "Concat", "", "Concat", cat_in, 2, &cat));
+        TD_TRY(td_node_add_attr_int(ctx, cat, "axis", 0));
+    }
+    return TD_OK;
+}
+
+static int64_t rows(const td_node *g) { return g->inputs[0]->initializer->dims[0]; }
+
+static td_status as_int32(td_ctx *ctx, td_graph *g, td_value *idx, td_value **out) {
+    if (idx->type.elem == TD_I32) {
+        *out = idx;
+        return TD_OK;
+    }
+    TD_TRY(opt_new_value(ctx, g, "embed_ids_int32", out));
+    TD_TRY(opt_copy_type(ctx, *out, idx));
+    (*out)->type.elem = TD_I32;
+    td_node *c = NULL;
+    TD_TRY(opt_add_node(ctx, g, "Cast", "", "Cast", &idx, 1, out, 1, &c));
+    return td_node_add_attr_int(ctx, c, "to", TD_I32);
+}
+
+td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *changes) {
+    td_graph *g = st->model->graph;
+    int n_nodes = g->n_nodes;
+    for (int i = 0; i < n_nodes; i++) {
+        td_node *ln = g->nodes[i];
+        if (!opt_is_op(ln, "LayerNormalization") || ln->n_inputs < 3 || !ln->inputs[2])
+            continue;
+        bool extra = false;
+        for (int j = 1; j < ln->n_outputs; j++)
+            extra |= ln->outputs[j] && (ln->outputs[j]->n_consumers || ln->outputs[j]->is_output);
+        int64_t axis = td_node_attr_int(ln, "axis", -1);
+        td_value *s = ln->inputs[0];
+        if (extra || (axis != -1 && axis != 2) || s->type.rank != 3 || !opt_single_use(s))
+            continue;
+        int64_t hidden = s->type.dims[2].value;
+        if (hidden <= 0 || !opt_is_vector_const(ln->inputs[1], hidden) || !opt_is_vector_const(ln->inputs[2], hidden))
+            continue;
+        gathers gs = {{0}, 0};
+        if (!opt_producer(s, "Add") || !collect(s, &gs, 0) || gs.n < 2)
+            continue;
+        /* word: the largest table indexed by a 2-D int graph input */
+        int w = -1;
+        for (int k = 0; k < gs.n; k++) {
+            td_value *idx = gs.g[k]->inputs[1];
+            if (idx->is_input && idx->type.rank == 2 && (idx->type.elem == TD_I64 || idx->type.elem == TD_I32) &&
+                (w < 0 || rows(gs.g[k]) > rows(gs.g[w])))
+                w = k;
+        }
+        if (w < 0)
+            continue;
+        int p = -1, sg = -1;
+        for (int k = 0; k < gs.n; k++)
+            if (k != w && (p < 0 || rows(gs.g[k]) > rows(gs.g[p])))
+                p = k;
+        for (int k = 0; k < gs.n; k++)
+            if (k != w && k != p)
+                sg = k;
+        bool shapes_ok = true;
+        for (int k = 0; k < gs.n; k++) {
+            const td_value *idx = gs.g[k]->inputs[1];
+            shapes_ok &= gs.g[k]->inputs[0]->initializer->dims[1] == hidden && idx->type.rank == 2 &&
+                         (idx->type.elem == TD_I64 || idx->type.elem == TD_I32);
+        }
+        if (!shapes_ok)
+            continue;
+        for (int k = 0; k < gs.n; k++)
+            if (gs.g[k]->inputs[1]->type.rank != 2)
+                shapes_ok = false;
+        if (!shapes_ok)
+            continue;
+        for (int k = 0; k < gs.n; k++)
+            TD_TRY(rewire_shape_users(ctx, g, gs.g[k], hidden));
+        td_value *ids = NULL, *seg = NULL, *pos = NULL;
+        TD_TRY(as_int32(ctx, g, gs.g[w]->inputs[1], &ids));
+        TD_TRY(as_int32(ctx, g, gs.g[p]->inputs[1], &pos));
+        if (sg >= 0)
+            TD_TRY(as_int32(ctx, g, gs.g[sg]->inputs[1], &seg));
+        td_value *ins[9] = {ids,           seg, gs.g[w]->inputs[0], gs.g[p]->inputs[0],
+                            sg >= 0 ? gs.g[sg]->inputs[0] : NULL, ln->inputs[1], ln->inputs[2], NULL, pos};
+        float eps = td_node_attr_float(ln, "epsilon", 1e-5f);
+        /* ONNX Runtime's type inference wants the mask_index output slot present */
+        td_value *outs[2] = {ln->outputs[0], NULL};
+        TD_TRY(opt_new_value(ctx, g, "embed_mask_index", &outs[1]));
+        td_graph_remove_node(g, ln);
+        td_node *e = NULL;
+        TD_TRY(opt_add_node(ctx, g, "EmbedLayerNormalization", "com.microsoft", "EmbedLayerNorm", ins, 9, outs, 2, &e));
+        TD_TRY(td_node_add_attr_float(ctx, e, "epsilon", eps));
+        (*changes)++;
+    }
+    return TD_OK;
+}

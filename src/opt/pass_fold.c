@@ -1,0 +1,198 @@
+/* Constant folding: Constant nodes become initializers; Shape/Size of values
+ * whose shape is fully static become constants; any other node whose inputs are
+ * all constant is evaluated through the evaluator callback (the optimizer's own
+ * kernels by default) and replaced by its result, unless a result would exceed
+ * the folding limit. */
+#define _GNU_SOURCE
+#include "core/checked.h"
+#include "opt/fold_kernels.h"
+#include "opt/opt_util.h"
+#include "opt/pass.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FOLD_IO 16
+
+/* The tensor a Constant node defines, as a new tensor; NULL (no error) for
+ * forms not folded here (sparse, strings). */
+static td_status constant_value(td_ctx *ctx, const td_node *n, td_tensor **out) {
+    *out = NULL;
+    const char *name = n->outputs[0]->name;
+    for (int i = 0; i < n->n_attrs; i++) {
+        const td_attr *a = &n->attrs[i];
+        int64_t dim;
+        if (strcmp(a->name, "value") == 0 && a->type == TD_ATTR_TENSOR && a->t && a->t->dtype != TD_STRING &&
+            (a->t->data || a->t->nbytes == 0)) {
+            TD_TRY(td_tensor_clone(ctx, a->t, out));
+            free((*out)->name);
+            (*out)->name = strdup(name);
+            if (!(*out)->name) {
+                td_tensor_free(*out);
+                *out = NULL;
+                return td_fail_oom(ctx, 0, "a name");
+            }
+            return TD_OK;
+        }
+        if (strcmp(a->name, "value_float") == 0 && a->type == TD_ATTR_FLOAT)
+            return td_tensor_new_copy(ctx, name, TD_F32, 0, NULL, &a->f, sizeof a->f, out);
+        if (strcmp(a->name, "value_int") == 0 && a->type == TD_ATTR_INT)
+            return td_tensor_new_copy(ctx, name, TD_I64, 0, NULL, &a->i, sizeof a->i, out);
+        if (strcmp(a->name, "value_floats") == 0 && a->type == TD_ATTR_FLOATS) {
+            dim = (int64_t)a->count;
+            return td_tensor_new_copy(ctx, name, TD_F32, 1, &dim, a->floats, sizeof(float) * a->count, out);
+        }
+        if (strcmp(a->name, "value_ints") == 0 && a->type == TD_ATTR_INTS) {
+            dim = (int64_t)a->count;
+            return td_tensor_new_copy(ctx, name, TD_I64, 1, &dim, a->ints, sizeof(int64_t) * a->count, out);
+        }
+    }
+    return TD_OK;
+}
+
+/* Shape or Size of a value whose dims are all known numbers. */
+static td_status static_shape_value(td_ctx *ctx, const td_node *n, td_tensor **out) {
+    *out = NULL;
+    const td_value *x = n->inputs[0];
+    if (!x || x->type.rank < 0)
+        return TD_OK;
+    int64_t r = x->type.rank, dims[16];
+    if (r > 16)
+        return TD_OK;
+    for (int i = 0; i < r; i++) {
+        if (x->type.dims[i].value < 0)
+            return TD_OK;
+        dims[i] = x->type.dims[i].value;
+    }
+    if (strcmp(n->op_type, "Size") == 0) {
+        int64_t numel;
+        if (!td_shape_numel(dims, (int)r, &numel))
+            return TD_OK;
+        return td_tensor_new_copy(ctx, n->outputs[0]->name, TD_I64, 0, NULL, &numel, sizeof numel, out);
+    }
+    int64_t start = td_node_attr_int(n, "start", 0), end = td_node_attr_int(n, "end", r);
+    if (start < 0)
+        start += r;
+    if (end < 0)
+        end += r;
+    start = start < 0 ? 0 : (start > r ? r : start);
+    end = end < start ? start : (end > r ? r : end);
+    int64_t len = end - start;
+    return td_tensor_new_copy(ctx, n->outputs[0]->name, TD_I64, 1, &len, dims + start,
+                              sizeof(int64_t) * (size_t)len, out);
+}
+
+static bool foldable_op(const td_node *n) {
+    if (!opt_is_onnx_domain(n->domain))
+        return false;
+    static const char *const never[] = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+                                        "Multinomial", "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct"};
+    for (size_t i = 0; i < sizeof never / sizeof *never; i++)
+        if (strcmp(n->op_type, never[i]) == 0)
+            return false;
+    for (int i = 0; i < n->n_attrs; i++)
+        if (n->attrs[i].g || n->attrs[i].graphs)
+            return false;
+    return true;
+}
+
+/* Replace n by constants: outputs[i] become initializers of n's output values. */
+static td_status install(td_ctx *ctx, td_graph *g, td_node *n, td_tensor **outs) {
+    td_value *vals[MAX_FOLD_IO];
+    int cnt = n->n_outputs;
+    for (int i = 0; i < cnt; i++)
+        vals[i] = n->outputs[i];
+    td_graph_remove_node(g, n);
+    td_status s = TD_OK;
+    for (int i = 0; i < cnt; i++) {
+        if (!vals[i]) {
+            td_tensor_free(outs[i]);
+            continue;
+        }
+        if (s == TD_OK)
+            s = td_graph_set_initializer(ctx, g, vals[i], outs[i]); /* takes outs[i] */
+        else
+            td_tensor_free(outs[i]);
+        outs[i] = NULL;
+    }
+    return s;
+}
+
+td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
+    td_graph *g = st->model->graph;
+    const td_opt_options *o = st->opts;
+    td_opt_eval_fn eval = o->eval ? o->eval : td_fold_eval;
+    int64_t max = o->fold_max_elements > 0 ? o->fold_max_elements : (1 << 20);
+    for (int i = 0; i < g->n_nodes; i++) {
+        td_node *n = g->nodes[i];
+        if (n->dead || n->n_outputs < 1 || n->n_outputs > MAX_FOLD_IO || n->n_inputs > MAX_FOLD_IO ||
+            !foldable_op(n))
+            continue;
+        bool output_is_graph_output = false;
+        for (int j = 0; j < n->n_outputs; j++)
+            output_is_graph_output |= n->outputs[j] && n->outputs[j]->is_output;
+        if (output_is_graph_output) /* keep the graph's outputs produced by nodes */
+            continue;
+        td_tensor *outs[MAX_FOLD_IO] = {0};
+        if (strcmp(n->op_type, "Constant") == 0 || strcmp(n->op_type, "Shape") == 0 ||
+            strcmp(n->op_type, "Size") == 0) {
+            bool is_const = strcmp(n->op_type, "Constant") == 0;
+            if (n->n_outputs != 1 || !n->outputs[0])
+                continue;
+            if (is_const)
+                TD_TRY(constant_value(ctx, n, &outs[0]));
+            else if (n->n_inputs >= 1 && !opt_const(n->inputs[0]))
+                TD_TRY(static_shape_value(ctx, n, &outs[0]));
+            if (is_const || outs[0]) {
+                if (!outs[0])
+                    continue;
+                TD_TRY(install(ctx, g, n, outs));
+                (*changes)++;
+                continue;
+            }
+        }
+        const td_tensor *ins[MAX_FOLD_IO];
+        bool all_const = n->n_inputs > 0;
+        for (int j = 0; j < n->n_inputs && all_const; j++) {
+            ins[j] = n->inputs[j] ? opt_const(n->inputs[j]) : NULL;
+            all_const = !n->inputs[j] || ins[j];
+        }
+        if (!all_const)
+            continue;
+        td_status s = eval(o->eval_user, ctx, n, ins, n->n_inputs, outs, n->n_outputs, max);
+        if (s == TD_ERR_UNSUPPORTED) {
+            td_clear_error(ctx);
+            for (int j = 0; j < n->n_outputs; j++)
+                td_tensor_free(outs[j]);
+            continue;
+        }
+        if (s != TD_OK) {
+            for (int j = 0; j < n->n_outputs; j++)
+                td_tensor_free(outs[j]);
+            return td_wrap(ctx, "constant folding of %s node '%s'", n->op_type, n->name);
+        }
+        bool complete = true;
+        for (int j = 0; j < n->n_outputs; j++)
+            complete &= !n->outputs[j] || outs[j];
+        if (!complete) {
+            for (int j = 0; j < n->n_outputs; j++)
+                td_tensor_free(outs[j]);
+            return td_fail(ctx, TD_ERR_INTERNAL, "evaluator returned no tensor for an output of %s node '%s'",
+                           n->op_type, n->name);
+        }
+        for (int j = 0; j < n->n_outputs; j++)
+            if (outs[j] && n->outputs[j]) {
+                free(outs[j]->name);
+                outs[j]->name = strdup(n->outputs[j]->name);
+                if (!outs[j]->name) {
+                    for (int k = 0; k < n->n_outputs; k++)
+                        td_tensor_free(outs[k]);
+                    return td_fail_oom(ctx, 0, "a name");
+                }
+            }
+        TD_TRY(install(ctx, g, n, outs));
+        (*changes)++;
+    }
+    td_graph_compact(g);
+    return TD_OK;
+}
