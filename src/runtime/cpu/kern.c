@@ -97,6 +97,11 @@ void td_kern_layernorm_rows(const float *x, const float *gamma, const float *bet
     td_cpu_layernorm(env->pool, &a);
 }
 
+void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
+                          float *inv_std, td_rt_env *env) {
+    td_ref_rmsnorm_rows(x, gamma, y, rows, n, eps, inv_std); /* memory-bound and small: no fast kernel yet */
+}
+
 void td_kern_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                        float *out, int64_t ldo, int64_t S, int64_t L, int64_t D, int64_t Dv, float scale,
                        const float *mask_add, int64_t mask_ld, float *scratch, td_rt_env *env) {

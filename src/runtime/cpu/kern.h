@@ -45,6 +45,11 @@ void td_kern_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env);
 void td_kern_layernorm_rows(const float *x, const float *gamma, const float *beta, float *y, int64_t rows, int64_t n,
                             float eps, float *mean, float *inv_std, td_rt_env *env);
 
+/* RMS normalization: y = x / sqrt(mean(x^2) + eps) * gamma per row of n;
+ * inv_std (rows entries) may be NULL. */
+void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
+                          float *inv_std, td_rt_env *env);
+
 /* Attention for one (batch, head): out (S x Dv, ldo) = softmax(scale * q k^T + mask_add) v
  * with q (S x D, ldq), k (L x D, ldk), v (L x Dv, ldv); mask_add (S x L, ld mask_ld) is
  * an additive mask/bias or NULL. scratch holds S * L floats. */

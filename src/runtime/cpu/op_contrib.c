@@ -134,9 +134,100 @@ static td_status sln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     return TD_OK;
 }
 
+/* ---- SimplifiedLayerNormalization (RMSNorm; ONNX Runtime registers it in the
+ * default domain) and com.microsoft SkipSimplifiedLayerNormalization ---- */
+typedef struct rms_state {
+    int64_t axis;
+    float eps;
+    bool skip; /* SkipSimplifiedLayerNormalization */
+} rms_state;
+
+static td_status rms_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_dtype *out) {
+    bool skip = strcmp(rn->node->op_type, "SkipSimplifiedLayerNormalization") == 0;
+    TD_TRY(td_check_inputs(ctx, rn, skip ? 3 : 2, skip ? 4 : 2, 1, skip ? 4 : 2));
+    TD_TRY(float_inputs(ctx, rn, in, 0, rn->n_in));
+    rms_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return td_fail_oom(ctx, sizeof *st, "op state");
+    rn->state = st;
+    st->skip = skip;
+    st->axis = skip ? -1 : td_node_attr_int(rn->node, "axis", -1);
+    st->eps = td_node_attr_float(rn->node, "epsilon", skip ? 1e-12f : 1e-5f);
+    if (!skip && td_node_attr_int(rn->node, "stash_type", 1) != 1)
+        return td_unsupported_attr(ctx, rn, "stash_type", "other than 1 (float)");
+    for (int k = 0; k < rn->n_out; k++)
+        out[k] = (k == 0 || (skip && k == 3)) ? in[0] : TD_F32;
+    return TD_OK;
+}
+static td_status rms_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
+    rms_state *st = rn->state;
+    const td_rt_tensor *x = in[0];
+    int a;
+    if (!td_norm_axis(st->axis, x->rank, &a))
+        return td_node_fail(ctx, rn, TD_ERR_SHAPE, "axis %lld is outside rank %d", (long long)st->axis, x->rank);
+    int64_t n = 1, total = td_rt_numel(x);
+    for (int d = a; d < x->rank; d++)
+        n *= x->shape[d];
+    const td_rt_tensor *gamma = in[st->skip ? 2 : 1];
+    if (td_rt_numel(gamma) != n)
+        return td_node_fail(ctx, rn, TD_ERR_SHAPE, "scale has %lld elements, the normalized shape %lld",
+                            (long long)td_rt_numel(gamma), (long long)n);
+    if (st->skip) {
+        int64_t ns = td_rt_numel(in[1]);
+        if (in[1]->rank < 1 || in[1]->shape[in[1]->rank - 1] != n || ns == 0 || total % ns)
+            return td_node_fail(ctx, rn, TD_ERR_SHAPE, "skip must end in hidden size %lld and broadcast to the input",
+                                (long long)n);
+        if (rn->n_in > 3 && in[3] && td_rt_numel(in[3]) != n)
+            return td_node_fail(ctx, rn, TD_ERR_SHAPE, "bias must have %lld elements", (long long)n);
+    }
+    for (int k = 0; k < rn->n_out; k++) {
+        if (!out[k])
+            continue;
+        first_shape(ctx, rn, in, &out[k]);
+        bool stat = st->skip ? (k == 1 || k == 2) : k == 1;
+        for (int d = a; stat && d < x->rank; d++)
+            out[k]->shape[d] = 1;
+    }
+    rn->scratch_bytes = (size_t)(2 * total + n + 64) * sizeof(float);
+    return TD_OK;
+}
+static td_status rms_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
+                          td_rt_env *env) {
+    rms_state *st = rn->state;
+    const td_rt_tensor *x = in[0], *gamma = in[st->skip ? 2 : 1];
+    int64_t n = td_rt_numel(gamma), total = td_rt_numel(x), rows = n ? total / n : 0;
+    float *sum = rn->scratch, *Y = sum + total, *g = Y + total;
+    for (int64_t j = 0; j < n; j++)
+        g[j] = td_ldf(gamma->data, gamma->dtype, j);
+    const td_rt_tensor *skip = st->skip ? in[1] : NULL, *bias = st->skip && rn->n_in > 3 ? in[3] : NULL;
+    int64_t ns = skip ? td_rt_numel(skip) : 1;
+    for (int64_t i = 0; i < total; i++)
+        sum[i] = td_ldf(x->data, x->dtype, i) + (skip ? td_ldf(skip->data, skip->dtype, i % ns) : 0.0f) +
+                 (bias ? td_ldf(bias->data, bias->dtype, i % n) : 0.0f);
+    int istd_slot = st->skip ? 2 : 1;
+    float *istd = rn->n_out > istd_slot && out[istd_slot] ? out[istd_slot]->data : NULL;
+    td_kern_rmsnorm_rows(sum, g, Y, rows, n, st->eps, istd, env);
+    for (int64_t i = 0; i < total; i++)
+        td_stf(out[0]->data, out[0]->dtype, i, Y[i]);
+    if (st->skip && rn->n_out > 1 && out[1]) /* mean output of the simplified form: zeros */
+        memset(out[1]->data, 0, td_rt_nbytes(out[1]));
+    if (st->skip && rn->n_out > 3 && out[3])
+        for (int64_t i = 0; i < total; i++)
+            td_stf(out[3]->data, out[3]->dtype, i, sum[i]);
+    return TD_OK;
+}
+
 /* ---- EmbedLayerNormalization ---- */
 static td_status eln_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_dtype *out) {
-    TD_TRY(td_check_inputs(ctx, rn, 7, 9, 1, 3));
+    TD_TRY(td_check_inputs(ctx, rn, 1, 9, 1, 3));
+    /* input_ids, word/position embeddings, gamma, beta are required; segment_ids,
+     * segment_embedding, mask, position_ids are optional */
+    const int required[] = {0, 2, 3, 5, 6};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (rn->n_in <= required[i] || rn->in[required[i]] < 0)
+            return td_node_fail(ctx, rn, TD_ERR_FORMAT, "required input %d is missing", required[i]);
+    if ((rn->in[1] >= 0) != (rn->in[4] >= 0))
+        return td_node_fail(ctx, rn, TD_ERR_FORMAT, "segment_ids and segment_embedding must be given together");
     if (in[0] != TD_I32)
         return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "input_ids must be int32 (got %s)", td_dtype_name(in[0]));
     if (rn->in[1] >= 0 && in[1] != TD_I32)
@@ -612,6 +703,8 @@ const td_op_def td_ops_contrib[] = {
     {MS, "BiasGelu", 1, 1, gelu_init, gelu_shape, gelu_exec, 0, 0, NULL},
     {MS, "FastGelu", 1, 1, gelu_init, gelu_shape, gelu_exec, 0, 0, NULL},
     {MS, "SkipLayerNormalization", 1, 1, sln_init, sln_shape, sln_exec, 0, 0, NULL},
+    {"", "SimplifiedLayerNormalization", 1, TD_MAX_ONNX_OPSET, rms_init, rms_shape, rms_exec, 0, 0, NULL},
+    {MS, "SkipSimplifiedLayerNormalization", 1, 1, rms_init, rms_shape, rms_exec, 0, 0, NULL},
     {MS, "EmbedLayerNormalization", 1, 1, eln_init, eln_shape, eln_exec, 0, 0, NULL},
     {MS, "Attention", 1, 1, attention_init, attention_shape, attention_exec, 0, 0, attention_prepack},
     {MS, "MultiHeadAttention", 1, 1, mha_init, mha_shape, mha_exec, 0, 0, NULL},

@@ -66,6 +66,21 @@ void td_ref_layernorm_rows(const float *x, const float *gamma, const float *beta
     }
 }
 
+void td_ref_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
+                         float *inv_std) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *p = x + r * n;
+        double ss = 0.0;
+        for (int64_t j = 0; j < n; j++)
+            ss += (double)p[j] * p[j];
+        float is = (float)(1.0 / sqrt(ss / (double)(n ? n : 1) + eps));
+        for (int64_t j = 0; j < n; j++)
+            y[r * n + j] = p[j] * is * gamma[j];
+        if (inv_std)
+            inv_std[r] = is;
+    }
+}
+
 void td_ref_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                       float *out, int64_t ldo, int64_t S, int64_t L, int64_t D, int64_t Dv, float scale,
                       const float *mask_add, int64_t mask_ld, float *scratch) {

@@ -13,6 +13,8 @@ void td_ref_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
 void td_ref_softmax_rows(float *x, int64_t rows, int64_t n);
 void td_ref_layernorm_rows(const float *x, const float *gamma, const float *beta, float *y, int64_t rows, int64_t n,
                            float eps, float *mean, float *inv_std);
+void td_ref_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
+                         float *inv_std);
 void td_ref_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                       float *out, int64_t ldo, int64_t S, int64_t L, int64_t D, int64_t Dv, float scale,
                       const float *mask_add, int64_t mask_ld, float *scratch);
