@@ -20,7 +20,7 @@ static td_status float_inputs(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, i
 
 static td_status first_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
     out[0]->rank = in[0]->rank;
-    memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
+    td_memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
     return TD_OK;
 }
 
@@ -539,12 +539,12 @@ static td_status attention_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
         for (int64_t h = 0; h < N; h++) {
             float *kd = K + (b * N + h) * T * D, *vd = V + (b * N + h) * T * Dv;
             if (past) {
-                memcpy(kd, past + (b * N + h) * P * D, (size_t)(P * D) * sizeof(float));
-                memcpy(vd, past + ((B + b) * N + h) * P * D, (size_t)(P * Dv) * sizeof(float));
+                td_memcpy(kd, past + (b * N + h) * P * D, (size_t)(P * D) * sizeof(float));
+                td_memcpy(vd, past + ((B + b) * N + h) * P * D, (size_t)(P * Dv) * sizeof(float));
             }
             for (int64_t s = 0; s < S; s++) {
-                memcpy(kd + (P + s) * D, qkv + (b * S + s) * W + Hq + h * D, (size_t)D * sizeof(float));
-                memcpy(vd + (P + s) * Dv, qkv + (b * S + s) * W + Hq + Hk + h * Dv, (size_t)Dv * sizeof(float));
+                td_memcpy(kd + (P + s) * D, qkv + (b * S + s) * W + Hq + h * D, (size_t)D * sizeof(float));
+                td_memcpy(vd + (P + s) * Dv, qkv + (b * S + s) * W + Hq + Hk + h * Dv, (size_t)Dv * sizeof(float));
             }
         }
     float *mask = scr, *scores = scr + S * T;
@@ -670,8 +670,8 @@ static td_status mha_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
         for (int64_t h = 0; h < N; h++) {
             float *kd = K + (b * N + h) * T * D, *vd = V + (b * N + h) * T * Dv;
             if (pk) {
-                memcpy(kd, pk + (b * N + h) * P * D, (size_t)(P * D) * sizeof(float));
-                memcpy(vd, pv + (b * N + h) * P * Dv, (size_t)(P * Dv) * sizeof(float));
+                td_memcpy(kd, pk + (b * N + h) * P * D, (size_t)(P * D) * sizeof(float));
+                td_memcpy(vd, pv + (b * N + h) * P * Dv, (size_t)(P * Dv) * sizeof(float));
             }
             for (int64_t l = 0; l < L; l++) {
                 for (int64_t j = 0; j < D; j++)

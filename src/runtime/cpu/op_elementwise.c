@@ -104,7 +104,7 @@ static td_status unary_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_
 
 static td_status same_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
     out[0]->rank = in[0]->rank;
-    memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
+    td_memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
     return TD_OK;
 }
 
@@ -291,7 +291,7 @@ static td_status binary_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
     ew_code c = ((ew_state *)rn->state)->code;
     bin_job j = {c, in[0], in[1 % rn->n_in], out[0], false};
     if (rn->n_in == 1) { /* Max/Min of one input: copy */
-        memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
+        td_memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
         return TD_OK;
     }
     td_ewb b;
@@ -342,7 +342,7 @@ static void where_row(void *user, const int64_t *off, const int64_t *st, int64_t
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *src = c[off[0] + i * st[0]] ? (const uint8_t *)j->x->data + (size_t)(off[1] + i * st[1]) * es
                                                    : (const uint8_t *)j->y->data + (size_t)(off[2] + i * st[2]) * es;
-        memcpy((uint8_t *)j->o->data + (size_t)(oo + i) * es, src, es);
+        td_memcpy((uint8_t *)j->o->data + (size_t)(oo + i) * es, src, es);
     }
 }
 

@@ -38,8 +38,8 @@ static td_status matmul_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
     /* batch dims broadcast */
     td_rt_tensor ba = {a->dtype, a->rank > 2 ? a->rank - 2 : 0, {0}, NULL};
     td_rt_tensor bb = {b->dtype, b->rank > 2 ? b->rank - 2 : 0, {0}, NULL};
-    memcpy(ba.shape, a->shape, (size_t)ba.rank * sizeof(int64_t));
-    memcpy(bb.shape, b->shape, (size_t)bb.rank * sizeof(int64_t));
+    td_memcpy(ba.shape, a->shape, (size_t)ba.rank * sizeof(int64_t));
+    td_memcpy(bb.shape, b->shape, (size_t)bb.rank * sizeof(int64_t));
     td_rt_tensor *pair[2] = {&ba, &bb};
     TD_TRY(td_broadcast_shape(ctx, rn, pair, 2, out[0]));
     int r = out[0]->rank;
@@ -269,7 +269,7 @@ static td_status softmax_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const 
     if (!td_norm_axis(st->axis, in[0]->rank > 0 ? in[0]->rank : 1, &a))
         return td_node_fail(ctx, rn, TD_ERR_SHAPE, "axis %lld is outside rank %d", (long long)st->axis, in[0]->rank);
     out[0]->rank = in[0]->rank;
-    memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
+    td_memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
     rn->scratch_bytes = (size_t)(td_rt_numel(in[0]) + 16) * sizeof(float);
     return TD_OK;
 }
@@ -343,7 +343,7 @@ static td_status ln_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
             return td_node_fail(ctx, rn, TD_ERR_SHAPE, "input %d has %lld elements, the normalized shape has %lld", i,
                                 (long long)td_rt_numel(in[i]), (long long)n);
     out[0]->rank = r;
-    memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
+    td_memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
     for (int k = 1; k < rn->n_out; k++) {
         if (!out[k])
             continue;
@@ -421,7 +421,7 @@ static td_status reduce_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td
         const int64_t *ax = td_node_attr_ints(rn->node, "axes", &cnt);
         if (cnt > TD_MAX_RANK)
             return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "too many axes (%zu)", cnt);
-        memcpy(st->axes, ax, cnt * sizeof *ax);
+        td_memcpy(st->axes, ax, cnt * sizeof *ax);
         st->n_axes = (int)cnt;
     }
     out[0] = in[0];
@@ -431,7 +431,7 @@ static td_status reduce_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
     red_state *st = rn->state;
     int64_t axes[TD_MAX_RANK];
     int n = st->n_axes, r = in[0]->rank;
-    memcpy(axes, st->axes, sizeof axes);
+    td_memcpy(axes, st->axes, sizeof axes);
     if (st->axes_input) {
         n = 0;
         if (rn->n_in > 1 && in[1])
