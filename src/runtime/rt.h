@@ -76,6 +76,7 @@ struct td_rt_node {
     size_t scratch_bytes; /* set by shape(): temporary bytes the op needs during exec */
     void *scratch;        /* set by the planner: arena memory live only during this node */
     bool hoisted;         /* computed while planning */
+    int threads;          /* worker threads of the session (for per-thread scratch sizing) */
 };
 
 struct td_rt_env {

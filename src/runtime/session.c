@@ -250,6 +250,7 @@ static td_status build_nodes(td_ctx *ctx, td_session *s, const vidx *tab, const 
         const td_node *n = order[i];
         td_rt_node *rn = &s->nodes[i];
         rn->node = n;
+        rn->threads = s->env.threads;
         rn->opset = node_opset(s->model, n->domain);
         const char *domain = n->domain && strcmp(n->domain, "ai.onnx") != 0 ? n->domain : "";
         rn->def = td_op_find(domain, n->op_type);

@@ -5,6 +5,7 @@
 #include "runtime/cpu/layernorm.h"
 #include "runtime/cpu/ref_kern.h"
 #include "runtime/cpu/softmax.h"
+#include "core/threadpool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,64 @@ void td_kern_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
      * now (the fused kernel in attention.h allocates per call and takes masks
      * per batch, not per head). */
     td_ref_attention(q, ldq, k, ldk, v, ldv, out, ldo, S, L, D, Dv, scale, mask_add, mask_ld, scratch);
+}
+
+static size_t mha_slice(int64_t S, int64_t T, int64_t D, int64_t Dv) {
+    size_t pk = td_gemm_pack_bytes((size_t)D, (size_t)T), pv = td_gemm_pack_bytes((size_t)T, (size_t)Dv);
+    size_t scores = (size_t)S * (size_t)T * sizeof(float);
+    return (scores + 63) / 64 * 64 + ((pk > pv ? pk : pv) + 63) / 64 * 64;
+}
+
+size_t td_kern_mha_scratch(int64_t S, int64_t T, int64_t D, int64_t Dv, int threads) {
+    return mha_slice(S, T, D, Dv) * (size_t)(threads > 0 ? threads : 1) + 64;
+}
+
+typedef struct mha_job {
+    const td_kern_mha *a;
+    uint8_t *scratch;
+    size_t slice;
+} mha_job;
+
+static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
+    const mha_job *j = arg;
+    const td_kern_mha *a = j->a;
+    int64_t S = a->S, T = a->T, D = a->D, Dv = a->Dv;
+    float *scores = (float *)(j->scratch + (size_t)thread * j->slice);
+    float *pack = (float *)((uint8_t *)scores + ((size_t)S * (size_t)T * sizeof(float) + 63) / 64 * 64);
+    td_gemm_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    ep.scale = a->scale;
+    for (size_t p = begin; p < end; p++) {
+        int64_t b = (int64_t)p / a->N, h = (int64_t)p % a->N;
+        const float *q = a->q + b * a->q_bstride + h * D;
+        const float *k = a->k + (b * a->N + h) * T * D, *v = a->v + (b * a->N + h) * T * Dv;
+        float *o = a->out + b * a->o_bstride + h * Dv;
+        /* scores = scale * Q K^T: K stored (T, D) is B transposed */
+        td_gemm_pack_b_into(pack, k, (size_t)D, (size_t)T, (size_t)D, true);
+        td_gemm_run_serial((size_t)S, q, (size_t)a->ldq, pack, (size_t)D, (size_t)T, scores, (size_t)T, &ep);
+        const float *m = a->mask ? a->mask + b * a->mask_bstride : NULL;
+        const float *bi = a->bias ? a->bias + b * a->bias_bstride + h * a->bias_hstride : NULL;
+        for (int64_t i = 0; i < S; i++) {
+            float *row = scores + i * T;
+            if (m)
+                for (int64_t t = 0; t < T; t++)
+                    row[t] += m[i * T + t];
+            if (bi)
+                for (int64_t t = 0; t < T; t++)
+                    row[t] += bi[i * T + t];
+            td_cpu_softmax_row(row, row, (size_t)T);
+        }
+        td_gemm_pack_b_into(pack, v, (size_t)T, (size_t)Dv, (size_t)Dv, false);
+        td_gemm_run_serial((size_t)S, scores, (size_t)T, pack, (size_t)T, (size_t)Dv, o, (size_t)a->ldo, NULL);
+    }
+}
+
+void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env) {
+    mha_job j = {a, (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63), mha_slice(a->S, a->T, a->D, a->Dv)};
+    int threads = env->pool ? td_threadpool_threads(env->pool) : 1;
+    if (threads > env->threads)
+        threads = env->threads;
+    td_parallel_for_n(env->pool, (size_t)(a->B * a->N), threads, mha_pairs, &j);
 }
 
 void td_kern_unary_f32(td_kern_unary op, const float *x, float *y, int64_t n, td_rt_env *env) {

@@ -57,6 +57,30 @@ void td_kern_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
                        float *out, int64_t ldo, int64_t S, int64_t L, int64_t D, int64_t Dv, float scale,
                        const float *mask_add, int64_t mask_ld, float *scratch, td_rt_env *env);
 
+/* Multi-head attention over all (batch, head) pairs, parallel over pairs:
+ *   out[b, :, h] = softmax(scale * Q_bh K_bh^T + mask[b] + bias[b, h]) V_bh
+ * Q_bh = q + b*q_bstride + h*D (S rows, row stride ldq); K_bh (T x D) and V_bh
+ * (T x Dv) are contiguous blocks at k + (b*N + h)*T*D and v + (b*N + h)*T*Dv;
+ * out_bh = out + b*o_bstride + h*Dv (row stride ldo). mask: S x T additive per
+ * batch (mask_bstride floats apart, 0 = shared) or NULL; bias: S x T additive
+ * per (b, h) (bias_bstride / bias_hstride, 0 = broadcast) or NULL. */
+typedef struct td_kern_mha {
+    int64_t B, N, S, T, D, Dv;
+    const float *q;
+    int64_t q_bstride, ldq;
+    const float *k, *v;
+    float *out;
+    int64_t o_bstride, ldo;
+    float scale;
+    const float *mask;
+    int64_t mask_bstride;
+    const float *bias;
+    int64_t bias_bstride, bias_hstride;
+} td_kern_mha;
+/* Scratch bytes for td_kern_mha with `threads` workers (64-byte aligned slices). */
+size_t td_kern_mha_scratch(int64_t S, int64_t T, int64_t D, int64_t Dv, int threads);
+void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env);
+
 typedef enum td_kern_unary {
     TD_KU_EXP,
     TD_KU_TANH,

@@ -339,10 +339,9 @@ typedef struct attn_state {
     int64_t qkv[3];   /* Attention: hidden sizes of q, k, v (0 = equal thirds) */
 } attn_state;
 
-/* Additive mask for batch b, head h into m (S x T): key mask, causal, bias. */
+/* Additive mask for batch b into m (S x T): key padding / lengths and causal. */
 static td_status build_mask(td_ctx *ctx, const td_rt_node *rn, const attn_state *st, const td_rt_tensor *km,
-                            const td_rt_tensor *bias, const float *bias_f, int64_t b, int64_t h, int64_t B,
-                            int64_t N, int64_t S, int64_t T, float *m) {
+                            int64_t b, int64_t B, int64_t S, int64_t T, float *m) {
     for (int64_t i = 0; i < S * T; i++)
         m[i] = 0.0f;
     if (km) {
@@ -377,12 +376,6 @@ static td_status build_mask(td_ctx *ctx, const td_rt_node *rn, const attn_state 
         for (int64_t i = 0; i < S; i++)
             for (int64_t j = i + (T - S) + 1; j < T; j++)
                 m[i * T + j] += st->mask_filter;
-    if (bias) {
-        int64_t bb = bias->shape[0] == 1 ? 0 : b, hh = bias->shape[1] == 1 ? 0 : h;
-        const float *src = bias_f + (bb * bias->shape[1] + hh) * S * T;
-        for (int64_t i = 0; i < S * T; i++)
-            m[i] += src[i];
-    }
     return TD_OK;
 }
 
@@ -416,18 +409,33 @@ static td_status attn_state_init(td_ctx *ctx, td_rt_node *rn, attn_state **out) 
     return TD_OK;
 }
 
-/* Run heads: Q (B, S, N*Dq) with row stride ldq; K, V (B, N, T, D) contiguous; out (B, S, N*Dv). */
+/* Scratch floats attn_run needs: the (B, S, T) mask plus the kernel's per-thread space. */
+static size_t attn_scratch_floats(const td_rt_node *rn, int64_t B, int64_t S, int64_t T, int64_t D, int64_t Dv) {
+    return (size_t)(B * S * T + 16) + td_kern_mha_scratch(S, T, D, Dv, rn->threads) / sizeof(float) + 16;
+}
+
+/* Run all heads: Q (B, S, N*D) with row stride ldq; K, V (B, N, T, D) contiguous; out (B, S, N*Dv). */
 static td_status attn_run(td_ctx *ctx, const td_rt_node *rn, const attn_state *st, const float *Q, int64_t ldq,
                           const float *K, const float *V, float *O, int64_t B, int64_t N, int64_t S, int64_t T,
                           int64_t D, int64_t Dv, const td_rt_tensor *km, const td_rt_tensor *ab, const float *ab_f,
-                          float *mask, float *scores, td_rt_env *env) {
-    float scale = st->scale != 0.0f ? st->scale : 1.0f / sqrtf((float)D);
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < N; h++) {
-            TD_TRY(build_mask(ctx, rn, st, km, ab, ab_f, b, h, B, N, S, T, mask));
-            td_kern_attention(Q + b * S * ldq + h * D, ldq, K + (b * N + h) * T * D, D, V + (b * N + h) * T * Dv, Dv,
-                              O + b * S * N * Dv + h * Dv, N * Dv, S, T, D, Dv, scale, mask, T, scores, env);
-        }
+                          float *scratch, td_rt_env *env) {
+    float *mask = NULL;
+    if (km || st->unidirectional) {
+        mask = scratch;
+        for (int64_t b = 0; b < B; b++)
+            TD_TRY(build_mask(ctx, rn, st, km, b, B, S, T, mask + b * S * T));
+    }
+    td_kern_mha a = {
+        .B = B, .N = N, .S = S, .T = T, .D = D, .Dv = Dv,
+        .q = Q, .q_bstride = S * ldq, .ldq = ldq, .k = K, .v = V,
+        .out = O, .o_bstride = S * N * Dv, .ldo = N * Dv,
+        .scale = st->scale != 0.0f ? st->scale : 1.0f / sqrtf((float)D),
+        .mask = mask, .mask_bstride = S * T,
+        .bias = ab ? ab_f : NULL,
+        .bias_bstride = ab && ab->shape[0] != 1 ? ab->shape[1] * S * T : 0,
+        .bias_hstride = ab && ab->shape[1] != 1 ? S * T : 0,
+    };
+    td_kern_mha_run(&a, scratch + B * S * T + 16, env);
     return TD_OK;
 }
 
@@ -492,7 +500,8 @@ static td_status attention_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *cons
     *out[0] = (td_rt_tensor){out[0]->dtype, 3, {B, S, Hv}, NULL};
     if (rn->n_out > 1 && out[1])
         *out[1] = (td_rt_tensor){out[1]->dtype, 5, {2, B, N, T, Hq / N}, NULL};
-    size_t f = (size_t)(B * S * (Hq + Hk + Hv) + 2 * B * T * Hq + B * S * Hv + 2 * S * T + 256);
+    size_t f = (size_t)(B * S * (Hq + Hk + Hv) + B * T * (Hq + Hv) + B * S * Hv + 256) +
+               attn_scratch_floats(rn, B, S, T, Hq / N, Hv / N);
     rn->scratch_bytes = f * sizeof(float) + f32_scratch(in[0]) + f32_scratch(in[1]) +
                         (rn->n_in > 2 ? f32_scratch(in[2]) : 0) + (rn->n_in > 4 ? f32_scratch(in[4]) : 0) +
                         (rn->n_in > 5 ? f32_scratch(in[5]) : 0) +
@@ -547,11 +556,9 @@ static td_status attention_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
                 td_memcpy(vd + (P + s) * Dv, qkv + (b * S + s) * W + Hq + Hk + h * Dv, (size_t)Dv * sizeof(float));
             }
         }
-    float *mask = scr, *scores = scr + S * T;
-    scr = scores + S * T + 16;
     float *O = out_f32(out[0], &scr);
     TD_TRY(attn_run(ctx, rn, st, qkv, W, K, V, O, B, N, S, T, D, Dv, rn->n_in > 3 ? in[3] : NULL,
-                    rn->n_in > 5 ? in[5] : NULL, abf, mask, scores, env));
+                    rn->n_in > 5 ? in[5] : NULL, abf, scr, env));
     store_out(out[0], O);
     if (rn->n_out > 1 && out[1]) {
         int64_t half = B * N * T * D;
@@ -639,8 +646,8 @@ static td_status mha_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
         *out[1] = (td_rt_tensor){out[1]->dtype, 4, {d.B, d.N, d.T, d.D}, NULL};
     if (rn->n_out > 2 && out[2])
         *out[2] = (td_rt_tensor){out[2]->dtype, 4, {d.B, d.N, d.T, d.Dv}, NULL};
-    size_t f = (size_t)(d.B * d.S * d.N * d.D + d.B * d.N * d.T * (d.D + d.Dv) + d.B * d.S * d.N * d.Dv +
-                        2 * d.S * d.T + 256);
+    size_t f = (size_t)(d.B * d.S * d.N * d.D + d.B * d.N * d.T * (d.D + d.Dv) + d.B * d.S * d.N * d.Dv + 256) +
+               attn_scratch_floats(rn, d.B, d.S, d.T, d.D, d.Dv);
     rn->scratch_bytes = f * sizeof(float);
     for (int i = 0; i < rn->n_in && i < 8; i++)
         if (i != 4)
@@ -683,11 +690,9 @@ static td_status mha_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
                                                        (bias ? bias[2 * Hq + h * Dv + j] : 0.0f);
             }
         }
-    float *mask = scr, *scores = scr + S * T;
-    scr = scores + S * T + 16;
     float *O = out_f32(out[0], &scr);
     TD_TRY(attn_run(ctx, rn, st, Q, Hq, K, V, O, B, N, S, T, D, Dv, rn->n_in > 4 ? in[4] : NULL,
-                    rn->n_in > 5 ? in[5] : NULL, abf, mask, scores, env));
+                    rn->n_in > 5 ? in[5] : NULL, abf, scr, env));
     store_out(out[0], O);
     if (rn->n_out > 1 && out[1])
         for (int64_t i = 0; i < B * N * T * D; i++)
