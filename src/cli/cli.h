@@ -24,6 +24,7 @@ bool td_cli_is_help(const char *arg);
 bool td_cli_common_flag(const char *arg);
 
 /* Subcommands (one file each). */
+int td_cmd_convert(int argc, char **argv);
 int td_cmd_inspect(int argc, char **argv);
 int td_cmd_export(int argc, char **argv);
 int td_cmd_download(int argc, char **argv);

@@ -6,6 +6,7 @@
 
 static const td_cli_command commands[] = {
     {"export", "build standard ONNX from a Hugging Face encoder (config.json + safetensors)", td_cmd_export},
+    {"convert", "export, optimize, validate, benchmark and write a Triton repository in one step", td_cmd_convert},
     {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
     {"download", "fetch a model from the Hugging Face Hub into the HF cache; print its snapshot dir", td_cmd_download},
     {"triton-repo", "write a Triton model repository (ONNX model, tokenizer, ensemble) for an ONNX file", td_cmd_triton_repo},

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,4 +76,34 @@ out:
     if (out >= 0 && close(out) != 0 && s == TD_OK)
         s = td_fail(ctx, TD_ERR_IO, "closing %s failed: %s", dst, strerror(errno));
     return s;
+}
+
+td_status td_tree_move_into_place(td_ctx *ctx, const char *tmp, const char *out_dir) {
+    struct stat st;
+    if (lstat(out_dir, &st) != 0) {
+        if (errno != ENOENT)
+            return td_fail(ctx, TD_ERR_IO, "cannot inspect %s: %s", out_dir, strerror(errno));
+        if (rename(tmp, out_dir) != 0)
+            return td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", tmp, out_dir, strerror(errno));
+        return TD_OK;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return td_fail(ctx, TD_ERR_IO, "%s exists and is not a directory; remove it or choose another output", out_dir);
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_EXCHANGE) != 0) {
+        /* no RENAME_EXCHANGE (old kernel or file system): move the old one aside first */
+        char *aside = NULL;
+        if (asprintf(&aside, "%s.old.%ld", out_dir, (long)getpid()) < 0)
+            return td_fail_oom(ctx, 256, "a path");
+        td_status s = TD_OK;
+        if (rename(out_dir, aside) != 0)
+            s = td_fail(ctx, TD_ERR_IO, "cannot move the old %s aside: %s", out_dir, strerror(errno));
+        else if (rename(tmp, out_dir) != 0) {
+            s = td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", tmp, out_dir, strerror(errno));
+            rename(aside, out_dir); /* put the old one back */
+        } else
+            s = td_remove_tree(ctx, aside);
+        free(aside);
+        return s;
+    }
+    return td_remove_tree(ctx, tmp); /* tmp now holds the old tree */
 }

@@ -12,4 +12,10 @@ td_status td_remove_tree(td_ctx *ctx, const char *path);
  * file system, no permission). dst must not exist. */
 td_status td_link_or_copy_file(td_ctx *ctx, const char *src, const char *dst);
 
+/* Put the finished directory tmp at out_dir: when out_dir exists (a directory)
+ * the two are swapped atomically (renameat2 RENAME_EXCHANGE; a move aside and
+ * back on file systems without it) and the old tree is removed, so a reader of
+ * out_dir sees either the old or the new tree, never a half-written one. */
+td_status td_tree_move_into_place(td_ctx *ctx, const char *tmp, const char *out_dir);
+
 #endif

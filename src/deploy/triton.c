@@ -476,37 +476,6 @@ out:
     return s;
 }
 
-/* Put the finished tree at out_dir: swap atomically with an existing one, then remove the old. */
-static td_status move_into_place(td_ctx *ctx, const char *tmp, const char *out_dir) {
-    struct stat st;
-    if (lstat(out_dir, &st) != 0) {
-        if (errno != ENOENT)
-            return td_fail(ctx, TD_ERR_IO, "cannot inspect %s: %s", out_dir, strerror(errno));
-        if (rename(tmp, out_dir) != 0)
-            return td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", tmp, out_dir, strerror(errno));
-        return TD_OK;
-    }
-    if (!S_ISDIR(st.st_mode))
-        return td_fail(ctx, TD_ERR_IO, "%s exists and is not a directory; remove it or choose another output", out_dir);
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_EXCHANGE) != 0) {
-        /* no RENAME_EXCHANGE (old kernel or file system): move the old one aside first */
-        char *aside = NULL;
-        if (asprintf(&aside, "%s.old.%ld", out_dir, (long)getpid()) < 0)
-            return td_fail_oom(ctx, 256, "a path");
-        td_status s = TD_OK;
-        if (rename(out_dir, aside) != 0)
-            s = td_fail(ctx, TD_ERR_IO, "cannot move the old %s aside: %s", out_dir, strerror(errno));
-        else if (rename(tmp, out_dir) != 0) {
-            s = td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", tmp, out_dir, strerror(errno));
-            rename(aside, out_dir); /* put the old one back */
-        } else
-            s = td_remove_tree(ctx, aside);
-        free(aside);
-        return s;
-    }
-    return td_remove_tree(ctx, tmp); /* tmp now holds the old repository */
-}
-
 td_status td_triton_write_repository(td_ctx *ctx, const td_triton_spec *spec, const char *out_dir) {
     char *tmp = NULL, *parent = NULL;
     td_status s = check_spec(ctx, spec);
@@ -533,7 +502,7 @@ td_status td_triton_write_repository(td_ctx *ctx, const td_triton_spec *spec, co
         td_wrap(ctx, "writing the Triton repository %s (nothing was changed there)", out);
         goto out;
     }
-    if ((s = move_into_place(ctx, tmp, out)) != TD_OK)
+    if ((s = td_tree_move_into_place(ctx, tmp, out)) != TD_OK)
         goto out;
     free(tmp); /* moved: nothing to clean */
     tmp = NULL;
