@@ -609,6 +609,7 @@ static td_status check_symbols(td_ctx *ctx, const td_session *s) {
 }
 
 td_status td_session_run(td_ctx *ctx, td_session *s) {
+    s->outputs_valid = false;
     for (int i = 0; i < s->n_inputs; i++)
         if (!s->bound[i].set)
             return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "input '%s' was not set (td_session_set_input)",
@@ -622,14 +623,15 @@ td_status td_session_run(td_ctx *ctx, td_session *s) {
     td_plan_bind_inputs(s);
     TD_TRY(s->backend->run(ctx, s, s->backend_state));
     s->n_runs++;
+    s->outputs_valid = true;
     return TD_OK;
 }
 
 td_status td_session_get_output(td_ctx *ctx, const td_session *s, int i, td_session_output *out) {
     if (i < 0 || i >= s->n_outputs)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "output index %d is outside 0..%d", i, s->n_outputs - 1);
-    if (!s->n_runs)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no outputs yet: call td_session_run first");
+    if (!s->outputs_valid)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no outputs: the last td_session_run did not succeed (or none ran)");
     const td_rt_value *v = &s->vals[s->output_vals[i]];
     const td_rt_tensor *t = &v->t;
     out->name = v->v->name;

@@ -167,6 +167,7 @@ def check_bad_inputs(path):
         "wrong dtype": ({"input_ids": ids.astype(np.int32), "attention_mask": ids}, "int32"),
         "wrong rank": ({"input_ids": ids.reshape(4), "attention_mask": ids}, "rank"),
         "symbol mismatch": ({"input_ids": ids, "attention_mask": np.ones((1, 5), dtype=np.int64)}, "sequence"),
+        "id outside vocab": ({"input_ids": ids * 5000, "attention_mask": ids}, "index 5000"),
     }
     for what, (feeds, needle) in cases.items():
         inp = os.path.join(TMP, f"rt_bad_{what.replace(' ', '_')}.safetensors")

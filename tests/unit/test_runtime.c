@@ -208,6 +208,9 @@ static void test_symbol_agreement(void) {
     CHECK(td_session_set_input(ctx, s, "a", TD_DTYPE_FLOAT32, 2, (int64_t[]){1, 3}, x, 12) == TD_OK);
     CHECK(td_session_set_input(ctx, s, "b", TD_DTYPE_FLOAT32, 2, (int64_t[]){1, 2}, x, 8) == TD_OK);
     CHECK(td_session_run(ctx, s) == TD_ERR_SHAPE);
+    td_session_output o;
+    CHECK(td_session_get_output(ctx, s, 0, &o) == TD_ERR_INVALID_ARGUMENT); /* no stale outputs after a failure */
+    CHECK(td_session_run(ctx, s) == TD_ERR_SHAPE);
     const char *msg = td_error_message(ctx);
     CHECK_MSG(strstr(msg, "'seq'") && strstr(msg, "'a'") && strstr(msg, "'b'") && strstr(msg, "axis 1"), "%s", msg);
     td_session_free(s);
