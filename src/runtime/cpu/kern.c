@@ -78,6 +78,41 @@ void td_kern_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, 
     td_gemm_run(env->pool, (size_t)M, A, (size_t)lda, &p, C, (size_t)ldc, &ep);
 }
 
+size_t td_kern_gemm_batched_scratch(int64_t K, int64_t N, int threads) {
+    return ((td_gemm_pack_bytes((size_t)K, (size_t)N) + 63) / 64 * 64) * (size_t)(threads > 0 ? threads : 1) + 64;
+}
+
+typedef struct batched_job {
+    int64_t M, N, K, lda, ldb, ldc, c_stride;
+    const float *A, *B;
+    const int64_t *a_off, *b_off;
+    float *C;
+    uint8_t *scratch;
+    size_t slice;
+} batched_job;
+
+static void batched_range(void *arg, size_t begin, size_t end, int thread) {
+    const batched_job *j = arg;
+    float *pack = (float *)(j->scratch + (size_t)thread * j->slice);
+    for (size_t i = begin; i < end; i++) {
+        td_gemm_pack_b_into(pack, j->B + j->b_off[i], (size_t)j->K, (size_t)j->N, (size_t)j->ldb, false);
+        td_gemm_run_serial((size_t)j->M, j->A + j->a_off[i], (size_t)j->lda, pack, (size_t)j->K, (size_t)j->N,
+                           j->C + (int64_t)i * j->c_stride, (size_t)j->ldc, NULL);
+    }
+}
+
+void td_kern_gemm_batched(int64_t nb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const int64_t *a_off, const float *B, int64_t ldb, const int64_t *b_off, float *C,
+                          int64_t ldc, int64_t c_stride, void *pack_scratch, td_rt_env *env) {
+    batched_job j = {M, N, K, lda, ldb, ldc, c_stride, A, B, a_off, b_off, C,
+                     (uint8_t *)(((uintptr_t)pack_scratch + 63) & ~(uintptr_t)63),
+                     (td_gemm_pack_bytes((size_t)K, (size_t)N) + 63) / 64 * 64};
+    int threads = env->pool ? td_threadpool_threads(env->pool) : 1;
+    if (threads > env->threads)
+        threads = env->threads;
+    td_parallel_for_n(env->pool, (size_t)nb, threads, batched_range, &j);
+}
+
 void td_kern_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env) {
     td_cpu_softmax(env->pool, x, x, (size_t)rows, (size_t)n);
 }

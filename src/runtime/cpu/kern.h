@@ -37,6 +37,14 @@ size_t td_kern_gemm_scratch(int64_t K, int64_t N);
 void td_kern_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
                   int64_t ldb, bool trans_b, float *C, int64_t ldc, void *pack_scratch, td_rt_env *env);
 
+/* nb independent products C_i (M x N, at C + i*c_stride) = A_i (M x K at A + a_off[i]) @ B_i
+ * (K x N at B + b_off[i]), parallel over i (each thread packs into its own slice of
+ * pack_scratch: td_kern_gemm_batched_scratch(K, N, threads) bytes). */
+size_t td_kern_gemm_batched_scratch(int64_t K, int64_t N, int threads);
+void td_kern_gemm_batched(int64_t nb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const int64_t *a_off, const float *B, int64_t ldb, const int64_t *b_off, float *C,
+                          int64_t ldc, int64_t c_stride, void *pack_scratch, td_rt_env *env);
+
 /* Softmax over the last dim of rows x n, in place. */
 void td_kern_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env);
 

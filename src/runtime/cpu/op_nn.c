@@ -48,7 +48,12 @@ static td_status matmul_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
     if (b->rank >= 2)
         out[0]->shape[r++] = b->shape[b->rank - 1];
     out[0]->rank = r;
-    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b) + td_kern_gemm_scratch(K, Kb == K && b->rank >= 2 ? b->shape[b->rank - 1] : 1) + 64) + f32_scratch(out[0]);
+    int64_t N = b->rank >= 2 ? b->shape[b->rank - 1] : 1, nb = 1;
+    for (int d = 0; d < out[0]->rank - (a->rank >= 2) - (b->rank >= 2); d++)
+        nb *= out[0]->shape[d];
+    /* activation right-hand side: per-thread packing space + the batch offsets */
+    size_t act = td_kern_gemm_batched_scratch(K, N, rn->threads) + (size_t)(2 * nb + 16) * sizeof(int64_t);
+    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b) + act) + f32_scratch(out[0]);
     if (td_is_int_dt(a->dtype))
         rn->scratch_bytes = 0;
     return TD_OK;
@@ -135,13 +140,17 @@ static td_status matmul_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
             return TD_OK;
         }
     }
-    void *pack = scr; /* packing space for activation right-hand sides */
+    /* batch offsets of A and B (broadcast batch dims have stride 0) */
+    int64_t *a_off = P ? NULL : (int64_t *)scr, *b_off = P ? NULL : a_off + nb;
+    void *pack = P ? NULL : (void *)(b_off + nb + 8);
     int64_t idx[TD_MAX_RANK] = {0}, oa = 0, ob = 0;
     for (int64_t bi = 0; bi < nb; bi++) {
-        if (P)
+        if (P) {
             td_kern_gemm_packed(A + oa, K, M, P, NULL, C + bi * M * N, N, env);
-        else
-            td_kern_gemm(M, N, K, 1.0f, A + oa, K, B + ob, N, false, C + bi * M * N, N, pack, env);
+        } else {
+            a_off[bi] = oa;
+            b_off[bi] = ob;
+        }
         for (int d = br - 1; d >= 0; d--) {
             idx[d]++;
             oa += sa[d];
@@ -153,6 +162,8 @@ static td_status matmul_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
             idx[d] = 0;
         }
     }
+    if (!P)
+        td_kern_gemm_batched(nb, M, N, K, A, K, a_off, B, N, b_off, C, N, M * N, pack, env);
     store_out(o, C);
     return TD_OK;
 }
