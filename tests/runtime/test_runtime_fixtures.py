@@ -184,7 +184,8 @@ def main():
     for m in models:
         check_model(m)
         check_optimized(m)
-    for arch in sorted(os.listdir(os.path.join(FIX, "hf"))):
+    hf_dir = os.path.join(FIX, "hf")
+    for arch in sorted(os.listdir(hf_dir)) if os.path.isdir(hf_dir) else []:
         if os.path.exists(os.path.join(FIX, "hf", arch, "golden.safetensors")):
             check_exported(arch)
     check_bad_inputs(os.path.join(FIX, "onnx", "distilbert-seqcls.torchscript.onnx"))
