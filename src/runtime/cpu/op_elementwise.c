@@ -1,5 +1,6 @@
 /* Elementwise ops: unary math, binary arithmetic / comparison / logic with
  * numpy broadcasting, Where. Floats (f32/f16/bf16) compute in fp32. */
+#include "runtime/cpu/binary.h"
 #include "runtime/cpu/kern.h"
 #include "runtime/cpu/op_util.h"
 #include "runtime/cpu/ops.h"
@@ -293,6 +294,15 @@ static td_status binary_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
     if (rn->n_in == 1) { /* Max/Min of one input: copy */
         td_memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
         return TD_OK;
+    }
+    if (rn->n_in == 2 && c >= B_ADD && c <= B_DIV && in[0]->dtype == TD_F32 && in[1]->dtype == TD_F32) {
+        /* float arithmetic: the threaded broadcast kernel */
+        static const td_binop ops[] = {TD_BINOP_ADD, TD_BINOP_SUB, TD_BINOP_MUL, TD_BINOP_DIV};
+        const int64_t *dims[2] = {in[0]->shape, in[1]->shape};
+        const int ranks[2] = {in[0]->rank, in[1]->rank};
+        td_bcast_plan plan;
+        TD_TRY(td_bcast_plan_make(ctx, 2, dims, ranks, &plan));
+        return td_cpu_binary(ctx, env->pool, ops[c - B_ADD], TD_F32, &plan, in[0]->data, in[1]->data, out[0]->data);
     }
     td_ewb b;
     td_rt_tensor *pair[2] = {in[0], in[1]};
