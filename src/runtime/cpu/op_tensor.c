@@ -548,13 +548,14 @@ static td_status slice_plan(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
             if (s > dim) s = dim;
             if (e > dim) e = dim;
             if (e < 0) e = 0;
-            shape[a] = e > s ? (e - s + sp - 1) / sp : 0;
+            shape[a] = e > s ? (e - s - 1) / sp + 1 : 0; /* no overflow for huge steps */
         } else {
             if (s > dim - 1) s = dim - 1;
             if (e > dim - 1) e = dim - 1;
             if (e < -1) e = -1;
             if (s < 0) s = -1; /* empty */
-            shape[a] = s > e ? (s - e + (-sp) - 1) / (-sp) : 0;
+            int64_t nstep = sp == INT64_MIN ? INT64_MAX : -sp;
+            shape[a] = s > e ? (s - e - 1) / nstep + 1 : 0;
         }
         start[a] = shape[a] ? s : 0;
         step[a] = sp;
