@@ -578,7 +578,7 @@ static td_status slice_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
     int64_t off = 0;
     for (int d = 0; d < in[0]->rank; d++) {
         off += start[d] * ist[d];
-        sst[d] = ist[d] * step[d];
+        sst[d] = shape[d] > 1 ? ist[d] * step[d] : 0; /* (shape-1)*|step| < dim: no overflow */
     }
     size_t es = td_dtype_size(in[0]->dtype);
     td_strided_copy(out[0]->data, (const uint8_t *)in[0]->data + (ptrdiff_t)off * (ptrdiff_t)es, es, out[0]->rank,
