@@ -328,6 +328,10 @@ static td_status build_nodes(td_ctx *ctx, td_session *s, const vidx *tab, const 
             ov->producer = i;
             ov->kind = TD_V_ARENA;
             ov->t.dtype = out_dt[k];
+            if (k == 0 && rn->const_output) {
+                ov->kind = TD_V_CONST;
+                ov->t = rn->const_val;
+            }
             const td_type *decl = &ov->v->type;
             if (ov->v->is_output && decl->elem != TD_UNDEFINED && decl->elem != out_dt[k]) {
                 st = td_node_fail(ctx, rn, TD_ERR_DTYPE, "graph output '%s' is declared %s but the op produces %s",
@@ -377,13 +381,15 @@ static void classify(td_session *s) {
         for (int k = 0; k < rn->n_out; k++)
             if (rn->out[k] >= 0 && s->vals[rn->out[k]].need_data)
                 out_needed = true;
-        rn->hoisted = all_static || out_needed;
+        rn->hoisted = all_static || out_needed || rn->const_output;
         s->n_hoisted += rn->hoisted;
         for (int k = 0; k < rn->n_out; k++) {
             if (rn->out[k] < 0)
                 continue;
             td_rt_value *ov = &s->vals[rn->out[k]];
-            if (rn->hoisted) {
+            if (ov->kind == TD_V_CONST) {
+                ov->is_static = true;
+            } else if (rn->hoisted) {
                 ov->kind = TD_V_HOIST;
                 ov->is_static = true;
             } else if (k == 0 && (rn->def->flags & TD_OP_VIEW) && rn->in[0] >= 0) {

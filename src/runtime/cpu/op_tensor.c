@@ -784,6 +784,12 @@ static td_status constant_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, 
         return td_unsupported_attr(ctx, rn, a->name, "(sparse or string constants)");
     }
     out[0] = st->dtype;
+    /* The value is known now: the session treats it like an initializer (no copy). */
+    rn->const_output = true;
+    rn->const_val.dtype = st->dtype;
+    rn->const_val.rank = st->rank;
+    memcpy(rn->const_val.shape, st->dims, sizeof st->dims);
+    rn->const_val.data = (void *)st->data;
     return TD_OK;
 }
 static td_status constant_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
