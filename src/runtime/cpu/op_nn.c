@@ -298,6 +298,11 @@ static td_status softmax_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
         for (int d = 0; d < r; d++)
             *(d < a ? &outer : d == a ? &dim : &inner) *= x->shape[d];
     }
+    if (inner == 1 && x->dtype == TD_F32 && !st->log) { /* softmax axis is the last: in place on the output */
+        td_memcpy(out[0]->data, x->data, td_rt_nbytes(x));
+        td_kern_softmax_rows(out[0]->data, outer, dim, env);
+        return TD_OK;
+    }
     float *buf = rn->scratch; /* (outer, inner, dim): softmax axis last */
     int64_t n = td_rt_numel(x);
     for (int64_t o = 0; o < outer; o++)
