@@ -118,6 +118,22 @@ for path in onnx_fixtures():
         compare_low(case, run_ort(dst, feeds), ref, 1e-2)
     except Exception as e:
         R.check(case, False, str(e)[:300])
+    # fp16 with the portable target, and with float inputs/outputs converted too (a few fixtures)
+    if base in ("bert-base.torchscript", "gpt2-lm.torchscript-sdpa", "llama-lm.torchscript"):
+        for extra, tag in ((["--target", "portable"], "portable fp16"), (["--no-keep-io-types"], "fp16 io")):
+            case = f"{base} {tag}"
+            dst = os.path.join(OUT, base + "." + tag.replace(" ", "-") + ".onnx")
+            try:
+                optimize(path, dst, "--precision", "fp16", *extra)
+                m = onnx.load(dst)
+                if tag == "fp16 io":
+                    R.check(f"{case} float outputs are fp16",
+                            all(v.type.tensor_type.elem_type == TensorProto.FLOAT16 for v in m.graph.output))
+                else:
+                    R.check(f"{case} standard domain only", all(n.domain in ("", "ai.onnx") for n in m.graph.node))
+                compare_low(case, run_ort(dst, feeds), ref, 1e-2)
+            except Exception as e:
+                R.check(case, False, str(e)[:300])
     # bf16 (fused), through the fp32 emulation of its roundings
     case = f"{base} bf16"
     dst = os.path.join(OUT, base + ".bf16.onnx")
