@@ -24,12 +24,17 @@ bool td_cli_is_help(const char *arg);
 bool td_cli_common_flag(const char *arg);
 
 /* Subcommands (one file each). */
+int td_cmd_convert(int argc, char **argv);
 int td_cmd_inspect(int argc, char **argv);
+int td_cmd_export(int argc, char **argv);
+int td_cmd_download(int argc, char **argv);
+int td_cmd_triton_repo(int argc, char **argv);
 int td_cmd_onnx_save(int argc, char **argv);
 
 /* ONNX part of inspect (src/cli/inspect_onnx.c): prints a model summary; returns an exit code. */
 int td_inspect_onnx(const char *path, bool json);
 int td_cmd_tokenize(int argc, char **argv);
+int td_cmd_infer(int argc, char **argv);
 int td_cmd_optimize(int argc, char **argv);
 
 #endif

@@ -1,0 +1,204 @@
+/* tdeploy convert: the whole pipeline in one command (src/convert/). */
+#include "cli/cli.h"
+
+#include "convert/convert.h"
+#include "core/fs.h"
+#include "core/log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { TD_EXIT_VALIDATION = 3, TD_EXIT_INTERRUPTED = 130 };
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+    signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once */
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tdeploy convert -m MODEL [options]\n\n"
+            "Export MODEL to ONNX, optimize it, validate every backend against the fp32 reference, benchmark,\n"
+            "and write a Triton model repository and report.json into OUTDIR.\n\n"
+            "  -m, --model MODEL          HF model directory or org/name (local cache, else downloaded)\n"
+            "  --task T                   feature-extraction | embedding | classification | token-classification |\n"
+            "                             question-answering (default: from the model's config)\n"
+            "  --backend LIST             tdeploy runtimes to validate and benchmark (default: cpu)\n"
+            "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 L L, L = min(128, model max))\n"
+            "  --batch-size MIN OPT MAX   batch sizes of the profile (default 1 1 1)\n"
+            "  --precision P              fp32 | fp16 | bf16 weights of the backends (default fp32)\n"
+            "  --atol A --rtol R          validation tolerance: |got - ref| <= A + R*|ref| per element\n"
+            "                             (default 1e-4/1e-4 fp32, 1e-2/1e-2 fp16, 5e-2/5e-2 bf16)\n"
+            "  -o, --output OUTDIR        output directory (default triton_models); replaced atomically\n"
+            "  --name NAME                Triton model name (default: from MODEL)\n"
+            "  --nb-instances N           Triton instance_group count (default 1)\n"
+            "  --device cpu|cuda          where Triton runs the model (default cpu)\n"
+            "  --nb-measures N            benchmark runs per shape (default 100)\n"
+            "  --warmup N                 runs before measuring (default 10)\n"
+            "  --bench-corners            also benchmark the min and max shapes\n"
+            "  --threads N                CPU threads (default: one per core)\n"
+            "  --texts FILE               validation texts, one per line (TAB before a pair text)\n"
+            "  --seed N                   seed of the random validation inputs (default 1234)\n"
+            "  --inject-fault BACKEND     testing: put a wrong weight into BACKEND (validation must fail)\n"
+            "  --json                     print report.json on stdout instead of the summary table\n"
+            "  -v, --verbose | -q, --quiet\n\n"
+            "Exit status: 0 done, 1 error, 2 usage, 3 a backend failed validation, 130 interrupted.\n"
+            "OUTDIR holds model.onnx, model-optimized.onnx, triton/, report.json and the tokenizer and config\n"
+            "files (tdeploy run OUTDIR uses them).\n");
+}
+
+static bool parse_i64(const char *s, int64_t *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_f64(const char *s, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+int td_cmd_convert(int argc, char **argv) {
+    td_convert_options o;
+    td_convert_options_init(&o);
+    bool json = false;
+    char *backend_list = NULL;
+    int rc = TD_EXIT_OK;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has1 = i + 1 < argc, has3 = i + 3 < argc;
+        int64_t iv;
+        if (td_cli_is_help(a)) {
+            usage(stdout);
+            goto done;
+        } else if (td_cli_common_flag(a)) {
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has1) {
+            o.model = argv[++i];
+        } else if (!strcmp(a, "--task") && has1) {
+            o.task = argv[++i];
+        } else if (!strcmp(a, "--backend") && has1) {
+            free(backend_list);
+            backend_list = strdup(argv[++i]);
+            o.n_backends = 0;
+            for (char *t = strtok(backend_list, ","); t; t = strtok(NULL, ",")) {
+                if (o.n_backends == TD_CONVERT_MAX_BACKENDS) {
+                    rc = td_cli_usage_error("convert", "--backend: at most %d backends", TD_CONVERT_MAX_BACKENDS);
+                    goto done;
+                }
+                o.backends[o.n_backends++] = t;
+            }
+        } else if ((!strcmp(a, "--seq-len") || !strcmp(a, "--batch-size")) && has3) {
+            int64_t *dst = !strcmp(a, "--seq-len") ? o.seq : o.batch;
+            for (int k = 0; k < 3; k++)
+                if (!parse_i64(argv[i + 1 + k], &dst[k])) {
+                    rc = td_cli_usage_error("convert", "%s needs three integers MIN OPT MAX, got '%s'", a,
+                                            argv[i + 1 + k]);
+                    goto done;
+                }
+            i += 3;
+        } else if (!strcmp(a, "--precision") && has1) {
+            o.precision = argv[++i];
+        } else if ((!strcmp(a, "--atol") || !strcmp(a, "--rtol")) && has1) {
+            double *dst = !strcmp(a, "--atol") ? &o.atol : &o.rtol;
+            if (!parse_f64(argv[++i], dst) || *dst < 0) {
+                rc = td_cli_usage_error("convert", "%s needs a non-negative number", a);
+                goto done;
+            }
+        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has1) {
+            o.outdir = argv[++i];
+        } else if (!strcmp(a, "--name") && has1) {
+            o.name = argv[++i];
+        } else if (!strcmp(a, "--device") && has1) {
+            o.device = argv[++i];
+        } else if (!strcmp(a, "--texts") && has1) {
+            o.texts_file = argv[++i];
+        } else if (!strcmp(a, "--inject-fault") && has1) {
+            o.inject_fault = argv[++i];
+        } else if (!strcmp(a, "--bench-corners")) {
+            o.bench_corners = true;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if ((!strcmp(a, "--nb-instances") || !strcmp(a, "--nb-measures") || !strcmp(a, "--warmup") ||
+                    !strcmp(a, "--threads") || !strcmp(a, "--seed")) &&
+                   has1) {
+            if (!parse_i64(argv[++i], &iv) || iv < 0 || iv > 1000000000) {
+                rc = td_cli_usage_error("convert", "%s needs a non-negative integer, got '%s'", a, argv[i]);
+                goto done;
+            }
+            if (!strcmp(a, "--nb-instances"))
+                o.nb_instances = (int)iv;
+            else if (!strcmp(a, "--nb-measures"))
+                o.nb_measures = (int)iv;
+            else if (!strcmp(a, "--warmup"))
+                o.warmup = (int)iv;
+            else if (!strcmp(a, "--threads"))
+                o.threads = (int)iv;
+            else
+                o.seed = (uint64_t)iv;
+        } else {
+            rc = td_cli_usage_error("convert", "unknown or incomplete option '%s'", a);
+            goto done;
+        }
+    }
+    if (!o.model) {
+        rc = td_cli_usage_error("convert", "-m MODEL is required");
+        goto done;
+    }
+    if (json && td_log_get_level() > TD_LOG_WARN)
+        td_log_set_level(TD_LOG_WARN); /* stdout is for the JSON; keep stderr to warnings */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    o.interrupted = &g_interrupted;
+    td_ctx *ctx = td_ctx_new();
+    td_convert_result *res = calloc(1, sizeof *res);
+    if (!ctx || !res) {
+        fprintf(stderr, "tdeploy convert: out of memory\n");
+        rc = TD_EXIT_FAIL;
+    } else {
+        td_status s = td_convert(ctx, &o, res);
+        if (s == TD_ERR_INTERRUPTED) {
+            fprintf(stderr, "tdeploy convert: %s\n", td_error_message(ctx));
+            rc = TD_EXIT_INTERRUPTED;
+        } else if (s != TD_OK) {
+            rc = td_cli_report("convert", ctx, s);
+        } else {
+            if (json) {
+                char *text = NULL;
+                size_t len = 0;
+                if (td_read_file(ctx, res->report_path, 256u << 20, &text, &len) == TD_OK)
+                    fwrite(text, 1, len, stdout);
+                free(text);
+            } else {
+                fputs(res->summary, stdout);
+                printf("written: %s\n", o.outdir);
+            }
+            if (res->n_failed_backends > 0) {
+                fprintf(stderr, "tdeploy convert: validation failed for backend(s):");
+                for (int i = 0; i < res->n_failed_backends; i++)
+                    fprintf(stderr, " %s", res->failed[i]);
+                fprintf(stderr, " (see %s; no Triton model was written for them)\n", res->report_path);
+                rc = TD_EXIT_VALIDATION;
+            }
+        }
+    }
+    free(res);
+    td_ctx_free(ctx);
+done:
+    free(backend_list);
+    return rc;
+}

@@ -1,0 +1,194 @@
+/* tdeploy infer: run an ONNX model on the CPU runtime with inputs from a
+ * safetensors file and write its outputs as safetensors. */
+#include "cli/cli.h"
+
+#include "core/ctx.h"
+#include "core/log.h"
+#include "hf/safetensors.h"
+#include "tdeploy/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: tdeploy infer MODEL.onnx --inputs IN.safetensors -o OUT.safetensors [--threads N]\n"
+               "                    [--precision fp32|fp16|bf16] [--json] [-v|-q]\n\n"
+               "Runs MODEL on the CPU runtime. Each graph input is read from the tensor of the same name in\n"
+               "IN (or 'input.<name>', the fixtures' golden-file form; 'output.*' tensors are ignored there).\n"
+               "Outputs are written to OUT under their graph names. --json prints a summary on stdout.\n");
+}
+
+typedef struct infer_args {
+    const char *model, *inputs, *output, *precision;
+    int threads;
+    bool json;
+} infer_args;
+
+static int parse(int argc, char **argv, infer_args *a) {
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (td_cli_is_help(s)) {
+            usage(stdout);
+            return -1;
+        } else if (td_cli_common_flag(s)) {
+            continue;
+        } else if (strcmp(s, "--inputs") == 0 && i + 1 < argc) {
+            a->inputs = argv[++i];
+        } else if ((strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) && i + 1 < argc) {
+            a->output = argv[++i];
+        } else if (strcmp(s, "--threads") == 0 && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1024)
+                return td_cli_usage_error("infer", "--threads wants a number in 1..1024, got '%s'", argv[i]);
+            a->threads = (int)v;
+        } else if (strcmp(s, "--precision") == 0 && i + 1 < argc) {
+            a->precision = argv[++i];
+        } else if (strcmp(s, "--json") == 0) {
+            a->json = true;
+        } else if (s[0] == '-') {
+            return td_cli_usage_error("infer", "unknown or incomplete flag '%s'", s);
+        } else if (!a->model) {
+            a->model = s;
+        } else {
+            return td_cli_usage_error("infer", "unexpected argument '%s'", s);
+        }
+    }
+    if (!a->model || !a->inputs || !a->output)
+        return td_cli_usage_error("infer", "MODEL, --inputs and -o are required");
+    return 0;
+}
+
+/* Tensor for graph input `name`: exact name, or "input.<name>". */
+static const td_st_tensor *find_input(const td_safetensors *st, const char *name) {
+    const td_st_tensor *t = td_st_find(st, name);
+    if (t)
+        return t;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "input.%s", name);
+    return td_st_find(st, buf);
+}
+
+/* Every tensor of the file must be one of the model's inputs (output.* ignored). */
+static td_status check_unknown(td_ctx *ctx, const td_safetensors *st, const td_session *s, const char *path) {
+    for (size_t i = 0; i < td_st_count(st); i++) {
+        const char *n = td_st_tensor_at(st, i)->name;
+        if (strncmp(n, "output.", 7) == 0)
+            continue;
+        const char *base = strncmp(n, "input.", 6) == 0 ? n + 6 : n;
+        if (td_session_input_index(s, base) < 0 && td_session_input_index(s, n) < 0) {
+            char list[512] = "";
+            size_t pos = 0;
+            for (int k = 0; k < td_session_input_count(s) && pos < sizeof list; k++)
+                pos += (size_t)snprintf(list + pos, sizeof list - pos, "%s%s", k ? ", " : "", td_session_input_name(s, k));
+            return td_fail(ctx, TD_ERR_NOT_FOUND, "%s: tensor '%s' is not an input of the model (inputs: %s)", path, n,
+                           list);
+        }
+    }
+    return TD_OK;
+}
+
+static void print_json(const td_session *s, double load_s, double run_s, const char *out_path) {
+    td_session_stats stats;
+    td_session_get_stats(s, &stats);
+    printf("{\"outputs\": [");
+    for (int i = 0; i < td_session_output_count(s); i++) {
+        td_session_output o;
+        if (td_session_get_output(NULL, s, i, &o) != TD_OK)
+            continue;
+        printf("%s{\"name\": \"%s\", \"dtype\": \"%s\", \"shape\": [", i ? ", " : "", o.name,
+               td_dtype_name((td_dtype)o.dtype));
+        for (int d = 0; d < o.rank; d++)
+            printf("%s%lld", d ? ", " : "", (long long)o.shape[d]);
+        printf("]}");
+    }
+    printf("], \"output_file\": \"%s\", \"load_seconds\": %.6f, \"run_seconds\": %.6f, \"arena_bytes\": %zu, "
+           "\"arena_naive_bytes\": %zu, \"hoisted_bytes\": %zu, \"weight_bytes\": %zu, \"nodes\": %d, "
+           "\"hoisted_nodes\": %d}\n",
+           out_path, load_s, run_s, stats.arena_bytes, stats.arena_naive_bytes, stats.hoisted_bytes,
+           stats.weight_bytes, stats.nodes, stats.hoisted_nodes);
+}
+
+int td_cmd_infer(int argc, char **argv) {
+    infer_args a;
+    int rc = parse(argc, argv, &a);
+    if (rc != 0)
+        return rc < 0 ? TD_EXIT_OK : rc;
+    td_ctx *ctx = td_ctx_new();
+    td_session *s = NULL;
+    td_safetensors *st = NULL;
+    td_st_write_tensor *outs = NULL;
+    td_status status = TD_OK;
+    if (!ctx) {
+        fprintf(stderr, "tdeploy infer: out of memory\n");
+        return TD_EXIT_FAIL;
+    }
+    td_session_options opt;
+    td_session_options_init(&opt);
+    opt.threads = a.threads;
+    if (a.precision) {
+        if (strcmp(a.precision, "fp32") == 0)
+            opt.precision = TD_PRECISION_FP32;
+        else if (strcmp(a.precision, "fp16") == 0)
+            opt.precision = TD_PRECISION_FP16;
+        else if (strcmp(a.precision, "bf16") == 0)
+            opt.precision = TD_PRECISION_BF16;
+        else {
+            td_ctx_free(ctx);
+            return td_cli_usage_error("infer", "--precision wants fp32, fp16 or bf16, got '%s'", a.precision);
+        }
+    }
+    double t0 = td_now_s();
+    if ((status = td_session_create_file(ctx, a.model, &opt, &s)) != TD_OK)
+        goto out;
+    double t1 = td_now_s();
+    if ((status = td_st_open(ctx, a.inputs, &st)) != TD_OK)
+        goto out;
+    if ((status = check_unknown(ctx, st, s, a.inputs)) != TD_OK)
+        goto out;
+    for (int i = 0; i < td_session_input_count(s); i++) {
+        const char *name = td_session_input_name(s, i);
+        const td_st_tensor *t = find_input(st, name);
+        if (!t) {
+            status = td_fail(ctx, TD_ERR_NOT_FOUND, "%s has no tensor '%s' (or 'input.%s') for the model input '%s'",
+                             a.inputs, name, name, name);
+            goto out;
+        }
+        if ((status = td_session_set_input(ctx, s, name, (int32_t)t->dtype, t->rank, t->dims, t->data, t->nbytes)) !=
+            TD_OK) {
+            td_wrap(ctx, "%s", a.inputs);
+            goto out;
+        }
+    }
+    double t2 = td_now_s();
+    if ((status = td_session_run(ctx, s)) != TD_OK)
+        goto out;
+    double t3 = td_now_s();
+    int n_out = td_session_output_count(s);
+    outs = calloc((size_t)n_out + 1, sizeof *outs);
+    if (!outs) {
+        status = td_fail_oom(ctx, 0, "outputs");
+        goto out;
+    }
+    for (int i = 0; i < n_out; i++) {
+        td_session_output o;
+        if ((status = td_session_get_output(ctx, s, i, &o)) != TD_OK)
+            goto out;
+        outs[i] = (td_st_write_tensor){o.name, (td_dtype)o.dtype, o.rank, o.shape, o.data};
+    }
+    if ((status = td_st_write(ctx, a.output, outs, (size_t)n_out, NULL, NULL, 0)) != TD_OK)
+        goto out;
+    if (a.json)
+        print_json(s, t1 - t0, t3 - t2, a.output);
+    else
+        td_info("infer: %d outputs written to %s (run %.3f s)", n_out, a.output, t3 - t2);
+out:
+    rc = status == TD_OK ? TD_EXIT_OK : td_cli_report("infer", ctx, status);
+    free(outs);
+    td_st_close(st);
+    td_session_free(s);
+    td_ctx_free(ctx);
+    return rc;
+}

@@ -1,0 +1,135 @@
+/* tdeploy triton-repo: write a Triton model repository (ONNX Runtime model, and
+ * with --tokenizer a Python tokenizer model and a text-in ensemble) for an ONNX file. */
+#include "cli/cli.h"
+
+#include "deploy/onnx_signature.h"
+#include "deploy/triton.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tdeploy triton-repo MODEL.onnx -o OUT [--name NAME] [--task TASK] [--tokenizer DIR]\n"
+            "           [--batch-size MIN OPT MAX] [--nb-instances N] [--device cpu|gpu]\n"
+            "           [--max-queue-delay-us N] [--max-length N]\n\n"
+            "Writes OUT/NAME (onnxruntime_onnx; the ONNX file and its external data are hard-linked or copied),\n"
+            "and with --tokenizer also OUT/NAME_tokenize (Python backend, HF tokenizers on DIR/tokenizer.json)\n"
+            "and OUT/NAME_inference (ensemble: TEXT -> tokenizer -> model -> the model's outputs).\n"
+            "OUT is written into a temporary directory and swapped in only when complete.\n\n"
+            "  --name NAME            model name (default: model)\n"
+            "  --batch-size MIN OPT MAX  max_batch_size = MAX, preferred batch sizes OPT and MAX\n"
+            "                         (default 1 8 32; MAX 0 disables Triton batching)\n"
+            "  --nb-instances N       instances of each model (default 1)\n"
+            "  --device cpu|gpu       where the ONNX model runs (default cpu; the tokenizer always runs on CPU)\n"
+            "  --max-queue-delay-us N dynamic batching delay (default 100)\n"
+            "  --max-length N         tokenizer truncation (default: the model's fixed sequence length,\n"
+            "                         else tokenizer_config.json's model_max_length, else tokenizer.json's)\n");
+}
+
+static int parse_i64(const char *s, long long lo, long long hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int td_cmd_triton_repo(int argc, char **argv) {
+    const char *onnx = NULL, *out_dir = NULL;
+    td_triton_spec sp = {.name = "model", .batch_min = 1, .batch_opt = 8, .batch_max = 32, .nb_instances = 1,
+                         .max_queue_delay_us = 100, .device = TD_TRITON_CPU};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int64_t v;
+#define NEED(k)                                                                  \
+    if (i + (k) >= argc)                                                         \
+        return td_cli_usage_error("triton-repo", "%s needs %d value(s)", a, (k));
+        if (td_cli_is_help(a)) {
+            usage(stdout);
+            return TD_EXIT_OK;
+        } else if (td_cli_common_flag(a)) {
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            NEED(1);
+            out_dir = argv[++i];
+        } else if (strcmp(a, "--name") == 0) {
+            NEED(1);
+            sp.name = argv[++i];
+        } else if (strcmp(a, "--task") == 0) {
+            NEED(1);
+            sp.task = argv[++i];
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            NEED(1);
+            sp.tokenizer_dir = argv[++i];
+        } else if (strcmp(a, "--batch-size") == 0) {
+            NEED(3);
+            if (!parse_i64(argv[i + 1], 0, 1 << 30, &sp.batch_min) || !parse_i64(argv[i + 2], 0, 1 << 30, &sp.batch_opt) ||
+                !parse_i64(argv[i + 3], 0, 1 << 30, &sp.batch_max))
+                return td_cli_usage_error("triton-repo", "--batch-size takes three integers MIN OPT MAX");
+            i += 3;
+        } else if (strcmp(a, "--nb-instances") == 0) {
+            NEED(1);
+            if (!parse_i64(argv[++i], 1, 1024, &v))
+                return td_cli_usage_error("triton-repo", "--nb-instances takes an integer from 1 to 1024");
+            sp.nb_instances = (int)v;
+        } else if (strcmp(a, "--device") == 0) {
+            NEED(1);
+            const char *d = argv[++i];
+            if (strcmp(d, "cpu") == 0)
+                sp.device = TD_TRITON_CPU;
+            else if (strcmp(d, "gpu") == 0 || strcmp(d, "cuda") == 0)
+                sp.device = TD_TRITON_GPU;
+            else
+                return td_cli_usage_error("triton-repo", "--device takes cpu or gpu, not '%s'", d);
+        } else if (strcmp(a, "--max-queue-delay-us") == 0) {
+            NEED(1);
+            if (!parse_i64(argv[++i], 0, 1LL << 40, &sp.max_queue_delay_us))
+                return td_cli_usage_error("triton-repo", "--max-queue-delay-us takes a non-negative integer");
+        } else if (strcmp(a, "--max-length") == 0) {
+            NEED(1);
+            if (!parse_i64(argv[++i], 1, 1 << 24, &sp.max_length))
+                return td_cli_usage_error("triton-repo", "--max-length takes a positive integer");
+        } else if (a[0] == '-') {
+            return td_cli_usage_error("triton-repo", "unknown flag '%s'", a);
+        } else if (!onnx) {
+            onnx = a;
+        } else {
+            return td_cli_usage_error("triton-repo", "unexpected argument '%s'", a);
+        }
+#undef NEED
+    }
+    if (!onnx || !out_dir)
+        return td_cli_usage_error("triton-repo", "need an ONNX file and -o OUT");
+    if (sp.batch_max == 0)
+        sp.batch_min = sp.batch_opt = 0;
+
+    td_ctx *ctx = td_ctx_new();
+    if (!ctx) {
+        fprintf(stderr, "tdeploy triton-repo: out of memory\n");
+        return TD_EXIT_FAIL;
+    }
+    td_onnx_signature sig = {0};
+    int rc = TD_EXIT_OK;
+    td_status s = td_onnx_signature_read(ctx, onnx, &sig);
+    if (s == TD_OK) {
+        sp.onnx_path = onnx;
+        sp.inputs = sig.inputs;
+        sp.n_inputs = sig.n_inputs;
+        sp.outputs = sig.outputs;
+        sp.n_outputs = sig.n_outputs;
+        sp.external_data = (const char *const *)sig.external_data;
+        sp.n_external_data = sig.n_external_data;
+        s = td_triton_write_repository(ctx, &sp, out_dir);
+    }
+    if (s != TD_OK)
+        rc = td_cli_report("triton-repo", ctx, s);
+    else
+        printf("%s\n", out_dir);
+    td_onnx_signature_free(&sig);
+    td_ctx_free(ctx);
+    return rc;
+}

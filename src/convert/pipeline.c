@@ -1,0 +1,875 @@
+/* The convert pipeline: one function per step, run in order by td_convert.
+ * Each step's failure is wrapped with the step's name so the message says where
+ * it happened; the staging directory is removed on any failure or interrupt. */
+#define _GNU_SOURCE
+#include "convert/convert.h"
+
+#include "convert/compare.h"
+#include "convert/feeds.h"
+#include "core/ctx.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "deploy/report.h"
+#include "deploy/stats.h"
+#include "deploy/tree.h"
+#include "deploy/triton.h"
+#include "export/export.h"
+#include "hf/config.h"
+#include "hf/hub.h"
+#include "hf/model_dir.h"
+#include "onnx/ir.h"
+#include "onnx/onnx_io.h"
+#include "opt/optimize.h"
+#include "tdeploy/session.h"
+#include "tdeploy/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_IO 8
+
+typedef struct backend_run {
+    const char *name;
+    td_session *session;
+    td_model *model;       /* in-memory model behind session (fault injection), else NULL */
+    td_compare_acc acc[MAX_IO];
+    int n_acc;
+    bool passed;
+    bool benchmarked;
+    td_latency_stats latency;
+} backend_run;
+
+typedef struct io_desc {
+    char name[64];
+    td_dtype dtype;
+    int rank;
+    int64_t dims[8]; /* -1 for symbolic */
+} io_desc;
+
+typedef struct conv {
+    const td_convert_options *o;
+    td_convert_result *res;
+    td_model_dir *md;
+    td_tokenizer *tok;
+    char *stage;          /* temporary sibling of outdir */
+    char *outdir;         /* without trailing slash */
+    char *onnx_path, *opt_path;
+    td_export_summary xs;
+    td_opt_report orep;
+    td_report *report;
+    const char *task;
+    io_desc inputs[MAX_IO], outputs[MAX_IO];
+    int n_inputs, n_outputs;
+    td_session *ref;
+    backend_run be[TD_CONVERT_MAX_BACKENDS];
+    td_latency_stats ref_latency;
+    double step_s[16];
+    const char *step_names[16];
+    int n_steps;
+    double atol, rtol;
+    uint64_t rng;
+    int64_t seq[3]; /* the options' --seq-len, or the model's default */
+} conv;
+
+void td_convert_options_init(td_convert_options *o) {
+    memset(o, 0, sizeof *o);
+    o->backends[0] = "cpu";
+    o->n_backends = 1;
+    o->seq[0] = 0; /* 0 = auto: 1, min(128, model max), min(128, model max) */
+    o->batch[0] = 1, o->batch[1] = 1, o->batch[2] = 1;
+    o->precision = "fp32";
+    o->atol = -1;
+    o->rtol = -1;
+    o->outdir = "triton_models";
+    o->nb_instances = 1;
+    o->nb_measures = 100;
+    o->warmup = 10;
+    o->device = "cpu";
+    o->seed = 1234;
+}
+
+static bool interrupted(const conv *c) { return c->o->interrupted && *c->o->interrupted; }
+
+static td_status check_interrupt(td_ctx *ctx, const conv *c, const char *step) {
+    if (interrupted(c))
+        return td_fail(ctx, TD_ERR_INTERRUPTED, "interrupted during step '%s'", step);
+    return TD_OK;
+}
+
+/* ---------------- options ---------------- */
+
+static td_status check_options(td_ctx *ctx, const td_convert_options *o, conv *c) {
+    const char *dims[2] = {"--batch-size", "--seq-len"};
+    const int64_t *v[2] = {o->batch, o->seq};
+    for (int k = 0; k < (o->seq[0] == 0 ? 1 : 2); k++) {
+        if (v[k][0] < 1 || v[k][0] > v[k][1] || v[k][1] > v[k][2])
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                           "%s %lld %lld %lld: need 1 <= MIN <= OPT <= MAX", dims[k], (long long)v[k][0],
+                           (long long)v[k][1], (long long)v[k][2]);
+    }
+    if (o->batch[2] > 4096 || o->seq[2] > 65536)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--batch-size max %lld / --seq-len max %lld are unreasonably large",
+                       (long long)o->batch[2], (long long)o->seq[2]);
+    double atol = 1e-4, rtol = 1e-4; /* fp32 backends agree to rounding */
+    if (strcmp(o->precision, "fp16") == 0)
+        atol = 1e-2, rtol = 1e-2;
+    else if (strcmp(o->precision, "bf16") == 0)
+        atol = 5e-2, rtol = 5e-2;
+    else if (strcmp(o->precision, "fp32") != 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--precision %s: use fp32, fp16 or bf16", o->precision);
+    c->atol = o->atol >= 0 ? o->atol : atol;
+    c->rtol = o->rtol >= 0 ? o->rtol : rtol;
+    if (o->n_backends < 1)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no backend chosen (--backend cpu)");
+    for (int i = 0; i < o->n_backends; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(o->backends[i], o->backends[j]) == 0)
+                return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "backend '%s' listed twice", o->backends[i]);
+    if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--device %s: use cpu or cuda", o->device);
+    if (o->nb_measures < 1 || o->warmup < 0 || o->nb_instances < 1)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--nb-measures and --nb-instances must be >= 1, --warmup >= 0");
+    return TD_OK;
+}
+
+/* ---------------- steps ---------------- */
+
+static bool looks_like_hub_id(const char *m) {
+    const char *slash = strchr(m, '/');
+    return slash && slash != m && !strchr(slash + 1, '/') && slash[1] && m[0] != '.' && !td_is_dir(m);
+}
+
+static td_status step_resolve(td_ctx *ctx, conv *c) {
+    td_status s = td_model_dir_open(ctx, c->o->model, &c->md);
+    if (s == TD_ERR_NOT_FOUND && looks_like_hub_id(c->o->model)) {
+        /* not in the local cache: download it into the cache, then open it from there */
+        char saved[TD_ERROR_MAX];
+        snprintf(saved, sizeof saved, "%s", td_error_message(ctx));
+        td_hub_options ho;
+        td_hub_options_init(&ho);
+        ho.progress = true;
+        char *snap = NULL;
+        s = td_hub_download(ctx, c->o->model, NULL, &ho, &snap);
+        free(snap);
+        if (s != TD_OK)
+            return td_wrap(ctx, "%s is not a local directory or cached model, and downloading it failed", c->o->model);
+        s = td_model_dir_open(ctx, c->o->model, &c->md);
+    }
+    if (s != TD_OK)
+        return s;
+    if (c->seq[0] == 0) {
+        int64_t d = c->md->max_seq_length < 128 ? c->md->max_seq_length : 128;
+        c->seq[0] = 1, c->seq[1] = d, c->seq[2] = d;
+    }
+    if (c->seq[2] > c->md->max_seq_length)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "--seq-len max %lld exceeds what %s accepts (%lld tokens); lower it",
+                       (long long)c->seq[2], c->o->model, (long long)c->md->max_seq_length);
+    if (c->md->tokenizer_json) {
+        s = td_tokenizer_load(ctx, c->md->path, &c->tok);
+        if (s != TD_OK)
+            return td_wrap(ctx, "loading the tokenizer of %s", c->md->path);
+    } else {
+        td_warn("%s has no tokenizer.json: validation uses random ids only and no Triton tokenizer is written",
+                c->md->path);
+    }
+    return TD_OK;
+}
+
+static void capture_io(conv *c, const td_graph *g) {
+    c->n_inputs = g->n_inputs < MAX_IO ? g->n_inputs : MAX_IO;
+    c->n_outputs = g->n_outputs < MAX_IO ? g->n_outputs : MAX_IO;
+    for (int k = 0; k < 2; k++) {
+        io_desc *d = k ? c->outputs : c->inputs;
+        td_value *const *vals = k ? g->outputs : g->inputs;
+        int n = k ? c->n_outputs : c->n_inputs;
+        for (int i = 0; i < n; i++) {
+            const td_value *v = vals[i];
+            snprintf(d[i].name, sizeof d[i].name, "%s", v->name);
+            d[i].dtype = v->type.elem;
+            d[i].rank = v->type.rank < 0 ? 0 : (v->type.rank > 8 ? 8 : v->type.rank);
+            for (int r = 0; r < d[i].rank; r++)
+                d[i].dims[r] = v->type.dims[r].param ? -1 : v->type.dims[r].value;
+        }
+    }
+}
+
+static td_status step_export_optimize(td_ctx *ctx, conv *c) {
+    td_export_options eo = {0};
+    eo.model_dir = c->md->path;
+    eo.task = TD_TASK_AUTO;
+    if (c->o->task && !td_export_task_parse(c->o->task, &eo.task))
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "--task %s is not a task tdeploy knows (feature-extraction, embedding, classification, "
+                       "token-classification, question-answering)",
+                       c->o->task);
+    eo.opset = TD_EXPORT_OPSET_DEFAULT;
+    eo.dtype = TD_F32;
+    td_model *m = NULL;
+    double t0 = td_now_s();
+    TD_TRY(td_export_build(ctx, &eo, &m, &c->xs));
+    c->task = td_export_task_name(c->xs.task);
+    capture_io(c, m->graph);
+    td_status s = td_onnx_save(ctx, m, c->onnx_path, NULL);
+    if (s != TD_OK)
+        goto out;
+    c->step_names[c->n_steps] = "export";
+    c->step_s[c->n_steps++] = td_now_s() - t0;
+    td_info("  export: %s, task %s, %d nodes -> model.onnx (%.2f s)", c->xs.architecture, c->task, c->xs.n_nodes,
+            td_now_s() - t0);
+    if ((s = check_interrupt(ctx, c, "optimize")) != TD_OK)
+        goto out;
+    t0 = td_now_s();
+    td_opt_options oo;
+    td_opt_options_default(&oo);
+    oo.target = TD_OPT_TARGET_FUSED;
+    if ((s = td_optimize(ctx, m, &oo, &c->orep)) != TD_OK) {
+        td_wrap(ctx, "optimizing the exported graph");
+        goto out;
+    }
+    if ((s = td_onnx_save(ctx, m, c->opt_path, NULL)) != TD_OK)
+        goto out;
+    c->step_names[c->n_steps] = "optimize";
+    c->step_s[c->n_steps++] = td_now_s() - t0;
+    td_info("  optimize: %d -> %d nodes -> model-optimized.onnx (%.2f s)", c->orep.nodes_before, c->orep.nodes_after,
+            td_now_s() - t0);
+out:
+    td_model_free(m);
+    return s;
+}
+
+/* Testing hook: one wrong weight value in a backend's copy of the model, which
+ * validation must catch (tests/convert). */
+static td_status inject_fault(td_ctx *ctx, td_model *m) {
+    td_graph *g = m->graph;
+    for (int i = 0; i < g->n_initializers; i++) {
+        td_value *v = g->initializers[i];
+        td_tensor *t = v->initializer;
+        if (t->dtype != TD_F32 || t->nbytes < 4096 || !t->data)
+            continue;
+        td_tensor *copy = NULL;
+        TD_TRY(td_tensor_new_copy(ctx, t->name, t->dtype, t->rank, t->dims, t->data, t->nbytes, &copy));
+        float *w = copy->owned;
+        for (size_t k = 0; k < copy->nbytes / 4; k += 97)
+            w[k] += 0.5f;
+        TD_TRY(td_graph_set_initializer(ctx, g, v, copy));
+        td_warn("fault injected into '%s' (testing validation)", t->name);
+        return TD_OK;
+    }
+    return td_fail(ctx, TD_ERR_INTERNAL, "no float initializer to inject a fault into");
+}
+
+static td_status step_prepare(td_ctx *ctx, conv *c) {
+    td_session_options so;
+    td_session_options_init(&so);
+    so.threads = c->o->threads;
+    so.precision = TD_PRECISION_FP32;
+    TD_TRY(td_session_create_file(ctx, c->onnx_path, &so, &c->ref));
+    td_precision p = strcmp(c->o->precision, "fp16") == 0   ? TD_PRECISION_FP16
+                     : strcmp(c->o->precision, "bf16") == 0 ? TD_PRECISION_BF16
+                                                            : TD_PRECISION_FP32;
+    for (int i = 0; i < c->o->n_backends; i++) {
+        backend_run *b = &c->be[i];
+        b->name = c->o->backends[i];
+        so.backend = b->name;
+        so.precision = p;
+        td_status s;
+        if (c->o->inject_fault && strcmp(c->o->inject_fault, b->name) == 0) {
+            if ((s = td_onnx_load(ctx, c->opt_path, &b->model)) == TD_OK && (s = inject_fault(ctx, b->model)) == TD_OK)
+                s = td_session_create_model(ctx, b->model, &so, &b->session);
+        } else {
+            s = td_session_create_file(ctx, c->opt_path, &so, &b->session);
+        }
+        if (s != TD_OK)
+            return td_wrap(ctx, "preparing backend '%s'", b->name);
+        td_info("  backend %s: ready (%s weights)", b->name, c->o->precision);
+    }
+    return TD_OK;
+}
+
+static td_argmax_mode argmax_mode_for(const conv *c) {
+    switch (c->xs.task) {
+    case TD_TASK_CLASSIFICATION:
+    case TD_TASK_TOKEN_CLASSIFICATION:
+        return TD_ARGMAX_LAST_AXIS;
+    case TD_TASK_QUESTION_ANSWERING:
+        return TD_ARGMAX_SEQUENCE;
+    default:
+        return TD_ARGMAX_NONE;
+    }
+}
+
+static td_status read_texts_file(td_ctx *ctx, const char *path, char **buf, char ***texts, char ***pairs, int *n) {
+    size_t len;
+    TD_TRY(td_read_file(ctx, path, 64u << 20, buf, &len));
+    int cap = 16, cnt = 0;
+    bool any_pair = false;
+    char **t = malloc(sizeof(char *) * (size_t)cap), **p = malloc(sizeof(char *) * (size_t)cap);
+    if (!t || !p) {
+        free(t);
+        free(p);
+        return td_fail_oom(ctx, 0, "texts");
+    }
+    for (char *line = strtok(*buf, "\n"); line; line = strtok(NULL, "\n")) {
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '\r')
+            line[--l] = 0;
+        if (!l)
+            continue;
+        if (cnt == cap) {
+            cap *= 2;
+            char **nt = realloc(t, sizeof(char *) * (size_t)cap), **np = nt ? realloc(p, sizeof(char *) * (size_t)cap) : NULL;
+            if (nt)
+                t = nt;
+            if (!nt || !np) {
+                free(t);
+                free(np ? np : p);
+                return td_fail_oom(ctx, 0, "texts");
+            }
+            p = np;
+        }
+        char *tab = strchr(line, '\t');
+        if (tab) {
+            *tab = 0;
+            any_pair = true;
+        }
+        t[cnt] = line;
+        p[cnt] = tab ? tab + 1 : "";
+        cnt++;
+    }
+    if (cnt == 0) {
+        free(t);
+        free(p);
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "%s has no texts (one per line, a tab before the pair text)", path);
+    }
+    *texts = t;
+    *n = cnt;
+    if (any_pair)
+        *pairs = p;
+    else
+        free(p);
+    return TD_OK;
+}
+
+static td_status build_feeds(td_ctx *ctx, conv *c, td_feed **feeds, int *n_feeds) {
+    td_feed *text_feeds = NULL;
+    int n_text = 0;
+    td_status s = TD_OK;
+    char *buf = NULL;
+    char **ftexts = NULL, **fpairs = NULL;
+    if (c->tok) {
+        const char *const *texts = td_builtin_texts;
+        const char *const *pairs = NULL;
+        const char *qa_q[32], *qa_c[32];
+        int n = td_builtin_text_count;
+        if (c->o->texts_file) {
+            if ((s = read_texts_file(ctx, c->o->texts_file, &buf, &ftexts, &fpairs, &n)) != TD_OK)
+                goto out;
+            texts = (const char *const *)ftexts;
+            pairs = (const char *const *)fpairs;
+        } else if (c->xs.task == TD_TASK_QUESTION_ANSWERING) {
+            for (int i = 0; i < td_builtin_pair_count; i++)
+                qa_q[i] = td_builtin_pairs[i][0], qa_c[i] = td_builtin_pairs[i][1];
+            texts = qa_q;
+            pairs = qa_c;
+            n = td_builtin_pair_count;
+        }
+        s = td_feeds_from_texts(ctx, c->tok, texts, pairs, n, c->o->batch[1], c->seq[2], &text_feeds, &n_text);
+        if (s != TD_OK)
+            goto out;
+    }
+    int n_total = n_text + 3;
+    td_feed *all = calloc((size_t)n_total, sizeof *all);
+    if (!all) {
+        s = td_fail_oom(ctx, sizeof *all * (size_t)n_total, "feeds");
+        goto out;
+    }
+    if (n_text)
+        memcpy(all, text_feeds, sizeof *all * (size_t)n_text);
+    free(text_feeds);
+    text_feeds = NULL;
+    int64_t vocab = c->md->config->vocab_size, pad = c->md->config->pad_token_id;
+    if (c->tok && (int64_t)td_tokenizer_vocab_size(c->tok) < vocab)
+        vocab = (int64_t)td_tokenizer_vocab_size(c->tok);
+    const char *corner[3] = {"min", "opt", "max"};
+    int made = n_text;
+    for (int k = 0; k < 3; k++) {
+        char label[96];
+        snprintf(label, sizeof label, "random %lldx%lld (%s)", (long long)c->o->batch[k], (long long)c->seq[k],
+                 corner[k]);
+        if ((s = td_feed_random(ctx, &all[made], c->o->batch[k], c->seq[k], vocab, pad, &c->rng, label)) != TD_OK)
+            break;
+        made++;
+    }
+    *feeds = all;
+    *n_feeds = made;
+out:
+    free(buf);
+    free(ftexts);
+    free(fpairs);
+    free(text_feeds);
+    return s;
+}
+
+static td_status step_validate(td_ctx *ctx, conv *c) {
+    td_feed *feeds = NULL;
+    int n_feeds = 0;
+    TD_TRY(build_feeds(ctx, c, &feeds, &n_feeds));
+    td_status s = TD_OK;
+    td_output_copy *ref = NULL, *got = NULL;
+    int n_ref = 0, n_got = 0;
+    for (int b = 0; b < c->o->n_backends; b++) {
+        backend_run *be = &c->be[b];
+        be->n_acc = td_session_output_count(c->ref) < MAX_IO ? td_session_output_count(c->ref) : MAX_IO;
+        for (int i = 0; i < be->n_acc; i++) {
+            snprintf(be->acc[i].output, sizeof be->acc[i].output, "%s", td_session_output_name(c->ref, i));
+            be->acc[i].argmax = argmax_mode_for(c);
+        }
+    }
+    td_progress pr;
+    td_progress_begin(&pr, "validate", (uint64_t)n_feeds);
+    for (int f = 0; f < n_feeds && s == TD_OK; f++) {
+        if ((s = check_interrupt(ctx, c, "validate")) != TD_OK)
+            break;
+        if ((s = td_feed_bind(ctx, c->ref, &feeds[f])) != TD_OK || (s = td_session_run(ctx, c->ref)) != TD_OK ||
+            (s = td_outputs_copy(ctx, c->ref, &ref, &n_ref)) != TD_OK) {
+            td_wrap(ctx, "reference run on %s", feeds[f].label);
+            break;
+        }
+        for (int b = 0; b < c->o->n_backends && s == TD_OK; b++) {
+            backend_run *be = &c->be[b];
+            if ((s = td_feed_bind(ctx, be->session, &feeds[f])) != TD_OK ||
+                (s = td_session_run(ctx, be->session)) != TD_OK ||
+                (s = td_outputs_copy(ctx, be->session, &got, &n_got)) != TD_OK) {
+                td_wrap(ctx, "backend '%s' on %s", be->name, feeds[f].label);
+                break;
+            }
+            for (int i = 0; i < be->n_acc && s == TD_OK; i++) {
+                int j = 0;
+                while (j < n_got && strcmp(got[j].name, ref[i].name) != 0)
+                    j++;
+                if (j == n_got)
+                    s = td_fail(ctx, TD_ERR_VALIDATION, "backend '%s' has no output '%s'", be->name, ref[i].name);
+                else
+                    s = td_compare_accumulate(ctx, &be->acc[i], &ref[i], &got[j], &feeds[f], c->atol, c->rtol);
+            }
+            td_outputs_free(got, n_got);
+            got = NULL;
+        }
+        td_outputs_free(ref, n_ref);
+        ref = NULL;
+        td_progress_update(&pr, (uint64_t)f + 1);
+    }
+    td_progress_end(&pr);
+    for (int b = 0; b < c->o->n_backends && s == TD_OK; b++) {
+        backend_run *be = &c->be[b];
+        be->passed = true;
+        for (int i = 0; i < be->n_acc; i++) {
+            td_compare_acc *a = &be->acc[i];
+            bool ok = a->n_failed == 0 && a->n_compared > 0;
+            be->passed &= ok;
+            td_validation_result v = {
+                .backend = be->name, .output = a->output, .n_compared = a->n_compared, .max_abs_diff = a->max_abs,
+                .max_rel_diff = a->max_rel, .atol = c->atol, .rtol = c->rtol,
+                .argmax_agreement = a->argmax_rows ? (double)a->argmax_agree / (double)a->argmax_rows : -1,
+                .passed = ok};
+            if ((s = td_report_add_validation(ctx, c->report, &v)) != TD_OK)
+                break;
+            td_info("  %s/%s: %zu values over %d input sets, max abs diff %.3g, max rel diff %.3g, %zu outside "
+                    "atol %.g + rtol %.g: %s",
+                    be->name, a->output, a->n_compared, n_feeds, a->max_abs, a->max_rel, a->n_failed, c->atol, c->rtol,
+                    ok ? "passed" : "FAILED");
+        }
+        if (!be->passed && c->res->n_failed_backends < TD_CONVERT_MAX_BACKENDS)
+            snprintf(c->res->failed[c->res->n_failed_backends++], sizeof c->res->failed[0], "%s", be->name);
+    }
+    for (int f = 0; f < n_feeds; f++)
+        td_feed_free(&feeds[f]);
+    free(feeds);
+    return s;
+}
+
+static td_status bench_one(td_ctx *ctx, conv *c, td_session *sess, const char *name, int64_t batch, int64_t seq,
+                           td_latency_stats *out) {
+    td_feed f = {0};
+    double *samples = malloc(sizeof(double) * (size_t)c->o->nb_measures);
+    td_status s = TD_OK;
+    if (!samples)
+        return td_fail_oom(ctx, 8 * (size_t)c->o->nb_measures, "latency samples");
+    char label[96];
+    snprintf(label, sizeof label, "benchmark %lldx%lld", (long long)batch, (long long)seq);
+    if (c->tok)
+        s = td_feed_realistic(ctx, &f, c->tok, batch, seq, label);
+    else
+        s = td_feed_random(ctx, &f, batch, seq, c->md->config->vocab_size, c->md->config->pad_token_id, &c->rng,
+                           label);
+    if (s != TD_OK || (s = td_feed_bind(ctx, sess, &f)) != TD_OK)
+        goto out;
+    char plabel[64];
+    snprintf(plabel, sizeof plabel, "bench %s %lldx%lld", name, (long long)batch, (long long)seq);
+    td_progress pr;
+    td_progress_begin(&pr, plabel, (uint64_t)(c->o->warmup + c->o->nb_measures));
+    for (int i = 0; i < c->o->warmup + c->o->nb_measures; i++) {
+        if ((s = check_interrupt(ctx, c, "benchmark")) != TD_OK)
+            break;
+        double t0 = td_now_s();
+        if ((s = td_session_run(ctx, sess)) != TD_OK)
+            break;
+        if (i >= c->o->warmup)
+            samples[i - c->o->warmup] = td_now_s() - t0;
+        td_progress_update(&pr, (uint64_t)i + 1);
+    }
+    td_progress_end(&pr);
+    if (s == TD_OK)
+        s = td_latency_stats_compute(ctx, samples, (size_t)c->o->nb_measures, TD_PCT_LINEAR, out);
+    if (s == TD_OK) {
+        td_benchmark_result br = {.backend = name, .batch = batch, .sequence = seq, .warmup = (size_t)c->o->warmup,
+                                  .latency = *out};
+        s = td_report_add_benchmark(ctx, c->report, &br);
+    }
+out:
+    free(samples);
+    td_feed_free(&f);
+    return s;
+}
+
+static td_status step_benchmark(td_ctx *ctx, conv *c) {
+    int64_t shapes[3][2] = {{c->o->batch[1], c->seq[1]}, {c->o->batch[0], c->seq[0]}, {c->o->batch[2], c->seq[2]}};
+    int n_shapes = c->o->bench_corners ? 3 : 1;
+    for (int k = 0; k < n_shapes; k++) {
+        td_latency_stats st;
+        TD_TRY(bench_one(ctx, c, c->ref, "reference", shapes[k][0], shapes[k][1], &st));
+        if (k == 0)
+            c->ref_latency = st;
+        for (int b = 0; b < c->o->n_backends; b++) {
+            TD_TRY(bench_one(ctx, c, c->be[b].session, c->be[b].name, shapes[k][0], shapes[k][1], &st));
+            if (k == 0) {
+                c->be[b].latency = st;
+                c->be[b].benchmarked = true;
+            }
+        }
+    }
+    return TD_OK;
+}
+
+static void sanitize_name(const char *src, char *dst, size_t n) {
+    const char *base = strrchr(src, '/');
+    base = base && base[1] ? base + 1 : src;
+    size_t j = 0;
+    for (size_t i = 0; base[i] && j + 1 < n; i++) {
+        char ch = base[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                  ch == '-' || ch == '.';
+        dst[j++] = ok ? ch : '_';
+    }
+    dst[j] = 0;
+    if (j == 0 || dst[0] == '.' || dst[0] == '-')
+        snprintf(dst, n, "model");
+}
+
+static td_status step_triton(td_ctx *ctx, conv *c) {
+    char name[128];
+    sanitize_name(c->o->name ? c->o->name : c->o->model, name, sizeof name);
+    td_triton_tensor ins[MAX_IO], outs[MAX_IO];
+    memset(ins, 0, sizeof ins);
+    memset(outs, 0, sizeof outs);
+    for (int k = 0; k < 2; k++) {
+        io_desc *d = k ? c->outputs : c->inputs;
+        td_triton_tensor *t = k ? outs : ins;
+        int n = k ? c->n_outputs : c->n_inputs;
+        for (int i = 0; i < n; i++) {
+            t[i].name = d[i].name;
+            t[i].dtype = d[i].dtype;
+            t[i].ndim = (size_t)d[i].rank;
+            for (int r = 0; r < d[i].rank; r++)
+                t[i].dims[r] = d[i].dims[r];
+        }
+    }
+    char *triton_dir = NULL;
+    TD_TRY(td_path_join(ctx, c->stage, "triton", false, &triton_dir));
+    td_status s = TD_OK;
+    bool any = false;
+    for (int b = 0; b < c->o->n_backends && s == TD_OK; b++) {
+        if (!c->be[b].passed) {
+            td_warn("backend %s failed validation: no Triton model is written for it", c->be[b].name);
+            continue;
+        }
+        /* The Triton model of a tdeploy backend is the optimized ONNX on Triton's
+         * ONNX Runtime backend (fused contrib ops are ONNX Runtime's own). */
+        td_triton_spec sp = {0};
+        char model_name[160];
+        snprintf(model_name, sizeof model_name, "%s%s%s", name, b ? "_" : "", b ? c->be[b].name : "");
+        sp.name = model_name;
+        sp.onnx_path = c->opt_path;
+        char ext[1200];
+        snprintf(ext, sizeof ext, "%s.data", c->opt_path);
+        const char *ext_list[1] = {"model-optimized.onnx.data"};
+        if (td_is_file(ext)) {
+            sp.external_data = ext_list;
+            sp.n_external_data = 1;
+        }
+        sp.task = c->task;
+        sp.tokenizer_dir = c->tok ? c->md->path : NULL;
+        sp.inputs = ins;
+        sp.n_inputs = (size_t)c->n_inputs;
+        sp.outputs = outs;
+        sp.n_outputs = (size_t)c->n_outputs;
+        sp.batch_min = c->o->batch[0], sp.batch_opt = c->o->batch[1], sp.batch_max = c->o->batch[2];
+        sp.max_queue_delay_us = 100;
+        sp.nb_instances = c->o->nb_instances;
+        sp.device = strcmp(c->o->device, "cuda") == 0 ? TD_TRITON_GPU : TD_TRITON_CPU;
+        sp.max_length = c->seq[2];
+        /* the writer makes a whole repository; every backend's models are then
+         * moved into the one triton/ folder */
+        char *tmp_repo = NULL;
+        if (asprintf(&tmp_repo, "%s/.%s", c->stage, model_name) < 0) {
+            s = td_fail_oom(ctx, 0, "a path");
+            break;
+        }
+        s = td_triton_write_repository(ctx, &sp, tmp_repo);
+        if (s == TD_OK) {
+            mkdir(triton_dir, 0755);
+            /* move each model folder of the written repository into triton/ */
+            const char *suffixes[3] = {"", "_tokenize", "_inference"};
+            for (int k = 0; k < 3 && s == TD_OK; k++) {
+                char from[1400], to[1400];
+                snprintf(from, sizeof from, "%s/%s%s", tmp_repo, model_name, suffixes[k]);
+                snprintf(to, sizeof to, "%s/%s%s", triton_dir, model_name, suffixes[k]);
+                if (!td_is_dir(from))
+                    continue;
+                if (rename(from, to) != 0)
+                    s = td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", from, to, strerror(errno));
+            }
+            td_ctx quiet = {0};
+            td_remove_tree(&quiet, tmp_repo);
+            any = true;
+        }
+        free(tmp_repo);
+    }
+    free(triton_dir);
+    if (s == TD_OK && !any)
+        td_warn("no backend passed validation: the Triton repository is empty");
+    return s;
+}
+
+static td_status copy_model_files(td_ctx *ctx, conv *c) {
+    const char *files[] = {"config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "modules.json", "sentence_bert_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char src[1400], dst[1400];
+        snprintf(src, sizeof src, "%s/%s", c->md->path, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", c->stage, files[i]);
+        if (!td_is_file(src))
+            continue;
+        TD_TRY(td_link_or_copy_file(ctx, src, dst));
+    }
+    return TD_OK;
+}
+
+/* ---------------- summary ---------------- */
+
+static void append(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t n, const char *fmt, ...) {
+    size_t len = strlen(buf);
+    if (len + 1 >= n)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, n - len, fmt, ap);
+    va_end(ap);
+}
+
+static void write_summary(conv *c) {
+    char *b = c->res->summary;
+    size_t n = sizeof c->res->summary;
+    b[0] = 0;
+    append(b, n, "model     %s (%s, %s), task %s\n", c->o->model, c->xs.model_type, c->xs.architecture, c->task);
+    append(b, n, "shapes    batch %lld/%lld/%lld, sequence %lld/%lld/%lld (min/opt/max)\n", (long long)c->o->batch[0],
+           (long long)c->o->batch[1], (long long)c->o->batch[2], (long long)c->seq[0], (long long)c->seq[1],
+           (long long)c->seq[2]);
+    append(b, n, "steps    ");
+    for (int i = 0; i < c->n_steps; i++)
+        append(b, n, " %s %.2fs", c->step_names[i], c->step_s[i]);
+    append(b, n, "\nfusions  ");
+    for (int i = 0; i < TD_OPT_N_FUSION_KINDS; i++)
+        if (c->orep.fusion_names[i] && c->orep.fusion_counts[i])
+            append(b, n, " %s x%d", c->orep.fusion_names[i], c->orep.fusion_counts[i]);
+    append(b, n, "\n\n%-10s %-9s %-10s %-11s %9s %9s %9s %10s %11s\n", "backend", "precision", "validation",
+           "max abs", "p50 ms", "p95 ms", "p99 ms", "seq/s", "tokens/s");
+    double tok = (double)(c->o->batch[1] * c->seq[1]);
+    const td_latency_stats *rl = &c->ref_latency;
+    append(b, n, "%-10s %-9s %-10s %-11s %9.3f %9.3f %9.3f %10.1f %11.0f\n", "reference", "fp32", "-", "-",
+           rl->p50 * 1e3, rl->p95 * 1e3, rl->p99 * 1e3, rl->total > 0 ? (double)c->o->batch[1] * rl->n / rl->total : 0,
+           rl->total > 0 ? tok * rl->n / rl->total : 0);
+    for (int i = 0; i < c->o->n_backends; i++) {
+        backend_run *be = &c->be[i];
+        double worst = 0;
+        for (int k = 0; k < be->n_acc; k++)
+            worst = be->acc[k].max_abs > worst ? be->acc[k].max_abs : worst;
+        const td_latency_stats *l = &be->latency;
+        append(b, n, "%-10s %-9s %-10s %-11.3g %9.3f %9.3f %9.3f %10.1f %11.0f\n", be->name, c->o->precision,
+               be->passed ? "passed" : "FAILED", worst, l->p50 * 1e3, l->p95 * 1e3, l->p99 * 1e3,
+               l->total > 0 ? (double)c->o->batch[1] * l->n / l->total : 0, l->total > 0 ? tok * l->n / l->total : 0);
+    }
+    append(b, n, "\n(reference = tdeploy CPU runtime on model.onnx in fp32 before optimization; latency at the opt "
+                 "shape %lldx%lld, %d runs after %d warm-up)\n",
+           (long long)c->o->batch[1], (long long)c->seq[1], c->o->nb_measures, c->o->warmup);
+}
+
+/* Step timings, optimizer figures and the options that shaped the run. */
+static td_status add_report_details(td_ctx *ctx, conv *c) {
+    cJSON *root = td_report_json(c->report);
+    cJSON *steps = cJSON_AddObjectToObject(root, "steps_s");
+    cJSON *optj = cJSON_AddObjectToObject(root, "optimizer");
+    cJSON *fus = optj ? cJSON_AddObjectToObject(optj, "fusions") : NULL;
+    cJSON *conf = cJSON_AddObjectToObject(root, "options");
+    cJSON *bes = conf ? cJSON_AddArrayToObject(conf, "backends") : NULL;
+    if (!steps || !fus || !bes)
+        return td_fail_oom(ctx, 0, "the report");
+    for (int i = 0; i < c->n_steps; i++)
+        cJSON_AddNumberToObject(steps, c->step_names[i], c->step_s[i]);
+    cJSON_AddNumberToObject(optj, "nodes_before", c->orep.nodes_before);
+    cJSON_AddNumberToObject(optj, "nodes_after", c->orep.nodes_after);
+    for (int i = 0; i < TD_OPT_N_FUSION_KINDS; i++)
+        if (c->orep.fusion_names[i])
+            cJSON_AddNumberToObject(fus, c->orep.fusion_names[i], c->orep.fusion_counts[i]);
+    cJSON_AddStringToObject(conf, "precision", c->o->precision);
+    cJSON_AddNumberToObject(conf, "atol", c->atol);
+    cJSON_AddNumberToObject(conf, "rtol", c->rtol);
+    cJSON_AddNumberToObject(conf, "threads", c->o->threads);
+    cJSON_AddStringToObject(conf, "device", c->o->device);
+    cJSON_AddNumberToObject(conf, "seed", (double)c->o->seed);
+    for (int i = 0; i < c->o->n_backends; i++) {
+        cJSON *b = cJSON_CreateObject();
+        if (!b)
+            return td_fail_oom(ctx, 0, "the report");
+        cJSON_AddStringToObject(b, "name", c->be[i].name);
+        cJSON_AddBoolToObject(b, "validation_passed", c->be[i].passed);
+        cJSON_AddItemToArray(bes, b);
+    }
+    return TD_OK;
+}
+
+/* ---------------- driver ---------------- */
+
+static td_status make_stage(td_ctx *ctx, conv *c) {
+    size_t n = strlen(c->o->outdir);
+    while (n > 1 && c->o->outdir[n - 1] == '/')
+        n--;
+    c->outdir = strndup(c->o->outdir, n);
+    if (!c->outdir || asprintf(&c->stage, "%s.tmp.XXXXXX", c->outdir) < 0) {
+        c->stage = NULL;
+        return td_fail_oom(ctx, n, "a path");
+    }
+    if (!mkdtemp(c->stage)) {
+        td_status s = td_fail(ctx, TD_ERR_IO,
+                              "cannot create a working directory next to %s: %s (does the parent exist, is it "
+                              "writable?)",
+                              c->outdir, strerror(errno));
+        free(c->stage);
+        c->stage = NULL;
+        return s;
+    }
+    chmod(c->stage, 0755);
+    if (asprintf(&c->onnx_path, "%s/model.onnx", c->stage) < 0 ||
+        asprintf(&c->opt_path, "%s/model-optimized.onnx", c->stage) < 0)
+        return td_fail_oom(ctx, 0, "a path");
+    return TD_OK;
+}
+
+typedef td_status (*step_fn)(td_ctx *, conv *);
+
+static td_status run_step(td_ctx *ctx, conv *c, int idx, int total, const char *name, step_fn fn, bool timed) {
+    TD_TRY(check_interrupt(ctx, c, name));
+    td_info("[%d/%d] %s", idx, total, name);
+    double t0 = td_now_s();
+    td_status s = fn(ctx, c);
+    if (s != TD_OK)
+        return s == TD_ERR_INTERRUPTED ? s : td_wrap(ctx, "step '%s' failed", name);
+    if (timed && c->n_steps < 16) {
+        c->step_names[c->n_steps] = name;
+        c->step_s[c->n_steps++] = td_now_s() - t0;
+    }
+    return TD_OK;
+}
+
+td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result *res) {
+    conv c;
+    memset(&c, 0, sizeof c);
+    memset(res, 0, sizeof *res);
+    c.o = o;
+    c.res = res;
+    c.rng = o->seed;
+    memcpy(c.seq, o->seq, sizeof c.seq);
+    td_status s = check_options(ctx, o, &c);
+    if (s != TD_OK)
+        goto out;
+    if ((s = td_report_new(ctx, "convert", &c.report)) != TD_OK || (s = make_stage(ctx, &c)) != TD_OK)
+        goto out;
+    const int total = 8;
+    if ((s = run_step(ctx, &c, 1, total, "resolve model", step_resolve, true)) != TD_OK)
+        goto out;
+    if ((s = run_step(ctx, &c, 2, total, "export + optimize", step_export_optimize, false)) != TD_OK)
+        goto out;
+    if ((s = td_report_set_model(ctx, c.report, o->model, c.md->path, c.task, c.md->revision)) != TD_OK ||
+        (s = td_report_set_shapes(ctx, c.report, o->batch, c.seq)) != TD_OK)
+        goto out;
+    if ((s = run_step(ctx, &c, 3, total, "prepare backends", step_prepare, true)) != TD_OK ||
+        (s = run_step(ctx, &c, 4, total, "validate", step_validate, true)) != TD_OK ||
+        (s = run_step(ctx, &c, 5, total, "benchmark", step_benchmark, true)) != TD_OK ||
+        (s = run_step(ctx, &c, 6, total, "triton repository", step_triton, true)) != TD_OK ||
+        (s = run_step(ctx, &c, 7, total, "copy tokenizer and config", copy_model_files, false)) != TD_OK)
+        goto out;
+    if ((s = check_interrupt(ctx, &c, "write report")) != TD_OK)
+        goto out;
+    td_info("[8/8] report and move into place");
+    {
+        const char *kinds[4] = {"onnx", "optimized_onnx", "triton_repository", "report"};
+        const char *files[4] = {"model.onnx", "model-optimized.onnx", "triton", "report.json"};
+        for (int i = 0; i < 4 && s == TD_OK; i++) {
+            char p[1400];
+            snprintf(p, sizeof p, "%s/%s", c.outdir, files[i]);
+            s = td_report_add_artifact(ctx, c.report, kinds[i], p);
+        }
+        if (s == TD_OK)
+            s = add_report_details(ctx, &c);
+        char rp[1400];
+        snprintf(rp, sizeof rp, "%s/report.json", c.stage);
+        if (s == TD_OK)
+            s = td_report_write(ctx, c.report, rp);
+        if (s == TD_OK)
+            s = td_tree_move_into_place(ctx, c.stage, c.outdir);
+        if (s == TD_OK) {
+            free(c.stage);
+            c.stage = NULL; /* moved: nothing to clean up */
+            snprintf(res->report_path, sizeof res->report_path, "%s/report.json", c.outdir);
+            write_summary(&c);
+        }
+    }
+out:
+    if (s == TD_ERR_INTERRUPTED && c.outdir)
+        td_wrap(ctx, "nothing was written to %s", c.outdir);
+    if (c.stage) {
+        td_ctx quiet = {0};
+        td_remove_tree(&quiet, c.stage);
+        free(c.stage);
+    }
+    for (int i = 0; i < TD_CONVERT_MAX_BACKENDS; i++) {
+        td_session_free(c.be[i].session);
+        td_model_free(c.be[i].model);
+    }
+    td_session_free(c.ref);
+    td_report_free(c.report);
+    td_tokenizer_free(c.tok);
+    td_model_dir_free(c.md);
+    free(c.onnx_path);
+    free(c.opt_path);
+    free(c.outdir);
+    return s;
+}

@@ -1,0 +1,66 @@
+/* Triton Inference Server model repository for an ONNX model, with an optional
+ * text front end (the layout transformer-deploy produces):
+ *
+ *   OUT/NAME/config.pbtxt             platform "onnxruntime_onnx", dynamic batching, instance group
+ *   OUT/NAME/1/model.onnx             hard link or copy of the ONNX file (+ its external data files)
+ *   OUT/NAME_tokenize/config.pbtxt    backend "python": TEXT (TYPE_STRING) -> the model's id inputs
+ *   OUT/NAME_tokenize/1/model.py      HF `tokenizers` on the copied tokenizer.json
+ *   OUT/NAME_tokenize/1/tokenizer.json (+ tokenizer_config.json, special_tokens_map.json when present)
+ *   OUT/NAME_inference/config.pbtxt   platform "ensemble": TEXT -> NAME_tokenize -> NAME -> outputs
+ *   OUT/NAME_inference/1/             (empty: Triton wants a version directory)
+ *
+ * With batch_max > 0 every model has max_batch_size = batch_max and the batch
+ * dimension is left out of dims (TEXT is dims [1]: one string per batch row);
+ * with batch_max == 0 nothing is batched by Triton and dims are the full shapes
+ * (TEXT is dims [-1]: a list of strings per request).
+ *
+ * The repository is written into a temporary sibling directory of OUT and moved
+ * into place only when complete; an existing OUT is swapped out atomically
+ * (renameat2 RENAME_EXCHANGE) and then removed, so OUT is never half-written. */
+#ifndef TD_DEPLOY_TRITON_H
+#define TD_DEPLOY_TRITON_H
+
+#include "core/dtype.h"
+#include "tdeploy/tdeploy.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TD_TRITON_MAX_DIMS 8
+
+typedef struct td_triton_tensor {
+    char *name;
+    td_dtype dtype;                   /* I64, I32, F32, F16, BF16, F64, I8, U8, BOOL */
+    int64_t dims[TD_TRITON_MAX_DIMS]; /* full shape, batch first; -1 = dynamic */
+    size_t ndim;
+} td_triton_tensor;
+
+typedef enum td_triton_device { TD_TRITON_CPU = 0, TD_TRITON_GPU = 1 } td_triton_device;
+
+typedef struct td_triton_spec {
+    const char *name;      /* model name: [A-Za-z0-9_.-], not starting with '.' or '-' */
+    const char *onnx_path; /* the model file */
+    const char *const *external_data; /* files the ONNX file references (relative to its folder); may be NULL */
+    size_t n_external_data;
+    const char *task;          /* recorded in the ensemble's parameters; may be NULL */
+    const char *tokenizer_dir; /* folder with tokenizer.json; NULL: no tokenizer and no ensemble */
+    const td_triton_tensor *inputs;
+    size_t n_inputs;
+    const td_triton_tensor *outputs;
+    size_t n_outputs;
+    int64_t batch_min, batch_opt, batch_max; /* batch_max 0: no Triton batching */
+    int64_t max_queue_delay_us;              /* dynamic batching delay */
+    int nb_instances;                        /* instance_group count (>= 1) */
+    td_triton_device device;                 /* where the ONNX model runs; the tokenizer runs on CPU */
+    int64_t max_length; /* tokenizer truncation; 0: from the model's sequence dimension, else none */
+} td_triton_spec;
+
+/* Write the repository described above to out_dir. */
+td_status td_triton_write_repository(td_ctx *ctx, const td_triton_spec *spec, const char *out_dir);
+
+/* Triton's data_type name ("TYPE_INT64"), NULL when Triton has none for t. */
+const char *td_triton_type_name(td_dtype t);
+
+/* The model.py of the tokenizer model (exposed for tests). */
+extern const char td_triton_tokenizer_model_py[];
+
+#endif

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""`tdeploy convert` end to end on every encoder fixture: all files present,
+validation passes, report consistent with the run, Triton configs valid (parsed
+with Triton's own ModelConfig protobuf and checked against the ONNX model); a
+deliberately broken backend is caught by validation; bad inputs (missing model,
+unsupported architecture, impossible task, bad shapes, unwritable OUTDIR,
+SIGINT) give a clear message, a non-zero exit and nothing half-written."""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import onnx
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+BIN = os.environ["TD_BIN"]
+FIX = os.path.join(os.environ["TD_FIXTURES"], "hf")
+TMP = os.path.join(os.environ.get("TD_TMP", "/tmp"), "convert_test")
+ENCODERS = ["bert-base", "bert-seqcls", "bert-tokcls", "bert-qa", "roberta-seqcls", "xlmr-base", "distilbert-seqcls",
+            "electra-base", "minilm-st"]
+TYPES = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.INT32: "TYPE_INT32",
+         onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
+SHAPE_ARGS = ["--seq-len", "1", "12", "24", "--batch-size", "1", "2", "3", "--nb-measures", "3", "--warmup", "1",
+              "--threads", "2", "-q"]
+
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    if not cond:
+        failures += 1
+    print(f"{'PASS' if cond else 'FAIL'} {what}")
+    return cond
+
+
+def run(args, **kw):
+    return subprocess.run([BIN, "convert"] + args, capture_output=True, text=True, timeout=600, **kw)
+
+
+def no_leftovers(out):
+    parent, base = os.path.split(out.rstrip("/"))
+    return not glob.glob(os.path.join(parent, base + ".tmp.*"))
+
+
+def check_triton_config(cfg_path, onnx_path, batch_max):
+    cfg = model_config_pb2.ModelConfig()
+    text_format.Parse(open(cfg_path).read(), cfg)
+    m = onnx.load(onnx_path, load_external_data=False)
+    ok = cfg.platform == "onnxruntime_onnx" and cfg.max_batch_size == batch_max and cfg.dynamic_batching is not None
+    for kind, values in (("input", [i for i in m.graph.input]), ("output", list(m.graph.output))):
+        entries = {e.name: e for e in getattr(cfg, kind)}
+        ok &= len(entries) == len(values)
+        for v in values:
+            e = entries.get(v.name)
+            if e is None:
+                return False
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim][1:]
+            ok &= model_config_pb2.DataType.Name(e.data_type) == TYPES[v.type.tensor_type.elem_type]
+            ok &= list(e.dims) == dims
+    return ok
+
+
+def test_fixture(name):
+    out = os.path.join(TMP, name)
+    r = run(["-m", os.path.join(FIX, name), "-o", out] + SHAPE_ARGS)
+    if not check(r.returncode == 0, f"{name}: convert exit 0 ({r.stderr.strip()[-300:]})"):
+        return
+    for f in ["model.onnx", "model-optimized.onnx", "report.json", "tokenizer.json", "config.json"]:
+        check(os.path.isfile(os.path.join(out, f)), f"{name}: {f} written")
+    onnx.checker.check_model(os.path.join(out, "model.onnx"), full_check=True)
+    rep = json.load(open(os.path.join(out, "report.json")))
+    check(rep["shapes"] == {"batch": [1, 2, 3], "sequence": [1, 12, 24]}, f"{name}: report shapes")
+    outs = [o.name for o in onnx.load(os.path.join(out, "model.onnx"), load_external_data=False).graph.output]
+    val = [v for v in rep["validation"] if v["backend"] == "cpu"]
+    check(sorted(v["output"] for v in val) == sorted(outs), f"{name}: validation covers every output {outs}")
+    check(all(v["passed"] and v["n_compared"] > 0 and v["max_abs_diff"] <= v["atol"] + 1e-12 for v in val),
+          f"{name}: validation passed " + ", ".join(f"{v['output']} max abs {v['max_abs_diff']:.2e}" for v in val))
+    benches = {(b["backend"], b["batch"], b["sequence"]) for b in rep["benchmarks"]}
+    check(benches == {("reference", 2, 12), ("cpu", 2, 12)}, f"{name}: benchmarks at the opt shape {benches}")
+    check(all(b["latency_s"]["n"] == 3 and b["latency_s"]["min"] > 0 and b["throughput"]["tokens_per_s"] > 0
+              for b in rep["benchmarks"]), f"{name}: latency figures")
+    model_name = name
+    cfg = os.path.join(out, "triton", model_name, "config.pbtxt")
+    check(check_triton_config(cfg, os.path.join(out, "triton", model_name, "1", "model.onnx"), 3),
+          f"{name}: Triton config matches the ONNX model")
+    for extra in ("_tokenize", "_inference"):
+        p = os.path.join(out, "triton", model_name + extra, "config.pbtxt")
+        cfg = model_config_pb2.ModelConfig()
+        ok = os.path.isfile(p)
+        if ok:
+            text_format.Parse(open(p).read(), cfg)
+        check(ok, f"{name}: {model_name + extra} config parses")
+    check(no_leftovers(out), f"{name}: no temporary directories left")
+
+
+def test_fault_injection():
+    out = os.path.join(TMP, "fault")
+    r = run(["-m", os.path.join(FIX, "bert-seqcls"), "-o", out, "--inject-fault", "cpu"] + SHAPE_ARGS)
+    check(r.returncode == 3 and "validation failed" in r.stderr, f"injected fault: exit 3 ({r.stderr.strip()[-200:]})")
+    rep = json.load(open(os.path.join(out, "report.json")))
+    check(any(not v["passed"] for v in rep["validation"] if v["backend"] == "cpu"), "injected fault: report says failed")
+    check(not os.path.exists(os.path.join(out, "triton", "bert-seqcls")), "injected fault: no Triton model for it")
+
+
+def test_errors():
+    cases = [
+        ("missing model", ["-m", os.path.join(TMP, "does-not-exist")], "not found"),
+        ("unsupported architecture", ["-m", os.path.join(FIX, "gpt2-lm")], "gpt2"),
+        ("impossible task", ["-m", os.path.join(FIX, "bert-base"), "--task", "question-answering"], "question"),
+        ("unknown task", ["-m", os.path.join(FIX, "bert-base"), "--task", "translation"], "translation"),
+        ("min > max", ["-m", os.path.join(FIX, "bert-base"), "--seq-len", "64", "32", "16"], "MIN <= OPT <= MAX"),
+        ("seq too long", ["-m", os.path.join(FIX, "bert-base"), "--seq-len", "1", "8", "100000"], "seq-len"),
+        ("bad precision", ["-m", os.path.join(FIX, "bert-base"), "--precision", "int3"], "precision"),
+        ("unknown backend", ["-m", os.path.join(FIX, "bert-base"), "--backend", "tpu"], "tpu"),
+    ]
+    for what, args, kw in cases:
+        out = os.path.join(TMP, "err_" + what.replace(" ", "_"))
+        r = run(args + ["-o", out, "--nb-measures", "1", "-q"])
+        check(r.returncode in (1, 2) and kw.lower() in r.stderr.lower() and not os.path.exists(out) and no_leftovers(out),
+              f"error '{what}': exit {r.returncode}, message: {r.stderr.strip()[:200]}")
+    blocker = os.path.join(TMP, "a_file")
+    open(blocker, "w").close()
+    out = os.path.join(blocker, "out")
+    r = run(["-m", os.path.join(FIX, "bert-base"), "-o", out, "-q"])
+    check(r.returncode == 1 and blocker in r.stderr, f"error 'unwritable OUTDIR': exit {r.returncode}: {r.stderr.strip()[:200]}")
+
+
+def test_sigint():
+    out = os.path.join(TMP, "interrupted")
+    p = subprocess.Popen([BIN, "convert", "-m", os.path.join(FIX, "bert-base"), "-o", out, "--seq-len", "1", "64",
+                          "64", "--batch-size", "1", "4", "4", "--nb-measures", "1000000", "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    parent = os.path.dirname(out)
+    while time.time() < deadline and not glob.glob(os.path.join(parent, "interrupted.tmp.*", "report.json")):
+        # wait until the run is in its benchmark (model files already in the staging directory)
+        if glob.glob(os.path.join(parent, "interrupted.tmp.*", "model-optimized.onnx")):
+            time.sleep(1.0)
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+    check(p.returncode == 130 and "interrupted" in err and not os.path.exists(out) and no_leftovers(out),
+          f"SIGINT: exit {p.returncode}, nothing written: {err.strip()[:200]}")
+
+
+def main():
+    shutil.rmtree(TMP, ignore_errors=True)
+    os.makedirs(TMP)
+    for name in ENCODERS:
+        test_fixture(name)
+    test_fault_injection()
+    test_errors()
+    test_sigint()
+    print(f"{failures == 0 and 'ok' or 'FAILED'}: {failures} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

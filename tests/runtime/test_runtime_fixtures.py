@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""CPU runtime vs references on every fixture ONNX model.
+
+1. `tdeploy infer` on the fixture's golden inputs matches the golden outputs
+   (transformers, float32) within 1e-4 absolute.
+2. On randomized inputs at several (batch, sequence) shapes -- random ids within
+   the vocabulary, random token types, random right padding in attention_mask --
+   `tdeploy infer` matches ONNX Runtime within 1e-4 absolute.
+3. Bad inputs (unknown name, missing input, wrong dtype, wrong rank) fail with a
+   message naming the problem and write no output file.
+Prints one line per case; exits non-zero on any failure."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+from safetensors.numpy import load_file, save_file
+
+FIX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
+BIN = os.environ.get("TD_BIN", "tdeploy")
+TMP = os.environ.get("TD_TMP", "/tmp")
+TOL = 1e-4
+SHAPES = [(1, 1), (1, 7), (2, 5), (3, 16)]
+
+failures = 0
+
+
+def report(ok, what, detail=""):
+    global failures
+    if not ok:
+        failures += 1
+    print(f"{'PASS' if ok else 'FAIL'} {what} {detail}".rstrip(), flush=True)
+
+
+def infer(model, inputs_path, out_path, extra=()):
+    if os.path.exists(out_path):
+        os.remove(out_path)
+    r = subprocess.run([BIN, "infer", model, "--inputs", inputs_path, "-o", out_path, *extra],
+                       capture_output=True, text=True)
+    return r
+
+
+def max_err(a, b):
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def random_inputs(sess, cfg, batch, seq, rng):
+    feeds = {}
+    vocab = int(cfg.get("vocab_size", 100))
+    types = int(cfg.get("type_vocab_size", 1) or 1)
+    lengths = rng.integers(1, seq + 1, size=batch)
+    for i in sess.get_inputs():
+        if i.name == "input_ids":
+            feeds[i.name] = rng.integers(0, vocab, size=(batch, seq), dtype=np.int64)
+        elif i.name == "token_type_ids":
+            feeds[i.name] = rng.integers(0, max(types, 1), size=(batch, seq), dtype=np.int64)
+        elif i.name == "attention_mask":
+            m = np.zeros((batch, seq), dtype=np.int64)
+            for b, n in enumerate(lengths):
+                m[b, :n] = 1
+            feeds[i.name] = m
+        else:
+            raise RuntimeError(f"unexpected input {i.name}")
+    return feeds
+
+
+def check_model(path):
+    name = os.path.basename(path)
+    arch = name.split(".")[0]
+    golden = os.path.join(FIX, "hf", arch, "golden.safetensors")
+    out = os.path.join(TMP, f"rt_{name}.out.safetensors")
+    # 1. golden
+    r = infer(path, golden, out)
+    if r.returncode != 0:
+        report(False, f"{name} golden", r.stderr.strip())
+    else:
+        got, ref = load_file(out), load_file(golden)
+        for k, v in sorted(got.items()):
+            want = ref.get("output." + k)
+            if want is None:
+                report(False, f"{name} golden {k}", "no golden output")
+                continue
+            e = max_err(v, want)
+            report(e <= TOL, f"{name} golden {k}", f"max_abs_err={e:.3g}")
+    # 2. ORT on random inputs
+    cfg = json.load(open(os.path.join(FIX, "hf", arch, "config.json")))
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(abs(hash(name)) % (2**32))
+    for batch, seq in SHAPES:
+        feeds = random_inputs(sess, cfg, batch, seq, rng)
+        inp = os.path.join(TMP, f"rt_{name}_{batch}x{seq}.in.safetensors")
+        save_file(feeds, inp)
+        want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+        r = infer(path, inp, out)
+        if r.returncode != 0:
+            report(False, f"{name} ort {batch}x{seq}", r.stderr.strip())
+            continue
+        got = load_file(out)
+        for k, v in sorted(want.items()):
+            e = max_err(got[k], v) if k in got else float("inf")
+            report(e <= TOL, f"{name} ort {batch}x{seq} {k}", f"max_abs_err={e:.3g}")
+
+
+def check_bad_inputs(path):
+    name = os.path.basename(path)
+    out = os.path.join(TMP, f"rt_bad_{name}.out.safetensors")
+    ids = np.ones((1, 4), dtype=np.int64)
+    cases = {
+        "unknown input": ({"input_ids": ids, "attention_mask": ids, "bogus": ids}, "bogus"),
+        "missing input": ({"input_ids": ids}, "attention_mask"),
+        "wrong dtype": ({"input_ids": ids.astype(np.int32), "attention_mask": ids}, "int32"),
+        "wrong rank": ({"input_ids": ids.reshape(4), "attention_mask": ids}, "rank"),
+        "symbol mismatch": ({"input_ids": ids, "attention_mask": np.ones((1, 5), dtype=np.int64)}, "sequence"),
+    }
+    for what, (feeds, needle) in cases.items():
+        inp = os.path.join(TMP, f"rt_bad_{what.replace(' ', '_')}.safetensors")
+        save_file(feeds, inp)
+        r = infer(path, inp, out)
+        ok = r.returncode != 0 and needle in r.stderr and not os.path.exists(out)
+        report(ok, f"{name} bad input: {what}", r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "(no message)")
+
+
+def main():
+    models = sorted(glob.glob(os.path.join(FIX, "onnx", "*.onnx")))
+    if not models:
+        report(False, "fixtures", f"no ONNX fixtures under {FIX}/onnx")
+    for m in models:
+        check_model(m)
+    check_bad_inputs(os.path.join(FIX, "onnx", "distilbert-seqcls.torchscript.onnx"))
+    print(f"{failures} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
