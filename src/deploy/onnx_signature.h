@@ -1,7 +1,6 @@
 /* The inputs and outputs of an ONNX file (names, element types, shapes with -1
  * for symbolic or unknown dimensions) and the external data files it names:
- * what a Triton config needs, read without building the IR.
- * TODO(lead): switch to td_onnx_load (src/onnx/onnx_io.h) once it is on main. */
+ * what a Triton config needs, read with td_onnx_load (so the model is validated). */
 #ifndef TD_DEPLOY_ONNX_SIGNATURE_H
 #define TD_DEPLOY_ONNX_SIGNATURE_H
 

@@ -28,7 +28,7 @@
 #define TD_TRITON_MAX_DIMS 8
 
 typedef struct td_triton_tensor {
-    char *name;
+    const char *name; /* not owned (td_onnx_signature owns the names it fills in) */
     td_dtype dtype;                   /* I64, I32, F32, F16, BF16, F64, I8, U8, BOOL */
     int64_t dims[TD_TRITON_MAX_DIMS]; /* full shape, batch first; -1 = dynamic */
     size_t ndim;

@@ -474,7 +474,8 @@ td_value *td_eb_attention(td_eb *b, td_value *q, td_value *k, td_value *v, td_va
     const int64_t split[4] = {0, 0, heads, head_dim};
     static const int64_t bhsd[4] = {0, 2, 1, 3}, bhds[4] = {0, 2, 3, 1};
     /* scale q before the product (same math as scaling the scores, but keeps fp16 scores small) */
-    td_value *qs = td_eb_op2(b, "Mul", "q_scaled", q, td_eb_scalar_f(b, "attn_scale", t, (float)(1.0 / sqrt((double)head_dim))));
+    td_value *scale = td_eb_scalar_f(b, "attn_scale", t, (float)(1.0 / sqrt((double)head_dim)));
+    td_value *qs = td_eb_op2(b, "Mul", "q_scaled", q, scale);
     td_value *qh = td_eb_transpose(b, td_eb_reshape(b, qs, "q_split", 4, split), "q_heads", 4, bhsd); // (b, h, s, d)
     td_value *kh = td_eb_transpose(b, td_eb_reshape(b, k, "k_split", 4, split), "k_heads_t", 4, bhds); // (b, h, d, s)
     td_value *vh = td_eb_transpose(b, td_eb_reshape(b, v, "v_split", 4, split), "v_heads", 4, bhsd);  // (b, h, s, d)

@@ -97,8 +97,9 @@ static td_status from_config(td_ctx *ctx, const td_hf_config *c, td_encoder_spec
     snprintf(s->hidden_act, sizeof s->hidden_act, "%s", c->hidden_act);
     /* attention here is plain scaled dot product: the width per head must be hidden / heads */
     if (s->hidden % s->heads != 0 || c->head_dim != s->hidden / s->heads)
-        return td_fail(ctx, TD_ERR_UNSUPPORTED, "%s: head_dim %lld with hidden_size %lld and %lld heads is not supported",
-                       c->path, (long long)c->head_dim, (long long)s->hidden, (long long)s->heads);
+        return td_fail(ctx, TD_ERR_UNSUPPORTED,
+                       "%s: head_dim %lld with hidden_size %lld and %lld heads is not supported", c->path,
+                       (long long)c->head_dim, (long long)s->hidden, (long long)s->heads);
     const char *pet = c->enc.position_embedding_type;
     if (pet && strcmp(pet, "absolute") != 0)
         return td_fail(ctx, TD_ERR_UNSUPPORTED,

@@ -319,6 +319,37 @@ if r:
     check("odd: ONNX Runtime loads the copied model with its external data",
           np.array_equal(sess.run(None, {in_name: x})[0], x + np.arange(4, dtype=np.float16)))
 
+# ---- a fixed sequence length: the tokenizer pads and truncates to it
+fixed_dir = os.path.join(TMP, "fixed_src")
+os.makedirs(fixed_dir)
+graph = helper.make_graph(
+    [helper.make_node("Mul", ["input_ids", "attention_mask"], ["masked_ids"])], "fixed",
+    [helper.make_tensor_value_info("input_ids", TensorProto.INT32, ["batch", 8]),
+     helper.make_tensor_value_info("attention_mask", TensorProto.INT32, ["batch", 8])],
+    [helper.make_tensor_value_info("masked_ids", TensorProto.INT32, ["batch", 8])])
+fixed_path = os.path.join(fixed_dir, "fixed.onnx")
+onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), fixed_path)
+tok_dir = os.path.join(FIX, "hf", "distilbert-seqcls")
+r = check_repo("fixed", fixed_path, tok_dir, (1, 4, 4), 1, "cpu")
+if r:
+    out, cfg, sess = r
+    model, tok_cfg = load_tokenizer_model(os.path.join(out, "fixed_tokenize"))
+    texts = ["short", "The quick brown fox jumps over the lazy dog again and again."]
+    resp = model.execute([_Request(TEXT=text_batch(texts, True))])[0]
+    got = {x.name(): x.as_numpy() for x in resp.output_tensors}
+    ref = Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
+    ref.enable_truncation(8)
+    ref.enable_padding(pad_id=ref.token_to_id("[PAD]"), pad_token="[PAD]", length=8)
+    want = ref.encode_batch(texts)
+    check("fixed: int32 ids padded and truncated to the model's 8",
+          got["input_ids"].dtype == np.int32 and got["input_ids"].tolist() == [e.ids for e in want]
+          and got["attention_mask"].tolist() == [e.attention_mask for e in want], got)
+    check("fixed: ONNX Runtime accepts them", sess.run(None, got)[0].shape == (2, 8))
+    p = tdeploy(fixed_path, "--name", "fixed2", "--tokenizer", tok_dir, "--max-length", "16", "-o",
+                os.path.join(TMP, "fixed2"))
+    check("fixed: a --max-length that contradicts the fixed length is refused", p.returncode != 0
+          and "fixed" in p.stderr, p.stderr)
+
 # ---- atomic replacement and clean failure
 target = os.path.join(TMP, "replace")
 p1 = tdeploy(os.path.join(FIX, "onnx", "bert-seqcls.torchscript.onnx"), "--name", "first", "-o", target)

@@ -63,11 +63,14 @@ def softmax(x):
 
 class _W:
     def __init__(self, weights, prefix):
-        self.w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        self.w = weights  # converted to float64 on use (embedding tables: only the rows used)
         self.p = prefix
 
     def __call__(self, name, enc=True):
-        return self.w[(self.p if enc else "") + name]
+        return np.asarray(self.w[(self.p if enc else "") + name], dtype=np.float64)
+
+    def rows(self, name, idx):
+        return np.asarray(self.w[self.p + name][idx], dtype=np.float64)
 
     def linear(self, x, name, enc=True):
         return x @ self(name + ".weight", enc).T + self(name + ".bias", enc)
@@ -88,17 +91,17 @@ def encoder(c, weights, ids, mask, tt=None):
     else:
         H, heads, L = c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"]
         act, eps = c.get("hidden_act", "gelu"), c.get("layer_norm_eps", 1e-12)
-    x = W("embeddings.word_embeddings.weight")[ids]
+    x = W.rows("embeddings.word_embeddings.weight", ids)
     if mt in ("roberta", "xlm-roberta"):
         pad = c["pad_token_id"]
         real = (ids != pad).astype(np.int64)
         pos = np.cumsum(real, axis=1) * real + pad
     else:
         pos = np.broadcast_to(np.arange(S), (B, S))
-    x = x + W("embeddings.position_embeddings.weight")[pos]
+    x = x + W.rows("embeddings.position_embeddings.weight", pos)
     if mt != "distilbert" and c.get("type_vocab_size", 2) > 0:
         t = tt if tt is not None else np.zeros_like(ids)
-        x = x + W("embeddings.token_type_embeddings.weight")[t]
+        x = x + W.rows("embeddings.token_type_embeddings.weight", t)
     x = layer_norm(x, W("embeddings.LayerNorm.weight"), W("embeddings.LayerNorm.bias"), eps)
     if mt == "electra" and c.get("embedding_size", H) != H:
         x = W.linear(x, "embeddings_project")

@@ -6,6 +6,8 @@ run at the real positions), and the opsets 14..21."""
 import os
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 from safetensors.numpy import load_file
 
 from export_common import FIXTURES, TMP, Tally, checked_session, load_json, max_abs, metadata, rel_err, run, \
@@ -106,6 +108,14 @@ def check_fixture(name):
             str([i.name for i in sess.get_inputs()]))
     t.check(sorted(o.name for o in sess.get_outputs()) == sorted(refs), f"{name}: outputs {sorted(refs)}",
             str([o.name for o in sess.get_outputs()]))
+    # initializers carry the HF tensor names and exactly the checkpoint's bytes; every checkpoint tensor is used,
+    # except a pooler the task does not need
+    ckpt = load_file(os.path.join(model_dir, "model.safetensors"))
+    inits = {i.name: i for i in model.graph.initializer}
+    same = all(onnx.numpy_helper.to_array(inits[k]).tobytes() == v.tobytes() for k, v in ckpt.items() if k in inits)
+    unused = sorted(k for k in ckpt if k not in inits)
+    t.check(same and all(".pooler." in "." + k for k in unused),
+            f"{name}: initializers named and valued as the checkpoint", f"unused: {unused}" if unused else "")
     md = metadata(model)
     t.check(md.get("task") == task, f"{name}: task {task} (derived)", str(md.get("task")))
     if "id2label" in cfg and task in ("classification", "token-classification"):
