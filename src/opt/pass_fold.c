@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "core/checked.h"
 #include "opt/fold_kernels.h"
+#include "opt/fold_runtime.h"
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
@@ -121,7 +122,9 @@ static td_status install(td_ctx *ctx, td_graph *g, td_node *n, td_tensor **outs)
 td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
     td_graph *g = st->model->graph;
     const td_opt_options *o = st->opts;
-    td_opt_eval_fn eval = o->eval ? o->eval : td_fold_eval;
+    /* default: the CPU runtime's kernels, with the reference kernels behind them */
+    td_opt_eval_fn eval = o->eval ? o->eval : td_fold_eval_runtime;
+    void *eval_user = o->eval ? o->eval_user : st->model;
     int64_t max = o->fold_max_elements > 0 ? o->fold_max_elements : (1 << 20);
     for (int i = 0; i < g->n_nodes; i++) {
         td_node *n = g->nodes[i];
@@ -159,7 +162,7 @@ td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
         }
         if (!all_const)
             continue;
-        td_status s = eval(o->eval_user, ctx, n, ins, n->n_inputs, outs, n->n_outputs, max);
+        td_status s = eval(eval_user, ctx, n, ins, n->n_inputs, outs, n->n_outputs, max);
         if (s == TD_ERR_UNSUPPORTED) {
             td_clear_error(ctx);
             for (int j = 0; j < n->n_outputs; j++)
