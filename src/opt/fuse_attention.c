@@ -73,8 +73,20 @@ static bool match_proj(const td_value *v, const int64_t *perm, proj *p) {
     p->head_size = r_out->type.dims[3].value;
     if (p->heads <= 0 || p->head_size <= 0)
         return false;
-    td_node *add = opt_producer(rs->inputs[0], "Add");
-    if (!add || !opt_single_use(rs->inputs[0]))
+    td_value *proj_out = rs->inputs[0];
+    td_node *pre_mul = opt_producer(proj_out, "Mul"); /* scale applied before the head split */
+    if (pre_mul && p->scale == 1.0 && opt_single_use(proj_out)) {
+        for (int ci = 0; ci < 2; ci++) {
+            double c;
+            if (opt_const_scalar(pre_mul->inputs[ci], &c)) {
+                p->scale = c;
+                proj_out = pre_mul->inputs[1 - ci];
+                break;
+            }
+        }
+    }
+    td_node *add = opt_producer(proj_out, "Add");
+    if (!add || !opt_single_use(proj_out))
         return false;
     for (int bi = 0; bi < 2; bi++) {
         const td_tensor *b = opt_const(add->inputs[bi]);
@@ -145,7 +157,32 @@ out:
 
 /* The additive mask (1 - Cast(Unsqueeze(attention_mask))) * c that older exporters
  * write: returns the 2-D attention_mask graph input and c, the filter value. */
+static bool unsqueeze_axes(const td_node *u, int64_t *axes, int *cnt) {
+    size_t ac = 0;
+    const int64_t *a = td_node_attr_ints(u, "axes", &ac);
+    if (a && ac <= 2) {
+        memcpy(axes, a, ac * sizeof *a);
+        *cnt = (int)ac;
+        return true;
+    }
+    return u->n_inputs > 1 && opt_const_ints(u->inputs[1], axes, 2, cnt);
+}
+
 static td_value *raw_mask_of(const td_value *mask, double *filter) {
+    /* the Unsqueezes to (batch, 1, 1, seq) may come before the Cast or after the Mul */
+    int inserted = 0;
+    for (int k = 0; k < 2; k++) {
+        td_node *u = opt_producer(mask, "Unsqueeze");
+        int64_t axes[2];
+        int cnt = 0;
+        if (!u || !unsqueeze_axes(u, axes, &cnt))
+            break;
+        for (int j = 0; j < cnt; j++)
+            if (axes[j] != 1 && axes[j] != 2)
+                return NULL;
+        inserted += cnt;
+        mask = u->inputs[0];
+    }
     td_node *mul = opt_producer(mask, "Mul");
     if (!mul)
         return NULL;
@@ -158,21 +195,14 @@ static td_value *raw_mask_of(const td_value *mask, double *filter) {
     td_node *cast = opt_producer(sub->inputs[1], "Cast");
     td_value *v = cast ? cast->inputs[0] : sub->inputs[1];
     /* one or two Unsqueezes inserting axes 1 and 2 */
-    int inserted = 0;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 && inserted < 2; k++) {
         td_node *u = opt_producer(v, "Unsqueeze");
         if (!u)
             break;
         int64_t axes[2];
         int cnt = 0;
-        size_t ac = 0;
-        const int64_t *a = td_node_attr_ints(u, "axes", &ac);
-        if (a && ac <= 2) {
-            memcpy(axes, a, ac * sizeof *a);
-            cnt = (int)ac;
-        } else if (!(u->n_inputs > 1 && opt_const_ints(u->inputs[1], axes, 2, &cnt))) {
+        if (!unsqueeze_axes(u, axes, &cnt))
             return NULL;
-        }
         for (int j = 0; j < cnt; j++)
             if (axes[j] != 1 && axes[j] != 2)
                 return NULL;

@@ -97,6 +97,16 @@ static bool foldable_op(const td_node *n) {
     return true;
 }
 
+/* Ops whose output has as many elements as their first input: folding them never
+ * grows the model, so the size limit does not apply (exporters write Transpose(W)). */
+static bool preserves_size(const td_node *n) {
+    static const char *const ops[] = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast"};
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+        if (strcmp(n->op_type, ops[i]) == 0)
+            return true;
+    return false;
+}
+
 /* Replace n by constants: outputs[i] become initializers of n's output values. */
 static td_status install(td_ctx *ctx, td_graph *g, td_node *n, td_tensor **outs) {
     td_value *vals[MAX_FOLD_IO];
@@ -162,7 +172,12 @@ td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
         }
         if (!all_const)
             continue;
-        td_status s = eval(eval_user, ctx, n, ins, n->n_inputs, outs, n->n_outputs, max);
+        int64_t node_max = max;
+        if (preserves_size(n)) /* a transposed/reshaped/cast weight is no bigger than the weight itself */
+            for (int j = 0; j < n->n_inputs; j++)
+                if (ins[j] && td_tensor_numel(ins[j]) > node_max)
+                    node_max = td_tensor_numel(ins[j]);
+        td_status s = eval(eval_user, ctx, n, ins, n->n_inputs, outs, n->n_outputs, node_max);
         if (s == TD_ERR_UNSUPPORTED) {
             td_clear_error(ctx);
             for (int j = 0; j < n->n_outputs; j++)
