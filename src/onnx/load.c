@@ -21,6 +21,9 @@
 
 #define MAX_SUBGRAPH_DEPTH 64
 #define MAX_TYPE_RANK 1024
+#define MAX_OPSETS 1024 /* real models import a handful; checks are per node x opset */
+/* Message nesting allowed before parsing: each subgraph level is 3 messages (Graph, Node, Attribute). */
+#define MAX_MESSAGE_DEPTH (3 * MAX_SUBGRAPH_DEPTH + 16)
 
 static const uint32_t model_tags[] = {1, 2, 3, 4, 5, 6, 7, 8, 14};
 static const uint32_t graph_tags[] = {1, 2, 5, 10, 11, 12, 13};
@@ -321,17 +324,18 @@ static td_status load_node(td_onnx_loader *L, Onnx__NodeProto *np, size_t index,
         if (!nm || !*nm)
             continue;
         outs[i] = td_graph_find(g, nm); /* created by the first pass */
-        for (size_t j = 0; j < i; j++)
-            if (outs[j] == outs[i]) {
-                s = td_fail(ctx, TD_ERR_GRAPH, "node '%s' (%s) lists output '%s' twice",
-                            node_label(np, index, label, sizeof label), op, nm);
-                goto out;
-            }
     }
     s = td_graph_add_node(ctx, g, op, np->domain, node_label(np, index, label, sizeof label), ins, (int)np->n_input,
                           outs, (int)np->n_output, &n);
     if (s != TD_OK)
         goto out;
+    /* add_node gave each output its slot; a name listed twice kept only its last slot */
+    for (size_t i = 0; i < np->n_output; i++)
+        if (outs[i] && outs[i]->producer_slot != (int)i) {
+            s = td_fail(ctx, TD_ERR_GRAPH, "node '%s' (%s) lists output '%s' twice",
+                        node_label(np, index, label, sizeof label), op, outs[i]->name);
+            goto out;
+        }
     /* keep the name exactly as the file has it (add_node got a label for messages) */
     if (!np->name || !*np->name)
         n->name[0] = '\0';
@@ -438,7 +442,7 @@ static td_status load_model(td_onnx_loader *L, Onnx__ModelProto *mp, Onnx__Graph
     m->producer_version = dup_opt(mp->producer_version, &oom);
     m->domain = dup_opt(mp->domain, &oom);
     m->doc_string = dup_opt(mp->doc_string, &oom);
-    if (mp->n_opset_import > 1u << 20 || mp->n_metadata_props > 1u << 24)
+    if (mp->n_opset_import > MAX_OPSETS || mp->n_metadata_props > 1u << 24)
         return td_fail(ctx, TD_ERR_FORMAT, "model has %zu opset imports and %zu metadata entries (too many)",
                        mp->n_opset_import, mp->n_metadata_props);
     if (mp->n_opset_import) {
@@ -684,6 +688,12 @@ static td_status load_mapped(td_ctx *ctx, td_mapped_file *src, const char *name,
     }
     if (src->size == 0) {
         s = td_fail(ctx, TD_ERR_FORMAT, "%s is empty, not an ONNX model", name);
+        goto out;
+    }
+    if (td_pb_too_deep(&onnx__model_proto__descriptor, src->data, src->size, MAX_MESSAGE_DEPTH)) {
+        s = td_fail(ctx, TD_ERR_FORMAT,
+                    "%s nests protobuf messages more than %d deep (deeply nested subgraphs or types); refusing to parse it",
+                    name, MAX_MESSAGE_DEPTH);
         goto out;
     }
     if (!load_split(&L, m, &s)) {

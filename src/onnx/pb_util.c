@@ -61,6 +61,67 @@ out:
     return s;
 }
 
+/* ---- nesting depth ---- */
+
+static bool rd_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* 1 = too deep, 0 = fine or malformed (stop). */
+static int depth_walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end, int left) {
+    while (p < end) {
+        uint64_t key, v;
+        if (!rd_varint(&p, end, &key))
+            return 0;
+        switch (key & 7) {
+        case 0:
+            if (!rd_varint(&p, end, &v))
+                return 0;
+            break;
+        case 1:
+            if (end - p < 8)
+                return 0;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4)
+                return 0;
+            p += 4;
+            break;
+        case 2: {
+            if (!rd_varint(&p, end, &v) || v > (uint64_t)(end - p))
+                return 0;
+            const ProtobufCFieldDescriptor *fd =
+                (key >> 3) <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3)) : NULL;
+            if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (left <= 0)
+                    return 1;
+                if (depth_walk(fd->descriptor, p, p + v, left - 1))
+                    return 1;
+            }
+            p += v;
+            break;
+        }
+        default:
+            return 0;
+        }
+    }
+    return 0;
+}
+
+bool td_pb_too_deep(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len, int max_depth) {
+    return p && depth_walk(d, p, p + len, max_depth) == 1;
+}
+
 /* ---- arena ---- */
 
 struct td_arena_chunk {

@@ -56,6 +56,12 @@ td_status td_pbx_residual(td_ctx *ctx, const ProtobufCMessage *msg, const uint32
 /* pb_extra holding verbatim bytes. */
 td_status td_pbx_bytes(td_ctx *ctx, const uint8_t *bytes, size_t len, uint32_t flags, td_pb_extra **out);
 
+/* Walk serialized bytes of a message of type d and report whether messages
+ * nest deeper than max_depth (protobuf-c's unpack recurses once per level, so
+ * hostile nesting would overflow the stack). Malformed bytes end the walk and
+ * count as "not too deep": protobuf-c rejects them afterwards. */
+bool td_pb_too_deep(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len, int max_depth);
+
 /* Bump allocator: everything is freed at once by td_arena_free. */
 typedef struct td_arena {
     struct td_arena_chunk *head;

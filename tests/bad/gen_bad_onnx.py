@@ -26,6 +26,11 @@ def varint(n):
             return bytes(out)
 
 
+def ld(tag, payload):
+    """A length-delimited protobuf field."""
+    return varint(tag << 3 | 2) + varint(len(payload)) + payload
+
+
 def graph(nodes, inits=(), inputs=None, outputs=None):
     inputs = inputs if inputs is not None else [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])]
     outputs = outputs if outputs is not None else [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]
@@ -110,6 +115,8 @@ def build(out):
     case("missing_producer_onnx", "no producer",
          proto=model(graph([helper.make_node("Add", ["x", "ghost"], ["y"], name="adder")])))
     case("duplicate_output_onnx", "produced twice", proto=model(graph([relu("x", "y", "one"), relu("x", "y", "two")])))
+    case("output_listed_twice_onnx", "lists output 'y' twice",
+         proto=model(graph([helper.make_node("Split", ["x"], ["y", "z", "y"], name="split", num_outputs=3)])))
     case("output_overwrites_input_onnx", "SSA", proto=model(graph([relu("x", "y", "one"), relu("y", "x", "two")])))
     case("missing_opset_onnx", "opset_import", proto=model(graph([relu("x", "y")]), opsets=()))
     case("domain_without_opset_onnx", "no opset import",
@@ -123,6 +130,16 @@ def build(out):
     case("subgraph_missing_producer_onnx", "no producer",
          proto=model(graph([iff], inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
                                           helper.make_tensor_value_info("c", TensorProto.BOOL, [])])))
+    # nesting that would overflow protobuf-c's recursive unpack (it segfaulted before the depth check)
+    g = b""
+    for _ in range(3000):
+        g = ld(1, ld(5, ld(6, g)))  # GraphProto.node -> NodeProto.attribute -> AttributeProto.g
+    case("deep_subgraphs_onnx", "nests protobuf messages", b"\x08\x08" + ld(7, g) + ld(8, b"\x10\x11"))
+    t = b""
+    for _ in range(3000):
+        t = ld(4, ld(1, t))  # TypeProto.sequence_type -> Sequence.elem_type
+    vi = ld(1, b"x") + ld(2, t)
+    case("deep_types_onnx", "nests protobuf messages", b"\x08\x08" + ld(7, ld(11, vi)) + ld(8, b"\x10\x11"))
     # external data
     case("external_dotdot_onnx", "'..'", proto=external_init("../outside.bin"))
     case("external_absolute_onnx", "absolute", proto=external_init("/etc/passwd"))
