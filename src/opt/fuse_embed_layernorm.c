@@ -12,6 +12,7 @@
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -171,10 +172,32 @@ td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *chang
         TD_TRY(as_int32(ctx, g, gs.g[w]->inputs[1], &ids));
         if (!pslice) /* a sliced table means positions 0..seq-1: EmbedLayerNormalization's default */
             TD_TRY(as_int32(ctx, g, gs.g[p]->inputs[1], &pos));
-        if (sg >= 0)
+        td_value *seg_table = NULL;
+        if (sg >= 0) {
             TD_TRY(as_int32(ctx, g, gs.g[sg]->inputs[1], &seg));
+            seg_table = gs.g[sg]->inputs[0];
+        } else {
+            /* no token types (DistilBERT): a zero segment row looked up by ids * 0, which adds
+             * exactly nothing; runtimes that require the segment inputs (tdeploy's) can run it */
+            int64_t zero_i = 0, tdims[2] = {1, hidden};
+            float *zeros = calloc((size_t)hidden, sizeof(float));
+            td_value *zi = NULL, *mi[2];
+            if (!zeros)
+                return td_fail_oom(ctx, sizeof(float) * (size_t)hidden, "a zero segment table");
+            td_status zs = opt_new_const(ctx, g, "embed_zero_segment", TD_F32, 2, tdims, zeros,
+                                         sizeof(float) * (size_t)hidden, &seg_table);
+            free(zeros);
+            TD_TRY(zs);
+            int32_t z32 = (int32_t)zero_i;
+            TD_TRY(opt_new_const(ctx, g, "embed_zero_i32", TD_I32, 0, NULL, &z32, sizeof z32, &zi));
+            mi[0] = ids;
+            mi[1] = zi;
+            TD_TRY(opt_new_value(ctx, g, "embed_segment_ids", &seg));
+            TD_TRY(opt_copy_type(ctx, seg, ids));
+            TD_TRY(opt_add_node(ctx, g, "Mul", "", "Mul", mi, 2, &seg, 1, NULL));
+        }
         td_value *ins[9] = {ids, seg, gs.g[w]->inputs[0], pslice ? pslice->inputs[0] : gs.g[p]->inputs[0],
-                            sg >= 0 ? gs.g[sg]->inputs[0] : NULL, ln->inputs[1], ln->inputs[2], NULL, pos};
+                            seg_table, ln->inputs[1], ln->inputs[2], NULL, pos};
         float eps = td_node_attr_float(ln, "epsilon", 1e-5f);
         /* ONNX Runtime's type inference wants the mask_index output slot present */
         td_value *outs[2] = {ln->outputs[0], NULL};

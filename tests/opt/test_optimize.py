@@ -2,7 +2,8 @@
 ONNX Runtime (fp32 within 1e-4; fp16 relative error <= 1e-2 and identical argmax on classification heads; bf16
 through an fp32 emulation of its roundings, see bf16_emulation), portable output through onnx.checker full_check
 with the standard domain only. The fused fp32 graphs also run in tdeploy's CPU runtime (`tdeploy infer`, 1e-4);
-an op that runtime does not implement yet is printed as GAP with its name instead of failing."""
+so do the fp16 and bf16 graphs (native bf16 compute there); an op that runtime refuses is printed as GAP with its
+name instead of failing."""
 import glob
 import os
 import subprocess
@@ -87,8 +88,9 @@ def exports():
     return out
 
 
-def run_tdeploy_runtime(case, model, ref):
-    """The optimized graph in tdeploy's own CPU runtime (`tdeploy infer`), fp32 within 1e-4 of the golden outputs."""
+def run_tdeploy_runtime(case, model, ref, low=False):
+    """The optimized graph in tdeploy's own CPU runtime (`tdeploy infer`): fp32 within 1e-4 of the golden outputs,
+    fp16/bf16 (low) by relative error and argmax as in ONNX Runtime."""
     gold = os.path.join(FIX, "hf", fixture_name(model), "golden.safetensors")
     res = model + ".infer.safetensors"
     p = subprocess.run([BIN, "infer", model, "--inputs", gold, "-o", res, "-q"], capture_output=True, text=True)
@@ -99,7 +101,9 @@ def run_tdeploy_runtime(case, model, ref):
         GAPS.append(case)
         return
     R.check(f"{case} tdeploy infer runs", p.returncode == 0, p.stderr.strip()[:300])
-    if p.returncode == 0:
+    if p.returncode == 0 and low:
+        compare_low(f"{case} tdeploy infer", load_file(res), ref, 1e-2)
+    elif p.returncode == 0:
         outs = load_file(res)
         worst = max(float(np.abs(outs[k] - ref[k]).max()) for k in outs)
         R.check(f"{case} tdeploy infer vs golden", worst <= 1e-4 and set(outs) <= set(ref), f"max abs err {worst:.2e}")
@@ -156,6 +160,7 @@ for path in onnx_fixtures() + exports():
         io32 = all(v.type.tensor_type.elem_type != TensorProto.FLOAT16 for v in list(m.graph.input) + list(m.graph.output))
         R.check(f"{case} io stays fp32", io32)
         compare_low(case, run_ort(dst, feeds), ref, 1e-2)
+        run_tdeploy_runtime(case, dst, ref, low=True)
     except Exception as e:
         R.check(case, False, str(e)[:300])
     # fp16 with the portable target, and with float inputs/outputs converted too (a few fixtures)
@@ -185,6 +190,7 @@ for path in onnx_fixtures() + exports():
         R.check(f"{case} weights converted", nb > 0, f"{nb} bf16 initializers")
         bf16_emulation(dst, emu)
         compare_low(case, run_ort(emu, feeds), ref, 1e-2)
+        run_tdeploy_runtime(case, dst, ref, low=True)  # native bf16 compute
     except Exception as e:
         R.check(case, False, str(e)[:300])
 
