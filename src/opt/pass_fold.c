@@ -12,6 +12,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define MAX_FOLD_IO 16
 
@@ -105,6 +107,24 @@ static bool preserves_size(const td_node *n) {
         if (strcmp(n->op_type, ops[i]) == 0)
             return true;
     return false;
+}
+
+/* A constant folded into a new tensor (a transposed weight) and now unread: when
+ * its data lies in a file mapping, drop those pages from the resident set so a
+ * large model is not held twice (the mapping stays valid; pages would be read
+ * again from the file if anything touched them). */
+static void release_mapped_pages(const td_value *v) {
+    const td_tensor *t = v ? v->initializer : NULL;
+    if (!t || !t->map || t->owned || !t->data || v->n_consumers > 0 || v->is_output || t->nbytes < (1u << 20))
+        return;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0)
+        return;
+    uintptr_t page = (uintptr_t)pg;
+    uintptr_t a = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+    uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED); /* advisory: failure only means the pages stay */
 }
 
 /* Replace n by constants: outputs[i] become initializers of n's output values. */
@@ -208,7 +228,14 @@ td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
                     return td_fail_oom(ctx, 0, "a name");
                 }
             }
+        td_value *srcs[MAX_FOLD_IO];
+        int n_srcs = n->n_inputs;
+        for (int j = 0; j < n_srcs; j++)
+            srcs[j] = n->inputs[j];
         TD_TRY(install(ctx, g, n, outs));
+        if (preserves_size(n))
+            for (int j = 0; j < n_srcs; j++)
+                release_mapped_pages(srcs[j]);
         (*changes)++;
     }
     td_graph_compact(g);
