@@ -156,6 +156,10 @@ td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
     td_opt_eval_fn eval = o->eval ? o->eval : td_fold_eval_runtime;
     void *eval_user = o->eval ? o->eval_user : st->model;
     int64_t max = o->fold_max_elements > 0 ? o->fold_max_elements : (1 << 20);
+    bool subgraphs = false;
+    for (int i = 0; i < g->n_nodes && !subgraphs; i++)
+        for (int a = 0; a < g->nodes[i]->n_attrs; a++)
+            subgraphs |= g->nodes[i]->attrs[a].g || g->nodes[i]->attrs[a].graphs;
     for (int i = 0; i < g->n_nodes; i++) {
         td_node *n = g->nodes[i];
         if (n->dead || n->n_outputs < 1 || n->n_outputs > MAX_FOLD_IO || n->n_inputs > MAX_FOLD_IO ||
@@ -234,8 +238,15 @@ td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
             srcs[j] = n->inputs[j];
         TD_TRY(install(ctx, g, n, outs));
         if (preserves_size(n))
-            for (int j = 0; j < n_srcs; j++)
-                release_mapped_pages(srcs[j]);
+            for (int j = 0; j < n_srcs; j++) {
+                td_value *src = srcs[j];
+                release_mapped_pages(src);
+                /* a weight replaced by its transposed copy: free it now rather than at the next dce,
+                 * so the model is not held twice (subgraphs may read values by name: left to dce) */
+                if (src && src->initializer && !src->n_consumers && !src->is_output && !src->is_input &&
+                    !subgraphs)
+                    td_graph_clear_initializer(g, src);
+            }
         (*changes)++;
     }
     td_graph_compact(g);
