@@ -2,12 +2,17 @@
  * at compile time (see bench/cpu/run_gemm_bench.sh, which builds one binary per
  * backend and runs them side by side):
  *   -DBACKEND_TD    tdeploy's own kernel (src/runtime/cpu/gemm.c), weights prepacked
+ *                   (argv[3] = f16 / bf16 stores them in half precision)
  *   -DBACKEND_BLAS  any library exporting Fortran sgemm_ (OpenBLAS, BLIS)
  *   -DBACKEND_DNNL  oneDNN's dnnl_sgemm
  * Linear layers: C (M, N) = A (M, K) @ W^T with W stored (N, K) as in PyTorch.
  * Attention: per (batch, head) Q K^T (S x S x 64) and P V (S x 64 x S).
  * Prints one TSV line per shape: backend threads kind M N K batch GFLOP/s
- * (median of 7 timed runs, each repeated to last >= 20 ms). */
+ * GFLOP/s-cpu. The first uses wall time, the second process CPU time divided by
+ * the thread count: on a shared, oversubscribed machine wall time mostly
+ * measures the scheduler, while CPU time still measures the code (threads that
+ * spin while waiting are charged for it). Each is the median of 7 timed runs,
+ * each repeated to last >= 20 ms. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +24,7 @@
 #include "core/threadpool.h"
 #include "runtime/cpu/gemm.h"
 static td_threadpool *pool;
+static td_dtype g_store = TD_F32; /* weight storage, argv[3]: f32 (default), f16, bf16 */
 #define BACKEND_NAME "tdeploy"
 #elif defined(BACKEND_BLAS)
 void sgemm_(const char *ta, const char *tb, const int *m, const int *n, const int *k, const float *alpha,
@@ -34,11 +40,15 @@ void sgemm_(const char *ta, const char *tb, const int *m, const int *n, const in
 #error "define BACKEND_TD, BACKEND_BLAS or BACKEND_DNNL"
 #endif
 
-static double now(void) {
+static double clock_s(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
+static double cpu_now(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
+static int g_threads = 1;
+static double g_cpu_gflops;
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -111,23 +121,30 @@ static double measure(void (*fn)(void *), void *arg, double flop) {
     fn(arg);
     double one = now() - t0;
     int reps = one > 0.02 ? 1 : (int)(0.02 / (one > 1e-7 ? one : 1e-7)) + 1;
-    double samples[7];
+    double samples[7], cpu[7];
     for (int s = 0; s < 7; s++) {
         t0 = now();
+        double c0 = cpu_now();
         for (int r = 0; r < reps; r++)
             fn(arg);
         samples[s] = (now() - t0) / reps;
+        cpu[s] = (cpu_now() - c0) / reps / g_threads;
     }
     qsort(samples, 7, sizeof(double), cmp_d);
+    qsort(cpu, 7, sizeof(double), cmp_d);
+    g_cpu_gflops = flop / cpu[3] / 1e9;
     return flop / samples[3] / 1e9;
 }
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 1;
+    g_threads = threads < 1 ? 1 : threads;
     const char *only = argc > 2 ? argv[2] : "all";
 #ifdef BACKEND_TD
     if (td_threadpool_create(NULL, threads, &pool) != TD_OK)
         return 1;
+    if (argc > 3)
+        g_store = !strcmp(argv[3], "bf16") ? TD_BF16 : !strcmp(argv[3], "f16") ? TD_F16 : TD_F32;
 #endif
     static const int Ms[] = {16, 128, 1024, 4096};
     static const int KN[][2] = {{384, 384}, {384, 1152}, {384, 1536}, {1536, 384},
@@ -141,11 +158,11 @@ int main(int argc, char **argv) {
                 linear_case c = {.M = M, .N = N, .K = K, .A = rand_buf((size_t)M * K), .W = W,
                                  .C = rand_buf((size_t)M * N)};
 #ifdef BACKEND_TD
-                if (td_gemm_pack_b(NULL, W, (size_t)K, (size_t)N, (size_t)K, true, TD_F32, &c.P) != TD_OK)
+                if (td_gemm_pack_b(NULL, W, (size_t)K, (size_t)N, (size_t)K, true, g_store, &c.P) != TD_OK)
                     return 1;
 #endif
                 double g = measure(run_linear, &c, 2.0 * M * N * K);
-                printf("%s\t%d\tlinear\t%d\t%d\t%d\t1\t%.1f\n", BACKEND_NAME, threads, M, N, K, g);
+                printf("%s\t%d\tlinear\t%d\t%d\t%d\t1\t%.1f\t%.1f\n", BACKEND_NAME, threads, M, N, K, g, g_cpu_gflops);
                 fflush(stdout);
 #ifdef BACKEND_TD
                 td_gemm_packed_free(c.P);
@@ -167,8 +184,8 @@ int main(int argc, char **argv) {
                 c.B = rand_buf((size_t)batch * c.K * c.N);
                 c.C = rand_buf((size_t)batch * c.M * c.N);
                 double g = measure(run_attn, &c, 2.0 * batch * c.M * c.N * c.K);
-                printf("%s\t%d\t%s\t%d\t%d\t%d\t%d\t%.1f\n", BACKEND_NAME, threads, which ? "attn_pv" : "attn_qk",
-                       c.M, c.N, c.K, batch, g);
+                printf("%s\t%d\t%s\t%d\t%d\t%d\t%d\t%.1f\t%.1f\n", BACKEND_NAME, threads,
+                       which ? "attn_pv" : "attn_qk", c.M, c.N, c.K, batch, g, g_cpu_gflops);
                 fflush(stdout);
                 free(c.A);
                 free(c.B);

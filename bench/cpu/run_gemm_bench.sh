@@ -1,9 +1,8 @@
 #!/bin/sh
 # Builds bench/cpu/gemm_bench.c once per backend and runs every backend with 1 and
-# 2 threads, one after the other on an otherwise idle machine. Output: one TSV per
-# run in $OUT (default bench/out/gemm), then bench/cpu/gemm_table.py prints the
-# markdown table for docs/benchmarks.md.
-# Usage: sh bench/cpu/run_gemm_bench.sh [linear|attn|all]
+# 2 threads. Output: $OUT/raw.tsv (default bench/out/gemm), then
+# bench/cpu/gemm_table.py prints the markdown tables for docs/benchmarks.md.
+# Usage: [ROUNDS=3] sh bench/cpu/run_gemm_bench.sh [linear|attn|all]
 set -eu
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-$SRC/bench/out/gemm}
@@ -31,20 +30,30 @@ if [ -e /usr/include/dnnl.h ]; then
   $CC $CFLAGS -DBACKEND_DNNL "$B" -o "$OUT/gemm_onednn" -ldnnl
 fi
 
-for t in 1 2; do
-  "$OUT/gemm_td" $t "$WHAT" > "$OUT/tdeploy_t$t.tsv"
-  # OpenBLAS 0.3.21 predates this CPU: compare its own detection with forcing
-  # the AVX-512 (SkylakeX) and AVX2 (Haswell) kernels.
-  env -u OPENBLAS_CORETYPE OPENBLAS_NUM_THREADS=$t "$OUT/gemm_openblas" $t "$WHAT" > "$OUT/openblas-auto_t$t.tsv"
-  OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=$t "$OUT/gemm_openblas" $t "$WHAT" \
-      | sed 's/^openblas/openblas-skylakex/' > "$OUT/openblas-skylakex_t$t.tsv"
-  OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=$t "$OUT/gemm_openblas" $t "$WHAT" \
-      | sed 's/^openblas/openblas-haswell/' > "$OUT/openblas-haswell_t$t.tsv"
-  [ -x "$OUT/gemm_blis_openmp" ] && OMP_NUM_THREADS=$t BLIS_NUM_THREADS=$t "$OUT/gemm_blis_openmp" $t "$WHAT" \
-      > "$OUT/blis-openmp_t$t.tsv"
-  [ -x "$OUT/gemm_blis_pthread" ] && BLIS_NUM_THREADS=$t "$OUT/gemm_blis_pthread" $t "$WHAT" \
-      > "$OUT/blis-pthread_t$t.tsv"
-  [ -x "$OUT/gemm_onednn" ] && OMP_NUM_THREADS=$t "$OUT/gemm_onednn" $t "$WHAT" > "$OUT/onednn_t$t.tsv"
+# Backends are interleaved shape-group by shape-group over ROUNDS rounds so that
+# load from other processes hits all of them alike; the table takes the median
+# over rounds of each run's median.
+ROUNDS=${ROUNDS:-3}
+: > "$OUT/raw.tsv"
+run() { # label threads env... -- binary
+  label=$1; t=$2; shift 2
+  env "$@" $t "$WHAT" | awk -v r="$round" -v l="$label" 'BEGIN{OFS="\t"} {$1=l; print r, $0}' >> "$OUT/raw.tsv"
+}
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round: $(uptime)" >&2
+  for t in 1 2; do
+    run tdeploy $t "$OUT/gemm_td"
+    # OpenBLAS 0.3.21 predates this CPU: its own detection (OPENBLAS_CORETYPE unset)
+    # vs forcing the AVX-512 (SkylakeX) and AVX2 (Haswell) kernels.
+    run openblas $t -u OPENBLAS_CORETYPE OPENBLAS_NUM_THREADS=$t "$OUT/gemm_openblas"
+    run openblas-skylakex $t OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=$t "$OUT/gemm_openblas"
+    run openblas-haswell $t OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=$t "$OUT/gemm_openblas"
+    [ -x "$OUT/gemm_blis_openmp" ] && run blis-openmp $t OMP_NUM_THREADS=$t BLIS_NUM_THREADS=$t "$OUT/gemm_blis_openmp"
+    [ -x "$OUT/gemm_blis_pthread" ] && run blis-pthread $t BLIS_NUM_THREADS=$t "$OUT/gemm_blis_pthread"
+    [ -x "$OUT/gemm_onednn" ] && run onednn $t OMP_NUM_THREADS=$t "$OUT/gemm_onednn"
+  done
 done
-cat "$OUT"/*.tsv > "$OUT/all.tsv"
-python3 "$SRC/bench/cpu/gemm_table.py" "$OUT/all.tsv"
+echo "done: $(uptime)" >&2
+python3 "$SRC/bench/cpu/gemm_table.py" "$OUT/raw.tsv" wall
+python3 "$SRC/bench/cpu/gemm_table.py" "$OUT/raw.tsv" cpu
+

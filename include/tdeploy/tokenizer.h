@@ -53,6 +53,9 @@ typedef struct td_tok_options {
     int64_t pad_id;
     int64_t pad_type_id;
     const char *pad_token; /* owned by the tokenizer or the caller; used for the token strings only */
+    /* offsets in characters (code points) instead of bytes, converted per sequence before post-processing
+     * exactly where HF's Python API converts them (so ByteLevel offset trimming then counts characters) */
+    bool char_offsets;
 } td_tok_options;
 
 /* One encoded row. Arrays have `len` entries; offsets has 2*len (start, end)

@@ -87,6 +87,18 @@ td_status td_added_build(td_ctx *ctx, td_added_vocab *av, const td_normalizer *n
         av->norm_content[i] = c;
         av->norm_len[i] = b->len;
     }
+    size_t maxid = 0;
+    for (size_t i = 0; i < av->n; i++)
+        if ((size_t)av->v[i].id + 1 > maxid)
+            maxid = (size_t)av->v[i].id + 1;
+    av->by_id = malloc((maxid ? maxid : 1) * sizeof *av->by_id);
+    if (!av->by_id)
+        return td_fail_oom(ctx, maxid, "added tokens");
+    av->by_id_n = maxid;
+    for (size_t i = 0; i < maxid; i++)
+        av->by_id[i] = -1;
+    for (size_t i = 0; i < av->n; i++)
+        av->by_id[av->v[i].id] = (int32_t)i; /* last definition wins, like HF's id -> token map */
     for (int norm_set = 0; norm_set < 2; norm_set++) {
         size_t count[256] = {0};
         for (size_t i = 0; i < av->n; i++) {
@@ -134,6 +146,7 @@ void td_added_free(td_added_vocab *av) {
     free(av->v);
     free(av->norm_content);
     free(av->norm_len);
+    free(av->by_id);
     for (int s = 0; s < 2; s++)
         for (int b = 0; b < 256; b++)
             free(av->by_byte[s][b]);
@@ -142,11 +155,9 @@ void td_added_free(td_added_vocab *av) {
 }
 
 const td_added_token *td_added_by_id(const td_added_vocab *av, int64_t id) {
-    /* last definition wins, like HF's id -> token map */
-    for (size_t i = av->n; i-- > 0;)
-        if (av->v[i].id == id)
-            return &av->v[i];
-    return NULL;
+    if (id < 0 || (uint64_t)id >= av->by_id_n || av->by_id[id] < 0)
+        return NULL;
+    return &av->v[av->by_id[id]];
 }
 
 const char *td_added_text(const td_added_vocab *av, const td_added_token *t) {

@@ -5,9 +5,94 @@
  * looked up in a hash keyed by the two symbol ids. */
 #include "tokenizer/tok_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Word cache: most words repeat, and a cached word skips the merge loop entirely. Bounded like HF's
+ * (10k words); once full it only serves lookups. Shared across threads behind a mutex. */
+#define CACHE_MAX_WORDS 10000
+#define CACHE_MAX_WORD_BYTES 128
+typedef struct td_bpe_cache {
+    pthread_mutex_t mu;
+    td_strmap map; /* word -> entry */
+    char *keys;    /* all cached words, back to back (fixed capacity: keys never move) */
+    size_t keys_len, keys_cap;
+    uint32_t *start, *count; /* entry -> range in toks */
+    size_t n;
+    td_mtok *toks;
+    size_t ntoks, toks_cap;
+} td_bpe_cache;
+
+void td_bpe_cache_free(td_bpe_cache *c) {
+    if (!c)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    td_strmap_free(&c->map);
+    free(c->keys);
+    free(c->start);
+    free(c->count);
+    free(c->toks);
+    free(c);
+}
+
+static td_bpe_cache *cache_new(void) {
+    td_bpe_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->keys_cap = (size_t)CACHE_MAX_WORDS * 16;
+    c->keys = malloc(c->keys_cap);
+    c->start = malloc(CACHE_MAX_WORDS * sizeof *c->start);
+    c->count = malloc(CACHE_MAX_WORDS * sizeof *c->count);
+    if (!c->keys || !c->start || !c->count || pthread_mutex_init(&c->mu, NULL)) {
+        free(c->keys);
+        free(c->start);
+        free(c->count);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Append the cached tokens of word s to w->mt; false when not cached. */
+static bool cache_get(td_bpe_cache *c, td_work *w, const char *s, size_t n, bool *oom) {
+    bool hit = false;
+    pthread_mutex_lock(&c->mu);
+    int32_t e = td_strmap_get(&c->map, s, n);
+    if (e >= 0) {
+        uint32_t k = c->count[e];
+        if (!k) {
+            hit = true; /* a word whose chars were all dropped (no unk token) */
+        } else if (TD_GROW(w->mt, w->mtcap, w->mtn + k)) {
+            memcpy(w->mt + w->mtn, c->toks + c->start[e], k * sizeof *w->mt);
+            w->mtn += k;
+            hit = true;
+        } else
+            *oom = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+static void cache_put(td_bpe_cache *c, const char *s, size_t n, const td_mtok *t, size_t k) {
+    pthread_mutex_lock(&c->mu);
+    if (c->n < CACHE_MAX_WORDS && c->keys_len + n <= c->keys_cap && td_strmap_get(&c->map, s, n) < 0 &&
+        TD_GROW(c->toks, c->toks_cap, c->ntoks + k)) {
+        char *key = c->keys + c->keys_len;
+        memcpy(key, s, n);
+        if (td_strmap_put(&c->map, key, n, (int32_t)c->n)) {
+            c->keys_len += n;
+            if (k)
+                memcpy(c->toks + c->ntoks, t, k * sizeof *t);
+            c->start[c->n] = (uint32_t)c->ntoks;
+            c->count[c->n] = (uint32_t)k;
+            c->ntoks += k;
+            c->n++;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
 
 static td_status opt_str(td_ctx *ctx, const cJSON *j, const char *key, char **out, size_t *len) {
     const cJSON *v = td_json_get(j, key);
@@ -49,6 +134,8 @@ td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m) {
         snprintf(name, sizeof name, "<0x%02X>", b);
         m->byte_ids[b] = td_strmap_get(&m->vocab.map, name, strlen(name));
     }
+    if (!(m->cache = cache_new()))
+        return td_fail_oom(ctx, 0, "BPE cache");
     const cJSON *merges = td_json_get(j, "merges");
     if (!merges)
         return TD_OK;
@@ -122,9 +209,119 @@ static bool add_sym(td_work *w, size_t *n, int32_t id, uint32_t s, uint32_t e) {
     return true;
 }
 
-td_status td_bpe_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n) {
-    if (!n)
-        return TD_OK;
+static uint32_t pair_rank(const td_tok_model *m, const td_bpe_sym *sy, int32_t i) {
+    int32_t j = sy[i].next;
+    if (j < 0)
+        return UINT32_MAX;
+    const td_pairmap_slot *p = td_pairmap_get(&m->merges, (uint32_t)sy[i].id, (uint32_t)sy[j].id);
+    return p ? (uint32_t)p->rank : UINT32_MAX;
+}
+
+/* Merge symbols i and its successor into one (the pair must have a merge). */
+static void merge_at(const td_tok_model *m, td_bpe_sym *sy, int32_t i) {
+    int32_t j = sy[i].next;
+    const td_pairmap_slot *p = td_pairmap_get(&m->merges, (uint32_t)sy[i].id, (uint32_t)sy[j].id);
+    sy[i].id = p->merged;
+    sy[i].e = sy[j].e;
+    sy[i].next = sy[j].next;
+    if (sy[j].next >= 0)
+        sy[sy[j].next].prev = i;
+    sy[j].id = -1; /* dead */
+}
+
+/* Short words: repeatedly merge the lowest-rank pair, leftmost on ties (O(n^2), cache friendly). */
+static bool merge_scan(const td_tok_model *m, td_work *w, size_t ns) {
+    if (!TD_GROW(w->tags, w->tagscap, ns))
+        return false;
+    td_bpe_sym *sy = w->sym;
+    uint32_t *rank = w->tags;
+    for (size_t i = 0; i < ns; i++)
+        rank[i] = pair_rank(m, sy, (int32_t)i);
+    for (;;) {
+        uint32_t best = UINT32_MAX;
+        int32_t bi = -1;
+        for (int32_t i = 0; i >= 0; i = sy[i].next)
+            if (rank[i] < best) {
+                best = rank[i];
+                bi = i;
+            }
+        if (bi < 0)
+            return true;
+        merge_at(m, sy, bi);
+        rank[bi] = pair_rank(m, sy, bi);
+        if (sy[bi].prev >= 0)
+            rank[sy[bi].prev] = pair_rank(m, sy, sy[bi].prev);
+    }
+}
+
+static bool merge_less(const td_bpe_merge *a, const td_bpe_merge *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static bool heap_push(td_work *w, size_t *hn, td_bpe_merge x) {
+    if (!TD_GROW(w->heap, w->heapcap, *hn + 1))
+        return false;
+    td_bpe_merge *h = w->heap;
+    size_t i = (*hn)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!merge_less(&x, &h[p]))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+    return true;
+}
+
+static td_bpe_merge heap_pop(td_work *w, size_t *hn) {
+    td_bpe_merge *h = w->heap, top = h[0], x = h[--(*hn)];
+    size_t i = 0, n = *hn;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && merge_less(&h[c + 1], &h[c]))
+            c++;
+        if (!merge_less(&h[c], &x))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (n)
+        h[i] = x;
+    return top;
+}
+
+static bool push_pair(const td_tok_model *m, td_work *w, size_t *hn, int32_t i) {
+    td_bpe_sym *sy = w->sym;
+    uint32_t r = pair_rank(m, sy, i);
+    if (r == UINT32_MAX)
+        return true;
+    return heap_push(w, hn, (td_bpe_merge){r, i, sy[i].id, sy[sy[i].next].id});
+}
+
+/* Long words: HF's priority queue of (rank, position) with stale entries skipped - O(n log n),
+ * so a hostile megabyte-long word cannot make encoding quadratic. */
+static bool merge_heap(const td_tok_model *m, td_work *w, size_t ns) {
+    size_t hn = 0;
+    for (size_t i = 0; i + 1 < ns; i++)
+        if (!push_pair(m, w, &hn, (int32_t)i))
+            return false;
+    while (hn) {
+        td_bpe_merge t = heap_pop(w, &hn);
+        td_bpe_sym *sy = w->sym;
+        int32_t j = sy[t.pos].next;
+        if (sy[t.pos].id != t.left || j < 0 || sy[j].id != t.right)
+            continue; /* stale */
+        merge_at(m, sy, t.pos);
+        if (!push_pair(m, w, &hn, t.pos) || (sy[t.pos].prev >= 0 && !push_pair(m, w, &hn, sy[t.pos].prev)))
+            return false;
+    }
+    return true;
+}
+
+static td_status bpe_word(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n) {
     if (m->ignore_merges) {
         int32_t id = td_strmap_get(&m->vocab.map, s, n);
         if (id >= 0)
@@ -205,43 +402,30 @@ td_status td_bpe_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const 
         return TD_OK;
     td_bpe_sym *sy = w->sym;
     sy[ns - 1].next = -1;
-    /* rank of the pair starting at each symbol, INT32_MAX when none */
-    if (!TD_GROW(w->tags, w->tagscap, ns))
-        return td_fail_oom(ctx, 0, "BPE ranks");
-    uint32_t *rank = w->tags;
-    for (size_t i = 0; i < ns; i++) {
-        const td_pairmap_slot *p = i + 1 < ns ? td_pairmap_get(&m->merges, (uint32_t)sy[i].id, (uint32_t)sy[i + 1].id)
-                                              : NULL;
-        rank[i] = p ? (uint32_t)p->rank : UINT32_MAX;
-    }
-    for (;;) {
-        uint32_t best = UINT32_MAX;
-        int32_t bi = -1;
-        for (int32_t i = 0; i >= 0; i = sy[i].next)
-            if (rank[i] < best) {
-                best = rank[i];
-                bi = i;
-            }
-        if (bi < 0)
-            break;
-        int32_t nj = sy[bi].next;
-        const td_pairmap_slot *p = td_pairmap_get(&m->merges, (uint32_t)sy[bi].id, (uint32_t)sy[nj].id);
-        sy[bi].id = p->merged;
-        sy[bi].e = sy[nj].e;
-        sy[bi].next = sy[nj].next;
-        if (sy[nj].next >= 0)
-            sy[sy[nj].next].prev = bi;
-        int32_t nn = sy[bi].next;
-        p = nn >= 0 ? td_pairmap_get(&m->merges, (uint32_t)sy[bi].id, (uint32_t)sy[nn].id) : NULL;
-        rank[bi] = p ? (uint32_t)p->rank : UINT32_MAX;
-        int32_t pv = sy[bi].prev;
-        if (pv >= 0) {
-            p = td_pairmap_get(&m->merges, (uint32_t)sy[pv].id, (uint32_t)sy[bi].id);
-            rank[pv] = p ? (uint32_t)p->rank : UINT32_MAX;
-        }
-    }
+    if (ns <= 48) {
+        if (!merge_scan(m, w, ns))
+            return td_fail_oom(ctx, 0, "BPE ranks");
+    } else if (!merge_heap(m, w, ns))
+        return td_fail_oom(ctx, 0, "BPE merge queue");
+    sy = w->sym;
     for (int32_t i = 0; i >= 0; i = sy[i].next)
         if (!td_work_push_mtok(w, sy[i].id, sy[i].s, sy[i].e))
             return td_fail_oom(ctx, 0, "tokens");
+    return TD_OK;
+}
+
+td_status td_bpe_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n) {
+    if (!n)
+        return TD_OK;
+    bool oom = false;
+    bool cacheable = m->cache && n <= CACHE_MAX_WORD_BYTES;
+    if (cacheable && cache_get(m->cache, w, s, n, &oom))
+        return TD_OK;
+    if (oom)
+        return td_fail_oom(ctx, 0, "tokens");
+    size_t first = w->mtn;
+    TD_TRY(bpe_word(ctx, m, w, s, n));
+    if (cacheable)
+        cache_put(m->cache, s, n, w->mtn > first ? w->mt + first : NULL, w->mtn - first);
     return TD_OK;
 }

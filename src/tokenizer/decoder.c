@@ -245,18 +245,25 @@ static td_status dec_one(td_ctx *ctx, const td_decoder *d, td_strlist *l) {
         if (!bytes)
             return td_fail_oom(ctx, total, "decode");
         size_t bn = 0;
-        for (size_t i = 0; i < l->n; i++)
+        for (size_t i = 0; i < l->n; i++) {
+            /* HF: a token with any char outside the byte alphabet contributes its raw UTF-8 bytes */
+            bool all = true;
+            for (size_t p = 0; p < l->len[i] && all;) {
+                uint32_t cp;
+                p += (size_t)td_utf8_dec(l->s[i] + p, l->len[i] - p, &cp);
+                all = cp < 512 && bl->dec[cp] >= 0;
+            }
+            if (!all) {
+                memcpy(bytes + bn, l->s[i], l->len[i]);
+                bn += l->len[i];
+                continue;
+            }
             for (size_t p = 0; p < l->len[i];) {
                 uint32_t cp;
-                int k = td_utf8_dec(l->s[i] + p, l->len[i] - p, &cp);
-                if (cp < 512 && bl->dec[cp] >= 0)
-                    bytes[bn++] = (char)bl->dec[cp];
-                else {
-                    memcpy(bytes + bn, l->s[i] + p, (size_t)k);
-                    bn += (size_t)k;
-                }
-                p += (size_t)k;
+                p += (size_t)td_utf8_dec(l->s[i] + p, l->len[i] - p, &cp);
+                bytes[bn++] = (char)bl->dec[cp];
             }
+        }
         char *o = NULL;
         size_t ol = 0, oc = 0;
         bool ok = td_utf8_lossy_append(&o, &ol, &oc, bytes, bn);

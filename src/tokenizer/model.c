@@ -127,6 +127,7 @@ void td_tok_model_free(td_tok_model *m) {
     free(m->prefix);
     free(m->suffix);
     td_pairmap_free(&m->merges);
+    td_bpe_cache_free(m->cache);
     free(m->scores);
     free(m);
 }

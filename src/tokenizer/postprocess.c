@@ -220,7 +220,7 @@ static void trim_offsets(td_tokvec *tv, bool add_prefix_space) {
         td_tok *t = &tv->v[i];
         if (!t->str)
             continue;
-        size_t len = strlen(t->str);
+        size_t len = t->str_len;
         size_t lead = 0, trail = 0, pos = 0;
         while (pos < len) {
             uint32_t cp;
@@ -257,7 +257,7 @@ static void trim_offsets(td_tokvec *tv, bool add_prefix_space) {
 }
 
 static bool push_special(td_tokvec *out, int32_t id, int32_t type_id, const char *str) {
-    return td_tokvec_push(out, (td_tok){id, type_id, 0, 0, 1, -1, 1, str});
+    return td_tokvec_push(out, (td_tok){id, type_id, 0, 0, 1, -1, 1, str, (uint32_t)strlen(str)});
 }
 
 static bool push_seq(td_tokvec *out, const td_tokvec *src, int32_t type_id, bool override_type) {
@@ -344,15 +344,24 @@ td_status td_postproc_apply(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_
     return ok ? TD_OK : td_fail_oom(ctx, 0, "encoding");
 }
 
-static void truncate_one(td_tokvec *tv, size_t max, bool left) {
+/* HF Encoding::truncate: the stride (overlap of the overflowing pieces) must be smaller than the target
+ * whenever a sequence is actually cut; HF panics there, we return the error. */
+static td_status truncate_one(td_ctx *ctx, td_tokvec *tv, size_t max, size_t stride, bool left) {
     if (tv->n <= max)
-        return;
+        return TD_OK;
+    if (max > 0 && stride >= max)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "truncation stride %zu must be smaller than the %zu tokens a sequence is cut to (max_length "
+                       "minus the special tokens, split between the pair)",
+                       stride, max);
     if (left)
         memmove(tv->v, tv->v + (tv->n - max), max * sizeof *tv->v);
     tv->n = max;
+    return TD_OK;
 }
 
-td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, td_trunc_strategy strat, bool left) {
+td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, size_t stride, td_trunc_strategy strat,
+                      bool left) {
     if (max_len == 0) {
         a->n = 0;
         if (b)
@@ -387,11 +396,10 @@ td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, t
                 n1 = n2;
                 n2 = t;
             }
-            truncate_one(a, n1, left);
-            truncate_one(b, n2, left);
-        } else
-            truncate_one(a, max_len, left);
-        return TD_OK;
+            TD_TRY(truncate_one(ctx, a, n1, stride, left));
+            return truncate_one(ctx, b, n2, stride, left);
+        }
+        return truncate_one(ctx, a, max_len, stride, left);
     case TD_TRUNC_ONLY_FIRST:
     case TD_TRUNC_ONLY_SECOND: {
         td_tokvec *target = strat == TD_TRUNC_ONLY_FIRST ? a : b;
@@ -403,8 +411,7 @@ td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, t
                            "truncation: the %s sequence (%zu tokens) is too short to remove %zu tokens and fit "
                            "max_length %zu; use longest_first or a larger max_length",
                            strat == TD_TRUNC_ONLY_FIRST ? "first" : "second", target->n, to_remove, max_len);
-        truncate_one(target, target->n - to_remove, left);
-        return TD_OK;
+        return truncate_one(ctx, target, target->n - to_remove, stride, left);
     }
     }
     return TD_OK;
@@ -416,7 +423,8 @@ bool td_pad(td_tokvec *tv, size_t target, const td_tok_options *o) {
     size_t add = target - tv->n;
     if (!TD_GROW(tv->v, tv->cap, target))
         return false;
-    td_tok pad = {(int32_t)o->pad_id, (int32_t)o->pad_type_id, 0, 0, 1, -1, 0, o->pad_token};
+    const char *ps = o->pad_token ? o->pad_token : "";
+    td_tok pad = {(int32_t)o->pad_id, (int32_t)o->pad_type_id, 0, 0, 1, -1, 0, ps, (uint32_t)strlen(ps)};
     if (o->pad_left) {
         memmove(tv->v + add, tv->v, tv->n * sizeof *tv->v);
         for (size_t i = 0; i < add; i++)

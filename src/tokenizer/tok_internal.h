@@ -176,6 +176,7 @@ typedef struct td_tok {
     int8_t seq;      /* 0, 1, or -1 for specials/padding */
     int8_t attn;
     const char *str; /* owned by the tokenizer */
+    uint32_t str_len;
 } td_tok;
 
 typedef struct td_tokvec {
@@ -197,6 +198,12 @@ typedef struct td_bpe_sym {
     int32_t prev, next; /* linked list; -1 = none */
 } td_bpe_sym;
 
+typedef struct td_bpe_merge {
+    uint32_t rank;
+    int32_t pos;          /* left symbol index */
+    int32_t left, right;  /* the ids the pair had when pushed (stale entries are skipped) */
+} td_bpe_merge;
+
 typedef struct td_work {
     td_nbuf nb, nb2;
     td_splits sp[3];
@@ -213,6 +220,8 @@ typedef struct td_work {
     size_t mtn, mtcap;
     td_bpe_sym *sym;
     size_t symcap;
+    td_bpe_merge *heap;
+    size_t heapcap;
     char *str;
     size_t strcap;
     struct td_lat {
@@ -360,10 +369,11 @@ typedef struct td_tok_model {
     td_pairmap merges;
     bool fuse_unk, byte_fallback, ignore_merges;
     int32_t byte_ids[256]; /* <0xXX> ids, -1 when absent */
+    struct td_bpe_cache *cache; /* word -> tokens, shared by all callers (mutex inside) */
     /* Unigram */
     double *scores;
     double min_score;
-    size_t max_piece_len;
+    size_t max_piece_len; /* longest vocab entry in bytes (Unigram, WordPiece) */
 } td_tok_model;
 
 td_status td_tok_model_parse(td_ctx *ctx, const cJSON *j, td_tok_model **out);
@@ -374,6 +384,7 @@ td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m);
 td_status td_wordpiece_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
 td_status td_bpe_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m);
 td_status td_bpe_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
+void td_bpe_cache_free(struct td_bpe_cache *c);
 td_status td_unigram_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m);
 td_status td_unigram_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, const char *s, size_t n);
 bool td_work_push_mtok(td_work *w, int32_t id, uint32_t s, uint32_t e);
@@ -396,6 +407,8 @@ typedef struct td_added_vocab {
     char **norm_content;
     size_t *norm_len;
     td_strmap content_map; /* content -> index */
+    int32_t *by_id;        /* id -> index into v (last definition), -1; by_id_n entries */
+    size_t by_id_n;
 } td_added_vocab;
 
 td_status td_added_parse(td_ctx *ctx, const cJSON *arr, td_added_vocab *av);
@@ -442,7 +455,8 @@ size_t td_postproc_added(const td_postproc *p, bool pair);
 td_status td_postproc_apply(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_tokvec *b, bool add_special,
                             td_tokvec *out);
 /* Truncate a (and b) as HF truncate_encodings does; max_len already excludes the specials. */
-td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, td_trunc_strategy strat, bool left);
+td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, size_t stride, td_trunc_strategy strat,
+                      bool left);
 /* Pad tv to target length. */
 bool td_pad(td_tokvec *tv, size_t target, const td_tok_options *o);
 

@@ -306,12 +306,18 @@ out:
 void td_tokenizer_default_options(const td_tokenizer *tok, td_tok_options *out) { *out = tok->defaults; }
 
 /* ---- encoding ----------------------------------------------------------- */
-static const char *token_str(const td_tokenizer *tok, int32_t id) {
+static const char *token_str(const td_tokenizer *tok, int32_t id, uint32_t *len) {
     const td_added_token *a = td_added_by_id(&tok->added, id);
-    if (a)
-        return td_added_text(&tok->added, a);
-    if ((size_t)id < tok->model->vocab.n && tok->model->vocab.tok[id])
+    if (a) {
+        const char *s = td_added_text(&tok->added, a);
+        *len = (uint32_t)strlen(s);
+        return s;
+    }
+    if ((size_t)id < tok->model->vocab.n && tok->model->vocab.tok[id]) {
+        *len = tok->model->vocab.toklen[id];
         return tok->model->vocab.tok[id];
+    }
+    *len = 0;
     return "";
 }
 
@@ -334,8 +340,28 @@ static bool fill_identity(td_nbuf *b, const char *text, size_t s, size_t e) {
     return true;
 }
 
+/* HF BytesToCharOffsetConverter: a byte maps to the index of the char containing it; the text's end maps to
+ * the char count. */
+static td_status to_char_offsets(td_ctx *ctx, td_work *w, const char *text, size_t len, td_tokvec *tv) {
+    if (!TD_GROW(w->cps, w->cpscap, len + 1))
+        return td_fail_oom(ctx, len, "char offsets");
+    uint32_t *ci = w->cps, c = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (((unsigned char)text[i] & 0xC0) != 0x80)
+            c++;
+        ci[i] = c - 1;
+    }
+    ci[len] = c;
+    for (size_t i = 0; i < tv->n; i++) {
+        td_tok *t = &tv->v[i];
+        t->s = ci[t->s <= len ? t->s : len];
+        t->e = ci[t->e <= len ? t->e : len];
+    }
+    return TD_OK;
+}
+
 static td_status encode_sequence(td_ctx *ctx, const td_tokenizer *tok, td_work *w, const char *text, size_t len,
-                                 int seq, td_tokvec *out) {
+                                 int seq, bool char_offsets, td_tokvec *out) {
     out->n = 0;
     if (len >= UINT32_MAX)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "text of %zu bytes is too long (limit 4 GiB)", len);
@@ -381,8 +407,9 @@ static td_status encode_sequence(td_ctx *ctx, const td_tokenizer *tok, td_work *
         if (!s->len)
             continue;
         if (s->added >= 0) {
-            if (!td_tokvec_push(out, (td_tok){s->added, seq, al[0].s, al[s->len - 1].e, 0, (int8_t)seq, 1,
-                                              token_str(tok, s->added)}))
+            uint32_t sl;
+            const char *str = token_str(tok, s->added, &sl);
+            if (!td_tokvec_push(out, (td_tok){s->added, seq, al[0].s, al[s->len - 1].e, 0, (int8_t)seq, 1, str, sl}))
                 return td_fail_oom(ctx, 0, "tokens");
             continue;
         }
@@ -394,10 +421,12 @@ static td_status encode_sequence(td_ctx *ctx, const td_tokenizer *tok, td_work *
             td_mtok m = w->mt[k];
             uint32_t os = m.e > m.s ? al[m.s].s : (m.s < s->len ? al[m.s].s : al[s->len - 1].e);
             uint32_t oe = m.e > m.s ? al[m.e - 1].e : os;
-            out->v[out->n++] = (td_tok){m.id, seq, os, oe, 0, (int8_t)seq, 1, token_str(tok, m.id)};
+            uint32_t sl;
+            const char *str = token_str(tok, m.id, &sl);
+            out->v[out->n++] = (td_tok){m.id, seq, os, oe, 0, (int8_t)seq, 1, str, sl};
         }
     }
-    return TD_OK;
+    return char_offsets ? to_char_offsets(ctx, w, text, len, out) : TD_OK;
 }
 
 static size_t pad_target(size_t len, const td_tok_options *o) {
@@ -411,9 +440,9 @@ static size_t pad_target(size_t len, const td_tok_options *o) {
 static td_status encode_row(td_ctx *ctx, const td_tokenizer *tok, td_work *w, const char *text, size_t len,
                             const char *pair, size_t pair_len, const td_tok_options *o, td_tokvec *out) {
     td_tokvec *a = &w->seqtok[0], *b = pair ? &w->seqtok[1] : NULL;
-    TD_TRY(encode_sequence(ctx, tok, w, text, len, 0, a));
+    TD_TRY(encode_sequence(ctx, tok, w, text, len, 0, o->char_offsets, a));
     if (b)
-        TD_TRY(encode_sequence(ctx, tok, w, pair, pair_len, 1, b));
+        TD_TRY(encode_sequence(ctx, tok, w, pair, pair_len, 1, o->char_offsets, b));
     if (o->truncation) {
         size_t added = o->add_special_tokens ? td_postproc_added(tok->post, b != NULL) : 0;
         size_t max = o->max_length > added ? o->max_length - added : 0;
@@ -421,15 +450,12 @@ static td_status encode_row(td_ctx *ctx, const td_tokenizer *tok, td_work *w, co
             return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                            "max_length %zu is smaller than the %zu special tokens the post-processor adds",
                            o->max_length, added);
-        TD_TRY(td_truncate(ctx, a, b, max, o->trunc_strategy, o->trunc_left));
+        TD_TRY(td_truncate(ctx, a, b, max, o->stride, o->trunc_strategy, o->trunc_left));
     }
     return td_postproc_apply(ctx, tok->post, a, b, o->add_special_tokens, out);
 }
 
 static td_status check_options(td_ctx *ctx, const td_tok_options *o) {
-    if (o->truncation && o->stride > 0 && o->stride >= o->max_length)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "truncation stride %zu must be smaller than max_length %zu",
-                       o->stride, o->max_length);
     if (o->padding == TD_PAD_FIXED && o->pad_length > ((size_t)1 << 30))
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "pad length %zu is unreasonably large", o->pad_length);
     return TD_OK;

@@ -299,6 +299,7 @@ void td_work_free(td_work *w) {
         pcre2_match_data_free(w->md);
     free(w->mt);
     free(w->sym);
+    free(w->heap);
     free(w->str);
     free(w->lat);
     free(w->seqtok[0].v);

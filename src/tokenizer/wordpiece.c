@@ -28,6 +28,12 @@ td_status td_wordpiece_parse(td_ctx *ctx, const cJSON *j, td_tok_model *m) {
     if (td_json_get(j, "max_input_chars_per_word"))
         TD_TRY(td_json_size(ctx, j, "max_input_chars_per_word", SIZE_MAX / 8, &m->max_input_chars, "model WordPiece"));
     m->unk_id = td_strmap_get(&m->vocab.map, unk, strlen(unk));
+    /* longest vocabulary entry: no candidate longer than it can match, which keeps a hostile
+     * max_input_chars_per_word from making long words quadratic */
+    m->max_piece_len = 0;
+    for (size_t i = 0; i < m->vocab.n; i++)
+        if (m->vocab.toklen[i] > m->max_piece_len)
+            m->max_piece_len = m->vocab.toklen[i];
     /* HF only fails when an unknown word is actually met; we do the same (see tokenize). */
     return TD_OK;
 }
@@ -55,6 +61,11 @@ td_status td_wordpiece_tokenize(td_ctx *ctx, const td_tok_model *m, td_work *w, 
             extra = 0;
         }
         size_t end = n;
+        if (end - start + extra > m->max_piece_len) {
+            end = start + (m->max_piece_len > extra ? m->max_piece_len - extra : 0);
+            while (end > start && ((unsigned char)s[end] & 0xC0) == 0x80)
+                end--; /* back to a char boundary */
+        }
         int32_t id = -1;
         while (end > start) {
             id = td_strmap_get(&m->vocab.map, key, extra + end - start);

@@ -33,7 +33,8 @@ PIECES = ["  ", "\t", "\n", "\r\n", "   \t ", "\u00a0", "\u3000", "\u2003", ".",
           "🙂", "🚀", "👍🏽", "👨‍👩‍👧", "🇫🇷", "©®™", "\u200b", "\ufeff", "\x01", "\x7f", "\x1b[0m",
           "\u202e", "\u0085", "\ufffd", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "𠀀𠀁", "가각", "각", "URL: https://example.com/a?b=1&c=2",
           "MiXeD CaSe", "UPPER", "lower", "x" * 120, "ab" * 300, "αβγ" * 40]
-SPECIAL_BITS = ["<ent>", " <ent> ", "[X]", "foo", "Foo", "FOO bar", "<mask>", " <mask>", "hello", "Hello world"]
+SPECIAL_BITS = ["<ent>", " <ent> ", "[X]", "foo", "Foo", "FOO bar", "<mask>", " <mask>", "hello", "Hello world",
+                "<s>", "</s>", "[CLS]", "<unk>"]
 
 
 def gen_texts(rng, n, specials=False):
@@ -286,22 +287,28 @@ def make_tokenizers(rng):
     return T
 
 
-def hf_char_offsets(text, s, e):
-    """Our byte offsets -> HF's char offsets. HF's Python API maps a byte inside a multi-byte char to the
-    NEXT char (observed with tokenizers 0.23), i.e. the number of chars starting before the byte."""
-    bs = text.encode()
-
-    def conv(b):
-        return sum(1 for x in bs[:b] if (x & 0xC0) != 0x80)
-
-    return (conv(s), conv(e))
+def hf_configure(tok, opts):
+    """Set HF truncation/padding to match our jsonl "options" (None: both off)."""
+    tok.no_truncation()
+    tok.no_padding()
+    if not opts:
+        return
+    if "max_length" in opts:
+        tok.enable_truncation(opts["max_length"], stride=opts.get("stride", 0), strategy=opts.get("strategy", "longest_first"),
+                              direction="left" if opts.get("trunc_left") else "right")
+    if "pad" in opts:
+        pad_id = 0
+        tok.enable_padding(direction="left" if opts.get("pad_left") else "right", pad_id=pad_id, pad_type_id=0,
+                           pad_token=tok.id_to_token(0), length=opts.get("pad_length") if opts["pad"] == "fixed" else None,
+                           pad_to_multiple_of=opts.get("pad_to_multiple_of"))
 
 
 def run_case(tok, inp, res):
     text, pair, add = inp["text"], inp.get("pair"), inp.get("add_special_tokens", True)
     try:
+        hf_configure(tok, inp.get("options"))
         enc = tok.encode(text, pair, add_special_tokens=add)
-    except Exception as ex:  # HF refused: we must refuse too
+    except BaseException as ex:  # HF refused (or panicked: pyo3 PanicException): we must refuse too
         return "error" in res, f"HF error {ex!r}, ours {res.get('error', 'ok')!r}"
     if "error" in res:
         return False, f"ours failed: {res['error']}"
@@ -313,16 +320,29 @@ def run_case(tok, inp, res):
         problems.append(f"type_ids hf {enc.type_ids} ours {res['type_ids']}")
     if res["special_tokens_mask"] != enc.special_tokens_mask:
         problems.append(f"special_tokens_mask hf {enc.special_tokens_mask} ours {res['special_tokens_mask']}")
+    if res["attention_mask"] != enc.attention_mask:
+        problems.append(f"attention_mask hf {enc.attention_mask} ours {res['attention_mask']}")
     if not problems:
-        ours = []
+        # exact: our char offsets (converted per sequence before post-processing, where HF's Python API does it)
+        ours = [(res["char_offsets"][2 * i], res["char_offsets"][2 * i + 1]) for i in range(len(res["ids"]))]
+        if ours != list(enc.offsets):
+            bad = [(i, enc.tokens[i], enc.offsets[i], ours[i]) for i in range(len(ours)) if ours[i] != enc.offsets[i]]
+            problems.append(f"char offsets (index, token, hf, ours) {bad[:6]}")
+        # byte offsets: the same positions, except where ByteLevel trimming cut inside a multi-byte char
+        # (HF trims char offsets in Python and byte offsets in Rust; ours are Rust's byte semantics)
         seqs = enc.sequence_ids
         for i in range(len(res["ids"])):
             s, e = res["offsets"][2 * i], res["offsets"][2 * i + 1]
-            src = pair if seqs[i] == 1 else text
-            ours.append(hf_char_offsets(src, s, e) if seqs[i] is not None else (s, e))
-        if ours != list(enc.offsets):
-            bad = [(i, enc.tokens[i], enc.offsets[i], ours[i]) for i in range(len(ours)) if ours[i] != enc.offsets[i]]
-            problems.append(f"offsets (index, token, hf, ours) {bad[:6]}")
+            if seqs[i] is None or not enc.attention_mask[i]:
+                continue
+            src = (pair if seqs[i] == 1 else text).encode()
+            if any(0 < x < len(src) and (src[x] & 0xC0) == 0x80 for x in (s, e)):
+                continue
+            conv = (len(src[:s].decode()), len(src[:e].decode()))
+            if conv != tuple(enc.offsets[i]):
+                problems.append(f"byte offsets of token {i} {enc.tokens[i]!r}: ours {s, e} -> chars {conv}, "
+                                f"hf {enc.offsets[i]}")
+                break
     for skip, key in ((False, "decoded"), (True, "decoded_skip")):
         want = tok.decode(enc.ids, skip_special_tokens=skip)
         if res[key] != want:
@@ -340,6 +360,22 @@ def main():
     inputs = [{"text": t} for t in texts] + [{"text": a, "pair": b} for a, b in pairs] + \
              [{"text": t, "add_special_tokens": False} for t in texts[:40]] + \
              [{"text": a, "pair": b, "add_special_tokens": False} for a, b in pairs[:10]]
+    # truncation (strategies, direction, stride) and padding (side, fixed, multiple) against HF's
+    orng = random.Random(5)
+    for k in range(60):
+        a, b = pairs[k % len(pairs)]
+        opts = {"max_length": orng.choice([5, 8, 13, 40]), "strategy": orng.choice(["longest_first", "only_first",
+                                                                                  "only_second"]),
+                "trunc_left": orng.random() < 0.5, "pad": orng.choice(["longest", "fixed"]), "pad_length": 24,
+                "pad_to_multiple_of": orng.choice([None, 8]), "pad_left": orng.random() < 0.5}
+        if orng.random() < 0.3:
+            opts["stride"] = 2
+        if opts["pad_to_multiple_of"] is None:
+            del opts["pad_to_multiple_of"]
+        single = k % 3 == 0
+        if single and opts["strategy"] == "only_second":
+            opts["strategy"] = "longest_first"
+        inputs.append({"text": a, "options": opts} if single else {"text": a, "pair": b, "options": opts})
     total_fail = 0
     for name, tok in toks.items():
         d = os.path.join(OUT, name)

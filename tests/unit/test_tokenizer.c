@@ -203,9 +203,12 @@ static void test_api(void) {
     td_encoding_free(&e);
     o.max_length = 2; /* smaller than the 3 specials of a pair */
     CHECK(td_tokenizer_encode(ctx, tok, "a", 1, "b", 1, &o, &e) == TD_ERR_INVALID_ARGUMENT);
-    o.stride = 9;
-    o.max_length = 5;
-    CHECK(td_tokenizer_encode(ctx, tok, "a", 1, NULL, 0, &o, &e) == TD_ERR_INVALID_ARGUMENT);
+    o.stride = 3;
+    o.max_length = 5; /* 3 tokens after [CLS]/[SEP]: stride 3 is not smaller, when a cut happens */
+    CHECK(td_tokenizer_encode(ctx, tok, "hello world hello world", 23, NULL, 0, &o, &e) == TD_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(td_error_message(ctx), "stride") != NULL);
+    CHECK(td_tokenizer_encode(ctx, tok, "hello", 5, NULL, 0, &o, &e) == TD_OK); /* no cut, no error (as HF) */
+    td_encoding_free(&e);
 out:
     td_tokenizer_free(tok);
     td_tokenizer_free(NULL);
@@ -246,7 +249,46 @@ static void test_fixture_hostile_text(void) {
     free(big);
 }
 
+/* Hostile sizes: long words must stay near-linear (a hang would time the test out). */
+static void test_long_words(void) {
+    td_ctx *ctx = td_ctx_new();
+    size_t n = 300000;
+    char *word = malloc(n + 1);
+    memset(word, 'a', n);
+    word[n] = 0;
+    td_tokenizer *tok = NULL;
+    /* WordPiece with an absurd max_input_chars_per_word */
+    const char *wp = "{\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"},\"model\":{\"type\":\"WordPiece\","
+                     "\"unk_token\":\"[UNK]\",\"max_input_chars_per_word\":1000000000,"
+                     "\"vocab\":{\"[UNK]\":0,\"aaa\":1,\"##aaa\":2,\"##a\":3}}}";
+    td_status st = load_str(ctx, wp, &tok);
+    CHECK_MSG(st == TD_OK, "%s", td_error_message(ctx));
+    td_encoding e = {0};
+    if (!st) {
+        st = td_tokenizer_encode(ctx, tok, word, n, NULL, 0, NULL, &e);
+        CHECK(st == TD_OK && e.len == n / 3);
+        CHECK(st == TD_OK && e.len > 1 && e.ids[0] == 1 && e.ids[1] == 2);
+        td_encoding_free(&e);
+    }
+    td_tokenizer_free(tok);
+    /* BPE whose merges collapse runs: a a -> aa, aa aa -> aaaa (heap-ordered merges on a long word) */
+    const char *bpe = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"aa\":1,\"aaaa\":2},"
+                      "\"merges\":[\"a a\",\"aa aa\"]}}";
+    st = load_str(ctx, bpe, &tok);
+    CHECK_MSG(st == TD_OK, "%s", td_error_message(ctx));
+    if (!st) {
+        st = td_tokenizer_encode(ctx, tok, word, n, NULL, 0, NULL, &e);
+        CHECK(st == TD_OK && e.len == n / 4);
+        CHECK(st == TD_OK && e.len > 0 && e.ids[0] == 2 && e.offsets[2 * (e.len - 1) + 1] == (int64_t)n);
+        td_encoding_free(&e);
+    }
+    td_tokenizer_free(tok);
+    free(word);
+    td_ctx_free(ctx);
+}
+
 int main(void) {
+    test_long_words();
     test_bad_json();
     test_api();
     test_fixture_hostile_text();
