@@ -94,8 +94,8 @@ td_status td_session_set_input(td_ctx *ctx, td_session *s, const char *name, int
 /* Run with the bound inputs (every graph input must be bound). */
 td_status td_session_run(td_ctx *ctx, td_session *s);
 
-/* An output of the last run. data points into session memory that stays valid
- * until the next td_session_run, td_session_set_input or td_session_free. */
+/* An output of the last (successful) run. data points into session memory that
+ * stays valid until the next td_session_run or td_session_free. */
 typedef struct td_session_output {
     const char *name;
     int32_t dtype;

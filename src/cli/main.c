@@ -26,7 +26,7 @@ static void usage(FILE *f) {
             "usage: tdeploy [--version] [--help] COMMAND [ARGS]\n\ncommands:\n",
             td_version());
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'tdeploy COMMAND --help' describes a command's flags.\n");
 }
 

@@ -258,8 +258,8 @@ static td_status inject_fault(td_ctx *ctx, td_model *m) {
         float *w = copy->owned;
         for (size_t k = 0; k < copy->nbytes / 4; k += 97)
             w[k] += 0.5f;
-        TD_TRY(td_graph_set_initializer(ctx, g, v, copy));
-        td_warn("fault injected into '%s' (testing validation)", copy->name); /* t was freed by the swap */
+        td_warn("fault injected into '%s' (testing validation)", t->name);
+        TD_TRY(td_graph_set_initializer(ctx, g, v, copy)); /* frees t */
         return TD_OK;
     }
     return td_fail(ctx, TD_ERR_INTERNAL, "no float initializer to inject a fault into");

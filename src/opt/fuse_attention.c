@@ -7,8 +7,10 @@
  *      V = Transpose(Reshape(Add(MatMul(x, Wv), bv)), [0,2,1,3]),
  * out = Reshape(Transpose(MatMul(P, V), [0,2,1,3]), (batch, seq, hidden)).
  * The mask term (whatever computed it: float additive mask, bool mask through
- * Where, attention_mask through Cast/Sub/Mul) becomes the attention_bias input,
- * which Attention adds to the scaled scores exactly where the graph added it.
+ * Where) becomes the attention_bias input, which Attention adds to the scaled
+ * scores exactly where the graph added it (expanded to (batch, 1, seq, seq) when
+ * it broadcasts over query positions). The (1 - Cast(attention_mask)) * c form
+ * becomes Attention's own 2-D mask_index with mask_filter_value c.
  * The fused node: Attention(x, [Wq|Wk|Wv], [bq|bk|bv], -, -, mask) with num_heads and scale. */
 #include "opt/opt_util.h"
 #include "opt/pass.h"
@@ -71,8 +73,20 @@ static bool match_proj(const td_value *v, const int64_t *perm, proj *p) {
     p->head_size = r_out->type.dims[3].value;
     if (p->heads <= 0 || p->head_size <= 0)
         return false;
-    td_node *add = opt_producer(rs->inputs[0], "Add");
-    if (!add || !opt_single_use(rs->inputs[0]))
+    td_value *proj_out = rs->inputs[0];
+    td_node *pre_mul = opt_producer(proj_out, "Mul"); /* scale applied before the head split */
+    if (pre_mul && p->scale == 1.0 && opt_single_use(proj_out)) {
+        for (int ci = 0; ci < 2; ci++) {
+            double c;
+            if (opt_const_scalar(pre_mul->inputs[ci], &c)) {
+                p->scale = c;
+                proj_out = pre_mul->inputs[1 - ci];
+                break;
+            }
+        }
+    }
+    td_node *add = opt_producer(proj_out, "Add");
+    if (!add || !opt_single_use(proj_out))
         return false;
     for (int bi = 0; bi < 2; bi++) {
         const td_tensor *b = opt_const(add->inputs[bi]);
@@ -139,6 +153,112 @@ out:
     free(w);
     free(b);
     return s;
+}
+
+/* The additive mask (1 - Cast(Unsqueeze(attention_mask))) * c that older exporters
+ * write: returns the 2-D attention_mask graph input and c, the filter value. */
+static bool unsqueeze_axes(const td_node *u, int64_t *axes, int *cnt) {
+    size_t ac = 0;
+    const int64_t *a = td_node_attr_ints(u, "axes", &ac);
+    if (a && ac <= 2) {
+        memcpy(axes, a, ac * sizeof *a);
+        *cnt = (int)ac;
+        return true;
+    }
+    return u->n_inputs > 1 && opt_const_ints(u->inputs[1], axes, 2, cnt);
+}
+
+static td_value *raw_mask_of(const td_value *mask, double *filter) {
+    /* the Unsqueezes to (batch, 1, 1, seq) may come before the Cast or after the Mul */
+    int inserted = 0;
+    for (int k = 0; k < 2; k++) {
+        td_node *u = opt_producer(mask, "Unsqueeze");
+        int64_t axes[2];
+        int cnt = 0;
+        if (!u || !unsqueeze_axes(u, axes, &cnt))
+            break;
+        for (int j = 0; j < cnt; j++)
+            if (axes[j] != 1 && axes[j] != 2)
+                return NULL;
+        inserted += cnt;
+        mask = u->inputs[0];
+    }
+    td_node *mul = opt_producer(mask, "Mul");
+    if (!mul)
+        return NULL;
+    int si = opt_producer(mul->inputs[0], "Sub") ? 0 : 1;
+    td_node *sub = opt_producer(mul->inputs[si], "Sub");
+    double one;
+    if (!sub || !opt_const_scalar(mul->inputs[1 - si], filter) || !(*filter < 0) ||
+        !opt_const_scalar(sub->inputs[0], &one) || one != 1.0)
+        return NULL;
+    td_node *cast = opt_producer(sub->inputs[1], "Cast");
+    td_value *v = cast ? cast->inputs[0] : sub->inputs[1];
+    /* one or two Unsqueezes inserting axes 1 and 2 */
+    for (int k = 0; k < 2 && inserted < 2; k++) {
+        td_node *u = opt_producer(v, "Unsqueeze");
+        if (!u)
+            break;
+        int64_t axes[2];
+        int cnt = 0;
+        if (!unsqueeze_axes(u, axes, &cnt))
+            return NULL;
+        for (int j = 0; j < cnt; j++)
+            if (axes[j] != 1 && axes[j] != 2)
+                return NULL;
+        inserted += cnt;
+        v = u->inputs[0];
+    }
+    if (inserted != 2 || !v->is_input || v->type.rank != 2 || td_dtype_is_float(v->type.elem))
+        return NULL;
+    return (td_value *)v;
+}
+
+static td_status int32_mask(td_ctx *ctx, td_graph *g, td_value *am, td_value **out) {
+    TD_TRY(opt_new_value(ctx, g, "attn_mask_index", out));
+    TD_TRY(opt_copy_type(ctx, *out, am));
+    (*out)->type.elem = TD_I32;
+    td_node *c = NULL;
+    TD_TRY(opt_add_node(ctx, g, "Cast", "", "Cast", &am, 1, out, 1, &c));
+    return td_node_add_attr_int(ctx, c, "to", TD_I32);
+}
+
+/* Attention's attention_bias must be (batch or 1, heads or 1, seq, seq): a mask
+ * broadcast over query positions, or of unproven shape, is expanded to
+ * (batch, 1, seq, seq) with the batch and sequence of the attention input x. */
+static td_status full_bias(td_ctx *ctx, td_graph *g, td_value *mask, td_value *x, td_value **out) {
+    if (mask->type.rank == 4 && x->type.rank == 3 && opt_dim_equal(&mask->type.dims[2], &x->type.dims[1]) &&
+        opt_dim_equal(&mask->type.dims[3], &x->type.dims[1])) {
+        *out = mask;
+        return TD_OK;
+    }
+    int64_t idx0 = 0, idx1 = 1, one = 1, one_d = 1, axes0 = 0;
+    td_value *shape = NULL, *c0 = NULL, *c1 = NULL, *b = NULL, *s = NULL, *ax = NULL, *ub = NULL, *us = NULL;
+    td_value *c_one = NULL, *cat = NULL;
+    TD_TRY(opt_new_value(ctx, g, "attn_x_shape", &shape));
+    TD_TRY(opt_add_node(ctx, g, "Shape", "", "Shape", &x, 1, &shape, 1, NULL));
+    TD_TRY(opt_new_const(ctx, g, "attn_idx0", TD_I64, 0, NULL, &idx0, sizeof idx0, &c0));
+    TD_TRY(opt_new_const(ctx, g, "attn_idx1", TD_I64, 0, NULL, &idx1, sizeof idx1, &c1));
+    TD_TRY(opt_new_const(ctx, g, "attn_axes0", TD_I64, 1, &one_d, &axes0, sizeof axes0, &ax));
+    TD_TRY(opt_new_const(ctx, g, "attn_one", TD_I64, 1, &one_d, &one, sizeof one, &c_one));
+    td_value *gb[2] = {shape, c0}, *gs[2] = {shape, c1};
+    TD_TRY(opt_new_value(ctx, g, "attn_batch", &b));
+    TD_TRY(opt_add_node(ctx, g, "Gather", "", "Gather", gb, 2, &b, 1, NULL));
+    TD_TRY(opt_new_value(ctx, g, "attn_seq", &s));
+    TD_TRY(opt_add_node(ctx, g, "Gather", "", "Gather", gs, 2, &s, 1, NULL));
+    td_value *ubi[2] = {b, ax}, *usi[2] = {s, ax};
+    TD_TRY(opt_new_value(ctx, g, "attn_batch_1d", &ub));
+    TD_TRY(opt_add_node(ctx, g, "Unsqueeze", "", "Unsqueeze", ubi, 2, &ub, 1, NULL));
+    TD_TRY(opt_new_value(ctx, g, "attn_seq_1d", &us));
+    TD_TRY(opt_add_node(ctx, g, "Unsqueeze", "", "Unsqueeze", usi, 2, &us, 1, NULL));
+    td_value *ci[4] = {ub, c_one, us, us};
+    td_node *cn = NULL;
+    TD_TRY(opt_new_value(ctx, g, "attn_bias_shape", &cat));
+    TD_TRY(opt_add_node(ctx, g, "Concat", "", "Concat", ci, 4, &cat, 1, &cn));
+    TD_TRY(td_node_add_attr_int(ctx, cn, "axis", 0));
+    td_value *ei[2] = {mask, cat};
+    TD_TRY(opt_new_value(ctx, g, "attn_bias", out));
+    return opt_add_node(ctx, g, "Expand", "", "Expand", ei, 2, out, 1, NULL);
 }
 
 td_status td_pass_fuse_attention(td_ctx *ctx, td_opt_state *st, int *changes) {
@@ -231,13 +351,22 @@ td_status td_pass_fuse_attention(td_ctx *ctx, td_opt_state *st, int *changes) {
         if (out->type.rank != 3 || out->type.dims[2].value != hidden || q.x->type.rank != 3)
             continue;
         scale *= q.scale * k.scale;
-        td_value *w = NULL, *b = NULL;
+        td_value *w = NULL, *b = NULL, *mask_index = NULL, *bias = NULL;
+        double filter = 0;
+        td_value *am = mask ? raw_mask_of(mask, &filter) : NULL;
         TD_TRY(concat_consts(ctx, g, &q, &k, &v, &w, &b));
-        td_value *ins[6] = {q.x, w, b, NULL, NULL, mask};
+        if (am) /* (1 - mask) * filter: Attention's own 2-D mask with that filter value */
+            TD_TRY(int32_mask(ctx, g, am, &mask_index));
+        else if (mask)
+            TD_TRY(full_bias(ctx, g, mask, q.x, &bias));
+        td_value *ins[6] = {q.x, w, b, mask_index, NULL, bias};
         td_node *att = NULL;
-        TD_TRY(opt_replace_producer(ctx, g, out, "Attention", "com.microsoft", "Attention", ins, mask ? 6 : 3, &att));
+        TD_TRY(opt_replace_producer(ctx, g, out, "Attention", "com.microsoft", "Attention", ins, bias ? 6 : (am ? 4 : 3),
+                                    &att));
         TD_TRY(td_node_add_attr_int(ctx, att, "num_heads", q.heads));
         TD_TRY(td_node_add_attr_float(ctx, att, "scale", (float)scale));
+        if (am)
+            TD_TRY(td_node_add_attr_float(ctx, att, "mask_filter_value", (float)filter));
         (*changes)++;
     }
     return TD_OK;

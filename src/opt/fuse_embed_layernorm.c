@@ -5,22 +5,49 @@
  * other lookups the larger table is the position table and the smaller one the
  * segment (token type) table. The index tensors are passed as they are computed
  * (Cast to int32, the op's index type), so position ids derived from input_ids
- * (RoBERTa's padding offset) or sliced from a buffer both stay exact. Only when
+ * (RoBERTa's padding offset) or sliced from a buffer both stay exact; a position
+ * table sliced to the sequence length (rows 0..seq-1) is the op's default
+ * position ids, so that input is omitted. Only when
  * the sum has no other reader (post-LN encoders). */
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
     td_node *g[3];
     int n;
+    td_node *pos_slice; /* position rows taken by Slice instead of Gather, or NULL */
 } gathers;
 
-/* Leaves of a single-use Add tree that are Gathers from 2-D float constants. */
+/* Slice(table, [0], n, [0] [, [1]]) of a 2-D float constant: the rows of positions 0..n-1. */
+static td_node *position_slice(const td_value *v) {
+    td_node *sl = opt_producer(v, "Slice");
+    int64_t st[2], ax[2], sp[2];
+    int cs = 0, ca = 0, cp = 0;
+    if (!sl || sl->n_inputs < 3 || !opt_single_use(v))
+        return NULL;
+    const td_tensor *t = opt_const(sl->inputs[0]);
+    if (!t || t->rank != 2 || t->dtype != TD_F32 || !opt_const_ints(sl->inputs[1], st, 2, &cs) || cs != 1 || st[0] != 0)
+        return NULL;
+    if (sl->n_inputs > 3 && sl->inputs[3] && (!opt_const_ints(sl->inputs[3], ax, 2, &ca) || ca != 1 || ax[0] != 0))
+        return NULL;
+    if (sl->n_inputs > 4 && sl->inputs[4] && (!opt_const_ints(sl->inputs[4], sp, 2, &cp) || cp != 1 || sp[0] != 1))
+        return NULL;
+    return v->type.rank == 2 ? sl : NULL;
+}
+
+/* Leaves of a single-use Add tree that are Gathers from 2-D float constants
+ * (and at most one position Slice, kept in gs->pos_slice). */
 static bool collect(td_value *v, gathers *gs, int depth) {
     if (depth > 3)
         return false;
+    td_node *ps = position_slice(v);
+    if (ps && !gs->pos_slice && depth > 0) {
+        gs->pos_slice = ps;
+        return true;
+    }
     td_node *g = opt_producer(v, "Gather");
     if (g) {
         const td_tensor *t = opt_const(g->inputs[0]);
@@ -101,9 +128,11 @@ td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *chang
         int64_t hidden = s->type.dims[2].value;
         if (hidden <= 0 || !opt_is_vector_const(ln->inputs[1], hidden) || !opt_is_vector_const(ln->inputs[2], hidden))
             continue;
-        gathers gs = {{0}, 0};
-        if (!opt_producer(s, "Add") || !collect(s, &gs, 0) || gs.n < 2)
+        gathers gs = {{0}, 0, NULL};
+        if (!opt_producer(s, "Add") || !collect(s, &gs, 0) || gs.n + (gs.pos_slice != NULL) < 2 ||
+            (gs.pos_slice && gs.n > 2))
             continue;
+        td_node *pslice = gs.pos_slice;
         /* word: the largest table indexed by a 2-D int graph input */
         int w = -1;
         for (int k = 0; k < gs.n; k++) {
@@ -115,12 +144,15 @@ td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *chang
         if (w < 0)
             continue;
         int p = -1, sg = -1;
-        for (int k = 0; k < gs.n; k++)
-            if (k != w && (p < 0 || rows(gs.g[k]) > rows(gs.g[p])))
-                p = k;
+        if (!pslice)
+            for (int k = 0; k < gs.n; k++)
+                if (k != w && (p < 0 || rows(gs.g[k]) > rows(gs.g[p])))
+                    p = k;
         for (int k = 0; k < gs.n; k++)
             if (k != w && k != p)
                 sg = k;
+        if (pslice && pslice->inputs[0]->initializer->dims[1] != hidden)
+            continue;
         bool shapes_ok = true;
         for (int k = 0; k < gs.n; k++) {
             const td_value *idx = gs.g[k]->inputs[1];
@@ -138,18 +170,42 @@ td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *chang
             TD_TRY(rewire_shape_users(ctx, g, gs.g[k], hidden));
         td_value *ids = NULL, *seg = NULL, *pos = NULL;
         TD_TRY(as_int32(ctx, g, gs.g[w]->inputs[1], &ids));
-        TD_TRY(as_int32(ctx, g, gs.g[p]->inputs[1], &pos));
-        if (sg >= 0)
+        if (!pslice) /* a sliced table means positions 0..seq-1: EmbedLayerNormalization's default */
+            TD_TRY(as_int32(ctx, g, gs.g[p]->inputs[1], &pos));
+        td_value *seg_table = NULL;
+        if (sg >= 0) {
             TD_TRY(as_int32(ctx, g, gs.g[sg]->inputs[1], &seg));
-        td_value *ins[9] = {ids,           seg, gs.g[w]->inputs[0], gs.g[p]->inputs[0],
-                            sg >= 0 ? gs.g[sg]->inputs[0] : NULL, ln->inputs[1], ln->inputs[2], NULL, pos};
+            seg_table = gs.g[sg]->inputs[0];
+        } else {
+            /* no token types (DistilBERT): a zero segment row looked up by ids * 0, which adds
+             * exactly nothing; runtimes that require the segment inputs (tdeploy's) can run it */
+            int64_t zero_i = 0, tdims[2] = {1, hidden};
+            float *zeros = calloc((size_t)hidden, sizeof(float));
+            td_value *zi = NULL, *mi[2];
+            if (!zeros)
+                return td_fail_oom(ctx, sizeof(float) * (size_t)hidden, "a zero segment table");
+            td_status zs = opt_new_const(ctx, g, "embed_zero_segment", TD_F32, 2, tdims, zeros,
+                                         sizeof(float) * (size_t)hidden, &seg_table);
+            free(zeros);
+            TD_TRY(zs);
+            int32_t z32 = (int32_t)zero_i;
+            TD_TRY(opt_new_const(ctx, g, "embed_zero_i32", TD_I32, 0, NULL, &z32, sizeof z32, &zi));
+            mi[0] = ids;
+            mi[1] = zi;
+            TD_TRY(opt_new_value(ctx, g, "embed_segment_ids", &seg));
+            TD_TRY(opt_copy_type(ctx, seg, ids));
+            TD_TRY(opt_add_node(ctx, g, "Mul", "", "Mul", mi, 2, &seg, 1, NULL));
+        }
+        td_value *ins[9] = {ids, seg, gs.g[w]->inputs[0], pslice ? pslice->inputs[0] : gs.g[p]->inputs[0],
+                            seg_table, ln->inputs[1], ln->inputs[2], NULL, pos};
         float eps = td_node_attr_float(ln, "epsilon", 1e-5f);
         /* ONNX Runtime's type inference wants the mask_index output slot present */
         td_value *outs[2] = {ln->outputs[0], NULL};
         TD_TRY(opt_new_value(ctx, g, "embed_mask_index", &outs[1]));
         td_graph_remove_node(g, ln);
         td_node *e = NULL;
-        TD_TRY(opt_add_node(ctx, g, "EmbedLayerNormalization", "com.microsoft", "EmbedLayerNorm", ins, 9, outs, 2, &e));
+        TD_TRY(opt_add_node(ctx, g, "EmbedLayerNormalization", "com.microsoft", "EmbedLayerNorm", ins, pos ? 9 : 7,
+                            outs, 2, &e));
         TD_TRY(td_node_add_attr_float(ctx, e, "epsilon", eps));
         (*changes)++;
     }

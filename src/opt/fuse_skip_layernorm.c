@@ -26,10 +26,14 @@ static bool is_embedding_sum(const td_value *v, int depth) {
     if (depth > 4)
         return false;
     td_node *gth = opt_producer(v, "Gather");
-    if (gth && opt_const(gth->inputs[0]))
+    if ((gth && opt_const(gth->inputs[0])) || opt_const(v)) /* a lookup, or a folded one (constant token type) */
+        return true;
+    td_node *sl = opt_producer(v, "Slice"); /* position table sliced to the sequence length */
+    if (sl && opt_const(sl->inputs[0]))
         return true;
     td_node *add = opt_producer(v, "Add");
-    return add && is_embedding_sum(add->inputs[0], depth + 1) && is_embedding_sum(add->inputs[1], depth + 1);
+    return add && !(opt_const(add->inputs[0]) && opt_const(add->inputs[1])) &&
+           is_embedding_sum(add->inputs[0], depth + 1) && is_embedding_sum(add->inputs[1], depth + 1);
 }
 
 /* a = Add(m, bias) with m a MatMul output and bias a 1-D constant of width hidden. */

@@ -183,9 +183,53 @@ bool opt_dim_equal(const td_dim *a, const td_dim *b) {
     return false;
 }
 
+static bool graph_has_subgraphs(const td_graph *g) {
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int a = 0; a < g->nodes[i]->n_attrs; a++)
+            if (g->nodes[i]->attrs[a].g || g->nodes[i]->attrs[a].graphs)
+                return true;
+    return false;
+}
+
+/* v lost its last reader: remove its producer (and, recursively, whatever only it
+ * read) and free it if it is a constant, so a fusion that copies weights (merged
+ * Q/K/V) does not hold both copies until dead-node removal runs. */
+static void sweep_unused(td_graph *g, td_value *v, int depth) {
+    if (!v || v->n_consumers > 0 || v->is_output || v->is_input || depth > 64)
+        return;
+    if (v->initializer) {
+        td_graph_clear_initializer(g, v);
+        return;
+    }
+    td_node *p = v->producer;
+    if (!p || p->dead)
+        return;
+    for (int j = 0; j < p->n_outputs; j++)
+        if (p->outputs[j] && (p->outputs[j]->n_consumers > 0 || p->outputs[j]->is_output))
+            return;
+    td_value *ins[16];
+    int n = p->n_inputs < 16 ? p->n_inputs : 16;
+    for (int j = 0; j < n; j++)
+        ins[j] = p->inputs[j];
+    td_graph_remove_node(g, p);
+    for (int j = 0; j < n; j++)
+        sweep_unused(g, ins[j], depth + 1);
+}
+
 td_status opt_replace_producer(td_ctx *ctx, td_graph *g, td_value *out, const char *op_type, const char *domain,
                                const char *prefix, td_value *const *inputs, int n_inputs, td_node **node) {
-    if (out->producer)
-        td_graph_remove_node(g, out->producer);
-    return opt_add_node(ctx, g, op_type, domain, prefix, inputs, n_inputs, &out, 1, node);
+    td_node *old = out->producer;
+    td_value *old_ins[16];
+    int n_old = 0;
+    if (old) {
+        n_old = old->n_inputs < 16 ? old->n_inputs : 16;
+        for (int j = 0; j < n_old; j++)
+            old_ins[j] = old->inputs[j];
+        td_graph_remove_node(g, old);
+    }
+    TD_TRY(opt_add_node(ctx, g, op_type, domain, prefix, inputs, n_inputs, &out, 1, node));
+    if (n_old && !graph_has_subgraphs(g)) /* subgraphs may read values by name: leave those to dce */
+        for (int j = 0; j < n_old; j++)
+            sweep_unused(g, old_ins[j], 0);
+    return TD_OK;
 }

@@ -37,7 +37,8 @@ typedef struct td_opt_options {
     bool keep_io_types;        /* fp16/bf16: graph inputs/outputs stay float32 (default true) */
     const char *passes;        /* comma-separated pass names; NULL = the default pipeline of target */
     int64_t fold_max_elements; /* largest tensor constant folding may create (default 1M elements) */
-    td_opt_eval_fn eval;       /* NULL = the optimizer's own fold kernels (src/opt/fold_kernels.c) */
+    td_opt_eval_fn eval;       /* NULL = the CPU runtime's op kernels, falling back to the optimizer's
+                                  reference kernels for what the runtime lacks (src/opt/fold_runtime.c) */
     void *eval_user;
     bool verbose;              /* log what each pass changed (td_info) */
 } td_opt_options;

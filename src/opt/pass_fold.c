@@ -6,11 +6,14 @@
 #define _GNU_SOURCE
 #include "core/checked.h"
 #include "opt/fold_kernels.h"
+#include "opt/fold_runtime.h"
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define MAX_FOLD_IO 16
 
@@ -96,6 +99,34 @@ static bool foldable_op(const td_node *n) {
     return true;
 }
 
+/* Ops whose output has as many elements as their first input: folding them never
+ * grows the model, so the size limit does not apply (exporters write Transpose(W)). */
+static bool preserves_size(const td_node *n) {
+    static const char *const ops[] = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast"};
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+        if (strcmp(n->op_type, ops[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A constant folded into a new tensor (a transposed weight) and now unread: when
+ * its data lies in a file mapping, drop those pages from the resident set so a
+ * large model is not held twice (the mapping stays valid; pages would be read
+ * again from the file if anything touched them). */
+static void release_mapped_pages(const td_value *v) {
+    const td_tensor *t = v ? v->initializer : NULL;
+    if (!t || !t->map || t->owned || !t->data || v->n_consumers > 0 || v->is_output || t->nbytes < (1u << 20))
+        return;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0)
+        return;
+    uintptr_t page = (uintptr_t)pg;
+    uintptr_t a = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+    uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED); /* advisory: failure only means the pages stay */
+}
+
 /* Replace n by constants: outputs[i] become initializers of n's output values. */
 static td_status install(td_ctx *ctx, td_graph *g, td_node *n, td_tensor **outs) {
     td_value *vals[MAX_FOLD_IO];
@@ -121,8 +152,14 @@ static td_status install(td_ctx *ctx, td_graph *g, td_node *n, td_tensor **outs)
 td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
     td_graph *g = st->model->graph;
     const td_opt_options *o = st->opts;
-    td_opt_eval_fn eval = o->eval ? o->eval : td_fold_eval;
+    /* default: the CPU runtime's kernels, with the reference kernels behind them */
+    td_opt_eval_fn eval = o->eval ? o->eval : td_fold_eval_runtime;
+    void *eval_user = o->eval ? o->eval_user : st->model;
     int64_t max = o->fold_max_elements > 0 ? o->fold_max_elements : (1 << 20);
+    bool subgraphs = false;
+    for (int i = 0; i < g->n_nodes && !subgraphs; i++)
+        for (int a = 0; a < g->nodes[i]->n_attrs; a++)
+            subgraphs |= g->nodes[i]->attrs[a].g || g->nodes[i]->attrs[a].graphs;
     for (int i = 0; i < g->n_nodes; i++) {
         td_node *n = g->nodes[i];
         if (n->dead || n->n_outputs < 1 || n->n_outputs > MAX_FOLD_IO || n->n_inputs > MAX_FOLD_IO ||
@@ -159,7 +196,12 @@ td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
         }
         if (!all_const)
             continue;
-        td_status s = eval(o->eval_user, ctx, n, ins, n->n_inputs, outs, n->n_outputs, max);
+        int64_t node_max = max;
+        if (preserves_size(n)) /* a transposed/reshaped/cast weight is no bigger than the weight itself */
+            for (int j = 0; j < n->n_inputs; j++)
+                if (ins[j] && td_tensor_numel(ins[j]) > node_max)
+                    node_max = td_tensor_numel(ins[j]);
+        td_status s = eval(eval_user, ctx, n, ins, n->n_inputs, outs, n->n_outputs, node_max);
         if (s == TD_ERR_UNSUPPORTED) {
             td_clear_error(ctx);
             for (int j = 0; j < n->n_outputs; j++)
@@ -190,7 +232,21 @@ td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
                     return td_fail_oom(ctx, 0, "a name");
                 }
             }
+        td_value *srcs[MAX_FOLD_IO];
+        int n_srcs = n->n_inputs;
+        for (int j = 0; j < n_srcs; j++)
+            srcs[j] = n->inputs[j];
         TD_TRY(install(ctx, g, n, outs));
+        if (preserves_size(n))
+            for (int j = 0; j < n_srcs; j++) {
+                td_value *src = srcs[j];
+                release_mapped_pages(src);
+                /* a weight replaced by its transposed copy: free it now rather than at the next dce,
+                 * so the model is not held twice (subgraphs may read values by name: left to dce) */
+                if (src && src->initializer && !src->n_consumers && !src->is_output && !src->is_input &&
+                    !subgraphs)
+                    td_graph_clear_initializer(g, src);
+            }
         (*changes)++;
     }
     td_graph_compact(g);

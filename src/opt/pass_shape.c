@@ -41,6 +41,9 @@ static const sym_entry *sym_get(const sym_table *t, const td_value *v) {
 static td_status sym_put(td_ctx *ctx, sym_table *t, const td_value *v, int n, const td_dim *e) {
     if (n > MAXR)
         return TD_OK;
+    td_dim copy[MAXR]; /* e may point into the table, which the realloc below moves */
+    memcpy(copy, e, sizeof *e * (size_t)n);
+    e = copy;
     if (t->n == t->cap) {
         int nc = t->cap ? t->cap * 2 : 64;
         sym_entry *p = realloc(t->items, sizeof *p * (size_t)nc);

@@ -139,6 +139,8 @@ td_status td_plan_build(td_ctx *ctx, td_session *s) {
         goto out;
     for (int i = 0; i < s->nn; i++) {
         td_rt_node *rn = &s->nodes[i];
+        if (rn->const_output)
+            continue; /* its value is a constant of the session */
         if ((st = infer_node(ctx, s, rn)) != TD_OK)
             goto out;
         if (rn->hoisted && (st = eval_hoisted(ctx, s, rn)) != TD_OK)

@@ -76,10 +76,14 @@ struct td_rt_node {
     size_t scratch_bytes; /* set by shape(): temporary bytes the op needs during exec */
     void *scratch;        /* set by the planner: arena memory live only during this node */
     bool hoisted;         /* computed while planning */
+    bool const_output;    /* output 0 is const_val, known at init (Constant): no buffer, no planning */
+    td_rt_tensor const_val;
+    int threads;          /* worker threads of the session (for per-thread scratch sizing) */
 };
 
 struct td_rt_env {
     int threads;
+    struct td_threadpool *pool; /* owned by the session; NULL = single-threaded */
 };
 
 /* "node 'name' (Op, opset 17): <message>" */

@@ -4,6 +4,7 @@
 #include "runtime/session_impl.h"
 
 #include "core/checked.h"
+#include "core/threadpool.h"
 #include "runtime/cpu/kern.h"
 #include "runtime/plan.h"
 
@@ -165,6 +166,7 @@ void td_session_free(td_session *s) {
     if (s->backend && s->backend->free)
         s->backend->free(s->backend_state);
     free_nodes(s);
+    td_threadpool_free(s->env.pool);
     free(s->vals);
     free(s->input_vals);
     free(s->output_vals);
@@ -248,6 +250,7 @@ static td_status build_nodes(td_ctx *ctx, td_session *s, const vidx *tab, const 
         const td_node *n = order[i];
         td_rt_node *rn = &s->nodes[i];
         rn->node = n;
+        rn->threads = s->env.threads;
         rn->opset = node_opset(s->model, n->domain);
         const char *domain = n->domain && strcmp(n->domain, "ai.onnx") != 0 ? n->domain : "";
         rn->def = td_op_find(domain, n->op_type);
@@ -325,6 +328,10 @@ static td_status build_nodes(td_ctx *ctx, td_session *s, const vidx *tab, const 
             ov->producer = i;
             ov->kind = TD_V_ARENA;
             ov->t.dtype = out_dt[k];
+            if (k == 0 && rn->const_output) {
+                ov->kind = TD_V_CONST;
+                ov->t = rn->const_val;
+            }
             const td_type *decl = &ov->v->type;
             if (ov->v->is_output && decl->elem != TD_UNDEFINED && decl->elem != out_dt[k]) {
                 st = td_node_fail(ctx, rn, TD_ERR_DTYPE, "graph output '%s' is declared %s but the op produces %s",
@@ -374,13 +381,15 @@ static void classify(td_session *s) {
         for (int k = 0; k < rn->n_out; k++)
             if (rn->out[k] >= 0 && s->vals[rn->out[k]].need_data)
                 out_needed = true;
-        rn->hoisted = all_static || out_needed;
+        rn->hoisted = all_static || out_needed || rn->const_output;
         s->n_hoisted += rn->hoisted;
         for (int k = 0; k < rn->n_out; k++) {
             if (rn->out[k] < 0)
                 continue;
             td_rt_value *ov = &s->vals[rn->out[k]];
-            if (rn->hoisted) {
+            if (ov->kind == TD_V_CONST) {
+                ov->is_static = true;
+            } else if (rn->hoisted) {
                 ov->kind = TD_V_HOIST;
                 ov->is_static = true;
             } else if (k == 0 && (rn->def->flags & TD_OP_VIEW) && rn->in[0] >= 0) {
@@ -399,6 +408,8 @@ static td_status create_common(td_ctx *ctx, td_session *s) {
     s->env.threads = s->opt.threads > 0 ? s->opt.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (s->env.threads < 1)
         s->env.threads = 1;
+    if (s->env.threads > 1 && td_threadpool_create(ctx, s->env.threads, &s->env.pool) != TD_OK)
+        return td_wrap(ctx, "starting %d worker threads", s->env.threads);
     s->backend = td_backend_find(s->opt.backend ? s->opt.backend : "cpu");
     if (!s->backend)
         return td_fail(ctx, TD_ERR_UNSUPPORTED, "unknown backend '%s' (available: cpu)", s->opt.backend);
@@ -604,6 +615,7 @@ static td_status check_symbols(td_ctx *ctx, const td_session *s) {
 }
 
 td_status td_session_run(td_ctx *ctx, td_session *s) {
+    s->outputs_valid = false;
     for (int i = 0; i < s->n_inputs; i++)
         if (!s->bound[i].set)
             return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "input '%s' was not set (td_session_set_input)",
@@ -617,14 +629,15 @@ td_status td_session_run(td_ctx *ctx, td_session *s) {
     td_plan_bind_inputs(s);
     TD_TRY(s->backend->run(ctx, s, s->backend_state));
     s->n_runs++;
+    s->outputs_valid = true;
     return TD_OK;
 }
 
 td_status td_session_get_output(td_ctx *ctx, const td_session *s, int i, td_session_output *out) {
     if (i < 0 || i >= s->n_outputs)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "output index %d is outside 0..%d", i, s->n_outputs - 1);
-    if (!s->n_runs)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no outputs yet: call td_session_run first");
+    if (!s->outputs_valid)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no outputs: the last td_session_run did not succeed (or none ran)");
     const td_rt_value *v = &s->vals[s->output_vals[i]];
     const td_rt_tensor *t = &v->t;
     out->name = v->v->name;

@@ -154,6 +154,61 @@ def test_sigint():
           f"SIGINT: exit {p.returncode}, nothing written: {err.strip()[:200]}")
 
 
+def test_hub_download():
+    """convert -m org/name that is not in the cache downloads it from HF_ENDPOINT (a local server in the Hub's
+    URL layout) into HF_HOME, then converts it; a second run needs no request."""
+    import hashlib
+    import http.server
+    import threading
+    src = os.path.join(FIX, "bert-seqcls")
+    files = {f: open(os.path.join(src, f), "rb").read() for f in os.listdir(src) if not f.startswith("golden")}
+    commit = hashlib.sha1(b"test-commit").hexdigest()
+    seen = []
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            seen.append(self.path)
+            parts = self.path.split("?")[0].split("/")
+            if self.path.startswith("/api/models/test-org/bert-seqcls/revision/"):
+                body = json.dumps({"id": "test-org/bert-seqcls", "sha": commit,
+                                   "siblings": [{"rfilename": f} for f in files]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+            elif len(parts) >= 6 and "/".join(parts[1:4]) == "test-org/bert-seqcls/resolve" and parts[5] in files:
+                body = files[parts[5]]
+                self.send_response(200)
+                self.send_header("ETag", '"%s"' % hashlib.sha256(body).hexdigest())
+                self.send_header("X-Repo-Commit", commit)
+            else:
+                body = b'{"error": "not found"}'
+                self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_HEAD = do_GET
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update({"HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "HF_HOME": os.path.join(TMP, "hf")})
+    try:
+        out = os.path.join(TMP, "hub_convert")
+        r = run(["-m", "test-org/bert-seqcls", "-o", out] + SHAPE_ARGS, env=env)
+        check(r.returncode == 0 and os.path.isfile(os.path.join(out, "model.onnx")) and len(seen) > 0,
+              f"hub: convert downloads a model that is not cached ({len(seen)} requests) {r.stderr.strip()[-200:]}")
+        n = len(seen)
+        r = run(["-m", "test-org/bert-seqcls", "-o", out] + SHAPE_ARGS, env=env)
+        check(r.returncode == 0 and len(seen) == n, f"hub: second convert is a cache hit ({len(seen) - n} requests)")
+        r = run(["-m", "test-org/missing", "-o", os.path.join(TMP, "hub_missing")] + SHAPE_ARGS, env=env)
+        check(r.returncode == 1 and "test-org/missing" in r.stderr, f"hub: missing repo: {r.stderr.strip()[:200]}")
+    finally:
+        server.shutdown()
+
+
 def main():
     shutil.rmtree(TMP, ignore_errors=True)
     os.makedirs(TMP)
@@ -162,6 +217,7 @@ def main():
     test_fault_injection()
     test_errors()
     test_sigint()
+    test_hub_download()
     print(f"{failures == 0 and 'ok' or 'FAILED'}: {failures} failure(s)")
     return 1 if failures else 0
 

@@ -13,7 +13,7 @@ from safetensors.numpy import load_file
 FIX = os.environ.get("TD_FIXTURES", "")
 TMP = os.environ.get("TD_TMP", "/tmp")
 BIN = os.environ.get("TD_BIN", "")
-ENCODERS = ("bert", "distilbert", "electra", "roberta", "xlmr")
+ENCODERS = ("bert", "distilbert", "electra", "roberta", "xlmr", "minilm")
 FUSED_OPS = ["Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization",
              "EmbedLayerNormalization", "BiasGelu", "Gelu", "FastGelu", "SkipSimplifiedLayerNormalization",
              "SimplifiedLayerNormalization", "RotaryEmbedding", "GroupQueryAttention"]

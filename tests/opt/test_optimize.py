@@ -1,15 +1,21 @@
-"""tdeploy optimize on every PyTorch-exported fixture: fusion counts, outputs against the HF golden outputs in
+"""tdeploy optimize on every PyTorch-exported fixture and every `tdeploy export` of the HF fixtures: fusion counts, outputs against the HF golden outputs in
 ONNX Runtime (fp32 within 1e-4; fp16 relative error <= 1e-2 and identical argmax on classification heads; bf16
 through an fp32 emulation of its roundings, see bf16_emulation), portable output through onnx.checker full_check
-with the standard domain only."""
+with the standard domain only. The fused fp32 graphs also run in tdeploy's CPU runtime (`tdeploy infer`, 1e-4);
+so do the fp16 and bf16 graphs (native bf16 compute there); an op that runtime refuses is printed as GAP with its
+name instead of failing."""
+import glob
 import os
+import subprocess
 
 import numpy as np
 import onnx
 from onnx import numpy_helper, TensorProto
 
-from opt_common import (Results, config, fixture_name, golden, is_encoder, n_layers, onnx_fixtures, optimize,
-                        op_counts, require_env, run_ort, TMP)
+from safetensors.numpy import load_file
+
+from opt_common import (BIN, FIX, FUSED_OPS, Results, config, fixture_name, golden, is_encoder, n_layers, onnx_fixtures,
+                        optimize, op_counts, require_env, run_ort, TMP)
 
 require_env()
 R = Results("test_optimize")
@@ -67,7 +73,44 @@ def bf16_emulation(src, dst):
     onnx.save(m, dst)
 
 
-for path in onnx_fixtures():
+def exports():
+    """Every HF fixture the exporter supports, exported by `tdeploy export` (named <fixture>.export.onnx)."""
+    out = []
+    for d in sorted(glob.glob(os.path.join(FIX, "hf", "*"))):
+        dst = os.path.join(OUT, os.path.basename(d) + ".export.onnx")
+        p = subprocess.run([BIN, "export", "-m", d, "-o", dst, "-q"], capture_output=True, text=True)
+        if p.returncode == 0:
+            out.append(dst)
+        elif "is not supported by export" in p.stderr:
+            print(f"  {os.path.basename(d)}: not exported ({p.stderr.strip()[-120:]})")
+        else:
+            R.check(f"export {os.path.basename(d)}", False, p.stderr.strip()[:300])
+    return out
+
+
+def run_tdeploy_runtime(case, model, ref, low=False):
+    """The optimized graph in tdeploy's own CPU runtime (`tdeploy infer`): fp32 within 1e-4 of the golden outputs,
+    fp16/bf16 (low) by relative error and argmax as in ONNX Runtime."""
+    gold = os.path.join(FIX, "hf", fixture_name(model), "golden.safetensors")
+    res = model + ".infer.safetensors"
+    p = subprocess.run([BIN, "infer", model, "--inputs", gold, "-o", res, "-q"], capture_output=True, text=True)
+    if p.returncode != 0 and any(f"{op}," in p.stderr or f"{op} " in p.stderr for op in FUSED_OPS):
+        # the runtime refuses a fused ONNX Runtime op that ONNX Runtime itself ran correctly above (not implemented
+        # yet, or an input the op schema makes optional treated as required): named, counted, not hidden
+        print(f"GAP {case} tdeploy infer: {p.stderr.strip()[-220:]}")
+        GAPS.append(case)
+        return
+    R.check(f"{case} tdeploy infer runs", p.returncode == 0, p.stderr.strip()[:300])
+    if p.returncode == 0 and low:
+        compare_low(f"{case} tdeploy infer", load_file(res), ref, 1e-2)
+    elif p.returncode == 0:
+        outs = load_file(res)
+        worst = max(float(np.abs(outs[k] - ref[k]).max()) for k in outs)
+        R.check(f"{case} tdeploy infer vs golden", worst <= 1e-4 and set(outs) <= set(ref), f"max abs err {worst:.2e}")
+
+
+GAPS = []
+for path in onnx_fixtures() + exports():
     base = os.path.basename(path).replace(".onnx", "")
     feeds, ref = golden(path)
     cfg = config(path)
@@ -90,6 +133,7 @@ for path in onnx_fixtures():
         counts = op_counts(dst)
         R.check(f"{case} report matches file", all(counts.get(k, 0) == v for k, v in f.items()))
         compare_fp32(case, run_ort(dst, feeds), ref)
+        run_tdeploy_runtime(case, dst, ref)
     except Exception as e:  # a crash of one case must not hide the others
         R.check(case, False, str(e)[:300])
     # portable fp32
@@ -116,8 +160,25 @@ for path in onnx_fixtures():
         io32 = all(v.type.tensor_type.elem_type != TensorProto.FLOAT16 for v in list(m.graph.input) + list(m.graph.output))
         R.check(f"{case} io stays fp32", io32)
         compare_low(case, run_ort(dst, feeds), ref, 1e-2)
+        run_tdeploy_runtime(case, dst, ref, low=True)
     except Exception as e:
         R.check(case, False, str(e)[:300])
+    # fp16 with the portable target, and with float inputs/outputs converted too (a few fixtures)
+    if base in ("bert-base.torchscript", "gpt2-lm.torchscript-sdpa", "llama-lm.torchscript"):
+        for extra, tag in ((["--target", "portable"], "portable fp16"), (["--no-keep-io-types"], "fp16 io")):
+            case = f"{base} {tag}"
+            dst = os.path.join(OUT, base + "." + tag.replace(" ", "-") + ".onnx")
+            try:
+                optimize(path, dst, "--precision", "fp16", *extra)
+                m = onnx.load(dst)
+                if tag == "fp16 io":
+                    R.check(f"{case} float outputs are fp16",
+                            all(v.type.tensor_type.elem_type == TensorProto.FLOAT16 for v in m.graph.output))
+                else:
+                    R.check(f"{case} standard domain only", all(n.domain in ("", "ai.onnx") for n in m.graph.node))
+                compare_low(case, run_ort(dst, feeds), ref, 1e-2)
+            except Exception as e:
+                R.check(case, False, str(e)[:300])
     # bf16 (fused), through the fp32 emulation of its roundings
     case = f"{base} bf16"
     dst = os.path.join(OUT, base + ".bf16.onnx")
@@ -129,7 +190,10 @@ for path in onnx_fixtures():
         R.check(f"{case} weights converted", nb > 0, f"{nb} bf16 initializers")
         bf16_emulation(dst, emu)
         compare_low(case, run_ort(emu, feeds), ref, 1e-2)
+        run_tdeploy_runtime(case, dst, ref, low=True)  # native bf16 compute
     except Exception as e:
         R.check(case, False, str(e)[:300])
 
+if GAPS:
+    print(f"{len(GAPS)} optimized graph(s) tdeploy's runtime refused at a fused op (see GAP lines): {', '.join(GAPS)}")
 R.finish()

@@ -94,6 +94,20 @@ def skip_ln():
         check(f"SkipLayerNormalization_{variant}", m, feeds)
 
 
+def rms_norms():
+    B, S, H = 2, 5, 16
+    x, skip, g, bias = f32(B, S, H), f32(B, S, H), f32(H), f32(H)
+    n = helper.make_node("SimplifiedLayerNormalization", ["x", "g"], ["y"], axis=-1, epsilon=1e-6)
+    check("SimplifiedLayerNormalization", model("rms", [n], [("x", x)], [("y", TensorProto.FLOAT)], [("g", g)]),
+          {"x": x})
+    for variant, ins, outs in [("basic", ["x", "skip", "g"], ["y"]),
+                               ("bias_sum", ["x", "skip", "g", "bias"], ["y", "", "", "sum"])]:
+        n = helper.make_node("SkipSimplifiedLayerNormalization", ins, outs, domain="com.microsoft", epsilon=1e-6)
+        inits = [(k, v) for k, v in {"g": g, "bias": bias}.items() if k in ins]
+        m = model("srms", [n], [("x", x), ("skip", skip)], [(o, TensorProto.FLOAT) for o in outs if o], inits)
+        check(f"SkipSimplifiedLayerNormalization_{variant}", m, {"x": x, "skip": skip})
+
+
 def embed_ln():
     B, S, H, V, P = 2, 6, 16, 50, 12
     ids = rng.integers(0, V, size=(B, S)).astype(np.int32)
@@ -106,6 +120,13 @@ def embed_ln():
     feeds = {"ids": ids, "seg": seg, "mask": mask}
     m = model("eln", [n], list(feeds.items()), [("y", TensorProto.FLOAT), ("mask_index", TensorProto.INT32)], inits)
     check("EmbedLayerNormalization", m, feeds)
+    # DistilBERT form: no segment ids / embedding
+    n = helper.make_node("EmbedLayerNormalization", ["ids", "", "we", "pe", "", "g", "b", "mask"],
+                         ["y", "mask_index"], domain="com.microsoft", epsilon=1e-12)
+    feeds = {"ids": ids, "mask": mask}
+    m = model("eln2", [n], list(feeds.items()), [("y", TensorProto.FLOAT), ("mask_index", TensorProto.INT32)],
+              [i for i in inits if i[0] != "se"])
+    check("EmbedLayerNormalization_no_segment", m, feeds)
 
 
 def attention():
@@ -167,7 +188,7 @@ def mha():
 
 
 def main():
-    for f in (gelus, skip_ln, embed_ln, attention, mha):
+    for f in (gelus, skip_ln, rms_norms, embed_ln, attention, mha):
         f()
     print(f"{failures} failure(s)")
     return 1 if failures else 0

@@ -139,8 +139,9 @@ static void run_block(const gemm_job *j, size_t m0, size_t m1, size_t p0, size_t
                         .residual = j->ep.residual ? j->ep.residual + i * j->ep.ldr + n0 : NULL,
                         .ldr = j->ep.ldr,
                     };
-                    j->kernel(mr, nr, kc, j->A + i * j->lda + k0, j->lda, Bp, j->C + i * j->ldc + n0, j->ldc, first,
-                              last, &te);
+                    /* A is NULL when K == 0 (nothing to read): no pointer arithmetic on it then */
+                    const float *a = j->A ? j->A + i * j->lda + k0 : NULL;
+                    j->kernel(mr, nr, kc, a, j->lda, Bp, j->C + i * j->ldc + n0, j->ldc, first, last, &te);
                 }
             }
         }

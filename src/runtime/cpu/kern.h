@@ -1,46 +1,62 @@
 /* The thin interface between CPU op implementations (op_*.c) and the compute
  * kernels. Ops handle attributes, dtypes and layouts; every heavy loop goes
- * through one of these functions. The reference implementations (ref_kern.c:
- * straightforward loops) define the semantics; optimized kernels (threadpool +
- * AVX-512 GEMM, vectorized layernorm/softmax/attention) replace the bodies
- * behind the same signatures and are checked against the reference.
+ * through one of these functions. kern.c implements them with the optimized
+ * kernels (gemm.h: packed AVX-512 GEMM; softmax.h, layernorm.h, activations.h;
+ * the thread pool of the session); ref_kern.c holds straightforward reference
+ * loops with the same semantics, used by tests/unit/test_kern_ref.c to check
+ * the fast paths and by the rare layouts the fast kernels do not take.
  *
- * All kernels compute in fp32 on contiguous row-major data. */
+ * All kernels compute in fp32 on row-major data. */
 #ifndef TD_RUNTIME_CPU_KERN_H
 #define TD_RUNTIME_CPU_KERN_H
 
+#include "runtime/cpu/gemm.h"
 #include "runtime/rt.h"
 
-/* A constant right-hand matrix B (K x N) packed once at session creation.
- * Stored as fp32, fp16 or bf16 (precision option). */
+/* A constant right-hand matrix B (K x N) packed once at session creation into
+ * the GEMM's panel layout, stored as fp32, fp16 or bf16 (precision option). */
 typedef struct td_kern_packed {
     int64_t K, N;
-    td_dtype dtype; /* TD_F32, TD_F16 or TD_BF16 */
-    void *data;     /* K x N row-major, 64-byte aligned */
     size_t nbytes;
+    td_gemm_packed *g;
 } td_kern_packed;
 
-/* Pack B (K x N, or N x K when trans_b) of dtype src_dtype into dst_dtype. */
+/* Pack B (K x N, or N x K when trans_b) of dtype src_dtype (f32/f16/bf16) into dst_dtype. */
 td_status td_kern_pack_b(td_ctx *ctx, const void *b, td_dtype src_dtype, int64_t K, int64_t N, bool trans_b,
                          td_dtype dst_dtype, td_kern_packed **out);
 void td_kern_packed_free(void *p); /* NULL harmless */
 
-/* C (M x N, ldc) = A (M x K, lda) * packed B [+ bias (N)] [+ C if accumulate]. */
+/* C (M x N, ldc) = A (M x K, lda) @ packed B [+ bias (N)]. */
 void td_kern_gemm_packed(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
-                         float *C, int64_t ldc, bool accumulate, td_rt_env *env);
+                         float *C, int64_t ldc, td_rt_env *env);
 
-/* C = alpha * op(A) * op(B) + beta * C, general strides (row-major). */
-void td_kern_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, td_rt_env *env);
+/* Bytes of scratch td_kern_gemm needs to pack a K x N right-hand side. */
+size_t td_kern_gemm_scratch(int64_t K, int64_t N);
+/* C (M x N) = alpha * A (M x K) @ op(B), B (K x N) or, with trans_b, (N x K).
+ * pack_scratch: td_kern_gemm_scratch(K, N) bytes, 64-byte aligned. */
+void td_kern_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, bool trans_b, float *C, int64_t ldc, void *pack_scratch, td_rt_env *env);
+
+/* nb independent products C_i (M x N, at C + i*c_stride) = A_i (M x K at A + a_off[i]) @ B_i
+ * (K x N at B + b_off[i]), parallel over i (each thread packs into its own slice of
+ * pack_scratch: td_kern_gemm_batched_scratch(K, N, threads) bytes). */
+size_t td_kern_gemm_batched_scratch(int64_t K, int64_t N, int threads);
+void td_kern_gemm_batched(int64_t nb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const int64_t *a_off, const float *B, int64_t ldb, const int64_t *b_off, float *C,
+                          int64_t ldc, int64_t c_stride, void *pack_scratch, td_rt_env *env);
 
 /* Softmax over the last dim of rows x n, in place. */
 void td_kern_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env);
 
 /* y = (x - mean) / sqrt(var + eps) * gamma + beta per row of n (beta may be
- * NULL). rms: no mean subtraction (RMSNorm / SimplifiedLayerNormalization).
- * mean/inv_std (rows entries each) may be NULL. */
+ * NULL); mean/inv_std (rows entries each) may be NULL. */
 void td_kern_layernorm_rows(const float *x, const float *gamma, const float *beta, float *y, int64_t rows, int64_t n,
-                            float eps, bool rms, float *mean, float *inv_std, td_rt_env *env);
+                            float eps, float *mean, float *inv_std, td_rt_env *env);
+
+/* RMS normalization: y = x / sqrt(mean(x^2) + eps) * gamma per row of n;
+ * inv_std (rows entries) may be NULL. */
+void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
+                          float *inv_std, td_rt_env *env);
 
 /* Attention for one (batch, head): out (S x Dv, ldo) = softmax(scale * q k^T + mask_add) v
  * with q (S x D, ldq), k (L x D, ldk), v (L x Dv, ldv); mask_add (S x L, ld mask_ld) is
@@ -49,12 +65,44 @@ void td_kern_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
                        float *out, int64_t ldo, int64_t S, int64_t L, int64_t D, int64_t Dv, float scale,
                        const float *mask_add, int64_t mask_ld, float *scratch, td_rt_env *env);
 
-/* Elementwise helpers for hot binary ops on fp32 (same length, or b broadcast
- * with stride 0). op: '+', '-', '*', '/'. */
-void td_kern_binary_f32(char op, const float *a, int64_t sa, const float *b, int64_t sb, float *o, int64_t n);
+/* Multi-head attention over all (batch, head) pairs, parallel over pairs:
+ *   out[b, :, h] = softmax(scale * Q_bh K_bh^T + mask[b] + bias[b, h]) V_bh
+ * Q_bh = q + b*q_bstride + h*D (S rows, row stride ldq); K_bh (T x D) and V_bh
+ * (T x Dv) are contiguous blocks at k + (b*N + h)*T*D and v + (b*N + h)*T*Dv;
+ * out_bh = out + b*o_bstride + h*Dv (row stride ldo). mask: S x T additive per
+ * batch (mask_bstride floats apart, 0 = shared) or NULL; bias: S x T additive
+ * per (b, h) (bias_bstride / bias_hstride, 0 = broadcast) or NULL. */
+typedef struct td_kern_mha {
+    int64_t B, N, S, T, D, Dv;
+    const float *q;
+    int64_t q_bstride, ldq;
+    const float *k, *v;
+    float *out;
+    int64_t o_bstride, ldo;
+    float scale;
+    const float *mask;
+    int64_t mask_bstride;
+    const float *bias;
+    int64_t bias_bstride, bias_hstride;
+} td_kern_mha;
+/* Scratch bytes for td_kern_mha with `threads` workers (64-byte aligned slices). */
+size_t td_kern_mha_scratch(int64_t S, int64_t T, int64_t D, int64_t Dv, int threads);
+void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env);
 
-/* GELU variants on fp32 arrays. */
-void td_kern_gelu_erf(const float *x, float *y, int64_t n);
-void td_kern_gelu_tanh(const float *x, float *y, int64_t n);
+typedef enum td_kern_unary {
+    TD_KU_EXP,
+    TD_KU_TANH,
+    TD_KU_ERF,
+    TD_KU_SIGMOID,
+    TD_KU_RELU,
+    TD_KU_GELU_ERF,
+    TD_KU_GELU_TANH,
+} td_kern_unary;
+/* y = f(x) on n contiguous floats (y may equal x). */
+void td_kern_unary_f32(td_kern_unary op, const float *x, float *y, int64_t n, td_rt_env *env);
+
+/* Elementwise binary op on fp32 rows (same length, or an operand broadcast with
+ * stride 0). op: '+', '-', '*', '/'. */
+void td_kern_binary_f32(char op, const float *a, int64_t sa, const float *b, int64_t sb, float *o, int64_t n);
 
 #endif

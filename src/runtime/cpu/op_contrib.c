@@ -20,7 +20,7 @@ static td_status float_inputs(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, i
 
 static td_status first_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
     out[0]->rank = in[0]->rank;
-    memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
+    td_memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
     return TD_OK;
 }
 
@@ -55,7 +55,7 @@ static td_status gelu_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     const td_rt_tensor *x = in[0], *b = rn->n_in > 1 ? in[1] : NULL;
     int64_t n = td_rt_numel(x), h = b ? b->shape[0] : 1;
     if (x->dtype == TD_F32 && !b) {
-        (st->tanh_form ? td_kern_gelu_tanh : td_kern_gelu_erf)(x->data, out[0]->data, n);
+        td_kern_unary_f32(st->tanh_form ? TD_KU_GELU_TANH : TD_KU_GELU_ERF, x->data, out[0]->data, n, env);
         return TD_OK;
     }
     for (int64_t i = 0; i < n; i++) {
@@ -126,7 +126,7 @@ static td_status sln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     float *Y = out_f32(out[0], &scr);
     float *mean = rn->n_out > 1 && out[1] ? out[1]->data : NULL;
     float *istd = rn->n_out > 2 && out[2] ? out[2]->data : NULL;
-    td_kern_layernorm_rows(sum, g, b, Y, rows, h, st->eps, false, mean, istd, env);
+    td_kern_layernorm_rows(sum, g, b, Y, rows, h, st->eps, mean, istd, env);
     store_out(out[0], Y);
     if (rn->n_out > 3 && out[3])
         for (int64_t i = 0; i < n; i++)
@@ -134,9 +134,100 @@ static td_status sln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     return TD_OK;
 }
 
+/* ---- SimplifiedLayerNormalization (RMSNorm; ONNX Runtime registers it in the
+ * default domain) and com.microsoft SkipSimplifiedLayerNormalization ---- */
+typedef struct rms_state {
+    int64_t axis;
+    float eps;
+    bool skip; /* SkipSimplifiedLayerNormalization */
+} rms_state;
+
+static td_status rms_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_dtype *out) {
+    bool skip = strcmp(rn->node->op_type, "SkipSimplifiedLayerNormalization") == 0;
+    TD_TRY(td_check_inputs(ctx, rn, skip ? 3 : 2, skip ? 4 : 2, 1, skip ? 4 : 2));
+    TD_TRY(float_inputs(ctx, rn, in, 0, rn->n_in));
+    rms_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return td_fail_oom(ctx, sizeof *st, "op state");
+    rn->state = st;
+    st->skip = skip;
+    st->axis = skip ? -1 : td_node_attr_int(rn->node, "axis", -1);
+    st->eps = td_node_attr_float(rn->node, "epsilon", skip ? 1e-12f : 1e-5f);
+    if (!skip && td_node_attr_int(rn->node, "stash_type", 1) != 1)
+        return td_unsupported_attr(ctx, rn, "stash_type", "other than 1 (float)");
+    for (int k = 0; k < rn->n_out; k++)
+        out[k] = (k == 0 || (skip && k == 3)) ? in[0] : TD_F32;
+    return TD_OK;
+}
+static td_status rms_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
+    rms_state *st = rn->state;
+    const td_rt_tensor *x = in[0];
+    int a;
+    if (!td_norm_axis(st->axis, x->rank, &a))
+        return td_node_fail(ctx, rn, TD_ERR_SHAPE, "axis %lld is outside rank %d", (long long)st->axis, x->rank);
+    int64_t n = 1, total = td_rt_numel(x);
+    for (int d = a; d < x->rank; d++)
+        n *= x->shape[d];
+    const td_rt_tensor *gamma = in[st->skip ? 2 : 1];
+    if (td_rt_numel(gamma) != n)
+        return td_node_fail(ctx, rn, TD_ERR_SHAPE, "scale has %lld elements, the normalized shape %lld",
+                            (long long)td_rt_numel(gamma), (long long)n);
+    if (st->skip) {
+        int64_t ns = td_rt_numel(in[1]);
+        if (in[1]->rank < 1 || in[1]->shape[in[1]->rank - 1] != n || ns == 0 || total % ns)
+            return td_node_fail(ctx, rn, TD_ERR_SHAPE, "skip must end in hidden size %lld and broadcast to the input",
+                                (long long)n);
+        if (rn->n_in > 3 && in[3] && td_rt_numel(in[3]) != n)
+            return td_node_fail(ctx, rn, TD_ERR_SHAPE, "bias must have %lld elements", (long long)n);
+    }
+    for (int k = 0; k < rn->n_out; k++) {
+        if (!out[k])
+            continue;
+        first_shape(ctx, rn, in, &out[k]);
+        bool stat = st->skip ? (k == 1 || k == 2) : k == 1;
+        for (int d = a; stat && d < x->rank; d++)
+            out[k]->shape[d] = 1;
+    }
+    rn->scratch_bytes = (size_t)(2 * total + n + 64) * sizeof(float);
+    return TD_OK;
+}
+static td_status rms_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
+                          td_rt_env *env) {
+    rms_state *st = rn->state;
+    const td_rt_tensor *x = in[0], *gamma = in[st->skip ? 2 : 1];
+    int64_t n = td_rt_numel(gamma), total = td_rt_numel(x), rows = n ? total / n : 0;
+    float *sum = rn->scratch, *Y = sum + total, *g = Y + total;
+    for (int64_t j = 0; j < n; j++)
+        g[j] = td_ldf(gamma->data, gamma->dtype, j);
+    const td_rt_tensor *skip = st->skip ? in[1] : NULL, *bias = st->skip && rn->n_in > 3 ? in[3] : NULL;
+    int64_t ns = skip ? td_rt_numel(skip) : 1;
+    for (int64_t i = 0; i < total; i++)
+        sum[i] = td_ldf(x->data, x->dtype, i) + (skip ? td_ldf(skip->data, skip->dtype, i % ns) : 0.0f) +
+                 (bias ? td_ldf(bias->data, bias->dtype, i % n) : 0.0f);
+    int istd_slot = st->skip ? 2 : 1;
+    float *istd = rn->n_out > istd_slot && out[istd_slot] ? out[istd_slot]->data : NULL;
+    td_kern_rmsnorm_rows(sum, g, Y, rows, n, st->eps, istd, env);
+    for (int64_t i = 0; i < total; i++)
+        td_stf(out[0]->data, out[0]->dtype, i, Y[i]);
+    if (st->skip && rn->n_out > 1 && out[1]) /* mean output of the simplified form: zeros */
+        memset(out[1]->data, 0, td_rt_nbytes(out[1]));
+    if (st->skip && rn->n_out > 3 && out[3])
+        for (int64_t i = 0; i < total; i++)
+            td_stf(out[3]->data, out[3]->dtype, i, sum[i]);
+    return TD_OK;
+}
+
 /* ---- EmbedLayerNormalization ---- */
 static td_status eln_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_dtype *out) {
-    TD_TRY(td_check_inputs(ctx, rn, 7, 9, 1, 3));
+    TD_TRY(td_check_inputs(ctx, rn, 1, 9, 1, 3));
+    /* input_ids, word/position embeddings, gamma, beta are required; segment_ids,
+     * segment_embedding, mask, position_ids are optional */
+    const int required[] = {0, 2, 3, 5, 6};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (rn->n_in <= required[i] || rn->in[required[i]] < 0)
+            return td_node_fail(ctx, rn, TD_ERR_FORMAT, "required input %d is missing", required[i]);
+    if ((rn->in[1] >= 0) != (rn->in[4] >= 0))
+        return td_node_fail(ctx, rn, TD_ERR_FORMAT, "segment_ids and segment_embedding must be given together");
     if (in[0] != TD_I32)
         return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "input_ids must be int32 (got %s)", td_dtype_name(in[0]));
     if (rn->in[1] >= 0 && in[1] != TD_I32)
@@ -222,7 +313,7 @@ static td_status eln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
                 dst[j] = td_ldf(we->data, we->dtype, w * H + j) + td_ldf(pe->data, pe->dtype, p * H + j) +
                          (se ? td_ldf(se->data, se->dtype, sg * H + j) : 0.0f);
         }
-    td_kern_layernorm_rows(sum, g, b, Y, B * S, H, st->eps, false, NULL, NULL, env);
+    td_kern_layernorm_rows(sum, g, b, Y, B * S, H, st->eps, NULL, NULL, env);
     for (int64_t i = 0; i < B * S * H; i++)
         td_stf(out[0]->data, out[0]->dtype, i, Y[i]);
     if (rn->n_out > 1 && out[1])
@@ -248,10 +339,9 @@ typedef struct attn_state {
     int64_t qkv[3];   /* Attention: hidden sizes of q, k, v (0 = equal thirds) */
 } attn_state;
 
-/* Additive mask for batch b, head h into m (S x T): key mask, causal, bias. */
+/* Additive mask for batch b into m (S x T): key padding / lengths and causal. */
 static td_status build_mask(td_ctx *ctx, const td_rt_node *rn, const attn_state *st, const td_rt_tensor *km,
-                            const td_rt_tensor *bias, const float *bias_f, int64_t b, int64_t h, int64_t B,
-                            int64_t N, int64_t S, int64_t T, float *m) {
+                            int64_t b, int64_t B, int64_t S, int64_t T, float *m) {
     for (int64_t i = 0; i < S * T; i++)
         m[i] = 0.0f;
     if (km) {
@@ -286,12 +376,6 @@ static td_status build_mask(td_ctx *ctx, const td_rt_node *rn, const attn_state 
         for (int64_t i = 0; i < S; i++)
             for (int64_t j = i + (T - S) + 1; j < T; j++)
                 m[i * T + j] += st->mask_filter;
-    if (bias) {
-        int64_t bb = bias->shape[0] == 1 ? 0 : b, hh = bias->shape[1] == 1 ? 0 : h;
-        const float *src = bias_f + (bb * bias->shape[1] + hh) * S * T;
-        for (int64_t i = 0; i < S * T; i++)
-            m[i] += src[i];
-    }
     return TD_OK;
 }
 
@@ -325,18 +409,33 @@ static td_status attn_state_init(td_ctx *ctx, td_rt_node *rn, attn_state **out) 
     return TD_OK;
 }
 
-/* Run heads: Q (B, S, N*Dq) with row stride ldq; K, V (B, N, T, D) contiguous; out (B, S, N*Dv). */
+/* Scratch floats attn_run needs: the (B, S, T) mask plus the kernel's per-thread space. */
+static size_t attn_scratch_floats(const td_rt_node *rn, int64_t B, int64_t S, int64_t T, int64_t D, int64_t Dv) {
+    return (size_t)(B * S * T + 16) + td_kern_mha_scratch(S, T, D, Dv, rn->threads) / sizeof(float) + 16;
+}
+
+/* Run all heads: Q (B, S, N*D) with row stride ldq; K, V (B, N, T, D) contiguous; out (B, S, N*Dv). */
 static td_status attn_run(td_ctx *ctx, const td_rt_node *rn, const attn_state *st, const float *Q, int64_t ldq,
                           const float *K, const float *V, float *O, int64_t B, int64_t N, int64_t S, int64_t T,
                           int64_t D, int64_t Dv, const td_rt_tensor *km, const td_rt_tensor *ab, const float *ab_f,
-                          float *mask, float *scores, td_rt_env *env) {
-    float scale = st->scale != 0.0f ? st->scale : 1.0f / sqrtf((float)D);
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < N; h++) {
-            TD_TRY(build_mask(ctx, rn, st, km, ab, ab_f, b, h, B, N, S, T, mask));
-            td_kern_attention(Q + b * S * ldq + h * D, ldq, K + (b * N + h) * T * D, D, V + (b * N + h) * T * Dv, Dv,
-                              O + b * S * N * Dv + h * Dv, N * Dv, S, T, D, Dv, scale, mask, T, scores, env);
-        }
+                          float *scratch, td_rt_env *env) {
+    float *mask = NULL;
+    if (km || st->unidirectional) {
+        mask = scratch;
+        for (int64_t b = 0; b < B; b++)
+            TD_TRY(build_mask(ctx, rn, st, km, b, B, S, T, mask + b * S * T));
+    }
+    td_kern_mha a = {
+        .B = B, .N = N, .S = S, .T = T, .D = D, .Dv = Dv,
+        .q = Q, .q_bstride = S * ldq, .ldq = ldq, .k = K, .v = V,
+        .out = O, .o_bstride = S * N * Dv, .ldo = N * Dv,
+        .scale = st->scale != 0.0f ? st->scale : 1.0f / sqrtf((float)D),
+        .mask = mask, .mask_bstride = S * T,
+        .bias = ab ? ab_f : NULL,
+        .bias_bstride = ab && ab->shape[0] != 1 ? ab->shape[1] * S * T : 0,
+        .bias_hstride = ab && ab->shape[1] != 1 ? S * T : 0,
+    };
+    td_kern_mha_run(&a, scratch + B * S * T + 16, env);
     return TD_OK;
 }
 
@@ -401,10 +500,12 @@ static td_status attention_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *cons
     *out[0] = (td_rt_tensor){out[0]->dtype, 3, {B, S, Hv}, NULL};
     if (rn->n_out > 1 && out[1])
         *out[1] = (td_rt_tensor){out[1]->dtype, 5, {2, B, N, T, Hq / N}, NULL};
-    size_t f = (size_t)(B * S * (Hq + Hk + Hv) + 2 * B * T * Hq + B * S * Hv + 2 * S * T + 256);
+    size_t f = (size_t)(B * S * (Hq + Hk + Hv) + B * T * (Hq + Hv) + B * S * Hv + 256) +
+               attn_scratch_floats(rn, B, S, T, Hq / N, Hv / N);
     rn->scratch_bytes = f * sizeof(float) + f32_scratch(in[0]) + f32_scratch(in[1]) +
                         (rn->n_in > 2 ? f32_scratch(in[2]) : 0) + (rn->n_in > 4 ? f32_scratch(in[4]) : 0) +
-                        (rn->n_in > 5 ? f32_scratch(in[5]) : 0);
+                        (rn->n_in > 5 ? f32_scratch(in[5]) : 0) +
+                        (rn->packed ? 0 : td_kern_gemm_scratch(in[1]->shape[0], in[1]->shape[1]) + 64);
     return TD_OK;
 }
 static td_status attention_prepack(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *c, int precision) {
@@ -429,10 +530,12 @@ static td_status attention_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
     float *qkv = scr;
     scr += B * S * W;
     if (rn->packed) {
-        td_kern_gemm_packed(X, Hin, B * S, rn->packed, bias, qkv, W, false, env);
+        td_kern_gemm_packed(X, Hin, B * S, rn->packed, bias, qkv, W, env);
     } else {
         const float *Wt = as_f32(in[1], &scr);
-        td_kern_sgemm(false, false, B * S, W, Hin, 1.0f, X, Hin, Wt, W, 0.0f, qkv, W, env);
+        void *pack = scr;
+        scr += td_kern_gemm_scratch(Hin, W) / sizeof(float) + 16;
+        td_kern_gemm(B * S, W, Hin, 1.0f, X, Hin, Wt, W, false, qkv, W, pack, env);
         if (bias)
             for (int64_t r = 0; r < B * S; r++)
                 for (int64_t j = 0; j < W; j++)
@@ -445,19 +548,17 @@ static td_status attention_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
         for (int64_t h = 0; h < N; h++) {
             float *kd = K + (b * N + h) * T * D, *vd = V + (b * N + h) * T * Dv;
             if (past) {
-                memcpy(kd, past + (b * N + h) * P * D, (size_t)(P * D) * sizeof(float));
-                memcpy(vd, past + ((B + b) * N + h) * P * D, (size_t)(P * Dv) * sizeof(float));
+                td_memcpy(kd, past + (b * N + h) * P * D, (size_t)(P * D) * sizeof(float));
+                td_memcpy(vd, past + ((B + b) * N + h) * P * D, (size_t)(P * Dv) * sizeof(float));
             }
             for (int64_t s = 0; s < S; s++) {
-                memcpy(kd + (P + s) * D, qkv + (b * S + s) * W + Hq + h * D, (size_t)D * sizeof(float));
-                memcpy(vd + (P + s) * Dv, qkv + (b * S + s) * W + Hq + Hk + h * Dv, (size_t)Dv * sizeof(float));
+                td_memcpy(kd + (P + s) * D, qkv + (b * S + s) * W + Hq + h * D, (size_t)D * sizeof(float));
+                td_memcpy(vd + (P + s) * Dv, qkv + (b * S + s) * W + Hq + Hk + h * Dv, (size_t)Dv * sizeof(float));
             }
         }
-    float *mask = scr, *scores = scr + S * T;
-    scr = scores + S * T + 16;
     float *O = out_f32(out[0], &scr);
     TD_TRY(attn_run(ctx, rn, st, qkv, W, K, V, O, B, N, S, T, D, Dv, rn->n_in > 3 ? in[3] : NULL,
-                    rn->n_in > 5 ? in[5] : NULL, abf, mask, scores, env));
+                    rn->n_in > 5 ? in[5] : NULL, abf, scr, env));
     store_out(out[0], O);
     if (rn->n_out > 1 && out[1]) {
         int64_t half = B * N * T * D;
@@ -545,8 +646,8 @@ static td_status mha_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
         *out[1] = (td_rt_tensor){out[1]->dtype, 4, {d.B, d.N, d.T, d.D}, NULL};
     if (rn->n_out > 2 && out[2])
         *out[2] = (td_rt_tensor){out[2]->dtype, 4, {d.B, d.N, d.T, d.Dv}, NULL};
-    size_t f = (size_t)(d.B * d.S * d.N * d.D + d.B * d.N * d.T * (d.D + d.Dv) + d.B * d.S * d.N * d.Dv +
-                        2 * d.S * d.T + 256);
+    size_t f = (size_t)(d.B * d.S * d.N * d.D + d.B * d.N * d.T * (d.D + d.Dv) + d.B * d.S * d.N * d.Dv + 256) +
+               attn_scratch_floats(rn, d.B, d.S, d.T, d.D, d.Dv);
     rn->scratch_bytes = f * sizeof(float);
     for (int i = 0; i < rn->n_in && i < 8; i++)
         if (i != 4)
@@ -576,8 +677,8 @@ static td_status mha_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
         for (int64_t h = 0; h < N; h++) {
             float *kd = K + (b * N + h) * T * D, *vd = V + (b * N + h) * T * Dv;
             if (pk) {
-                memcpy(kd, pk + (b * N + h) * P * D, (size_t)(P * D) * sizeof(float));
-                memcpy(vd, pv + (b * N + h) * P * Dv, (size_t)(P * Dv) * sizeof(float));
+                td_memcpy(kd, pk + (b * N + h) * P * D, (size_t)(P * D) * sizeof(float));
+                td_memcpy(vd, pv + (b * N + h) * P * Dv, (size_t)(P * Dv) * sizeof(float));
             }
             for (int64_t l = 0; l < L; l++) {
                 for (int64_t j = 0; j < D; j++)
@@ -589,11 +690,9 @@ static td_status mha_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
                                                        (bias ? bias[2 * Hq + h * Dv + j] : 0.0f);
             }
         }
-    float *mask = scr, *scores = scr + S * T;
-    scr = scores + S * T + 16;
     float *O = out_f32(out[0], &scr);
     TD_TRY(attn_run(ctx, rn, st, Q, Hq, K, V, O, B, N, S, T, D, Dv, rn->n_in > 4 ? in[4] : NULL,
-                    rn->n_in > 5 ? in[5] : NULL, abf, mask, scores, env));
+                    rn->n_in > 5 ? in[5] : NULL, abf, scr, env));
     store_out(out[0], O);
     if (rn->n_out > 1 && out[1])
         for (int64_t i = 0; i < B * N * T * D; i++)
@@ -609,6 +708,8 @@ const td_op_def td_ops_contrib[] = {
     {MS, "BiasGelu", 1, 1, gelu_init, gelu_shape, gelu_exec, 0, 0, NULL},
     {MS, "FastGelu", 1, 1, gelu_init, gelu_shape, gelu_exec, 0, 0, NULL},
     {MS, "SkipLayerNormalization", 1, 1, sln_init, sln_shape, sln_exec, 0, 0, NULL},
+    {"", "SimplifiedLayerNormalization", 1, TD_MAX_ONNX_OPSET, rms_init, rms_shape, rms_exec, 0, 0, NULL},
+    {MS, "SkipSimplifiedLayerNormalization", 1, 1, rms_init, rms_shape, rms_exec, 0, 0, NULL},
     {MS, "EmbedLayerNormalization", 1, 1, eln_init, eln_shape, eln_exec, 0, 0, NULL},
     {MS, "Attention", 1, 1, attention_init, attention_shape, attention_exec, 0, 0, attention_prepack},
     {MS, "MultiHeadAttention", 1, 1, mha_init, mha_shape, mha_exec, 0, 0, NULL},

@@ -1,5 +1,6 @@
 /* Elementwise ops: unary math, binary arithmetic / comparison / logic with
  * numpy broadcasting, Where. Floats (f32/f16/bf16) compute in fp32. */
+#include "runtime/cpu/binary.h"
 #include "runtime/cpu/kern.h"
 #include "runtime/cpu/op_util.h"
 #include "runtime/cpu/ops.h"
@@ -104,7 +105,7 @@ static td_status unary_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_
 
 static td_status same_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
     out[0]->rank = in[0]->rank;
-    memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
+    td_memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
     return TD_OK;
 }
 
@@ -138,10 +139,11 @@ static td_status unary_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
     } else if (x->dtype == TD_F32) {
         const float *xp = x->data;
         float *yp = y->data;
-        if (c == U_GELU_ERF)
-            td_kern_gelu_erf(xp, yp, n);
-        else if (c == U_GELU_TANH)
-            td_kern_gelu_tanh(xp, yp, n);
+        int ku = c == U_GELU_ERF ? TD_KU_GELU_ERF : c == U_GELU_TANH ? TD_KU_GELU_TANH : c == U_EXP ? TD_KU_EXP
+               : c == U_TANH ? TD_KU_TANH : c == U_ERF ? TD_KU_ERF : c == U_SIGMOID ? TD_KU_SIGMOID
+               : c == U_RELU ? TD_KU_RELU : -1;
+        if (ku >= 0)
+            td_kern_unary_f32((td_kern_unary)ku, xp, yp, n, env);
         else
             for (int64_t i = 0; i < n; i++)
                 yp[i] = unary_f(c, xp[i]);
@@ -290,8 +292,17 @@ static td_status binary_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
     ew_code c = ((ew_state *)rn->state)->code;
     bin_job j = {c, in[0], in[1 % rn->n_in], out[0], false};
     if (rn->n_in == 1) { /* Max/Min of one input: copy */
-        memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
+        td_memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
         return TD_OK;
+    }
+    if (rn->n_in == 2 && c >= B_ADD && c <= B_DIV && in[0]->dtype == TD_F32 && in[1]->dtype == TD_F32) {
+        /* float arithmetic: the threaded broadcast kernel */
+        static const td_binop ops[] = {TD_BINOP_ADD, TD_BINOP_SUB, TD_BINOP_MUL, TD_BINOP_DIV};
+        const int64_t *dims[2] = {in[0]->shape, in[1]->shape};
+        const int ranks[2] = {in[0]->rank, in[1]->rank};
+        td_bcast_plan plan;
+        TD_TRY(td_bcast_plan_make(ctx, 2, dims, ranks, &plan));
+        return td_cpu_binary(ctx, env->pool, ops[c - B_ADD], TD_F32, &plan, in[0]->data, in[1]->data, out[0]->data);
     }
     td_ewb b;
     td_rt_tensor *pair[2] = {in[0], in[1]};
@@ -341,7 +352,7 @@ static void where_row(void *user, const int64_t *off, const int64_t *st, int64_t
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *src = c[off[0] + i * st[0]] ? (const uint8_t *)j->x->data + (size_t)(off[1] + i * st[1]) * es
                                                    : (const uint8_t *)j->y->data + (size_t)(off[2] + i * st[2]) * es;
-        memcpy((uint8_t *)j->o->data + (size_t)(oo + i) * es, src, es);
+        td_memcpy((uint8_t *)j->o->data + (size_t)(oo + i) * es, src, es);
     }
 }
 

@@ -3,6 +3,7 @@
  * storage to fp32 in node scratch memory (planned in the arena) and call the
  * kernels in kern.h. */
 #include "runtime/cpu/kern.h"
+#include "runtime/cpu/ref_kern.h"
 #include "runtime/cpu/op_util.h"
 #include "runtime/cpu/ops.h"
 
@@ -37,8 +38,8 @@ static td_status matmul_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
     /* batch dims broadcast */
     td_rt_tensor ba = {a->dtype, a->rank > 2 ? a->rank - 2 : 0, {0}, NULL};
     td_rt_tensor bb = {b->dtype, b->rank > 2 ? b->rank - 2 : 0, {0}, NULL};
-    memcpy(ba.shape, a->shape, (size_t)ba.rank * sizeof(int64_t));
-    memcpy(bb.shape, b->shape, (size_t)bb.rank * sizeof(int64_t));
+    td_memcpy(ba.shape, a->shape, (size_t)ba.rank * sizeof(int64_t));
+    td_memcpy(bb.shape, b->shape, (size_t)bb.rank * sizeof(int64_t));
     td_rt_tensor *pair[2] = {&ba, &bb};
     TD_TRY(td_broadcast_shape(ctx, rn, pair, 2, out[0]));
     int r = out[0]->rank;
@@ -47,7 +48,12 @@ static td_status matmul_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
     if (b->rank >= 2)
         out[0]->shape[r++] = b->shape[b->rank - 1];
     out[0]->rank = r;
-    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b)) + f32_scratch(out[0]);
+    int64_t N = b->rank >= 2 ? b->shape[b->rank - 1] : 1, nb = 1;
+    for (int d = 0; d < out[0]->rank - (a->rank >= 2) - (b->rank >= 2); d++)
+        nb *= out[0]->shape[d];
+    /* activation right-hand side: per-thread packing space + the batch offsets */
+    size_t act = td_kern_gemm_batched_scratch(K, N, rn->threads) + (size_t)(2 * nb + 16) * sizeof(int64_t);
+    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b) + act) + f32_scratch(out[0]);
     if (td_is_int_dt(a->dtype))
         rn->scratch_bytes = 0;
     return TD_OK;
@@ -129,17 +135,22 @@ static td_status matmul_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
             expect *= o->shape[d];
         }
         if (a_contig) {
-            td_kern_gemm_packed(A, K, nb * M, P, NULL, C, N, false, env);
+            td_kern_gemm_packed(A, K, nb * M, P, NULL, C, N, env);
             store_out(o, C);
             return TD_OK;
         }
     }
+    /* batch offsets of A and B (broadcast batch dims have stride 0) */
+    int64_t *a_off = P ? NULL : (int64_t *)scr, *b_off = P ? NULL : a_off + nb;
+    void *pack = P ? NULL : (void *)(b_off + nb + 8);
     int64_t idx[TD_MAX_RANK] = {0}, oa = 0, ob = 0;
     for (int64_t bi = 0; bi < nb; bi++) {
-        if (P)
-            td_kern_gemm_packed(A + oa, K, M, P, NULL, C + bi * M * N, N, false, env);
-        else
-            td_kern_sgemm(false, false, M, N, K, 1.0f, A + oa, K, B + ob, N, 0.0f, C + bi * M * N, N, env);
+        if (P) {
+            td_kern_gemm_packed(A + oa, K, M, P, NULL, C + bi * M * N, N, env);
+        } else {
+            a_off[bi] = oa;
+            b_off[bi] = ob;
+        }
         for (int d = br - 1; d >= 0; d--) {
             idx[d]++;
             oa += sa[d];
@@ -151,6 +162,8 @@ static td_status matmul_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
             idx[d] = 0;
         }
     }
+    if (!P)
+        td_kern_gemm_batched(nb, M, N, K, A, K, a_off, B, N, b_off, C, N, M * N, pack, env);
     store_out(o, C);
     return TD_OK;
 }
@@ -197,14 +210,14 @@ static td_status gemm_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
         if (tmp.rank != 2 || tmp.shape[0] != M || tmp.shape[1] != N)
             return td_node_fail(ctx, rn, TD_ERR_SHAPE, "C does not broadcast to (%lld, %lld)", (long long)M, (long long)N);
     }
-    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b)) + f32_scratch(out[0]) +
-                        (rn->n_in > 2 ? f32_scratch(in[2]) : 0);
+    rn->scratch_bytes = f32_scratch(a) + (rn->packed ? 0 : f32_scratch(b) + td_kern_gemm_scratch(K, N) + 64) +
+                        f32_scratch(out[0]) + (rn->n_in > 2 ? f32_scratch(in[2]) : 0);
     return TD_OK;
 }
 static td_status gemm_prepack(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *c, int precision) {
     gemm_state *st = rn->state;
     const td_rt_tensor *b = c[1];
-    if (!b || b->rank != 2 || st->alpha != 1.0f)
+    if (!b || b->rank != 2 || st->alpha != 1.0f || st->ta)
         return TD_OK;
     int64_t K = st->tb ? b->shape[1] : b->shape[0], N = st->tb ? b->shape[0] : b->shape[1];
     return td_kern_pack_b(ctx, b->data, b->dtype, K, N, st->tb != 0, packed_dtype(precision, b->dtype),
@@ -220,34 +233,24 @@ static td_status gemm_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     const float *A = as_f32(a, &scr);
     const float *Cin = rn->n_in > 2 && in[2] ? as_f32(in[2], &scr) : NULL;
     float *C = out_f32(o, &scr);
-    /* C term first (broadcast), then accumulate alpha*A*B */
+    /* product first, then + beta * C (broadcast) */
+    if (rn->packed) {
+        td_kern_gemm_packed(A, K, M, rn->packed, NULL, C, N, env);
+    } else {
+        const float *B = as_f32(b, &scr);
+        if (st->ta) {
+            td_ref_gemm(true, st->tb != 0, M, N, K, st->alpha, A, a->shape[1], B, b->shape[1], NULL, C, N);
+        } else {
+            void *pack = scr;
+            td_kern_gemm(M, N, K, st->alpha, A, a->shape[1], B, b->shape[1], st->tb != 0, C, N, pack, env);
+        }
+    }
     if (Cin && st->beta != 0.0f) {
         const td_rt_tensor *c = in[2];
         int64_t cr = c->rank >= 2 ? c->shape[c->rank - 2] : 1, cc = c->rank >= 1 ? c->shape[c->rank - 1] : 1;
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)
-                C[i * N + j] = st->beta * Cin[(cr == 1 ? 0 : i) * cc + (cc == 1 ? 0 : j)];
-    } else {
-        memset(C, 0, (size_t)(M * N) * sizeof *C);
-    }
-    if (rn->packed && !st->ta) {
-        td_kern_gemm_packed(A, K, M, rn->packed, NULL, C, N, true, env);
-    } else if (rn->packed) {
-        /* transposed A with packed B: reference path via sgemm on the packed f32 copy only */
-        const td_kern_packed *P = rn->packed;
-        if (P->dtype == TD_F32) {
-            td_kern_sgemm(true, false, M, N, K, st->alpha, A, M, P->data, N, 1.0f, C, N, env);
-        } else {
-            for (int64_t i = 0; i < M; i++)
-                for (int64_t k = 0; k < K; k++) {
-                    float av = st->alpha * A[k * M + i];
-                    for (int64_t j = 0; j < N; j++)
-                        C[i * N + j] += av * td_ldf(P->data, P->dtype, k * N + j);
-                }
-        }
-    } else {
-        const float *B = as_f32(b, &scr);
-        td_kern_sgemm(st->ta != 0, st->tb != 0, M, N, K, st->alpha, A, a->shape[1], B, b->shape[1], 1.0f, C, N, env);
+                C[i * N + j] += st->beta * Cin[(cr == 1 ? 0 : i) * cc + (cc == 1 ? 0 : j)];
     }
     store_out(o, C);
     return TD_OK;
@@ -277,7 +280,7 @@ static td_status softmax_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const 
     if (!td_norm_axis(st->axis, in[0]->rank > 0 ? in[0]->rank : 1, &a))
         return td_node_fail(ctx, rn, TD_ERR_SHAPE, "axis %lld is outside rank %d", (long long)st->axis, in[0]->rank);
     out[0]->rank = in[0]->rank;
-    memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
+    td_memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
     rn->scratch_bytes = (size_t)(td_rt_numel(in[0]) + 16) * sizeof(float);
     return TD_OK;
 }
@@ -294,6 +297,11 @@ static td_status softmax_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
     } else {
         for (int d = 0; d < r; d++)
             *(d < a ? &outer : d == a ? &dim : &inner) *= x->shape[d];
+    }
+    if (inner == 1 && x->dtype == TD_F32 && !st->log) { /* softmax axis is the last: in place on the output */
+        td_memcpy(out[0]->data, x->data, td_rt_nbytes(x));
+        td_kern_softmax_rows(out[0]->data, outer, dim, env);
+        return TD_OK;
     }
     float *buf = rn->scratch; /* (outer, inner, dim): softmax axis last */
     int64_t n = td_rt_numel(x);
@@ -351,7 +359,7 @@ static td_status ln_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
             return td_node_fail(ctx, rn, TD_ERR_SHAPE, "input %d has %lld elements, the normalized shape has %lld", i,
                                 (long long)td_rt_numel(in[i]), (long long)n);
     out[0]->rank = r;
-    memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
+    td_memcpy(out[0]->shape, in[0]->shape, sizeof out[0]->shape);
     for (int k = 1; k < rn->n_out; k++) {
         if (!out[k])
             continue;
@@ -381,7 +389,7 @@ static td_status ln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, t
     }
     float *mean = rn->n_out > 1 && out[1] ? out[1]->data : NULL;
     float *istd = rn->n_out > 2 && out[2] ? out[2]->data : NULL;
-    td_kern_layernorm_rows(X, g, b, Y, rows, n, st->eps, false, mean, istd, env);
+    td_kern_layernorm_rows(X, g, b, Y, rows, n, st->eps, mean, istd, env);
     store_out(out[0], Y);
     return TD_OK;
 }
@@ -429,7 +437,7 @@ static td_status reduce_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td
         const int64_t *ax = td_node_attr_ints(rn->node, "axes", &cnt);
         if (cnt > TD_MAX_RANK)
             return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "too many axes (%zu)", cnt);
-        memcpy(st->axes, ax, cnt * sizeof *ax);
+        td_memcpy(st->axes, ax, cnt * sizeof *ax);
         st->n_axes = (int)cnt;
     }
     out[0] = in[0];
@@ -439,7 +447,7 @@ static td_status reduce_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
     red_state *st = rn->state;
     int64_t axes[TD_MAX_RANK];
     int n = st->n_axes, r = in[0]->rank;
-    memcpy(axes, st->axes, sizeof axes);
+    td_memcpy(axes, st->axes, sizeof axes);
     if (st->axes_input) {
         n = 0;
         if (rn->n_in > 1 && in[1])

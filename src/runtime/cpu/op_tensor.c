@@ -37,7 +37,7 @@ static td_status attr_ints(td_ctx *ctx, td_rt_node *rn, const char *name, ax_sta
 
 static void copy_shape(td_rt_tensor *dst, const td_rt_tensor *src) {
     dst->rank = src->rank;
-    memcpy(dst->shape, src->shape, sizeof dst->shape);
+    td_memcpy(dst->shape, src->shape, sizeof dst->shape);
 }
 
 /* View ops: output bytes equal input bytes. Planned as aliases; when hoisted
@@ -45,7 +45,7 @@ static void copy_shape(td_rt_tensor *dst, const td_rt_tensor *src) {
 static td_status view_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
                            td_rt_env *env) {
     if (out[0]->data != in[0]->data && td_rt_nbytes(in[0]))
-        memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
+        td_memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
     return TD_OK;
 }
 
@@ -114,7 +114,7 @@ static td_status reshape_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const 
                             td_shape_str(dims, n, b, sizeof b));
     }
     out[0]->rank = n;
-    memcpy(out[0]->shape, dims, (size_t)n * sizeof dims[0]);
+    td_memcpy(out[0]->shape, dims, (size_t)n * sizeof dims[0]);
     return TD_OK;
 }
 
@@ -157,7 +157,7 @@ static td_status squeeze_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, t
 static td_status get_axes(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, int64_t *axes, int *n) {
     ax_state *st = rn->state;
     if (rn->opset < 13) {
-        memcpy(axes, st->ints, sizeof st->ints);
+        td_memcpy(axes, st->ints, sizeof st->ints);
         *n = st->n_ints;
         return TD_OK;
     }
@@ -364,7 +364,7 @@ static td_status concat_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
     for (int i = 0; i < rn->n_in; i++) {
         size_t irow = (size_t)(in[i]->shape[a] * inner) * es;
         for (int64_t o = 0; o < outer && irow; o++)
-            memcpy((uint8_t *)out[0]->data + (size_t)o * orow + pos, (const uint8_t *)in[i]->data + (size_t)o * irow,
+            td_memcpy((uint8_t *)out[0]->data + (size_t)o * orow + pos, (const uint8_t *)in[i]->data + (size_t)o * irow,
                    irow);
         pos += irow;
     }
@@ -472,7 +472,7 @@ static td_status split_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
         int64_t part = ((const int64_t *)(st + 1))[k]; /* sizes of the current plan */
         size_t orow = (size_t)(part * inner) * es;
         for (int64_t o = 0; o < outer && out[k] && orow; o++)
-            memcpy((uint8_t *)out[k]->data + (size_t)o * orow, (const uint8_t *)in[0]->data + (size_t)o * irow + pos,
+            td_memcpy((uint8_t *)out[k]->data + (size_t)o * orow, (const uint8_t *)in[0]->data + (size_t)o * irow + pos,
                    orow);
         pos += orow;
     }
@@ -507,12 +507,12 @@ static td_status slice_plan(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
         const int64_t *ax = td_node_attr_ints(rn->node, "axes", &c3);
         ns = (int)c1;
         ne = (int)c2;
-        memcpy(starts, s, c1 * sizeof *s);
-        memcpy(ends, e, c2 * sizeof *e);
+        td_memcpy(starts, s, c1 * sizeof *s);
+        td_memcpy(ends, e, c2 * sizeof *e);
         if (ax) {
             if (c3 != c1)
                 return td_node_fail(ctx, rn, TD_ERR_FORMAT, "axes and starts differ in length");
-            memcpy(axes, ax, c3 * sizeof *ax);
+            td_memcpy(axes, ax, c3 * sizeof *ax);
             na = (int)c3;
         }
     } else {
@@ -548,13 +548,14 @@ static td_status slice_plan(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
             if (s > dim) s = dim;
             if (e > dim) e = dim;
             if (e < 0) e = 0;
-            shape[a] = e > s ? (e - s + sp - 1) / sp : 0;
+            shape[a] = e > s ? (e - s - 1) / sp + 1 : 0; /* no overflow for huge steps */
         } else {
             if (s > dim - 1) s = dim - 1;
             if (e > dim - 1) e = dim - 1;
             if (e < -1) e = -1;
             if (s < 0) s = -1; /* empty */
-            shape[a] = s > e ? (s - e + (-sp) - 1) / (-sp) : 0;
+            int64_t nstep = sp == INT64_MIN ? INT64_MAX : -sp;
+            shape[a] = s > e ? (s - e - 1) / nstep + 1 : 0;
         }
         start[a] = shape[a] ? s : 0;
         step[a] = sp;
@@ -577,7 +578,7 @@ static td_status slice_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
     int64_t off = 0;
     for (int d = 0; d < in[0]->rank; d++) {
         off += start[d] * ist[d];
-        sst[d] = ist[d] * step[d];
+        sst[d] = shape[d] > 1 ? ist[d] * step[d] : 0; /* (shape-1)*|step| < dim: no overflow */
     }
     size_t es = td_dtype_size(in[0]->dtype);
     td_strided_copy(out[0]->data, (const uint8_t *)in[0]->data + (ptrdiff_t)off * (ptrdiff_t)es, es, out[0]->rank,
@@ -667,7 +668,7 @@ static td_status gather_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
             int64_t idx = td_ldi(in[1]->data, in[1]->dtype, i);
             if (idx < 0)
                 idx += dim;
-            memcpy((uint8_t *)out[0]->data + (size_t)(o * ni + i) * blk,
+            td_memcpy((uint8_t *)out[0]->data + (size_t)(o * ni + i) * blk,
                    (const uint8_t *)in[0]->data + (size_t)(o * dim + idx) * blk, blk);
         }
     return TD_OK;
@@ -703,7 +704,7 @@ static td_status gather_el_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
         int64_t off = 0;
         for (int d = 0; d < r; d++)
             off += (d == a ? j : idx[d]) * dst[d];
-        memcpy((uint8_t *)out[0]->data + (size_t)i * es, (const uint8_t *)in[0]->data + (size_t)off * es, es);
+        td_memcpy((uint8_t *)out[0]->data + (size_t)i * es, (const uint8_t *)in[0]->data + (size_t)off * es, es);
         for (int d = r - 1; d >= 0; d--) {
             if (++idx[d] < in[1]->shape[d])
                 break;
@@ -754,7 +755,7 @@ static td_status constant_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, 
             return td_node_fail(ctx, rn, TD_ERR_FORMAT, "value tensor's data does not match its shape");
         st->dtype = t->dtype;
         st->rank = t->rank;
-        memcpy(st->dims, t->dims, (size_t)t->rank * sizeof *t->dims);
+        td_memcpy(st->dims, t->dims, (size_t)t->rank * sizeof *t->dims);
         st->data = t->data;
         st->nbytes = t->nbytes;
     } else if (strcmp(a->name, "value_float") == 0 && a->type == TD_ATTR_FLOAT) {
@@ -783,19 +784,25 @@ static td_status constant_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, 
         return td_unsupported_attr(ctx, rn, a->name, "(sparse or string constants)");
     }
     out[0] = st->dtype;
+    /* The value is known now: the session treats it like an initializer (no copy). */
+    rn->const_output = true;
+    rn->const_val.dtype = st->dtype;
+    rn->const_val.rank = st->rank;
+    memcpy(rn->const_val.shape, st->dims, sizeof st->dims);
+    rn->const_val.data = (void *)st->data;
     return TD_OK;
 }
 static td_status constant_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
     const_state *st = rn->state;
     out[0]->rank = st->rank;
-    memcpy(out[0]->shape, st->dims, sizeof st->dims);
+    td_memcpy(out[0]->shape, st->dims, sizeof st->dims);
     return TD_OK;
 }
 static td_status constant_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
                                td_rt_env *env) {
     const_state *st = rn->state;
     if (st->nbytes)
-        memcpy(out[0]->data, st->data, st->nbytes);
+        td_memcpy(out[0]->data, st->data, st->nbytes);
     return TD_OK;
 }
 
@@ -840,7 +847,7 @@ static td_status cos_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     const_state *st = rn->state;
     int64_t n = td_rt_numel(out[0]);
     for (int64_t i = 0; i < n; i++)
-        memcpy((uint8_t *)out[0]->data + (size_t)i * st->nbytes, st->data, st->nbytes);
+        td_memcpy((uint8_t *)out[0]->data + (size_t)i * st->nbytes, st->data, st->nbytes);
     return TD_OK;
 }
 
@@ -909,7 +916,7 @@ static td_status cast_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     td_dtype a = in[0]->dtype, b = out[0]->dtype;
     int64_t n = td_rt_numel(in[0]);
     if (a == b) {
-        memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
+        td_memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
     } else if (td_is_float_dt(b)) {
         for (int64_t i = 0; i < n; i++)
             td_stf(out[0]->data, b, i, td_ldf(in[0]->data, a, i));
@@ -952,7 +959,7 @@ static td_status trilu_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
     int r = in[0]->rank;
     int64_t R = in[0]->shape[r - 2], C = in[0]->shape[r - 1], mats = R * C != 0 ? td_rt_numel(in[0]) / (R * C) : 0;
     size_t es = td_dtype_size(in[0]->dtype);
-    memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
+    td_memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
     if (R * C == 0)
         return TD_OK;
     for (int64_t m = 0; m < mats; m++)

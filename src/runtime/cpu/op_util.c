@@ -162,7 +162,7 @@ void td_strided_copy(void *dst, const void *src, size_t esize, int rank, const i
     if (total == 0)
         return;
     if (rank == 0) {
-        memcpy(dst, src, esize);
+        td_memcpy(dst, src, esize);
         return;
     }
     int64_t idx[TD_MAX_RANK] = {0};
@@ -171,7 +171,7 @@ void td_strided_copy(void *dst, const void *src, size_t esize, int rank, const i
     const uint8_t *s8 = src;
     for (int64_t o = 0; o < total; o += inner) {
         if (is == 1) {
-            memcpy(d8 + (size_t)o * esize, s8 + (ptrdiff_t)off * (ptrdiff_t)esize, (size_t)inner * esize);
+            td_memcpy(d8 + (size_t)o * esize, s8 + (ptrdiff_t)off * (ptrdiff_t)esize, (size_t)inner * esize);
         } else if (esize == 4) {
             float *dd = (float *)(d8 + (size_t)o * 4);
             const float *ss = (const float *)(s8 + (ptrdiff_t)off * 4);
@@ -179,7 +179,7 @@ void td_strided_copy(void *dst, const void *src, size_t esize, int rank, const i
                 dd[k] = ss[k * is];
         } else {
             for (int64_t k = 0; k < inner; k++)
-                memcpy(d8 + (size_t)(o + k) * esize, s8 + (ptrdiff_t)(off + k * is) * (ptrdiff_t)esize, esize);
+                td_memcpy(d8 + (size_t)(o + k) * esize, s8 + (ptrdiff_t)(off + k * is) * (ptrdiff_t)esize, esize);
         }
         for (int d = rank - 2; d >= 0; d--) {
             idx[d]++;

@@ -17,6 +17,12 @@ static inline bool td_is_int_dt(td_dtype t) { return t == TD_I32 || t == TD_I64;
 static inline bool td_is_num_dt(td_dtype t) { return td_is_float_dt(t) || td_is_int_dt(t); }
 static inline bool td_is_any_dt(td_dtype t) { return td_is_num_dt(t) || t == TD_BOOL; }
 
+/* memcpy that accepts NULL pointers when n == 0 (empty tensors have no data). */
+static inline void td_memcpy(void *dst, const void *src, size_t n) {
+    if (n)
+        memcpy(dst, src, n);
+}
+
 /* ---- element access (index in elements) ---- */
 static inline float td_ldf(const void *p, td_dtype t, int64_t i) {
     switch (t) {

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""tdeploy's CPU runtime vs ONNX Runtime (CPU), side by side in one run, fp32, 2 threads each.
+
+Models: random-weight MiniLM-L6-H384 and bert-base HF directories (bench/make_model.py), exported by
+`tdeploy export` (feature-extraction). tdeploy runs its fused graph (`tdeploy optimize`); ONNX Runtime runs
+the same export after onnxruntime.transformers.optimizer.optimize_model (model_type bert) with every graph
+optimization enabled: the best configuration we found for it. Shapes: batch x seq 1x16, 1x128, 8x128, 32x128.
+Inputs: random ids, full attention mask. Reported: median ms over --runs runs after warm-up, ratio
+(ONNX Runtime median / tdeploy median: > 1 means tdeploy is faster), and tdeploy's GFLOP/s.
+
+usage: bench/cpu/bench_vs_ort.py [--build build] [--dir /tmp/td_cpu_bench] [--runs 10] [--models minilm-l6-h384,bert-base]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+SHAPES = [(1, 16), (1, 128), (8, 128), (32, 128)]
+DIMS = {"minilm-l6-h384": (6, 384, 12, 1536), "bert-base": (12, 768, 12, 3072)}
+
+
+def flops(model, b, s):
+    layers, h, heads, ff = DIMS[model]
+    t = b * s
+    per_layer = 2 * t * h * (3 * h) + 2 * t * h * h + 2 * 2 * t * h * ff + 2 * 2 * b * s * s * h
+    return layers * per_layer
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def prepare(build, d, model):
+    src = os.path.join(d, model)
+    if not os.path.exists(os.path.join(src, "model.safetensors")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "make_model.py"), "--size", model, "--out", src],
+                       check=True, stdout=subprocess.DEVNULL)
+    exported = os.path.join(d, model + ".onnx")
+    fused = os.path.join(d, model + "-tdeploy-fused.onnx")
+    ort_opt = os.path.join(d, model + "-ort-optimized.onnx")
+    tdeploy = os.path.join(build, "tdeploy")
+    if not os.path.exists(exported):
+        subprocess.run([tdeploy, "export", "-m", src, "--task", "feature-extraction", "-o", exported, "-q"], check=True)
+    if not os.path.exists(fused):
+        subprocess.run([tdeploy, "optimize", exported, "-o", fused, "-q"], check=True)
+    if not os.path.exists(ort_opt):
+        from onnxruntime.transformers.optimizer import optimize_model
+        layers, h, heads, ff = DIMS[model]
+        m = optimize_model(exported, model_type="bert", num_heads=heads, hidden_size=h, opt_level=0)  # python fusions; the session applies ORT_ENABLE_ALL
+        m.save_model_to_file(ort_opt)
+    return fused, ort_opt
+
+
+def time_tdeploy(build, path, b, s, runs, threads):
+    out = subprocess.run([os.path.join(build, "session_bench"), path, str(b), str(s), "--threads", str(threads),
+                          "--runs", str(runs), "--warmup", "3"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["median_ms"]
+
+
+def time_ort(sess, names, b, s, runs):
+    rng = np.random.default_rng(1)
+    feed = {}
+    for n in names:
+        if n == "input_ids":
+            feed[n] = rng.integers(1000, 30522, size=(b, s), dtype=np.int64)
+        elif n == "attention_mask":
+            feed[n] = np.ones((b, s), dtype=np.int64)
+        else:
+            feed[n] = np.zeros((b, s), dtype=np.int64)
+    for _ in range(3):
+        sess.run(None, feed)
+    t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        t.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(t)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--dir", default="/tmp/td_cpu_bench")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", default="minilm-l6-h384,bert-base")
+    a = ap.parse_args()
+    os.makedirs(a.dir, exist_ok=True)
+    import onnxruntime as ort
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; onnxruntime {ort.__version__}; "
+          f"load average at start {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d')}")
+    print(f"| model | batch x seq | tdeploy ms | ONNX Runtime ms | ORT/tdeploy | tdeploy GFLOP/s |")
+    print(f"|---|---|---|---|---|---|")
+    for model in a.models.split(","):
+        fused, ort_opt = prepare(a.build, a.dir, model)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = a.threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(ort_opt, so, providers=["CPUExecutionProvider"])
+        names = [i.name for i in sess.get_inputs()]
+        for b, s in SHAPES:
+            runs = a.runs if b * s <= 1024 else max(3, a.runs // 3)
+            td = time_tdeploy(a.build, fused, b, s, runs, a.threads)
+            ox = time_ort(sess, names, b, s, runs)
+            gf = flops(model, b, s) / (td * 1e-3) / 1e9
+            print(f"| {model} | {b}x{s} | {td:.2f} | {ox:.2f} | {ox / td:.2f}x | {gf:.0f} |", flush=True)
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
