@@ -226,6 +226,14 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     if ((s = check_interrupt(ctx, c, "optimize")) != TD_OK)
         goto out;
     t0 = td_now_s();
+    /* Optimize model.onnx as written, the same input `tdeploy optimize` gets and
+     * the file users deploy. Optimizing the exporter's in-memory graph directly
+     * fused only LayerNorm and Gelu (no Attention/SkipLayerNorm); why is not yet
+     * understood, so convert does not depend on that path. */
+    td_model_free(m);
+    m = NULL;
+    if ((s = td_onnx_load(ctx, c->onnx_path, &m)) != TD_OK)
+        goto out;
     td_opt_options oo;
     td_opt_options_default(&oo);
     oo.target = TD_OPT_TARGET_FUSED;
@@ -767,6 +775,13 @@ static td_status make_stage(td_ctx *ctx, conv *c) {
         c->stage = NULL;
         return td_fail_oom(ctx, n, "a path");
     }
+    /* create missing parents of OUTDIR (mkdir -p); a failure shows up in mkdtemp below */
+    for (char *p = c->outdir + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(c->outdir, 0755);
+            *p = '/';
+        }
     if (!mkdtemp(c->stage)) {
         td_status s = td_fail(ctx, TD_ERR_IO,
                               "cannot create a working directory next to %s: %s (does the parent exist, is it "
