@@ -85,6 +85,11 @@ def test_fixture(name):
     check(benches == {("reference", 2, 12), ("cpu", 2, 12)}, f"{name}: benchmarks at the opt shape {benches}")
     check(all(b["latency_s"]["n"] == 3 and b["latency_s"]["min"] > 0 and b["throughput"]["tokens_per_s"] > 0
               for b in rep["benchmarks"]), f"{name}: latency figures")
+    cfg_json = json.load(open(os.path.join(FIX, name, "config.json")))
+    layers = cfg_json.get("num_hidden_layers", cfg_json.get("n_layers"))
+    fus = rep["optimizer"]["fusions"]
+    check(fus.get("Attention") == layers and fus.get("SkipLayerNormalization", 0) >= layers,
+          f"{name}: model-optimized.onnx fully fused ({layers} layers): {fus}")
     model_name = name
     cfg = os.path.join(out, "triton", model_name, "config.pbtxt")
     check(check_triton_config(cfg, os.path.join(out, "triton", model_name, "1", "model.onnx"), 3),
