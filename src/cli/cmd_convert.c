@@ -38,9 +38,10 @@ static void usage(FILE *f) {
             "  --name NAME                Triton model name (default: from MODEL)\n"
             "  --nb-instances N           Triton instance_group count (default 1)\n"
             "  --device cpu|cuda          where Triton runs the model (default cpu)\n"
-            "  --nb-measures N            benchmark runs per shape (default 100)\n"
+            "  --nb-measures N            benchmark runs per shape (default 100 at the opt shape; given\n"
+            "                             explicitly, the min and max shapes are measured too)\n"
             "  --warmup N                 runs before measuring (default 10)\n"
-            "  --bench-corners            also benchmark the min and max shapes\n"
+            "  --bench-corners            also benchmark the min and max shapes with the default count\n"
             "  --threads N                CPU threads (default: one per core)\n"
             "  --texts FILE               validation texts, one per line (TAB before a pair text)\n"
             "  --seed N                   seed of the random validation inputs (default 1234)\n"
@@ -139,8 +140,10 @@ int td_cmd_convert(int argc, char **argv) {
             }
             if (!strcmp(a, "--nb-instances"))
                 o.nb_instances = (int)iv;
-            else if (!strcmp(a, "--nb-measures"))
+            else if (!strcmp(a, "--nb-measures")) {
                 o.nb_measures = (int)iv;
+                o.bench_corners = true; /* an explicit measure count asks for every profile corner */
+            }
             else if (!strcmp(a, "--warmup"))
                 o.warmup = (int)iv;
             else if (!strcmp(a, "--threads"))

@@ -82,7 +82,8 @@ def test_fixture(name):
     check(all(v["passed"] and v["n_compared"] > 0 and v["max_abs_diff"] <= v["atol"] + 1e-12 for v in val),
           f"{name}: validation passed " + ", ".join(f"{v['output']} max abs {v['max_abs_diff']:.2e}" for v in val))
     benches = {(b["backend"], b["batch"], b["sequence"]) for b in rep["benchmarks"]}
-    check(benches == {("reference", 2, 12), ("cpu", 2, 12)}, f"{name}: benchmarks at the opt shape {benches}")
+    want = {(be, b, q) for be in ("reference", "cpu") for b, q in ((2, 12), (1, 1), (3, 24))}
+    check(benches == want, f"{name}: benchmarks at the opt shape and, with --nb-measures, both corners {benches}")
     check(all(b["latency_s"]["n"] == 3 and b["latency_s"]["min"] > 0 and b["throughput"]["tokens_per_s"] > 0
               for b in rep["benchmarks"]), f"{name}: latency figures")
     cfg_json = json.load(open(os.path.join(FIX, name, "config.json")))
