@@ -42,9 +42,18 @@ typedef struct td_tok_options {
     /* truncation */
     bool truncation;
     size_t max_length; /* includes the special tokens, as in HF */
-    size_t stride;     /* accepted for compatibility; overflowing tokens are not returned */
+    /* overlap, in tokens, of consecutive overflowing windows (HF's stride); must be smaller than the length a
+     * cut sequence is truncated to. The windows are only returned when return_overflowing is set. */
+    size_t stride;
     td_trunc_strategy trunc_strategy;
     bool trunc_left; /* direction Left: drop tokens from the start */
+    /* td_tokenizer_encode also returns the tokens truncation removed, as HF's Encoding.overflowing: the cut
+     * sequence split into windows of the kept length overlapping by `stride`, each post-processed (and padded)
+     * like the main row, with the other text of a pair kept whole. Supported: single texts, and pairs where
+     * truncation cut only one text (only_first, only_second, or longest_first cutting one side); a pair with
+     * both texts cut, or a cut text left with no tokens, gives TD_ERR_UNSUPPORTED. Default false; ignored by
+     * td_tokenizer_encode_batch. */
+    bool return_overflowing;
     /* padding */
     td_pad_strategy padding;
     size_t pad_length;        /* TD_PAD_FIXED target */
@@ -61,7 +70,10 @@ typedef struct td_tok_options {
 /* One encoded row. Arrays have `len` entries; offsets has 2*len (start, end)
  * pairs. tokens[i] points into memory owned by the tokenizer (valid while the
  * tokenizer lives). sequence_ids[i]: 0 = first text, 1 = pair text, -1 =
- * special or padding token. Free with td_encoding_free. */
+ * special or padding token. overflowing: n_overflowing rows (in HF's order,
+ * each with no overflowing of its own) when return_overflowing was asked and
+ * truncation cut a text, else NULL/0; owned by this encoding. Free with
+ * td_encoding_free (frees the overflowing rows too). */
 typedef struct td_encoding {
     size_t len;
     int64_t *ids;                 /* (len) */
@@ -72,6 +84,8 @@ typedef struct td_encoding {
     int32_t *sequence_ids;        /* (len) */
     int32_t *word_ids;            /* (len) pre-tokenized word index within its sequence (HF word_ids); -1 special/pad */
     const char **tokens;          /* (len) */
+    size_t n_overflowing;
+    struct td_encoding *overflowing; /* (n_overflowing) */
 } td_encoding;
 
 /* A padded batch as the model runners want it: rectangular int64 arrays.

@@ -126,7 +126,8 @@ static cJSON *int_array(const int64_t *v, size_t n) {
 }
 
 /* Test hook: {"max_length": n, "strategy": "longest_first|only_first|only_second", "trunc_left": b,
- * "stride": n, "pad": "longest|fixed", "pad_length": n, "pad_to_multiple_of": n, "pad_left": b} */
+ * "stride": n, "pad": "longest|fixed", "pad_length": n, "pad_to_multiple_of": n, "pad_left": b,
+ * "return_overflowing": b} */
 static void apply_json_options(const cJSON *j, td_tok_options *o) {
     if (!cJSON_IsObject(j))
         return;
@@ -151,6 +152,29 @@ static void apply_json_options(const cJSON *j, td_tok_options *o) {
         o->pad_to_multiple_of = (size_t)v->valuedouble;
     if (cJSON_IsBool(v = cJSON_GetObjectItem(j, "pad_left")))
         o->pad_left = cJSON_IsTrue(v);
+    if (cJSON_IsBool(v = cJSON_GetObjectItem(j, "return_overflowing")))
+        o->return_overflowing = cJSON_IsTrue(v);
+}
+
+/* The overflowing rows of e (byte offsets) and, when ce is given, of the same encode with character offsets. */
+static cJSON *overflow_array(const td_encoding *e, const td_encoding *ce) {
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t k = 0; arr && k < e->n_overflowing; k++) {
+        const td_encoding *r = &e->overflowing[k];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "ids", int_array(r->ids, r->len));
+        cJSON_AddItemToObject(o, "type_ids", int_array(r->type_ids, r->len));
+        cJSON_AddItemToObject(o, "offsets", int_array(r->offsets, 2 * r->len));
+        if (ce && k < ce->n_overflowing && ce->overflowing[k].len == r->len)
+            cJSON_AddItemToObject(o, "char_offsets", int_array(ce->overflowing[k].offsets, 2 * r->len));
+        cJSON_AddItemToObject(o, "attention_mask", int_array(r->attention_mask, r->len));
+        cJSON_AddItemToObject(o, "special_tokens_mask", int_array(r->special_tokens_mask, r->len));
+        cJSON *seqs = cJSON_AddArrayToObject(o, "sequence_ids");
+        for (size_t i = 0; i < r->len; i++)
+            cJSON_AddItemToArray(seqs, cJSON_CreateNumber((double)r->sequence_ids[i]));
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
 }
 
 static int jsonl(const char *model, const char *file) {
@@ -202,6 +226,8 @@ static int jsonl(const char *model, const char *file) {
                 if (td_tokenizer_encode(ctx, tok, t->valuestring, strlen(t->valuestring), ps, ps ? strlen(ps) : 0, &o,
                                         &ce) == TD_OK) {
                     cJSON_AddItemToObject(res, "char_offsets", int_array(ce.offsets, 2 * ce.len));
+                    if (o.return_overflowing)
+                        cJSON_AddItemToObject(res, "overflowing", overflow_array(&e, &ce));
                     td_encoding_free(&ce);
                 }
                 cJSON_AddItemToObject(res, "special_tokens_mask", int_array(e.special_tokens_mask, e.len));

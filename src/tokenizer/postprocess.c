@@ -276,6 +276,11 @@ static bool push_seq(td_tokvec *out, const td_tokvec *src, int32_t type_id, bool
 
 td_status td_postproc_apply(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_tokvec *b, bool add_special,
                             td_tokvec *out) {
+    return td_postproc_apply_ex(ctx, p, a, b, add_special, 0, out);
+}
+
+td_status td_postproc_apply_ex(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_tokvec *b, bool add_special,
+                               unsigned raw_types, td_tokvec *out) {
     out->n = 0;
     bool ok = true;
     if (!p) {
@@ -294,7 +299,7 @@ td_status td_postproc_apply(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_
             } else
                 adder = p->kids[i];
         }
-        return td_postproc_apply(ctx, adder, a, b, add_special, out);
+        return td_postproc_apply_ex(ctx, adder, a, b, add_special, raw_types, out);
     }
     case TD_PP_BYTELEVEL:
         if (p->trim_offsets) {
@@ -311,7 +316,7 @@ td_status td_postproc_apply(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_
                 for (size_t j = 0; j < v[i].n_ids && ok && add_special; j++)
                     ok = push_special(out, v[i].ids[j], v[i].type_id, v[i].toks[j]);
             } else
-                ok = push_seq(out, v[i].seq ? b : a, v[i].type_id, true);
+                ok = push_seq(out, v[i].seq ? b : a, v[i].type_id, !(raw_types & (1u << v[i].seq)));
         }
         break;
     }

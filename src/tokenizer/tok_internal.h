@@ -455,9 +455,24 @@ size_t td_postproc_added(const td_postproc *p, bool pair);
 /* Apply to the per-sequence tokens (a, b may be NULL) producing out. */
 td_status td_postproc_apply(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_tokvec *b, bool add_special,
                             td_tokvec *out);
+/* As td_postproc_apply; bit 0 / bit 1 of raw_types keep the type ids a / b
+ * came with (0 / 1) where a TemplateProcessing Sequence piece would set its
+ * own: HF's template sets the type ids of a sequence but not of the
+ * overflowing windows cut from it, so those keep their original ones. */
+td_status td_postproc_apply_ex(td_ctx *ctx, const td_postproc *p, td_tokvec *a, td_tokvec *b, bool add_special,
+                               unsigned raw_types, td_tokvec *out);
 /* Truncate a (and b) as HF truncate_encodings does; max_len already excludes the specials. */
 td_status td_truncate(td_ctx *ctx, td_tokvec *a, td_tokvec *b, size_t max_len, size_t stride, td_trunc_strategy strat,
                       bool left);
+/* Overflowing rows of a truncated row: full_a/full_b are the sequences before
+ * truncation, kept_a/kept_b the lengths td_truncate kept (full_b NULL for a
+ * single text). *rows_out (n_out post-processed, unpadded rows in HF's order)
+ * is owned by the caller: free with td_overflow_free. TD_ERR_UNSUPPORTED when
+ * both texts of a pair were cut or a cut text kept no tokens. */
+td_status td_overflow_rows(td_ctx *ctx, const td_postproc *post, const td_tokvec *full_a, size_t kept_a,
+                           const td_tokvec *full_b, size_t kept_b, const td_tok_options *o, td_tokvec **rows_out,
+                           size_t *n_out);
+void td_overflow_free(td_tokvec *rows, size_t n);
 /* Pad tv to target length. */
 bool td_pad(td_tokvec *tv, size_t target, const td_tok_options *o);
 

@@ -437,13 +437,19 @@ static size_t pad_target(size_t len, const td_tok_options *o) {
     return t;
 }
 
-/* Encode + truncate + post-process one row into out (unpadded). */
+/* Encode + truncate + post-process one row into out (unpadded). With rows
+ * non-NULL (and o->return_overflowing) also the overflowing rows, unpadded;
+ * the caller frees them with td_overflow_free. */
 static td_status encode_row(td_ctx *ctx, const td_tokenizer *tok, td_work *w, const char *text, size_t len,
-                            const char *pair, size_t pair_len, const td_tok_options *o, td_tokvec *out) {
+                            const char *pair, size_t pair_len, const td_tok_options *o, td_tokvec *out,
+                            td_tokvec **rows, size_t *n_rows) {
     td_tokvec *a = &w->seqtok[0], *b = pair ? &w->seqtok[1] : NULL;
     TD_TRY(encode_sequence(ctx, tok, w, text, len, 0, o->char_offsets, a));
     if (b)
         TD_TRY(encode_sequence(ctx, tok, w, pair, pair_len, 1, o->char_offsets, b));
+    td_tokvec full_a = {0}, full_b = {0};
+    td_status st = TD_OK;
+    bool want_rows = rows && o->return_overflowing && o->truncation;
     if (o->truncation) {
         size_t added = o->add_special_tokens ? td_postproc_added(tok->post, b != NULL) : 0;
         size_t max = o->max_length > added ? o->max_length - added : 0;
@@ -451,9 +457,31 @@ static td_status encode_row(td_ctx *ctx, const td_tokenizer *tok, td_work *w, co
             return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                            "max_length %zu is smaller than the %zu special tokens the post-processor adds",
                            o->max_length, added);
-        TD_TRY(td_truncate(ctx, a, b, max, o->stride, o->trunc_strategy, o->trunc_left));
+        /* the overflow windows are cut from the sequences as they were before truncation */
+        if (want_rows) {
+            if (!TD_GROW(full_a.v, full_a.cap, a->n ? a->n : 1) ||
+                (b && !TD_GROW(full_b.v, full_b.cap, b->n ? b->n : 1))) {
+                st = td_fail_oom(ctx, a->n, "overflowing tokens");
+                goto out;
+            }
+            memcpy(full_a.v, a->v, a->n * sizeof *a->v);
+            full_a.n = a->n;
+            if (b) {
+                memcpy(full_b.v, b->v, b->n * sizeof *b->v);
+                full_b.n = b->n;
+            }
+        }
+        if ((st = td_truncate(ctx, a, b, max, o->stride, o->trunc_strategy, o->trunc_left)))
+            goto out;
+        if (want_rows && (st = td_overflow_rows(ctx, tok->post, &full_a, a->n, b ? &full_b : NULL, b ? b->n : 0, o,
+                                                rows, n_rows)))
+            goto out;
     }
-    return td_postproc_apply(ctx, tok->post, a, b, o->add_special_tokens, out);
+    st = td_postproc_apply(ctx, tok->post, a, b, o->add_special_tokens, out);
+out:
+    free(full_a.v);
+    free(full_b.v);
+    return st;
 }
 
 static td_status check_options(td_ctx *ctx, const td_tok_options *o) {
@@ -473,7 +501,40 @@ void td_encoding_free(td_encoding *e) {
     free(e->sequence_ids);
     free(e->word_ids);
     free(e->tokens);
+    for (size_t i = 0; e->overflowing && i < e->n_overflowing; i++)
+        td_encoding_free(&e->overflowing[i]);
+    free(e->overflowing);
     memset(e, 0, sizeof *e);
+}
+
+/* Copy the tokens of tv into the arrays of a zeroed out (which the caller frees with td_encoding_free). */
+static td_status fill_encoding(td_ctx *ctx, const td_tokvec *tv, td_encoding *out) {
+    size_t n = tv->n ? tv->n : 1;
+    out->len = tv->n;
+    out->ids = malloc(n * sizeof(int64_t));
+    out->type_ids = malloc(n * sizeof(int64_t));
+    out->attention_mask = malloc(n * sizeof(int64_t));
+    out->special_tokens_mask = malloc(n * sizeof(int64_t));
+    out->offsets = malloc(2 * n * sizeof(int64_t));
+    out->sequence_ids = malloc(n * sizeof(int32_t));
+    out->word_ids = malloc(n * sizeof(int32_t));
+    out->tokens = malloc(n * sizeof(char *));
+    if (!out->ids || !out->type_ids || !out->attention_mask || !out->special_tokens_mask || !out->offsets ||
+        !out->sequence_ids || !out->word_ids || !out->tokens)
+        return td_fail_oom(ctx, n, "encoding");
+    for (size_t i = 0; i < tv->n; i++) {
+        const td_tok *t = &tv->v[i];
+        out->ids[i] = t->id;
+        out->type_ids[i] = t->type_id;
+        out->attention_mask[i] = t->attn;
+        out->special_tokens_mask[i] = t->special;
+        out->offsets[2 * i] = t->s;
+        out->offsets[2 * i + 1] = t->e;
+        out->sequence_ids[i] = t->seq;
+        out->word_ids[i] = t->word;
+        out->tokens[i] = t->str ? t->str : "";
+    }
+    return TD_OK;
 }
 
 td_status td_tokenizer_encode(td_ctx *ctx, const td_tokenizer *tok, const char *text, size_t text_len,
@@ -485,39 +546,38 @@ td_status td_tokenizer_encode(td_ctx *ctx, const td_tokenizer *tok, const char *
     TD_TRY(check_options(ctx, o));
     td_work w = {0};
     td_tokvec tv = {0};
-    td_status st = encode_row(ctx, tok, &w, text, text_len, pair, pair_len, o, &tv);
-    if (!st && o->padding != TD_PAD_NONE && !td_pad(&tv, pad_target(tv.n, o), o))
+    td_tokvec *rows = NULL;
+    size_t n_rows = 0;
+    td_status st = encode_row(ctx, tok, &w, text, text_len, pair, pair_len, o, &tv, &rows, &n_rows);
+    if (st)
+        goto out;
+    /* HF pads the overflowing rows to the main row's target (a single encode has a batch of one) */
+    size_t target = pad_target(tv.n, o);
+    if (o->padding != TD_PAD_NONE && !td_pad(&tv, target, o)) {
         st = td_fail_oom(ctx, 0, "padding");
-    if (!st) {
-        size_t n = tv.n ? tv.n : 1;
-        out->len = tv.n;
-        out->ids = malloc(n * sizeof(int64_t));
-        out->type_ids = malloc(n * sizeof(int64_t));
-        out->attention_mask = malloc(n * sizeof(int64_t));
-        out->special_tokens_mask = malloc(n * sizeof(int64_t));
-        out->offsets = malloc(2 * n * sizeof(int64_t));
-        out->sequence_ids = malloc(n * sizeof(int32_t));
-        out->word_ids = malloc(n * sizeof(int32_t));
-        out->tokens = malloc(n * sizeof(char *));
-        if (!out->ids || !out->type_ids || !out->attention_mask || !out->special_tokens_mask || !out->offsets ||
-            !out->sequence_ids || !out->word_ids || !out->tokens) {
-            td_encoding_free(out);
-            st = td_fail_oom(ctx, n, "encoding");
-        } else {
-            for (size_t i = 0; i < tv.n; i++) {
-                const td_tok *t = &tv.v[i];
-                out->ids[i] = t->id;
-                out->type_ids[i] = t->type_id;
-                out->attention_mask[i] = t->attn;
-                out->special_tokens_mask[i] = t->special;
-                out->offsets[2 * i] = t->s;
-                out->offsets[2 * i + 1] = t->e;
-                out->sequence_ids[i] = t->seq;
-                out->word_ids[i] = t->word;
-                out->tokens[i] = t->str ? t->str : "";
+        goto out;
+    }
+    if ((st = fill_encoding(ctx, &tv, out)))
+        goto out;
+    if (n_rows) {
+        if (!(out->overflowing = calloc(n_rows, sizeof *out->overflowing))) {
+            st = td_fail_oom(ctx, n_rows, "overflowing rows");
+            goto out;
+        }
+        out->n_overflowing = n_rows;
+        for (size_t i = 0; i < n_rows; i++) {
+            if (o->padding != TD_PAD_NONE && !td_pad(&rows[i], target, o)) {
+                st = td_fail_oom(ctx, 0, "padding");
+                goto out;
             }
+            if ((st = fill_encoding(ctx, &rows[i], &out->overflowing[i])))
+                goto out;
         }
     }
+out:
+    if (st)
+        td_encoding_free(out);
+    td_overflow_free(rows, n_rows);
     free(tv.v);
     td_work_free(&w);
     return st;
@@ -555,7 +615,7 @@ td_status td_tokenizer_encode_batch(td_ctx *ctx, const td_tokenizer *tok, const 
         }
         size_t tl = text_lens ? text_lens[i] : strlen(texts[i]);
         size_t pl = pairs ? (pair_lens ? pair_lens[i] : strlen(pairs[i])) : 0;
-        st = encode_row(ctx, tok, &w, texts[i], tl, pairs ? pairs[i] : NULL, pl, o, &rows[i]);
+        st = encode_row(ctx, tok, &w, texts[i], tl, pairs ? pairs[i] : NULL, pl, o, &rows[i], NULL, NULL);
         if (st)
             td_wrap(ctx, "batch row %zu", i);
         else if (rows[i].n > longest)

@@ -287,8 +287,55 @@ static void test_long_words(void) {
     td_ctx_free(ctx);
 }
 
+/* Overflowing windows through the C API: off by default, overlapping by the stride, owned and freed by the
+ * encoding; a pair with both texts cut is refused with TD_ERR_UNSUPPORTED and a zeroed encoding. */
+static void test_overflowing(void) {
+    const char *fx = td_test_env("TD_FIXTURES", "../shared/fixtures");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/hf/bert-base", fx);
+    td_ctx *ctx = td_ctx_new();
+    td_tokenizer *tok = NULL;
+    if (td_tokenizer_load(ctx, dir, &tok) != TD_OK) {
+        CHECK_MSG(0, "load %s: %s", dir, td_error_message(ctx));
+        td_ctx_free(ctx);
+        return;
+    }
+    const char *text = "the quick brown fox jumps over the lazy dog again and again until the story ends";
+    td_tok_options o;
+    td_tokenizer_default_options(tok, &o);
+    CHECK(!o.return_overflowing);
+    o.truncation = true;
+    o.max_length = 8;
+    o.stride = 2;
+    o.padding = TD_PAD_NONE;
+    td_encoding e;
+    CHECK(td_tokenizer_encode(ctx, tok, text, strlen(text), NULL, 0, &o, &e) == TD_OK);
+    CHECK(e.len == 8 && e.n_overflowing == 0 && e.overflowing == NULL);
+    td_encoding_free(&e);
+    o.return_overflowing = true;
+    td_status st = td_tokenizer_encode(ctx, tok, text, strlen(text), NULL, 0, &o, &e);
+    CHECK_MSG(st == TD_OK, "%s", td_error_message(ctx));
+    CHECK(st != TD_OK || (e.n_overflowing > 0 && e.overflowing));
+    for (size_t k = 0; st == TD_OK && k < e.n_overflowing; k++) {
+        const td_encoding *prev = k ? &e.overflowing[k - 1] : &e, *r = &e.overflowing[k];
+        CHECK(r->len >= 3 && r->len <= 8 && r->overflowing == NULL && r->special_tokens_mask[0] == 1);
+        /* window k starts with the last `stride` tokens of window k-1 (inside [CLS] ... [SEP]) */
+        CHECK(prev->len == 8 && r->ids[1] == prev->ids[5] && r->ids[2] == prev->ids[6]);
+    }
+    td_encoding_free(&e);
+    td_encoding_free(&e); /* a freed (zeroed) encoding is harmless */
+    o.trunc_strategy = TD_TRUNC_LONGEST_FIRST;
+    o.max_length = 12;
+    st = td_tokenizer_encode(ctx, tok, text, strlen(text), text, strlen(text), &o, &e);
+    CHECK(st == TD_ERR_UNSUPPORTED && strstr(td_error_message(ctx), "both texts"));
+    CHECK(e.len == 0 && e.ids == NULL && e.overflowing == NULL);
+    td_tokenizer_free(tok);
+    td_ctx_free(ctx);
+}
+
 int main(void) {
     test_long_words();
+    test_overflowing();
     test_bad_json();
     test_api();
     test_fixture_hostile_text();
