@@ -1,6 +1,9 @@
 /* Fork-join pool: a job is published by bumping `generation`; workers spin on it
- * for a while, then sleep on `wake`. Each worker runs its own static range and
- * decrements `pending`; the caller runs range 0 and then waits for pending == 0. */
+ * for a while, then sleep on `wake`. [0, n) is cut into a few contiguous chunks
+ * per participating thread, claimed from the atomic `next` by the caller and the
+ * workers alike (so a thread the OS deschedules on a busy machine does not hold
+ * the whole job up: the others take its chunks); each worker then decrements
+ * `pending`, and the caller waits for pending == 0. */
 #include "core/threadpool.h"
 
 #include "core/ctx.h"
@@ -35,15 +38,34 @@ struct td_threadpool {
     td_parallel_fn fn;
     void *arg;
     size_t n;
-    int parts;
+    int parts;           /* threads that take part (the others only acknowledge the job) */
+    size_t chunks;       /* [0, n) split into this many contiguous, balanced chunks */
+    atomic_size_t next;  /* next unclaimed chunk */
 };
+
+/* Chunks per participating thread: enough to rebalance when one thread stalls,
+ * few enough that claiming costs nothing next to a chunk of work. */
+#define TD_CHUNKS_PER_THREAD 4
 
 static _Thread_local bool tl_in_job;
 
-static void range_of(size_t n, int parts, int idx, size_t *b, size_t *e) {
-    size_t q = n / (size_t)parts, r = n % (size_t)parts, i = (size_t)idx;
+static void range_of(size_t n, size_t parts, size_t idx, size_t *b, size_t *e) {
+    size_t q = n / parts, r = n % parts, i = idx;
     *b = i * q + (i < r ? i : r);
     *e = *b + q + (i < r ? 1 : 0);
+}
+
+/* Claim and run chunks of the current job until none is left. */
+static void run_chunks(td_threadpool *pool, int thread) {
+    for (;;) {
+        size_t c = atomic_fetch_add_explicit(&pool->next, 1, memory_order_relaxed);
+        if (c >= pool->chunks)
+            break;
+        size_t b, e;
+        range_of(pool->n, pool->chunks, c, &b, &e);
+        if (b < e)
+            pool->fn(pool->arg, b, e, thread);
+    }
 }
 
 typedef struct {
@@ -76,12 +98,8 @@ static void *worker_main(void *p) {
         if (atomic_load(&pool->stop))
             break;
         seen = g;
-        if (wa.index < pool->parts) {
-            size_t b, e;
-            range_of(pool->n, pool->parts, wa.index, &b, &e);
-            if (b < e)
-                pool->fn(pool->arg, b, e, wa.index);
-        }
+        if (wa.index < pool->parts)
+            run_chunks(pool, wa.index);
         atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
     }
     return NULL;
@@ -99,6 +117,7 @@ td_status td_threadpool_create(td_ctx *ctx, int threads, td_threadpool **out) {
     pthread_cond_init(&pool->wake, NULL);
     atomic_init(&pool->generation, 0);
     atomic_init(&pool->pending, 0);
+    atomic_init(&pool->next, 0);
     atomic_init(&pool->stop, false);
     td_status st = TD_OK;
     if (threads > 1) {
@@ -166,6 +185,8 @@ void td_parallel_for_n(td_threadpool *pool, size_t n, int max_threads, td_parall
     pool->arg = arg;
     pool->n = n;
     pool->parts = parts;
+    pool->chunks = (size_t)parts * TD_CHUNKS_PER_THREAD < n ? (size_t)parts * TD_CHUNKS_PER_THREAD : n;
+    atomic_store_explicit(&pool->next, 0, memory_order_relaxed);
     atomic_store_explicit(&pool->pending, pool->threads - 1, memory_order_relaxed);
     /* Bump under the mutex so a worker between its check and its wait cannot miss it. */
     pthread_mutex_lock(&pool->mutex);
@@ -173,10 +194,8 @@ void td_parallel_for_n(td_threadpool *pool, size_t n, int max_threads, td_parall
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
 
-    size_t b, e;
-    range_of(n, parts, 0, &b, &e);
     tl_in_job = true;
-    fn(arg, b, e, 0);
+    run_chunks(pool, 0);
     tl_in_job = false;
     /* Workers with index >= parts also decrement pending, so every worker has
      * seen the job (and stopped reading pool->fn/arg) before we return. */
