@@ -1,6 +1,12 @@
-/* Fork-join pool: a job is published by bumping `generation`; workers spin on it
- * for a while, then sleep on `wake`. Each worker runs its own static range and
- * decrements `pending`; the caller runs range 0 and then waits for pending == 0. */
+/* Fork-join pool. A job is one 64-bit word `work` = (generation, parts, chunks,
+ * next chunk): [0, n) is cut into a few contiguous chunks per participating
+ * thread, and the caller and the workers claim chunks by compare-and-swap on
+ * `work`, so a thread the OS deschedules on a busy machine holds up at most the
+ * one chunk it has claimed (the others take the rest), and the caller waits only
+ * for `done` == chunks, never for an idle worker to wake up. A claim succeeds
+ * only while the word still names the job, and the job's fields stay unchanged
+ * until all its chunks are done, so a late worker never reads a half-written job.
+ * Workers spin on `work` for a while after a job, then sleep on `wake`. */
 #include "core/threadpool.h"
 
 #include "core/ctx.h"
@@ -9,6 +15,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -28,22 +35,57 @@ struct td_threadpool {
     int started;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
-    atomic_uint generation;
-    atomic_int pending;
+    _Atomic uint64_t work; /* packed job word, see job_word */
+    atomic_size_t done;    /* chunks of the current job finished */
     atomic_bool stop;
-    /* current job, written by the caller before generation is bumped */
+    unsigned gen;          /* caller only: generation of the last job */
+    /* current job, written by the caller before `work` names it; constant until done == chunks */
     td_parallel_fn fn;
     void *arg;
     size_t n;
-    int parts;
 };
+
+/* Chunks per participating thread: enough to rebalance when one thread stalls,
+ * few enough that claiming costs nothing next to a chunk of work. */
+#define TD_CHUNKS_PER_THREAD 4
+
+/* work word: generation (bits 40..63), parts (27..39: threads 0..parts-1 may
+ * claim), chunks (13..26), next chunk (0..12). threads <= 1024 keeps chunks
+ * <= 4096 < 8192 and parts <= 1024 < 8192. */
+#define W_GEN(w) ((unsigned)((w) >> 40))
+#define W_PARTS(w) ((int)(((w) >> 27) & 0x1fff))
+#define W_CHUNKS(w) ((size_t)(((w) >> 13) & 0x3fff))
+#define W_NEXT(w) ((size_t)((w) & 0x1fff))
+
+static uint64_t job_word(unsigned gen, int parts, size_t chunks) {
+    return ((uint64_t)(gen & 0xffffffu) << 40) | ((uint64_t)parts << 27) | ((uint64_t)chunks << 13);
+}
 
 static _Thread_local bool tl_in_job;
 
-static void range_of(size_t n, int parts, int idx, size_t *b, size_t *e) {
-    size_t q = n / (size_t)parts, r = n % (size_t)parts, i = (size_t)idx;
+static void range_of(size_t n, size_t parts, size_t idx, size_t *b, size_t *e) {
+    size_t q = n / parts, r = n % parts, i = idx;
     *b = i * q + (i < r ? i : r);
     *e = *b + q + (i < r ? 1 : 0);
+}
+
+/* Claim and run chunks of job generation gen until none is left (or the word has
+ * moved on to a later job). */
+static void run_chunks(td_threadpool *pool, unsigned gen, int thread) {
+    uint64_t w = atomic_load_explicit(&pool->work, memory_order_acquire);
+    for (;;) {
+        if (W_GEN(w) != gen || thread >= W_PARTS(w) || W_NEXT(w) >= W_CHUNKS(w))
+            return;
+        if (!atomic_compare_exchange_weak_explicit(&pool->work, &w, w + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* w reloaded */
+        size_t b, e;
+        range_of(pool->n, W_CHUNKS(w), W_NEXT(w), &b, &e);
+        if (b < e)
+            pool->fn(pool->arg, b, e, thread);
+        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+        w = atomic_load_explicit(&pool->work, memory_order_acquire);
+    }
 }
 
 typedef struct {
@@ -55,34 +97,28 @@ static void *worker_main(void *p) {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     td_threadpool *pool = wa.pool;
-    /* generation is 0 until the first job, which may be published before this
-     * thread gets to run: start from 0, never from a fresh load */
+    /* the word's generation is 0 until the first job, which may be published
+     * before this thread gets to run: start from 0, never from a fresh load */
     unsigned seen = 0;
     tl_in_job = true; /* anything a worker calls runs serially */
     for (;;) {
         unsigned g = seen;
         for (int i = 0; i < TD_SPIN_ITERS; i++) {
-            g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+            g = W_GEN(atomic_load_explicit(&pool->work, memory_order_acquire));
             if (g != seen || atomic_load_explicit(&pool->stop, memory_order_relaxed))
                 break;
             TD_CPU_RELAX();
         }
         if (g == seen && !atomic_load(&pool->stop)) {
             pthread_mutex_lock(&pool->mutex);
-            while ((g = atomic_load(&pool->generation)) == seen && !atomic_load(&pool->stop))
+            while ((g = W_GEN(atomic_load(&pool->work))) == seen && !atomic_load(&pool->stop))
                 pthread_cond_wait(&pool->wake, &pool->mutex);
             pthread_mutex_unlock(&pool->mutex);
         }
         if (atomic_load(&pool->stop))
             break;
         seen = g;
-        if (wa.index < pool->parts) {
-            size_t b, e;
-            range_of(pool->n, pool->parts, wa.index, &b, &e);
-            if (b < e)
-                pool->fn(pool->arg, b, e, wa.index);
-        }
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+        run_chunks(pool, g, wa.index);
     }
     return NULL;
 }
@@ -97,8 +133,8 @@ td_status td_threadpool_create(td_ctx *ctx, int threads, td_threadpool **out) {
     pool->threads = threads;
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
-    atomic_init(&pool->generation, 0);
-    atomic_init(&pool->pending, 0);
+    atomic_init(&pool->work, 0);
+    atomic_init(&pool->done, 0);
     atomic_init(&pool->stop, false);
     td_status st = TD_OK;
     if (threads > 1) {
@@ -162,26 +198,27 @@ void td_parallel_for_n(td_threadpool *pool, size_t n, int max_threads, td_parall
         fn(arg, 0, n, 0);
         return;
     }
+    size_t chunks = (size_t)parts * TD_CHUNKS_PER_THREAD < n ? (size_t)parts * TD_CHUNKS_PER_THREAD : n;
+    /* The previous job is fully done (we waited for it), so nobody reads these now. */
     pool->fn = fn;
     pool->arg = arg;
     pool->n = n;
-    pool->parts = parts;
-    atomic_store_explicit(&pool->pending, pool->threads - 1, memory_order_relaxed);
-    /* Bump under the mutex so a worker between its check and its wait cannot miss it. */
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    pool->gen = (pool->gen + 1) & 0xffffffu;
+    if (pool->gen == 0) /* 0 is "no job yet" for a worker that has not started */
+        pool->gen = 1;
+    /* Publish under the mutex so a worker between its check and its wait cannot miss it. */
     pthread_mutex_lock(&pool->mutex);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    atomic_store_explicit(&pool->work, job_word(pool->gen, parts, chunks), memory_order_release);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
 
-    size_t b, e;
-    range_of(n, parts, 0, &b, &e);
     tl_in_job = true;
-    fn(arg, b, e, 0);
+    run_chunks(pool, pool->gen, 0);
     tl_in_job = false;
-    /* Workers with index >= parts also decrement pending, so every worker has
-     * seen the job (and stopped reading pool->fn/arg) before we return. */
+    /* Every chunk is claimed; wait for the ones still running on workers. */
     unsigned spins = 0;
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0) {
+    while (atomic_load_explicit(&pool->done, memory_order_acquire) != chunks) {
         if (++spins < 1u << 14)
             TD_CPU_RELAX();
         else

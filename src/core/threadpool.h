@@ -1,8 +1,10 @@
 /* Small persistent fork-join thread pool shared by every CPU kernel.
  *
- * td_parallel_for(pool, n, fn, arg) splits [0, n) into at most `threads`
- * contiguous, balanced ranges and runs fn(arg, begin, end, thread) on each; the
- * calling thread takes range 0 and the call returns when every range is done.
+ * td_parallel_for(pool, n, fn, arg) splits [0, n) into a few contiguous,
+ * balanced ranges per thread (at most n) and runs fn(arg, begin, end, thread) on
+ * each; threads, the caller included, claim ranges as they become free, so one
+ * thread may run several ranges (thread picks per-thread scratch, never the
+ * range). The call returns when every range is done.
  * Workers spin briefly after a job (kernels of one inference run back to back)
  * and then sleep on a condition variable, so an idle pool costs no CPU.
  *

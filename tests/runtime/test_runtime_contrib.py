@@ -92,6 +92,12 @@ def skip_ln():
         n = helper.make_node("SkipLayerNormalization", ins, outs, domain="com.microsoft", epsilon=1e-5)
         m = model("sln", [n], list(feeds.items()), [(o, TensorProto.FLOAT) for o in outs if o], inits)
         check(f"SkipLayerNormalization_{variant}", m, feeds)
+    # skip (S, H) broadcast over the batch (ORT accepts 2-D skip)
+    n = helper.make_node("SkipLayerNormalization", ["x", "skip", "g", "b", "bias"], ["y"], domain="com.microsoft",
+                         epsilon=1e-5)
+    feeds = {"x": x, "skip": f32(S, H)}
+    m = model("sln", [n], list(feeds.items()), [("y", TensorProto.FLOAT)], [("g", g), ("b", b), ("bias", bias)])
+    check("SkipLayerNormalization_skip_broadcast", m, feeds)
 
 
 def rms_norms():

@@ -197,6 +197,19 @@ static void run_job(td_threadpool *pool, const gemm_job *j) {
             best_tm = tm;
         }
     }
+    /* Cut the rectangles finer (up to 4x) so the pool can hand a stalled
+     * thread's share to the others on a busy machine; every piece keeps >= 2
+     * panels and >= 4 M blocks. Cutting N re-reads A (M x K) once more per cut,
+     * cutting M re-reads B (K x N): cut the side whose re-read is smaller. */
+    bool m_first = j->M > j->N;
+    if (threads > 1)
+        for (int g = 0; g < 2; g++) {
+            bool can_n = panels >= best_tn * 2 * 2, can_m = mblocks >= best_tm * 2 * 4;
+            if (can_m && (m_first || !can_n))
+                best_tm *= 2;
+            else if (can_n)
+                best_tn *= 2;
+        }
     split_job s = {.job = j, .tn = best_tn, .tm = best_tm, .mblocks = mblocks, .panels = panels};
     td_parallel_for_n(pool, best_tn * best_tm, (int)threads, split_worker, &s);
 }

@@ -133,6 +133,27 @@ void td_kern_layernorm_rows(const float *x, const float *gamma, const float *bet
     td_cpu_layernorm(env->pool, &a);
 }
 
+void td_kern_skip_layernorm_rows(const float *x, const float *skip, int64_t skip_rows, const float *bias,
+                                 const float *gamma, const float *beta, float *y, float *sum, int64_t rows,
+                                 int64_t n, float eps, float *mean, float *inv_std, td_rt_env *env) {
+    td_layernorm_args a;
+    memset(&a, 0, sizeof a);
+    a.rows = (size_t)rows;
+    a.cols = (size_t)n;
+    a.x = x;
+    a.skip = skip;
+    a.skip_rows = (size_t)skip_rows;
+    a.bias = bias;
+    a.gamma = gamma;
+    a.beta = beta;
+    a.eps = eps;
+    a.out = y;
+    a.sum_out = sum;
+    a.mean_out = mean;
+    a.inv_std_out = inv_std;
+    td_cpu_layernorm(env->pool, &a);
+}
+
 void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
                           float *inv_std, td_rt_env *env) {
     td_ref_rmsnorm_rows(x, gamma, y, rows, n, eps, inv_std); /* memory-bound and small: no fast kernel yet */
@@ -212,6 +233,16 @@ void td_kern_unary_f32(td_kern_unary op, const float *x, float *y, int64_t n, td
         [TD_KU_GELU_TANH] = TD_UNARY_GELU_TANH,
     };
     td_cpu_unary(env->pool, map[op], x, y, (size_t)n);
+}
+
+void td_kern_bias_unary_f32(td_kern_unary op, const float *x, const float *bias, float *y, int64_t rows, int64_t cols,
+                            td_rt_env *env) {
+    static const td_unary map[] = {
+        [TD_KU_EXP] = TD_UNARY_EXP,           [TD_KU_TANH] = TD_UNARY_TANH, [TD_KU_ERF] = TD_UNARY_ERF,
+        [TD_KU_SIGMOID] = TD_UNARY_SIGMOID,   [TD_KU_RELU] = TD_UNARY_RELU, [TD_KU_GELU_ERF] = TD_UNARY_GELU_ERF,
+        [TD_KU_GELU_TANH] = TD_UNARY_GELU_TANH,
+    };
+    td_cpu_bias_unary(env->pool, map[op], x, bias, y, (size_t)rows, (size_t)cols);
 }
 
 void td_kern_binary_f32(char op, const float *a, int64_t sa, const float *b, int64_t sb, float *o, int64_t n) {

@@ -53,6 +53,13 @@ void td_kern_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env);
 void td_kern_layernorm_rows(const float *x, const float *gamma, const float *beta, float *y, int64_t rows, int64_t n,
                             float eps, float *mean, float *inv_std, td_rt_env *env);
 
+/* SkipLayerNormalization: s = x + skip[row % skip_rows] + bias, y = layernorm(s) * gamma + beta.
+ * skip (skip_rows, n) with rows % skip_rows == 0; bias, beta, sum (rows, n: s), mean,
+ * inv_std may be NULL. Parallel over rows. */
+void td_kern_skip_layernorm_rows(const float *x, const float *skip, int64_t skip_rows, const float *bias,
+                                 const float *gamma, const float *beta, float *y, float *sum, int64_t rows,
+                                 int64_t n, float eps, float *mean, float *inv_std, td_rt_env *env);
+
 /* RMS normalization: y = x / sqrt(mean(x^2) + eps) * gamma per row of n;
  * inv_std (rows entries) may be NULL. */
 void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
@@ -100,6 +107,9 @@ typedef enum td_kern_unary {
 } td_kern_unary;
 /* y = f(x) on n contiguous floats (y may equal x). */
 void td_kern_unary_f32(td_kern_unary op, const float *x, float *y, int64_t n, td_rt_env *env);
+/* y = f(x + bias[i % cols]) over rows x cols (bias may be NULL), parallel over rows. */
+void td_kern_bias_unary_f32(td_kern_unary op, const float *x, const float *bias, float *y, int64_t rows, int64_t cols,
+                            td_rt_env *env);
 
 /* Elementwise binary op on fp32 rows (same length, or an operand broadcast with
  * stride 0). op: '+', '-', '*', '/'. */

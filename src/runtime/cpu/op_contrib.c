@@ -58,6 +58,12 @@ static td_status gelu_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
         td_kern_unary_f32(st->tanh_form ? TD_KU_GELU_TANH : TD_KU_GELU_ERF, x->data, out[0]->data, n, env);
         return TD_OK;
     }
+    if (x->dtype == TD_F32 && b->dtype == TD_F32 && out[0]->dtype == TD_F32 && h > 0) {
+        /* BiasGelu / FastGelu with bias: vectorized and parallel over rows of h */
+        td_kern_bias_unary_f32(st->tanh_form ? TD_KU_GELU_TANH : TD_KU_GELU_ERF, x->data, b->data, out[0]->data,
+                               n / h, h, env);
+        return TD_OK;
+    }
     for (int64_t i = 0; i < n; i++) {
         float v = td_ldf(x->data, x->dtype, i) + (b ? td_ldf(b->data, b->dtype, i % h) : 0.0f);
         float r = st->tanh_form ? 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)))
@@ -114,6 +120,17 @@ static td_status sln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     const td_rt_tensor *beta = rn->n_in > 3 ? in[3] : NULL, *bias = rn->n_in > 4 ? in[4] : NULL;
     int64_t h = x->shape[x->rank - 1], n = td_rt_numel(x), ns = td_rt_numel(skip), rows = n / h;
     float *scr = rn->scratch;
+    if (x->dtype == TD_F32 && skip->dtype == TD_F32 && gamma->dtype == TD_F32 && (!beta || beta->dtype == TD_F32) &&
+        (!bias || bias->dtype == TD_F32) && out[0]->dtype == TD_F32 && (rn->n_out < 4 || !out[3] ||
+        out[3]->dtype == TD_F32)) {
+        /* all fp32: one fused, parallel pass (skip broadcast by whole rows of h) */
+        td_kern_skip_layernorm_rows(x->data, skip->data, ns / h, bias ? bias->data : NULL, gamma->data,
+                                    beta ? beta->data : NULL, out[0]->data,
+                                    rn->n_out > 3 && out[3] ? out[3]->data : NULL, rows, h, st->eps,
+                                    rn->n_out > 1 && out[1] ? out[1]->data : NULL,
+                                    rn->n_out > 2 && out[2] ? out[2]->data : NULL, env);
+        return TD_OK;
+    }
     float *sum = scr, *g = scr + n, *b = g + h;
     scr = b + h + 16;
     for (int64_t j = 0; j < h; j++) {
