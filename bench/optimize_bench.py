@@ -76,6 +76,8 @@ def main():
     for name, cmd, runs in cases:
         out = os.path.join(a.work, name.replace(" ", "_") + ".onnx")
         walls, rss, cpus = [], [], []
+        if runs <= 0:  # --ort-runs 0: measure tdeploy only
+            continue
         for _ in range(runs):
             w, r, c = run(cmd(out))
             walls.append(w)
@@ -85,6 +87,8 @@ def main():
         print(f"{name:18s} median wall {res[name][0]:7.2f} s, cpu (user+sys) {res[name][2]:7.2f} s over {runs} "
               f"run(s), peak RSS {res[name][1] / 1e9:5.2f} GB ({res[name][1] / size:.2f}x model)", flush=True)
     for prec in ("fp32", "fp16"):
+        if f"onnxruntime {prec}" not in res:
+            continue
         t, o = res[f"tdeploy {prec}"][0], res[f"onnxruntime {prec}"][0]
         oc, tc = res[f"onnxruntime {prec}"][2], res[f"tdeploy {prec}"][2]
         print(f"{prec}: onnxruntime / tdeploy ratio: wall {o / t:.1f}x, cpu {oc / tc:.1f}x")
