@@ -5,6 +5,7 @@
 
 #include "tdeploy/tdeploy.h"
 #include <stdbool.h>
+#include <stdint.h>
 
 enum { TD_EXIT_OK = 0, TD_EXIT_FAIL = 1, TD_EXIT_USAGE = 2 };
 
@@ -18,6 +19,8 @@ typedef struct td_cli_command {
 int td_cli_report(const char *cmd, td_ctx *ctx, td_status status);
 /* Print a usage error and return TD_EXIT_USAGE. */
 int td_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parse a whole decimal integer in [lo, hi]; false on junk, overflow or out of range. */
+bool td_cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 /* True when arg is -h or --help. */
 bool td_cli_is_help(const char *arg);
 /* Common flags: -v/--verbose, -q/--quiet. Returns true if arg was consumed. */

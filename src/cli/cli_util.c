@@ -3,8 +3,10 @@
 
 #include "core/log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int td_cli_report(const char *cmd, td_ctx *ctx, td_status status) {
@@ -36,4 +38,14 @@ bool td_cli_common_flag(const char *arg) {
         return true;
     }
     return false;
+}
+
+bool td_cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
 }

@@ -53,15 +53,6 @@ static void usage(FILE *f) {
             "files (tdeploy run OUTDIR uses them).\n");
 }
 
-static bool parse_i64(const char *s, int64_t *out) {
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end)
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool parse_f64(const char *s, double *out) {
     char *end;
     double v = strtod(s, &end);
@@ -103,7 +94,7 @@ int td_cmd_convert(int argc, char **argv) {
         } else if ((!strcmp(a, "--seq-len") || !strcmp(a, "--batch-size")) && has3) {
             int64_t *dst = !strcmp(a, "--seq-len") ? o.seq : o.batch;
             for (int k = 0; k < 3; k++)
-                if (!parse_i64(argv[i + 1 + k], &dst[k])) {
+                if (!td_cli_parse_i64(argv[i + 1 + k], INT64_MIN, INT64_MAX, &dst[k])) {
                     rc = td_cli_usage_error("convert", "%s needs three integers MIN OPT MAX, got '%s'", a,
                                             argv[i + 1 + k]);
                     goto done;
@@ -134,7 +125,7 @@ int td_cmd_convert(int argc, char **argv) {
         } else if ((!strcmp(a, "--nb-instances") || !strcmp(a, "--nb-measures") || !strcmp(a, "--warmup") ||
                     !strcmp(a, "--threads") || !strcmp(a, "--seed")) &&
                    has1) {
-            if (!parse_i64(argv[++i], &iv) || iv < 0 || iv > 1000000000) {
+            if (!td_cli_parse_i64(argv[++i], 0, 1000000000, &iv)) {
                 rc = td_cli_usage_error("convert", "%s needs a non-negative integer, got '%s'", a, argv[i]);
                 goto done;
             }

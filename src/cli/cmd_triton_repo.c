@@ -29,16 +29,6 @@ static void usage(FILE *f) {
             "                         else tokenizer_config.json's model_max_length, else tokenizer.json's)\n");
 }
 
-static int parse_i64(const char *s, long long lo, long long hi, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return 0;
-    *out = v;
-    return 1;
-}
-
 int td_cmd_triton_repo(int argc, char **argv) {
     const char *onnx = NULL, *out_dir = NULL;
     td_triton_spec sp = {.name = "model", .batch_min = 1, .batch_opt = 8, .batch_max = 32, .nb_instances = 1,
@@ -67,13 +57,13 @@ int td_cmd_triton_repo(int argc, char **argv) {
             sp.tokenizer_dir = argv[++i];
         } else if (strcmp(a, "--batch-size") == 0) {
             NEED(3);
-            if (!parse_i64(argv[i + 1], 0, 1 << 30, &sp.batch_min) || !parse_i64(argv[i + 2], 0, 1 << 30, &sp.batch_opt) ||
-                !parse_i64(argv[i + 3], 0, 1 << 30, &sp.batch_max))
+            if (!td_cli_parse_i64(argv[i + 1], 0, 1 << 30, &sp.batch_min) || !td_cli_parse_i64(argv[i + 2], 0, 1 << 30, &sp.batch_opt) ||
+                !td_cli_parse_i64(argv[i + 3], 0, 1 << 30, &sp.batch_max))
                 return td_cli_usage_error("triton-repo", "--batch-size takes three integers MIN OPT MAX");
             i += 3;
         } else if (strcmp(a, "--nb-instances") == 0) {
             NEED(1);
-            if (!parse_i64(argv[++i], 1, 1024, &v))
+            if (!td_cli_parse_i64(argv[++i], 1, 1024, &v))
                 return td_cli_usage_error("triton-repo", "--nb-instances takes an integer from 1 to 1024");
             sp.nb_instances = (int)v;
         } else if (strcmp(a, "--device") == 0) {
@@ -87,11 +77,11 @@ int td_cmd_triton_repo(int argc, char **argv) {
                 return td_cli_usage_error("triton-repo", "--device takes cpu or gpu, not '%s'", d);
         } else if (strcmp(a, "--max-queue-delay-us") == 0) {
             NEED(1);
-            if (!parse_i64(argv[++i], 0, 1LL << 40, &sp.max_queue_delay_us))
+            if (!td_cli_parse_i64(argv[++i], 0, 1LL << 40, &sp.max_queue_delay_us))
                 return td_cli_usage_error("triton-repo", "--max-queue-delay-us takes a non-negative integer");
         } else if (strcmp(a, "--max-length") == 0) {
             NEED(1);
-            if (!parse_i64(argv[++i], 1, 1 << 24, &sp.max_length))
+            if (!td_cli_parse_i64(argv[++i], 1, 1 << 24, &sp.max_length))
                 return td_cli_usage_error("triton-repo", "--max-length takes a positive integer");
         } else if (a[0] == '-') {
             return td_cli_usage_error("triton-repo", "unknown flag '%s'", a);
