@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include "onnx/load_internal.h"
 
-#include "core/bigbuf.h"
 #include "core/checked.h"
 
 #include <stdlib.h>
@@ -49,12 +48,12 @@ static const char *field_name(int kind) {
     return kind >= 0 && kind <= TD_PBX_DATA_EXTERNAL ? names[kind] : "?";
 }
 
-/* Copy n bytes into a 64-byte aligned buffer (td_bigbuf_alloc); then drop the source pages from
+/* Copy n bytes into a 64-byte aligned buffer; then drop the source pages from
  * our resident set (the mapping is read-only, so they fault back in from the
  * page cache if anyone reads them again). */
 static void *aligned_copy(const uint8_t *src, size_t n, bool src_is_mapped) {
-    void *buf = td_bigbuf_alloc(n);
-    if (!buf)
+    void *buf = NULL;
+    if (posix_memalign(&buf, 64, n ? n : 1) != 0)
         return NULL;
     memcpy(buf, src, n);
     if (src_is_mapped && n >= 1 << 16) {

@@ -1,7 +1,6 @@
 /* Transpose of a constant (see fold_transpose.h). */
 #include "opt/fold_transpose.h"
 
-#include "core/bigbuf.h"
 #include "core/checked.h"
 
 #include <stdlib.h>
@@ -237,7 +236,7 @@ td_status td_fold_transpose(td_ctx *ctx, const td_node *n, const td_tensor *x, i
     for (int i = 0; i < r; i++)
         dims[i] = x->dims[perm[i]];
     void *buf = buffer;
-    if (!buf && !(buf = td_bigbuf_alloc(x->nbytes)))
+    if (!buf && !(buf = malloc(x->nbytes)))
         return td_fail_oom(ctx, x->nbytes, "a transposed constant");
     td_fold_permute(buf, x->data, es, r, x->dims, perm);
     *buffer_taken = buffer != NULL;

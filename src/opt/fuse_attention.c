@@ -12,7 +12,6 @@
  * it broadcasts over query positions). The (1 - Cast(attention_mask)) * c form
  * becomes Attention's own 2-D mask_index with mask_filter_value c.
  * The fused node: Attention(x, [Wq|Wk|Wv], [bq|bk|bv], -, -, mask) with num_heads and scale. */
-#include "core/bigbuf.h"
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
@@ -134,7 +133,7 @@ static td_status concat_consts(td_ctx *ctx, td_graph *g, const proj *q, const pr
     int64_t wd[2] = {in, 3 * h}, bd[1] = {3 * h};
     size_t wn = (size_t)(in * 3 * h), row = (size_t)h * sizeof(float);
     /* (in, 3h): written once here and handed to the initializer, not copied again */
-    float *w = td_bigbuf_alloc(wn * sizeof(float)), *b = malloc((size_t)(3 * h) * sizeof(float));
+    float *w = malloc(wn * sizeof(float)), *b = malloc((size_t)(3 * h) * sizeof(float));
     if (!w || !b) {
         free(w);
         free(b);

@@ -6,7 +6,6 @@
  * low-precision nodes are stored converted (values clamped to the finite
  * range); Cast nodes are inserted wherever a value crosses between the two
  * worlds. With keep_io_types the graph inputs and outputs stay float32. */
-#include "core/bigbuf.h"
 #include "opt/narrow_floats.h"
 #include "opt/opt_util.h"
 #include "opt/pass.h"
@@ -85,7 +84,7 @@ static td_status convert_initializer(td_ctx *ctx, td_value *v, td_dtype low) {
         if (shrunk) /* else the larger block simply stays */
             buf = shrunk;
     } else if (n > 0) {
-        if (!(buf = td_bigbuf_alloc(nb))) {
+        if (!(buf = malloc(nb))) {
             td_tensor_free(nt);
             return td_fail_oom(ctx, nb, "a converted initializer");
         }
