@@ -131,37 +131,42 @@ static void release_mapped_pages(const td_value *v) {
 /* Buffers of weights that a fold replaced (a weight by its transposed copy),
  * kept for the next fold of a size that fits instead of being freed: writing
  * into memory that is already resident costs no page faults and no kernel
- * zeroing, and a model's Linear weights come in a few sizes. Two slots bound
- * what the pool holds on top of the model. */
+ * zeroing, and a model's Linear weights come in a few sizes (bert: (h, h) and
+ * (h, 4h)). Two slots bound what the pool holds on top of the model. */
 #define SPARE_SLOTS 2
 typedef struct spare_pool {
     void *buf[SPARE_SLOTS];
     size_t cap[SPARE_SLOTS];
 } spare_pool;
 
-/* The smallest pooled buffer of at least n bytes, removed from the pool; NULL if none. */
+/* A pooled buffer of exactly n bytes, removed from the pool; NULL if none. Not
+ * a larger one: the rest of it would stay resident, unused, as long as the
+ * tensor lives. */
 static void *spare_take(spare_pool *p, size_t n) {
-    int best = -1;
     for (int i = 0; i < SPARE_SLOTS; i++)
-        if (p->buf[i] && p->cap[i] >= n && (best < 0 || p->cap[i] < p->cap[best]))
-            best = i;
-    if (best < 0)
-        return NULL;
-    void *b = p->buf[best];
-    p->buf[best] = NULL;
-    return b;
+        if (p->buf[i] && p->cap[i] == n) {
+            void *b = p->buf[i];
+            p->buf[i] = NULL;
+            return b;
+        }
+    return NULL;
 }
 
-/* Keep buf (cap bytes) in the pool, evicting (freeing) the smallest buffer when full. */
+/* Keep buf (cap bytes) in the pool: in place of a buffer of the same size, else
+ * in a free slot, else in place of the smallest; the buffer replaced is freed. */
 static void spare_give(spare_pool *p, void *buf, size_t cap) {
-    int slot = 0;
-    for (int i = 0; i < SPARE_SLOTS; i++) {
-        if (!p->buf[i]) {
+    int slot = -1;
+    for (int i = 0; i < SPARE_SLOTS && slot < 0; i++)
+        if (p->buf[i] && p->cap[i] == cap)
             slot = i;
-            break;
-        }
-        if (p->cap[i] < p->cap[slot])
+    for (int i = 0; i < SPARE_SLOTS && slot < 0; i++)
+        if (!p->buf[i])
             slot = i;
+    if (slot < 0) {
+        slot = 0;
+        for (int i = 1; i < SPARE_SLOTS; i++)
+            if (p->cap[i] < p->cap[slot])
+                slot = i;
     }
     free(p->buf[slot]);
     p->buf[slot] = buf;
