@@ -449,13 +449,24 @@ static char *u64_str(saver *S, uint64_t v) {
     return td_arena_strdup(&S->A, buf);
 }
 
+/* Let af read the bytes of mapped initializers from their files (see
+ * td_atomic_add_source): no page of a safetensors or ONNX mapping is touched. */
+static td_status add_sources(saver *S, td_atomic_file *af) {
+    for (size_t i = 0; i < S->n_inits; i++)
+        if (S->inits[i].t->map)
+            TD_TRY(td_atomic_add_source(S->ctx, af, S->inits[i].t->map));
+    return TD_OK;
+}
+
 /* Move initializers of >= threshold bytes into data_path (written atomically). */
 static td_status write_external(saver *S, const char *data_path, const char *location, size_t threshold,
                                 size_t alignment) {
     td_ctx *ctx = S->ctx;
     td_atomic_file af;
     TD_TRY(td_atomic_open(ctx, &af, data_path));
-    td_status s = TD_OK;
+    td_status s = add_sources(S, &af);
+    if (s != TD_OK)
+        goto out;
     uint64_t pos = 0;
     for (size_t i = 0; i < S->n_inits; i++) {
         const td_tensor *t = S->inits[i].t;
@@ -547,6 +558,10 @@ td_status td_onnx_save(td_ctx *ctx, const td_model *model, const char *path, con
     }
     if ((s = td_atomic_open(ctx, &af, path)) != TD_OK)
         goto out;
+    if ((s = add_sources(&S, &af)) != TD_OK) {
+        td_atomic_abort(&af);
+        goto out;
+    }
     td_pb_file_buffer fb;
     td_pb_file_buffer_init(&fb, ctx, &af);
     protobuf_c_message_pack_to_buffer(&mp->base, &fb.base);
