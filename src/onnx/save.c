@@ -1,7 +1,9 @@
 /* td_model -> ModelProto -> file. Messages are built in an arena and point at
- * the IR's memory (tensor data is never copied for raw_data); pb_extra
+ * the IR's memory (tensor data is never copied into the message); pb_extra
  * residuals are unpacked first so unmodelled and unknown fields come back.
- * The model (and its external data file) are written atomically. */
+ * The model (and its external data file) are written atomically; the mappings
+ * initializers point into are registered with the atomic file, which preads
+ * their bytes from the files instead of touching the mappings. */
 #define _GNU_SOURCE
 #include "onnx/load_internal.h"
 #include "onnx/onnx_io.h"
