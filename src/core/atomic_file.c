@@ -40,6 +40,7 @@ struct td_atomic_io {
     bool direct;           /* O_DIRECT is on; changed only by whoever writes (writer, or main when idle) */
     bool threaded;         /* a writer thread is running */
     bool failed;           /* a write failed: the file must not be committed */
+    bool cached;           /* td_atomic_keep_cached: never O_DIRECT */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -154,7 +155,8 @@ static td_status hand_over(td_ctx *ctx, td_atomic_file *af) {
     struct td_atomic_io *io = af->io;
     if (!io->started) {
         io->started = true;
-        set_direct(io, true); /* stays off where the file system has no O_DIRECT */
+        if (!io->cached)
+            set_direct(io, true); /* stays off where the file system has no O_DIRECT */
         io->threaded = pthread_create(&io->thread, NULL, writer_main, io) == 0;
     }
     int e = 0;
@@ -311,6 +313,11 @@ td_status td_atomic_open(td_ctx *ctx, td_atomic_file *af, const char *path) {
     }
     fchmod(io->fd, 0644);
     return TD_OK;
+}
+
+void td_atomic_keep_cached(td_atomic_file *af) {
+    if (af->io)
+        af->io->cached = true;
 }
 
 td_status td_atomic_write(td_ctx *ctx, td_atomic_file *af, const void *data, size_t n) {

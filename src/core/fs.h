@@ -18,7 +18,8 @@
  * the next, no page cache is filled for the output, and the final fsync has
  * only the tail and metadata left. Without O_DIRECT the buffers go through the
  * page cache and writeback of each is started at once (sync_file_range), so
- * the fsync again finds little to do. Bytes that lie inside a registered
+ * the fsync again finds little to do; the same when the caller will read the
+ * file back soon (td_atomic_keep_cached). Bytes that lie inside a registered
  * source mapping (td_atomic_add_source) are read from that file with pread
  * instead of through the mapping. */
 struct td_atomic_io;
@@ -38,6 +39,11 @@ td_status td_atomic_write(td_ctx *ctx, td_atomic_file *af, const void *data, siz
  * When m's path no longer names the mapped file (replaced since), or m is not
  * a file mapping, the bytes are copied from the mapping as for any pointer. */
 td_status td_atomic_add_source(td_ctx *ctx, td_atomic_file *af, struct td_mapped_file *m);
+/* The file will be read back soon (by this process, say): keep its pages in the
+ * page cache, i.e. no O_DIRECT (writeback is still started buffer by buffer).
+ * Call before the first write. Reading an O_DIRECT output back costs a disk
+ * read, which on this project's disks took longer than the write saved. */
+void td_atomic_keep_cached(td_atomic_file *af);
 td_status td_atomic_commit(td_ctx *ctx, td_atomic_file *af);
 void td_atomic_abort(td_atomic_file *af); /* harmless after commit or on a zeroed struct */
 

@@ -462,10 +462,12 @@ static td_status add_sources(saver *S, td_atomic_file *af) {
 
 /* Move initializers of >= threshold bytes into data_path (written atomically). */
 static td_status write_external(saver *S, const char *data_path, const char *location, size_t threshold,
-                                size_t alignment) {
+                                size_t alignment, bool keep_cached) {
     td_ctx *ctx = S->ctx;
     td_atomic_file af;
     TD_TRY(td_atomic_open(ctx, &af, data_path));
+    if (keep_cached)
+        td_atomic_keep_cached(&af);
     td_status s = add_sources(S, &af);
     if (s != TD_OK)
         goto out;
@@ -548,7 +550,7 @@ td_status td_onnx_save(td_ctx *ctx, const td_model *model, const char *path, con
             td_wrap(ctx, "external data file name");
             goto out;
         }
-        if ((s = write_external(&S, data_path, data_name, threshold, alignment)) != TD_OK)
+        if ((s = write_external(&S, data_path, data_name, threshold, alignment, o.keep_cached)) != TD_OK)
             goto out;
         size = protobuf_c_message_get_packed_size(&mp->base);
     }
@@ -560,6 +562,8 @@ td_status td_onnx_save(td_ctx *ctx, const td_model *model, const char *path, con
     }
     if ((s = td_atomic_open(ctx, &af, path)) != TD_OK)
         goto out;
+    if (o.keep_cached)
+        td_atomic_keep_cached(&af);
     if ((s = add_sources(&S, &af)) != TD_OK) {
         td_atomic_abort(&af);
         goto out;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -82,6 +83,48 @@ static void test_large_write(void) {
     /* exactly one buffer, and an empty file */
     CHECK(td_write_file_atomic(ctx, path, data, 4 * MIB) == TD_OK && file_equals(path, data, 4 * MIB));
     CHECK(td_write_file_atomic(ctx, path, data, 0) == TD_OK && file_equals(path, data, 0));
+    unlink(path);
+    free(data);
+    td_ctx_free(ctx);
+}
+
+/* Fraction of path's pages in the page cache. */
+static double resident_fraction(const char *path) {
+    td_ctx *ctx = td_ctx_new();
+    td_mapped_file *m = NULL;
+    double f = -1;
+    if (td_map_file(ctx, path, &m) == TD_OK && m->size) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = (m->size + page - 1) / page, in = 0;
+        unsigned char *vec = malloc(pages);
+        if (vec && mincore((void *)m->data, m->size, vec) == 0) {
+            for (size_t i = 0; i < pages; i++)
+                in += vec[i] & 1;
+            f = (double)in / (double)pages;
+        }
+        free(vec);
+    }
+    td_mapped_file_unref(m);
+    td_ctx_free(ctx);
+    return f;
+}
+
+/* keep_cached: same bytes, and the pages stay in the page cache for a reader
+ * (O_DIRECT would leave them on disk only; not asserted, as file systems
+ * without O_DIRECT cache them anyway). */
+static void test_keep_cached(void) {
+    td_ctx *ctx = td_ctx_new();
+    size_t n = 9 * MIB + 77;
+    uint8_t *data = pattern(n, 5);
+    char path[600];
+    path_in_dir(path, sizeof path, "cached.bin");
+    td_atomic_file af;
+    CHECK(td_atomic_open(ctx, &af, path) == TD_OK);
+    td_atomic_keep_cached(&af);
+    CHECK(td_atomic_write(ctx, &af, data, n) == TD_OK);
+    CHECK(td_atomic_commit(ctx, &af) == TD_OK);
+    double f = resident_fraction(path); /* before reading it back, which would cache it */
+    CHECK_MSG(f > 0.99, "%.3f of the pages are cached", f);
+    CHECK(file_equals(path, data, n));
     unlink(path);
     free(data);
     td_ctx_free(ctx);
@@ -202,6 +245,7 @@ int main(void) {
     snprintf(g_dir, sizeof g_dir, "%s/atomic_file_%d", td_test_env("TD_TMP", "/tmp"), (int)getpid());
     mkdir(g_dir, 0755);
     test_large_write();
+    test_keep_cached();
     test_source();
     test_errors();
     rmdir(g_dir);
