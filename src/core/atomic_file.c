@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -157,7 +158,12 @@ static td_status hand_over(td_ctx *ctx, td_atomic_file *af) {
         io->started = true;
         if (!io->cached)
             set_direct(io, true); /* stays off where the file system has no O_DIRECT */
+        /* signals stay with the caller's threads (handlers such as convert's SIGINT flag, EINTR) */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         io->threaded = pthread_create(&io->thread, NULL, writer_main, io) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     int e = 0;
     if (io->threaded) {
