@@ -216,8 +216,8 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     TD_TRY(td_export_build(ctx, &eo, &m, &c->xs));
     c->task = td_export_task_name(c->xs.task);
     capture_io(c, m->graph);
-    /* both files are loaded again below (optimize, validation sessions): keep
-     * them in the page cache instead of writing them O_DIRECT */
+    /* both files are opened again by the validation sessions: keep them in the
+     * page cache instead of writing them O_DIRECT */
     const td_onnx_save_options reread = {.keep_cached = true};
     td_status s = td_onnx_save(ctx, m, c->onnx_path, &reread);
     if (s != TD_OK)
