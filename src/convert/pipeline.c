@@ -216,7 +216,10 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     TD_TRY(td_export_build(ctx, &eo, &m, &c->xs));
     c->task = td_export_task_name(c->xs.task);
     capture_io(c, m->graph);
-    td_status s = td_onnx_save(ctx, m, c->onnx_path, NULL);
+    /* both files are opened again by the validation sessions: keep them in the
+     * page cache instead of writing them O_DIRECT */
+    const td_onnx_save_options reread = {.keep_cached = true};
+    td_status s = td_onnx_save(ctx, m, c->onnx_path, &reread);
     if (s != TD_OK)
         goto out;
     c->step_names[c->n_steps] = "export";
@@ -239,7 +242,7 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
         td_wrap(ctx, "optimizing the exported graph");
         goto out;
     }
-    if ((s = td_onnx_save(ctx, m, c->opt_path, NULL)) != TD_OK)
+    if ((s = td_onnx_save(ctx, m, c->opt_path, &reread)) != TD_OK)
         goto out;
     c->step_names[c->n_steps] = "optimize";
     c->step_s[c->n_steps++] = td_now_s() - t0;
