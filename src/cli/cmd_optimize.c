@@ -148,7 +148,7 @@ int td_cmd_optimize(int argc, char **argv) {
         td_wrap(ctx, "optimizing %s", in);
     double t2 = td_now_s();
     if (s == TD_OK)
-        s = td_onnx_save(ctx, m, out, NULL);
+        s = td_onnx_save(ctx, m, out, &(td_onnx_save_options){.align_raw_data = true});
     double t3 = td_now_s();
     if (s != TD_OK) {
         rc = td_cli_report("optimize", ctx, s);

@@ -218,7 +218,7 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     capture_io(c, m->graph);
     /* both files are opened again by the validation sessions: keep them in the
      * page cache instead of writing them O_DIRECT */
-    const td_onnx_save_options reread = {.keep_cached = true};
+    const td_onnx_save_options reread = {.keep_cached = true, .align_raw_data = true};
     td_status s = td_onnx_save(ctx, m, c->onnx_path, &reread);
     if (s != TD_OK)
         goto out;

@@ -24,7 +24,9 @@ td_status td_export_to_file(td_ctx *ctx, const td_export_options *opt, td_export
     double t0 = td_now_s();
     td_model *m = NULL;
     TD_TRY(td_export_build(ctx, opt, &m, sum));
-    td_status st = td_onnx_save(ctx, m, opt->output, NULL); /* AUTO: external data above 2 GB */
+    /* AUTO: external data above 2 GB; large raw_data at aligned offsets so a load maps them in place */
+    const td_onnx_save_options so = {.align_raw_data = true};
+    td_status st = td_onnx_save(ctx, m, opt->output, &so);
     td_model_free(m);
     if (st != TD_OK)
         return td_wrap(ctx, "saving %s", opt->output);

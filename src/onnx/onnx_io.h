@@ -45,7 +45,17 @@ typedef struct td_onnx_save_options {
     /* The files will be read back soon (e.g. loaded again by this process): write
      * them through the page cache instead of O_DIRECT (td_atomic_keep_cached). */
     bool keep_cached;
+    /* Lay out every inline raw_data of >= TD_ONNX_ALIGN_MIN_BYTES at a file offset
+     * that is a multiple of TD_ONNX_ALIGN_BYTES, so loading maps it in place instead
+     * of copying it. The file stays standard protobuf read identically by every
+     * parser (the top-level graph and its initializers are written after the other
+     * fields, with fixed-width length prefixes and an over-long data_type varint as
+     * padding); false = protobuf-c's canonical bytes (lossless round trips). */
+    bool align_raw_data;
 } td_onnx_save_options;
+
+#define TD_ONNX_ALIGN_MIN_BYTES 4096
+#define TD_ONNX_ALIGN_BYTES 8 /* the largest natural alignment of any ONNX dtype */
 
 /* Write model to path atomically (and its data file, when external data is
  * used). opts NULL = defaults (AUTO). The model is not modified. */

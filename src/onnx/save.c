@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "onnx/load_internal.h"
 #include "onnx/onnx_io.h"
+#include "onnx/save_aligned.h"
 
 #include "core/checked.h"
 
@@ -527,6 +528,8 @@ td_status td_onnx_save(td_ctx *ctx, const td_model *model, const char *path, con
     td_arena_init(&S.A);
     char *dir = NULL, *data_name = NULL, *data_path = NULL;
     td_atomic_file af = {0};
+    td_onnx_aligned_plan plan = {0};
+    bool aligned = false;
     td_status s = TD_OK;
     Onnx__ModelProto *mp = build_model(&S, model);
     if (S.status != TD_OK || !mp) {
@@ -554,6 +557,12 @@ td_status td_onnx_save(td_ctx *ctx, const td_model *model, const char *path, con
             goto out;
         size = protobuf_c_message_get_packed_size(&mp->base);
     }
+    if (o.align_raw_data && mp->graph) {
+        if ((s = td_onnx_aligned_plan_make(ctx, mp, &plan)) != TD_OK)
+            goto out;
+        aligned = true;
+        size = plan.total;
+    }
     if (size > PROTOBUF_LIMIT) {
         s = td_fail(ctx, TD_ERR_UNSUPPORTED,
                     "%s would be %llu bytes, over protobuf's 2 GB limit: save with external data (AUTO or ALWAYS)",
@@ -570,13 +579,22 @@ td_status td_onnx_save(td_ctx *ctx, const td_model *model, const char *path, con
     }
     td_pb_file_buffer fb;
     td_pb_file_buffer_init(&fb, ctx, &af);
-    protobuf_c_message_pack_to_buffer(&mp->base, &fb.base);
-    if ((s = fb.status) != TD_OK) {
+    if (aligned)
+        td_onnx_aligned_write(mp, &plan, &fb.base);
+    else
+        protobuf_c_message_pack_to_buffer(&mp->base, &fb.base);
+    if (s == TD_OK && fb.status == TD_OK && fb.written != size)
+        s = td_fail(ctx, TD_ERR_INTERNAL, "wrote %llu bytes of %s but planned %llu", (unsigned long long)fb.written,
+                    path, (unsigned long long)size);
+    if (s == TD_OK)
+        s = fb.status;
+    if (s != TD_OK) {
         td_atomic_abort(&af);
         goto out;
     }
     s = td_atomic_commit(ctx, &af);
 out:
+    td_onnx_aligned_plan_free(&plan);
     td_arena_free(&S.A);
     free(S.inits);
     free(dir);
