@@ -489,11 +489,14 @@ typedef struct wire_field {
     size_t len;
 } wire_field;
 
-static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+/* A varint of at most max_bytes bytes. Over-long encodings are valid protobuf,
+ * but parsers bound them: 10 bytes for values, 5 for tags and length prefixes
+ * (protobuf-c and C++ protobuf reject longer ones, so we do too). */
+static bool read_varint(const uint8_t **p, const uint8_t *end, int max_bytes, uint64_t *out) {
     uint64_t v = 0;
-    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    for (int i = 0; i < max_bytes && *p < end; i++) {
         uint8_t b = *(*p)++;
-        v |= (uint64_t)(b & 0x7f) << shift;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
         if (!(b & 0x80)) {
             *out = v;
             return true;
@@ -506,13 +509,13 @@ static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
 static bool wire_next(const uint8_t **p, const uint8_t *end, wire_field *f) {
     uint64_t key, v;
     f->start = *p;
-    if (!read_varint(p, end, &key) || (key >> 3) == 0 || (key >> 3) > 0x1fffffff)
+    if (!read_varint(p, end, 5, &key) || (key >> 3) == 0 || (key >> 3) > 0x1fffffff)
         return false;
     f->tag = (uint32_t)(key >> 3);
     f->wt = (int)(key & 7);
     switch (f->wt) {
     case 0:
-        if (!read_varint(p, end, &v))
+        if (!read_varint(p, end, 10, &v))
             return false;
         break;
     case 1:
@@ -526,7 +529,7 @@ static bool wire_next(const uint8_t **p, const uint8_t *end, wire_field *f) {
         *p += 4;
         break;
     case 2:
-        if (!read_varint(p, end, &v) || v > (uint64_t)(end - *p))
+        if (!read_varint(p, end, 5, &v) || v > INT32_MAX || v > (uint64_t)(end - *p))
             return false;
         f->payload = *p;
         f->len = (size_t)v;
