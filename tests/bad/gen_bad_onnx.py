@@ -26,6 +26,16 @@ def varint(n):
             return bytes(out)
 
 
+def overlong(n, width):
+    """n as a varint of exactly width bytes (zero-payload continuation bytes)."""
+    out = bytearray()
+    for i in range(width):
+        out.append((n & 0x7F) | (0x80 if i + 1 < width else 0))
+        n >>= 7
+    assert n == 0
+    return bytes(out)
+
+
 def ld(tag, payload):
     """A length-delimited protobuf field."""
     return varint(tag << 3 | 2) + varint(len(payload)) + payload
@@ -98,6 +108,12 @@ def build(out):
     case("huge_length_onnx", "not a valid ONNX model", b"\x08\x08\x3a" + varint(1 << 40) + b"\x0a\x01g")
     case("nested_huge_length_onnx", "not a valid ONNX model",
          b"\x08\x08\x3a\x08" + b"\x2a" + varint(1 << 33) + b"\x00\x00")
+    # over-long varints beyond the parsers' limits (length prefixes 5 bytes, values 10)
+    g_raw = ok_model().graph.SerializeToString()
+    case("overlong_length_onnx", "not a valid ONNX model",
+         b"\x08\x08\x3a" + overlong(len(g_raw), 6) + g_raw)
+    case("overlong_value_onnx", "not a valid ONNX model",
+         b"\x08" + overlong(8, 11) + ld(7, g_raw))
     case("no_graph_onnx", "no graph", b"\x08\x08")
     case("dims_mismatch_onnx", "raw_data has 12 bytes", proto=with_init(tensor("w", 1, [2], b"\0" * 12)))
     t = tensor("w", TensorProto.FLOAT, [2])
