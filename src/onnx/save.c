@@ -3,7 +3,9 @@
  * residuals are unpacked first so unmodelled and unknown fields come back.
  * The model (and its external data file) are written atomically; the mappings
  * initializers point into are registered with the atomic file, which preads
- * their bytes from the files instead of touching the mappings. */
+ * their bytes from the files instead of touching the mappings. With
+ * align_raw_data the bytes are laid out by save_aligned.c instead of protobuf-c's
+ * canonical packing (large raw_data at aligned offsets, same decoded message). */
 #define _GNU_SOURCE
 #include "onnx/load_internal.h"
 #include "onnx/onnx_io.h"
