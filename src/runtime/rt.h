@@ -79,6 +79,15 @@ struct td_rt_node {
     bool const_output;    /* output 0 is const_val, known at init (Constant): no buffer, no planning */
     td_rt_tensor const_val;
     int threads;          /* worker threads of the session (for per-thread scratch sizing) */
+    /* Epilogue fusion, decided once by the backend (backend_cpu.c): a MatMul
+     * whose only consumer is a bias + activation node computes that node's
+     * output in its GEMM epilogue, while each output tile is still in
+     * registers; the consumer is then fused_away (not run) and its output is
+     * an alias of the MatMul's. epi_act is a td_gemm_act (0 = none), epi_bias
+     * a constant fp32 (N) or NULL. */
+    int epi_act;
+    const td_rt_tensor *epi_bias;
+    bool fused_away;
 };
 
 struct td_rt_env {
