@@ -203,9 +203,15 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
         int64_t b = (int64_t)p / a->N, h = (int64_t)p % a->N;
         const float *q = a->q + b * a->q_bstride + h * D;
         const float *k = a->k + (b * a->N + h) * T * D, *v = a->v + (b * a->N + h) * T * Dv;
+        size_t ldk = (size_t)D, ldv = (size_t)Dv;
+        if (a->kv_ld > 0) {
+            k = a->k + b * T * a->kv_ld + h * D;
+            v = a->v + b * T * a->kv_ld + h * Dv;
+            ldk = ldv = (size_t)a->kv_ld;
+        }
         float *o = a->out + b * a->o_bstride + h * Dv;
         /* scores = scale * Q K^T: K stored (T, D) is B transposed */
-        td_gemm_pack_b_into(pack, k, (size_t)D, (size_t)T, (size_t)D, true);
+        td_gemm_pack_b_into(pack, k, (size_t)D, (size_t)T, ldk, true);
         td_gemm_run_serial((size_t)S, q, (size_t)a->ldq, pack, (size_t)D, (size_t)T, scores, (size_t)T, &ep);
         const float *m = a->mask ? a->mask + b * a->mask_bstride : NULL;
         const float *bi = a->bias ? a->bias + b * a->bias_bstride + h * a->bias_hstride : NULL;
@@ -219,7 +225,7 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
                     row[t] += bi[i * T + t];
             td_cpu_softmax_row(row, row, (size_t)T);
         }
-        td_gemm_pack_b_into(pack, v, (size_t)T, (size_t)Dv, (size_t)Dv, false);
+        td_gemm_pack_b_into(pack, v, (size_t)T, (size_t)Dv, ldv, false);
         td_gemm_run_serial((size_t)S, scores, (size_t)T, pack, (size_t)T, (size_t)Dv, o, (size_t)a->ldo, NULL);
     }
 }

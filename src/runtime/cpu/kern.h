@@ -78,7 +78,9 @@ void td_kern_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
 /* Multi-head attention over all (batch, head) pairs, parallel over pairs:
  *   out[b, :, h] = softmax(scale * Q_bh K_bh^T + mask[b] + bias[b, h]) V_bh
  * Q_bh = q + b*q_bstride + h*D (S rows, row stride ldq); K_bh (T x D) and V_bh
- * (T x Dv) are contiguous blocks at k + (b*N + h)*T*D and v + (b*N + h)*T*Dv;
+ * (T x Dv) are contiguous blocks at k + (b*N + h)*T*D and v + (b*N + h)*T*Dv,
+ * or, when kv_ld > 0, rows kv_ld floats apart at k + b*T*kv_ld + h*D and
+ * v + b*T*kv_ld + h*Dv (K and V read in place from a packed QKV projection);
  * out_bh = out + b*o_bstride + h*Dv (row stride ldo). mask: S x T additive per
  * batch (mask_bstride floats apart, 0 = shared) or NULL; bias: S x T additive
  * per (b, h) (bias_bstride / bias_hstride, 0 = broadcast) or NULL. */
@@ -87,6 +89,7 @@ typedef struct td_kern_mha {
     const float *q;
     int64_t q_bstride, ldq;
     const float *k, *v;
+    int64_t kv_ld; /* 0: contiguous (B, N, T, D) blocks; else the row stride of K and V */
     float *out;
     int64_t o_bstride, ldo;
     float scale;

@@ -431,9 +431,10 @@ static size_t attn_scratch_floats(const td_rt_node *rn, int64_t B, int64_t S, in
     return (size_t)(B * S * T + 16) + td_kern_mha_scratch(S, T, D, Dv, rn->threads) / sizeof(float) + 16;
 }
 
-/* Run all heads: Q (B, S, N*D) with row stride ldq; K, V (B, N, T, D) contiguous; out (B, S, N*Dv). */
+/* Run all heads: Q (B, S, N*D) with row stride ldq; K, V (B, N, T, D) contiguous,
+ * or with kv_ld > 0 (B, T, N*D) rows kv_ld apart; out (B, S, N*Dv). */
 static td_status attn_run(td_ctx *ctx, const td_rt_node *rn, const attn_state *st, const float *Q, int64_t ldq,
-                          const float *K, const float *V, float *O, int64_t B, int64_t N, int64_t S, int64_t T,
+                          const float *K, const float *V, int64_t kv_ld, float *O, int64_t B, int64_t N, int64_t S, int64_t T,
                           int64_t D, int64_t Dv, const td_rt_tensor *km, const td_rt_tensor *ab, const float *ab_f,
                           float *scratch, td_rt_env *env) {
     float *mask = NULL;
@@ -444,7 +445,7 @@ static td_status attn_run(td_ctx *ctx, const td_rt_node *rn, const attn_state *s
     }
     td_kern_mha a = {
         .B = B, .N = N, .S = S, .T = T, .D = D, .Dv = Dv,
-        .q = Q, .q_bstride = S * ldq, .ldq = ldq, .k = K, .v = V,
+        .q = Q, .q_bstride = S * ldq, .ldq = ldq, .k = K, .v = V, .kv_ld = kv_ld,
         .out = O, .o_bstride = S * N * Dv, .ldo = N * Dv,
         .scale = st->scale != 0.0f ? st->scale : 1.0f / sqrtf((float)D),
         .mask = mask, .mask_bstride = S * T,
@@ -558,10 +559,12 @@ static td_status attention_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
                 for (int64_t j = 0; j < W; j++)
                     qkv[r * W + j] += bias[j];
     }
-    /* K and V in (B, N, T, D) with the past first */
+    /* K and V in (B, N, T, D) with the past first; without past and present
+     * the heads read them in place from the QKV projection (rows W apart) */
+    bool in_place = !past && !(rn->n_out > 1 && out[1]);
     float *K = scr, *V = scr + B * N * T * D;
     scr = V + B * N * T * Dv;
-    for (int64_t b = 0; b < B; b++)
+    for (int64_t b = 0; b < B && !in_place; b++)
         for (int64_t h = 0; h < N; h++) {
             float *kd = K + (b * N + h) * T * D, *vd = V + (b * N + h) * T * Dv;
             if (past) {
@@ -574,7 +577,8 @@ static td_status attention_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
             }
         }
     float *O = out_f32(out[0], &scr);
-    TD_TRY(attn_run(ctx, rn, st, qkv, W, K, V, O, B, N, S, T, D, Dv, rn->n_in > 3 ? in[3] : NULL,
+    TD_TRY(attn_run(ctx, rn, st, qkv, W, in_place ? qkv + Hq : K, in_place ? qkv + Hq + Hk : V, in_place ? W : 0, O,
+                    B, N, S, T, D, Dv, rn->n_in > 3 ? in[3] : NULL,
                     rn->n_in > 5 ? in[5] : NULL, abf, scr, env));
     store_out(out[0], O);
     if (rn->n_out > 1 && out[1]) {
@@ -708,7 +712,7 @@ static td_status mha_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
             }
         }
     float *O = out_f32(out[0], &scr);
-    TD_TRY(attn_run(ctx, rn, st, Q, Hq, K, V, O, B, N, S, T, D, Dv, rn->n_in > 4 ? in[4] : NULL,
+    TD_TRY(attn_run(ctx, rn, st, Q, Hq, K, V, 0, O, B, N, S, T, D, Dv, rn->n_in > 4 ? in[4] : NULL,
                     rn->n_in > 5 ? in[5] : NULL, abf, scr, env));
     store_out(out[0], O);
     if (rn->n_out > 1 && out[1])
