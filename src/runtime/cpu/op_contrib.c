@@ -311,6 +311,7 @@ static td_status eln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     }
     if (pos && td_rt_numel(pos) != B * S && td_rt_numel(pos) != S)
         return td_node_fail(ctx, rn, TD_ERR_SHAPE, "position_ids must be (B, S) or (1, S)");
+    bool f32_tables = we->dtype == TD_F32 && pe->dtype == TD_F32 && (!se || se->dtype == TD_F32);
     for (int64_t bi = 0; bi < B; bi++)
         for (int64_t s = 0; s < S; s++) {
             int64_t t = bi * S + s, w = idx_at(ids, t);
@@ -326,12 +327,25 @@ static td_status eln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
                 return td_node_fail(ctx, rn, TD_ERR_INVALID_ARGUMENT, "segment id %lld is outside [0, %lld)",
                                     (long long)sg, (long long)NS);
             float *dst = sum + t * H;
-            for (int64_t j = 0; j < H; j++)
-                dst[j] = td_ldf(we->data, we->dtype, w * H + j) + td_ldf(pe->data, pe->dtype, p * H + j) +
-                         (se ? td_ldf(se->data, se->dtype, sg * H + j) : 0.0f);
+            if (f32_tables) { /* the common case, vectorized: no per-element dtype dispatch */
+                const float *wr = (const float *)we->data + w * H, *pr = (const float *)pe->data + p * H;
+                const float *sr = se ? (const float *)se->data + sg * H : NULL;
+                if (sr)
+                    for (int64_t j = 0; j < H; j++)
+                        dst[j] = wr[j] + pr[j] + sr[j];
+                else
+                    for (int64_t j = 0; j < H; j++)
+                        dst[j] = wr[j] + pr[j];
+            } else {
+                for (int64_t j = 0; j < H; j++)
+                    dst[j] = td_ldf(we->data, we->dtype, w * H + j) + td_ldf(pe->data, pe->dtype, p * H + j) +
+                             (se ? td_ldf(se->data, se->dtype, sg * H + j) : 0.0f);
+            }
         }
-    td_kern_layernorm_rows(sum, g, b, Y, B * S, H, st->eps, NULL, NULL, env);
-    for (int64_t i = 0; i < B * S * H; i++)
+    /* fp32 output: normalize straight into it */
+    bool f32_out = out[0]->dtype == TD_F32;
+    td_kern_layernorm_rows(sum, g, b, f32_out ? out[0]->data : Y, B * S, H, st->eps, NULL, NULL, env);
+    for (int64_t i = 0; i < B * S * H && !f32_out; i++)
         td_stf(out[0]->data, out[0]->dtype, i, Y[i]);
     if (rn->n_out > 1 && out[1])
         for (int64_t bi = 0; bi < B; bi++) {
