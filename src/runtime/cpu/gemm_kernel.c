@@ -89,7 +89,9 @@ KINLINE void tile(const int MR, const int NV, const int bt, size_t nr, size_t kc
             _mm512_mask_storeu_ps(C + (size_t)i * ldc + 16 * j, m[j], c[i][j]);
 }
 
-/* mr rows (1..MR) and the vectors nr needs (1..3) as compile-time constants */
+/* Full-height tiles get the vector count nr needs (1..3) as a compile-time constant;
+ * the rare short tiles (M tails) always use 3 (keeps the instantiations, and the
+ * compile time, down). */
 #define TILE_NV(MRC, bt)                                                                      \
     switch ((nr + 15) / 16) {                                                                 \
     case 1: tile(MRC, 1, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;              \
@@ -104,13 +106,13 @@ KINLINE void tile(const int MR, const int NV, const int bt, size_t nr, size_t kc
             return;                                                                                             \
         switch (mr) {                                                                                           \
         case 8: TILE_NV(8, bt) break;                                                                           \
-        case 7: TILE_NV(7, bt) break;                                                                           \
-        case 6: TILE_NV(6, bt) break;                                                                           \
-        case 5: TILE_NV(5, bt) break;                                                                           \
-        case 4: TILE_NV(4, bt) break;                                                                           \
-        case 3: TILE_NV(3, bt) break;                                                                           \
-        case 2: TILE_NV(2, bt) break;                                                                           \
-        case 1: TILE_NV(1, bt) break;                                                                           \
+        case 7: tile(7, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 6: tile(6, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 5: tile(5, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 4: tile(4, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 3: tile(3, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 2: tile(2, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 1: tile(1, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
         default: break;                                                                                         \
         }                                                                                                       \
     }
