@@ -88,7 +88,25 @@ struct td_rt_node {
     int epi_act;
     const td_rt_tensor *epi_bias;
     bool fused_away;
+    /* MatMul -> SkipLayerNormalization: the MatMul adds the SLN's other
+     * operand (epi_residual) in its epilogue and the SLN then skips that add
+     * (residual_fused = 1 + the SLN input slot, 0 or 1, holding the MatMul
+     * output; 0 = not fused). Both sides decide per run with
+     * td_rt_residual_fusable, so a plan where the operand is broadcast (not the
+     * full (M, N)) runs unfused. */
+    const td_rt_tensor *epi_residual;
+    int residual_fused;
 };
+
+/* Same element count: the residual add can move into the producer's epilogue. */
+static inline bool td_rt_residual_fusable(const td_rt_tensor *out, const td_rt_tensor *residual) {
+    int64_t a = 1, b = 1;
+    for (int i = 0; i < out->rank; i++)
+        a *= out->shape[i];
+    for (int i = 0; i < residual->rank; i++)
+        b *= residual->shape[i];
+    return a == b && out->rank == residual->rank;
+}
 
 struct td_rt_env {
     int threads;

@@ -37,6 +37,36 @@ static bool is_gelu_op(const td_rt_node *rn, int *act) {
     return true;
 }
 
+/* MatMul -> SkipLayerNormalization (fp32): the MatMul's epilogue adds the
+ * SLN's other operand (the residual), the SLN then adds only its bias, in the
+ * same order as unfused ((x + skip) + bias). The other operand must be computed
+ * before the MatMul runs (an earlier node, a constant or a graph input); its
+ * shape is checked per run on both sides (td_rt_residual_fusable). */
+static bool fuse_skip_layernorm(td_session *s, td_rt_node *mm, td_rt_node *sln, int v) {
+    const char *dom = sln->node->domain;
+    if (sln->hoisted || sln->residual_fused || !dom || strcmp(dom, "com.microsoft") != 0 ||
+        strcmp(sln->node->op_type, "SkipLayerNormalization") != 0 || sln->n_in < 2)
+        return false;
+    int slot = sln->in[0] == v ? 0 : sln->in[1] == v ? 1 : -1;
+    if (slot < 0 || sln->in[1 - slot] < 0)
+        return false;
+    const td_rt_value *other = &s->vals[sln->in[1 - slot]];
+    int mm_step = (int)(mm - s->nodes);
+    if (other->dtype != TD_F32 || (other->producer >= 0 && other->producer >= mm_step))
+        return false;
+    /* all of the SLN's data must be fp32 for its fused fp32 path (the one that honors residual_fused) */
+    for (int k = 0; k < sln->n_in; k++)
+        if (sln->in[k] >= 0 && s->vals[sln->in[k]].dtype != TD_F32)
+            return false;
+    for (int k = 0; k < sln->n_out; k++)
+        if (sln->out[k] >= 0 && s->vals[sln->out[k]].dtype != TD_F32)
+            return false;
+    mm->epi_residual = &other->t;
+    sln->residual_fused = 1 + slot;
+    s->n_fused++;
+    return true;
+}
+
 static td_status fuse_epilogues(td_ctx *ctx, td_session *s) {
     /* readers[v]: how many input slots of live nodes read value v */
     int *readers = calloc((size_t)s->nv + 1, sizeof *readers);
@@ -65,6 +95,8 @@ static td_status fuse_epilogues(td_ctx *ctx, td_session *s) {
         if (mv->kind != TD_V_ARENA || mv->dtype != TD_F32 || mv->need_data || readers[v] != 1)
             continue;
         td_rt_node *g = &s->nodes[consumer[v]];
+        if (fuse_skip_layernorm(s, mm, g, v))
+            continue;
         if (g->hoisted || g->fused_away || !is_gelu_op(g, &act) || g->n_out != 1 || g->out[0] < 0 || g->in[0] != v)
             continue;
         td_rt_value *gv = &s->vals[g->out[0]];

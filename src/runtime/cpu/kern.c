@@ -58,15 +58,17 @@ void td_kern_packed_free(void *pv) {
 
 void td_kern_gemm_packed(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
                          float *C, int64_t ldc, td_rt_env *env) {
-    td_kern_gemm_packed_act(A, lda, M, B, bias, TD_GEMM_ACT_NONE, C, ldc, env);
+    td_kern_gemm_packed_ep(A, lda, M, B, bias, TD_GEMM_ACT_NONE, NULL, C, ldc, env);
 }
 
-void td_kern_gemm_packed_act(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
-                             int act, float *C, int64_t ldc, td_rt_env *env) {
+void td_kern_gemm_packed_ep(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
+                            int act, const float *residual, float *C, int64_t ldc, td_rt_env *env) {
     td_gemm_epilogue ep;
     memset(&ep, 0, sizeof ep);
     ep.bias = bias;
     ep.act = (td_gemm_act)act;
+    ep.residual = residual;
+    ep.ldr = (size_t)ldc;
     td_gemm_run(env->pool, (size_t)M, A, (size_t)lda, B->g, C, (size_t)ldc, &ep);
 }
 

@@ -29,9 +29,10 @@ void td_kern_packed_free(void *p); /* NULL harmless */
 /* C (M x N, ldc) = A (M x K, lda) @ packed B [+ bias (N)]. */
 void td_kern_gemm_packed(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
                          float *C, int64_t ldc, td_rt_env *env);
-/* C = act(A @ packed B [+ bias]), act a td_gemm_act applied in the GEMM epilogue. */
-void td_kern_gemm_packed_act(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
-                             int act, float *C, int64_t ldc, td_rt_env *env);
+/* C = act(A @ packed B [+ bias]) [+ residual (M x N, row stride ldc)], act a td_gemm_act; all applied
+ * in the GEMM epilogue. */
+void td_kern_gemm_packed_ep(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
+                            int act, const float *residual, float *C, int64_t ldc, td_rt_env *env);
 
 /* Bytes of scratch td_kern_gemm needs to pack a K x N right-hand side. */
 size_t td_kern_gemm_scratch(int64_t K, int64_t N);

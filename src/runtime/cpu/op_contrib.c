@@ -123,8 +123,14 @@ static td_status sln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     if (x->dtype == TD_F32 && skip->dtype == TD_F32 && gamma->dtype == TD_F32 && (!beta || beta->dtype == TD_F32) &&
         (!bias || bias->dtype == TD_F32) && out[0]->dtype == TD_F32 && (rn->n_out < 4 || !out[3] ||
         out[3]->dtype == TD_F32)) {
-        /* all fp32: one fused, parallel pass (skip broadcast by whole rows of h) */
-        td_kern_skip_layernorm_rows(x->data, skip->data, ns / h, bias ? bias->data : NULL, gamma->data,
+        /* all fp32: one fused, parallel pass (skip broadcast by whole rows of h). When
+         * the MatMul producing one operand already added the other in its GEMM
+         * epilogue (backend_cpu.c), that operand holds x + skip: add only the bias. */
+        if (rn->residual_fused && td_rt_residual_fusable(x, skip)) {
+            x = rn->residual_fused == 1 ? x : skip; /* (x + skip) + bias, as unfused */
+            skip = NULL;
+        }
+        td_kern_skip_layernorm_rows(x->data, skip ? skip->data : NULL, skip ? ns / h : 0, bias ? bias->data : NULL, gamma->data,
                                     beta ? beta->data : NULL, out[0]->data,
                                     rn->n_out > 3 && out[3] ? out[3]->data : NULL, rows, h, st->eps,
                                     rn->n_out > 1 && out[1] ? out[1]->data : NULL,
