@@ -118,13 +118,14 @@ static void test_mha(td_rt_env *env) {
                 memcpy(kv + (b * T + t) * ld + N * D + h * Dv, v + ((b * N + h) * T + t) * Dv,
                        (size_t)Dv * sizeof(float));
             }
-    for (int variant = 0; variant < 4; variant++) {
-        int with_bias = variant & 1, strided = variant >> 1;
+    for (int variant = 0; variant < 8; variant++) {
+        int with_bias = variant & 1, strided = (variant >> 1) & 1, one_row = variant >> 2;
         memset(got, 0, (size_t)(B * S * N * Dv) * sizeof *got);
         td_kern_mha a = {.B = B, .N = N, .S = S, .T = T, .D = D, .Dv = Dv, .q = q, .q_bstride = S * N * D,
                          .ldq = N * D, .k = strided ? kv : k, .v = strided ? kv + N * D : v,
                          .kv_ld = strided ? ld : 0, .out = got, .o_bstride = S * N * Dv, .ldo = N * Dv,
-                         .scale = 0.5f, .mask = mask, .mask_bstride = S * T, .bias = with_bias ? bias : NULL,
+                         .scale = 0.5f, .mask = mask, .mask_bstride = one_row ? T : S * T, .mask_one_row = one_row,
+                         .bias = with_bias ? bias : NULL,
                          .bias_bstride = 0, .bias_hstride = S * T};
         void *scratch = aligned_alloc(64, (td_kern_mha_scratch(S, T, D, Dv, env->threads) + 63) / 64 * 64);
         td_kern_mha_run(&a, scratch, env);
@@ -132,12 +133,13 @@ static void test_mha(td_rt_env *env) {
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < N; h++) {
                 for (int64_t i = 0; i < S * T; i++)
-                    madd[i] = mask[b * S * T + i] + (with_bias ? bias[h * S * T + i] : 0.0f);
+                    madd[i] = (one_row ? mask[b * T + i % T] : mask[b * S * T + i]) +
+                              (with_bias ? bias[h * S * T + i] : 0.0f);
                 td_ref_attention(q + b * S * N * D + h * D, N * D, k + (b * N + h) * T * D, D, v + (b * N + h) * T * Dv,
                                  Dv, ref + b * S * N * Dv + h * Dv, N * Dv, S, T, D, Dv, 0.5f, madd, T, sc);
             }
-        CHECK_MSG(max_rel_err(got, ref, (size_t)(B * S * N * Dv)) < 1e-5f, "mha bias=%d strided=%d", with_bias,
-                  strided);
+        CHECK_MSG(max_rel_err(got, ref, (size_t)(B * S * N * Dv)) < 1e-5f, "mha bias=%d strided=%d one_row=%d",
+                  with_bias, strided, one_row);
     }
     free(kv);
     free(q), free(k), free(v), free(mask), free(bias), free(got), free(ref), free(madd), free(sc);

@@ -219,9 +219,11 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
         const float *bi = a->bias ? a->bias + b * a->bias_bstride + h * a->bias_hstride : NULL;
         for (int64_t i = 0; i < S; i++) {
             float *row = scores + i * T;
-            if (m)
+            if (m) {
+                const float *mr = a->mask_one_row ? m : m + i * T;
                 for (int64_t t = 0; t < T; t++)
-                    row[t] += m[i * T + t];
+                    row[t] += mr[t];
+            }
             if (bi)
                 for (int64_t t = 0; t < T; t++)
                     row[t] += bi[i * T + t];

@@ -82,8 +82,8 @@ void td_kern_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
  * (T x Dv) are contiguous blocks at k + (b*N + h)*T*D and v + (b*N + h)*T*Dv,
  * or, when kv_ld > 0, rows kv_ld floats apart at k + b*T*kv_ld + h*D and
  * v + b*T*kv_ld + h*Dv (K and V read in place from a packed QKV projection);
- * out_bh = out + b*o_bstride + h*Dv (row stride ldo). mask: S x T additive per
- * batch (mask_bstride floats apart, 0 = shared) or NULL; bias: S x T additive
+ * out_bh = out + b*o_bstride + h*Dv (row stride ldo). mask: S x T (or 1 x T with
+ * mask_one_row) additive per batch (mask_bstride floats apart, 0 = shared) or NULL; bias: S x T additive
  * per (b, h) (bias_bstride / bias_hstride, 0 = broadcast) or NULL. */
 typedef struct td_kern_mha {
     int64_t B, N, S, T, D, Dv;
@@ -96,6 +96,7 @@ typedef struct td_kern_mha {
     float scale;
     const float *mask;
     int64_t mask_bstride;
+    bool mask_one_row; /* mask is one T row per batch item, the same for every query (key padding) */
     const float *bias;
     int64_t bias_bstride, bias_hstride;
 } td_kern_mha;

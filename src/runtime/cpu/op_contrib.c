@@ -458,17 +458,20 @@ static td_status attn_run(td_ctx *ctx, const td_rt_node *rn, const attn_state *s
                           int64_t D, int64_t Dv, const td_rt_tensor *km, const td_rt_tensor *ab, const float *ab_f,
                           float *scratch, td_rt_env *env) {
     float *mask = NULL;
+    /* key padding / lengths mask every query alike: build and add one T row per batch item */
+    bool one_row = !st->unidirectional && !(km && km->rank == 3);
+    int64_t mrows = one_row ? 1 : S;
     if (km || st->unidirectional) {
         mask = scratch;
         for (int64_t b = 0; b < B; b++)
-            TD_TRY(build_mask(ctx, rn, st, km, b, B, S, T, mask + b * S * T));
+            TD_TRY(build_mask(ctx, rn, st, km, b, B, mrows, T, mask + b * mrows * T));
     }
     td_kern_mha a = {
         .B = B, .N = N, .S = S, .T = T, .D = D, .Dv = Dv,
         .q = Q, .q_bstride = S * ldq, .ldq = ldq, .k = K, .v = V, .kv_ld = kv_ld,
         .out = O, .o_bstride = S * N * Dv, .ldo = N * Dv,
         .scale = st->scale != 0.0f ? st->scale : 1.0f / sqrtf((float)D),
-        .mask = mask, .mask_bstride = S * T,
+        .mask = mask, .mask_bstride = mrows * T, .mask_one_row = one_row,
         .bias = ab ? ab_f : NULL,
         .bias_bstride = ab && ab->shape[0] != 1 ? ab->shape[1] * S * T : 0,
         .bias_hstride = ab && ab->shape[1] != 1 ? S * T : 0,
