@@ -1,4 +1,5 @@
-/* Atomic writes, path joining and file mapping. */
+/* Whole-file writes and reads, path joining and file mapping (the atomic file
+ * itself is in atomic_file.c). */
 #define _GNU_SOURCE
 #include "core/fs.h"
 
@@ -11,79 +12,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-td_status td_atomic_open(td_ctx *ctx, td_atomic_file *af, const char *path) {
-    memset(af, 0, sizeof *af);
-    af->final_path = strdup(path);
-    size_t n = strlen(path) + 32;
-    af->tmp_path = malloc(n);
-    if (!af->final_path || !af->tmp_path) {
-        td_atomic_abort(af);
-        return td_fail_oom(ctx, n, "a path");
-    }
-    snprintf(af->tmp_path, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(af->tmp_path);
-    if (fd < 0) {
-        td_status s = td_fail(ctx, TD_ERR_IO, "cannot create a temporary file next to %s: %s (is the directory writable?)",
-                              path, strerror(errno));
-        free(af->tmp_path);
-        af->tmp_path = NULL;
-        td_atomic_abort(af);
-        return s;
-    }
-    fchmod(fd, 0644);
-    af->fp = fdopen(fd, "wb");
-    if (!af->fp) {
-        close(fd);
-        td_atomic_abort(af);
-        return td_fail(ctx, TD_ERR_IO, "cannot open temporary file for %s", path);
-    }
-    return TD_OK;
-}
-
-td_status td_atomic_write(td_ctx *ctx, td_atomic_file *af, const void *data, size_t n) {
-    if (n && fwrite(data, 1, n, af->fp) != n)
-        return td_fail(ctx, TD_ERR_IO, "writing %s failed: %s (disk full?)", af->final_path, strerror(errno));
-    return TD_OK;
-}
-
-td_status td_atomic_commit(td_ctx *ctx, td_atomic_file *af) {
-    td_status s = TD_OK;
-    if (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0) {
-        s = td_fail(ctx, TD_ERR_IO, "writing %s failed: %s", af->final_path, strerror(errno));
-        goto out;
-    }
-    if (fclose(af->fp) != 0) {
-        af->fp = NULL;
-        s = td_fail(ctx, TD_ERR_IO, "closing %s failed: %s", af->final_path, strerror(errno));
-        goto out;
-    }
-    af->fp = NULL;
-    if (rename(af->tmp_path, af->final_path) != 0) {
-        s = td_fail(ctx, TD_ERR_IO, "cannot rename %s to %s: %s", af->tmp_path, af->final_path, strerror(errno));
-        goto out;
-    }
-    free(af->tmp_path);
-    af->tmp_path = NULL; /* now owned by the final name: nothing to remove */
-    char *dir = td_path_dirname(af->final_path);
-    if (dir) {
-        s = td_fsync_dir(ctx, dir);
-        free(dir);
-    }
-out:
-    td_atomic_abort(af);
-    return s;
-}
-
-void td_atomic_abort(td_atomic_file *af) {
-    if (af->fp)
-        fclose(af->fp);
-    if (af->tmp_path)
-        unlink(af->tmp_path);
-    free(af->tmp_path);
-    free(af->final_path);
-    memset(af, 0, sizeof *af);
-}
 
 td_status td_write_file_atomic(td_ctx *ctx, const char *path, const void *data, size_t n) {
     td_atomic_file af;
@@ -226,6 +154,8 @@ td_status td_map_file(td_ctx *ctx, const char *path, td_mapped_file **out) {
     }
     m->size = (size_t)st.st_size;
     m->refcount = 1;
+    m->dev = (uint64_t)st.st_dev;
+    m->ino = (uint64_t)st.st_ino;
     if (m->size > 0) {
         void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {

@@ -552,11 +552,25 @@ td_status td_graph_add_output(td_ctx *ctx, td_graph *g, td_value *v) {
     return TD_OK;
 }
 
+/* An initializer's data fixes its dtype and shape, so a value that becomes one
+ * gets that type whenever its own type lacks a shape, including a dtype-only
+ * type (the exporter tracks dtypes without shapes, and constant folding turns
+ * such values into initializers). Passes read shapes from value types, so an
+ * initializer left shapeless blocked fusions that only the loader's types made
+ * work. A graph input keeps the type it declares: a caller may feed another shape. */
+static td_status type_from_data(td_ctx *ctx, td_value *v, const td_tensor *t) {
+    bool shapeless = v->type.rank < 0 && !v->type.raw;
+    bool declared_input = v->is_input && v->type.elem != TD_UNDEFINED;
+    if (!shapeless || declared_input)
+        return TD_OK;
+    return td_value_set_tensor_type(ctx, v, t->dtype, t->rank, t->dims, NULL);
+}
+
 td_status td_graph_set_initializer(td_ctx *ctx, td_graph *g, td_value *v, td_tensor *t) {
     if (v->initializer) {
         td_tensor_free(v->initializer);
         v->initializer = t;
-        return TD_OK;
+        return type_from_data(ctx, v, t);
     }
     if (!GROW(g->initializers, g->cap_initializers, g->n_initializers + 1)) {
         td_tensor_free(t);
@@ -564,13 +578,7 @@ td_status td_graph_set_initializer(td_ctx *ctx, td_graph *g, td_value *v, td_ten
     }
     g->initializers[g->n_initializers++] = v;
     v->initializer = t;
-    if (v->type.rank < 0 && v->type.elem == TD_UNDEFINED) {
-        /* the value's type follows from its data */
-        td_status s = td_value_set_tensor_type(ctx, v, t->dtype, t->rank, t->dims, NULL);
-        if (s != TD_OK)
-            return s;
-    }
-    return TD_OK;
+    return type_from_data(ctx, v, t);
 }
 
 void td_graph_clear_initializer(td_graph *g, td_value *v) {

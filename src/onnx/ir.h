@@ -205,7 +205,9 @@ td_status td_graph_get_value(td_ctx *ctx, td_graph *g, const char *name, td_valu
 char *td_graph_unique_name(td_graph *g, const char *prefix);
 td_status td_graph_add_input(td_ctx *ctx, td_graph *g, td_value *v);
 td_status td_graph_add_output(td_ctx *ctx, td_graph *g, td_value *v);
-/* Make v an initializer holding t (the graph takes ownership of t). */
+/* Make v an initializer holding t (the graph takes ownership of t). When v's type
+ * has no shape (untyped or dtype only) it becomes t's dtype and shape, unless v
+ * is a graph input with a declared type (a caller may feed another shape). */
 td_status td_graph_set_initializer(td_ctx *ctx, td_graph *g, td_value *v, td_tensor *t);
 /* Append a node; inputs/outputs may contain NULL for omitted optional slots.
  * Outputs must not already have a producer. Sets producer/consumer links. */

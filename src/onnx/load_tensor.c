@@ -48,6 +48,32 @@ static const char *field_name(int kind) {
     return kind >= 0 && kind <= TD_PBX_DATA_EXTERNAL ? names[kind] : "?";
 }
 
+/* memcpy into fresh memory, 512 KB at a time, each piece's pages faulted in by
+ * one MADV_POPULATE_WRITE call first: a weight's 4 KB pages then cost one
+ * system call per 128 pages instead of one page fault each, and each piece is
+ * still in L2 (just zeroed by the kernel) when the copy writes it. Measured on
+ * bert-large's 1.3 GB of misaligned weights: 0.51-0.56 s CPU against
+ * 0.61-0.77 s for one memcpy. The advice is only that: without it (older
+ * kernels) the copy faults the pages in as usual. */
+static void copy_to_fresh(uint8_t *dst, const uint8_t *src, size_t n) {
+#ifdef MADV_POPULATE_WRITE
+    const size_t piece = 512u << 10;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (n >= 2 * piece && page > 0) {
+        for (size_t off = 0; off < n; off += piece) {
+            size_t len = n - off < piece ? n - off : piece;
+            uintptr_t a = ((uintptr_t)(dst + off) + page - 1) & ~(page - 1);
+            uintptr_t b = ((uintptr_t)(dst + off + len)) & ~(page - 1);
+            if (b > a)
+                madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+            memcpy(dst + off, src + off, len);
+        }
+        return;
+    }
+#endif
+    memcpy(dst, src, n);
+}
+
 /* Copy n bytes into a 64-byte aligned buffer; then drop the source pages from
  * our resident set (the mapping is read-only, so they fault back in from the
  * page cache if anyone reads them again). */
@@ -55,7 +81,7 @@ static void *aligned_copy(const uint8_t *src, size_t n, bool src_is_mapped) {
     void *buf = NULL;
     if (posix_memalign(&buf, 64, n ? n : 1) != 0)
         return NULL;
-    memcpy(buf, src, n);
+    copy_to_fresh(buf, src, n);
     if (src_is_mapped && n >= 1 << 16) {
         uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
         uintptr_t a = ((uintptr_t)src + page - 1) & ~(page - 1);

@@ -42,6 +42,9 @@ typedef struct td_onnx_save_options {
     uint64_t auto_limit;
     /* Alignment of each tensor in the data file (0 = default 4096; must be a power of two). */
     size_t alignment;
+    /* The files will be read back soon (e.g. loaded again by this process): write
+     * them through the page cache instead of O_DIRECT (td_atomic_keep_cached). */
+    bool keep_cached;
 } td_onnx_save_options;
 
 /* Write model to path atomically (and its data file, when external data is

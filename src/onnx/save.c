@@ -1,7 +1,9 @@
 /* td_model -> ModelProto -> file. Messages are built in an arena and point at
- * the IR's memory (tensor data is never copied for raw_data); pb_extra
+ * the IR's memory (tensor data is never copied into the message); pb_extra
  * residuals are unpacked first so unmodelled and unknown fields come back.
- * The model (and its external data file) are written atomically. */
+ * The model (and its external data file) are written atomically; the mappings
+ * initializers point into are registered with the atomic file, which preads
+ * their bytes from the files instead of touching the mappings. */
 #define _GNU_SOURCE
 #include "onnx/load_internal.h"
 #include "onnx/onnx_io.h"
@@ -449,13 +451,26 @@ static char *u64_str(saver *S, uint64_t v) {
     return td_arena_strdup(&S->A, buf);
 }
 
+/* Let af read the bytes of mapped initializers from their files (see
+ * td_atomic_add_source): no page of a safetensors or ONNX mapping is touched. */
+static td_status add_sources(saver *S, td_atomic_file *af) {
+    for (size_t i = 0; i < S->n_inits; i++)
+        if (S->inits[i].t->map)
+            TD_TRY(td_atomic_add_source(S->ctx, af, S->inits[i].t->map));
+    return TD_OK;
+}
+
 /* Move initializers of >= threshold bytes into data_path (written atomically). */
 static td_status write_external(saver *S, const char *data_path, const char *location, size_t threshold,
-                                size_t alignment) {
+                                size_t alignment, bool keep_cached) {
     td_ctx *ctx = S->ctx;
     td_atomic_file af;
     TD_TRY(td_atomic_open(ctx, &af, data_path));
-    td_status s = TD_OK;
+    if (keep_cached)
+        td_atomic_keep_cached(&af);
+    td_status s = add_sources(S, &af);
+    if (s != TD_OK)
+        goto out;
     uint64_t pos = 0;
     for (size_t i = 0; i < S->n_inits; i++) {
         const td_tensor *t = S->inits[i].t;
@@ -535,7 +550,7 @@ td_status td_onnx_save(td_ctx *ctx, const td_model *model, const char *path, con
             td_wrap(ctx, "external data file name");
             goto out;
         }
-        if ((s = write_external(&S, data_path, data_name, threshold, alignment)) != TD_OK)
+        if ((s = write_external(&S, data_path, data_name, threshold, alignment, o.keep_cached)) != TD_OK)
             goto out;
         size = protobuf_c_message_get_packed_size(&mp->base);
     }
@@ -547,6 +562,12 @@ td_status td_onnx_save(td_ctx *ctx, const td_model *model, const char *path, con
     }
     if ((s = td_atomic_open(ctx, &af, path)) != TD_OK)
         goto out;
+    if (o.keep_cached)
+        td_atomic_keep_cached(&af);
+    if ((s = add_sources(&S, &af)) != TD_OK) {
+        td_atomic_abort(&af);
+        goto out;
+    }
     td_pb_file_buffer fb;
     td_pb_file_buffer_init(&fb, ctx, &af);
     protobuf_c_message_pack_to_buffer(&mp->base, &fb.base);

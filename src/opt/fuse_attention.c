@@ -132,11 +132,12 @@ static td_status concat_consts(td_ctx *ctx, td_graph *g, const proj *q, const pr
     int64_t in = wq->dims[0], h = wq->dims[1];
     int64_t wd[2] = {in, 3 * h}, bd[1] = {3 * h};
     size_t wn = (size_t)(in * 3 * h), row = (size_t)h * sizeof(float);
+    /* (in, 3h): written once here and handed to the initializer, not copied again */
     float *w = malloc(wn * sizeof(float)), *b = malloc((size_t)(3 * h) * sizeof(float));
-    td_status s = TD_OK;
     if (!w || !b) {
-        s = td_fail_oom(ctx, wn * sizeof(float), "the merged QKV weight");
-        goto out;
+        free(w);
+        free(b);
+        return td_fail_oom(ctx, wn * sizeof(float), "the merged QKV weight");
     }
     const td_tensor *ws[3] = {wq, wk, wv};
     const td_tensor *bs[3] = {q->b->initializer, k->b->initializer, v->b->initializer};
@@ -146,11 +147,9 @@ static td_status concat_consts(td_ctx *ctx, td_graph *g, const proj *q, const pr
                    row);
     for (int j = 0; j < 3; j++)
         memcpy(b + (size_t)j * (size_t)h, bs[j]->data, row);
-    s = opt_new_const(ctx, g, "attn_qkv_weight", TD_F32, 2, wd, w, wn * sizeof(float), w_out);
+    td_status s = opt_new_const_owned(ctx, g, "attn_qkv_weight", TD_F32, 2, wd, w, wn * sizeof(float), w_out);
     if (s == TD_OK)
-        s = opt_new_const(ctx, g, "attn_qkv_bias", TD_F32, 1, bd, b, (size_t)(3 * h) * sizeof(float), b_out);
-out:
-    free(w);
+        return opt_new_const_owned(ctx, g, "attn_qkv_bias", TD_F32, 1, bd, b, (size_t)(3 * h) * sizeof(float), b_out);
     free(b);
     return s;
 }

@@ -150,6 +150,18 @@ td_status opt_new_const(td_ctx *ctx, td_graph *g, const char *prefix, td_dtype d
     return td_graph_set_initializer(ctx, g, *out, t);
 }
 
+td_status opt_new_const_owned(td_ctx *ctx, td_graph *g, const char *prefix, td_dtype dtype, int rank,
+                              const int64_t *dims, void *buffer, size_t nbytes, td_value **out) {
+    td_status s = opt_new_value(ctx, g, prefix, out);
+    if (s != TD_OK) {
+        free(buffer);
+        return s;
+    }
+    td_tensor *t = NULL;
+    TD_TRY(td_tensor_new_owned(ctx, (*out)->name, dtype, rank, dims, buffer, nbytes, &t)); /* frees buffer on failure */
+    return td_graph_set_initializer(ctx, g, *out, t);
+}
+
 td_status opt_add_node(td_ctx *ctx, td_graph *g, const char *op_type, const char *domain, const char *prefix,
                        td_value *const *inputs, int n_inputs, td_value *const *outputs, int n_outputs,
                        td_node **out) {

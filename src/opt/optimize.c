@@ -17,9 +17,9 @@ static const char *const fusion_ops[TD_OPT_N_FUSION_KINDS] = {
 
 static const char *const fused_pipeline[] = {"dce",       "eliminate", "fold",           "cse",       "shape",
                                              "layernorm", "rmsnorm", "gelu",      "attention",      "shape",     "skip_layernorm",
-                                             "bias_gelu", "embed_layernorm", "shape", "precision", "dce"};
+                                             "bias_gelu", "embed_layernorm", "matmul_bias", "shape", "precision", "dce"};
 static const char *const portable_pipeline[] = {"dce", "eliminate", "fold", "cse", "shape", "layernorm",
-                                                "shape", "precision", "dce"};
+                                                "matmul_bias", "shape", "precision", "dce"};
 
 void td_opt_options_default(td_opt_options *o) {
     memset(o, 0, sizeof *o);
@@ -30,7 +30,7 @@ void td_opt_options_default(td_opt_options *o) {
 }
 
 const char *td_opt_pass_names(void) {
-    return "dce,eliminate,fold,cse,shape,layernorm,rmsnorm,gelu,attention,skip_layernorm,bias_gelu,embed_layernorm,precision";
+    return "dce,eliminate,fold,cse,shape,layernorm,rmsnorm,gelu,attention,skip_layernorm,bias_gelu,embed_layernorm,matmul_bias,precision";
 }
 
 /* Resolve the pass list: the default pipeline or the user's comma-separated list. */

@@ -25,6 +25,8 @@ static const td_pass passes[] = {
      true},
     {"embed_layernorm", "word/position/segment embedding sum + LayerNormalization -> EmbedLayerNormalization",
      td_pass_fuse_embed_layernorm, false, true},
+    {"matmul_bias", "2-D MatMul + last-axis bias Add -> Gemm (standard op; after the fusions, which read the Add)",
+     td_pass_matmul_bias, false, false},
     {"precision", "fp16/bf16 weights and compute, sensitive ops kept in fp32", td_pass_precision, false, false},
 };
 #define N_PASSES ((int)(sizeof passes / sizeof passes[0]))

@@ -7,6 +7,7 @@
 #include "core/checked.h"
 #include "opt/fold_kernels.h"
 #include "opt/fold_runtime.h"
+#include "opt/fold_transpose.h"
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
@@ -127,6 +128,67 @@ static void release_mapped_pages(const td_value *v) {
         madvise((void *)a, b - a, MADV_DONTNEED); /* advisory: failure only means the pages stay */
 }
 
+/* Buffers of weights that a fold replaced (a weight by its transposed copy),
+ * kept for the next fold of a size that fits instead of being freed: writing
+ * into memory that is already resident costs no page faults and no kernel
+ * zeroing, and a model's Linear weights come in a few sizes (bert: (h, h) and
+ * (h, 4h)). Two slots bound what the pool holds on top of the model. */
+#define SPARE_SLOTS 2
+typedef struct spare_pool {
+    void *buf[SPARE_SLOTS];
+    size_t cap[SPARE_SLOTS];
+} spare_pool;
+
+/* A pooled buffer of exactly n bytes, removed from the pool; NULL if none. Not
+ * a larger one: the rest of it would stay resident, unused, as long as the
+ * tensor lives. */
+static void *spare_take(spare_pool *p, size_t n) {
+    for (int i = 0; i < SPARE_SLOTS; i++)
+        if (p->buf[i] && p->cap[i] == n) {
+            void *b = p->buf[i];
+            p->buf[i] = NULL;
+            return b;
+        }
+    return NULL;
+}
+
+/* Keep buf (cap bytes) in the pool: in place of a buffer of the same size, else
+ * in a free slot, else in place of the smallest; the buffer replaced is freed. */
+static void spare_give(spare_pool *p, void *buf, size_t cap) {
+    int slot = -1;
+    for (int i = 0; i < SPARE_SLOTS && slot < 0; i++)
+        if (p->buf[i] && p->cap[i] == cap)
+            slot = i;
+    for (int i = 0; i < SPARE_SLOTS && slot < 0; i++)
+        if (!p->buf[i])
+            slot = i;
+    if (slot < 0) {
+        slot = 0;
+        for (int i = 1; i < SPARE_SLOTS; i++)
+            if (p->cap[i] < p->cap[slot])
+                slot = i;
+    }
+    free(p->buf[slot]);
+    p->buf[slot] = buf;
+    p->cap[slot] = cap;
+}
+
+static void spare_free(spare_pool *p) {
+    for (int i = 0; i < SPARE_SLOTS; i++)
+        free(p->buf[i]);
+}
+
+/* Drop src's initializer, a weight nothing reads any more; its buffer goes to the pool when it owns one. */
+static void release_initializer(td_graph *g, td_value *src, spare_pool *pool) {
+    td_tensor *t = src->initializer;
+    if (t->owned && t->owned == t->data && t->nbytes >= (1u << 16)) {
+        spare_give(pool, t->owned, t->nbytes);
+        t->owned = NULL;
+        t->data = NULL;
+    }
+    td_graph_clear_initializer(g, src);
+}
+
 /* Replace n by constants: outputs[i] become initializers of n's output values. */
 static td_status install(td_ctx *ctx, td_graph *g, td_node *n, td_tensor **outs) {
     td_value *vals[MAX_FOLD_IO];
@@ -149,106 +211,144 @@ static td_status install(td_ctx *ctx, td_graph *g, td_node *n, td_tensor **outs)
     return s;
 }
 
+/* What every node fold needs besides the node. */
+typedef struct fold_env {
+    td_graph *g;
+    td_opt_eval_fn eval;
+    void *eval_user;
+    bool default_eval; /* the runtime's kernels: Transpose may take the direct path */
+    int64_t max;       /* fold size limit */
+    bool subgraphs;    /* some node has a subgraph (which may read values by name) */
+    spare_pool pool;
+} fold_env;
+
+/* Evaluate n on its constant inputs into outs. Transpose, which exporters put on
+ * every weight, takes the direct path (fold_transpose.h), writing into a pooled
+ * buffer when one fits; everything else goes through the evaluator. */
+static td_status evaluate(td_ctx *ctx, fold_env *e, td_node *n, const td_tensor *const *ins, int64_t node_max,
+                          td_tensor **outs) {
+    if (e->default_eval && strcmp(n->op_type, "Transpose") == 0 && n->n_inputs == 1 && n->n_outputs == 1 && ins[0]) {
+        void *buf = spare_take(&e->pool, ins[0]->nbytes);
+        bool taken = false;
+        td_status s = td_fold_transpose(ctx, n, ins[0], node_max, buf, &taken, &outs[0]);
+        if (!taken && buf)
+            spare_give(&e->pool, buf, ins[0]->nbytes);
+        if (s != TD_OK || outs[0])
+            return s;
+    }
+    return e->eval(e->eval_user, ctx, n, ins, n->n_inputs, outs, n->n_outputs, node_max);
+}
+
+/* Fold n if it can be: *changed says whether it was replaced. */
+static td_status fold_node(td_ctx *ctx, fold_env *e, td_node *n, bool *changed) {
+    td_graph *g = e->g;
+    *changed = false;
+    if (n->dead || n->n_outputs < 1 || n->n_outputs > MAX_FOLD_IO || n->n_inputs > MAX_FOLD_IO || !foldable_op(n))
+        return TD_OK;
+    for (int j = 0; j < n->n_outputs; j++)
+        if (n->outputs[j] && n->outputs[j]->is_output) /* keep the graph's outputs produced by nodes */
+            return TD_OK;
+    td_tensor *outs[MAX_FOLD_IO] = {0};
+    if (strcmp(n->op_type, "Constant") == 0 || strcmp(n->op_type, "Shape") == 0 ||
+        strcmp(n->op_type, "Size") == 0) {
+        bool is_const = strcmp(n->op_type, "Constant") == 0;
+        if (n->n_outputs != 1 || !n->outputs[0])
+            return TD_OK;
+        if (is_const)
+            TD_TRY(constant_value(ctx, n, &outs[0]));
+        else if (n->n_inputs >= 1 && !opt_const(n->inputs[0]))
+            TD_TRY(static_shape_value(ctx, n, &outs[0]));
+        if (is_const || outs[0]) {
+            if (!outs[0])
+                return TD_OK;
+            TD_TRY(install(ctx, g, n, outs));
+            *changed = true;
+            return TD_OK;
+        }
+    }
+    const td_tensor *ins[MAX_FOLD_IO];
+    bool all_const = n->n_inputs > 0;
+    for (int j = 0; j < n->n_inputs && all_const; j++) {
+        ins[j] = n->inputs[j] ? opt_const(n->inputs[j]) : NULL;
+        all_const = !n->inputs[j] || ins[j];
+    }
+    if (!all_const)
+        return TD_OK;
+    int64_t node_max = e->max;
+    if (preserves_size(n)) /* a transposed/reshaped/cast weight is no bigger than the weight itself */
+        for (int j = 0; j < n->n_inputs; j++)
+            if (ins[j] && td_tensor_numel(ins[j]) > node_max)
+                node_max = td_tensor_numel(ins[j]);
+    td_status s = evaluate(ctx, e, n, ins, node_max, outs);
+    if (s == TD_ERR_UNSUPPORTED) {
+        td_clear_error(ctx);
+        for (int j = 0; j < n->n_outputs; j++)
+            td_tensor_free(outs[j]);
+        return TD_OK;
+    }
+    if (s != TD_OK) {
+        for (int j = 0; j < n->n_outputs; j++)
+            td_tensor_free(outs[j]);
+        return td_wrap(ctx, "constant folding of %s node '%s'", n->op_type, n->name);
+    }
+    bool complete = true;
+    for (int j = 0; j < n->n_outputs; j++)
+        complete &= !n->outputs[j] || outs[j];
+    if (!complete) {
+        for (int j = 0; j < n->n_outputs; j++)
+            td_tensor_free(outs[j]);
+        return td_fail(ctx, TD_ERR_INTERNAL, "evaluator returned no tensor for an output of %s node '%s'",
+                       n->op_type, n->name);
+    }
+    for (int j = 0; j < n->n_outputs; j++)
+        if (outs[j] && n->outputs[j] && strcmp(outs[j]->name ? outs[j]->name : "", n->outputs[j]->name) != 0) {
+            free(outs[j]->name);
+            outs[j]->name = strdup(n->outputs[j]->name);
+            if (!outs[j]->name) {
+                for (int k = 0; k < n->n_outputs; k++)
+                    td_tensor_free(outs[k]);
+                return td_fail_oom(ctx, 0, "a name");
+            }
+        }
+    td_value *srcs[MAX_FOLD_IO];
+    int n_srcs = n->n_inputs;
+    for (int j = 0; j < n_srcs; j++)
+        srcs[j] = n->inputs[j];
+    TD_TRY(install(ctx, g, n, outs));
+    if (preserves_size(n))
+        for (int j = 0; j < n_srcs; j++) {
+            td_value *src = srcs[j];
+            release_mapped_pages(src);
+            /* a weight replaced by its transposed copy: free it now rather than at the next dce,
+             * so the model is not held twice (subgraphs may read values by name: left to dce) */
+            if (src && src->initializer && !src->n_consumers && !src->is_output && !src->is_input && !e->subgraphs)
+                release_initializer(g, src, &e->pool);
+        }
+    *changed = true;
+    return TD_OK;
+}
+
 td_status td_pass_fold(td_ctx *ctx, td_opt_state *st, int *changes) {
     td_graph *g = st->model->graph;
     const td_opt_options *o = st->opts;
-    /* default: the CPU runtime's kernels, with the reference kernels behind them */
-    td_opt_eval_fn eval = o->eval ? o->eval : td_fold_eval_runtime;
-    void *eval_user = o->eval ? o->eval_user : st->model;
-    int64_t max = o->fold_max_elements > 0 ? o->fold_max_elements : (1 << 20);
-    bool subgraphs = false;
-    for (int i = 0; i < g->n_nodes && !subgraphs; i++)
+    fold_env e = {
+        .g = g,
+        /* default: the CPU runtime's kernels, with the reference kernels behind them */
+        .eval = o->eval ? o->eval : td_fold_eval_runtime,
+        .eval_user = o->eval ? o->eval_user : st->model,
+        .default_eval = !o->eval,
+        .max = o->fold_max_elements > 0 ? o->fold_max_elements : (1 << 20),
+    };
+    for (int i = 0; i < g->n_nodes && !e.subgraphs; i++)
         for (int a = 0; a < g->nodes[i]->n_attrs; a++)
-            subgraphs |= g->nodes[i]->attrs[a].g || g->nodes[i]->attrs[a].graphs;
-    for (int i = 0; i < g->n_nodes; i++) {
-        td_node *n = g->nodes[i];
-        if (n->dead || n->n_outputs < 1 || n->n_outputs > MAX_FOLD_IO || n->n_inputs > MAX_FOLD_IO ||
-            !foldable_op(n))
-            continue;
-        bool output_is_graph_output = false;
-        for (int j = 0; j < n->n_outputs; j++)
-            output_is_graph_output |= n->outputs[j] && n->outputs[j]->is_output;
-        if (output_is_graph_output) /* keep the graph's outputs produced by nodes */
-            continue;
-        td_tensor *outs[MAX_FOLD_IO] = {0};
-        if (strcmp(n->op_type, "Constant") == 0 || strcmp(n->op_type, "Shape") == 0 ||
-            strcmp(n->op_type, "Size") == 0) {
-            bool is_const = strcmp(n->op_type, "Constant") == 0;
-            if (n->n_outputs != 1 || !n->outputs[0])
-                continue;
-            if (is_const)
-                TD_TRY(constant_value(ctx, n, &outs[0]));
-            else if (n->n_inputs >= 1 && !opt_const(n->inputs[0]))
-                TD_TRY(static_shape_value(ctx, n, &outs[0]));
-            if (is_const || outs[0]) {
-                if (!outs[0])
-                    continue;
-                TD_TRY(install(ctx, g, n, outs));
-                (*changes)++;
-                continue;
-            }
-        }
-        const td_tensor *ins[MAX_FOLD_IO];
-        bool all_const = n->n_inputs > 0;
-        for (int j = 0; j < n->n_inputs && all_const; j++) {
-            ins[j] = n->inputs[j] ? opt_const(n->inputs[j]) : NULL;
-            all_const = !n->inputs[j] || ins[j];
-        }
-        if (!all_const)
-            continue;
-        int64_t node_max = max;
-        if (preserves_size(n)) /* a transposed/reshaped/cast weight is no bigger than the weight itself */
-            for (int j = 0; j < n->n_inputs; j++)
-                if (ins[j] && td_tensor_numel(ins[j]) > node_max)
-                    node_max = td_tensor_numel(ins[j]);
-        td_status s = eval(eval_user, ctx, n, ins, n->n_inputs, outs, n->n_outputs, node_max);
-        if (s == TD_ERR_UNSUPPORTED) {
-            td_clear_error(ctx);
-            for (int j = 0; j < n->n_outputs; j++)
-                td_tensor_free(outs[j]);
-            continue;
-        }
-        if (s != TD_OK) {
-            for (int j = 0; j < n->n_outputs; j++)
-                td_tensor_free(outs[j]);
-            return td_wrap(ctx, "constant folding of %s node '%s'", n->op_type, n->name);
-        }
-        bool complete = true;
-        for (int j = 0; j < n->n_outputs; j++)
-            complete &= !n->outputs[j] || outs[j];
-        if (!complete) {
-            for (int j = 0; j < n->n_outputs; j++)
-                td_tensor_free(outs[j]);
-            return td_fail(ctx, TD_ERR_INTERNAL, "evaluator returned no tensor for an output of %s node '%s'",
-                           n->op_type, n->name);
-        }
-        for (int j = 0; j < n->n_outputs; j++)
-            if (outs[j] && n->outputs[j]) {
-                free(outs[j]->name);
-                outs[j]->name = strdup(n->outputs[j]->name);
-                if (!outs[j]->name) {
-                    for (int k = 0; k < n->n_outputs; k++)
-                        td_tensor_free(outs[k]);
-                    return td_fail_oom(ctx, 0, "a name");
-                }
-            }
-        td_value *srcs[MAX_FOLD_IO];
-        int n_srcs = n->n_inputs;
-        for (int j = 0; j < n_srcs; j++)
-            srcs[j] = n->inputs[j];
-        TD_TRY(install(ctx, g, n, outs));
-        if (preserves_size(n))
-            for (int j = 0; j < n_srcs; j++) {
-                td_value *src = srcs[j];
-                release_mapped_pages(src);
-                /* a weight replaced by its transposed copy: free it now rather than at the next dce,
-                 * so the model is not held twice (subgraphs may read values by name: left to dce) */
-                if (src && src->initializer && !src->n_consumers && !src->is_output && !src->is_input &&
-                    !subgraphs)
-                    td_graph_clear_initializer(g, src);
-            }
-        (*changes)++;
+            e.subgraphs |= g->nodes[i]->attrs[a].g || g->nodes[i]->attrs[a].graphs;
+    td_status s = TD_OK;
+    for (int i = 0; i < g->n_nodes && s == TD_OK; i++) {
+        bool changed = false;
+        s = fold_node(ctx, &e, g->nodes[i], &changed);
+        *changes += changed;
     }
+    spare_free(&e.pool);
     td_graph_compact(g);
-    return TD_OK;
+    return s;
 }

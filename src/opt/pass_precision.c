@@ -6,6 +6,7 @@
  * low-precision nodes are stored converted (values clamped to the finite
  * range); Cast nodes are inserted wherever a value crosses between the two
  * worlds. With keep_io_types the graph inputs and outputs stay float32. */
+#include "opt/narrow_floats.h"
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
@@ -63,24 +64,36 @@ static bool is_low_value(const td_value *v, bool keep_io) {
     return v->is_input && !keep_io && v->type.elem == TD_F32 && !v->initializer;
 }
 
+/* v's float32 initializer stored as low. A buffer the tensor owns is converted
+ * in place and shrunk (no new pages to fault in and zero); data in a file
+ * mapping goes to a new buffer. */
 static td_status convert_initializer(td_ctx *ctx, td_value *v, td_dtype low) {
     td_tensor *t = v->initializer;
     int64_t n = td_tensor_numel(t);
-    uint16_t *buf = malloc(sizeof(uint16_t) * (size_t)(n ? n : 1));
-    if (!buf)
-        return td_fail_oom(ctx, sizeof(uint16_t) * (size_t)n, "a converted initializer");
-    const float *src = t->data;
-    for (int64_t i = 0; i < n; i++) {
-        float x;
-        memcpy(&x, src + i, sizeof x);
-        if (low == TD_F16 && isfinite(x))
-            x = x > 65504.0f ? 65504.0f : (x < -65504.0f ? -65504.0f : x);
-        else if (low == TD_BF16 && isinf(x))
-            x = x > 0 ? 3.38e38f : -3.38e38f;
-        buf[i] = low == TD_F16 ? td_f32_to_f16(x) : td_f32_to_bf16(x);
-    }
+    size_t nb = sizeof(uint16_t) * (size_t)n;
     td_tensor *nt = NULL;
-    TD_TRY(td_tensor_new_owned(ctx, t->name, low, t->rank, t->dims, buf, sizeof(uint16_t) * (size_t)n, &nt));
+    /* the tensor first, without data: nothing can fail after t's buffer is rewritten */
+    TD_TRY(td_tensor_new_owned(ctx, t->name, low, t->rank, t->dims, NULL, nb, &nt));
+    void *buf;
+    if (t->owned && t->owned == t->data && n > 0) {
+        buf = t->owned;
+        td_opt_narrow_floats(buf, buf, (size_t)n, low);
+        t->owned = NULL; /* nt owns it now; t (freed below) must not */
+        t->data = NULL;
+        void *shrunk = realloc(buf, nb);
+        if (shrunk) /* else the larger block simply stays */
+            buf = shrunk;
+    } else if (n > 0) {
+        if (!(buf = malloc(nb))) {
+            td_tensor_free(nt);
+            return td_fail_oom(ctx, nb, "a converted initializer");
+        }
+        td_opt_narrow_floats(t->data, buf, (size_t)n, low);
+    } else {
+        buf = NULL;
+    }
+    nt->owned = buf;
+    nt->data = buf;
     TD_TRY(td_graph_set_initializer(ctx, v->graph, v, nt)); /* frees the float32 tensor */
     v->type.elem = low;
     return TD_OK;

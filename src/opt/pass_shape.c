@@ -659,9 +659,26 @@ static td_status infer_split(td_ctx *ctx, td_node *n, int *changes) {
     return TD_OK;
 }
 
+/* A constant's shape is its data's. The IR gives initializers that type when they
+ * are set, but a value's type may be edited afterwards and graphs can come from
+ * any builder: both a typed and a shapeless constant are legal, and matchers that
+ * read value types must see the same shapes either way. */
+static td_status type_constants(td_ctx *ctx, td_graph *g, int *changes) {
+    for (int i = 0; i < g->n_initializers; i++) {
+        td_value *v = g->initializers[i];
+        const td_tensor *t = opt_const(v);
+        if (!t || v->type.rank >= 0 || v->type.raw)
+            continue;
+        TD_TRY(td_value_set_tensor_type(ctx, v, t->dtype, t->rank, t->dims, NULL));
+        (*changes)++;
+    }
+    return TD_OK;
+}
+
 td_status td_pass_shape(td_ctx *ctx, td_opt_state *st, int *changes) {
     td_graph *g = st->model->graph;
     TD_TRY(td_graph_toposort(ctx, g));
+    TD_TRY(type_constants(ctx, g, changes));
     sym_table syms = {0};
     td_status s = TD_OK;
     for (int i = 0; i < g->n_nodes && s == TD_OK; i++) {
