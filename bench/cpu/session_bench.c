@@ -3,7 +3,8 @@
  *   session_bench MODEL.onnx BATCH SEQ [--threads N] [--runs N] [--warmup N] [--vocab V]
  *
  * Inputs: random ids in [1000, vocab), attention_mask all ones, token_type_ids 0.
- * Prints one JSON line: {"batch", "seq", "threads", "runs", "median_ms", "min_ms", "mean_ms"}. */
+ * Prints one JSON line: {"batch", "seq", "threads", "runs", "median_ms", "min_ms", "mean_ms",
+ * "fused_nodes"}. */
 #include "core/log.h"
 #include "tdeploy/session.h"
 
@@ -74,10 +75,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < runs; i++)
         mean += t[i] / runs;
     qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    td_session_stats stats;
+    td_session_get_stats(s, &stats);
     double median = runs % 2 ? t[runs / 2] : 0.5 * (t[runs / 2 - 1] + t[runs / 2]);
     printf("{\"batch\": %lld, \"seq\": %lld, \"threads\": %d, \"runs\": %d, \"median_ms\": %.4f, \"min_ms\": %.4f, "
-           "\"mean_ms\": %.4f}\n",
-           (long long)batch, (long long)seq, threads, runs, median, t[0], mean);
+           "\"mean_ms\": %.4f, \"fused_nodes\": %d}\n",
+           (long long)batch, (long long)seq, threads, runs, median, t[0], mean, stats.fused_nodes);
     rc = 0;
     goto out;
 fail:

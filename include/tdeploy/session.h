@@ -116,6 +116,8 @@ typedef struct td_session_stats {
     uint64_t plans;        /* how many times a plan was built */
     uint64_t runs;
     int nodes, hoisted_nodes;
+    int fused_nodes; /* consumers folded into a producer's GEMM epilogue (Gelu: not run; SkipLayerNorm: runs
+                        without its residual add) */
 } td_session_stats;
 
 void td_session_get_stats(const td_session *s, td_session_stats *out);

@@ -106,9 +106,9 @@ static void print_json(const td_session *s, double load_s, double run_s, const c
     }
     printf("], \"output_file\": \"%s\", \"load_seconds\": %.6f, \"run_seconds\": %.6f, \"arena_bytes\": %zu, "
            "\"arena_naive_bytes\": %zu, \"hoisted_bytes\": %zu, \"weight_bytes\": %zu, \"nodes\": %d, "
-           "\"hoisted_nodes\": %d}\n",
+           "\"hoisted_nodes\": %d, \"fused_nodes\": %d}\n",
            out_path, load_s, run_s, stats.arena_bytes, stats.arena_naive_bytes, stats.hoisted_bytes,
-           stats.weight_bytes, stats.nodes, stats.hoisted_nodes);
+           stats.weight_bytes, stats.nodes, stats.hoisted_nodes, stats.fused_nodes);
 }
 
 int td_cmd_infer(int argc, char **argv) {

@@ -79,7 +79,34 @@ struct td_rt_node {
     bool const_output;    /* output 0 is const_val, known at init (Constant): no buffer, no planning */
     td_rt_tensor const_val;
     int threads;          /* worker threads of the session (for per-thread scratch sizing) */
+    /* Epilogue fusion, decided once by the backend (backend_cpu.c): a MatMul
+     * whose only consumer is a bias + activation node computes that node's
+     * output in its GEMM epilogue, while each output tile is still in
+     * registers; the consumer is then fused_away (not run) and its output is
+     * an alias of the MatMul's. epi_act is a td_gemm_act (0 = none), epi_bias
+     * a constant fp32 (N) or NULL. */
+    int epi_act;
+    const td_rt_tensor *epi_bias;
+    bool fused_away;
+    /* MatMul -> SkipLayerNormalization: the MatMul adds the SLN's other
+     * operand (epi_residual) in its epilogue and the SLN then skips that add
+     * (residual_fused = 1 + the SLN input slot, 0 or 1, holding the MatMul
+     * output; 0 = not fused). Both sides decide per run with
+     * td_rt_residual_fusable, so a plan where the operand is broadcast (not the
+     * full (M, N)) runs unfused. */
+    const td_rt_tensor *epi_residual;
+    int residual_fused;
 };
+
+/* Same element count: the residual add can move into the producer's epilogue. */
+static inline bool td_rt_residual_fusable(const td_rt_tensor *out, const td_rt_tensor *residual) {
+    int64_t a = 1, b = 1;
+    for (int i = 0; i < out->rank; i++)
+        a *= out->shape[i];
+    for (int i = 0; i < residual->rank; i++)
+        b *= residual->shape[i];
+    return a == b && out->rank == residual->rank;
+}
 
 struct td_rt_env {
     int threads;

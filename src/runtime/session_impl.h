@@ -69,6 +69,7 @@ struct td_session {
     uint64_t n_plans, n_runs;
     bool outputs_valid; /* the last run succeeded: output pointers are good */
     int n_hoisted;
+    int n_fused; /* nodes fused_away by the backend */
 };
 
 #endif

@@ -101,17 +101,31 @@ static void test_rows(td_rt_env *env) {
     }
 }
 
-/* td_kern_mha_run vs td_ref_attention per (batch, head), with a per-batch mask and per-head bias. */
+/* td_kern_mha_run vs td_ref_attention per (batch, head), with a per-batch mask and per-head bias;
+ * K and V either contiguous per head or read in place from (B, T, ld) rows (kv_ld). */
 static void test_mha(td_rt_env *env) {
     const int64_t B = 2, N = 3, S = 5, T = 7, D = 4, Dv = 6;
     float *q = rnd((size_t)(B * S * N * D)), *k = rnd((size_t)(B * N * T * D)), *v = rnd((size_t)(B * N * T * Dv));
     float *mask = rnd((size_t)(B * S * T)), *bias = rnd((size_t)(N * S * T));
     float *got = calloc((size_t)(B * S * N * Dv), sizeof *got), *ref = calloc((size_t)(B * S * N * Dv), sizeof *ref);
     float *madd = malloc((size_t)(S * T) * sizeof *madd), *sc = malloc((size_t)(S * T) * sizeof *sc);
-    for (int with_bias = 0; with_bias < 2; with_bias++) {
+    const int64_t ld = N * D + N * Dv + 3; /* K columns, then V columns, then padding */
+    float *kv = calloc((size_t)(B * T * ld), sizeof *kv);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < N; h++)
+            for (int64_t t = 0; t < T; t++) {
+                memcpy(kv + (b * T + t) * ld + h * D, k + ((b * N + h) * T + t) * D, (size_t)D * sizeof(float));
+                memcpy(kv + (b * T + t) * ld + N * D + h * Dv, v + ((b * N + h) * T + t) * Dv,
+                       (size_t)Dv * sizeof(float));
+            }
+    for (int variant = 0; variant < 8; variant++) {
+        int with_bias = variant & 1, strided = (variant >> 1) & 1, one_row = variant >> 2;
+        memset(got, 0, (size_t)(B * S * N * Dv) * sizeof *got);
         td_kern_mha a = {.B = B, .N = N, .S = S, .T = T, .D = D, .Dv = Dv, .q = q, .q_bstride = S * N * D,
-                         .ldq = N * D, .k = k, .v = v, .out = got, .o_bstride = S * N * Dv, .ldo = N * Dv,
-                         .scale = 0.5f, .mask = mask, .mask_bstride = S * T, .bias = with_bias ? bias : NULL,
+                         .ldq = N * D, .k = strided ? kv : k, .v = strided ? kv + N * D : v,
+                         .kv_ld = strided ? ld : 0, .out = got, .o_bstride = S * N * Dv, .ldo = N * Dv,
+                         .scale = 0.5f, .mask = mask, .mask_bstride = one_row ? T : S * T, .mask_one_row = one_row,
+                         .bias = with_bias ? bias : NULL,
                          .bias_bstride = 0, .bias_hstride = S * T};
         void *scratch = aligned_alloc(64, (td_kern_mha_scratch(S, T, D, Dv, env->threads) + 63) / 64 * 64);
         td_kern_mha_run(&a, scratch, env);
@@ -119,12 +133,15 @@ static void test_mha(td_rt_env *env) {
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < N; h++) {
                 for (int64_t i = 0; i < S * T; i++)
-                    madd[i] = mask[b * S * T + i] + (with_bias ? bias[h * S * T + i] : 0.0f);
+                    madd[i] = (one_row ? mask[b * T + i % T] : mask[b * S * T + i]) +
+                              (with_bias ? bias[h * S * T + i] : 0.0f);
                 td_ref_attention(q + b * S * N * D + h * D, N * D, k + (b * N + h) * T * D, D, v + (b * N + h) * T * Dv,
                                  Dv, ref + b * S * N * Dv + h * Dv, N * Dv, S, T, D, Dv, 0.5f, madd, T, sc);
             }
-        CHECK_MSG(max_rel_err(got, ref, (size_t)(B * S * N * Dv)) < 1e-5f, "mha bias=%d", with_bias);
+        CHECK_MSG(max_rel_err(got, ref, (size_t)(B * S * N * Dv)) < 1e-5f, "mha bias=%d strided=%d one_row=%d",
+                  with_bias, strided, one_row);
     }
+    free(kv);
     free(q), free(k), free(v), free(mask), free(bias), free(got), free(ref), free(madd), free(sc);
 }
 

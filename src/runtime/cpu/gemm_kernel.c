@@ -37,38 +37,44 @@ KINLINE __m512 apply_act(int act, __m512 v) {
     }
 }
 
-KINLINE void tile(const int MR, const int bt, size_t nr, size_t kc, const float *A, size_t lda, const void *B,
+KINLINE void tile(const int MR, const int NV, const int bt, size_t nr, size_t kc, const float *A, size_t lda, const void *B,
                   float *C, size_t ldc, bool first, bool last, const td_gemm_tile_epilogue *ep) {
+    /* NV: 16-float vectors of the tile that hold columns (nr <= 16 NV): the
+     * others are never loaded, multiplied or stored */
     __m512 c[TD_GEMM_MR][3];
     __mmask16 m[3];
-    for (int j = 0; j < 3; j++)
+    for (int j = 0; j < NV; j++)
         m[j] = td_v16_mask(nr > (size_t)j * 16 ? nr - (size_t)j * 16 : 0);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 3
-        for (int j = 0; j < 3; j++)
+        for (int j = 0; j < NV; j++)
             c[i][j] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m[j], C + (size_t)i * ldc + 16 * j);
     const float *a = A;
     size_t b = 0;
     for (size_t k = 0; k < kc; k++, a++, b += TD_GEMM_NR) {
-        __m512 b0 = load_b(bt, B, b), b1 = load_b(bt, B, b + 16), b2 = load_b(bt, B, b + 32);
+        __m512 b0 = load_b(bt, B, b);
+        __m512 b1 = NV > 1 ? load_b(bt, B, b + 16) : b0;
+        __m512 b2 = NV > 2 ? load_b(bt, B, b + 32) : b0;
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             __m512 av = _mm512_set1_ps(a[(size_t)i * lda]);
             c[i][0] = _mm512_fmadd_ps(av, b0, c[i][0]);
-            c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
-            c[i][2] = _mm512_fmadd_ps(av, b2, c[i][2]);
+            if (NV > 1)
+                c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
+            if (NV > 2)
+                c[i][2] = _mm512_fmadd_ps(av, b2, c[i][2]);
         }
     }
     if (last) {
         __m512 scale = _mm512_set1_ps(ep->scale);
         __m512 bias[3];
-        for (int j = 0; j < 3; j++)
+        for (int j = 0; j < NV; j++)
             bias[j] = ep->bias ? _mm512_maskz_loadu_ps(m[j], ep->bias + 16 * j) : _mm512_setzero_ps();
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++)
 #pragma GCC unroll 3
-            for (int j = 0; j < 3; j++) {
+            for (int j = 0; j < NV; j++) {
                 __m512 v = _mm512_fmadd_ps(c[i][j], scale, bias[j]);
                 v = apply_act(ep->act, v);
                 if (ep->residual)
@@ -79,22 +85,34 @@ KINLINE void tile(const int MR, const int bt, size_t nr, size_t kc, const float 
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 3
-        for (int j = 0; j < 3; j++)
+        for (int j = 0; j < NV; j++)
             _mm512_mask_storeu_ps(C + (size_t)i * ldc + 16 * j, m[j], c[i][j]);
 }
+
+/* Full-height tiles get the vector count nr needs (1..3) as a compile-time constant;
+ * the rare short tiles (M tails) always use 3 (keeps the instantiations, and the
+ * compile time, down). */
+#define TILE_NV(MRC, bt)                                                                      \
+    switch ((nr + 15) / 16) {                                                                 \
+    case 1: tile(MRC, 1, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;              \
+    case 2: tile(MRC, 2, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;              \
+    default: tile(MRC, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;             \
+    }
 
 #define DEFINE_KERNEL(name, bt)                                                                                 \
     void name(size_t mr, size_t nr, size_t kc, const float *A, size_t lda, const void *B, float *C, size_t ldc, \
               bool first, bool last, const td_gemm_tile_epilogue *ep) {                                         \
+        if (nr == 0)                                                                                            \
+            return;                                                                                             \
         switch (mr) {                                                                                           \
-        case 8: tile(8, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                                 \
-        case 7: tile(7, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                                 \
-        case 6: tile(6, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                                 \
-        case 5: tile(5, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                                 \
-        case 4: tile(4, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                                 \
-        case 3: tile(3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                                 \
-        case 2: tile(2, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                                 \
-        case 1: tile(1, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                                 \
+        case 8: TILE_NV(8, bt) break;                                                                           \
+        case 7: tile(7, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 6: tile(6, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 5: tile(5, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 4: tile(4, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 3: tile(3, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 2: tile(2, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
+        case 1: tile(1, 3, bt, nr, kc, A, lda, B, C, ldc, first, last, ep); break;                              \
         default: break;                                                                                         \
         }                                                                                                       \
     }

@@ -58,9 +58,17 @@ void td_kern_packed_free(void *pv) {
 
 void td_kern_gemm_packed(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
                          float *C, int64_t ldc, td_rt_env *env) {
+    td_kern_gemm_packed_ep(A, lda, M, B, bias, TD_GEMM_ACT_NONE, NULL, C, ldc, env);
+}
+
+void td_kern_gemm_packed_ep(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
+                            int act, const float *residual, float *C, int64_t ldc, td_rt_env *env) {
     td_gemm_epilogue ep;
     memset(&ep, 0, sizeof ep);
     ep.bias = bias;
+    ep.act = (td_gemm_act)act;
+    ep.residual = residual;
+    ep.ldr = (size_t)ldc;
     td_gemm_run(env->pool, (size_t)M, A, (size_t)lda, B->g, C, (size_t)ldc, &ep);
 }
 
@@ -197,23 +205,31 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
         int64_t b = (int64_t)p / a->N, h = (int64_t)p % a->N;
         const float *q = a->q + b * a->q_bstride + h * D;
         const float *k = a->k + (b * a->N + h) * T * D, *v = a->v + (b * a->N + h) * T * Dv;
+        size_t ldk = (size_t)D, ldv = (size_t)Dv;
+        if (a->kv_ld > 0) {
+            k = a->k + b * T * a->kv_ld + h * D;
+            v = a->v + b * T * a->kv_ld + h * Dv;
+            ldk = ldv = (size_t)a->kv_ld;
+        }
         float *o = a->out + b * a->o_bstride + h * Dv;
         /* scores = scale * Q K^T: K stored (T, D) is B transposed */
-        td_gemm_pack_b_into(pack, k, (size_t)D, (size_t)T, (size_t)D, true);
+        td_gemm_pack_b_into(pack, k, (size_t)D, (size_t)T, ldk, true);
         td_gemm_run_serial((size_t)S, q, (size_t)a->ldq, pack, (size_t)D, (size_t)T, scores, (size_t)T, &ep);
         const float *m = a->mask ? a->mask + b * a->mask_bstride : NULL;
         const float *bi = a->bias ? a->bias + b * a->bias_bstride + h * a->bias_hstride : NULL;
         for (int64_t i = 0; i < S; i++) {
             float *row = scores + i * T;
-            if (m)
+            if (m) {
+                const float *mr = a->mask_one_row ? m : m + i * T;
                 for (int64_t t = 0; t < T; t++)
-                    row[t] += m[i * T + t];
+                    row[t] += mr[t];
+            }
             if (bi)
                 for (int64_t t = 0; t < T; t++)
                     row[t] += bi[i * T + t];
             td_cpu_softmax_row(row, row, (size_t)T);
         }
-        td_gemm_pack_b_into(pack, v, (size_t)T, (size_t)Dv, (size_t)Dv, false);
+        td_gemm_pack_b_into(pack, v, (size_t)T, (size_t)Dv, ldv, false);
         td_gemm_run_serial((size_t)S, scores, (size_t)T, pack, (size_t)T, (size_t)Dv, o, (size_t)a->ldo, NULL);
     }
 }

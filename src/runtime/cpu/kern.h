@@ -29,6 +29,10 @@ void td_kern_packed_free(void *p); /* NULL harmless */
 /* C (M x N, ldc) = A (M x K, lda) @ packed B [+ bias (N)]. */
 void td_kern_gemm_packed(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
                          float *C, int64_t ldc, td_rt_env *env);
+/* C = act(A @ packed B [+ bias]) [+ residual (M x N, row stride ldc)], act a td_gemm_act; all applied
+ * in the GEMM epilogue. */
+void td_kern_gemm_packed_ep(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
+                            int act, const float *residual, float *C, int64_t ldc, td_rt_env *env);
 
 /* Bytes of scratch td_kern_gemm needs to pack a K x N right-hand side. */
 size_t td_kern_gemm_scratch(int64_t K, int64_t N);
@@ -75,20 +79,24 @@ void td_kern_attention(const float *q, int64_t ldq, const float *k, int64_t ldk,
 /* Multi-head attention over all (batch, head) pairs, parallel over pairs:
  *   out[b, :, h] = softmax(scale * Q_bh K_bh^T + mask[b] + bias[b, h]) V_bh
  * Q_bh = q + b*q_bstride + h*D (S rows, row stride ldq); K_bh (T x D) and V_bh
- * (T x Dv) are contiguous blocks at k + (b*N + h)*T*D and v + (b*N + h)*T*Dv;
- * out_bh = out + b*o_bstride + h*Dv (row stride ldo). mask: S x T additive per
- * batch (mask_bstride floats apart, 0 = shared) or NULL; bias: S x T additive
+ * (T x Dv) are contiguous blocks at k + (b*N + h)*T*D and v + (b*N + h)*T*Dv,
+ * or, when kv_ld > 0, rows kv_ld floats apart at k + b*T*kv_ld + h*D and
+ * v + b*T*kv_ld + h*Dv (K and V read in place from a packed QKV projection);
+ * out_bh = out + b*o_bstride + h*Dv (row stride ldo). mask: S x T (or 1 x T with
+ * mask_one_row) additive per batch (mask_bstride floats apart, 0 = shared) or NULL; bias: S x T additive
  * per (b, h) (bias_bstride / bias_hstride, 0 = broadcast) or NULL. */
 typedef struct td_kern_mha {
     int64_t B, N, S, T, D, Dv;
     const float *q;
     int64_t q_bstride, ldq;
     const float *k, *v;
+    int64_t kv_ld; /* 0: contiguous (B, N, T, D) blocks; else the row stride of K and V */
     float *out;
     int64_t o_bstride, ldo;
     float scale;
     const float *mask;
     int64_t mask_bstride;
+    bool mask_one_row; /* mask is one T row per batch item, the same for every query (key padding) */
     const float *bias;
     int64_t bias_bstride, bias_hstride;
 } td_kern_mha;

@@ -123,8 +123,14 @@ static td_status sln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     if (x->dtype == TD_F32 && skip->dtype == TD_F32 && gamma->dtype == TD_F32 && (!beta || beta->dtype == TD_F32) &&
         (!bias || bias->dtype == TD_F32) && out[0]->dtype == TD_F32 && (rn->n_out < 4 || !out[3] ||
         out[3]->dtype == TD_F32)) {
-        /* all fp32: one fused, parallel pass (skip broadcast by whole rows of h) */
-        td_kern_skip_layernorm_rows(x->data, skip->data, ns / h, bias ? bias->data : NULL, gamma->data,
+        /* all fp32: one fused, parallel pass (skip broadcast by whole rows of h). When
+         * the MatMul producing one operand already added the other in its GEMM
+         * epilogue (backend_cpu.c), that operand holds x + skip: add only the bias. */
+        if (rn->residual_fused && td_rt_residual_fusable(x, skip)) {
+            x = rn->residual_fused == 1 ? x : skip; /* (x + skip) + bias, as unfused */
+            skip = NULL;
+        }
+        td_kern_skip_layernorm_rows(x->data, skip ? skip->data : NULL, skip ? ns / h : 0, bias ? bias->data : NULL, gamma->data,
                                     beta ? beta->data : NULL, out[0]->data,
                                     rn->n_out > 3 && out[3] ? out[3]->data : NULL, rows, h, st->eps,
                                     rn->n_out > 1 && out[1] ? out[1]->data : NULL,
@@ -311,6 +317,7 @@ static td_status eln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     }
     if (pos && td_rt_numel(pos) != B * S && td_rt_numel(pos) != S)
         return td_node_fail(ctx, rn, TD_ERR_SHAPE, "position_ids must be (B, S) or (1, S)");
+    bool f32_tables = we->dtype == TD_F32 && pe->dtype == TD_F32 && (!se || se->dtype == TD_F32);
     for (int64_t bi = 0; bi < B; bi++)
         for (int64_t s = 0; s < S; s++) {
             int64_t t = bi * S + s, w = idx_at(ids, t);
@@ -326,12 +333,25 @@ static td_status eln_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
                 return td_node_fail(ctx, rn, TD_ERR_INVALID_ARGUMENT, "segment id %lld is outside [0, %lld)",
                                     (long long)sg, (long long)NS);
             float *dst = sum + t * H;
-            for (int64_t j = 0; j < H; j++)
-                dst[j] = td_ldf(we->data, we->dtype, w * H + j) + td_ldf(pe->data, pe->dtype, p * H + j) +
-                         (se ? td_ldf(se->data, se->dtype, sg * H + j) : 0.0f);
+            if (f32_tables) { /* the common case, vectorized: no per-element dtype dispatch */
+                const float *wr = (const float *)we->data + w * H, *pr = (const float *)pe->data + p * H;
+                const float *sr = se ? (const float *)se->data + sg * H : NULL;
+                if (sr)
+                    for (int64_t j = 0; j < H; j++)
+                        dst[j] = wr[j] + pr[j] + sr[j];
+                else
+                    for (int64_t j = 0; j < H; j++)
+                        dst[j] = wr[j] + pr[j];
+            } else {
+                for (int64_t j = 0; j < H; j++)
+                    dst[j] = td_ldf(we->data, we->dtype, w * H + j) + td_ldf(pe->data, pe->dtype, p * H + j) +
+                             (se ? td_ldf(se->data, se->dtype, sg * H + j) : 0.0f);
+            }
         }
-    td_kern_layernorm_rows(sum, g, b, Y, B * S, H, st->eps, NULL, NULL, env);
-    for (int64_t i = 0; i < B * S * H; i++)
+    /* fp32 output: normalize straight into it */
+    bool f32_out = out[0]->dtype == TD_F32;
+    td_kern_layernorm_rows(sum, g, b, f32_out ? out[0]->data : Y, B * S, H, st->eps, NULL, NULL, env);
+    for (int64_t i = 0; i < B * S * H && !f32_out; i++)
         td_stf(out[0]->data, out[0]->dtype, i, Y[i]);
     if (rn->n_out > 1 && out[1])
         for (int64_t bi = 0; bi < B; bi++) {
@@ -431,23 +451,27 @@ static size_t attn_scratch_floats(const td_rt_node *rn, int64_t B, int64_t S, in
     return (size_t)(B * S * T + 16) + td_kern_mha_scratch(S, T, D, Dv, rn->threads) / sizeof(float) + 16;
 }
 
-/* Run all heads: Q (B, S, N*D) with row stride ldq; K, V (B, N, T, D) contiguous; out (B, S, N*Dv). */
+/* Run all heads: Q (B, S, N*D) with row stride ldq; K, V (B, N, T, D) contiguous,
+ * or with kv_ld > 0 (B, T, N*D) rows kv_ld apart; out (B, S, N*Dv). */
 static td_status attn_run(td_ctx *ctx, const td_rt_node *rn, const attn_state *st, const float *Q, int64_t ldq,
-                          const float *K, const float *V, float *O, int64_t B, int64_t N, int64_t S, int64_t T,
+                          const float *K, const float *V, int64_t kv_ld, float *O, int64_t B, int64_t N, int64_t S, int64_t T,
                           int64_t D, int64_t Dv, const td_rt_tensor *km, const td_rt_tensor *ab, const float *ab_f,
                           float *scratch, td_rt_env *env) {
     float *mask = NULL;
+    /* key padding / lengths mask every query alike: build and add one T row per batch item */
+    bool one_row = !st->unidirectional && !(km && km->rank == 3);
+    int64_t mrows = one_row ? 1 : S;
     if (km || st->unidirectional) {
         mask = scratch;
         for (int64_t b = 0; b < B; b++)
-            TD_TRY(build_mask(ctx, rn, st, km, b, B, S, T, mask + b * S * T));
+            TD_TRY(build_mask(ctx, rn, st, km, b, B, mrows, T, mask + b * mrows * T));
     }
     td_kern_mha a = {
         .B = B, .N = N, .S = S, .T = T, .D = D, .Dv = Dv,
-        .q = Q, .q_bstride = S * ldq, .ldq = ldq, .k = K, .v = V,
+        .q = Q, .q_bstride = S * ldq, .ldq = ldq, .k = K, .v = V, .kv_ld = kv_ld,
         .out = O, .o_bstride = S * N * Dv, .ldo = N * Dv,
         .scale = st->scale != 0.0f ? st->scale : 1.0f / sqrtf((float)D),
-        .mask = mask, .mask_bstride = S * T,
+        .mask = mask, .mask_bstride = mrows * T, .mask_one_row = one_row,
         .bias = ab ? ab_f : NULL,
         .bias_bstride = ab && ab->shape[0] != 1 ? ab->shape[1] * S * T : 0,
         .bias_hstride = ab && ab->shape[1] != 1 ? S * T : 0,
@@ -558,10 +582,12 @@ static td_status attention_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
                 for (int64_t j = 0; j < W; j++)
                     qkv[r * W + j] += bias[j];
     }
-    /* K and V in (B, N, T, D) with the past first */
+    /* K and V in (B, N, T, D) with the past first; without past and present
+     * the heads read them in place from the QKV projection (rows W apart) */
+    bool in_place = !past && !(rn->n_out > 1 && out[1]);
     float *K = scr, *V = scr + B * N * T * D;
     scr = V + B * N * T * Dv;
-    for (int64_t b = 0; b < B; b++)
+    for (int64_t b = 0; b < B && !in_place; b++)
         for (int64_t h = 0; h < N; h++) {
             float *kd = K + (b * N + h) * T * D, *vd = V + (b * N + h) * T * Dv;
             if (past) {
@@ -574,7 +600,8 @@ static td_status attention_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const
             }
         }
     float *O = out_f32(out[0], &scr);
-    TD_TRY(attn_run(ctx, rn, st, qkv, W, K, V, O, B, N, S, T, D, Dv, rn->n_in > 3 ? in[3] : NULL,
+    TD_TRY(attn_run(ctx, rn, st, qkv, W, in_place ? qkv + Hq : K, in_place ? qkv + Hq + Hk : V, in_place ? W : 0, O,
+                    B, N, S, T, D, Dv, rn->n_in > 3 ? in[3] : NULL,
                     rn->n_in > 5 ? in[5] : NULL, abf, scr, env));
     store_out(out[0], O);
     if (rn->n_out > 1 && out[1]) {
@@ -708,7 +735,7 @@ static td_status mha_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
             }
         }
     float *O = out_f32(out[0], &scr);
-    TD_TRY(attn_run(ctx, rn, st, Q, Hq, K, V, O, B, N, S, T, D, Dv, rn->n_in > 4 ? in[4] : NULL,
+    TD_TRY(attn_run(ctx, rn, st, Q, Hq, K, V, 0, O, B, N, S, T, D, Dv, rn->n_in > 4 ? in[4] : NULL,
                     rn->n_in > 5 ? in[5] : NULL, abf, scr, env));
     store_out(out[0], O);
     if (rn->n_out > 1 && out[1])

@@ -124,6 +124,10 @@ static td_status matmul_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
     const td_kern_packed *P = rn->packed;
     const float *B = P ? NULL : as_f32(b, &scr);
     float *C = out_f32(o, &scr);
+    /* fused bias + activation of the consumer (backend_cpu.c; needs P and fp32 C) */
+    const float *ep_bias = rn->epi_bias ? rn->epi_bias->data : NULL;
+    const float *ep_res = rn->epi_residual && td_rt_residual_fusable(o, rn->epi_residual) ? rn->epi_residual->data
+                                                                                         : NULL;
     if (P && nb >= 1 && br >= 0) {
         /* 2-D constant B: every batch row block multiplies the same packed matrix;
          * when A's batch is contiguous the whole thing is one (nb*M) x K GEMM. */
@@ -135,7 +139,7 @@ static td_status matmul_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
             expect *= o->shape[d];
         }
         if (a_contig) {
-            td_kern_gemm_packed(A, K, nb * M, P, NULL, C, N, env);
+            td_kern_gemm_packed_ep(A, K, nb * M, P, ep_bias, rn->epi_act, ep_res, C, N, env);
             store_out(o, C);
             return TD_OK;
         }
@@ -146,7 +150,8 @@ static td_status matmul_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
     int64_t idx[TD_MAX_RANK] = {0}, oa = 0, ob = 0;
     for (int64_t bi = 0; bi < nb; bi++) {
         if (P) {
-            td_kern_gemm_packed(A + oa, K, M, P, NULL, C + bi * M * N, N, env);
+            td_kern_gemm_packed_ep(A + oa, K, M, P, ep_bias, rn->epi_act, ep_res ? ep_res + bi * M * N : NULL,
+                                   C + bi * M * N, N, env);
         } else {
             a_off[bi] = oa;
             b_off[bi] = ob;
