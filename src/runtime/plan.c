@@ -2,6 +2,7 @@
 #include "runtime/plan.h"
 
 #include "core/checked.h"
+#include "core/large_alloc.h"
 #include "runtime/arena.h"
 
 #include <stdlib.h>
@@ -197,7 +198,7 @@ td_status td_plan_build(td_ctx *ctx, td_session *s) {
         free(s->arena);
         s->arena_cap = 0;
         size_t cap = total + TD_ARENA_ALIGN;
-        s->arena = aligned_alloc(TD_ARENA_ALIGN, (cap + TD_ARENA_ALIGN - 1) / TD_ARENA_ALIGN * TD_ARENA_ALIGN);
+        s->arena = td_large_alloc((cap + TD_ARENA_ALIGN - 1) / TD_ARENA_ALIGN * TD_ARENA_ALIGN);
         if (!s->arena) {
             st = td_fail_oom(ctx, cap, "activation arena");
             goto out;

@@ -1,5 +1,6 @@
 /* Core: status strings, error context, fp16/bf16 conversion, checked arithmetic,
  * atomic files and safe path joins. */
+#include "core/large_alloc.h"
 #include "core/checked.h"
 #include "core/ctx.h"
 #include "core/dtype.h"
@@ -123,8 +124,27 @@ static void test_fs(void) {
     td_ctx_free(ctx);
 }
 
+/* Large buffers: alignment promised by the header, whole size writable (ASan
+ * checks the bounds), sizes that would overflow the rounding refused. */
+static void test_large_alloc(void) {
+    size_t sizes[] = {0, 1, 63, 4096, ((size_t)2 << 20) - 1, (size_t)2 << 20, ((size_t)5 << 20) + 3};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = td_large_alloc(sizes[i]);
+        CHECK_MSG(p != NULL, "size %zu", sizes[i]);
+        if (!p)
+            continue;
+        size_t want = sizes[i] >= ((size_t)2 << 20) ? ((size_t)2 << 20) : 64;
+        CHECK_MSG((uintptr_t)p % want == 0, "size %zu aligned to %zu", sizes[i], want);
+        memset(p, 0xab, sizes[i]);
+        CHECK(sizes[i] == 0 || (p[0] == 0xab && p[sizes[i] - 1] == 0xab));
+        free(p);
+    }
+    CHECK(td_large_alloc(SIZE_MAX - 5) == NULL);
+}
+
 int main(void) {
     test_status();
+    test_large_alloc();
     test_half();
     test_checked();
     test_fs();

@@ -11,6 +11,7 @@
 #include "runtime/cpu/gemm.h"
 
 #include "core/checked.h"
+#include "core/large_alloc.h"
 #include "runtime/cpu/gemm_kernel.h"
 
 #include <stdlib.h>
@@ -76,7 +77,7 @@ td_status td_gemm_pack_b(td_ctx *ctx, const float *B, size_t K, size_t N, size_t
         return td_fail(ctx, TD_ERR_OVERFLOW, "GEMM weight packing: K=%zu x N=%zu overflows the address space", K, N);
     bytes = bytes / 64 * 64;
     td_gemm_packed *p = calloc(1, sizeof *p);
-    void *data = aligned_alloc(64, bytes ? bytes : 64);
+    void *data = td_large_alloc(bytes); /* streamed by every GEMM: huge pages */
     if (!p || !data) {
         free(p);
         free(data);
