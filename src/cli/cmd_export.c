@@ -13,7 +13,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: tdeploy export -m MODEL [--task T] [-o model.onnx] [--opset N] [--dtype fp32|fp16]\n"
-            "                      [--int32-inputs] [--json] [-q|-v]\n\n"
+            "                      [--int32-inputs] [--cache-output] [--json] [-q|-v]\n\n"
             "Build a standard ONNX graph for a Hugging Face encoder directly from its config.json and\n"
             "safetensors weights (no tracing). Supported: bert, roberta, xlm-roberta, distilbert, electra,\n"
             "and sentence-transformers directories built on them.\n\n"
@@ -26,6 +26,9 @@ static void usage(FILE *f) {
             "  --opset N           ai.onnx opset, %d..%d (default %d)\n"
             "  --dtype D           fp32 (default) or fp16 weights; LayerNorm, softmax and the mask stay fp32\n"
             "  --int32-inputs      int32 graph inputs (TensorRT/Triton style), cast to int64 inside\n"
+            "  --cache-output      leave the written file in the page cache (for a program that reads it\n"
+            "                      right after); default: large outputs go to disk with O_DIRECT, faster\n"
+            "                      to write, but the next reader reads them from disk\n"
             "  --json              print a JSON summary on stdout\n"
             "  -q, --quiet         no progress or info output\n"
             "  -v, --verbose       debug output\n",
@@ -80,6 +83,8 @@ int td_cmd_export(int argc, char **argv) {
             json = true;
         } else if (!strcmp(a, "--int32-inputs")) {
             opt.int32_inputs = true;
+        } else if (!strcmp(a, "--cache-output")) {
+            opt.cache_output = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
                    !strcmp(a, "--task") || !strcmp(a, "--opset") || !strcmp(a, "--dtype")) {
             if (!next)

@@ -31,6 +31,8 @@ static void usage(FILE *f) {
             "  --passes LIST              comma-separated passes instead of the default pipeline; known:\n"
             "                             %s\n"
             "  --fold-limit N             largest tensor constant folding creates (default 1048576 elements)\n"
+            "  --cache-output             leave OUT.onnx in the page cache (for a program that reads it right\n"
+            "                             after); default: large outputs go to disk with O_DIRECT\n"
             "  --json                     print counts and per-pass timings as JSON on stdout\n"
             "  -v, --verbose              log what each pass changed\n",
             td_opt_pass_names());
@@ -68,7 +70,7 @@ static cJSON *report_json(const char *in, const char *out, const td_opt_options 
 
 int td_cmd_optimize(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
-    bool json = false;
+    bool json = false, cache_output = false;
     td_opt_options o;
     td_opt_options_default(&o);
     for (int i = 1; i < argc; i++) {
@@ -121,6 +123,8 @@ int td_cmd_optimize(int argc, char **argv) {
             o.fold_max_elements = v;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--cache-output")) {
+            cache_output = true;
         } else if (a[0] == '-') {
             return td_cli_usage_error("optimize", "unknown option '%s'", a);
         } else if (!in) {
@@ -149,7 +153,7 @@ int td_cmd_optimize(int argc, char **argv) {
         td_wrap(ctx, "optimizing %s", in);
     double t2 = td_now_s();
     if (s == TD_OK)
-        s = td_onnx_save(ctx, m, out, &(td_onnx_save_options){.align_raw_data = true});
+        s = td_onnx_save(ctx, m, out, &(td_onnx_save_options){.align_raw_data = true, .keep_cached = cache_output});
     double t3 = td_now_s();
     if (s != TD_OK) {
         rc = td_cli_report("optimize", ctx, s);

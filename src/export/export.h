@@ -40,6 +40,7 @@ typedef struct td_export_options {
     int opset;              /* 0 = TD_EXPORT_OPSET_DEFAULT */
     td_dtype dtype;         /* TD_F32 (default when TD_UNDEFINED) or TD_F16 */
     bool int32_inputs;      /* int32 graph inputs, cast to int64 inside */
+    bool cache_output;      /* write through the page cache (see td_onnx_save_options.keep_cached) */
 } td_export_options;
 
 #define TD_EXPORT_MAX_IO 4

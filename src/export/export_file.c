@@ -25,7 +25,7 @@ td_status td_export_to_file(td_ctx *ctx, const td_export_options *opt, td_export
     td_model *m = NULL;
     TD_TRY(td_export_build(ctx, opt, &m, sum));
     /* AUTO: external data above 2 GB; large raw_data at aligned offsets so a load maps them in place */
-    const td_onnx_save_options so = {.align_raw_data = true};
+    const td_onnx_save_options so = {.align_raw_data = true, .keep_cached = opt->cache_output};
     td_status st = td_onnx_save(ctx, m, opt->output, &so);
     td_model_free(m);
     if (st != TD_OK)

@@ -128,6 +128,12 @@ def check_fixture(name):
             t.check(err <= 1e-4, f"{name}: fp32 {k}", f"max abs error {err:.2e}")
     padding_checks(name, task, sess, feeds, refs, cfg.get("pad_token_id", 0) or 0)
 
+    # --cache-output changes how the file is written (page cache, not O_DIRECT), never its bytes
+    cached = os.path.join(out_dir, f"{name}.cached.onnx")
+    if export_ok(name, model_dir, cached, "--cache-output"):
+        with open(cached, "rb") as a, open(out, "rb") as b:
+            t.check(a.read() == b.read(), f"{name}: --cache-output writes the same bytes")
+
     # int32 inputs
     out32 = os.path.join(out_dir, f"{name}.int32.onnx")
     if export_ok(name, model_dir, out32, "--int32-inputs"):

@@ -50,4 +50,12 @@ names = sorted(x["name"] for x in rep.get("passes", []))
 R.check("--passes runs only those", names == ["dce", "eliminate"], str(names))
 fused = {k: v for k, v in rep.get("fusions", {"x": 1}).items() if v and k != "LayerNormalization"}
 R.check("--passes fuses nothing", not fused, str(fused))  # (the export already has LayerNormalization nodes)
+
+# --cache-output only changes how the file reaches the disk (page cache instead of O_DIRECT; tests/unit/
+# test_atomic_file checks the residency itself), never its bytes.
+cached = os.path.join(OUT, "cached.onnx")
+p1 = run(SRC, "-o", dst)
+p2 = run(SRC, "-o", cached, "--cache-output")
+same = p1.returncode == 0 and p2.returncode == 0 and open(dst, "rb").read() == open(cached, "rb").read()
+R.check("--cache-output: same bytes as the default write", same, f"{p1.stderr.strip()[:120]} {p2.stderr.strip()[:120]}")
 R.finish()
