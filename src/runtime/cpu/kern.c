@@ -125,22 +125,6 @@ void td_kern_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env) {
     td_cpu_softmax(env->pool, x, x, (size_t)rows, (size_t)n);
 }
 
-void td_kern_layernorm_rows(const float *x, const float *gamma, const float *beta, float *y, int64_t rows, int64_t n,
-                            float eps, float *mean, float *inv_std, td_rt_env *env) {
-    td_layernorm_args a;
-    memset(&a, 0, sizeof a);
-    a.rows = (size_t)rows;
-    a.cols = (size_t)n;
-    a.x = x;
-    a.gamma = gamma;
-    a.beta = beta;
-    a.eps = eps;
-    a.out = y;
-    a.mean_out = mean;
-    a.inv_std_out = inv_std;
-    td_cpu_layernorm(env->pool, &a);
-}
-
 void td_kern_skip_layernorm_rows(const float *x, const float *skip, int64_t skip_rows, const float *bias,
                                  const float *gamma, const float *beta, float *y, float *sum, int64_t rows,
                                  int64_t n, float eps, float *mean, float *inv_std, td_rt_env *env) {
@@ -160,6 +144,12 @@ void td_kern_skip_layernorm_rows(const float *x, const float *skip, int64_t skip
     a.mean_out = mean;
     a.inv_std_out = inv_std;
     td_cpu_layernorm(env->pool, &a);
+}
+
+/* Plain LayerNormalization is the skip form without skip, bias or sum output. */
+void td_kern_layernorm_rows(const float *x, const float *gamma, const float *beta, float *y, int64_t rows, int64_t n,
+                            float eps, float *mean, float *inv_std, td_rt_env *env) {
+    td_kern_skip_layernorm_rows(x, NULL, 0, NULL, gamma, beta, y, NULL, rows, n, eps, mean, inv_std, env);
 }
 
 void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
