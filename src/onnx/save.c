@@ -585,11 +585,10 @@ td_status td_onnx_save(td_ctx *ctx, const td_model *model, const char *path, con
         td_onnx_aligned_write(mp, &plan, &fb.base);
     else
         protobuf_c_message_pack_to_buffer(&mp->base, &fb.base);
-    if (s == TD_OK && fb.status == TD_OK && fb.written != size)
+    s = fb.status; /* every earlier failure jumped to out */
+    if (s == TD_OK && fb.written != size)
         s = td_fail(ctx, TD_ERR_INTERNAL, "wrote %llu bytes of %s but planned %llu", (unsigned long long)fb.written,
                     path, (unsigned long long)size);
-    if (s == TD_OK)
-        s = fb.status;
     if (s != TD_OK) {
         td_atomic_abort(&af);
         goto out;

@@ -179,16 +179,14 @@ td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *chang
         } else {
             /* no token types (DistilBERT): a zero segment row looked up by ids * 0, which adds
              * exactly nothing; runtimes that require the segment inputs (tdeploy's) can run it */
-            int64_t zero_i = 0, tdims[2] = {1, hidden};
+            int64_t tdims[2] = {1, hidden};
             float *zeros = calloc((size_t)hidden, sizeof(float));
             td_value *zi = NULL, *mi[2];
             if (!zeros)
                 return td_fail_oom(ctx, sizeof(float) * (size_t)hidden, "a zero segment table");
-            td_status zs = opt_new_const(ctx, g, "embed_zero_segment", TD_F32, 2, tdims, zeros,
-                                         sizeof(float) * (size_t)hidden, &seg_table);
-            free(zeros);
-            TD_TRY(zs);
-            int32_t z32 = (int32_t)zero_i;
+            TD_TRY(opt_new_const_owned(ctx, g, "embed_zero_segment", TD_F32, 2, tdims, zeros,
+                                       sizeof(float) * (size_t)hidden, &seg_table)); /* takes zeros */
+            int32_t z32 = 0;
             TD_TRY(opt_new_const(ctx, g, "embed_zero_i32", TD_I32, 0, NULL, &z32, sizeof z32, &zi));
             mi[0] = ids;
             mi[1] = zi;

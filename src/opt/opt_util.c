@@ -195,7 +195,7 @@ bool opt_dim_equal(const td_dim *a, const td_dim *b) {
     return false;
 }
 
-static bool graph_has_subgraphs(const td_graph *g) {
+bool opt_graph_has_subgraphs(const td_graph *g) {
     for (int i = 0; i < g->n_nodes; i++)
         for (int a = 0; a < g->nodes[i]->n_attrs; a++)
             if (g->nodes[i]->attrs[a].g || g->nodes[i]->attrs[a].graphs)
@@ -240,7 +240,7 @@ td_status opt_replace_producer(td_ctx *ctx, td_graph *g, td_value *out, const ch
         td_graph_remove_node(g, old);
     }
     TD_TRY(opt_add_node(ctx, g, op_type, domain, prefix, inputs, n_inputs, &out, 1, node));
-    if (n_old && !graph_has_subgraphs(g)) /* subgraphs may read values by name: leave those to dce */
+    if (n_old && !opt_graph_has_subgraphs(g)) /* subgraphs may read values by name: leave those to dce */
         for (int j = 0; j < n_old; j++)
             sweep_unused(g, old_ins[j], 0);
     return TD_OK;

@@ -55,5 +55,7 @@ td_status opt_copy_type(td_ctx *ctx, td_value *dst, const td_value *src);
 static inline int opt_rank(const td_value *v) { return v ? v->type.rank : -1; }
 /* Same dimension: equal known values or equal symbolic names. */
 bool opt_dim_equal(const td_dim *a, const td_dim *b);
+/* Some node carries a subgraph attribute (If/Loop/Scan bodies may read outer values by name). */
+bool opt_graph_has_subgraphs(const td_graph *g);
 
 #endif

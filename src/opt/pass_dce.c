@@ -1,4 +1,5 @@
 /* Dead-node and unused-initializer removal. */
+#include "opt/opt_util.h"
 #include "opt/pass.h"
 
 #include <string.h>
@@ -20,14 +21,6 @@ static bool used_in_subgraph(const td_graph *g, const char *name) {
                     return true;
         }
     }
-    return false;
-}
-
-static bool has_subgraphs(const td_graph *g) {
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int a = 0; a < g->nodes[i]->n_attrs; a++)
-            if (g->nodes[i]->attrs[a].g || g->nodes[i]->attrs[a].graphs)
-                return true;
     return false;
 }
 
@@ -55,7 +48,7 @@ static bool value_needed(const td_graph *g, const td_value *v, bool subgraphs) {
 td_status td_pass_dce(td_ctx *ctx, td_opt_state *st, int *changes) {
     (void)ctx;
     td_graph *g = st->model->graph;
-    bool subgraphs = has_subgraphs(g);
+    bool subgraphs = opt_graph_has_subgraphs(g);
     /* reverse order: removing a node can make its producers dead in the same sweep */
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         td_node *n = g->nodes[i];
