@@ -213,15 +213,6 @@ static td_value *raw_mask_of(const td_value *mask, double *filter) {
     return (td_value *)v;
 }
 
-static td_status int32_mask(td_ctx *ctx, td_graph *g, td_value *am, td_value **out) {
-    TD_TRY(opt_new_value(ctx, g, "attn_mask_index", out));
-    TD_TRY(opt_copy_type(ctx, *out, am));
-    (*out)->type.elem = TD_I32;
-    td_node *c = NULL;
-    TD_TRY(opt_add_node(ctx, g, "Cast", "", "Cast", &am, 1, out, 1, &c));
-    return td_node_add_attr_int(ctx, c, "to", TD_I32);
-}
-
 /* Attention's attention_bias must be (batch or 1, heads or 1, seq, seq): a mask
  * broadcast over query positions, or of unproven shape, is expanded to
  * (batch, 1, seq, seq) with the batch and sequence of the attention input x. */
@@ -355,7 +346,7 @@ td_status td_pass_fuse_attention(td_ctx *ctx, td_opt_state *st, int *changes) {
         td_value *am = mask ? raw_mask_of(mask, &filter) : NULL;
         TD_TRY(concat_consts(ctx, g, &q, &k, &v, &w, &b));
         if (am) /* (1 - mask) * filter: Attention's own 2-D mask with that filter value */
-            TD_TRY(int32_mask(ctx, g, am, &mask_index));
+            TD_TRY(opt_add_cast(ctx, g, "attn_mask_index", am, TD_I32, &mask_index, NULL));
         else if (mask)
             TD_TRY(full_bias(ctx, g, mask, q.x, &bias));
         td_value *ins[6] = {q.x, w, b, mask_index, NULL, bias};

@@ -103,12 +103,7 @@ static td_status as_int32(td_ctx *ctx, td_graph *g, td_value *idx, td_value **ou
         *out = idx;
         return TD_OK;
     }
-    TD_TRY(opt_new_value(ctx, g, "embed_ids_int32", out));
-    TD_TRY(opt_copy_type(ctx, *out, idx));
-    (*out)->type.elem = TD_I32;
-    td_node *c = NULL;
-    TD_TRY(opt_add_node(ctx, g, "Cast", "", "Cast", &idx, 1, out, 1, &c));
-    return td_node_add_attr_int(ctx, c, "to", TD_I32);
+    return opt_add_cast(ctx, g, "embed_ids_int32", idx, TD_I32, out, NULL);
 }
 
 td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *changes) {

@@ -187,6 +187,18 @@ td_status opt_copy_type(td_ctx *ctx, td_value *dst, const td_value *src) {
     return td_value_set_tensor_type(ctx, dst, src->type.elem, r, dims, params);
 }
 
+td_status opt_add_cast(td_ctx *ctx, td_graph *g, const char *prefix, td_value *v, td_dtype to, td_value **out,
+                       td_node **node_out) {
+    TD_TRY(opt_new_value(ctx, g, prefix, out));
+    TD_TRY(opt_copy_type(ctx, *out, v));
+    (*out)->type.elem = to;
+    td_node *c = NULL;
+    TD_TRY(opt_add_node(ctx, g, "Cast", "", "Cast", &v, 1, out, 1, &c));
+    if (node_out)
+        *node_out = c;
+    return td_node_add_attr_int(ctx, c, "to", to);
+}
+
 bool opt_dim_equal(const td_dim *a, const td_dim *b) {
     if (a->value >= 0 && b->value >= 0)
         return a->value == b->value;

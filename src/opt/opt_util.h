@@ -40,6 +40,10 @@ td_status opt_new_const(td_ctx *ctx, td_graph *g, const char *prefix, td_dtype d
 /* New initializer value that takes over buffer (malloc'd, nbytes of data; freed here on failure). */
 td_status opt_new_const_owned(td_ctx *ctx, td_graph *g, const char *prefix, td_dtype dtype, int rank,
                               const int64_t *dims, void *buffer, size_t nbytes, td_value **out);
+/* New value (named after prefix, v's shape, dtype to) = Cast(v, to); *node_out
+ * (may be NULL) receives the Cast node. */
+td_status opt_add_cast(td_ctx *ctx, td_graph *g, const char *prefix, td_value *v, td_dtype to, td_value **out,
+                       td_node **node_out);
 /* New node with a unique name derived from prefix. */
 td_status opt_add_node(td_ctx *ctx, td_graph *g, const char *op_type, const char *domain, const char *prefix,
                        td_value *const *inputs, int n_inputs, td_value *const *outputs, int n_outputs,

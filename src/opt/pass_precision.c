@@ -114,13 +114,9 @@ static td_status cast_of(td_ctx *ctx, td_graph *g, td_value *v, td_dtype to, cas
     char prefix[300];
     snprintf(prefix, sizeof prefix, "%s_%s", v->name, to == TD_F32 ? "fp32" : td_dtype_name(to));
     td_value *c = NULL;
-    TD_TRY(opt_new_value(ctx, g, prefix, &c));
-    TD_TRY(opt_copy_type(ctx, c, v));
-    c->type.elem = to;
     td_node *cn = NULL;
-    TD_TRY(opt_add_node(ctx, g, "Cast", "", "Cast", &v, 1, &c, 1, &cn));
+    TD_TRY(opt_add_cast(ctx, g, prefix, v, to, &c, &cn));
     cn->order = 0;
-    TD_TRY(td_node_add_attr_int(ctx, cn, "to", to));
     if (*n == *cap) {
         int nc = *cap ? *cap * 2 : 64;
         cast_entry *p = realloc(*cache, sizeof *p * (size_t)nc);
