@@ -46,20 +46,10 @@ typedef struct run_args {
     const char *model, *tokenizer, *texts_file;
     const char **texts, **pairs;
     size_t n_texts, n_pairs;
-    long batch, max_length, threads, top_k, max_answer_len;
+    int64_t batch, max_length, threads, top_k, max_answer_len;
     const char *task;
     bool json;
 } run_args;
-
-static bool parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
 
 /* Returns -1 on success, else the exit code. */
 static int parse_args(int argc, char **argv, run_args *a) {
@@ -70,7 +60,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
     }
     static const struct {
         const char *flag;
-        long lo, hi;
+        int64_t lo, hi;
         size_t off;
     } nums[] = {
         {"--batch-size", 1, MAX_BATCH, offsetof(run_args, batch)},
@@ -92,8 +82,9 @@ static int parse_args(int argc, char **argv, run_args *a) {
             if (strcmp(f, nums[k].flag))
                 continue;
             numeric = true;
-            if (++i >= argc || !parse_long(argv[i], nums[k].lo, nums[k].hi, (long *)((char *)a + nums[k].off)))
-                return td_cli_usage_error(CMD, "%s needs an integer from %ld to %ld", f, nums[k].lo, nums[k].hi);
+            if (++i >= argc || !td_cli_parse_i64(argv[i], nums[k].lo, nums[k].hi, (int64_t *)((char *)a + nums[k].off)))
+                return td_cli_usage_error(CMD, "%s needs an integer from %lld to %lld", f, (long long)nums[k].lo,
+                                          (long long)nums[k].hi);
         }
         if (numeric)
             continue;

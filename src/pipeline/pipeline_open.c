@@ -37,7 +37,6 @@ void td_pipeline_free(td_pipeline *p) {
 
 td_export_task td_pipeline_task(const td_pipeline *p) { return p->task; }
 const char *td_pipeline_description(const td_pipeline *p) { return p->description; }
-int64_t td_pipeline_max_length(const td_pipeline *p) { return p->max_length; }
 bool td_pipeline_accepts_pairs(const td_pipeline *p) {
     return p->task == TD_TASK_CLASSIFICATION || p->task == TD_TASK_QUESTION_ANSWERING;
 }

@@ -55,7 +55,6 @@ void td_pipeline_free(td_pipeline *p); /* NULL is harmless */
 td_export_task td_pipeline_task(const td_pipeline *p);
 /* What runs, for messages: "model.onnx (ONNX file)", "dir (HF model, exported in memory)". Owned by p. */
 const char *td_pipeline_description(const td_pipeline *p);
-int64_t td_pipeline_max_length(const td_pipeline *p);
 /* Does the task take text pairs (classification: optional; QA: required)? */
 bool td_pipeline_accepts_pairs(const td_pipeline *p);
 bool td_pipeline_needs_pairs(const td_pipeline *p);
