@@ -198,7 +198,7 @@ td_status td_plan_build(td_ctx *ctx, td_session *s) {
         free(s->arena);
         s->arena_cap = 0;
         size_t cap = total + TD_ARENA_ALIGN;
-        s->arena = td_large_alloc((cap + TD_ARENA_ALIGN - 1) / TD_ARENA_ALIGN * TD_ARENA_ALIGN);
+        s->arena = td_large_alloc(cap); /* rounds up to its own alignment */
         if (!s->arena) {
             st = td_fail_oom(ctx, cap, "activation arena");
             goto out;

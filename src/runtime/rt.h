@@ -100,12 +100,7 @@ struct td_rt_node {
 
 /* Same element count: the residual add can move into the producer's epilogue. */
 static inline bool td_rt_residual_fusable(const td_rt_tensor *out, const td_rt_tensor *residual) {
-    int64_t a = 1, b = 1;
-    for (int i = 0; i < out->rank; i++)
-        a *= out->shape[i];
-    for (int i = 0; i < residual->rank; i++)
-        b *= residual->shape[i];
-    return a == b && out->rank == residual->rank;
+    return out->rank == residual->rank && td_rt_numel(out) == td_rt_numel(residual);
 }
 
 struct td_rt_env {

@@ -115,10 +115,7 @@ void td_kern_gemm_batched(int64_t nb, int64_t M, int64_t N, int64_t K, const flo
     batched_job j = {M, N, K, lda, ldb, ldc, c_stride, A, B, a_off, b_off, C,
                      (uint8_t *)(((uintptr_t)pack_scratch + 63) & ~(uintptr_t)63),
                      (td_gemm_pack_bytes((size_t)K, (size_t)N) + 63) / 64 * 64};
-    int threads = env->pool ? td_threadpool_threads(env->pool) : 1;
-    if (threads > env->threads)
-        threads = env->threads;
-    td_parallel_for_n(env->pool, (size_t)nb, threads, batched_range, &j);
+    td_parallel_for_n(env->pool, (size_t)nb, env->threads, batched_range, &j); /* clamps to the pool */
 }
 
 void td_kern_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env) {
@@ -155,15 +152,6 @@ void td_kern_layernorm_rows(const float *x, const float *gamma, const float *bet
 void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
                           float *inv_std, td_rt_env *env) {
     td_ref_rmsnorm_rows(x, gamma, y, rows, n, eps, inv_std); /* memory-bound and small: no fast kernel yet */
-}
-
-void td_kern_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
-                       float *out, int64_t ldo, int64_t S, int64_t L, int64_t D, int64_t Dv, float scale,
-                       const float *mask_add, int64_t mask_ld, float *scratch, td_rt_env *env) {
-    /* Per-head attention with an arbitrary additive mask: reference loops for
-     * now (the fused kernel in attention.h allocates per call and takes masks
-     * per batch, not per head). */
-    td_ref_attention(q, ldq, k, ldk, v, ldv, out, ldo, S, L, D, Dv, scale, mask_add, mask_ld, scratch);
 }
 
 static size_t mha_slice(int64_t S, int64_t T, int64_t D, int64_t Dv) {
@@ -226,10 +214,7 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
 
 void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env) {
     mha_job j = {a, (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63), mha_slice(a->S, a->T, a->D, a->Dv)};
-    int threads = env->pool ? td_threadpool_threads(env->pool) : 1;
-    if (threads > env->threads)
-        threads = env->threads;
-    td_parallel_for_n(env->pool, (size_t)(a->B * a->N), threads, mha_pairs, &j);
+    td_parallel_for_n(env->pool, (size_t)(a->B * a->N), env->threads, mha_pairs, &j);
 }
 
 void td_kern_unary_f32(td_kern_unary op, const float *x, float *y, int64_t n, td_rt_env *env) {

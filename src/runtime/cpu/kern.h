@@ -69,13 +69,6 @@ void td_kern_skip_layernorm_rows(const float *x, const float *skip, int64_t skip
 void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps,
                           float *inv_std, td_rt_env *env);
 
-/* Attention for one (batch, head): out (S x Dv, ldo) = softmax(scale * q k^T + mask_add) v
- * with q (S x D, ldq), k (L x D, ldk), v (L x Dv, ldv); mask_add (S x L, ld mask_ld) is
- * an additive mask/bias or NULL. scratch holds S * L floats. */
-void td_kern_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
-                       float *out, int64_t ldo, int64_t S, int64_t L, int64_t D, int64_t Dv, float scale,
-                       const float *mask_add, int64_t mask_ld, float *scratch, td_rt_env *env);
-
 /* Multi-head attention over all (batch, head) pairs, parallel over pairs:
  *   out[b, :, h] = softmax(scale * Q_bh K_bh^T + mask[b] + bias[b, h]) V_bh
  * Q_bh = q + b*q_bstride + h*D (S rows, row stride ldq); K_bh (T x D) and V_bh
