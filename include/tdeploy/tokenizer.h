@@ -84,6 +84,7 @@ typedef struct td_encoding {
     int32_t *sequence_ids;        /* (len) */
     int32_t *word_ids;            /* (len) pre-tokenized word index within its sequence (HF word_ids); -1 special/pad */
     const char **tokens;          /* (len) */
+    bool truncated;               /* truncation removed tokens (the main row; overflow rows hold them) */
     size_t n_overflowing;
     struct td_encoding *overflowing; /* (n_overflowing) */
 } td_encoding;

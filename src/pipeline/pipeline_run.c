@@ -76,16 +76,7 @@ static td_status encode(td_ctx *ctx, const td_pipeline *p, const char *const *te
             return td_wrap(ctx, "input %zu", first + i);
         if (b->enc[i].len == 0)
             return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "input %zu gives no tokens", first + i);
-        if (o.truncation && b->enc[i].len == o.max_length) {
-            /* as long as the limit: find out whether anything was cut */
-            td_tok_options full = o;
-            full.truncation = false;
-            td_encoding e;
-            TD_TRY(td_tokenizer_encode(ctx, p->tok, texts[i], strlen(texts[i]), pair, pair ? strlen(pair) : 0, &full,
-                                       &e));
-            res[i].truncated = e.len > o.max_length;
-            td_encoding_free(&e);
-        }
+        res[i].truncated = b->enc[i].truncated;
         if (b->enc[i].len > b->seq)
             b->seq = b->enc[i].len;
     }

@@ -437,12 +437,13 @@ static size_t pad_target(size_t len, const td_tok_options *o) {
     return t;
 }
 
-/* Encode + truncate + post-process one row into out (unpadded). With rows
+/* Encode + truncate + post-process one row into out (unpadded); *truncated
+ * (may be NULL) tells whether truncation removed tokens. With rows
  * non-NULL (and o->return_overflowing) also the overflowing rows, unpadded;
  * the caller frees them with td_overflow_free. */
 static td_status encode_row(td_ctx *ctx, const td_tokenizer *tok, td_work *w, const char *text, size_t len,
                             const char *pair, size_t pair_len, const td_tok_options *o, td_tokvec *out,
-                            td_tokvec **rows, size_t *n_rows) {
+                            td_tokvec **rows, size_t *n_rows, bool *truncated) {
     td_tokvec *a = &w->seqtok[0], *b = pair ? &w->seqtok[1] : NULL;
     TD_TRY(encode_sequence(ctx, tok, w, text, len, 0, o->char_offsets, a));
     if (b)
@@ -471,8 +472,11 @@ static td_status encode_row(td_ctx *ctx, const td_tokenizer *tok, td_work *w, co
                 full_b.n = b->n;
             }
         }
+        size_t before = a->n + (b ? b->n : 0);
         if ((st = td_truncate(ctx, a, b, max, o->stride, o->trunc_strategy, o->trunc_left)))
             goto out;
+        if (truncated)
+            *truncated = a->n + (b ? b->n : 0) < before;
         if (want_rows && (st = td_overflow_rows(ctx, tok->post, &full_a, a->n, b ? &full_b : NULL, b ? b->n : 0, o,
                                                 rows, n_rows)))
             goto out;
@@ -548,7 +552,8 @@ td_status td_tokenizer_encode(td_ctx *ctx, const td_tokenizer *tok, const char *
     td_tokvec tv = {0};
     td_tokvec *rows = NULL;
     size_t n_rows = 0;
-    td_status st = encode_row(ctx, tok, &w, text, text_len, pair, pair_len, o, &tv, &rows, &n_rows);
+    bool truncated = false;
+    td_status st = encode_row(ctx, tok, &w, text, text_len, pair, pair_len, o, &tv, &rows, &n_rows, &truncated);
     if (st)
         goto out;
     /* HF pads the overflowing rows to the main row's target (a single encode has a batch of one) */
@@ -559,6 +564,7 @@ td_status td_tokenizer_encode(td_ctx *ctx, const td_tokenizer *tok, const char *
     }
     if ((st = fill_encoding(ctx, &tv, out)))
         goto out;
+    out->truncated = truncated;
     if (n_rows) {
         if (!(out->overflowing = calloc(n_rows, sizeof *out->overflowing))) {
             st = td_fail_oom(ctx, n_rows, "overflowing rows");
@@ -615,7 +621,7 @@ td_status td_tokenizer_encode_batch(td_ctx *ctx, const td_tokenizer *tok, const 
         }
         size_t tl = text_lens ? text_lens[i] : strlen(texts[i]);
         size_t pl = pairs ? (pair_lens ? pair_lens[i] : strlen(pairs[i])) : 0;
-        st = encode_row(ctx, tok, &w, texts[i], tl, pairs ? pairs[i] : NULL, pl, o, &rows[i], NULL, NULL);
+        st = encode_row(ctx, tok, &w, texts[i], tl, pairs ? pairs[i] : NULL, pl, o, &rows[i], NULL, NULL, NULL);
         if (st)
             td_wrap(ctx, "batch row %zu", i);
         else if (rows[i].n > longest)
