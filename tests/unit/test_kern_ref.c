@@ -91,10 +91,10 @@ static void test_rows(td_rt_env *env) {
         td_ref_layernorm_rows(x, g, be, b, R, N, 1e-5f, m2, s2);
         CHECK_MSG(max_rel_err(a, b, n) < 1e-4f, "layernorm %lldx%lld", (long long)R, (long long)N);
         CHECK(max_rel_err(m1, m2, (size_t)R) < 1e-5f && max_rel_err(s1, s2, (size_t)R) < 1e-4f);
-        td_kern_unary_f32(TD_KU_GELU_ERF, x, a, (int64_t)n, env);
+        td_kern_unary_f32(TD_UNARY_GELU_ERF, x, a, (int64_t)n, env);
         td_ref_gelu_erf(x, b, (int64_t)n);
         CHECK(max_rel_err(a, b, n) < 1e-5f);
-        td_kern_unary_f32(TD_KU_GELU_TANH, x, a, (int64_t)n, env);
+        td_kern_unary_f32(TD_UNARY_GELU_TANH, x, a, (int64_t)n, env);
         td_ref_gelu_tanh(x, b, (int64_t)n);
         CHECK(max_rel_err(a, b, n) < 1e-5f);
         free(x), free(a), free(b), free(g), free(be);

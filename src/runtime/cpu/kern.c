@@ -217,23 +217,13 @@ void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env) {
     td_parallel_for_n(env->pool, (size_t)(a->B * a->N), env->threads, mha_pairs, &j);
 }
 
-void td_kern_unary_f32(td_kern_unary op, const float *x, float *y, int64_t n, td_rt_env *env) {
-    static const td_unary map[] = {
-        [TD_KU_EXP] = TD_UNARY_EXP,           [TD_KU_TANH] = TD_UNARY_TANH, [TD_KU_ERF] = TD_UNARY_ERF,
-        [TD_KU_SIGMOID] = TD_UNARY_SIGMOID,   [TD_KU_RELU] = TD_UNARY_RELU, [TD_KU_GELU_ERF] = TD_UNARY_GELU_ERF,
-        [TD_KU_GELU_TANH] = TD_UNARY_GELU_TANH,
-    };
-    td_cpu_unary(env->pool, map[op], x, y, (size_t)n);
+void td_kern_unary_f32(td_unary op, const float *x, float *y, int64_t n, td_rt_env *env) {
+    td_cpu_unary(env->pool, op, x, y, (size_t)n);
 }
 
-void td_kern_bias_unary_f32(td_kern_unary op, const float *x, const float *bias, float *y, int64_t rows, int64_t cols,
+void td_kern_bias_unary_f32(td_unary op, const float *x, const float *bias, float *y, int64_t rows, int64_t cols,
                             td_rt_env *env) {
-    static const td_unary map[] = {
-        [TD_KU_EXP] = TD_UNARY_EXP,           [TD_KU_TANH] = TD_UNARY_TANH, [TD_KU_ERF] = TD_UNARY_ERF,
-        [TD_KU_SIGMOID] = TD_UNARY_SIGMOID,   [TD_KU_RELU] = TD_UNARY_RELU, [TD_KU_GELU_ERF] = TD_UNARY_GELU_ERF,
-        [TD_KU_GELU_TANH] = TD_UNARY_GELU_TANH,
-    };
-    td_cpu_bias_unary(env->pool, map[op], x, bias, y, (size_t)rows, (size_t)cols);
+    td_cpu_bias_unary(env->pool, op, x, bias, y, (size_t)rows, (size_t)cols);
 }
 
 void td_kern_binary_f32(char op, const float *a, int64_t sa, const float *b, int64_t sb, float *o, int64_t n) {

@@ -10,6 +10,7 @@
 #ifndef TD_RUNTIME_CPU_KERN_H
 #define TD_RUNTIME_CPU_KERN_H
 
+#include "runtime/cpu/activations.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/rt.h"
 
@@ -97,19 +98,10 @@ typedef struct td_kern_mha {
 size_t td_kern_mha_scratch(int64_t S, int64_t T, int64_t D, int64_t Dv, int threads);
 void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env);
 
-typedef enum td_kern_unary {
-    TD_KU_EXP,
-    TD_KU_TANH,
-    TD_KU_ERF,
-    TD_KU_SIGMOID,
-    TD_KU_RELU,
-    TD_KU_GELU_ERF,
-    TD_KU_GELU_TANH,
-} td_kern_unary;
 /* y = f(x) on n contiguous floats (y may equal x). */
-void td_kern_unary_f32(td_kern_unary op, const float *x, float *y, int64_t n, td_rt_env *env);
+void td_kern_unary_f32(td_unary op, const float *x, float *y, int64_t n, td_rt_env *env);
 /* y = f(x + bias[i % cols]) over rows x cols (bias may be NULL), parallel over rows. */
-void td_kern_bias_unary_f32(td_kern_unary op, const float *x, const float *bias, float *y, int64_t rows, int64_t cols,
+void td_kern_bias_unary_f32(td_unary op, const float *x, const float *bias, float *y, int64_t rows, int64_t cols,
                             td_rt_env *env);
 
 /* Elementwise binary op on fp32 rows (same length, or an operand broadcast with

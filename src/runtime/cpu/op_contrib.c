@@ -55,12 +55,12 @@ static td_status gelu_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     const td_rt_tensor *x = in[0], *b = rn->n_in > 1 ? in[1] : NULL;
     int64_t n = td_rt_numel(x), h = b ? b->shape[0] : 1;
     if (x->dtype == TD_F32 && !b) {
-        td_kern_unary_f32(st->tanh_form ? TD_KU_GELU_TANH : TD_KU_GELU_ERF, x->data, out[0]->data, n, env);
+        td_kern_unary_f32(st->tanh_form ? TD_UNARY_GELU_TANH : TD_UNARY_GELU_ERF, x->data, out[0]->data, n, env);
         return TD_OK;
     }
     if (x->dtype == TD_F32 && b->dtype == TD_F32 && out[0]->dtype == TD_F32 && h > 0) {
         /* BiasGelu / FastGelu with bias: vectorized and parallel over rows of h */
-        td_kern_bias_unary_f32(st->tanh_form ? TD_KU_GELU_TANH : TD_KU_GELU_ERF, x->data, b->data, out[0]->data,
+        td_kern_bias_unary_f32(st->tanh_form ? TD_UNARY_GELU_TANH : TD_UNARY_GELU_ERF, x->data, b->data, out[0]->data,
                                n / h, h, env);
         return TD_OK;
     }

@@ -139,11 +139,11 @@ static td_status unary_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
     } else if (x->dtype == TD_F32) {
         const float *xp = x->data;
         float *yp = y->data;
-        int ku = c == U_GELU_ERF ? TD_KU_GELU_ERF : c == U_GELU_TANH ? TD_KU_GELU_TANH : c == U_EXP ? TD_KU_EXP
-               : c == U_TANH ? TD_KU_TANH : c == U_ERF ? TD_KU_ERF : c == U_SIGMOID ? TD_KU_SIGMOID
-               : c == U_RELU ? TD_KU_RELU : -1;
+        int ku = c == U_GELU_ERF ? TD_UNARY_GELU_ERF : c == U_GELU_TANH ? TD_UNARY_GELU_TANH : c == U_EXP ? TD_UNARY_EXP
+               : c == U_TANH ? TD_UNARY_TANH : c == U_ERF ? TD_UNARY_ERF : c == U_SIGMOID ? TD_UNARY_SIGMOID
+               : c == U_RELU ? TD_UNARY_RELU : -1;
         if (ku >= 0)
-            td_kern_unary_f32((td_kern_unary)ku, xp, yp, n, env);
+            td_kern_unary_f32((td_unary)ku, xp, yp, n, env);
         else
             for (int64_t i = 0; i < n; i++)
                 yp[i] = unary_f(c, xp[i]);
