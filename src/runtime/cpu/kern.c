@@ -226,21 +226,3 @@ void td_kern_bias_unary_f32(td_unary op, const float *x, const float *bias, floa
     td_cpu_bias_unary(env->pool, op, x, bias, y, (size_t)rows, (size_t)cols);
 }
 
-void td_kern_binary_f32(char op, const float *a, int64_t sa, const float *b, int64_t sb, float *o, int64_t n) {
-    if (sa == 1 && sb == 1) {
-        switch (op) {
-        case '+': for (int64_t i = 0; i < n; i++) o[i] = a[i] + b[i]; return;
-        case '-': for (int64_t i = 0; i < n; i++) o[i] = a[i] - b[i]; return;
-        case '*': for (int64_t i = 0; i < n; i++) o[i] = a[i] * b[i]; return;
-        case '/': for (int64_t i = 0; i < n; i++) o[i] = a[i] / b[i]; return;
-        default: return;
-        }
-    }
-    switch (op) {
-    case '+': for (int64_t i = 0; i < n; i++) o[i] = a[i * sa] + b[i * sb]; break;
-    case '-': for (int64_t i = 0; i < n; i++) o[i] = a[i * sa] - b[i * sb]; break;
-    case '*': for (int64_t i = 0; i < n; i++) o[i] = a[i * sa] * b[i * sb]; break;
-    case '/': for (int64_t i = 0; i < n; i++) o[i] = a[i * sa] / b[i * sb]; break;
-    default: break;
-    }
-}

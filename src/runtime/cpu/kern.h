@@ -104,8 +104,4 @@ void td_kern_unary_f32(td_unary op, const float *x, float *y, int64_t n, td_rt_e
 void td_kern_bias_unary_f32(td_unary op, const float *x, const float *bias, float *y, int64_t rows, int64_t cols,
                             td_rt_env *env);
 
-/* Elementwise binary op on fp32 rows (same length, or an operand broadcast with
- * stride 0). op: '+', '-', '*', '/'. */
-void td_kern_binary_f32(char op, const float *a, int64_t sa, const float *b, int64_t sb, float *o, int64_t n);
-
 #endif

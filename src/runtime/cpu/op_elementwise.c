@@ -222,12 +222,7 @@ static void bin_row(void *user, const int64_t *off, const int64_t *st, int64_t o
     const td_rt_tensor *a = j->a, *b = j->b;
     td_rt_tensor *o = j->o;
     ew_code c = j->c;
-    if (a->dtype == TD_F32 && b->dtype == TD_F32 && o->dtype == TD_F32 && c <= B_DIV) {
-        static const char ops[] = {'+', '-', '*', '/'};
-        td_kern_binary_f32(ops[c - B_ADD], (const float *)a->data + off[0], st[0], (const float *)b->data + off[1],
-                           st[1], (float *)o->data + oo, n);
-        return;
-    }
+    /* fp32 Add/Sub/Mul/Div never get here: binary_exec gives them the threaded broadcast kernel */
     bool as_float = td_is_float_dt(a->dtype) || (c == B_POW && td_is_float_dt(b->dtype) && o->dtype != a->dtype);
     if (c == B_POW && td_is_int_dt(a->dtype) && td_is_float_dt(b->dtype))
         as_float = true;
