@@ -363,7 +363,7 @@ td_status td_atomic_commit(td_ctx *ctx, td_atomic_file *af) {
     if (!e && fsync(io->fd) != 0)
         e = errno;
     if (e) {
-        s = td_fail(ctx, TD_ERR_IO, "writing %s failed: %s (disk full?)", af->final_path, strerror(e));
+        s = write_failed(ctx, af, e);
         goto out;
     }
     int fd = io->fd;

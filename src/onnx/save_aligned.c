@@ -48,9 +48,6 @@ static size_t rest_size(Onnx__TensorProto *tp) {
     return n;
 }
 
-/* Header bytes of an aligned initializer before its raw bytes, with a 1-byte data_type. */
-static uint64_t aligned_head(size_t rest) { return 1 + WIDE_LEN + rest + 1 + 1 + 1 + WIDE_LEN; }
-
 static uint64_t aligned_tensor_len(size_t rest, size_t dtype_width, size_t raw_len) {
     return (uint64_t)rest + 1 + dtype_width + 1 + WIDE_LEN + raw_len;
 }
@@ -84,7 +81,8 @@ td_status td_onnx_aligned_plan_make(td_ctx *ctx, Onnx__ModelProto *mp, td_onnx_a
         Onnx__TensorProto *tp = gp->initializer[i];
         if (wants_alignment(tp)) {
             size_t rest = rest_size(tp);
-            uint64_t at = pos + aligned_head(rest); /* raw bytes with a 1-byte data_type */
+            /* where the raw bytes would start with a 1-byte data_type: field tag + length + all before raw */
+            uint64_t at = pos + 1 + WIDE_LEN + aligned_tensor_len(rest, 1, 0);
             size_t pad = (size_t)((TD_ONNX_ALIGN_BYTES - at % TD_ONNX_ALIGN_BYTES) % TD_ONNX_ALIGN_BYTES);
             plan->dtype_width[i] = (uint8_t)(1 + pad);
             pos += 1 + WIDE_LEN + aligned_tensor_len(rest, 1 + pad, tp->raw_data.len);

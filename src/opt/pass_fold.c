@@ -275,7 +275,8 @@ static td_status fold_node(td_ctx *ctx, fold_env *e, td_node *n, bool *changed) 
     if (!all_const)
         return TD_OK;
     int64_t node_max = e->max;
-    if (preserves_size(n)) /* a transposed/reshaped/cast weight is no bigger than the weight itself */
+    bool same_size = preserves_size(n);
+    if (same_size) /* a transposed/reshaped/cast weight is no bigger than the weight itself */
         for (int j = 0; j < n->n_inputs; j++)
             if (ins[j] && td_tensor_numel(ins[j]) > node_max)
                 node_max = td_tensor_numel(ins[j]);
@@ -315,7 +316,7 @@ static td_status fold_node(td_ctx *ctx, fold_env *e, td_node *n, bool *changed) 
     for (int j = 0; j < n_srcs; j++)
         srcs[j] = n->inputs[j];
     TD_TRY(install(ctx, g, n, outs));
-    if (preserves_size(n))
+    if (same_size)
         for (int j = 0; j < n_srcs; j++) {
             td_value *src = srcs[j];
             release_mapped_pages(src);
