@@ -167,21 +167,31 @@ static bool unsqueeze_axes(const td_node *u, int64_t *axes, int *cnt) {
     return u->n_inputs > 1 && opt_const_ints(u->inputs[1], axes, 2, cnt);
 }
 
+/* Walk *v up through at most two Unsqueezes that insert axes 1 and/or 2 (until
+ * *inserted reaches 2), counting the inserted axes; false for any other Unsqueeze. */
+static bool strip_unsqueezes(const td_value **v, int *inserted) {
+    for (int k = 0; k < 2 && *inserted < 2; k++) {
+        td_node *u = opt_producer(*v, "Unsqueeze");
+        if (!u)
+            break;
+        int64_t axes[2];
+        int cnt = 0;
+        if (!unsqueeze_axes(u, axes, &cnt))
+            return false;
+        for (int j = 0; j < cnt; j++)
+            if (axes[j] != 1 && axes[j] != 2)
+                return false;
+        *inserted += cnt;
+        *v = u->inputs[0];
+    }
+    return true;
+}
+
 static td_value *raw_mask_of(const td_value *mask, double *filter) {
     /* the Unsqueezes to (batch, 1, 1, seq) may come before the Cast or after the Mul */
     int inserted = 0;
-    for (int k = 0; k < 2; k++) {
-        td_node *u = opt_producer(mask, "Unsqueeze");
-        int64_t axes[2];
-        int cnt = 0;
-        if (!u || !unsqueeze_axes(u, axes, &cnt))
-            break;
-        for (int j = 0; j < cnt; j++)
-            if (axes[j] != 1 && axes[j] != 2)
-                return NULL;
-        inserted += cnt;
-        mask = u->inputs[0];
-    }
+    if (!strip_unsqueezes(&mask, &inserted))
+        return NULL;
     td_node *mul = opt_producer(mask, "Mul");
     if (!mul)
         return NULL;
@@ -192,22 +202,10 @@ static td_value *raw_mask_of(const td_value *mask, double *filter) {
         !opt_const_scalar(sub->inputs[0], &one) || one != 1.0)
         return NULL;
     td_node *cast = opt_producer(sub->inputs[1], "Cast");
-    td_value *v = cast ? cast->inputs[0] : sub->inputs[1];
-    /* one or two Unsqueezes inserting axes 1 and 2 */
-    for (int k = 0; k < 2 && inserted < 2; k++) {
-        td_node *u = opt_producer(v, "Unsqueeze");
-        if (!u)
-            break;
-        int64_t axes[2];
-        int cnt = 0;
-        if (!unsqueeze_axes(u, axes, &cnt))
-            return NULL;
-        for (int j = 0; j < cnt; j++)
-            if (axes[j] != 1 && axes[j] != 2)
-                return NULL;
-        inserted += cnt;
-        v = u->inputs[0];
-    }
+    const td_value *v = cast ? cast->inputs[0] : sub->inputs[1];
+    /* one or two Unsqueezes inserting axes 1 and 2, unless they came after the Mul */
+    if (!strip_unsqueezes(&v, &inserted))
+        return NULL;
     if (inserted != 2 || !v->is_input || v->type.rank != 2 || td_dtype_is_float(v->type.elem))
         return NULL;
     return (td_value *)v;
