@@ -122,19 +122,14 @@ static td_status labels_from_config(td_ctx *ctx, td_pipeline *p, const td_hf_con
     return TD_OK;
 }
 
-static bool has_output(const td_model *m, const char *name) {
+static const td_value *find_output(const td_model *m, const char *name) {
     for (int i = 0; i < m->graph->n_outputs; i++)
         if (strcmp(m->graph->outputs[i]->name, name) == 0)
-            return true;
-    return false;
+            return m->graph->outputs[i];
+    return NULL;
 }
 
-static int output_rank(const td_model *m, const char *name) {
-    for (int i = 0; i < m->graph->n_outputs; i++)
-        if (strcmp(m->graph->outputs[i]->name, name) == 0)
-            return m->graph->outputs[i]->type.rank;
-    return -1;
-}
+static bool has_output(const td_model *m, const char *name) { return find_output(m, name) != NULL; }
 
 /* config.architectures -> task, for ONNX files without tdeploy's metadata. */
 static td_export_task task_from_config(const td_hf_config *c, bool sentence_transformers) {
@@ -158,8 +153,9 @@ static td_export_task task_from_outputs(const td_model *m) {
         return TD_TASK_EMBEDDING;
     if (has_output(m, "start_logits") && has_output(m, "end_logits"))
         return TD_TASK_QUESTION_ANSWERING;
-    if (has_output(m, "logits"))
-        return output_rank(m, "logits") == 3 ? TD_TASK_TOKEN_CLASSIFICATION : TD_TASK_CLASSIFICATION;
+    const td_value *logits = find_output(m, "logits");
+    if (logits)
+        return logits->type.rank == 3 ? TD_TASK_TOKEN_CLASSIFICATION : TD_TASK_CLASSIFICATION;
     if (has_output(m, "last_hidden_state"))
         return TD_TASK_FEATURES;
     return TD_TASK_AUTO;
