@@ -121,7 +121,7 @@ def main():
         os.makedirs(d, exist_ok=True)
         fn(train_lines).save(os.path.join(d, "tokenizer.json"))
         cases.append((name, d))
-    fx = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures"))
+    fx = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
     for m in ("bert-base", "roberta-seqcls", "xlmr-base"):
         d = os.path.join(fx, "hf", m)
         if os.path.exists(os.path.join(d, "tokenizer.json")):

@@ -13,7 +13,7 @@ import gen_bad_hf  # noqa: E402
 
 TMP = os.environ.get("TD_TMP", "/tmp")
 BIN = os.environ.get("TD_BIN", "")
-FIXTURES = os.environ.get("TD_FIXTURES", "")
+FIXTURES = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 
 
 def main():

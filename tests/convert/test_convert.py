@@ -19,7 +19,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 BIN = os.environ["TD_BIN"]
-FIX = os.path.join(os.environ["TD_FIXTURES"], "hf")
+FIX = os.path.join(os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")), "hf")
 TMP = os.path.join(os.environ.get("TD_TMP", "/tmp"), "convert_test")
 ENCODERS = ["bert-base", "bert-seqcls", "bert-tokcls", "bert-qa", "roberta-seqcls", "xlmr-base", "distilbert-seqcls",
             "electra-base", "minilm-st"]

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 
-FIX = os.path.join(os.environ.get("TD_FIXTURES", "/work/shared/fixtures"), "hf", "minilm-st")
+FIX = os.path.join(os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")), "hf", "minilm-st")
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
 TMP = os.path.join(os.environ.get("TD_TMP", "/tmp"), "hub_download")
 TOKEN = "hf_secret_test_token"

@@ -35,7 +35,7 @@ from onnx import TensorProto, helper
 from tokenizers import Tokenizer
 from tritonclient.grpc import model_config_pb2 as mc
 
-FIX = os.environ.get("TD_FIXTURES", "/work/shared/fixtures")
+FIX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
 TMP = os.path.join(os.environ.get("TD_TMP", "/tmp"), "triton_repo")
 

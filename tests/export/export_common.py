@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 BIN = os.environ.get("TD_BIN", "tdeploy")
 TMP = os.environ.get("TD_TMP", "/tmp")
-FIXTURES = os.environ.get("TD_FIXTURES", "")
+FIXTURES = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 
 
 class Tally:

@@ -27,11 +27,11 @@ static void load_fixtures(void) {
     if (env && *env)
         snprintf(base, sizeof base, "%s", env);
     else {
-        /* default layout: <repo>/../shared/fixtures, found from this file's path */
+        /* default: the repository's tests/fixtures, found from this file's path */
         snprintf(base, sizeof base, "%s", __FILE__);
         char *p = strstr(base, "/tests/fuzz/");
         if (p)
-            snprintf(p, sizeof base - (size_t)(p - base), "/../shared/fixtures");
+            snprintf(p, sizeof base - (size_t)(p - base), "/tests/fixtures");
     }
     td_ctx *ctx = td_ctx_new();
     for (size_t i = 0; i < N_FIX; i++) {

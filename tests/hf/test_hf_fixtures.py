@@ -13,7 +13,7 @@ import sys
 
 from safetensors import safe_open
 
-FIXTURES = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
+FIXTURES = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 TD_BIN = os.environ.get("TD_BIN", "tdeploy")
 TD_TMP = os.environ.get("TD_TMP", "/tmp")
 

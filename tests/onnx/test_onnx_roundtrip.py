@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 from safetensors.numpy import load_file
 
-FIX = os.environ.get("TD_FIXTURES", "")
+FIX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 TMP = os.environ.get("TD_TMP", "/tmp")
 BIN = os.environ.get("TD_BIN", "")
 failures = []

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 TD_BIN = os.environ["TD_BIN"]
-FIXTURES = os.environ["TD_FIXTURES"]
+FIXTURES = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 TMP = os.environ.get("TD_TMP", "/tmp")
 SRC = os.environ.get("TD_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
 

@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from safetensors.numpy import load_file, save_file
 
-FIX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
+FIX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 BIN = os.environ.get("TD_BIN", "tdeploy")
 TMP = os.environ.get("TD_TMP", "/tmp")
 TOL = 1e-4

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
-FX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures"))
+FX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 TD_TMP = os.environ.get("TD_TMP", "/tmp")
 
 passed = failed = 0

@@ -19,7 +19,7 @@ import sys
 from tokenizers import Tokenizer
 
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
-FX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures"))
+FX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 TD_TMP = os.environ.get("TD_TMP", "/tmp")
 
 WORDS = ("the quick brown fox jumps over lazy dog hello world tokenizer transformer unbelievable naïve café "

@@ -313,7 +313,7 @@ static void test_errors(void) {
 
 int main(void) {
     ctx = td_ctx_new();
-    snprintf(fixtures, sizeof fixtures, "%s", td_test_env("TD_FIXTURES", "../../shared/fixtures"));
+    snprintf(fixtures, sizeof fixtures, "%s", td_test_env("TD_FIXTURES", "../tests/fixtures"));
     snprintf(tmpdir, sizeof tmpdir, "%s", td_test_env("TD_TMP", "/tmp"));
     test_fixtures();
     test_defaults();

@@ -436,7 +436,7 @@ static void test_tokenizer_config(void) {
 
 int main(void) {
     ctx = td_ctx_new();
-    snprintf(fixtures, sizeof fixtures, "%s", td_test_env("TD_FIXTURES", "../../shared/fixtures"));
+    snprintf(fixtures, sizeof fixtures, "%s", td_test_env("TD_FIXTURES", "../tests/fixtures"));
     snprintf(tmp, sizeof tmp, "%s/test_model_dir", td_test_env("TD_TMP", "/tmp"));
     mkdirs(tmp);
     test_fixture_dirs();

@@ -189,7 +189,7 @@ static void test_initializer_type_from_data(void) {
 }
 
 int main(void) {
-    const char *root = td_test_env("TD_FIXTURES", "../shared/fixtures");
+    const char *root = td_test_env("TD_FIXTURES", "../tests/fixtures");
     test_initializer_type_from_data();
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++)
         check_fixture(root, fixtures[i].dir, fixtures[i].embed_op);

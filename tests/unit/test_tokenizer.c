@@ -217,7 +217,7 @@ out:
 
 /* Every fixture tokenizer survives hostile text: control bytes, long runs, lone combining marks. */
 static void test_fixture_hostile_text(void) {
-    const char *fx = td_test_env("TD_FIXTURES", "../shared/fixtures");
+    const char *fx = td_test_env("TD_FIXTURES", "../tests/fixtures");
     const char *names[] = {"bert-base", "roberta-seqcls", "xlmr-base", "gpt2-lm"};
     char *big = malloc(200001);
     for (int i = 0; i < 200000; i++)
@@ -290,7 +290,7 @@ static void test_long_words(void) {
 /* Overflowing windows through the C API: off by default, overlapping by the stride, owned and freed by the
  * encoding; a pair with both texts cut is refused with TD_ERR_UNSUPPORTED and a zeroed encoding. */
 static void test_overflowing(void) {
-    const char *fx = td_test_env("TD_FIXTURES", "../shared/fixtures");
+    const char *fx = td_test_env("TD_FIXTURES", "../tests/fixtures");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/hf/bert-base", fx);
     td_ctx *ctx = td_ctx_new();

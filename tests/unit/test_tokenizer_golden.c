@@ -152,7 +152,7 @@ static void check_model(const char *dir, const char *name) {
 }
 
 int main(void) {
-    const char *fx = td_test_env("TD_FIXTURES", "../shared/fixtures");
+    const char *fx = td_test_env("TD_FIXTURES", "../tests/fixtures");
     char hf[4096];
     snprintf(hf, sizeof hf, "%s/hf", fx);
     DIR *d = opendir(hf);
