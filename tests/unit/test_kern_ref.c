@@ -147,13 +147,13 @@ static void test_mha(td_rt_env *env) {
 
 int main(void) {
     srand(42);
-    td_rt_env single = {1, NULL};
+    td_rt_env single = {1, NULL, false};
     test_gemm(&single);
     test_rows(&single);
     test_mha(&single);
     td_threadpool *pool = NULL;
     CHECK(td_threadpool_create(NULL, 2, &pool) == TD_OK);
-    td_rt_env multi = {2, pool};
+    td_rt_env multi = {2, pool, false};
     test_gemm(&multi);
     test_rows(&multi);
     test_mha(&multi);
