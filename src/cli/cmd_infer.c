@@ -13,14 +13,15 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: tdeploy infer MODEL.onnx --inputs IN.safetensors -o OUT.safetensors [--threads N]\n"
-               "                    [--precision fp32|fp16|bf16] [--json] [-v|-q]\n\n"
-               "Runs MODEL on the CPU runtime. Each graph input is read from the tensor of the same name in\n"
+               "                    [--precision fp32|fp16|bf16] [--backend cpu|reference] [--json] [-v|-q]\n\n"
+               "Runs MODEL on the CPU runtime (--backend reference: on the plain reference kernels, one thread,\n"
+               "slow; the path convert validates against). Each graph input is read from the tensor of the same name in\n"
                "IN (or 'input.<name>', the fixtures' golden-file form; 'output.*' tensors are ignored there).\n"
                "Outputs are written to OUT under their graph names. --json prints a summary on stdout.\n");
 }
 
 typedef struct infer_args {
-    const char *model, *inputs, *output, *precision;
+    const char *model, *inputs, *output, *precision, *backend;
     int threads;
     bool json;
 } infer_args;
@@ -46,6 +47,10 @@ static int parse(int argc, char **argv, infer_args *a) {
             a->threads = (int)v;
         } else if (strcmp(s, "--precision") == 0 && i + 1 < argc) {
             a->precision = argv[++i];
+        } else if (strcmp(s, "--backend") == 0 && i + 1 < argc) {
+            a->backend = argv[++i];
+            if (strcmp(a->backend, "cpu") != 0 && strcmp(a->backend, "reference") != 0)
+                return td_cli_usage_error("infer", "--backend wants cpu or reference, got '%s'", a->backend);
         } else if (strcmp(s, "--json") == 0) {
             a->json = true;
         } else if (s[0] == '-') {
@@ -128,6 +133,7 @@ int td_cmd_infer(int argc, char **argv) {
     td_session_options opt;
     td_session_options_init(&opt);
     opt.threads = a.threads;
+    opt.backend = a.backend;
     if (a.precision) {
         if (strcmp(a.precision, "fp32") == 0)
             opt.precision = TD_PRECISION_FP32;

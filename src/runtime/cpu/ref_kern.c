@@ -204,6 +204,8 @@ void td_ref_mha(const td_kern_mha *a, float *scratch) {
 
 static float ref_unary1(td_unary op, float xf) {
     double x = xf;
+    if ((op == TD_UNARY_GELU_ERF || op == TD_UNARY_GELU_TANH) && xf == -INFINITY)
+        return -0.0f; /* the limit; the formula's -inf * 0 would be NaN */
     switch (op) {
     case TD_UNARY_EXP: return (float)exp(x);
     case TD_UNARY_TANH: return (float)tanh(x);
