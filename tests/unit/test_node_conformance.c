@@ -7,6 +7,9 @@
  * atol + rtol * |want| with rtol 1e-3, atol 1e-7 for floats (NaN matches NaN),
  * exact equality for integers and bools, identical dtype and shape.
  *
+ * Each case that passes on the cpu backend runs again on the reference backend (ref_kern.h loops,
+ * which convert validates against) and must pass there too.
+ *
  * A case is SKIPPED only when session creation rejects it as unsupported
  * (TD_ERR_UNSUPPORTED names the attribute value, dtype or input kind); every
  * other error and every mismatch is a FAILURE, and any failure fails the test.
@@ -213,7 +216,8 @@ static bool compare(const td_session_output *o, const td_tensor *want, char *why
 typedef enum verdict { V_PASS, V_SKIP, V_FAIL, V_NA } verdict;
 
 /* Run every data set of one case directory. */
-static verdict run_case(td_ctx *ctx, const char *dir, char *op_name, size_t op_len, char *why, size_t n) {
+static verdict run_case(td_ctx *ctx, const char *dir, const char *backend, char *op_name, size_t op_len, char *why,
+                        size_t n) {
     char path[4096];
     td_model *m = NULL;
     td_session *s = NULL;
@@ -246,6 +250,7 @@ static verdict run_case(td_ctx *ctx, const char *dir, char *op_name, size_t op_l
     td_session_options opt;
     td_session_options_init(&opt);
     opt.threads = 1;
+    opt.backend = backend;
     td_status st = td_session_create_model(ctx, m, &opt, &s);
     if (st != TD_OK) {
         snprintf(why, n, "%s", td_error_message(ctx));
@@ -352,7 +357,16 @@ int main(void) {
         char dir[4096], op[96] = "", why[1024] = "";
         snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
         td_clear_error(ctx);
-        verdict v = run_case(ctx, dir, op, sizeof op, why, sizeof why);
+        verdict v = run_case(ctx, dir, "cpu", op, sizeof op, why, sizeof why);
+        if (v == V_PASS) { /* the reference backend (ref_kern.h loops) must pass every case the cpu backend passes */
+            v = run_case(ctx, dir, "reference", op, sizeof op, why, sizeof why);
+            if (v != V_PASS) {
+                char tmp[1024];
+                snprintf(tmp, sizeof tmp, "reference backend: %s", why);
+                snprintf(why, sizeof why, "%s", tmp);
+                v = V_FAIL;
+            }
+        }
         if (v == V_NA) {
             if (strcmp(op, "(unloadable)") == 0) {
                 unloadable++;
