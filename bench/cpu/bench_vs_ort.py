@@ -4,9 +4,20 @@
 Models: random-weight MiniLM-L6-H384 and bert-base HF directories (bench/make_model.py), exported by
 `tdeploy export` (feature-extraction). tdeploy runs its fused graph (`tdeploy optimize`); ONNX Runtime runs
 the same export after onnxruntime.transformers.optimizer.optimize_model (model_type bert) with every graph
-optimization enabled: the best configuration we found for it. Shapes: batch x seq 1x16, 1x128, 8x128, 32x128.
-Inputs: random ids, full attention mask. Reported: median ms over --runs runs after warm-up, ratio
-(ONNX Runtime median / tdeploy median: > 1 means tdeploy is faster), and tdeploy's GFLOP/s.
+optimization enabled: the best configuration we found for it. The script asserts that ONNX Runtime's
+optimizer fused the whole graph (one EmbedLayerNormalization, an Attention per layer, two
+SkipLayerNormalizations per layer, a BiasGelu/Gelu/FastGelu per layer), so the baseline is never an
+unfused graph. Shapes: batch x seq 1x16, 1x128, 8x128, 32x128. Inputs: random ids, full attention mask.
+
+Equal work: each timed ONNX Runtime call is InferenceSession.run(None, feed), which binds the numpy inputs
+and returns every output as a new numpy array; each timed tdeploy run (bench/cpu/session_bench.c) binds
+every input, runs, and copies every output into a freshly allocated buffer. Only ONNX Runtime's Python
+call overhead (tens of microseconds) is on one side alone; it counts against ONNX Runtime at 1x16.
+
+Reported per shape, from --rounds alternating rounds (tdeploy, then ONNX Runtime, per round): the median
+ms of each side and the range (min-max) of the per-round medians, the ratio (ONNX Runtime / tdeploy:
+> 1 means tdeploy is faster) as the median and the range over rounds, and tdeploy's GFLOP/s. Never the
+best run. The load average is printed at the start and the end: on a shared host, quote it with the figures.
 
 usage: bench/cpu/bench_vs_ort.py [--build build] [--dir /tmp/td_cpu_bench] [--runs 10] [--models minilm-l6-h384,bert-base]
 """
@@ -62,7 +73,24 @@ def prepare(build, d, model):
         layers, h, heads, ff = DIMS[model]
         m = optimize_model(exported, model_type="bert", num_heads=heads, hidden_size=h, opt_level=0)  # python fusions; the session applies ORT_ENABLE_ALL
         m.save_model_to_file(ort_opt)
+    check_ort_fusions(ort_opt, model)
     return fused, ort_opt
+
+
+def check_ort_fusions(path, model):
+    """The baseline must be ONNX Runtime's fully fused graph: fail loudly if its optimizer missed a fusion."""
+    import onnx
+    layers = DIMS[model][0]
+    counts = {}
+    for n in onnx.load(path, load_external_data=False).graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    gelu = counts.get("BiasGelu", 0) + counts.get("Gelu", 0) + counts.get("FastGelu", 0)
+    want = {"EmbedLayerNormalization": 1, "Attention": layers, "SkipLayerNormalization": 2 * layers}
+    got = {k: counts.get(k, 0) for k in want}
+    if got != want or gelu != layers:
+        sys.exit(f"{path}: ONNX Runtime's optimizer fused {got} and {gelu} GELUs, expected {want} and {layers} "
+                 f"GELUs: the baseline would not be its best graph")
+    print(f"ONNX Runtime fusions ({model}): {got}, GELU {gelu}", flush=True)
 
 
 def time_tdeploy(build, path, b, s, runs, threads):
@@ -106,8 +134,9 @@ def main():
     import onnxruntime as ort
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; onnxruntime {ort.__version__}; "
           f"load average at start {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d')}")
-    print(f"| model | batch x seq | tdeploy ms | ONNX Runtime ms | ORT/tdeploy | ratio range over rounds | tdeploy GFLOP/s |")
-    print(f"|---|---|---|---|---|---|---|")
+    print(f"| model | batch x seq | tdeploy ms (range) | ONNX Runtime ms (range) | ORT/tdeploy (range) | "
+          f"tdeploy GFLOP/s |")
+    print(f"|---|---|---|---|---|---|")
     for model in a.models.split(","):
         fused, ort_opt = prepare(a.build, a.dir, model)
         so = ort.SessionOptions()
@@ -125,9 +154,10 @@ def main():
             td, ox = statistics.median(tds), statistics.median(oxs)
             ratios = [o / t for o, t in zip(oxs, tds)]
             gf = flops(model, b, s) / (td * 1e-3) / 1e9
-            print(f"| {model} | {b}x{s} | {td:.2f} | {ox:.2f} | {ox / td:.2f}x | {min(ratios):.2f}-{max(ratios):.2f}x "
-                  f"| {gf:.0f} |", flush=True)
-    print(f"load average at end {os.getloadavg()[0]:.1f}")
+            print(f"| {model} | {b}x{s} | {td:.2f} ({min(tds):.2f}-{max(tds):.2f}) | {ox:.2f} ({min(oxs):.2f}-"
+                  f"{max(oxs):.2f}) | {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                  f"{gf:.0f} |", flush=True)
+    print(f"load average at end {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f}")
 
 
 if __name__ == "__main__":
