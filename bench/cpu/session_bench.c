@@ -7,7 +7,7 @@
  * every input, run, and read every output into a fresh caller-owned buffer (bench/cpu/bench_vs_ort.py
  * times ONNX Runtime the same way, so both sides do equal work).
  * Prints one JSON line: {"batch", "seq", "threads", "runs", "median_ms", "min_ms", "max_ms", "mean_ms",
- * "fused_nodes"}. */
+ * "fused_nodes", "plans" (1: re-binding the same shapes every run reuses the plan)}. */
 #include "core/log.h"
 #include "tdeploy/session.h"
 
@@ -94,8 +94,9 @@ int main(int argc, char **argv) {
     td_session_get_stats(s, &stats);
     double median = runs % 2 ? t[runs / 2] : 0.5 * (t[runs / 2 - 1] + t[runs / 2]);
     printf("{\"batch\": %lld, \"seq\": %lld, \"threads\": %d, \"runs\": %d, \"median_ms\": %.4f, \"min_ms\": %.4f, "
-           "\"max_ms\": %.4f, \"mean_ms\": %.4f, \"fused_nodes\": %d}\n",
-           (long long)batch, (long long)seq, threads, runs, median, t[0], t[runs - 1], mean, stats.fused_nodes);
+           "\"max_ms\": %.4f, \"mean_ms\": %.4f, \"fused_nodes\": %d, \"plans\": %llu}\n",
+           (long long)batch, (long long)seq, threads, runs, median, t[0], t[runs - 1], mean, stats.fused_nodes,
+           (unsigned long long)stats.plans);
     rc = 0;
     goto out;
 fail:
