@@ -22,6 +22,10 @@ Reported per shape, from --rounds alternating rounds (tdeploy, then ONNX Runtime
 ms of each side and the range (min-max) of the per-round medians, the ratio (ONNX Runtime / tdeploy:
 > 1 means tdeploy is faster) as the median and the range over rounds, and tdeploy's GFLOP/s. Never the
 best run. The load average is printed at the start and the end: on a shared host, quote it with the figures.
+--clock cpu times process CPU time instead of wall time on both sides (session_bench's median_cpu_ms,
+time.process_time() around ONNX Runtime's run): with --threads 1 that is what each side costs even when other
+jobs keep the cores busy, where wall time mostly measures the waits for a core. With more threads CPU time
+also counts spinning workers, so use it with --threads 1.
 
 usage: bench/cpu/bench_vs_ort.py [--build build] [--dir /tmp/td_cpu_bench] [--runs 10] [--models minilm-l6-h384,bert-base]
 """
@@ -100,13 +104,13 @@ def check_ort_fusions(path, model):
     print(f"ONNX Runtime's graph ({os.path.basename(path)}): {got}, GELU {gelu}", flush=True)
 
 
-def time_tdeploy(build, path, b, s, runs, threads):
+def time_tdeploy(build, path, b, s, runs, threads, clock="wall"):
     out = subprocess.run([os.path.join(build, "session_bench"), path, str(b), str(s), "--threads", str(threads),
                           "--runs", str(runs), "--warmup", "3"], check=True, capture_output=True, text=True).stdout
-    return json.loads(out)["median_ms"]
+    return json.loads(out)["median_cpu_ms" if clock == "cpu" else "median_ms"]
 
 
-def time_ort(sess, names, b, s, runs):
+def time_ort(sess, names, b, s, runs, clock="wall"):
     rng = np.random.default_rng(1)
     feed = {}
     for n in names:
@@ -118,11 +122,12 @@ def time_ort(sess, names, b, s, runs):
             feed[n] = np.zeros((b, s), dtype=np.int64)
     for _ in range(3):
         sess.run(None, feed)
+    now = time.process_time if clock == "cpu" else time.perf_counter
     t = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = now()
         sess.run(None, feed)
-        t.append((time.perf_counter() - t0) * 1e3)
+        t.append((now() - t0) * 1e3)
     return statistics.median(t)
 
 
@@ -133,6 +138,9 @@ def main():
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="minilm-l6-h384,bert-base")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall time, or process CPU time (meaningful with --threads 1 on a busy host)")
+    ap.add_argument("--shapes", default=",".join(f"{b}x{s}" for b, s in SHAPES), help="batch x seq list")
     ap.add_argument("--ort-graph", choices=["tdeploy-fused", "ort-optimizer"], default="tdeploy-fused",
                     help="the graph ONNX Runtime runs: tdeploy's fused file, or ONNX Runtime's optimizer's output")
     ap.add_argument("--rounds", type=int, default=3,
@@ -142,7 +150,8 @@ def main():
     os.makedirs(a.dir, exist_ok=True)
     import onnxruntime as ort
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; onnxruntime {ort.__version__}; "
-          f"load average at start {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d')}")
+          f"load average at start {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+          f"{a.threads} thread(s) each; {a.clock} time; ONNX Runtime graph: {a.ort_graph}")
     print(f"| model | batch x seq | tdeploy ms (range) | ONNX Runtime ms (range) | ORT/tdeploy (range) | "
           f"tdeploy GFLOP/s |")
     print(f"|---|---|---|---|---|---|")
@@ -154,12 +163,12 @@ def main():
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         sess = ort.InferenceSession(ort_opt, so, providers=["CPUExecutionProvider"])
         names = [i.name for i in sess.get_inputs()]
-        for b, s in SHAPES:
+        for b, s in [tuple(int(v) for v in x.split("x")) for x in a.shapes.split(",")]:
             runs = a.runs if b * s <= 1024 else max(3, a.runs // 3)
             tds, oxs = [], []
             for _ in range(max(1, a.rounds)):
-                tds.append(time_tdeploy(a.build, fused, b, s, runs, a.threads))
-                oxs.append(time_ort(sess, names, b, s, runs))
+                tds.append(time_tdeploy(a.build, fused, b, s, runs, a.threads, a.clock))
+                oxs.append(time_ort(sess, names, b, s, runs, a.clock))
             td, ox = statistics.median(tds), statistics.median(oxs)
             ratios = [o / t for o, t in zip(oxs, tds)]
             gf = flops(model, b, s) / (td * 1e-3) / 1e9
