@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly what CI runs (.ci/run calls this):
 #   1. install dependencies (scripts/install-deps.sh)
-#   2. release build with -Werror, CUDA sources compiled when nvcc exists, ctest
+#   2. release build with -Werror, ctest
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build (clang), ctest
 #   4. every libFuzzer harness for FUZZ_SECONDS seconds (default 60), seeded with the fixture files,
 #      corpora kept and grown in build-fuzz/corpus, each checked to have run (scripts/fuzz.sh)
