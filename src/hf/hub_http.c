@@ -353,7 +353,7 @@ td_status td_http_get(td_ctx *ctx, td_http *h, const char *url, size_t max_bytes
     td_http_response_clear(r);
     xfer x = {.r = r, .max_body = max_bytes};
     char errbuf[CURL_ERROR_SIZE] = "";
-    common_setup(h, url, &x, max_bytes);
+    common_setup(h, url, &x, 0); /* a metadata answer: the default deadline, whatever its cap */
     curl_easy_setopt(h->curl, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, on_body_memory);
     curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &x);
@@ -365,7 +365,7 @@ td_status td_http_get(td_ctx *ctx, td_http *h, const char *url, size_t max_bytes
         return td_fail(ctx, TD_ERR_FORMAT, "the answer from %s (HTTP %ld) is larger than the %zu bytes allowed", url,
                        r->status, max_bytes);
     if (rc != CURLE_OK)
-        return transport_error(ctx, h, rc, url, errbuf, max_bytes);
+        return transport_error(ctx, h, rc, url, errbuf, 0);
     return TD_OK;
 }
 
