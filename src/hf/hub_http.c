@@ -149,6 +149,23 @@ static void set_field(char **field, const char *v, size_t n) {
     *field = dup_trimmed(v, n);
 }
 
+/* The standard reason phrase of a status, for HTTP/2 answers, which carry none. */
+static const char *standard_reason(long status) {
+    static const struct {
+        long status;
+        const char *reason;
+    } known[] = {
+        {400, "Bad Request"},          {401, "Unauthorized"},        {403, "Forbidden"},
+        {404, "Not Found"},            {408, "Request Timeout"},     {410, "Gone"},
+        {416, "Range Not Satisfiable"}, {429, "Too Many Requests"},  {500, "Internal Server Error"},
+        {502, "Bad Gateway"},          {503, "Service Unavailable"}, {504, "Gateway Timeout"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (known[i].status == status)
+            return known[i].reason;
+    return "";
+}
+
 /* Headers of every response arrive here (redirects included); a status line
  * starts a new response, so the fields always describe the latest one. */
 static size_t on_header(char *buf, size_t size, size_t nitems, void *user) {
@@ -165,6 +182,10 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *user) {
             r->status = 0;
         const char *reason = end && end < buf + n ? end : buf + n;
         r->reason = dup_trimmed(reason, (size_t)(buf + n - reason));
+        if (r->reason && !*r->reason) {
+            free(r->reason);
+            r->reason = strdup(standard_reason(r->status));
+        }
         for (char *c = r->reason; c && *c; c++)
             if ((unsigned char)*c < 0x20 || *c == 0x7f)
                 *c = '?'; /* printed in messages: no control characters from the server */
