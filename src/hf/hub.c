@@ -164,17 +164,11 @@ static char *stored_token(void) {
     const char *v;
     if ((v = env_nonempty("HF_TOKEN_PATH")))
         path = td_hub_expand_home(v);
-    else if ((v = env_nonempty("HF_HOME"))) {
-        char *home = td_hub_expand_home(v);
+    else {
+        char *home = td_hub_home_dir();
         if (home && asprintf(&path, "%s/token", home) < 0)
             path = NULL;
         free(home);
-    } else if ((v = env_nonempty("XDG_CACHE_HOME"))) {
-        if (asprintf(&path, "%s/huggingface/token", v) < 0)
-            path = NULL;
-    } else if ((v = env_nonempty("HOME"))) {
-        if (asprintf(&path, "%s/.cache/huggingface/token", v) < 0)
-            path = NULL;
     }
     size_t len = 0;
     td_ctx quiet = {0};

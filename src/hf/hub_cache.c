@@ -57,6 +57,25 @@ char *td_hub_expand_home(const char *p) {
     return out;
 }
 
+char *td_hub_home_dir(void) {
+    const char *v;
+    char *out = NULL, *base = NULL;
+    if ((v = env_nonempty("HF_HOME")))
+        return td_hub_expand_home(v);
+    if ((v = env_nonempty("XDG_CACHE_HOME")))
+        base = td_hub_expand_home(v);
+    else
+        base = td_hub_expand_home("~/.cache");
+    if (base && base[0] == '~') { /* no home directory to put it in */
+        free(base);
+        return NULL;
+    }
+    if (base && asprintf(&out, "%s/huggingface", base) < 0)
+        out = NULL;
+    free(base);
+    return out;
+}
+
 td_status td_hub_cache_dir(td_ctx *ctx, const td_hub_options *opts, char **out) {
     const char *v;
     char *dir = NULL;
@@ -65,26 +84,21 @@ td_status td_hub_cache_dir(td_ctx *ctx, const td_hub_options *opts, char **out) 
         dir = td_hub_expand_home(opts->cache_dir);
     else if ((v = env_nonempty("HF_HUB_CACHE")))
         dir = td_hub_expand_home(v);
-    else if ((v = env_nonempty("HF_HOME")) || (v = env_nonempty("XDG_CACHE_HOME"))) {
-        bool is_hf_home = env_nonempty("HF_HOME") != NULL;
-        char *home = td_hub_expand_home(v);
-        if (home && asprintf(&dir, is_hf_home ? "%s/hub" : "%s/huggingface/hub", home) < 0)
-            dir = NULL;
-        free(home);
-    } else {
-        char *home = td_hub_expand_home("~");
-        if (!home || home[0] == '~') {
-            free(home);
+    else {
+        char *home = td_hub_home_dir();
+        if (!home)
             return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                            "cannot place the Hugging Face cache: none of HF_HUB_CACHE, HF_HOME, XDG_CACHE_HOME, HOME "
                            "is set");
-        }
-        if (asprintf(&dir, "%s/.cache/huggingface/hub", home) < 0)
+        if (asprintf(&dir, "%s/hub", home) < 0)
             dir = NULL;
         free(home);
     }
     if (!dir)
         return td_fail_oom(ctx, 256, "the cache path");
+    /* "/x/hub/" and "/x/hub" are one cache: paths built on it and compared with it stay alike */
+    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
+        dir[n - 1] = '\0';
     *out = dir;
     return TD_OK;
 }

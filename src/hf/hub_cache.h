@@ -18,6 +18,11 @@
  * malloc'd, NULL on OOM. */
 char *td_hub_expand_home(const char *path);
 
+/* huggingface_hub's HF_HOME: $HF_HOME, else $XDG_CACHE_HOME/huggingface, else
+ * ~/.cache/huggingface, `~` expanded. malloc'd; NULL when there is no home
+ * directory to place it in (or on OOM). The token file and the cache live here. */
+char *td_hub_home_dir(void);
+
 /* CACHE/models--ORG--NAME (malloc'd, NULL on OOM). */
 char *td_hub_repo_dir(const char *cache, const char *repo_id);
 

@@ -62,7 +62,14 @@ static void test_cache_dir(void) {
     setenv("HF_HOME", "~/hfh", 1);
     CHECK(td_hub_cache_dir(ctx, NULL, &dir) == TD_OK && strcmp(dir, "/h/hfh/hub") == 0);
     free(dir);
-    setenv("HF_HUB_CACHE", "~/c", 1);
+    char *home = td_hub_home_dir(); /* where the login token lives too */
+    CHECK(home && strcmp(home, "/h/hfh") == 0);
+    free(home);
+    unsetenv("HF_HOME");
+    home = td_hub_home_dir();
+    CHECK(home && strcmp(home, "/h/xdg/huggingface") == 0);
+    free(home);
+    setenv("HF_HUB_CACHE", "~/c//", 1); /* trailing slashes dropped: one spelling of one cache */
     CHECK(td_hub_cache_dir(ctx, NULL, &dir) == TD_OK && strcmp(dir, "/h/c") == 0);
     free(dir);
     unsetenv("HF_HUB_CACHE");
