@@ -514,7 +514,7 @@ static td_status fetch_blob(hub_run *r, const char *file, const char *url, const
         }
         have = 0;
     }
-    if (have < size && (s = check_free_space(r, fd, file, incomplete, size - have)) != TD_OK)
+    if (have < size && (s = check_free_space(r, fd, file, r->repo_dir, size - have)) != TD_OK)
         goto out;
     if (have < size) {
         if (r->progress) {
