@@ -593,13 +593,18 @@ try:
     p, _ = planted("incomplete", plant_incomplete)
     check("symlinked blobs/<sha>.incomplete refused", p.returncode == 1 and "symbolic link" in p.stderr, p.stderr)
     check("the file it pointed to is untouched", read(victim) == b"user data", read(victim)[:40])
-    for case, sub in [("snapshot", os.path.join("snapshots", C_MAIN)), ("blobs", "blobs")]:
+    for case, sub in [("snapshot", os.path.join("snapshots", C_MAIN)), ("blobs", "blobs"), ("refs", "refs"),
+                      ("module", os.path.join("snapshots", C_MAIN, "1_Pooling")),
+                      ("locks", os.path.join("..", ".locks", "models--test-org--tiny-st"))]:
         target = os.path.join(outside, case)
         os.makedirs(target)
 
         def plant_dir(rd, sub=sub, target=target):
-            os.makedirs(os.path.dirname(os.path.join(rd, sub)), exist_ok=True)
-            os.symlink(target, os.path.join(rd, sub))
+            link = os.path.normpath(os.path.join(rd, sub))
+            if os.path.isdir(link):
+                os.rmdir(link)
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink(target, link)
         p, _ = planted(case, plant_dir)
         check(f"symlinked {sub} refused", p.returncode == 1 and "symbolic link" in p.stderr, p.stderr)
         check(f"nothing written into the directory {sub} pointed to", os.listdir(target) == [], os.listdir(target))
