@@ -382,52 +382,108 @@ out:
     return s;
 }
 
-/* One directory below the cache root: create it, then insist that it is a
- * directory and not a symlink (lstat: a planted link is not followed). */
-static td_status make_inner_dir(td_ctx *ctx, const char *path) {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return td_fail(ctx, TD_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return td_fail(ctx, TD_ERR_IO, "cannot inspect %s: %s", path, strerror(errno));
-    if (S_ISLNK(st.st_mode))
-        return td_fail(ctx, TD_ERR_IO,
-                       "refusing to write through %s: it is a symbolic link inside the Hugging Face cache, and "
-                       "downloads must stay inside the cache; remove the link and rerun",
-                       path);
-    if (!S_ISDIR(st.st_mode))
-        return td_fail(ctx, TD_ERR_IO, "%s exists but is not a directory; remove it and rerun", path);
-    return TD_OK;
-}
-
-td_status td_hub_make_dirs(td_ctx *ctx, const char *root, const char *path) {
-    size_t root_len = strlen(root);
-    if (strncmp(path, root, root_len) != 0 || (path[root_len] != '/' && path[root_len] != '\0'))
-        return td_fail(ctx, TD_ERR_INTERNAL, "%s is not inside the cache %s", path, root);
-    char *p = strdup(path);
+/* mkdir -p for the root and what is above it, where symlinks are the user's business. */
+static td_status make_root(td_ctx *ctx, const char *root) {
+    char *p = strdup(root);
     if (!p)
-        return td_fail_oom(ctx, strlen(path), "a path");
+        return td_fail_oom(ctx, strlen(root), "a path");
     td_status s = TD_OK;
     for (char *c = p + 1;; c++) {
         if (*c != '/' && *c != '\0')
             continue;
         char saved = *c;
         *c = '\0';
-        if ((size_t)(c - p) <= root_len) { /* the root and above: symlinks allowed */
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                s = td_fail(ctx, TD_ERR_IO, "cannot create directory %s: %s", p, strerror(errno));
-                break;
-            }
-            if ((size_t)(c - p) == root_len && !td_is_dir(p)) {
-                s = td_fail(ctx, TD_ERR_IO, "%s exists but is not a directory", p);
-                break;
-            }
-        } else if ((s = make_inner_dir(ctx, p)) != TD_OK)
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            s = td_fail(ctx, TD_ERR_IO, "cannot create directory %s: %s", p, strerror(errno));
             break;
+        }
         *c = saved;
         if (!saved)
             break;
     }
     free(p);
+    if (s == TD_OK && !td_is_dir(root))
+        s = td_fail(ctx, TD_ERR_IO, "%s exists but is not a directory", root);
+    return s;
+}
+
+/* Open (creating it when missing) the directory `name` inside parent_fd,
+ * never through a symlink: O_NOFOLLOW on a descriptor walk leaves no moment in
+ * which a link swapped in could redirect the writes that follow. */
+static td_status open_inner_dir(td_ctx *ctx, int parent_fd, const char *name, const char *shown, int *fd_out) {
+    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        if (mkdirat(parent_fd, name, 0755) != 0 && errno != EEXIST)
+            return td_fail(ctx, TD_ERR_IO, "cannot create directory %s: %s", shown, strerror(errno));
+        fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        struct stat st;
+        int err = errno;
+        if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+            return td_fail(ctx, TD_ERR_IO,
+                           "refusing to write through %s: it is a symbolic link inside the Hugging Face cache, and "
+                           "downloads must stay inside the cache; remove the link and rerun",
+                           shown);
+        if (err == ENOTDIR || err == ELOOP)
+            return td_fail(ctx, TD_ERR_IO, "%s exists but is not a directory; remove it and rerun", shown);
+        return td_fail(ctx, TD_ERR_IO, "cannot open directory %s: %s", shown, strerror(err));
+    }
+    *fd_out = fd;
+    return TD_OK;
+}
+
+td_status td_hub_open_dir(td_ctx *ctx, const char *root, const char *path, int *fd_out) {
+    *fd_out = -1;
+    size_t root_len = strlen(root);
+    if (strncmp(path, root, root_len) != 0 || (path[root_len] != '/' && path[root_len] != '\0'))
+        return td_fail(ctx, TD_ERR_INTERNAL, "%s is not inside the cache %s", path, root);
+    td_status s = make_root(ctx, root);
+    if (s != TD_OK)
+        return s;
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return td_fail(ctx, TD_ERR_IO, "cannot open directory %s: %s", root, strerror(errno));
+    char *shown = strdup(path); /* the path up to the component being opened, for messages */
+    if (!shown) {
+        close(fd);
+        return td_fail_oom(ctx, strlen(path), "a path");
+    }
+    for (size_t i = root_len; s == TD_OK && path[i];) {
+        while (path[i] == '/')
+            i++;
+        size_t len = strcspn(path + i, "/");
+        if (len == 0)
+            break;
+        char name[256];
+        if (len >= sizeof name || (len == 1 && path[i] == '.') || (len == 2 && path[i] == '.' && path[i + 1] == '.')) {
+            s = td_fail(ctx, TD_ERR_INTERNAL, "%s: unusable path component inside the cache", path);
+            break;
+        }
+        memcpy(name, path + i, len);
+        name[len] = '\0';
+        memcpy(shown, path, i + len);
+        shown[i + len] = '\0';
+        int next = -1;
+        if ((s = open_inner_dir(ctx, fd, name, shown, &next)) == TD_OK) {
+            close(fd);
+            fd = next;
+        }
+        i += len;
+    }
+    free(shown);
+    if (s != TD_OK) {
+        close(fd);
+        return s;
+    }
+    *fd_out = fd;
+    return TD_OK;
+}
+
+td_status td_hub_make_dirs(td_ctx *ctx, const char *root, const char *path) {
+    int fd = -1;
+    td_status s = td_hub_open_dir(ctx, root, path, &fd);
+    if (fd >= 0)
+        close(fd);
     return s;
 }

@@ -45,6 +45,12 @@ td_status td_hub_index_shards(td_ctx *ctx, const char *index_path, char ***shard
  * so that nothing downloaded is written outside the cache. path must start with root. */
 td_status td_hub_make_dirs(td_ctx *ctx, const char *root, const char *path);
 
+/* td_hub_make_dirs, then the directory's descriptor (*fd_out, O_CLOEXEC; the
+ * caller closes it) for openat/renameat/symlinkat. Each component below root is
+ * opened with O_NOFOLLOW from its parent's descriptor, so a symlink planted (or
+ * swapped in while a download runs) is refused, never followed. */
+td_status td_hub_open_dir(td_ctx *ctx, const char *root, const char *path, int *fd_out);
+
 /* A repository path from the Hub or an index file: relative, no "." or ".."
  * component, no empty component, no backslash or control character. */
 bool td_hub_safe_repo_path(const char *path);
