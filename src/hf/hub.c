@@ -427,17 +427,14 @@ static td_status sha256_file(td_ctx *ctx, FILE *fp, const char *path, char hex[6
     return TD_OK;
 }
 
-static uint64_t file_size_or_zero(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
-}
-
-/* Open a file of the cache for writing without following a symlink planted in
- * its place (O_NOFOLLOW) and only when it is a regular file (a FIFO or device
- * there is refused). */
-static td_status open_cache_file(td_ctx *ctx, const char *path, const char *what, int *fd_out) {
+/* Open the file `name` of a cache directory (dir_fd, from td_hub_open_dir) for
+ * writing without following a symlink planted in its place (O_NOFOLLOW) and
+ * only when it is a regular file (a FIFO or device there is refused). path is
+ * for messages. */
+static td_status open_cache_file(td_ctx *ctx, int dir_fd, const char *name, const char *path, const char *what,
+                                 int *fd_out) {
     *fd_out = -1;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0644);
+    int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0644);
     if (fd < 0 && errno == ELOOP)
         return td_fail(ctx, TD_ERR_IO,
                        "refusing to write %s through %s: it is a symbolic link inside the Hugging Face cache, and "
@@ -476,29 +473,38 @@ static td_status check_free_space(hub_run *r, int fd, const char *file, const ch
 
 /* Download (or resume) blobs/<etag> of the expected size, under the blob's lock. */
 static td_status fetch_blob(hub_run *r, const char *file, const char *url, const char *etag, uint64_t size) {
-    char *blob = NULL, *incomplete = NULL, *lock_path = NULL;
-    int lock_fd = -1;
+    char *blob = NULL, *incomplete = NULL, *lock_path = NULL, *blobs_dir = NULL;
+    char inc_name[160], lock_name[160]; /* etag: at most 128 safe characters (normalize_etag) */
+    int lock_fd = -1, blobs_fd = -1, locks_fd = -1;
     FILE *fp = NULL;
     td_progress progress;
     bool progress_on = false;
     td_status s = TD_OK;
     if (asprintf(&blob, "%s/blobs/%s", r->repo_dir, etag) < 0 ||
         asprintf(&incomplete, "%s/blobs/%s.incomplete", r->repo_dir, etag) < 0 ||
-        asprintf(&lock_path, "%s/%s.lock", r->lock_dir, etag) < 0) {
+        asprintf(&lock_path, "%s/%s.lock", r->lock_dir, etag) < 0 ||
+        asprintf(&blobs_dir, "%s/blobs", r->repo_dir) < 0) {
         s = td_fail_oom(r->ctx, 256, "a path");
         goto out;
     }
+    snprintf(inc_name, sizeof inc_name, "%s.incomplete", etag);
+    snprintf(lock_name, sizeof lock_name, "%s.lock", etag);
+    /* Every write below goes through these descriptors: no path is looked up again. */
+    if ((s = td_hub_open_dir(r->ctx, r->cache, blobs_dir, &blobs_fd)) != TD_OK ||
+        (s = td_hub_open_dir(r->ctx, r->cache, r->lock_dir, &locks_fd)) != TD_OK)
+        goto out;
     /* Another process may be downloading the same blob: wait for it. */
-    if ((s = open_cache_file(r->ctx, lock_path, "a lock", &lock_fd)) != TD_OK)
+    if ((s = open_cache_file(r->ctx, locks_fd, lock_name, lock_path, "a lock", &lock_fd)) != TD_OK)
         goto out;
     if (flock(lock_fd, LOCK_EX) != 0) {
         s = td_fail(r->ctx, TD_ERR_IO, "cannot lock %s: %s", lock_path, strerror(errno));
         goto out;
     }
-    if (td_is_file(blob) && file_size_or_zero(blob) == size)
+    struct stat blob_st;
+    if (fstatat(blobs_fd, etag, &blob_st, 0) == 0 && S_ISREG(blob_st.st_mode) && (uint64_t)blob_st.st_size == size)
         goto out; /* already there (shared with another revision, or a concurrent run got it) */
     int fd = -1;
-    if ((s = open_cache_file(r->ctx, incomplete, file, &fd)) != TD_OK)
+    if ((s = open_cache_file(r->ctx, blobs_fd, inc_name, incomplete, file, &fd)) != TD_OK)
         goto out;
     if (!(fp = fdopen(fd, "r+b"))) {
         close(fd);
@@ -529,7 +535,7 @@ static td_status fetch_blob(hub_run *r, const char *file, const char *url, const
             s = td_http_download(r->ctx, r->http, url, fp, have, size, progress_on ? &progress : NULL, &r->resp,
                                  &now);
             if (s == TD_ERR_FORMAT) { /* more bytes than announced: nothing in the file is to be trusted */
-                unlink(incomplete);
+                unlinkat(blobs_fd, inc_name, 0);
                 td_wrap(r->ctx, "downloading %s of %s stopped; the partial file was removed (is HF_ENDPOINT a Hugging "
                                 "Face Hub?)",
                         file, r->repo_id);
@@ -569,7 +575,7 @@ static td_status fetch_blob(hub_run *r, const char *file, const char *url, const
         if ((s = sha256_file(r->ctx, fp, incomplete, hex)) != TD_OK)
             goto out;
         if (strcmp(hex, etag) != 0) {
-            unlink(incomplete);
+            unlinkat(blobs_fd, inc_name, 0);
             s = td_fail(r->ctx, TD_ERR_IO,
                         "%s of %s is corrupt: its sha256 is %s but the Hub says %s; the partial file was removed, "
                         "rerun to download it again",
@@ -583,7 +589,7 @@ static td_status fetch_blob(hub_run *r, const char *file, const char *url, const
     }
     fclose(fp);
     fp = NULL;
-    if (rename(incomplete, blob) != 0) {
+    if (renameat(blobs_fd, inc_name, blobs_fd, etag) != 0) {
         s = td_fail(r->ctx, TD_ERR_IO, "cannot rename %s to %s: %s", incomplete, blob, strerror(errno));
         goto out;
     }
@@ -594,15 +600,21 @@ out:
         fclose(fp);
     if (lock_fd >= 0)
         close(lock_fd); /* releases the flock */
+    if (blobs_fd >= 0)
+        close(blobs_fd);
+    if (locks_fd >= 0)
+        close(locks_fd);
     free(blob);
     free(incomplete);
     free(lock_path);
+    free(blobs_dir);
     return s;
 }
 
 /* snapshots/<commit>/<file> -> ../../blobs/<etag> (one more ../ per directory in file). */
 static td_status link_snapshot_file(hub_run *r, const char *file, const char *etag) {
     char *link_path = NULL, *tmp = NULL, *dir = NULL, *target = NULL;
+    int dir_fd = -1;
     td_status s = TD_OK;
     size_t depth = 2;
     for (const char *p = file; *p; p++)
@@ -618,21 +630,25 @@ static td_status link_snapshot_file(hub_run *r, const char *file, const char *et
         strcat(target, "../");
     strcat(target, "blobs/");
     strcat(target, etag);
-    if (!(dir = td_path_dirname(link_path)) || asprintf(&tmp, "%s.tmp.%ld", link_path, (long)getpid()) < 0) {
+    const char *base = strrchr(link_path, '/') + 1;
+    if (!(dir = td_path_dirname(link_path)) || asprintf(&tmp, "%s.tmp.%ld", base, (long)getpid()) < 0) {
         tmp = NULL;
         s = td_fail_oom(r->ctx, 256, "a path");
         goto out;
     }
-    if ((s = td_hub_make_dirs(r->ctx, r->cache, dir)) != TD_OK)
+    if ((s = td_hub_open_dir(r->ctx, r->cache, dir, &dir_fd)) != TD_OK)
         goto out;
-    unlink(tmp);
-    if (symlink(target, tmp) != 0 || rename(tmp, link_path) != 0) {
+    unlinkat(dir_fd, tmp, 0);
+    /* symlinkat + renameat replace whatever is at the name (a planted link included) without following it */
+    if (symlinkat(target, dir_fd, tmp) != 0 || renameat(dir_fd, tmp, dir_fd, base) != 0) {
         s = td_fail(r->ctx, TD_ERR_IO, "cannot create the link %s -> %s: %s (does the file system support symlinks?)",
                     link_path, target, strerror(errno));
-        unlink(tmp);
+        unlinkat(dir_fd, tmp, 0);
         goto out;
     }
 out:
+    if (dir_fd >= 0)
+        close(dir_fd);
     free(link_path);
     free(tmp);
     free(dir);
