@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "deploy/report.h"
 #include "deploy/stats.h"
+#include "deploy/output_dir.h"
 #include "deploy/tree.h"
 #include "deploy/triton.h"
 #include "export/export.h"
@@ -676,7 +677,7 @@ static td_status copy_model_files(td_ctx *ctx, conv *c) {
         snprintf(dst, sizeof dst, "%s/%s", c->stage, files[i]);
         if (!td_is_file(src))
             continue;
-        TD_TRY(td_link_or_copy_file(ctx, src, dst));
+        TD_TRY(td_copy_file(ctx, src, dst));
     }
     return TD_OK;
 }
@@ -776,6 +777,8 @@ static td_status make_stage(td_ctx *ctx, conv *c) {
         c->stage = NULL;
         return td_fail_oom(ctx, n, "a path");
     }
+    /* refuse a folder that is not ours before any work, not after minutes of it */
+    TD_TRY(td_output_check_replaceable(ctx, c->outdir, c->o->force));
     /* create missing parents of OUTDIR (mkdir -p); a failure shows up in mkdtemp below */
     for (char *p = c->outdir + 1; *p; p++)
         if (*p == '/') {
@@ -846,11 +849,14 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
         goto out;
     td_info("[8/8] report and move into place");
     {
+        /* a failed validation never replaces OUTDIR: the run goes to OUTDIR.failed */
+        char dest[1200];
+        snprintf(dest, sizeof dest, "%s%s", c.outdir, res->n_failed_backends ? ".failed" : "");
         const char *kinds[4] = {"onnx", "optimized_onnx", "triton_repository", "report"};
         const char *files[4] = {"model.onnx", "model-optimized.onnx", "triton", "report.json"};
         for (int i = 0; i < 4 && s == TD_OK; i++) {
             char p[1400];
-            snprintf(p, sizeof p, "%s/%s", c.outdir, files[i]);
+            snprintf(p, sizeof p, "%s/%s", dest, files[i]);
             s = td_report_add_artifact(ctx, c.report, kinds[i], p);
         }
         if (s == TD_OK)
@@ -860,11 +866,14 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
         if (s == TD_OK)
             s = td_report_write(ctx, c.report, rp);
         if (s == TD_OK)
-            s = td_tree_move_into_place(ctx, c.stage, c.outdir);
+            s = td_output_write_marker(ctx, c.stage, "convert");
+        if (s == TD_OK)
+            s = td_output_replace(ctx, c.stage, dest, c.o->force, res->n_failed_backends ? NULL : "triton");
         if (s == TD_OK) {
             free(c.stage);
             c.stage = NULL; /* moved: nothing to clean up */
-            snprintf(res->report_path, sizeof res->report_path, "%s/report.json", c.outdir);
+            snprintf(res->written_dir, sizeof res->written_dir, "%s", dest);
+            snprintf(res->report_path, sizeof res->report_path, "%s/report.json", dest);
             write_summary(&c);
         }
     }
