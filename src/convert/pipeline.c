@@ -201,6 +201,10 @@ static void capture_io(conv *c, const td_graph *g) {
     }
 }
 
+static td_opt_precision precision_of(const char *name) {
+    return strcmp(name, "fp16") == 0 ? TD_OPT_FP16 : strcmp(name, "bf16") == 0 ? TD_OPT_BF16 : TD_OPT_FP32;
+}
+
 static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     td_export_options eo = {0};
     eo.model_dir = c->md->path;
@@ -239,6 +243,11 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     td_opt_options oo;
     td_opt_options_default(&oo);
     oo.target = TD_OPT_TARGET_FUSED;
+    /* --precision reaches the written files: model-optimized.onnx (and so the
+     * Triton model, a copy of it) has fp16/bf16 weights and compute, with
+     * float32 inputs/outputs; model.onnx stays the fp32 reference */
+    oo.precision = precision_of(c->o->precision);
+    oo.keep_io_types = true;
     if ((s = td_optimize(ctx, m, &oo, &c->orep)) != TD_OK) {
         td_wrap(ctx, "optimizing the exported graph");
         goto out;
@@ -703,6 +712,8 @@ static void write_summary(conv *c) {
     append(b, n, "shapes    batch %lld/%lld/%lld, sequence %lld/%lld/%lld (min/opt/max)\n", (long long)c->o->batch[0],
            (long long)c->o->batch[1], (long long)c->o->batch[2], (long long)c->seq[0], (long long)c->seq[1],
            (long long)c->seq[2]);
+    append(b, n, "written   model.onnx fp32 (reference), model-optimized.onnx and the Triton model %s%s\n",
+           c->o->precision, strcmp(c->o->precision, "fp32") ? " (float32 inputs and outputs)" : "");
     append(b, n, "steps    ");
     for (int i = 0; i < c->n_steps; i++)
         append(b, n, " %s %.2fs", c->step_names[i], c->step_s[i]);
@@ -750,6 +761,13 @@ static td_status add_report_details(td_ctx *ctx, conv *c) {
         if (c->orep.fusion_names[i])
             cJSON_AddNumberToObject(fus, c->orep.fusion_names[i], c->orep.fusion_counts[i]);
     cJSON_AddStringToObject(conf, "precision", c->o->precision);
+    /* what the files hold, so nobody has to trust the option: model.onnx is the fp32 reference */
+    cJSON *wp = cJSON_AddObjectToObject(root, "written_precision");
+    if (!wp)
+        return td_fail_oom(ctx, 0, "the report");
+    cJSON_AddStringToObject(wp, "model.onnx", "fp32");
+    cJSON_AddStringToObject(wp, "model-optimized.onnx", c->o->precision);
+    cJSON_AddStringToObject(wp, "triton", c->o->precision);
     cJSON_AddNumberToObject(conf, "atol", c->atol);
     cJSON_AddNumberToObject(conf, "rtol", c->rtol);
     cJSON_AddNumberToObject(conf, "threads", c->o->threads);
