@@ -27,8 +27,10 @@ static void usage(FILE *f) {
             "  --device cpu|gpu       where the ONNX model runs (default cpu; the tokenizer always runs on CPU)\n"
             "  --max-queue-delay-us N dynamic batching delay (default 100)\n"
             "  --force                replace folders of this model's names that tdeploy did not write\n"
-            "  --max-length N         tokenizer truncation (default: the model's fixed sequence length,\n"
-            "                         else tokenizer_config.json's model_max_length, else tokenizer.json's)\n");
+            "  --max-length N         tokenizer truncation (default: the model's fixed sequence length, else\n"
+            "                         the model's max length as `tdeploy run` cuts: DIR's config.json positions,\n"
+            "                         capped by sentence_bert_config.json max_seq_length, else by\n"
+            "                         tokenizer_config.json model_max_length)\n");
 }
 
 int td_cmd_triton_repo(int argc, char **argv) {

@@ -7,6 +7,7 @@
 #include "deploy/output_dir.h"
 #include "deploy/pbtxt.h"
 #include "deploy/tree.h"
+#include "hf/max_length.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -274,11 +275,9 @@ static td_status find_tokenizer_params(td_ctx *ctx, const td_triton_spec *sp, to
         goto out;
     }
     tp->max_length = tp->pad_to_length ? tp->pad_to_length : sp->max_length;
-    if (!tp->max_length && cfg) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(cfg, "model_max_length");
-        if (cJSON_IsNumber(m) && m->valuedouble >= 1 && m->valuedouble <= 1e6) /* HF writes 1e30 for "unset" */
-            tp->max_length = (int64_t)m->valuedouble;
-    }
+    /* else the model's one max length (hf/max_length.h), from the files beside the tokenizer, as `run` cuts */
+    if (!tp->max_length)
+        s = td_hf_max_length_of_dir(ctx, sp->tokenizer_dir, &tp->max_length, NULL);
 out:
     cJSON_Delete(cfg);
     cJSON_Delete(map);
@@ -319,7 +318,7 @@ static void map_entries(td_pbtxt *b, const char *section, const td_triton_tensor
     }
 }
 
-static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp) {
+static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp, const tok_params *tp) {
     bool batched = sp->batch_max > 0;
     put_header(b, sp->name, "_inference");
     td_pbtxt_printf(b, "platform: \"ensemble\"\nmax_batch_size: %lld\n", (long long)sp->batch_max);
@@ -341,6 +340,10 @@ static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp) {
     td_pbtxt_printf(b, "    }\n  ]\n}\n");
     if (sp->task)
         put_param(b, "task", sp->task);
+    /* what the served model truncates a text to (the tokenizer model does it; 0: no truncation) */
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)tp->max_length);
+    put_param(b, "max_length", num);
 }
 
 /* dir/rel/.../ created as needed; returns dir/rel joined (malloc'd) in *out. */
@@ -466,7 +469,7 @@ static td_status write_tree(td_ctx *ctx, const td_triton_spec *sp, const char *r
     }
     if ((s = make_subdir(ctx, root, name, &dir)) != TD_OK || (s = make_subdir(ctx, dir, "1", &ver)) != TD_OK)
         goto out;
-    ensemble_config(&b, sp);
+    ensemble_config(&b, sp, &tp);
     s = write_text(ctx, dir, "config.pbtxt", &b);
 out:
     td_pbtxt_free(&b);
