@@ -847,7 +847,7 @@ static td_status make_stage(td_ctx *ctx, conv *c) {
         return td_fail_oom(ctx, n, "a path");
     }
     /* refuse a folder that is not ours before any work, not after minutes of it */
-    TD_TRY(td_output_check_replaceable(ctx, c->outdir, c->o->force));
+    TD_TRY(td_output_check_replaceable(ctx, c->outdir, "convert", c->o->force));
     /* create missing parents of OUTDIR (mkdir -p); a failure shows up in mkdtemp below */
     for (char *p = c->outdir + 1; *p; p++)
         if (*p == '/') {
@@ -937,7 +937,14 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
         if (s == TD_OK)
             s = td_output_write_marker(ctx, c.stage, "convert");
         if (s == TD_OK)
-            s = td_output_replace(ctx, c.stage, dest, c.o->force, res->n_failed_backends ? NULL : "triton");
+            s = td_output_replace(ctx, c.stage, dest, "convert", c.o->force, res->n_failed_backends ? NULL : "triton");
+        if (s == TD_OK && !res->n_failed_backends) {
+            /* an OUTDIR.failed of an earlier run no longer describes OUTDIR */
+            char failed[1300];
+            snprintf(failed, sizeof failed, "%s.failed", c.outdir);
+            td_ctx quiet = {0};
+            td_output_remove_if_ours(&quiet, failed, "convert");
+        }
         if (s == TD_OK) {
             free(c.stage);
             c.stage = NULL; /* moved: nothing to clean up */

@@ -18,12 +18,25 @@
 /* The first line of every config.pbtxt tdeploy writes starts with this (triton.c put_header). */
 #define TRITON_HEADER "# written by tdeploy "
 
-static bool has_marker(const char *dir) {
-    char p[4096];
+/* dir holds a marker written by command: its first line is "tdeploy VERSION COMMAND". A
+ * triton-repo repository is not a convert output (replacing it whole would drop its models). */
+static bool has_marker(const char *dir, const char *command) {
+    char p[4096], line[256];
     if (snprintf(p, sizeof p, "%s/%s", dir, TD_OUTPUT_MARKER) >= (int)sizeof p)
         return false;
-    struct stat st;
-    return lstat(p, &st) == 0 && S_ISREG(st.st_mode);
+    int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    line[n] = '\0';
+    char *nl = strchr(line, '\n');
+    if (nl)
+        *nl = '\0';
+    const char *last = strrchr(line, ' ');
+    return strncmp(line, "tdeploy ", 8) == 0 && last && strcmp(last + 1, command) == 0;
 }
 
 /* 1: empty, 0: has entries, -1: cannot be read (errno set) */
@@ -41,7 +54,7 @@ static int dir_is_empty(const char *dir) {
     return empty;
 }
 
-td_status td_output_check_replaceable(td_ctx *ctx, const char *path, bool force) {
+td_status td_output_check_replaceable(td_ctx *ctx, const char *path, const char *command, bool force) {
     struct stat st;
     if (lstat(path, &st) != 0) {
         if (errno == ENOENT)
@@ -52,7 +65,7 @@ td_status td_output_check_replaceable(td_ctx *ctx, const char *path, bool force)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "the output %s exists and is not a directory%s; remove it or choose another output folder",
                        path, S_ISLNK(st.st_mode) ? " (a symlink)" : "");
-    if (force || has_marker(path))
+    if (force || has_marker(path, command))
         return TD_OK;
     int empty = dir_is_empty(path);
     if (empty < 0)
@@ -60,9 +73,9 @@ td_status td_output_check_replaceable(td_ctx *ctx, const char *path, bool force)
     if (empty)
         return TD_OK;
     return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                   "the output folder %s has files tdeploy did not write (no %s marker in it); it was left "
+                   "the output folder %s has files tdeploy %s did not write (no %s marker of it); it was left "
                    "untouched: choose another output folder, or pass --force to replace it and everything in it",
-                   path, TD_OUTPUT_MARKER);
+                   path, command, TD_OUTPUT_MARKER);
 }
 
 td_status td_output_write_marker(td_ctx *ctx, const char *dir, const char *command) {
@@ -153,8 +166,9 @@ static td_status keep_entries(td_ctx *ctx, const char *old_root, const char *new
     return s;
 }
 
-td_status td_output_replace(td_ctx *ctx, const char *stage, const char *out, bool force, const char *keep_subdir) {
-    TD_TRY(td_output_check_replaceable(ctx, out, force));
+td_status td_output_replace(td_ctx *ctx, const char *stage, const char *out, const char *command, bool force,
+                            const char *keep_subdir) {
+    TD_TRY(td_output_check_replaceable(ctx, out, command, force));
     char *old = NULL;
     TD_TRY(swap_in(ctx, stage, out, &old));
     td_status s = TD_OK;
@@ -171,4 +185,11 @@ td_status td_output_replace(td_ctx *ctx, const char *stage, const char *out, boo
         s = td_fsync_dir(ctx, parent);
     free(parent);
     return s;
+}
+
+td_status td_output_remove_if_ours(td_ctx *ctx, const char *path, const char *command) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) || !has_marker(path, command))
+        return TD_OK;
+    return td_remove_tree(ctx, path);
 }

@@ -515,7 +515,7 @@ static td_status merge_models(td_ctx *ctx, const td_triton_spec *sp, const char 
         snprintf(from, sizeof from, "%s/%s%s", tmp, sp->name, model_suffixes[k]);
         snprintf(to, sizeof to, "%s/%s%s", out, sp->name, model_suffixes[k]);
         if (td_is_dir(from))
-            TD_TRY(td_output_replace(ctx, from, to, true, NULL));
+            TD_TRY(td_output_replace(ctx, from, to, "triton-repo", true, NULL)); /* checked before writing */
         else if (td_is_dir(to) && td_triton_model_is_tdeploys(to))
             TD_TRY(td_remove_tree(ctx, to));
     }

@@ -142,6 +142,10 @@ def test_failed_validation_keeps_output(src, out):
         os.path.join(failed, "report.json")) else {}
     check("the failed run is in OUTDIR.failed with its report", any(not v["passed"] for v in rep.get("validation", []))
           and failed in r.stderr and no_leftovers(out), r.stderr)
+    r = tdeploy("convert", "-m", src, "-o", out, "--no-bench", "-q", "--texts", os.path.join(TMP, "missing.txt"),
+                *FAST)
+    check("an error mid-run (validation texts missing) leaves the previous output untouched",
+          r.returncode == 1 and tree_digest(out) == before and no_leftovers(out), f"exit {r.returncode}: {r.stderr}")
 
 
 def test_triton_repositories(src, out):
@@ -153,6 +157,7 @@ def test_triton_repositories(src, out):
     check("convert into the same OUTDIR keeps the other model",
           r.returncode == 0 and tree_digest(os.path.join(out, "triton", "other")) == other
           and os.path.isdir(os.path.join(out, "triton", "src")), r.stderr)
+    check("a passing run removes the stale OUTDIR.failed", not os.path.exists(out + ".failed"))
     # a repository with a model tdeploy did not write
     repo = os.path.join(TMP, "repo")
     theirs = os.path.join(repo, "theirs")
@@ -171,6 +176,16 @@ def test_triton_repositories(src, out):
     check("a model folder tdeploy did not write is refused", r.returncode != 0 and "--force" in r.stderr
           and tree_digest(theirs) == {k[len("theirs/"):]: v for k, v in before.items()} and no_leftovers(repo),
           r.stderr)
+    before_repo = tree_digest(repo)
+    r = tdeploy("convert", "-m", src, "-o", repo, "--no-bench", "-q", *FAST)
+    check("convert does not replace a Triton repository (not a convert output) without --force",
+          r.returncode not in (0, 3) and "--force" in r.stderr and tree_digest(repo) == before_repo, r.stderr)
+    made = os.path.join(TMP, "made_by_triton_repo")
+    r = tdeploy("triton-repo", onnx_in, "-o", made, "--name", "x")
+    before_made = tree_digest(made)
+    r = tdeploy("convert", "-m", src, "-o", made, "--no-bench", "-q", *FAST)
+    check("... nor one triton-repo created (its marker is not convert's)",
+          r.returncode not in (0, 3) and tree_digest(made) == before_made, r.stderr)
     r = tdeploy("triton-repo", onnx_in, "-o", repo, "--name", "theirs", "--force")
     check("--force replaces it, the rest stays", r.returncode == 0 and digest(os.path.join(theirs, "1", "model.onnx"))
           == digest(onnx_in) and os.path.isdir(os.path.join(repo, "mine")), r.stderr)
