@@ -141,8 +141,9 @@ static td_status swap_in(td_ctx *ctx, const char *stage, const char *out, char *
 /* Moves old/sub/X to new/sub/X for every X the new tree lacks. */
 static td_status keep_entries(td_ctx *ctx, const char *old_root, const char *new_root, const char *sub) {
     char from_dir[4096], to_dir[4096];
-    snprintf(from_dir, sizeof from_dir, "%s/%s", old_root, sub);
-    snprintf(to_dir, sizeof to_dir, "%s/%s", new_root, sub);
+    if (snprintf(from_dir, sizeof from_dir, "%s/%s", old_root, sub) >= (int)sizeof from_dir ||
+        snprintf(to_dir, sizeof to_dir, "%s/%s", new_root, sub) >= (int)sizeof to_dir)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "the output path %s is too long", new_root);
     DIR *d = opendir(from_dir);
     if (!d)
         return errno == ENOENT || errno == ENOTDIR ? TD_OK
@@ -154,8 +155,11 @@ static td_status keep_entries(td_ctx *ctx, const char *old_root, const char *new
             continue;
         char from[4096], to[4096];
         struct stat st;
-        snprintf(from, sizeof from, "%s/%s", from_dir, e->d_name);
-        snprintf(to, sizeof to, "%s/%s", to_dir, e->d_name);
+        if (snprintf(from, sizeof from, "%s/%s", from_dir, e->d_name) >= (int)sizeof from ||
+            snprintf(to, sizeof to, "%s/%s", to_dir, e->d_name) >= (int)sizeof to) {
+            s = td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "the path of %s/%s is too long", from_dir, e->d_name);
+            break;
+        }
         if (lstat(to, &st) == 0)
             continue; /* the new output has its own */
         if ((mkdir(to_dir, 0755) != 0 && errno != EEXIST) || rename(from, to) != 0)

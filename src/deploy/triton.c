@@ -489,7 +489,8 @@ static td_status check_existing_models(td_ctx *ctx, const td_triton_spec *sp, co
     for (int k = 0; k < 3; k++) {
         char p[4096];
         struct stat st;
-        snprintf(p, sizeof p, "%s/%s%s", repo, sp->name, model_suffixes[k]);
+        if (snprintf(p, sizeof p, "%s/%s%s", repo, sp->name, model_suffixes[k]) >= (int)sizeof p)
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "the output path %s is too long", repo);
         if (lstat(p, &st) != 0)
             continue;
         if (!S_ISDIR(st.st_mode))
@@ -512,8 +513,9 @@ static td_status check_existing_models(td_ctx *ctx, const td_triton_spec *sp, co
 static td_status merge_models(td_ctx *ctx, const td_triton_spec *sp, const char *tmp, const char *out) {
     for (int k = 0; k < 3; k++) {
         char from[4096], to[4096];
-        snprintf(from, sizeof from, "%s/%s%s", tmp, sp->name, model_suffixes[k]);
-        snprintf(to, sizeof to, "%s/%s%s", out, sp->name, model_suffixes[k]);
+        if (snprintf(from, sizeof from, "%s/%s%s", tmp, sp->name, model_suffixes[k]) >= (int)sizeof from ||
+            snprintf(to, sizeof to, "%s/%s%s", out, sp->name, model_suffixes[k]) >= (int)sizeof to)
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "the output path %s is too long", out);
         if (td_is_dir(from))
             TD_TRY(td_output_replace(ctx, from, to, "triton-repo", true, NULL)); /* checked before writing */
         else if (td_is_dir(to) && td_triton_model_is_tdeploys(to))
