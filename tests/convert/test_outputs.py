@@ -3,7 +3,7 @@
 
   - a folder with the user's own files is refused (nothing changed) unless --force;
   - a failed validation (exit 3) leaves the previous good output as it was (the run
-    goes to OUTDIR.failed);
+    goes to OUTDIR.failed), and so do an error and SIGINT mid-run;
   - an existing Triton repository keeps its other models (convert's OUTDIR/triton
     and triton-repo -o REPO); a model folder tdeploy did not write is refused
     unless --force;
@@ -19,14 +19,17 @@
     --no-bench, a progress bar with an ETA on a terminal only (not with -q).
 The source model is a copy of the minilm-st fixture inside TD_TMP, on the same
 file system as the outputs, so that a hard link would be possible there."""
+import glob
 import hashlib
 import json
 import os
 import pty
 import select
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -146,6 +149,27 @@ def test_failed_validation_keeps_output(src, out):
                 *FAST)
     check("an error mid-run (validation texts missing) leaves the previous output untouched",
           r.returncode == 1 and tree_digest(out) == before and no_leftovers(out), f"exit {r.returncode}: {r.stderr}")
+
+
+def test_interrupt_keeps_output(src, out):
+    before = tree_digest(out)
+    p = subprocess.Popen([BIN, "convert", "-m", src, "-o", out, "--seq-len", "1", "8", str(ST_MAX), "--nb-measures",
+                          "100000000", "--threads", "2", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent, base = os.path.split(out)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:  # wait for the benchmark: the staging folder is full by then
+        if glob.glob(os.path.join(parent, base + ".tmp.*", "model-optimized.onnx")):
+            time.sleep(1.0)
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+    check("SIGINT (exit 130) leaves the previous output untouched",
+          p.returncode == 130 and tree_digest(out) == before and no_leftovers(out), f"exit {p.returncode}: {err}")
 
 
 def test_triton_repositories(src, out):
@@ -315,6 +339,7 @@ def main():
         check("the output has tdeploy's marker", os.path.isfile(os.path.join(out, ".tdeploy-output")))
         test_links(src, out)
         test_failed_validation_keeps_output(src, out)
+        test_interrupt_keeps_output(src, out)
         test_triton_repositories(src, out)
         test_max_length(src, out)
     test_user_folder(src)
