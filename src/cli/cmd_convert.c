@@ -29,12 +29,17 @@ static void usage(FILE *f) {
             "  --task T                   feature-extraction | embedding | classification | token-classification |\n"
             "                             question-answering (default: from the model's config)\n"
             "  --backend LIST             tdeploy runtimes to validate and benchmark (default: cpu)\n"
-            "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 L L, L = min(128, model max))\n"
+            "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 min(128, M) M, M = the model's\n"
+            "                             max length, where the served model truncates; a MAX below M is a warning)\n"
             "  --batch-size MIN OPT MAX   batch sizes of the profile (default 1 1 1)\n"
             "  --precision P              fp32 | fp16 | bf16 weights of the backends (default fp32)\n"
             "  --atol A --rtol R          validation tolerance: |got - ref| <= A + R*|ref| per element\n"
             "                             (default 1e-4/1e-4 fp32, 1e-2/1e-2 fp16, 5e-2/5e-2 bf16)\n"
-            "  -o, --output OUTDIR        output directory (default triton_models); replaced atomically\n"
+            "  -o, --output OUTDIR        output directory (default triton_models); replaced atomically, only\n"
+            "                             when every backend passed validation (else OUTDIR.failed is written)\n"
+            "                             and only a folder tdeploy created (or an empty one); other models in\n"
+            "                             OUTDIR/triton are kept\n"
+            "  --force                    replace OUTDIR even when tdeploy did not create it\n"
             "  --name NAME                Triton model name (default: from MODEL)\n"
             "  --nb-instances N           Triton instance_group count (default 1)\n"
             "  --device cpu|cuda          where Triton runs the model (default cpu)\n"
@@ -42,6 +47,7 @@ static void usage(FILE *f) {
             "                             explicitly, the min and max shapes are measured too)\n"
             "  --warmup N                 runs before measuring (default 10)\n"
             "  --bench-corners            also benchmark the min and max shapes with the default count\n"
+            "  --no-bench                 validate and write everything, but do not benchmark\n"
             "  --threads N                CPU threads (default: one per core)\n"
             "  --texts FILE               validation texts, one per line (TAB before a pair text)\n"
             "  --seed N                   seed of the random validation inputs (default 1234)\n"
@@ -120,6 +126,10 @@ int td_cmd_convert(int argc, char **argv) {
             o.inject_fault = argv[++i];
         } else if (!strcmp(a, "--bench-corners")) {
             o.bench_corners = true;
+        } else if (!strcmp(a, "--no-bench")) {
+            o.no_bench = true;
+        } else if (!strcmp(a, "--force")) {
+            o.force = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if ((!strcmp(a, "--nb-instances") || !strcmp(a, "--nb-measures") || !strcmp(a, "--warmup") ||
@@ -179,13 +189,14 @@ int td_cmd_convert(int argc, char **argv) {
                 free(text);
             } else {
                 fputs(res->summary, stdout);
-                printf("written: %s\n", o.outdir);
+                printf("written: %s\n", res->written_dir);
             }
             if (res->n_failed_backends > 0) {
                 fprintf(stderr, "tdeploy convert: validation failed for backend(s):");
                 for (int i = 0; i < res->n_failed_backends; i++)
                     fprintf(stderr, " %s", res->failed[i]);
-                fprintf(stderr, " (see %s; no Triton model was written for them)\n", res->report_path);
+                fprintf(stderr, " (see %s; no Triton model was written for them, and %s was left as it was)\n",
+                        res->report_path, o.outdir);
                 rc = TD_EXIT_VALIDATION;
             }
         }

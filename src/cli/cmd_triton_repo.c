@@ -14,19 +14,23 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: tdeploy triton-repo MODEL.onnx -o OUT [--name NAME] [--task TASK] [--tokenizer DIR]\n"
             "           [--batch-size MIN OPT MAX] [--nb-instances N] [--device cpu|gpu]\n"
-            "           [--max-queue-delay-us N] [--max-length N]\n\n"
-            "Writes OUT/NAME (onnxruntime_onnx; the ONNX file and its external data are hard-linked or copied),\n"
+            "           [--max-queue-delay-us N] [--max-length N] [--force]\n\n"
+            "Writes OUT/NAME (onnxruntime_onnx; the ONNX file and its external data are copied, reflinked where possible),\n"
             "and with --tokenizer also OUT/NAME_tokenize (Python backend, HF tokenizers on DIR/tokenizer.json)\n"
             "and OUT/NAME_inference (ensemble: TEXT -> tokenizer -> model -> the model's outputs).\n"
-            "OUT is written into a temporary directory and swapped in only when complete.\n\n"
+            "Everything is written into a temporary directory first. A new OUT is moved into place when complete;\n"
+            "in an existing repository only this model's folders are swapped in, other models are left alone.\n\n"
             "  --name NAME            model name (default: model)\n"
             "  --batch-size MIN OPT MAX  max_batch_size = MAX, preferred batch sizes OPT and MAX\n"
             "                         (default 1 8 32; MAX 0 disables Triton batching)\n"
             "  --nb-instances N       instances of each model (default 1)\n"
             "  --device cpu|gpu       where the ONNX model runs (default cpu; the tokenizer always runs on CPU)\n"
             "  --max-queue-delay-us N dynamic batching delay (default 100)\n"
-            "  --max-length N         tokenizer truncation (default: the model's fixed sequence length,\n"
-            "                         else tokenizer_config.json's model_max_length, else tokenizer.json's)\n");
+            "  --force                replace folders of this model's names that tdeploy did not write\n"
+            "  --max-length N         tokenizer truncation (default: the model's fixed sequence length, else\n"
+            "                         the model's max length as `tdeploy run` cuts: DIR's config.json positions,\n"
+            "                         capped by sentence_bert_config.json max_seq_length, else by\n"
+            "                         tokenizer_config.json model_max_length)\n");
 }
 
 int td_cmd_triton_repo(int argc, char **argv) {
@@ -79,6 +83,8 @@ int td_cmd_triton_repo(int argc, char **argv) {
             NEED(1);
             if (!td_cli_parse_i64(argv[++i], 0, 1LL << 40, &sp.max_queue_delay_us))
                 return td_cli_usage_error("triton-repo", "--max-queue-delay-us takes a non-negative integer");
+        } else if (strcmp(a, "--force") == 0) {
+            sp.force = true;
         } else if (strcmp(a, "--max-length") == 0) {
             NEED(1);
             if (!td_cli_parse_i64(argv[++i], 1, 1 << 24, &sp.max_length))

@@ -7,6 +7,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "hf/config.h"
+#include "hf/max_length.h"
 #include "hf/model_dir.h"
 #include "hf/tokenizer_config.h"
 #include "onnx/onnx_io.h"
@@ -181,60 +182,6 @@ static td_status check_outputs(td_ctx *ctx, const td_model *m, td_export_task ta
     return TD_OK;
 }
 
-/* Longest row for an ONNX file without "max_seq_length" metadata: the model's
- * positions (RoBERTa-like models lose pad_token_id + 1 of them), capped by
- * sentence_bert_config.json's max_seq_length, else tokenizer_config.json's
- * model_max_length, as td_model_dir computes it for HF directories. */
-static int64_t max_length_from_files(const td_hf_config *c, int64_t st_max, const td_tokenizer_config *tc) {
-    int64_t limit = 0;
-    if (c && td_hf_family_is_encoder(c->family)) {
-        limit = c->max_position_embeddings;
-        if (c->family == TD_HF_ROBERTA || c->family == TD_HF_XLM_ROBERTA)
-            limit -= c->pad_token_id + 1;
-        if (limit < 1)
-            limit = 0;
-    }
-    int64_t cap = -1;
-    if (st_max > 0)
-        cap = st_max;
-    else if (tc && tc->model_max_length > 0)
-        cap = tc->model_max_length;
-    if (cap > 0 && (limit == 0 || cap < limit))
-        return cap;
-    return limit;
-}
-
-/* sentence_bert_config.json's max_seq_length (0 when the file or the key is
- * absent). Read directly: an engine directory has the file but not the module
- * folders modules.json points to. */
-static td_status st_max_seq_length(td_ctx *ctx, const char *dir, int64_t *out) {
-    *out = 0;
-    char *path = NULL, *text = NULL;
-    size_t len = 0;
-    cJSON *j = NULL;
-    td_status st = td_path_join(ctx, dir, "sentence_bert_config.json", false, &path);
-    if (st != TD_OK || !td_is_file(path))
-        goto out;
-    if ((st = td_read_file(ctx, path, 1 << 20, &text, &len)) != TD_OK)
-        goto out;
-    j = cJSON_ParseWithLength(text, len);
-    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "max_seq_length") : NULL;
-    if (!j || !cJSON_IsObject(j)) {
-        st = td_fail(ctx, TD_ERR_FORMAT, "%s is not a JSON object", path);
-    } else if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > (double)(1 << 24) ||
-            v->valuedouble != (double)(int64_t)v->valuedouble)
-            st = td_fail(ctx, TD_ERR_FORMAT, "%s: max_seq_length must be a positive integer", path);
-        else
-            *out = (int64_t)v->valuedouble;
-    }
-out:
-    cJSON_Delete(j);
-    free(text);
-    free(path);
-    return st;
-}
-
 /* Ids of the CLS and unknown tokens: tokenizer_config.json's names, else the usual spellings. */
 static void set_special_ids(td_pipeline *p, const td_tokenizer_config *tc) {
     const char *cls[] = {tc && tc->cls_token ? tc->cls_token : "[CLS]", "[CLS]", "<s>"};
@@ -303,7 +250,6 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
                            const char *tok_dir) {
     td_hf_config *cfg = NULL;
     td_tokenizer_config *tc = NULL;
-    int64_t st_max = 0;
     char *path = NULL;
     td_status st = td_onnx_load(ctx, onnx_path, &p->model);
     if (st != TD_OK)
@@ -320,8 +266,6 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
     if ((st = td_path_join(ctx, tok_dir, "tokenizer_config.json", false, &path)) != TD_OK)
         goto out;
     if (td_is_file(path) && (st = td_tokenizer_config_load(ctx, path, &tc)) != TD_OK)
-        goto out;
-    if ((st = st_max_seq_length(ctx, tok_dir, &st_max)) != TD_OK)
         goto out;
     free(path);
     path = NULL;
@@ -372,8 +316,8 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
             goto out;
         }
         p->max_length = v;
-    } else {
-        p->max_length = max_length_from_files(cfg, st_max, tc);
+    } else if ((st = td_hf_max_length_of_dir(ctx, tok_dir, &p->max_length, NULL)) != TD_OK) {
+        goto out; /* no "max_seq_length" metadata: the files beside the tokenizer, by the one rule */
     }
     set_special_ids(p, tc);
     if (asprintf(&p->description, "%s (ONNX file, tokenizer from %s)", onnx_path, tok_dir) < 0) {

@@ -109,9 +109,10 @@ def test_fault_injection():
     out = os.path.join(TMP, "fault")
     r = run(["-m", os.path.join(FIX, "bert-seqcls"), "-o", out, "--inject-fault", "cpu"] + SHAPE_ARGS)
     check(r.returncode == 3 and "validation failed" in r.stderr, f"injected fault: exit 3 ({r.stderr.strip()[-200:]})")
-    rep = json.load(open(os.path.join(out, "report.json")))
+    rep = json.load(open(os.path.join(out + ".failed", "report.json")))
     check(any(not v["passed"] for v in rep["validation"] if v["backend"] == "cpu"), "injected fault: report says failed")
-    check(not os.path.exists(os.path.join(out, "triton", "bert-seqcls")), "injected fault: no Triton model for it")
+    check(not os.path.exists(out) and not os.path.exists(os.path.join(out + ".failed", "triton", "bert-seqcls")),
+          "injected fault: OUTDIR not written, no Triton model for it")
 
 
 def test_errors():
