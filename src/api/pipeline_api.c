@@ -140,6 +140,8 @@ td_status td_convert_model(td_ctx *ctx, const td_convert_request *req, td_conver
         o.nb_measures = req->nb_measures;
     if (req->threads > 0)
         o.threads = req->threads;
+    o.force = req->force;
+    o.no_bench = req->no_bench;
     char *list = NULL;
     if (req->backends) {
         list = strdup(req->backends);

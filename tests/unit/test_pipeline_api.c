@@ -110,6 +110,24 @@ int main(void) {
     snprintf(report, sizeof report, "%s/report.json", outdir);
     CHECK(file_nonempty(report));
     CHECK(strstr(ci.report_path, "report.json") != NULL);
+    /* a folder tdeploy did not create is refused unless force is set */
+    char userdir[4096], userfile[4200];
+    snprintf(userdir, sizeof userdir, "%s/api_user_folder", tmp);
+    snprintf(userfile, sizeof userfile, "%s/mine.txt", userdir);
+    mkdir(userdir, 0755);
+    FILE *uf = fopen(userfile, "w");
+    if (uf) {
+        fputs("user data", uf);
+        fclose(uf);
+    }
+    cv.output_dir = userdir;
+    cv.no_bench = true;
+    CHECK(td_convert_model(ctx, &cv, NULL) != TD_OK);
+    CHECK(file_nonempty(userfile));
+    cv.force = true;
+    s = td_convert_model(ctx, &cv, &ci);
+    CHECK_MSG(s == TD_OK, "%s", td_error_message(ctx));
+    CHECK(!file_nonempty(userfile));
 
     td_ctx_free(ctx);
     return td_test_finish("test_pipeline_api");
