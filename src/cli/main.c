@@ -27,11 +27,21 @@ static void usage(FILE *f) {
             td_version());
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n'tdeploy COMMAND --help' describes a command's flags.\n");
+    fprintf(f, "\n'tdeploy help COMMAND' (or 'tdeploy COMMAND --help') describes a command's flags.\n");
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "help") == 0 && argc > 2) {
+        /* `tdeploy help CMD` is `tdeploy CMD --help` */
+        char help_flag[] = "--help";
+        for (size_t i = 0; i < N_COMMANDS; i++)
+            if (strcmp(argv[2], commands[i].name) == 0)
+                return commands[i].run(2, (char *[]){argv[2], help_flag, NULL});
+        fprintf(stderr, "tdeploy help: unknown command '%s'\n\n", argv[2]);
         usage(stderr);
         return 2;
     }
