@@ -40,7 +40,6 @@ typedef struct td_convert_options {
     const char *device;       /* Triton device: "cpu" | "cuda" */
     const char *texts_file;   /* validation texts, one per line (tab: pair); NULL = built-in set */
     uint64_t seed;            /* random validation inputs */
-    const char *inject_fault; /* testing: backend whose weights get one wrong value, or NULL */
     volatile sig_atomic_t *interrupted; /* set by the caller's SIGINT handler; polled between steps */
 } td_convert_options;
 
@@ -53,6 +52,12 @@ typedef struct td_convert_result {
     char report_path[1024];
     char summary[8192]; /* the human summary table */
 } td_convert_result;
+
+/* The checks of the options alone (shapes, precision, tolerances, backends,
+ * device, task name), without touching the model: TD_ERR_INVALID_ARGUMENT or
+ * TD_ERR_UNSUPPORTED with a message naming the flag. td_convert runs them too;
+ * the CLI runs them first to report usage errors before any work. */
+td_status td_convert_check_options(td_ctx *ctx, const td_convert_options *o);
 
 /* Run the pipeline. TD_OK when every step ran; a backend failing validation is
  * TD_OK with result->n_failed_backends > 0 (the report says which output and by
