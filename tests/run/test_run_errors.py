@@ -53,7 +53,9 @@ for bad, content, kw in [("config.json", b"{not json", "config.json"),
     write(os.path.relpath(os.path.join(d, bad), WORK), content)
     expect_fail(f"engine dir with a corrupt {bad}", ["run", d, "--text", "x"], [kw])
 
-expect_fail("unknown task", ["run", SEQ, "--task", "summarization", "--text", "x"], ["unknown task", "summarization"])
+expect_fail("unknown task", ["run", SEQ, "--task", "banana", "--text", "x"], ["unknown task", "banana"], code=2)
+expect_fail("a task not supported yet", ["run", SEQ, "--task", "summarization", "--text", "x"],
+            ["summarization", "not supported (yet)"], code=2)
 expect_fail("missing tokenizer next to .onnx", ["run", os.path.join(bare, "m.onnx"), "--text", "x"],
             ["tokenizer.json", "--tokenizer"])
 expect_fail("--tokenizer dir without tokenizer.json", ["run", os.path.join(bare, "m.onnx"), "--tokenizer", bare,
