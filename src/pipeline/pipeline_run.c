@@ -438,10 +438,11 @@ static size_t merge_overlapping(td_pipe_entity *ents, size_t n) {
             } else {
                 free(cur->word);
             }
-        } else {
-            ents[++kept] = *cur;
+            cur->word = NULL;
+        } else if (++kept != i) {
+            ents[kept] = *cur;
+            cur->word = NULL;
         }
-        cur->word = NULL;
     }
     return n ? kept + 1 : 0;
 }
