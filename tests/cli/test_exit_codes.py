@@ -100,6 +100,11 @@ expect(2, "optimize", COMMON["optimize"] + ["--target", "gpu"], "--target")
 expect(2, "run", [SEQ, "--max-length", "100000", "--text", "x"], "--max-length 100000")
 expect(2, "run", [ONNX, "--tokenizer", SEQ, "--max-length", "100000", "--text", "x"], "--max-length 100000")
 
+# test hooks are not in the product: they live in test tools (tests/tools)
+expect(2, "convert", COMMON["convert"] + ["--inject-fault", "cpu"], "--inject-fault")
+expect(2, "tokenize", ["-m", SEQ, "--jsonl", "-"], "--jsonl")
+expect(2, "tokenize", ["-m", SEQ, "--file", GOLDEN, "--repeat", "2"], "--file")
+
 # input errors: exit 1
 missing = os.path.join(WORK, "does-not-exist")
 for cmd, args in [("export", ["-m", missing, "-o", OUT]), ("inspect", [missing]), ("triton-repo", [missing, "-o", OUT]),
