@@ -23,7 +23,8 @@ static const td_cli_command commands[] = {
 static void usage(FILE *f) {
     fprintf(f,
             "tdeploy %s: turn Hugging Face transformer models into validated inference artifacts\n\n"
-            "usage: tdeploy [--version] [--help] COMMAND [ARGS]\n\ncommands:\n",
+            "usage: tdeploy [--version] [--help] COMMAND [ARGS]\n"
+            "usage: tdeploy help COMMAND\n\ncommands:\n",
             td_version());
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
@@ -35,7 +36,8 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "help") == 0 && argc > 2) {
+    if (strcmp(argv[1], "help") == 0 && argc > 2 && strcmp(argv[2], "help") && strcmp(argv[2], "--help") &&
+        strcmp(argv[2], "-h")) {
         /* `tdeploy help CMD` is `tdeploy CMD --help` */
         char help_flag[] = "--help";
         for (size_t i = 0; i < N_COMMANDS; i++)
