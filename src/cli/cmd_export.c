@@ -12,7 +12,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tdeploy export -m MODEL [--task T] [-o model.onnx] [--opset N] [--dtype fp32|fp16]\n"
+            "usage: tdeploy export -m MODEL [--task T] [-o model.onnx] [--opset N] [--precision fp32|fp16]\n"
             "                      [--int32-inputs] [--cache-output] [--json] [-q|-v]\n\n"
             "Build a standard ONNX graph for a Hugging Face encoder directly from its config.json and\n"
             "safetensors weights (no tracing). Supported: bert, roberta, xlm-roberta, distilbert, electra,\n"
@@ -25,7 +25,8 @@ static void usage(FILE *f) {
             "                      automatically when the model exceeds 2 GB; weights of >= 4 KiB sit at\n"
             "                      8-byte aligned offsets (standard protobuf), so loading maps them in place\n"
             "  --opset N           ai.onnx opset, %d..%d (default %d)\n"
-            "  --dtype D           fp32 (default) or fp16 weights; LayerNorm, softmax and the mask stay fp32\n"
+            "  --precision P       fp32 (default) or fp16 weights; LayerNorm, softmax and the mask stay fp32\n"
+            "                      (--dtype is the older spelling, still accepted)\n"
             "  --int32-inputs      int32 graph inputs (TensorRT/Triton style), cast to int64 inside\n"
             "  --cache-output      leave the written file in the page cache (for a program that reads it\n"
             "                      right after); default: large outputs go to disk with O_DIRECT, faster\n"
@@ -83,7 +84,8 @@ int td_cmd_export(int argc, char **argv) {
         } else if (!strcmp(a, "--cache-output")) {
             opt.cache_output = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
-                   !strcmp(a, "--task") || !strcmp(a, "--opset") || !strcmp(a, "--dtype")) {
+                   !strcmp(a, "--task") || !strcmp(a, "--opset") || !strcmp(a, "--precision") ||
+                   !strcmp(a, "--dtype")) {
             if (!next)
                 return td_cli_usage_error("export", "%s needs a value", a);
             i++;
@@ -108,7 +110,7 @@ int td_cmd_export(int argc, char **argv) {
                 else if (!strcmp(next, "fp16") || !strcmp(next, "float16"))
                     opt.dtype = TD_F16;
                 else
-                    return td_cli_usage_error("export", "--dtype '%s' is not supported (supported: fp32, fp16)", next);
+                    return td_cli_usage_error("export", "%s '%s' is not supported (supported: fp32, fp16)", a, next);
             }
         } else {
             return td_cli_usage_error("export", "unexpected argument '%s'", a);

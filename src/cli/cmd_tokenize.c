@@ -109,13 +109,7 @@ int td_cmd_tokenize(int argc, char **argv) {
         }
         if (decoded)
             cJSON_AddStringToObject(root, "decoded", decoded);
-        char *s = cJSON_PrintUnformatted(root);
-        if (s)
-            printf("%s\n", s);
-        else
-            rc = TD_EXIT_FAIL;
-        free(s);
-        cJSON_Delete(root);
+        rc = td_cli_print_json("tokenize", root);
     } else {
         printf("%zu tokens\n", enc.len);
         printf("%5s %8s %4s %5s %14s  %s\n", "index", "id", "type", "mask", "offsets", "token");

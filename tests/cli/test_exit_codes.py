@@ -75,7 +75,7 @@ for cmd, good in TASK_CMDS.items():
     expect(2, cmd, good + ["--task", "banana"], "unknown task")
     expect(2, cmd, good + ["--task", "text-generation"], "not supported (yet)")
     expect(2, cmd, good + ["--task", "summarization"], "not supported (yet)")
-for cmd, good in [("convert", COMMON["convert"]), ("infer", COMMON["infer"]), ("optimize", COMMON["optimize"]),
+for cmd, good in [("convert", COMMON["convert"]), ("infer", COMMON["infer"]), ("optimize", COMMON["optimize"]), ("export", COMMON["export"]),
                   ("run", COMMON["run"])]:
     expect(2, cmd, good + ["--precision", "int3"], "--precision")
 for cmd, good in [("convert", COMMON["convert"]), ("triton-repo", COMMON["triton-repo"]), ("run", COMMON["run"]),
