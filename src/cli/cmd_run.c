@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,6 +342,19 @@ typedef struct runner {
     td_progress progress;
 } runner;
 
+static volatile sig_atomic_t g_interrupted;
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+    signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once */
+}
+
+static int interrupted(const runner *R) {
+    fprintf(stderr, "tdeploy run: interrupted (%zu texts had run); every answer printed is complete\n", R->done);
+    return TD_EXIT_INTERRUPTED;
+}
+
 static size_t item_len(const item *it) { return strlen(it->text) + (it->pair ? strlen(it->pair) : 0); }
 
 static const item *g_sort_items; /* qsort has no context argument in C11 */
@@ -382,6 +396,10 @@ static int flush_chunk(runner *R) {
     int rc = TD_EXIT_OK;
     size_t ran = 0;
     for (size_t b0 = 0; b0 < R->n && rc == TD_EXIT_OK; b0 += bs) {
+        if (g_interrupted) {
+            rc = interrupted(R);
+            break;
+        }
         size_t nb = R->n - b0 < bs ? R->n - b0 : bs;
         bool any_pair = false;
         for (size_t k = 0; k < nb; k++) {
@@ -477,7 +495,7 @@ static int read_file(runner *R) {
     size_t cap = 0, line_no = 0;
     ssize_t n;
     int rc = TD_EXIT_OK;
-    while (rc == TD_EXIT_OK && (n = getline(&line, &cap, f)) >= 0) {
+    while (rc == TD_EXIT_OK && !g_interrupted && (n = getline(&line, &cap, f)) >= 0) {
         line_no++;
         if (n > 0 && line[n - 1] == '\n')
             line[--n] = 0;
@@ -514,6 +532,8 @@ static int read_file(runner *R) {
             owned[tab - text] = 0;
         rc = add_item(R, owned, tab ? owned + (tab - text) + 1 : NULL, owned);
     }
+    if (rc == TD_EXIT_OK && g_interrupted)
+        rc = interrupted(R); /* the read was cut short by Ctrl-C (EINTR) */
     if (rc == TD_EXIT_OK && ferror(f)) {
         fprintf(stderr, "tdeploy run: error: reading %s failed: %s\n", a->texts_file, strerror(errno));
         rc = TD_EXIT_FAIL;
@@ -581,6 +601,13 @@ int td_cmd_run(int argc, char **argv) {
         free(a.pairs);
         return rc;
     }
+    /* Ctrl-C: finish the batch that runs, print nothing more, exit 130 (no SA_RESTART: a read of stdin
+     * returns at once) */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     td_ctx *ctx = td_ctx_new();
     td_pipeline *p = NULL;
     if (!ctx) {

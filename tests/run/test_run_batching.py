@@ -2,10 +2,13 @@
 """`tdeploy run --texts`: texts are sorted by length into batches (so a batch
 pads little), answers come out in input order and equal the answers of
 one-text batches; a terminal shows progress, a pipe or -q does not."""
+import json
 import os
 import pty
 import re
+import signal
 import subprocess
+import time
 
 import numpy as np
 
@@ -52,4 +55,14 @@ os.close(master)
 t.check(p.returncode == 0 and b"run: texts" in tty and b"100%" in tty, "progress bar on a terminal", tty[-300:])
 rc, out, err = run(["run", ST, "--texts", path])
 t.check(rc == 0 and "run: texts" not in err, "no progress when stderr is not a terminal", err[-300:])
+# Ctrl-C while reading stdin: exit 130 with a message, no half answer
+p = subprocess.Popen([TD_BIN, "run", ST, "--texts", "-", "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
+p.stdin.write(b"one text\nanother\n")
+p.stdin.flush()
+time.sleep(1.0)
+p.send_signal(signal.SIGINT)
+out, err = p.communicate(timeout=60)
+t.check(p.returncode == 130 and b"interrupted" in err and all(json.loads(l) for l in out.splitlines()),
+        "SIGINT while reading stdin: exit 130, every printed line a whole answer", f"rc={p.returncode} {err[-300:]}")
 t.finish()
