@@ -105,7 +105,7 @@ bool td_task_is_generation_model(const char *model_type, const char *const *arch
 
 td_status td_task_refuse_generation_model(td_ctx *ctx, const char *what, const char *why) {
     return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                   "%s is a text-generation model (%s): not supported (yet); tdeploy runs encoder models (bert, "
-                   "roberta, xlm-roberta, distilbert, electra) for %s",
+                   "%s is a text-generation model (%s); text generation is not supported (yet): tdeploy runs "
+                   "encoder models (bert, roberta, xlm-roberta, distilbert, electra) for %s",
                    what, why, td_task_names());
 }

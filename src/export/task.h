@@ -31,8 +31,8 @@ const char *td_task_names(void);
 bool td_task_is_generation_model(const char *model_type, const char *const *architectures, size_t n_architectures);
 
 /* The refusal of a generation model: TD_ERR_UNSUPPORTED, "WHAT is a
- * text-generation model (WHY): not supported (yet); tdeploy runs encoder
- * models for TASKS". */
+ * text-generation model (WHY); text generation is not supported (yet): tdeploy
+ * runs encoder models ... for TASKS". */
 td_status td_task_refuse_generation_model(td_ctx *ctx, const char *what, const char *why);
 
 #endif

@@ -33,8 +33,8 @@ void td_pipe_results_free(td_pipe_result *r, size_t n) {
 }
 
 /* The texts of one call as model rows: one encoding per text, plus the
- * overflowing windows of the windowed tasks; row r is rows[r], of text
- * text_of[r]; text i owns rows first_row[i] .. first_row[i + 1] - 1. */
+ * overflowing windows of the windowed tasks; text i owns rows
+ * rows[first_row[i]] .. rows[first_row[i + 1] - 1], its windows in order. */
 typedef struct rows_in {
     size_t n;                   /* texts */
     td_encoding *enc;           /* (n) main encodings; windows hang off enc[i].overflowing */
@@ -63,7 +63,7 @@ static bool windowed_task(const td_pipeline *p) {
  * min(128, max_length / 2), lowered to half a window when the question leaves
  * less room than that; an explicit stride that does not fit is an error. */
 static td_status encode_windows(td_ctx *ctx, const td_pipeline *p, const char *text, const char *pair,
-                                td_tok_options *o, size_t index, td_encoding *out) {
+                                td_tok_options *o, td_encoding *out) {
     o->truncation = false;
     TD_TRY(td_tokenizer_encode(ctx, p->tok, text, strlen(text), pair, pair ? strlen(pair) : 0, o, out));
     if (p->max_length <= 0 || out->len <= (size_t)p->max_length)
@@ -76,9 +76,9 @@ static td_status encode_windows(td_ctx *ctx, const td_pipeline *p, const char *t
     td_encoding_free(out);
     if (fixed >= max)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                       "input %zu: the %s and special tokens take %zu of the %zu tokens of a window, leaving no room "
+                       "the %s and special tokens take %zu of the %zu tokens of a window, leaving no room "
                        "for the %s; shorten it or raise --max-length",
-                       index, cut_seq ? "question" : "text", fixed, max, cut_seq ? "context" : "text");
+                       cut_seq ? "question" : "text", fixed, max, cut_seq ? "context" : "text");
     size_t room = max - fixed, stride = p->stride;
     if (!stride) {
         stride = max / 2 < DEFAULT_STRIDE ? max / 2 : DEFAULT_STRIDE;
@@ -86,9 +86,9 @@ static td_status encode_windows(td_ctx *ctx, const td_pipeline *p, const char *t
             stride = room / 2;
     } else if (stride >= room) {
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                       "input %zu: --stride %zu must be smaller than the %zu tokens of the %s each window holds "
+                       "--stride %zu must be smaller than the %zu tokens of the %s each window holds "
                        "(--max-length %zu minus the question and special tokens)",
-                       index, stride, room, cut_seq ? "context" : "text", max);
+                       stride, room, cut_seq ? "context" : "text", max);
     }
     o->truncation = true;
     o->max_length = max;
@@ -114,7 +114,7 @@ static td_status encode(td_ctx *ctx, const td_pipeline *p, const char *const *te
         const char *pair = pairs ? pairs[i] : NULL;
         td_status st;
         if (windowed_task(p)) {
-            st = encode_windows(ctx, p, texts[i], pair, &o, first + i, &b->enc[i]);
+            st = encode_windows(ctx, p, texts[i], pair, &o, &b->enc[i]);
         } else {
             o.truncation = p->max_length > 0;
             o.max_length = (size_t)p->max_length;
