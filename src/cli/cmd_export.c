@@ -136,6 +136,17 @@ int td_cmd_export(int argc, char **argv) {
                 sum.opset, sum.dtype == TD_F16 ? "fp16" : "fp32", opt.output, sum.n_nodes, sum.n_initializers,
                 (double)sum.file_bytes / 1e6, sum.seconds);
     }
+    if (st == TD_OK) { /* -v: the graph's interface and sizes */
+        td_debug("export: %lld layers, hidden %lld, %lld heads, vocabulary %lld%s", (long long)sum.layers,
+                 (long long)sum.hidden, (long long)sum.heads, (long long)sum.vocab,
+                 sum.external_data ? ", weights in an external data file" : "");
+        for (int i = 0; i < sum.n_inputs; i++)
+            td_debug("export: input  %s", sum.inputs[i]);
+        for (int i = 0; i < sum.n_outputs; i++)
+            td_debug("export: output %s", sum.outputs[i]);
+        td_debug("export: %.1f MB of weights, %.1f MB file", (double)sum.weight_bytes / 1e6,
+                 (double)sum.file_bytes / 1e6);
+    }
     td_ctx_free(ctx);
     return rc;
 }

@@ -196,6 +196,17 @@ int td_cmd_infer(int argc, char **argv) {
         json_rc = print_json(s, t1 - t0, t3 - t2, a.output);
     else
         td_info("infer: %d outputs written to %s (run %.3f s)", n_out, a.output, t3 - t2);
+    for (int i = 0; i < n_out; i++) { /* -v: each output's shape, and what the session holds */
+        char shape[160] = "";
+        for (int d = 0, pos = 0; d < outs[i].rank && pos < (int)sizeof shape; d++)
+            pos += snprintf(shape + pos, sizeof shape - (size_t)pos, "%s%lld", d ? ", " : "",
+                            (long long)outs[i].dims[d]);
+        td_debug("infer: output %s %s (%s)", outs[i].name, td_dtype_name(outs[i].dtype), shape);
+    }
+    td_session_stats stats;
+    td_session_get_stats(s, &stats);
+    td_debug("infer: load %.3f s, %d nodes (%d fused, %d hoisted), arena %zu bytes, weights %zu bytes", t1 - t0,
+             stats.nodes, stats.fused_nodes, stats.hoisted_nodes, stats.arena_bytes, stats.weight_bytes);
 out:
     rc = status == TD_OK ? json_rc : td_cli_report("infer", ctx, status);
     free(outs);

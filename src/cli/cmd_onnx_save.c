@@ -78,6 +78,8 @@ static bool convert(const char *in, const char *out, const td_onnx_save_options 
         free(text);
     } else {
         td_info("wrote %s (load %.3f s, save %.3f s)", out, t1 - t0, t2 - t1);
+        td_debug("onnx-save: %d nodes, %d initializers, %d graph inputs, %d outputs", m->graph->n_nodes,
+                 m->graph->n_initializers, m->graph->n_inputs, m->graph->n_outputs);
     }
     td_model_free(m);
     td_ctx_free(ctx);

@@ -3,6 +3,7 @@
  * (The tokenizer bench and the JSON-lines mode of the HF comparison tests live
  * in the test tool tests/tools/td_tok_tool.c, not in the product.) */
 #include "cli/cli.h"
+#include "core/log.h"
 #include "tdeploy/tokenizer.h"
 
 #include <cjson/cJSON.h>
@@ -79,7 +80,12 @@ int td_cmd_tokenize(int argc, char **argv) {
             o.max_length = (size_t)max_length;
             o.trunc_strategy = TD_TRUNC_LONGEST_FIRST;
         }
+        td_debug("tokenize: %s: vocabulary of %zu tokens; %s; truncation %s (max %zu)", model,
+                 td_tokenizer_vocab_size(tok), add_special ? "special tokens added" : "no special tokens",
+                 o.truncation ? "on" : "off", o.max_length);
         st = td_tokenizer_encode(ctx, tok, text, strlen(text), pair, pair ? strlen(pair) : 0, &o, &enc);
+        if (!st)
+            td_debug("tokenize: %zu tokens%s", enc.len, enc.truncated ? ", truncated" : "");
     }
     if (!st && decode) {
         st = td_tokenizer_decode(ctx, tok, enc.ids, enc.len, true, &decoded);

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 
 #include "deploy/onnx_signature.h"
+#include "core/log.h"
 #include "deploy/triton.h"
 
 #include <errno.h>
@@ -144,6 +145,13 @@ int td_cmd_triton_repo(int argc, char **argv) {
         rc = td_cli_print_json("triton-repo", j);
     } else {
         printf("%s\n", out_dir);
+    }
+    for (size_t i = 0; s == TD_OK && i < sig.n_inputs + sig.n_outputs; i++) { /* -v: the served interface */
+        const td_triton_tensor *t = i < sig.n_inputs ? &sig.inputs[i] : &sig.outputs[i - sig.n_inputs];
+        char dims[160] = "";
+        for (size_t d = 0, pos = 0; d < t->ndim && pos < sizeof dims; d++)
+            pos += (size_t)snprintf(dims + pos, sizeof dims - pos, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
+        td_debug("triton-repo: %s %s %s [%s]", sp.name, i < sig.n_inputs ? "input " : "output", t->name, dims);
     }
     td_onnx_signature_free(&sig);
     td_ctx_free(ctx);
