@@ -121,8 +121,10 @@ typedef struct td_pipe_result {
 
 /* Run one batch of n texts (pairs NULL or n pair texts, NUL-terminated UTF-8).
  * results: n entries, filled on success (zeroed and freed on failure). The
- * batch is one model run: callers split long inputs into batches. Error
- * messages call texts[i] "input first_index + i" (the caller's numbering). */
+ * model runs at most n rows at a time: one run for the batch, plus more when
+ * long texts of a windowed task add windows (callers split long input lists
+ * into batches). Error messages call texts[i] "input first_index + i" (the
+ * caller's numbering). */
 td_status td_pipeline_run(td_ctx *ctx, td_pipeline *p, const char *const *texts, const char *const *pairs, size_t n,
                           size_t first_index, td_pipe_result *results);
 
