@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """-v adds detail and -q removes it, the same way in every command: each command
 run on a fixture prints more on stderr with -v than without, and nothing on
-stderr with -q; stdout (the command's result) is the same in all three."""
+stderr with -q; stdout (the command's result) is the same in all three. And
+--json is formatted the same way everywhere."""
+import json
 import os
 import shutil
 import subprocess
@@ -42,5 +44,22 @@ for cmd, args in CASES.items():
     (rc, out, n), (rcv, outv, nv), (rcq, outq, nq) = res[""], res["-v"], res["-q"]
     check(rc == rcv == rcq == 0 and nv > n and nq == 0 and out == outv == outq,
           f"{cmd}: -v adds stderr lines ({n} -> {nv}), -q has none ({nq}), same stdout", str(res)[:300])
+# --json: every command prints one indented JSON document; run and onnx-save (which can handle many inputs)
+# print JSON Lines, one compact object per input
+CASES["inspect"] = [ONNX]
+for cmd, args in CASES.items():
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    p = subprocess.run([TD_BIN, cmd] + args + ["--json"], capture_output=True, text=True, timeout=300)
+    try:
+        if cmd in ("run", "onnx-save"):
+            docs = [json.loads(l) for l in p.stdout.splitlines()]
+            ok = len(docs) == 1 and isinstance(docs[0], dict)
+        else:
+            ok = isinstance(json.loads(p.stdout), dict) and p.stdout.count("\n") > 1  # indented
+    except ValueError:
+        ok = False
+    check(p.returncode == 0 and ok, f"{cmd} --json: {'JSON Lines' if cmd in ('run', 'onnx-save') else 'one indented document'}",
+          p.stdout[:200] + p.stderr[:200])
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
