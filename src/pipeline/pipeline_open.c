@@ -314,6 +314,14 @@ static td_status load_tokenizer(td_ctx *ctx, td_pipeline *p, const char *dir, co
 
 /* (a) an HF model directory or cached hub id: export in memory. */
 static td_status open_hf(td_ctx *ctx, td_pipeline *p, const td_pipeline_options *o) {
+    /* the in-memory export feeds its MatMul weights through Transpose nodes (src/export/builder.c), which
+     * the runtime's reduced-precision weight packing does not reach: refuse rather than run fp32 under an
+     * fp16/bf16 label */
+    if (o->precision != TD_PRECISION_FP32)
+        return td_fail(ctx, TD_ERR_UNSUPPORTED,
+                       "--precision %s needs an .onnx file or a `tdeploy convert` output directory; %s is a Hugging "
+                       "Face model, which runs in fp32 (convert it first: tdeploy convert -m %s)",
+                       o->precision == TD_PRECISION_FP16 ? "fp16" : "bf16", o->model, o->model);
     td_model_dir *md = NULL;
     td_status st = td_model_dir_open(ctx, o->model, &md);
     if (st != TD_OK)
