@@ -21,11 +21,11 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tdeploy run MODEL_OR_ENGINE --text \"...\" [--text-pair \"...\"] [--texts FILE|-]\n"
+            "usage: tdeploy run [-m] MODEL_OR_ENGINE --text \"...\" [--text-pair \"...\"] [--texts FILE|-]\n"
             "                   [--batch-size N] [--max-length N] [--stride N] [--task T] [--threads N]\n"
             "                   [--precision fp32|fp16|bf16] [--device cpu] [--top-k N] [--max-answer-len N]\n"
             "                   [--tokenizer DIR] [--json] [-q] [-v]\n"
-            "  MODEL_OR_ENGINE  Hugging Face model directory or cached hub id (org/name): exported in memory;\n"
+            "  [-m] MODEL_OR_ENGINE  Hugging Face model directory or cached hub id (org/name): exported in memory;\n"
             "                   an .onnx file (tokenizer.json and config.json beside it, or --tokenizer DIR);\n"
             "                   or a directory from `tdeploy convert` (runs model-optimized.onnx, else model.onnx)\n"
             "  --text T         an input text (repeat for more); for question-answering the question\n"
@@ -105,6 +105,14 @@ static int parse_args(int argc, char **argv, run_args *a) {
         }
         if (numeric)
             continue;
+        if (!strcmp(f, "-m") || !strcmp(f, "--model")) { /* the spelling of export and convert */
+            if (++i >= argc)
+                return td_cli_usage_error(CMD, "%s needs a model", f);
+            if (a->model)
+                return td_cli_usage_error(CMD, "two models given ('%s' and '%s')", a->model, argv[i]);
+            a->model = argv[i];
+            continue;
+        }
         bool takes_value = !strcmp(f, "--text") || !strcmp(f, "--text-pair") || !strcmp(f, "--texts") ||
                            !strcmp(f, "--task") || !strcmp(f, "--tokenizer") || !strcmp(f, "--precision") ||
                            !strcmp(f, "--device");

@@ -99,6 +99,10 @@ t.check(rc32 == 0 and rc16 == 0 and o32[0]["logits"] != o16[0]["logits"]
         "--precision bf16 on an .onnx file changes the answers a little", e32 + e16)
 
 # ---- input formats that must work
+rc, a, err = run_json(["run", SEQ, "--text", "same"])
+rc2, b, err2 = run_json(["run", "-m", SEQ, "--text", "same"])
+t.check(rc == 0 and rc2 == 0 and a == b, "-m MODEL (as export and convert spell it) == the positional model", err2)
+expect_fail("two models", ["run", SEQ, "-m", SEQ, "--text", "x"], ["two models"], code=2)
 rc, objs, err = run_json(["run", ST, "--texts", "-", "--batch-size", "2"],
                          stdin=b"\xef\xbb\xbfone\r\ntwo\n\nthree\tfour\nlast")
 t.check(rc == 0 and [o["text"] for o in objs] == ["one", "two", "", "three\tfour", "last"]
