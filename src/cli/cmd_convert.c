@@ -184,6 +184,8 @@ int td_cmd_convert(int argc, char **argv) {
         if (s == TD_ERR_INTERRUPTED) {
             fprintf(stderr, "tdeploy convert: %s\n", td_error_message(ctx));
             rc = TD_EXIT_INTERRUPTED;
+        } else if (s != TD_OK && res->option_misfit) {
+            rc = td_cli_usage_error("convert", "%s", td_error_message(ctx));
         } else if (s != TD_OK) {
             rc = td_cli_report("convert", ctx, s);
         } else {

@@ -48,6 +48,7 @@ void td_convert_options_init(td_convert_options *o);
 /* Outcome beyond the status: which backends failed validation. */
 typedef struct td_convert_result {
     int n_failed_backends;
+    bool option_misfit; /* the failure was an option the model cannot take (--seq-len above its maximum) */
     char failed[TD_CONVERT_MAX_BACKENDS][16];
     char report_path[1024];
     char summary[8192]; /* the human summary table */

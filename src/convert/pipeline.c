@@ -180,10 +180,12 @@ static td_status step_resolve(td_ctx *ctx, conv *c) {
         int64_t d = c->md->max_seq_length < 128 ? c->md->max_seq_length : 128;
         c->seq[0] = 1, c->seq[1] = d, c->seq[2] = d;
     }
-    if (c->seq[2] > c->md->max_seq_length)
+    if (c->seq[2] > c->md->max_seq_length) {
+        c->res->option_misfit = true; /* a flag value the model cannot take: the CLI's usage error */
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "--seq-len max %lld exceeds what %s accepts (%lld tokens); lower it",
                        (long long)c->seq[2], c->o->model, (long long)c->md->max_seq_length);
+    }
     if (c->md->tokenizer_json) {
         s = td_tokenizer_load(ctx, c->md->path, &c->tok);
         if (s != TD_OK)

@@ -92,6 +92,7 @@ for cmd, good, flag in [("convert", COMMON["convert"], "--threads"), ("run", COM
     expect(2, cmd, good + [flag, "-3"], flag)
     expect(2, cmd, good + [flag, "12abc"], flag)
 expect(2, "convert", COMMON["convert"] + ["--seq-len", "64", "32", "16"], "MIN <= OPT <= MAX")
+expect(2, "convert", COMMON["convert"] + ["--seq-len", "1", "8", "100"], "--seq-len max 100")  # the model takes 64
 expect(2, "convert", COMMON["convert"] + ["--backend", "tpu"], "tpu")
 expect(2, "convert", COMMON["convert"] + ["--atol", "x"], "--atol")
 expect(2, "export", COMMON["export"] + ["--dtype", "int3"], "dtype")
