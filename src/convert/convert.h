@@ -46,7 +46,6 @@ typedef struct td_convert_options {
     uint64_t seed;            /* random validation inputs */
     bool force;               /* replace an OUTDIR tdeploy did not create (deploy/output_dir.h) */
     bool no_bench;            /* skip the benchmark step */
-    const char *inject_fault; /* testing: backend whose weights get one wrong value, or NULL */
     volatile sig_atomic_t *interrupted; /* set by the caller's SIGINT handler; polled between steps */
 } td_convert_options;
 
@@ -55,11 +54,18 @@ void td_convert_options_init(td_convert_options *o);
 /* Outcome beyond the status: which backends failed validation. */
 typedef struct td_convert_result {
     int n_failed_backends;
+    bool option_misfit; /* the failure was an option the model cannot take (--seq-len above its maximum) */
     char failed[TD_CONVERT_MAX_BACKENDS][16];
     char written_dir[1024];  /* OUTDIR, or OUTDIR.failed when a backend failed validation */
     char report_path[1024];
     char summary[8192]; /* the human summary table */
 } td_convert_result;
+
+/* The checks of the options alone (shapes, precision, tolerances, backends,
+ * device, task name), without touching the model: TD_ERR_INVALID_ARGUMENT or
+ * TD_ERR_UNSUPPORTED with a message naming the flag. td_convert runs them too;
+ * the CLI runs them first to report usage errors before any work. */
+td_status td_convert_check_options(td_ctx *ctx, const td_convert_options *o);
 
 /* Run the pipeline. TD_OK when every step ran; a backend failing validation is
  * TD_OK with result->n_failed_backends > 0 (the report, in result->written_dir,

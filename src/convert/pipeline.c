@@ -15,12 +15,14 @@
 #include "deploy/tree.h"
 #include "deploy/triton.h"
 #include "export/export.h"
+#include "export/task.h"
 #include "hf/config.h"
 #include "hf/hub.h"
 #include "hf/model_dir.h"
 #include "onnx/ir.h"
 #include "onnx/onnx_io.h"
 #include "opt/optimize.h"
+#include "runtime/backend.h"
 #include "tdeploy/session.h"
 #include "tdeploy/tokenizer.h"
 
@@ -38,7 +40,6 @@
 typedef struct backend_run {
     const char *name;
     td_session *session;
-    td_model *model;       /* in-memory model behind session (fault injection), else NULL */
     td_compare_acc acc[MAX_IO];
     int n_acc;
     bool passed;
@@ -106,7 +107,7 @@ static td_status check_interrupt(td_ctx *ctx, const conv *c, const char *step) {
 
 /* ---------------- options ---------------- */
 
-static td_status check_options(td_ctx *ctx, const td_convert_options *o, conv *c) {
+td_status td_convert_check_options(td_ctx *ctx, const td_convert_options *o) {
     const char *dims[2] = {"--batch-size", "--seq-len"};
     const int64_t *v[2] = {o->batch, o->seq};
     for (int k = 0; k < (o->seq[0] == 0 ? 1 : 2); k++) {
@@ -118,25 +119,37 @@ static td_status check_options(td_ctx *ctx, const td_convert_options *o, conv *c
     if (o->batch[2] > 4096 || o->seq[2] > 65536)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--batch-size max %lld / --seq-len max %lld are unreasonably large",
                        (long long)o->batch[2], (long long)o->seq[2]);
+    if (strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "fp16") != 0 && strcmp(o->precision, "bf16") != 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--precision %s: use fp32, fp16 or bf16", o->precision);
+    if (o->n_backends < 1)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no backend chosen (--backend cpu)");
+    for (int i = 0; i < o->n_backends; i++) {
+        if (!td_backend_find(o->backends[i]))
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--backend: unknown backend '%s' (available: cpu)",
+                           o->backends[i]);
+        for (int j = 0; j < i; j++)
+            if (strcmp(o->backends[i], o->backends[j]) == 0)
+                return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "backend '%s' listed twice", o->backends[i]);
+    }
+    if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--device %s: use cpu or cuda", o->device);
+    if (o->nb_measures < 1 || o->warmup < 0 || o->nb_instances < 1)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--nb-measures and --nb-instances must be >= 1, --warmup >= 0");
+    td_export_task task;
+    if (o->task && td_task_from_name(ctx, o->task, &task) != TD_OK)
+        return td_wrap(ctx, "--task");
+    return TD_OK;
+}
+
+static td_status check_options(td_ctx *ctx, const td_convert_options *o, conv *c) {
+    TD_TRY(td_convert_check_options(ctx, o));
     double atol = 1e-4, rtol = 1e-4; /* fp32 backends agree to rounding */
     if (strcmp(o->precision, "fp16") == 0)
         atol = 1e-2, rtol = 1e-2;
     else if (strcmp(o->precision, "bf16") == 0)
         atol = 5e-2, rtol = 5e-2;
-    else if (strcmp(o->precision, "fp32") != 0)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--precision %s: use fp32, fp16 or bf16", o->precision);
     c->atol = o->atol >= 0 ? o->atol : atol;
     c->rtol = o->rtol >= 0 ? o->rtol : rtol;
-    if (o->n_backends < 1)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no backend chosen (--backend cpu)");
-    for (int i = 0; i < o->n_backends; i++)
-        for (int j = 0; j < i; j++)
-            if (strcmp(o->backends[i], o->backends[j]) == 0)
-                return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "backend '%s' listed twice", o->backends[i]);
-    if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--device %s: use cpu or cuda", o->device);
-    if (o->nb_measures < 1 || o->warmup < 0 || o->nb_instances < 1)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--nb-measures and --nb-instances must be >= 1, --warmup >= 0");
     return TD_OK;
 }
 
@@ -171,10 +184,12 @@ static td_status step_resolve(td_ctx *ctx, conv *c) {
         int64_t d = model_max < 128 ? model_max : 128;
         c->seq[0] = 1, c->seq[1] = d, c->seq[2] = model_max;
     }
-    if (c->seq[2] > c->md->max_seq_length)
+    if (c->seq[2] > c->md->max_seq_length) {
+        c->res->option_misfit = true; /* a flag value the model cannot take: the CLI's usage error */
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "--seq-len max %lld exceeds what %s accepts (%lld tokens); lower it",
                        (long long)c->seq[2], c->o->model, (long long)c->md->max_seq_length);
+    }
     if (c->seq[2] < model_max)
         td_warn("--seq-len max %lld is below the model's max length %lld (%s): the served model truncates texts at "
                 "%lld tokens, but only lengths up to %lld are validated and benchmarked; pass --seq-len MIN OPT %lld "
@@ -218,11 +233,8 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     td_export_options eo = {0};
     eo.model_dir = c->md->path;
     eo.task = TD_TASK_AUTO;
-    if (c->o->task && !td_export_task_parse(c->o->task, &eo.task))
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                       "--task %s is not a task tdeploy knows (feature-extraction, embedding, classification, "
-                       "token-classification, question-answering)",
-                       c->o->task);
+    if (c->o->task && td_task_from_name(ctx, c->o->task, &eo.task) != TD_OK)
+        return td_wrap(ctx, "--task");
     eo.opset = TD_EXPORT_OPSET_DEFAULT;
     eo.dtype = TD_F32;
     td_model *m = NULL;
@@ -272,27 +284,6 @@ out:
     return s;
 }
 
-/* Testing hook: one wrong weight value in a backend's copy of the model, which
- * validation must catch (tests/convert). */
-static td_status inject_fault(td_ctx *ctx, td_model *m) {
-    td_graph *g = m->graph;
-    for (int i = 0; i < g->n_initializers; i++) {
-        td_value *v = g->initializers[i];
-        td_tensor *t = v->initializer;
-        if (t->dtype != TD_F32 || t->nbytes < 4096 || !t->data)
-            continue;
-        td_tensor *copy = NULL;
-        TD_TRY(td_tensor_new_copy(ctx, t->name, t->dtype, t->rank, t->dims, t->data, t->nbytes, &copy));
-        float *w = copy->owned;
-        for (size_t k = 0; k < copy->nbytes / 4; k += 97)
-            w[k] += 0.5f;
-        td_warn("fault injected into '%s' (testing validation)", t->name);
-        TD_TRY(td_graph_set_initializer(ctx, g, v, copy)); /* frees t */
-        return TD_OK;
-    }
-    return td_fail(ctx, TD_ERR_INTERNAL, "no float initializer to inject a fault into");
-}
-
 static td_status step_prepare(td_ctx *ctx, conv *c) {
     td_session_options so;
     td_session_options_init(&so);
@@ -307,13 +298,7 @@ static td_status step_prepare(td_ctx *ctx, conv *c) {
         b->name = c->o->backends[i];
         so.backend = b->name;
         so.precision = p;
-        td_status s;
-        if (c->o->inject_fault && strcmp(c->o->inject_fault, b->name) == 0) {
-            if ((s = td_onnx_load(ctx, c->opt_path, &b->model)) == TD_OK && (s = inject_fault(ctx, b->model)) == TD_OK)
-                s = td_session_create_model(ctx, b->model, &so, &b->session);
-        } else {
-            s = td_session_create_file(ctx, c->opt_path, &so, &b->session);
-        }
+        td_status s = td_session_create_file(ctx, c->opt_path, &so, &b->session);
         if (s != TD_OK)
             return td_wrap(ctx, "preparing backend '%s'", b->name);
         td_info("  backend %s: ready (%s weights)", b->name, c->o->precision);
@@ -963,7 +948,6 @@ out:
     }
     for (int i = 0; i < TD_CONVERT_MAX_BACKENDS; i++) {
         td_session_free(c.be[i].session);
-        td_model_free(c.be[i].model);
     }
     td_session_free(c.ref);
     td_report_free(c.report);

@@ -6,6 +6,7 @@
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "export/task.h"
 #include "hf/config.h"
 #include "hf/max_length.h"
 #include "hf/model_dir.h"
@@ -37,6 +38,21 @@ void td_pipeline_free(td_pipeline *p) {
 }
 
 td_export_task td_pipeline_task(const td_pipeline *p) { return p->task; }
+int64_t td_pipeline_model_max_length(const td_pipeline *p) { return p->model_max_length; }
+int64_t td_pipeline_max_length(const td_pipeline *p) { return p->max_length; }
+
+td_status td_pipeline_set_max_length(td_ctx *ctx, td_pipeline *p, int64_t n) {
+    if (n < 1)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--max-length %lld: give at least 1 token", (long long)n);
+    if (p->model_max_length > 0 && n > p->model_max_length)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "--max-length %lld is above what the model takes (%lld tokens: its position embeddings or "
+                       "configured maximum); give at most %lld (long texts run in windows for question-answering "
+                       "and token-classification)",
+                       (long long)n, (long long)p->model_max_length, (long long)p->model_max_length);
+    p->max_length = n;
+    return TD_OK;
+}
 const char *td_pipeline_description(const td_pipeline *p) { return p->description; }
 bool td_pipeline_accepts_pairs(const td_pipeline *p) {
     return p->task == TD_TASK_CLASSIFICATION || p->task == TD_TASK_QUESTION_ANSWERING;
@@ -162,6 +178,42 @@ static td_export_task task_from_outputs(const td_model *m) {
     return TD_TASK_AUTO;
 }
 
+/* A text-generation model (GPT-2, Llama, ... exported to ONNX) must not be run
+ * as an encoder: its logits (batch, sequence, vocabulary) look like token
+ * classification. Refused when config.json beside it names a generation model,
+ * when the graph takes or returns a KV cache, or when its rank-3 logits have one
+ * score per vocabulary entry. */
+static td_status refuse_generation(td_ctx *ctx, const td_pipeline *p, const td_model *m, const td_hf_config *cfg,
+                                   const char *onnx_path) {
+    char why[160];
+    if (cfg && td_task_is_generation_model(cfg->model_type, (const char *const *)cfg->architectures,
+                                           cfg->n_architectures)) {
+        snprintf(why, sizeof why, "config.json: model_type %s%s%s", cfg->model_type ? cfg->model_type : "?",
+                 cfg->n_architectures ? ", " : "", cfg->n_architectures ? cfg->architectures[0] : "");
+        return td_task_refuse_generation_model(ctx, onnx_path, why);
+    }
+    for (int k = 0; k < 2; k++) {
+        td_value *const *vals = k ? m->graph->outputs : m->graph->inputs;
+        int n = k ? m->graph->n_outputs : m->graph->n_inputs;
+        for (int i = 0; i < n; i++) {
+            const char *name = vals[i]->name;
+            if (strncmp(name, "past_key_values", 15) == 0 || strncmp(name, "present", 7) == 0) {
+                snprintf(why, sizeof why, "it has a KV cache %s \"%.64s\"", k ? "output" : "input", name);
+                return td_task_refuse_generation_model(ctx, onnx_path, why);
+            }
+        }
+    }
+    const td_value *logits = find_output(m, "logits");
+    size_t vocab = td_tokenizer_vocab_size(p->tok);
+    if (!td_model_metadata(m, "task") && logits && logits->type.rank == 3 && !logits->type.dims[2].param &&
+        vocab > 0 && logits->type.dims[2].value >= (int64_t)vocab) {
+        snprintf(why, sizeof why, "its logits score all %lld tokens of the vocabulary at every position",
+                 (long long)logits->type.dims[2].value);
+        return td_task_refuse_generation_model(ctx, onnx_path, why);
+    }
+    return TD_OK;
+}
+
 /* The outputs each task reads must exist. */
 static td_status check_outputs(td_ctx *ctx, const td_model *m, td_export_task task, const char *what) {
     const char *need[2] = {NULL, NULL};
@@ -209,6 +261,14 @@ static td_status load_tokenizer(td_ctx *ctx, td_pipeline *p, const char *dir, co
 
 /* (a) an HF model directory or cached hub id: export in memory. */
 static td_status open_hf(td_ctx *ctx, td_pipeline *p, const td_pipeline_options *o) {
+    /* the in-memory export feeds its MatMul weights through Transpose nodes (src/export/builder.c), which
+     * the runtime's reduced-precision weight packing does not reach: refuse rather than run fp32 under an
+     * fp16/bf16 label */
+    if (o->precision != TD_PRECISION_FP32)
+        return td_fail(ctx, TD_ERR_UNSUPPORTED,
+                       "--precision %s needs an .onnx file or a `tdeploy convert` output directory; %s is a Hugging "
+                       "Face model, which runs in fp32 (convert it first: tdeploy convert -m %s)",
+                       o->precision == TD_PRECISION_FP16 ? "fp16" : "bf16", o->model, o->model);
     td_model_dir *md = NULL;
     td_status st = td_model_dir_open(ctx, o->model, &md);
     if (st != TD_OK)
@@ -274,6 +334,8 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
     bool sentence_transformers = td_is_file(path);
 
     const td_model *m = p->model;
+    if ((st = refuse_generation(ctx, p, m, cfg, onnx_path)) != TD_OK)
+        goto out;
     const char *meta_task = td_model_metadata(m, "task");
     p->task = o->task;
     if (p->task == TD_TASK_AUTO && meta_task && !td_export_task_parse(meta_task, &p->task)) {
@@ -419,11 +481,14 @@ td_status td_pipeline_open(td_ctx *ctx, const td_pipeline_options *o, td_pipelin
     td_session_options so;
     td_session_options_init(&so);
     so.threads = o->threads;
+    so.precision = o->precision;
     if ((st = td_session_create_model(ctx, p->model, &so, &p->session)) != TD_OK ||
         (st = check_inputs(ctx, p)) != TD_OK)
         goto out;
-    if (o->max_length > 0)
-        p->max_length = o->max_length;
+    p->model_max_length = p->max_length;
+    p->stride = o->stride;
+    if (o->max_length > 0 && (st = td_pipeline_set_max_length(ctx, p, o->max_length)) != TD_OK)
+        goto out;
     td_debug("run: %s, task %s, max length %lld", p->description, td_export_task_name(p->task),
            (long long)p->max_length);
     *out = p;

@@ -174,7 +174,7 @@ def check_ensemble(repo, name, model_cfg, tok_cfg, ens_cfg):
 
 def check_repo(name, onnx_path, tok_dir, batch, instances, device, extra=()):
     out = os.path.join(TMP, name)
-    args = [onnx_path, "--name", name, "--task", "test-task", "--batch-size", *map(str, batch),
+    args = [onnx_path, "--name", name, "--task", "sentiment-analysis", "--batch-size", *map(str, batch),
             "--nb-instances", str(instances), "--device", device, "-o", out, *extra]
     if tok_dir:
         args += ["--tokenizer", tok_dir]
@@ -218,7 +218,7 @@ def check_repo(name, onnx_path, tok_dir, batch, instances, device, extra=()):
             open(os.path.join(out, name + "_tokenize", "1", "tokenizer.json"), "rb") as b:
         check(f"{name}: tokenizer.json copied", a.read() == b.read())
     check_ensemble(out, name, cfg, tok_cfg, ens_cfg)
-    check(f"{name}: task recorded", ens_cfg.parameters["task"].string_value == "test-task")
+    check(f"{name}: task recorded", ens_cfg.parameters["task"].string_value == "classification")  # the alias, recorded by its canonical name
     return out, cfg, sess
 
 
