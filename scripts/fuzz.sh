@@ -2,7 +2,8 @@
 # Every libFuzzer harness (tests/fuzz/fuzz_*.c) for FUZZ_SECONDS seconds each (default 60); scripts/test.sh
 # runs this as its last step. Exits non-zero when a harness crashes, did not run, or has no seeds.
 #
-# Corpora persist in build-fuzz/corpus/<harness> and grow across runs: each run first merges the seeds
+# Corpora persist in build-fuzz/corpus/<harness> (TD_FUZZ_CORPUS=DIR puts them elsewhere, e.g. a folder that
+# outlives the checkout, as CI's fresh clones need) and grow across runs: each run first merges the seeds
 # (the repository's fixture files that harness parses, plus tests/fuzz/seeds/<harness>) into the corpus
 # with -merge=1 (only inputs that add coverage are kept), then fuzzes with the corpus as its output
 # directory, so every new interesting input stays for the next run.
@@ -14,6 +15,7 @@ ROOT=$(pwd)
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FIX=$ROOT/tests/fixtures
 BUILD=${FUZZ_BUILD:-build-fuzz}
+CORPORA=${TD_FUZZ_CORPUS:-$BUILD/corpus}
 
 passed=0
 failed=0
@@ -41,7 +43,7 @@ seed_dir() {
 for fz in "$BUILD"/fuzz_*; do
   [ -x "$fz" ] || continue
   name=$(basename "$fz")
-  corpus="$BUILD/corpus/$name"
+  corpus="$CORPORA/$name"
   seeds="$BUILD/seeds/$name"
   log="$BUILD/$name.log"
   mkdir -p "$corpus"
