@@ -770,7 +770,7 @@ static void write_summary(conv *c) {
         }
     }
     append(b, n, "\n(validation compares every backend with model.onnx run on the reference kernels: plain loops, fp64 "
-                 "sums, no SIMD, packing, fusion or threads)");
+                 "sums, no intrinsics, packing, fusion or threads)");
     if (c->n_bench_shapes == 0)
         append(b, n, "\n(reference = tdeploy CPU runtime on model.onnx in fp32 before optimization; not benchmarked: "
                      "--no-bench)\n");
