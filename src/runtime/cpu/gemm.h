@@ -23,9 +23,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Register tile of the microkernel: MR rows of A x NR columns of B. */
+/* Register tile of the microkernel: MR rows of A x NR columns of B. AVX-512 and
+ * the portable kernel: 8 x 48 (24 zmm accumulators). AVX2 + FMA without
+ * AVX-512 (16 ymm registers): 6 x 16, 12 accumulators + 2 B vectors + 1
+ * broadcast; TD_GEMM_MC (rows per A block) is then a multiple of 6.
+ * Packed weights are laid out for the tile compiled in (they live in memory
+ * only, never in files). */
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define TD_GEMM_AVX2 1
+#define TD_GEMM_MR 6
+#define TD_GEMM_NR 16
+#define TD_GEMM_MC 120
+#else
 #define TD_GEMM_MR 8
 #define TD_GEMM_NR 48
+#endif
 
 typedef enum td_gemm_act {
     TD_GEMM_ACT_NONE = 0,

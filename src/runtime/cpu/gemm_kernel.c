@@ -1,12 +1,15 @@
 /* GEMM microkernels. AVX-512: an 8 x 48 tile held in 24 zmm accumulators; per k
  * step three B vectors are loaded (converted from fp16/bf16 when the weights are
  * stored that way) and each of the 8 A values is broadcast into three FMAs.
- * Without AVX-512 a portable scalar tile computes the same thing. */
+ * Without AVX-512 a portable scalar tile computes the same thing. With AVX2 +
+ * FMA but no AVX-512, gemm_kernel_avx2.c provides these functions instead. */
 #include "runtime/cpu/gemm_kernel.h"
 
 #include "core/dtype.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/cpu/vecmath.h"
+
+#ifndef TD_GEMM_AVX2
 
 enum { B_F32, B_F16, B_BF16 };
 
@@ -173,3 +176,4 @@ static void tile(int bt, size_t mr, size_t nr, size_t kc, const float *A, size_t
 DEFINE_KERNEL(td_gemm_kernel_f32, B_F32)
 DEFINE_KERNEL(td_gemm_kernel_f16, B_F16)
 DEFINE_KERNEL(td_gemm_kernel_bf16, B_BF16)
+#endif /* !TD_GEMM_AVX2 */

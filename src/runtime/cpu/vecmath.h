@@ -185,4 +185,10 @@ TD_V16_INLINE float td_v16_hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
 TD_V16_INLINE __mmask16 td_v16_mask(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 
 #endif /* __AVX512F__ */
+
+/* AVX2 + FMA without AVX-512: the 8-lane td_v8_* forms. */
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#define TD_VEC_AVX2 1
+#include "runtime/cpu/vecmath_avx2.h"
+#endif
 #endif
