@@ -14,7 +14,7 @@ CFLAGS="-O3 -march=native -Wall"
 B="$SRC/bench/cpu/gemm_bench.c"
 
 $CC $CFLAGS -DBACKEND_TD -I"$SRC/src" -I"$SRC/include" "$B" "$SRC/src/runtime/cpu/gemm.c" \
-    "$SRC/src/runtime/cpu/gemm_kernel.c" "$SRC/src/core/threadpool.c" "$SRC/src/core/ctx.c" \
+    "$SRC/src/runtime/cpu/gemm_kernel.c" "$SRC/src/runtime/cpu/gemm_kernel_avx2.c" "$SRC/src/core/threadpool.c" "$SRC/src/core/ctx.c" "$SRC/src/core/large_alloc.c" \
     "$SRC/src/core/dtype.c" -o "$OUT/gemm_td" -lpthread -lm
 $CC $CFLAGS -DBACKEND_BLAS -DBACKEND_NAME='"openblas"' "$B" -o "$OUT/gemm_openblas" \
     "$LIB/openblas-pthread/libopenblas.so" -Wl,-rpath,"$LIB/openblas-pthread"
