@@ -30,6 +30,28 @@ static inline __attribute__((always_inline)) __m512 apply16(td_unary op, __m512 
             _mm512_mask_storeu_ps(y + i, m, apply16(OP, v));                           \
         }                                                                              \
     }
+#elif defined(TD_VEC_AVX2)
+static inline __attribute__((always_inline)) __m256 apply8(td_unary op, __m256 v) {
+    switch (op) {
+    case TD_UNARY_EXP: return td_v8_exp(v);
+    case TD_UNARY_TANH: return td_v8_tanh(v);
+    case TD_UNARY_ERF: return td_v8_erf(v);
+    case TD_UNARY_SIGMOID: return td_v8_sigmoid(v);
+    case TD_UNARY_RELU: return _mm256_max_ps(v, _mm256_setzero_ps()); /* NaN -> 0, as with AVX-512 */
+    case TD_UNARY_GELU_ERF: return td_v8_gelu_erf(v);
+    case TD_UNARY_GELU_TANH: return td_v8_gelu_tanh(v);
+    }
+    return v;
+}
+#define DEFINE_LOOP(OP)                                                                \
+    static void loop_##OP(const float *x, const float *bias, float *y, size_t n) {     \
+        for (size_t i = 0; i < n; i += 8) {                                            \
+            __m256 v = td_v8_load_n(x + i, n - i);                                     \
+            if (bias)                                                                  \
+                v = _mm256_add_ps(v, td_v8_load_n(bias + i, n - i));                   \
+            td_v8_store_n(y + i, n - i, apply8(OP, v));                                \
+        }                                                                              \
+    }
 #else
 static inline float apply1(td_unary op, float v) {
     switch (op) {

@@ -45,6 +45,34 @@ static void row(const td_layernorm_args *a, size_t r) {
             v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, a->beta + i));
         _mm512_mask_storeu_ps(y + i, m, v);
     }
+#elif defined(TD_VEC_AVX2)
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 v = td_v8_load_n(x + i, n - i); /* lanes past the row read as 0 */
+        if (skip)
+            v = _mm256_add_ps(v, td_v8_load_n(skip + i, n - i));
+        if (a->bias)
+            v = _mm256_add_ps(v, td_v8_load_n(a->bias + i, n - i));
+        td_v8_store_n(s + i, n - i, v);
+        acc = _mm256_add_ps(acc, v);
+    }
+    mean = td_v8_hsum(acc) / (float)n;
+    __m256 vm = _mm256_set1_ps(mean);
+    acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 d = td_v8_keep_n(_mm256_sub_ps(td_v8_load_n(s + i, n - i), vm), n - i, _mm256_setzero_ps());
+        acc = _mm256_fmadd_ps(d, d, acc);
+    }
+    var = td_v8_hsum(acc) / (float)n;
+    float inv = 1.0f / sqrtf(var + a->eps);
+    __m256 vi = _mm256_set1_ps(inv);
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 d = _mm256_mul_ps(_mm256_sub_ps(td_v8_load_n(s + i, n - i), vm), vi);
+        __m256 v = _mm256_mul_ps(d, td_v8_load_n(a->gamma + i, n - i));
+        if (a->beta)
+            v = _mm256_add_ps(v, td_v8_load_n(a->beta + i, n - i));
+        td_v8_store_n(y + i, n - i, v);
+    }
 #else
     float sum = 0.0f;
     for (size_t i = 0; i < n; i++) {

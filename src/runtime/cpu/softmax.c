@@ -28,6 +28,23 @@ void td_cpu_softmax_row(const float *x, float *y, size_t n) {
         __mmask16 m = td_v16_mask(n - i);
         _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), inv));
     }
+#elif defined(TD_VEC_AVX2)
+    __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 mx = ninf;
+    for (size_t i = 0; i < n; i += 8) /* lanes past the row count as -inf */
+        mx = _mm256_max_ps(mx, td_v8_keep_n(td_v8_load_n(x + i, n - i), n - i, ninf));
+    /* as above: a dropped NaN still turns the row NaN through exp(NaN - max) */
+    __m256 vmax = _mm256_set1_ps(td_v8_hmax(mx));
+    __m256 sum = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 e = td_v8_exp(_mm256_sub_ps(td_v8_load_n(x + i, n - i), vmax));
+        e = td_v8_keep_n(e, n - i, _mm256_setzero_ps());
+        td_v8_store_n(y + i, n - i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / td_v8_hsum(sum));
+    for (size_t i = 0; i < n; i += 8)
+        td_v8_store_n(y + i, n - i, _mm256_mul_ps(td_v8_load_n(y + i, n - i), inv));
 #else
     float mx = -INFINITY;
     for (size_t i = 0; i < n; i++)

@@ -2,9 +2,10 @@
  * tanh forms), sigmoid. With AVX-512 the td_v16_* inline functions work on 16
  * lanes; the polynomial coefficients were fitted for this file (weighted least
  * squares on Chebyshev nodes against double-precision libm, see
- * tests/unit/test_cpu_math.c for the measured ulp errors). Without AVX-512 only
- * the scalar td_s_* functions exist (libm based); array versions in
- * activations.h pick whichever is compiled in. */
+ * tests/unit/test_cpu_math.c for the measured ulp errors). With AVX2 + FMA but
+ * no AVX-512, vecmath_avx2.h provides 8-lane td_v8_* ports of the same
+ * functions (TD_VEC_AVX2). Otherwise only the scalar td_s_* functions exist
+ * (libm based); array versions in activations.h pick whichever is compiled in. */
 #ifndef TD_RUNTIME_CPU_VECMATH_H
 #define TD_RUNTIME_CPU_VECMATH_H
 

@@ -190,4 +190,20 @@ TD_V8_INLINE __m256i td_v8_mask(size_t n) {
     return _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 8 - (n < 8 ? n : 8)));
 }
 
+/* The first n floats at p (all 8 when n >= 8; masked-off lanes read as 0),
+ * and the matching store: plain loads/stores except on a row's tail. */
+TD_V8_INLINE __m256 td_v8_load_n(const float *p, size_t n) {
+    return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, td_v8_mask(n));
+}
+TD_V8_INLINE void td_v8_store_n(float *p, size_t n, __m256 v) {
+    if (n >= 8)
+        _mm256_storeu_ps(p, v);
+    else
+        _mm256_maskstore_ps(p, td_v8_mask(n), v);
+}
+/* v with the lanes from n on replaced by fill */
+TD_V8_INLINE __m256 td_v8_keep_n(__m256 v, size_t n, __m256 fill) {
+    return n >= 8 ? v : _mm256_blendv_ps(fill, v, _mm256_castsi256_ps(td_v8_mask(n)));
+}
+
 #endif
