@@ -157,12 +157,15 @@ TD_V8_INLINE __m256 td_v8_gelu_erf(__m256 x) {
     return td_v8_blend(nan, r, x);
 }
 
-/* GELU, tanh form: x / (1 + exp(-2z)), z = sqrt(2/pi) (x + 0.044715 x^3). */
+/* GELU, tanh form: x / (1 + exp(-2z)), z = sqrt(2/pi) (x + 0.044715 x^3).
+ * Below -20 the exact value underflows to -0, as in td_s_gelu_tanh (without
+ * this, x = -inf would give -inf / inf = NaN). */
 TD_V8_INLINE __m256 td_v8_gelu_tanh(__m256 x) {
     __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
     __m256 z = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
     __m256 e = td_v8_exp(_mm256_mul_ps(_mm256_set1_ps(-2.0f), z));
-    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    __m256 r = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    return td_v8_blend(_mm256_cmp_ps(x, _mm256_set1_ps(-20.0f), _CMP_LT_OQ), r, _mm256_set1_ps(-0.0f));
 }
 
 TD_V8_INLINE __m256 td_v8_sigmoid(__m256 x) {
