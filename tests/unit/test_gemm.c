@@ -200,6 +200,44 @@ static void test_edges(td_threadpool *pools[3]) {
     }
 }
 
+/* Every register-tile shape the microkernel can get (mr 1..MR rows x nr 1..NR+1
+ * columns, so the column tails, the full tile and a second panel are all
+ * used) with every storage type and every epilogue, bias and residual on and
+ * off, stored into a padded C whose padding must stay untouched. Whatever tile
+ * the build compiled in (AVX-512 8 x 48, AVX2 6 x 16, portable 8 x 48). */
+static void test_tiles(td_threadpool *pools[3]) {
+    static const td_dtype stores[] = {TD_F32, TD_F16, TD_BF16};
+    for (size_t mr = 1; mr <= TD_GEMM_MR; mr++)
+        for (size_t nr = 1; nr <= TD_GEMM_NR + 1; nr++)
+            for (int st = 0; st < 3; st++)
+                for (int act = 0; act < 4; act++) {
+                    gemm_case c = {.M = mr, .N = nr, .K = 5 + nr % 3, .packed = true, .store = stores[st],
+                                   .threads = 1, .trans_b = (nr & 1) != 0};
+                    c.lda = c.K + 1;
+                    c.ldb = (c.trans_b ? c.K : c.N) + 1;
+                    c.ldc = c.N + 3;
+                    c.ldr = c.N + 2;
+                    c.ep.act = (td_gemm_act)act;
+                    c.ep.bias = (mr + (size_t)act) & 1 ? (const float *)1 : NULL;
+                    c.ep.residual = (nr + (size_t)st) & 1 ? (const float *)1 : NULL;
+                    c.ep.scale = act == 2 ? 0.25f : 0.0f;
+                    run_case(pools, &c);
+                }
+    /* the same tile shapes across two K blocks (partial sums reloaded from C) */
+    for (size_t mr = 1; mr <= TD_GEMM_MR; mr++)
+        for (size_t nr = 1; nr <= TD_GEMM_NR + 1; nr += 3) {
+            gemm_case c = {.M = mr, .N = nr, .K = 1000, .packed = true, .store = TD_F32, .threads = 1};
+            c.lda = c.K;
+            c.ldb = c.N;
+            c.ldc = c.N + 1;
+            c.ldr = c.N;
+            c.ep.bias = (const float *)1;
+            c.ep.residual = (const float *)1;
+            c.ep.act = TD_GEMM_ACT_GELU_TANH;
+            run_case(pools, &c);
+        }
+}
+
 static void test_batched(td_threadpool *pools[3]) {
     /* (batch, M, K) @ (batch, K, N) and Q @ K^T with row strides of an interleaved (seq, heads*dim) layout */
     for (int t = 1; t <= 2; t++)
@@ -233,6 +271,7 @@ int main(void) {
     CHECK(td_threadpool_create(NULL, 1, &pools[1]) == TD_OK);
     CHECK(td_threadpool_create(NULL, 2, &pools[2]) == TD_OK);
     test_edges(pools);
+    test_tiles(pools);
     test_batched(pools);
     for (int i = 0; i < 400; i++)
         random_case(pools, 67);
