@@ -204,7 +204,8 @@ static cJSON *result_json(size_t index, const char *text, const char *pair, cons
         cJSON_AddItemToObject(o, "start_logits", float_array(r->start_logits, r->n_tokens));
         cJSON_AddItemToObject(o, "end_logits", float_array(r->end_logits, r->n_tokens));
         break;
-    case TD_TASK_AUTO: break;
+    case TD_TASK_AUTO:
+    case TD_TASK_TEXT_GENERATION: break;
     }
     return o;
 }
@@ -278,7 +279,8 @@ static void print_human(size_t index, const char *text, const td_pipe_result *r)
         printf("  score %.4f  [%lld, %lld) in the context\n", r->score, (long long)r->answer_start,
                (long long)r->answer_end);
         break;
-    case TD_TASK_AUTO: break;
+    case TD_TASK_AUTO:
+    case TD_TASK_TEXT_GENERATION: break;
     }
 }
 
