@@ -1,0 +1,122 @@
+"""tdeploy export --task text-generation on every decoder fixture, run by ONNX Runtime:
+prefill logits within 1e-4 of transformers', greedy tokens identical through the KV cache (single
+prompts and a left-padded batch), step logits within 1e-4; onnx.checker full check; int32 inputs
+and opset 14; the Optimum exports through the same harness (it must pass the reference too); a
+perturbed model must fail the harness; bad configs and tasks are refused with clear errors."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from decoder_common import check_fixture, ort_runner  # noqa: E402
+from export_common import BIN, FIXTURES, TMP, Tally, checked_session, metadata, run_export  # noqa: E402
+
+DECODERS = ["gpt2-lm", "llama-lm", "gpt2-gen", "llama-gen", "qwen2-lm", "mistral-lm", "phi3-lm"]
+OPTIMUM = ["gpt2-gen", "llama-gen", "qwen2-lm", "mistral-lm", "phi3-lm"]
+t = Tally()
+work = os.path.join(TMP, "export_decoders")
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+
+
+def export(name, out, *args, fixture=None):
+    r = run_export(fixture or os.path.join(FIXTURES, "hf", name), out, *args)
+    t.check(r.returncode == 0, f"{name}: export {' '.join(args)}".rstrip(), r.stderr.strip()[-300:])
+    return r.returncode == 0
+
+
+for name in DECODERS:
+    fx = os.path.join(FIXTURES, "hf", name)
+    out = os.path.join(work, name + ".onnx")
+    if not export(name, out, "--task", "text-generation"):
+        continue
+    model, _ = checked_session(out)
+    md = metadata(model)
+    cfg = json.load(open(os.path.join(fx, "config.json")))
+    t.check(md.get("task") == "text-generation" and md.get("model_type") == cfg["model_type"],
+            f"{name}: metadata", json.dumps(md))
+    names = [i.name for i in model.graph.input]
+    layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
+    want = ["input_ids", "attention_mask", "position_ids"] + [
+        f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    t.check(names == want, f"{name}: Optimum input names", str(names))
+    check_fixture(t, f"{name} export", ort_runner(out), fx)
+
+# task auto-detected from the architecture; int32 inputs; opset 14 (LayerNorm decomposed, ReduceMean axes attribute)
+for name, args in [("llama-gen", []), ("gpt2-gen", ["--int32-inputs"]), ("qwen2-lm", ["--int32-inputs"]),
+                   ("gpt2-gen", ["--opset", "14"]), ("mistral-lm", ["--opset", "21"])]:
+    out = os.path.join(work, f"{name}{''.join(args)}.onnx")
+    if export(name, out, *args):
+        checked_session(out)
+        check_fixture(t, f"{name} export {' '.join(args) or '(auto task)'}", ort_runner(out),
+                      os.path.join(FIXTURES, "hf", name))
+
+# the harness itself against the reference exports Optimum wrote
+for name in OPTIMUM:
+    check_fixture(t, f"{name} optimum", ort_runner(os.path.join(FIXTURES, "onnx", name + ".optimum-past.onnx")),
+                  os.path.join(FIXTURES, "hf", name))
+
+
+def fixture_copy(name, tag, edit_config=None, edit_weights=None):
+    d = os.path.join(work, f"{name}-{tag}")
+    shutil.copytree(os.path.join(FIXTURES, "hf", name), d)
+    if edit_config:
+        p = os.path.join(d, "config.json")
+        cfg = json.load(open(p))
+        edit_config(cfg)
+        json.dump(cfg, open(p, "w"), indent=2)
+    if edit_weights:
+        p = os.path.join(d, "model.safetensors")
+        w = load_file(p)
+        edit_weights(w)
+        save_file(w, p, metadata={"format": "pt"})
+    return d
+
+
+# negative control: a model that differs from the goldens (sliding window removed from mistral, whose
+# 24-token generation runs past its 16-token window) must fail the harness
+d = fixture_copy("mistral-lm", "nowindow", edit_config=lambda c: c.update(sliding_window=None))
+out = os.path.join(work, "mistral-nowindow.onnx")
+if export("mistral-lm (no window)", out, fixture=d):
+    inner = Tally()
+    saved = sys.stdout
+    sys.stdout = open(os.devnull, "w")
+    try:
+        check_fixture(inner, "control", ort_runner(out), os.path.join(FIXTURES, "hf", "mistral-lm"))
+    finally:
+        sys.stdout.close()
+        sys.stdout = saved
+    t.check(len(inner.failed) > 0, "negative control: mistral without its sliding window fails the goldens",
+            f"{len(inner.failed)} checks failed: {inner.failed}")
+
+
+def refused(label, model_dir, args, needle):
+    out = os.path.join(work, "refused.onnx")
+    r = subprocess.run([BIN, "export", "-m", model_dir, "-o", out, "-q", *args], capture_output=True, text=True,
+                       timeout=120)
+    ok = r.returncode not in (0,) and r.returncode < 128 and needle in r.stderr and not os.path.exists(out)
+    t.check(ok, f"refused: {label}", f"rc {r.returncode}: {r.stderr.strip()[-240:]}")
+
+
+refused("decoder with --dtype fp16", os.path.join(FIXTURES, "hf", "llama-gen"), ["--dtype", "fp16"], "fp32 only")
+refused("decoder with --task classification", os.path.join(FIXTURES, "hf", "gpt2-gen"),
+        ["--task", "classification"], "possible tasks are text-generation")
+refused("encoder with --task text-generation", os.path.join(FIXTURES, "hf", "bert-base"),
+        ["--task", "text-generation"], "possible tasks are")
+refused("rope_type yarn", fixture_copy("llama-gen", "yarn", edit_config=lambda c: c["rope_parameters"].update(
+    rope_type="yarn", factor=4.0)), [], 'rope_type "yarn" is not supported')
+refused("mixed layer_types", fixture_copy("qwen2-lm", "mixed", edit_config=lambda c: c.update(
+    layer_types=["full_attention", "sliding_attention"])), [], "mixes full and sliding-window layers")
+refused("untied head without lm_head.weight", fixture_copy("llama-gen", "nohead", edit_weights=lambda w: w.pop(
+    "lm_head.weight")), [], "lm_head.weight")
+refused("q_proj of the wrong shape", fixture_copy("llama-gen", "badq", edit_weights=lambda w: w.update({
+    "model.layers.1.self_attn.q_proj.weight": np.zeros((8, 64), np.float32)})), [], "q_proj.weight")
+refused("unknown model_type", fixture_copy("llama-gen", "unknown", edit_config=lambda c: c.update(
+    model_type="falcon")), [], "falcon")
+
+t.finish()
