@@ -40,5 +40,6 @@ int td_cmd_tokenize(int argc, char **argv);
 int td_cmd_infer(int argc, char **argv);
 int td_cmd_optimize(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);
+int td_cmd_generate(int argc, char **argv);
 
 #endif
