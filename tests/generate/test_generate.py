@@ -175,6 +175,13 @@ streamed = r.stdout[:-1] if r.stdout.endswith("\n") else r.stdout
 final = json.loads(dj.stdout)["results"][0]["text"] if dj.returncode == 0 else None
 t.check(r.returncode == 0 and streamed == final, "streamed stdout equals the final text", f"{streamed!r} vs {final!r}")
 
+rr = subprocess.run([BIN, "run", hf("gpt2-gen"), "--text", text_prompt, "--json", "--threads", "1"],
+                    capture_output=True, text=True, timeout=300)
+dg = generate(hf("gpt2-gen"), "--prompt", text_prompt, "--json")
+same = rr.returncode == 0 and dg.returncode == 0 and \
+    json.loads(rr.stdout)["results"][0]["ids"] == json.loads(dg.stdout)["results"][0]["ids"]
+t.check(same, "tdeploy run on a decoder generates what tdeploy generate does", rr.stderr.strip()[-200:])
+
 
 def refused(label, args, rc, needle):
     r = generate(*args)
