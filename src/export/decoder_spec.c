@@ -5,6 +5,7 @@
 #include "export/decoder_spec.h"
 
 #include "export/builder.h"
+#include "gguf/gguf.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -23,29 +24,22 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 /* A number from the rope scaling object, with a default; a non-number is an error naming the key. */
-static td_status rope_num(td_ctx *ctx, const td_hf_config *c, const cJSON *rs, const char *key, double dflt,
-                          double *out) {
+static td_status rope_num(td_ctx *ctx, const char *path, const cJSON *rs, const char *key, double dflt, double *out) {
     const cJSON *v = rs ? cJSON_GetObjectItemCaseSensitive(rs, key) : NULL;
     if (!v || cJSON_IsNull(v)) {
         *out = dflt;
         return TD_OK;
     }
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return td_fail(ctx, TD_ERR_FORMAT, "%s: rope scaling \"%s\" must be a number", c->path, key);
+        return td_fail(ctx, TD_ERR_FORMAT, "%s: rope scaling \"%s\" must be a number", path, key);
     *out = v->valuedouble;
     return TD_OK;
 }
 
-/* inv_freq[i] = theta^(-2i/dim) (transformers' default rope), then the scaling of rope_type. */
-static td_status rope_frequencies(td_ctx *ctx, const td_hf_config *c, td_decoder_spec *s) {
-    double prf = c->dec.partial_rotary_factor > 0 ? c->dec.partial_rotary_factor : 1.0;
-    s->rotary_dim = (int64_t)((double)s->head_dim * prf);
+td_status td_decoder_rope(td_ctx *ctx, const char *path, double theta, const cJSON *rs, td_decoder_spec *s) {
     if (s->rotary_dim < 2 || s->rotary_dim % 2 != 0 || s->rotary_dim > s->head_dim)
-        return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                       "%s: rotary dimension %lld (head_dim %lld x partial_rotary_factor %g) must be even and at "
-                       "least 2",
-                       c->path, (long long)s->rotary_dim, (long long)s->head_dim, prf);
-    const cJSON *rs = c->dec.rope_scaling;
+        return td_fail(ctx, TD_ERR_UNSUPPORTED, "%s: rotary dimension %lld (head_dim %lld) must be even, at least 2 "
+                       "and at most head_dim", path, (long long)s->rotary_dim, (long long)s->head_dim);
     const char *type = "default";
     if (rs) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
@@ -53,7 +47,7 @@ static td_status rope_frequencies(td_ctx *ctx, const td_hf_config *c, td_decoder
             t = cJSON_GetObjectItemCaseSensitive(rs, "type"); /* transformers < 4.45 spelling */
         if (t && !cJSON_IsNull(t)) {
             if (!cJSON_IsString(t))
-                return td_fail(ctx, TD_ERR_FORMAT, "%s: rope \"rope_type\" must be a string", c->path);
+                return td_fail(ctx, TD_ERR_FORMAT, "%s: rope \"rope_type\" must be a string", path);
             type = t->valuestring;
         }
     }
@@ -62,7 +56,7 @@ static td_status rope_frequencies(td_ctx *ctx, const td_hf_config *c, td_decoder
                        "%s: rope_type \"%.32s\" is not supported (supported: default, linear, llama3); its "
                        "frequencies depend on the sequence length or need attention scaling this exporter does not "
                        "build",
-                       c->path, type);
+                       path, type);
     snprintf(s->rope_type, sizeof s->rope_type, "%s", type);
     int64_t half = s->rotary_dim / 2;
     s->inv_freq = malloc((size_t)half * sizeof(float));
@@ -72,28 +66,28 @@ static td_status rope_frequencies(td_ctx *ctx, const td_hf_config *c, td_decoder
     if (!f)
         return td_fail_oom(ctx, (size_t)half * sizeof(double), "rope frequencies");
     for (int64_t i = 0; i < half; i++)
-        f[i] = 1.0 / pow(c->dec.rope_theta, (double)(2 * i) / (double)s->rotary_dim);
+        f[i] = 1.0 / pow(theta, (double)(2 * i) / (double)s->rotary_dim);
     td_status st = TD_OK;
     double factor = 1.0;
     if (strcmp(type, "default") != 0)
-        st = rope_num(ctx, c, rs, "factor", 1.0, &factor);
+        st = rope_num(ctx, path, rs, "factor", 1.0, &factor);
     if (st == TD_OK && strcmp(type, "default") != 0 && !(factor >= 1e-6 && factor <= 1e6))
-        st = td_fail(ctx, TD_ERR_FORMAT, "%s: rope scaling \"factor\" %g is out of range", c->path, factor);
+        st = td_fail(ctx, TD_ERR_FORMAT, "%s: rope scaling \"factor\" %g is out of range", path, factor);
     if (st == TD_OK && strcmp(type, "linear") == 0) {
         for (int64_t i = 0; i < half; i++)
             f[i] /= factor;
     } else if (st == TD_OK && strcmp(type, "llama3") == 0) {
         double lo = 1, hi = 4, old = 8192;
-        st = rope_num(ctx, c, rs, "low_freq_factor", 1.0, &lo);
+        st = rope_num(ctx, path, rs, "low_freq_factor", 1.0, &lo);
         if (st == TD_OK)
-            st = rope_num(ctx, c, rs, "high_freq_factor", 4.0, &hi);
+            st = rope_num(ctx, path, rs, "high_freq_factor", 4.0, &hi);
         if (st == TD_OK)
-            st = rope_num(ctx, c, rs, "original_max_position_embeddings", 8192, &old);
+            st = rope_num(ctx, path, rs, "original_max_position_embeddings", 8192, &old);
         if (st == TD_OK && !(hi > lo && lo > 0 && old > 0))
             st = td_fail(ctx, TD_ERR_FORMAT,
                          "%s: llama3 rope scaling needs high_freq_factor > low_freq_factor > 0 and "
                          "original_max_position_embeddings > 0",
-                         c->path);
+                         path);
         double lo_wavelen = old / lo, hi_wavelen = old / hi;
         for (int64_t i = 0; st == TD_OK && i < half; i++) {
             double wavelen = 2 * M_PI / f[i];
@@ -182,7 +176,9 @@ static td_status from_config(td_ctx *ctx, const td_hf_config *c, td_decoder_spec
                                c->path);
         }
     }
-    return rope_frequencies(ctx, c, s);
+    double prf = c->dec.partial_rotary_factor > 0 ? c->dec.partial_rotary_factor : 1.0;
+    s->rotary_dim = (int64_t)((double)s->head_dim * prf);
+    return td_decoder_rope(ctx, c->path, c->dec.rope_theta, c->dec.rope_scaling, s);
 }
 
 /* transformer.wte (GPT2LMHeadModel) / model.embed_tokens (*ForCausalLM), or the bare model's names. */
@@ -221,6 +217,8 @@ td_status td_decoder_spec_from_dir(td_ctx *ctx, td_model_dir *md, td_decoder_spe
 void td_decoder_spec_free(td_decoder_spec *s) {
     if (!s)
         return;
+    td_gguf_free(s->gguf);
+    s->gguf = NULL;
     free(s->inv_freq);
     s->inv_freq = NULL;
     td_model_dir_free(s->md);

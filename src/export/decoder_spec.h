@@ -46,7 +46,9 @@ typedef struct td_decoder_spec {
     int64_t eos_token_ids[TD_HF_MAX_EOS];
     size_t n_eos_token_ids;
 
-    td_model_dir *md;        /* owned */
+    td_model_dir *md;        /* owned; NULL for a GGUF file */
+    struct td_gguf *gguf;    /* owned; the GGUF file the weights come from, else NULL */
+    bool gguf_unpermute;     /* llama.cpp stored attn_q/attn_k rows permuted for its rope layout */
 } td_decoder_spec;
 
 /* True when model_dir's config is a decoder family this exporter builds. */
@@ -55,6 +57,17 @@ bool td_decoder_family(const td_hf_config *cfg);
 /* Derive the spec from an opened directory (takes md on success and failure). */
 td_status td_decoder_spec_from_dir(td_ctx *ctx, td_model_dir *md, td_decoder_spec *spec);
 void td_decoder_spec_free(td_decoder_spec *spec);
+
+struct cJSON;
+/* s->inv_freq from theta and transformers' rope scaling object rs (NULL: default rope) for
+ * s->rotary_dim / s->head_dim; path names the source in messages. */
+td_status td_decoder_rope(td_ctx *ctx, const char *path, double theta, const struct cJSON *rs, td_decoder_spec *s);
+
+/* A llama-family GGUF file (general.architecture llama or qwen2) as a spec; hyper-parameters from its
+ * metadata (decoder_gguf.c). The spec owns the opened file. */
+td_status td_decoder_spec_from_gguf(td_ctx *ctx, const char *path, td_decoder_spec *spec);
+/* The weight source a td_xw reads a GGUF spec's tensors from (free() it; NULL when out of memory). */
+struct td_xw_gguf *td_xw_gguf_new(const td_decoder_spec *spec);
 
 /* Resolve the task for a decoder: AUTO and text-generation give
  * TD_TASK_TEXT_GENERATION; anything else is an error listing the possible task. */

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "export/export.h"
 
+#include "core/fs.h"
 #include "core/log.h"
 #include "export/decoder.h"
 #include "export/encoder.h"
@@ -144,11 +145,9 @@ static td_status new_model(td_ctx *ctx, int opset, const char *graph_name, td_mo
     return TD_OK;
 }
 
-/* Decoders (decoder.h): text-generation with a KV cache, float32. */
-static td_status export_decoder(td_ctx *ctx, const td_export_options *opt, td_model_dir *md, int opset,
+/* Decoders (decoder.h): text-generation with a KV cache, float32. Takes the spec. */
+static td_status export_decoder(td_ctx *ctx, const td_export_options *opt, td_decoder_spec s, int opset,
                                 td_dtype dtype, td_model **out, td_export_summary *sum, double t0) {
-    td_decoder_spec s;
-    TD_TRY(td_decoder_spec_from_dir(ctx, md, &s));
     td_model *m = NULL;
     td_export_task task = TD_TASK_AUTO;
     td_status st = td_decoder_spec_task(ctx, &s, opt->task, &task);
@@ -162,8 +161,11 @@ static td_status export_decoder(td_ctx *ctx, const td_export_options *opt, td_mo
     if (st == TD_OK) {
         td_eb b;
         td_eb_init(&b, ctx, m, opset, TD_F32);
-        td_xw w = {.b = &b, .ck = s.md->checkpoint, .why = s.model_type};
-        st = td_decoder_build(&b, &w, &s, opt->int32_inputs, sum);
+        td_xw w = {.b = &b, .ck = s.md ? s.md->checkpoint : NULL, .why = s.model_type};
+        struct td_xw_gguf *gg = s.gguf ? td_xw_gguf_new(&s) : NULL;
+        w.gguf = gg;
+        st = s.gguf && !gg ? td_fail_oom(ctx, 64, "GGUF source") : td_decoder_build(&b, &w, &s, opt->int32_inputs, sum);
+        free(gg);
         sum->weight_bytes = w.bytes;
         if (st != TD_OK)
             td_wrap(ctx, "exporting %s", opt->model_dir);
@@ -196,10 +198,19 @@ td_status td_export_build(td_ctx *ctx, const td_export_options *opt, td_model **
     int opset = 0;
     td_dtype dtype = TD_F32;
     TD_TRY(validate_options(ctx, opt, &opset, &dtype));
+    size_t len = strlen(opt->model_dir);
+    if (len > 5 && !strcmp(opt->model_dir + len - 5, ".gguf") && td_is_file(opt->model_dir)) {
+        td_decoder_spec ds;
+        TD_TRY(td_decoder_spec_from_gguf(ctx, opt->model_dir, &ds));
+        return export_decoder(ctx, opt, ds, opset, dtype, out, sum, t0);
+    }
     td_model_dir *md = NULL;
     TD_TRY(td_model_dir_open(ctx, opt->model_dir, &md));
-    if (td_decoder_family(md->config))
-        return export_decoder(ctx, opt, md, opset, dtype, out, sum, t0);
+    if (td_decoder_family(md->config)) {
+        td_decoder_spec ds;
+        TD_TRY(td_decoder_spec_from_dir(ctx, md, &ds));
+        return export_decoder(ctx, opt, ds, opset, dtype, out, sum, t0);
+    }
     td_encoder_spec s;
     TD_TRY(td_encoder_spec_from_dir(ctx, md, &s));
     const td_checkpoint *ck = s.md->checkpoint;

@@ -6,6 +6,7 @@
 
 #include "core/fs.h"
 #include "export/export.h"
+#include "gguf/gguf_tokenizer.h"
 #include "hf/config.h"
 #include "hf/json_util.h"
 #include "hf/model_dir.h"
@@ -192,6 +193,23 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
         defaults_from_metadata(g->model, g);
         if ((st = read_generation_config(ctx, files, g)) != TD_OK ||
             (st = load_tokenizer_from(ctx, files, g, opt && opt->tokenizer_dir)) != TD_OK)
+            goto out;
+    } else if (td_is_file(model) && ends_with(model, ".gguf")) {
+        /* llama.cpp file: exported in memory (dequantized), tokenizer from its metadata */
+        td_export_options eo = {.model_dir = model, .task = TD_TASK_TEXT_GENERATION};
+        td_export_summary sum;
+        if ((st = td_export_build(ctx, &eo, &g->model, &sum)) != TD_OK)
+            goto out;
+        defaults_from_metadata(g->model, g);
+        if (opt && opt->tokenizer_dir) {
+            st = load_tokenizer_from(ctx, opt->tokenizer_dir, g, true);
+        } else {
+            td_gguf *f = NULL;
+            if ((st = td_gguf_open(ctx, model, &f)) == TD_OK)
+                st = td_gguf_tokenizer_load(ctx, f, &g->tok);
+            td_gguf_free(f);
+        }
+        if (st != TD_OK)
             goto out;
     } else {
         if ((st = td_model_dir_open(ctx, model, &md)) != TD_OK)
