@@ -12,6 +12,7 @@
 #include "hf/config.h"
 #include "hf/model_dir.h"
 
+#include <dirent.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,24 @@ static td_hf_config *config_of(td_ctx *ctx, const char *model) {
     return cfg;
 }
 
+/* A model directory / hub id without config.json holding a .gguf file. */
+static bool dir_has_gguf(td_ctx *ctx, const char *model) {
+    char *dir = NULL, *rev = NULL;
+    bool found = false;
+    if (td_model_dir_resolve(ctx, model, &dir, &rev) == TD_OK) {
+        DIR *d = opendir(dir);
+        for (struct dirent *e; d && !found && (e = readdir(d));) {
+            size_t len = strlen(e->d_name);
+            found = len > 5 && !strcmp(e->d_name + len - 5, ".gguf");
+        }
+        if (d)
+            closedir(d);
+    }
+    free(dir);
+    free(rev);
+    return found;
+}
+
 bool td_run_is_decoder(const char *model, const char *task) {
     td_export_task t;
     if (task && td_export_task_parse(task, &t))
@@ -45,8 +64,13 @@ bool td_run_is_decoder(const char *model, const char *task) {
     td_ctx *ctx = td_ctx_new();
     if (!ctx)
         return false;
+    size_t n = strlen(model);
+    if (n > 5 && !strcmp(model + n - 5, ".gguf")) {
+        td_ctx_free(ctx);
+        return true;
+    }
     td_hf_config *cfg = config_of(ctx, model);
-    bool dec = td_decoder_family(cfg);
+    bool dec = td_decoder_family(cfg) || (!cfg && dir_has_gguf(ctx, model));
     td_hf_config_free(cfg);
     td_ctx_free(ctx);
     return dec;

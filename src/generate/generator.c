@@ -13,6 +13,7 @@
 #include "onnx/onnx_io.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,8 +162,43 @@ static bool ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* A directory (or cached hub id) without config.json that holds exactly one .gguf file: that file (malloc'd). */
+static char *single_gguf(td_ctx *ctx, const char *model) {
+    char *dir = NULL, *rev = NULL, *cfg = NULL, *found = NULL;
+    td_ctx quiet = {0};
+    (void)ctx;
+    if (td_model_dir_resolve(&quiet, model, &dir, &rev) != TD_OK)
+        goto out;
+    if (td_path_join(&quiet, dir, "config.json", false, &cfg) != TD_OK || td_is_file(cfg))
+        goto out;
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && !strcmp(e->d_name + len - 5, ".gguf") && n++ == 0)
+            td_path_join(&quiet, dir, e->d_name, true, &found);
+    }
+    if (d)
+        closedir(d);
+    if (n != 1) {
+        free(found);
+        found = NULL;
+    }
+out:
+    free(dir);
+    free(rev);
+    free(cfg);
+    return found;
+}
+
 td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_options *opt, td_generator **out) {
     *out = NULL;
+    char *gguf_in_dir = td_is_file(model) ? NULL : single_gguf(ctx, model);
+    if (gguf_in_dir) {
+        td_status st = td_generator_open(ctx, gguf_in_dir, opt, out);
+        free(gguf_in_dir);
+        return st;
+    }
     td_generator *g = calloc(1, sizeof *g);
     if (!g)
         return td_fail_oom(ctx, sizeof *g, "a generator");
