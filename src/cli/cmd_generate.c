@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 
 #include "core/ctx.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "generate/generator.h"
 
@@ -26,7 +27,8 @@ static void on_sigint(int sig) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tdeploy generate MODEL (--prompt TEXT | --prompt-ids IDS)... [--max-new-tokens N]\n"
+            "usage: tdeploy generate MODEL (--prompt TEXT | --prompt-ids IDS | --chat TEXT | --messages JSON)...\n"
+            "                        [--system TEXT] [--max-new-tokens N]\n"
             "                        [--do-sample] [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
             "                        [--repetition-penalty R] [--seed S] [--stop STRING]... [--eos-id ID]...\n"
             "                        [--tokenizer DIR] [--threads N] [--json] [-q|-v]\n\n"
@@ -37,6 +39,11 @@ static void usage(FILE *f) {
             "produced (one prompt, without --json).\n\n"
             "  --prompt TEXT          prompt text (tokenized with the model's tokenizer, special tokens added)\n"
             "  --prompt-ids IDS       prompt as comma-separated token ids\n"
+            "  --chat TEXT            a user message, put into the model's chat template (tokenizer_config.json,\n"
+            "                         chat_template.jinja or the GGUF's) with the generation prompt added\n"
+            "  --system TEXT          a system message before each --chat message (else the template's default)\n"
+            "  --messages JSON        a whole conversation for the chat template: [{\"role\": \"user\",\n"
+            "                         \"content\": \"...\"}, ...], or @FILE holding it\n"
             "  --max-new-tokens N     tokens to generate at most (default 32)\n"
             "  --do-sample            sample instead of greedy decoding; --temperature, --top-k, --top-p and\n"
             "                         --min-p turn it on too (transformers' semantics, applied in that order)\n"
@@ -146,6 +153,8 @@ typedef struct args {
     int64_t *ids[MAX_PROMPTS];
     size_t lens[MAX_PROMPTS];
     bool is_text[MAX_PROMPTS];
+    int chat[MAX_PROMPTS];   /* 0 prompt, 1 --chat text, 2 --messages JSON (in texts[]) */
+    const char *system;
     size_t n;
     td_generator_options gopt;
     int64_t max_new;
@@ -180,10 +189,14 @@ static int parse_args(int argc, char **argv, args *a) {
             if (!v)
                 return td_cli_usage_error("generate", "%s needs a value", s);
             i++;
-            if (!strcmp(s, "--prompt") || !strcmp(s, "--prompt-ids")) {
+            if (!strcmp(s, "--system")) {
+                a->system = v;
+            } else if (!strcmp(s, "--prompt") || !strcmp(s, "--prompt-ids") || !strcmp(s, "--chat") ||
+                       !strcmp(s, "--messages")) {
                 if (a->n == MAX_PROMPTS)
                     return td_cli_usage_error("generate", "at most %d prompts", MAX_PROMPTS);
-                a->is_text[a->n] = !strcmp(s, "--prompt");
+                a->chat[a->n] = !strcmp(s, "--chat") ? 1 : !strcmp(s, "--messages") ? 2 : 0;
+                a->is_text[a->n] = strcmp(s, "--prompt-ids") != 0;
                 if (a->is_text[a->n])
                     a->texts[a->n] = v;
                 else if (!parse_ids(v, &a->ids[a->n], &a->lens[a->n]))
@@ -243,25 +256,78 @@ static int parse_args(int argc, char **argv, args *a) {
     if (!a->model)
         return td_cli_usage_error("generate", "MODEL is required");
     if (a->n == 0)
-        return td_cli_usage_error("generate", "give a prompt with --prompt TEXT or --prompt-ids IDS");
+        return td_cli_usage_error("generate", "give a prompt with --prompt TEXT, --prompt-ids IDS, --chat TEXT or "
+                                  "--messages JSON");
     if (a->sampling_flag)
         a->sampling.do_sample = true;
     return 0;
 }
 
-/* Tokenize --prompt texts (special tokens added, as transformers' tokenizer(prompt) does). */
+/* --messages JSON (or @FILE) -> messages; strings point into *json (kept by the caller). */
+static td_status parse_messages(td_ctx *ctx, const char *arg, cJSON **json, td_chat_message **msgs, size_t *n) {
+    char *text = NULL;
+    size_t len = 0;
+    if (arg[0] == '@')
+        TD_TRY(td_read_file(ctx, arg + 1, 16 << 20, &text, &len));
+    *json = cJSON_Parse(text ? text : arg);
+    free(text);
+    size_t count = cJSON_IsArray(*json) ? (size_t)cJSON_GetArraySize(*json) : 0;
+    if (count == 0 || !(*msgs = calloc(count, sizeof **msgs)))
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--messages must be a non-empty JSON array of {\"role\": ..., "
+                       "\"content\": ...} objects");
+    const cJSON *e;
+    *n = 0;
+    cJSON_ArrayForEach(e, *json) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(e, "role"), *c = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (!cJSON_IsString(r) || !cJSON_IsString(c))
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--messages: message %zu needs string \"role\" and "
+                           "\"content\"", *n);
+        (*msgs)[(*n)++] = (td_chat_message){r->valuestring, c->valuestring};
+    }
+    return TD_OK;
+}
+
+/* The chat prompt of entry i: --system + --chat text, or the --messages conversation. */
+static td_status chat_text(td_ctx *ctx, const td_generator *g, const args *a, size_t i, char **prompt) {
+    if (a->chat[i] == 1) {
+        td_chat_message m[2] = {{"system", a->system}, {"user", a->texts[i]}};
+        return a->system ? td_generator_chat_prompt(ctx, g, m, 2, prompt)
+                         : td_generator_chat_prompt(ctx, g, m + 1, 1, prompt);
+    }
+    cJSON *json = NULL;
+    td_chat_message *msgs = NULL;
+    size_t n = 0;
+    td_status st = parse_messages(ctx, a->texts[i], &json, &msgs, &n);
+    if (st == TD_OK)
+        st = td_generator_chat_prompt(ctx, g, msgs, n, prompt);
+    free(msgs);
+    cJSON_Delete(json);
+    return st;
+}
+
+/* Tokenize --prompt texts (special tokens added, as transformers' tokenizer(prompt) does) and chat prompts
+ * (no special tokens added: the template wrote them, as apply_chat_template). */
 static td_status tokenize_prompts(td_ctx *ctx, const td_generator *g, args *a) {
     const td_tokenizer *tok = td_generator_tokenizer(g);
     for (size_t i = 0; i < a->n; i++) {
         if (!a->is_text[i])
             continue;
         if (!tok)
-            return td_fail(ctx, TD_ERR_NOT_FOUND, "--prompt needs the model's tokenizer.json (pass --tokenizer DIR) "
-                           "or give --prompt-ids");
+            return td_fail(ctx, TD_ERR_NOT_FOUND, "--prompt and --chat need the model's tokenizer.json (pass "
+                           "--tokenizer DIR) or give --prompt-ids");
         td_tok_options to;
         td_tokenizer_default_options(tok, &to);
+        char *chat = NULL;
+        if (a->chat[i]) {
+            TD_TRY(chat_text(ctx, g, a, i, &chat));
+            to.add_special_tokens = false;
+            td_debug("chat prompt %zu: %s", i, chat);
+        }
+        const char *text = chat ? chat : a->texts[i];
         td_encoding enc;
-        TD_TRY(td_tokenizer_encode(ctx, tok, a->texts[i], strlen(a->texts[i]), NULL, 0, &to, &enc));
+        td_status est = td_tokenizer_encode(ctx, tok, text, strlen(text), NULL, 0, &to, &enc);
+        free(chat);
+        TD_TRY(est);
         a->ids[i] = malloc((enc.len ? enc.len : 1) * sizeof(int64_t));
         if (a->ids[i])
             memcpy(a->ids[i], enc.ids, enc.len * sizeof(int64_t));

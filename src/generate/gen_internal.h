@@ -4,6 +4,7 @@
 
 #include "core/ctx.h"
 #include "generate/generator.h"
+#include "gguf/gguf.h"
 #include "onnx/ir.h"
 
 typedef struct td_gen_cache {
@@ -25,6 +26,12 @@ struct td_generator {
     int64_t eos[TD_GEN_MAX_EOS];
     size_t n_eos;
     int64_t pad;
+    char *chat_template;    /* NULL when the model has none */
+    char *bos_token, *eos_token; /* strings the template may use; NULL when unknown */
 };
+
+struct td_gguf;
+td_status td_gen_chat_from_dir(td_ctx *ctx, td_generator *g, const char *dir);
+td_status td_gen_chat_from_gguf(td_ctx *ctx, td_generator *g, const struct td_gguf *f);
 
 #endif

@@ -26,6 +26,9 @@ void td_generator_free(td_generator *g) {
     td_model_free(g->model);
     td_tokenizer_free(g->tok);
     free(g->caches);
+    free(g->chat_template);
+    free(g->bos_token);
+    free(g->eos_token);
     free(g);
 }
 
@@ -228,7 +231,8 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
             goto out;
         defaults_from_metadata(g->model, g);
         if ((st = read_generation_config(ctx, files, g)) != TD_OK ||
-            (st = load_tokenizer_from(ctx, files, g, opt && opt->tokenizer_dir)) != TD_OK)
+            (st = load_tokenizer_from(ctx, files, g, opt && opt->tokenizer_dir)) != TD_OK ||
+            (st = td_gen_chat_from_dir(ctx, g, files)) != TD_OK)
             goto out;
     } else if (td_is_file(model) && ends_with(model, ".gguf")) {
         /* llama.cpp file: exported in memory (dequantized), tokenizer from its metadata */
@@ -243,8 +247,12 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
             td_gguf *f = NULL;
             if ((st = td_gguf_open(ctx, model, &f)) == TD_OK)
                 st = td_gguf_tokenizer_load(ctx, f, &g->tok);
+            if (st == TD_OK)
+                st = td_gen_chat_from_gguf(ctx, g, f);
             td_gguf_free(f);
         }
+        if (st == TD_OK && opt && opt->tokenizer_dir)
+            st = td_gen_chat_from_dir(ctx, g, opt->tokenizer_dir);
         if (st != TD_OK)
             goto out;
     } else {
@@ -257,7 +265,8 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
         defaults_from_config(md->config, g);
         const char *files = opt && opt->tokenizer_dir ? opt->tokenizer_dir : md->path;
         if ((st = read_generation_config(ctx, md->path, g)) != TD_OK ||
-            (st = load_tokenizer_from(ctx, files, g, opt && opt->tokenizer_dir)) != TD_OK)
+            (st = load_tokenizer_from(ctx, files, g, opt && opt->tokenizer_dir)) != TD_OK ||
+            (st = td_gen_chat_from_dir(ctx, g, files)) != TD_OK)
             goto out;
     }
     td_session_options so;

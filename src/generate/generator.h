@@ -18,6 +18,7 @@
 #ifndef TD_GENERATE_GENERATOR_H
 #define TD_GENERATE_GENERATOR_H
 
+#include "generate/chat_template.h"
 #include "generate/sampler.h"
 #include "tdeploy/session.h"
 #include "tdeploy/tokenizer.h"
@@ -43,6 +44,12 @@ const td_tokenizer *td_generator_tokenizer(const td_generator *g); /* NULL when 
 int64_t td_generator_vocab(const td_generator *g);
 /* Longest prompt + new tokens the model's positions allow (0 when unknown). */
 int64_t td_generator_context(const td_generator *g);
+
+/* The prompt the model's chat template makes of msgs (with the generation prompt added); *out malloc'd.
+ * TD_ERR_NOT_FOUND when the model has no template, TD_ERR_UNSUPPORTED for a construct outside the
+ * supported Jinja subset (chat_template.h). Tokenize it without adding special tokens. */
+td_status td_generator_chat_prompt(td_ctx *ctx, const td_generator *g, const td_chat_message *msgs, size_t n,
+                                   char **out);
 
 /* Streaming: text of row `row` that became complete UTF-8 since the last call. */
 typedef void (*td_gen_text_fn)(void *user, int row, const char *text, size_t len);
