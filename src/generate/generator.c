@@ -11,6 +11,7 @@
 #include "hf/json_util.h"
 #include "hf/model_dir.h"
 #include "onnx/onnx_io.h"
+#include "opt/optimize.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -269,6 +270,15 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
             (st = td_gen_chat_from_dir(ctx, g, files)) != TD_OK)
             goto out;
     }
+    /* Fold constants once (above all the exporter's Transpose of every weight): the runtime would otherwise
+     * redo them in every plan, and each decode step is a new plan (one more past position). */
+    td_opt_options oo;
+    td_opt_options_default(&oo);
+    oo.target = TD_OPT_TARGET_PORTABLE;
+    oo.fold_max_elements = INT64_C(1) << 40;
+    td_opt_report rep;
+    if ((st = td_optimize(ctx, g->model, &oo, &rep)) != TD_OK)
+        goto out;
     td_session_options so;
     td_session_options_init(&so);
     so.threads = opt ? opt->threads : 0;
