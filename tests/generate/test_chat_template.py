@@ -1,8 +1,8 @@
 """Chat templates (src/generate/chat_template.c) against jinja2 rendering them as transformers'
 apply_chat_template does (trim_blocks, lstrip_blocks): the ChatML (SmolLM2, Qwen2), Llama-3, Mistral and Phi-3
-families and whitespace-control cases, byte for byte, through ctypes on libtdeploy.so; raise_exception and
-constructs outside the subset are clean errors."""
-import ctypes
+families and whitespace-control cases, byte for byte, through the test driver tests/tools/chat_driver.c (the
+renderer is internal to the library); raise_exception and constructs outside the subset are clean errors."""
+import json
 import os
 import subprocess
 import sys
@@ -13,33 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from export_common import Tally  # noqa: E402
 
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
-LIB = os.path.join(os.path.dirname(os.path.abspath(TD_BIN)), "libtdeploy.so")
-if os.environ.get("TD_CHAT_REEXEC") != "1":  # an ASan build of the library needs its runtime preloaded
-    nm = subprocess.run(["nm", "-D", "--undefined-only", LIB], capture_output=True, text=True)
-    if "__asan_" in nm.stdout:
-        rt = subprocess.run(["clang", "-print-file-name=libclang_rt.asan-x86_64.so"], capture_output=True,
-                            text=True).stdout.strip()
-        env = dict(os.environ, LD_PRELOAD=rt, TD_CHAT_REEXEC="1",
-                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
-        sys.exit(subprocess.run([sys.executable, *sys.argv], env=env).returncode)
-lib = ctypes.CDLL(LIB)
-
-
-class Msg(ctypes.Structure):
-    _fields_ = [("role", ctypes.c_char_p), ("content", ctypes.c_char_p)]
-
-
-class Vars(ctypes.Structure):
-    _fields_ = [("bos_token", ctypes.c_char_p), ("eos_token", ctypes.c_char_p), ("add_generation_prompt", ctypes.c_bool)]
-
-
-lib.td_ctx_new.restype = ctypes.c_void_p
-lib.td_error_message.restype = ctypes.c_char_p
-lib.td_error_message.argtypes = [ctypes.c_void_p]
-lib.td_chat_render.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(Msg), ctypes.c_size_t,
-                               ctypes.POINTER(Vars), ctypes.POINTER(ctypes.c_void_p)]
-libc = ctypes.CDLL(None)
-ctx = lib.td_ctx_new()
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(TD_BIN)), "td_chat_driver")
 t = Tally()
 
 CHATML_SMOL = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>"
@@ -85,16 +59,13 @@ CONVS = [
 ]
 
 
-def render_c(tmpl, msgs, gen=True, bos="<s>", eos="</s>"):
-    arr = (Msg * max(len(msgs), 1))(*[Msg(m["role"].encode(), m["content"].encode()) for m in msgs])
-    v = Vars(bos.encode(), eos.encode(), gen)
-    out = ctypes.c_void_p()
-    st = lib.td_chat_render(ctx, tmpl.encode(), arr, len(msgs), ctypes.byref(v), ctypes.byref(out))
-    if st != 0:
-        return None, lib.td_error_message(ctx).decode()
-    s = ctypes.string_at(out.value).decode()
-    libc.free(out)
-    return s, ""
+def render_all(cases):
+    """[(template, messages, gen)] -> [(text or None, error)] through the driver, one process for all."""
+    payload = [{"template": tm, "messages": m, "bos": "<s>", "eos": "</s>", "gen": g} for tm, m, g in cases]
+    r = subprocess.run([DRIVER], input=json.dumps(payload), capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        sys.exit(f"FAIL: chat driver exited {r.returncode}: {r.stderr[-300:]}")
+    return [(o["text"], "") if o["ok"] else (None, o["error"]) for o in json.loads(r.stdout)]
 
 
 env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
@@ -105,6 +76,7 @@ def raise_exception(msg):
 
 
 env.globals["raise_exception"] = raise_exception
+cases, expected = [], []
 for name, tmpl in [("ChatML/SmolLM2", CHATML_SMOL), ("ChatML/Qwen2", QWEN2), ("Llama-3", LLAMA3),
                    ("Mistral", MISTRAL), ("Phi-3", PHI3), ("layout", LAYOUT)]:
     for i, msgs in enumerate(CONVS):
@@ -114,19 +86,21 @@ for name, tmpl in [("ChatML/SmolLM2", CHATML_SMOL), ("ChatML/Qwen2", QWEN2), ("L
                                                           add_generation_prompt=gen), None
             except jinja2.exceptions.TemplateError as e:
                 want, werr = None, str(e)
-            got, err = render_c(tmpl, msgs, gen)
-            if werr:
-                t.check(got is None and werr in err, f"{name} conv {i}: raise_exception refuses", err)
-            else:
-                t.check(got == want, f"{name} conv {i} gen={gen}: same as jinja2", "" if got == want else
-                        f"\n got  {got!r}\n want {want!r}\n {err}")
-
-for label, tmpl, needle in [("macro", "{% macro f() %}x{% endmacro %}", "macro"),
-                            ("namespace()", "{% set ns = namespace(a=1) %}", "namespace"),
-                            ("unclosed tag", "{{ messages", "unclosed"),
-                            ("missing endfor", "{% for m in messages %}x", "endfor"),
-                            ("unknown filter", "{{ 'a' | tojson }}", "tojson"),
-                            ("slice", "{{ messages[1:] }}", "slices")]:
-    got, err = render_c(tmpl, CONVS[0])
+            cases.append((tmpl, msgs, gen))
+            expected.append((f"{name} conv {i} gen={gen}", want, werr))
+refusals = [("macro", "{% macro f() %}x{% endmacro %}", "macro"),
+            ("namespace()", "{% set ns = namespace(a=1) %}", "namespace"),
+            ("unclosed tag", "{{ messages", "unclosed"),
+            ("missing endfor", "{% for m in messages %}x", "endfor"),
+            ("unknown filter", "{{ 'a' | tojson }}", "tojson"),
+            ("slice", "{{ messages[1:] }}", "slices")]
+results = render_all(cases + [(tm, CONVS[0], True) for _, tm, _ in refusals])
+for (label, want, werr), (got, err) in zip(expected, results):
+    if werr:
+        t.check(got is None and werr in err, f"{label}: raise_exception refuses", err)
+    else:
+        t.check(got == want, f"{label}: same as jinja2", "" if got == want else
+                f"\n got  {got!r}\n want {want!r}\n {err}")
+for (label, _, needle), (got, err) in zip(refusals, results[len(cases):]):
     t.check(got is None and needle in err, f"refused: {label}", err)
 t.finish()
