@@ -138,6 +138,30 @@ for name, arch in [("llama-gen", "llama"), ("qwen2-lm", "qwen2")]:
         err = float(np.abs(a - b).max())
         t.check(err <= 1e-4, f"{name} {qt.name}: GGUF logits == numpy-dequantized reference", f"max abs {err:.2e}")
 
+# bad GGUF models: an architecture other than llama/qwen2, a tensor type that is not dequantized
+def refused_gguf(label, arch, bad_type, needle):
+    p = os.path.join(work, "bad-model.gguf")
+    w = gguf.GGUFWriter(p, arch)
+    w.add_block_count(1)
+    w.add_embedding_length(256)
+    w.add_feed_forward_length(256)
+    w.add_head_count(4)
+    w.add_context_length(64)
+    blocks = np.random.default_rng(1).integers(0, 256, (32, 176), dtype=np.uint8)  # 32 x 256 values of Q5_K
+    # the first tensor the exporter reads; as Q5_K (a known type that is not dequantized) when bad_type
+    w.add_tensor("token_embd.weight", blocks if bad_type else np.zeros((32, 256), np.float32),
+                 raw_dtype=Q.Q5_K if bad_type else None)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    r = run_export(p, os.path.join(work, "bad.onnx"))
+    t.check(r.returncode == 1 and needle in r.stderr, f"refused: GGUF {label}", r.stderr.strip()[-300:])
+
+
+refused_gguf("architecture falcon", "falcon", False, 'architecture "falcon" is not supported')
+refused_gguf("with a Q5_K tensor", "llama", True, "token_embd.weight' is Q5_K")
+
 # 2. tokenizer from the GGUF metadata against HF tokenizers on the fixture's tokenizer.json
 from tokenizers import Tokenizer  # noqa: E402
 
