@@ -95,6 +95,48 @@ if export("mistral-lm (no window)", out, fixture=d):
             f"{len(inner.failed)} checks failed: {inner.failed}")
 
 
+# rope scaling: the exporter's inv_freq constant against transformers' formulas (modeling_rope_utils), in numpy
+def rope_inv_freq(theta, dim, kind, p):
+    inv = 1.0 / theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    if kind == "linear":
+        return inv / p["factor"]
+    if kind == "llama3":
+        factor, lo, hi, old = p["factor"], p["low_freq_factor"], p["high_freq_factor"], \
+            p["original_max_position_embeddings"]
+        wavelen = 2 * np.pi / inv
+        scaled = np.where(wavelen > old / lo, inv / factor, inv)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old / hi) & ~(wavelen > old / lo)
+        return np.where(medium, smoothed, scaled)
+    return inv
+
+
+import onnx  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+for kind, params in [("linear", {"factor": 4.0}),
+                     ("llama3", {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                 "original_max_position_embeddings": 64})]:
+    d = fixture_copy("llama-gen", "rope-" + kind, edit_config=lambda c: c["rope_parameters"].update(
+        rope_type=kind, rope_theta=500000.0, **params))
+    out = os.path.join(work, f"rope-{kind}.onnx")
+    if export(f"llama-gen (rope {kind})", out, fixture=d):
+        m = onnx.load(out)
+        got = [numpy_helper.to_array(i) for i in m.graph.initializer if i.name.endswith("inv_freq")]
+        want = rope_inv_freq(500000.0, 16, kind, params)
+        err = float(np.abs(got[0] - want).max() / np.abs(want).max()) if got else 1.0
+        t.check(err <= 1e-6, f"rope {kind}: inv_freq == transformers' formula", f"rel err {err:.1e}")
+        # and the graph runs the scaled rope: position 0 logits unchanged, later positions differ from default
+        ids = np.array([[5, 9, 200, 31, 7, 600, 42, 17]], np.int64)
+        ones = np.ones_like(ids)
+        pos = np.arange(8)[None]
+        a, _ = ort_runner(out)(ids, ones, pos, None)
+        b, _ = ort_runner(os.path.join(work, "llama-gen.onnx"))(ids, ones, pos, None)
+        t.check(np.abs(a[0, 0] - b[0, 0]).max() < 1e-5 and np.abs(a[0, -1] - b[0, -1]).max() > 1e-3,
+                f"rope {kind}: position 0 as without scaling, later positions changed")
+
+
 def refused(label, model_dir, args, needle):
     out = os.path.join(work, "refused.onnx")
     r = subprocess.run([BIN, "export", "-m", model_dir, "-o", out, "-q", *args], capture_output=True, text=True,
