@@ -161,4 +161,10 @@ refused("q_proj of the wrong shape", fixture_copy("llama-gen", "badq", edit_weig
 refused("unknown model_type", fixture_copy("llama-gen", "unknown", edit_config=lambda c: c.update(
     model_type="falcon")), [], "falcon")
 
+conv_out = os.path.join(work, "convert-out")
+r = subprocess.run([BIN, "convert", "-m", os.path.join(FIXTURES, "hf", "gpt2-gen"), "-o", conv_out, "-q"],
+                   capture_output=True, text=True, timeout=300)
+t.check(r.returncode == 1 and "convert does not validate" in r.stderr and not os.path.exists(conv_out),
+        "convert on a decoder: refused right after export, nothing written", r.stderr.strip()[-200:])
+
 t.finish()
