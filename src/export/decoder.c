@@ -162,15 +162,17 @@ static td_value *cached_attention(td_eb *b, const td_decoder_spec *s, const dec_
 
 /* ---------------- norms and projections ---------------- */
 
-/* transformers' RMSNorm: x / sqrt(mean(x^2) + eps) * weight, in the Pow/ReduceMean/Add/Sqrt/Div/Mul
- * form exporters write (and ONNX Runtime's SimplifiedLayerNormalization fusion recognises). */
+/* transformers' RMSNorm: x * rsqrt(mean(x^2) + eps) * weight, as Pow/ReduceMean/Add/Sqrt, Div(1, .), Mul(x, .),
+ * Mul(., weight): the form PyTorch exports write, which tdeploy's and ONNX Runtime's optimizers fuse into
+ * SimplifiedLayerNormalization (and, after a residual Add, SkipSimplifiedLayerNormalization). */
 static td_value *rms_norm(td_eb *b, td_value *x, td_value *w, float eps, const char *hint) {
     static const int64_t last[1] = {-1};
     td_value *sq = td_eb_op2(b, "Pow", "rms_sq", x, td_eb_scalar_f(b, "two", TD_F32, 2.0f));
     td_value *ms = td_eb_reduce(b, "ReduceMean", sq, "rms_mean", 1, last, true);
     td_value *sd = td_eb_op1(b, "Sqrt", "rms_std", td_eb_op2(b, "Add", "rms_eps", ms,
                                                                 td_eb_scalar_f(b, "eps", TD_F32, eps)));
-    return td_eb_op2(b, "Mul", hint, td_eb_op2(b, "Div", "rms_normed", x, sd), w);
+    td_value *inv = td_eb_op2(b, "Div", "rms_inv", td_eb_scalar_f(b, "one", TD_F32, 1.0f), sd);
+    return td_eb_op2(b, "Mul", hint, td_eb_op2(b, "Mul", "rms_normed", x, inv), w);
 }
 
 /* GPT-2's Conv1D: x @ W + bias with W stored (in, out). */

@@ -270,11 +270,11 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
             (st = td_gen_chat_from_dir(ctx, g, files)) != TD_OK)
             goto out;
     }
-    /* Fold constants once (above all the exporter's Transpose of every weight): the runtime would otherwise
-     * redo them in every plan, and each decode step is a new plan (one more past position). */
+    /* Optimize once: fold constants (above all the exporter's Transpose of every weight, which the runtime would
+     * otherwise redo in every plan, and each decode step is a new plan: one more past position) and fuse what
+     * the runtime has kernels for (RMSNorm -> SimplifiedLayerNormalization, residual + norm -> Skip...). */
     td_opt_options oo;
     td_opt_options_default(&oo);
-    oo.target = TD_OPT_TARGET_PORTABLE;
     oo.fold_max_elements = INT64_C(1) << 40;
     td_opt_report rep;
     if ((st = td_optimize(ctx, g->model, &oo, &rep)) != TD_OK)

@@ -56,6 +56,24 @@ for name, args in [("llama-gen", []), ("gpt2-gen", ["--int32-inputs"]), ("qwen2-
         check_fixture(t, f"{name} export {' '.join(args) or '(auto task)'}", ort_runner(out),
                       os.path.join(FIXTURES, "hf", name))
 
+# tdeploy optimize (fused: SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization / SkipLayerNormalization)
+# on our exports and Optimum's, run by ONNX Runtime against the goldens
+for name in DECODERS:
+    for src, kind in [(os.path.join(work, name + ".onnx"), "tdeploy"), (os.path.join(FIXTURES, "onnx", name +
+                                                                                     ".optimum-past.onnx"), "optimum")]:
+        if not os.path.exists(src):
+            continue
+        out = os.path.join(work, f"{name}.{kind}.opt.onnx")
+        r = subprocess.run([BIN, "optimize", src, "-o", out, "--json"], capture_output=True, text=True, timeout=300)
+        if not t.check(r.returncode == 0, f"{name} ({kind} export): optimize", r.stderr.strip()[-300:]):
+            continue
+        fused = {k: v for k, v in json.loads(r.stdout)["fusions"].items() if v}
+        norms = "SkipLayerNormalization" if name.startswith("gpt2") else "SimplifiedLayerNormalization"
+        t.check(fused.get(norms, 0) + fused.get("Skip" + norms.replace("Skip", ""), 0) > 0,
+                f"{name} ({kind} export): norms fused", json.dumps(fused))
+        # (no onnx.checker here: it does not know ORT's SimplifiedLayerNormalization; ORT loads and runs it)
+        check_fixture(t, f"{name} {kind} export, optimized", ort_runner(out), os.path.join(FIXTURES, "hf", name))
+
 # the harness itself against the reference exports Optimum wrote
 for name in OPTIMUM:
     check_fixture(t, f"{name} optimum", ort_runner(os.path.join(FIXTURES, "onnx", name + ".optimum-past.onnx")),
