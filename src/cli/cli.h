@@ -5,6 +5,7 @@
 
 #include "tdeploy/tdeploy.h"
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum { TD_EXIT_OK = 0, TD_EXIT_FAIL = 1, TD_EXIT_USAGE = 2 };
@@ -40,5 +41,10 @@ int td_cmd_tokenize(int argc, char **argv);
 int td_cmd_infer(int argc, char **argv);
 int td_cmd_optimize(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);
+int td_cmd_generate(int argc, char **argv);
+/* run on a decoder (src/cli/run_decoder.c): true when MODEL's config.json (or --task) says text-generation */
+bool td_run_is_decoder(const char *model, const char *task);
+int td_run_decoder(const char *model, const char *tokenizer, const char *const *texts, size_t n, int64_t threads,
+                   bool json, const char *texts_file);
 
 #endif

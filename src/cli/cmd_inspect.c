@@ -119,7 +119,7 @@ static void print_config(const td_hf_config *c) {
         printf("embeddings:   type_vocab %lld, width %lld, positions %s%s\n", (long long)c->enc.type_vocab_size,
                (long long)c->enc.embedding_size, c->enc.position_embedding_type,
                c->enc.sinusoidal_pos_embds ? " (sinusoidal)" : "");
-    if (c->family == TD_HF_LLAMA || c->family == TD_HF_MISTRAL || c->family == TD_HF_QWEN2)
+    if (!td_hf_family_is_encoder(c->family) && c->family != TD_HF_GPT2)
         printf("attention:    %lld kv heads, rope_theta %g%s\n", (long long)c->dec.num_key_value_heads,
                c->dec.rope_theta, c->dec.sliding_window ? ", sliding window" : "");
     if (c->has_id2label) {

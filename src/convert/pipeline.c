@@ -214,6 +214,14 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     td_model *m = NULL;
     double t0 = td_now_s();
     TD_TRY(td_export_build(ctx, &eo, &m, &c->xs));
+    if (c->xs.task == TD_TASK_TEXT_GENERATION) {
+        /* validation, benchmarks and the Triton model of convert are written for encoders */
+        td_model_free(m);
+        return td_fail(ctx, TD_ERR_UNSUPPORTED,
+                       "%s is a decoder (task text-generation), which convert does not validate and benchmark yet; "
+                       "use `tdeploy export -m %s --task text-generation` and `tdeploy generate`",
+                       c->md->path, c->md->path);
+    }
     c->task = td_export_task_name(c->xs.task);
     capture_io(c, m->graph);
     /* both files are opened again by the validation sessions: keep them in the

@@ -131,10 +131,19 @@ static void token_type_input(const td_model_dir *md, td_encoder_spec *s) {
 }
 
 td_status td_encoder_spec_load(td_ctx *ctx, const char *model, td_encoder_spec *s) {
+    td_model_dir *md = NULL;
+    td_status st = td_model_dir_open(ctx, model, &md);
+    if (st != TD_OK) {
+        memset(s, 0, sizeof *s);
+        return st;
+    }
+    return td_encoder_spec_from_dir(ctx, md, s);
+}
+
+td_status td_encoder_spec_from_dir(td_ctx *ctx, td_model_dir *md, td_encoder_spec *s) {
     memset(s, 0, sizeof *s);
-    td_status st = td_model_dir_open(ctx, model, &s->md);
-    if (st == TD_OK)
-        st = from_config(ctx, s->md->config, s);
+    s->md = md;
+    td_status st = from_config(ctx, s->md->config, s);
     if (st == TD_OK && s->md->st) {
         /* Transformer -> Pooling -> Normalize only; Dense, weighted-mean, last-token... are refused by name */
         st = td_st_info_check_supported(ctx, s->md->st, s->md->path);
@@ -164,7 +173,7 @@ void td_encoder_spec_free(td_encoder_spec *s) {
 /* ---------------- tasks ---------------- */
 
 static const char *const k_task_names[] = {"auto", "feature-extraction", "embedding", "classification",
-                                           "token-classification", "question-answering"};
+                                           "token-classification", "question-answering", "text-generation"};
 
 const char *td_export_task_name(td_export_task t) {
     return (unsigned)t < sizeof k_task_names / sizeof k_task_names[0] ? k_task_names[t] : "?";
@@ -185,7 +194,10 @@ bool td_export_task_parse(const char *s, td_export_task *out) {
                    {"sequence-classification", TD_TASK_CLASSIFICATION},
                    {"token-classification", TD_TASK_TOKEN_CLASSIFICATION},
                    {"question-answering", TD_TASK_QUESTION_ANSWERING},
-                   {"qa", TD_TASK_QUESTION_ANSWERING}};
+                   {"qa", TD_TASK_QUESTION_ANSWERING},
+                   {"text-generation", TD_TASK_TEXT_GENERATION},
+                   {"text-generation-with-past", TD_TASK_TEXT_GENERATION},
+                   {"causal-lm", TD_TASK_TEXT_GENERATION}};
     for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
         if (strcmp(s, aliases[i].name) == 0) {
             *out = aliases[i].t;

@@ -456,6 +456,9 @@ td_status td_pipeline_run(td_ctx *ctx, td_pipeline *p, const char *const *texts,
         case TD_TASK_TOKEN_CLASSIFICATION: st = token_classification(ctx, p, &b, texts, res); break;
         case TD_TASK_QUESTION_ANSWERING: st = question_answering(ctx, p, &b, pairs, first, res); break;
         case TD_TASK_AUTO: st = td_fail(ctx, TD_ERR_INTERNAL, "pipeline: task not resolved"); break;
+        case TD_TASK_TEXT_GENERATION:
+            st = td_fail(ctx, TD_ERR_UNSUPPORTED, "pipeline: text-generation runs through the generation loop");
+            break;
         }
     }
     batch_free(&b);

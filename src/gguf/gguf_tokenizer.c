@@ -1,0 +1,152 @@
+/* A GGUF file's tokenizer (tokenizer.ggml.*) as the Hugging Face tokenizer.json
+ * that describes the same byte-level BPE: vocabulary = tokenizer.ggml.tokens (ids
+ * are positions), merges = tokenizer.ggml.merges ("a b", in rank order), control
+ * and user-defined tokens as added tokens, the pre-tokenizer chosen by
+ * tokenizer.ggml.pre as llama.cpp's converter chose it from the HF file. Loading
+ * that JSON with tdeploy's HF-exact tokenizer gives the ids HF would give. */
+#define _GNU_SOURCE
+#include "gguf/gguf_tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* llama.cpp token types (llama_token_type) */
+enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
+
+static cJSON *byte_level(bool use_regex) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "ByteLevel");
+    cJSON_AddBoolToObject(o, "add_prefix_space", false);
+    cJSON_AddBoolToObject(o, "trim_offsets", true);
+    cJSON_AddBoolToObject(o, "use_regex", use_regex);
+    return o;
+}
+
+static cJSON *split_isolated(const char *regex) {
+    cJSON *o = cJSON_CreateObject(), *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "Split");
+    cJSON_AddStringToObject(p, "Regex", regex);
+    cJSON_AddItemToObject(o, "pattern", p);
+    cJSON_AddStringToObject(o, "behavior", "Isolated");
+    cJSON_AddBoolToObject(o, "invert", false);
+    return o;
+}
+
+static cJSON *sequence(cJSON *a, cJSON *b) {
+    cJSON *o = cJSON_CreateObject(), *l = cJSON_CreateArray();
+    cJSON_AddStringToObject(o, "type", "Sequence");
+    cJSON_AddItemToArray(l, a);
+    cJSON_AddItemToArray(l, b);
+    cJSON_AddItemToObject(o, "pretokenizers", l);
+    return o;
+}
+
+/* The pre-tokenizer of the HF tokenizers llama.cpp labels with tokenizer.ggml.pre. */
+static cJSON *pre_tokenizer(const char *pre) {
+    if (!pre || !strcmp(pre, "default") || !strcmp(pre, "gpt2") || !strcmp(pre, "gpt-2"))
+        return byte_level(true);
+    if (!strcmp(pre, "smollm")) {
+        cJSON *digits = cJSON_CreateObject();
+        cJSON_AddStringToObject(digits, "type", "Digits");
+        cJSON_AddBoolToObject(digits, "individual_digits", true);
+        return sequence(digits, byte_level(true));
+    }
+    if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3"))
+        return sequence(split_isolated("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                       "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"),
+                        byte_level(false));
+    if (!strcmp(pre, "qwen2"))
+        return sequence(split_isolated("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                                       "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"),
+                        byte_level(false));
+    return NULL;
+}
+
+static cJSON *str_item(const td_gguf_str *s) {
+    char *c = strndup(s->s, (size_t)s->len);
+    cJSON *o = c ? cJSON_CreateString(c) : NULL;
+    free(c);
+    return o;
+}
+
+td_status td_gguf_tokenizer_json(td_ctx *ctx, const td_gguf *f, char **out) {
+    *out = NULL;
+    const td_gguf_kv *model = td_gguf_find(f, "tokenizer.ggml.model");
+    const td_gguf_kv *tokens = td_gguf_find(f, "tokenizer.ggml.tokens");
+    const td_gguf_kv *merges = td_gguf_find(f, "tokenizer.ggml.merges");
+    const td_gguf_kv *types = td_gguf_find(f, "tokenizer.ggml.token_type");
+    const td_gguf_kv *pre_kv = td_gguf_find(f, "tokenizer.ggml.pre");
+    if (!model || !tokens)
+        return td_fail(ctx, TD_ERR_NOT_FOUND, "%s has no tokenizer (tokenizer.ggml.model / tokens)", f->path);
+    if (model->type != TD_GGUF_STRING || model->str.len != 4 || memcmp(model->str.s, "gpt2", 4) != 0)
+        return td_fail(ctx, TD_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model \"%.*s\" is not supported (only gpt2, "
+                       "byte-level BPE)", f->path, model->type == TD_GGUF_STRING ? (int)(model->str.len > 32 ? 32 :
+                       model->str.len) : 1, model->type == TD_GGUF_STRING ? model->str.s : "?");
+    if (tokens->type != TD_GGUF_ARRAY || !tokens->strs || (merges && (merges->type != TD_GGUF_ARRAY || !merges->strs)))
+        return td_fail(ctx, TD_ERR_FORMAT, "%s: tokenizer.ggml.tokens and .merges must be string arrays", f->path);
+    if (types && (types->type != TD_GGUF_ARRAY || types->strs || types->count != tokens->count))
+        return td_fail(ctx, TD_ERR_FORMAT, "%s: tokenizer.ggml.token_type must be an integer array as long as the "
+                       "tokens", f->path);
+    char *pre = NULL;
+    if (pre_kv && pre_kv->type == TD_GGUF_STRING)
+        pre = strndup(pre_kv->str.s, (size_t)pre_kv->str.len);
+    cJSON *pt = pre_tokenizer(pre);
+    if (!pt) {
+        td_status st = td_fail(ctx, TD_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre \"%.32s\" is not supported "
+                               "(default, gpt2, smollm, llama-bpe, qwen2)", f->path, pre ? pre : "?");
+        free(pre);
+        return st;
+    }
+    free(pre);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "version", "1.0");
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    cJSON_AddNullToObject(root, "normalizer");
+    cJSON_AddItemToObject(root, "pre_tokenizer", pt);
+    cJSON_AddNullToObject(root, "post_processor");
+    cJSON_AddItemToObject(root, "decoder", byte_level(true));
+    cJSON *m = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(m, "type", "BPE");
+    cJSON_AddNullToObject(m, "dropout");
+    cJSON_AddNullToObject(m, "unk_token");
+    cJSON_AddBoolToObject(m, "fuse_unk", false);
+    cJSON_AddBoolToObject(m, "byte_fallback", false);
+    cJSON_AddBoolToObject(m, "ignore_merges", false);
+    cJSON *vocab = cJSON_AddObjectToObject(m, "vocab");
+    cJSON *ml = cJSON_AddArrayToObject(m, "merges");
+    bool ok = root && added && m && vocab && ml;
+    for (uint64_t i = 0; ok && i < tokens->count; i++) {
+        char *tok = strndup(tokens->strs[i].s, (size_t)tokens->strs[i].len);
+        ok = tok && cJSON_AddNumberToObject(vocab, tok, (double)i);
+        int64_t tt = types ? td_gguf_array_int(types, i) : TT_NORMAL;
+        if (ok && (tt == TT_CONTROL || tt == TT_USER_DEFINED)) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "id", (double)i);
+            cJSON_AddStringToObject(a, "content", tok);
+            cJSON_AddBoolToObject(a, "single_word", false);
+            cJSON_AddBoolToObject(a, "lstrip", false);
+            cJSON_AddBoolToObject(a, "rstrip", false);
+            cJSON_AddBoolToObject(a, "normalized", tt == TT_USER_DEFINED);
+            cJSON_AddBoolToObject(a, "special", tt == TT_CONTROL);
+            ok = cJSON_AddItemToArray(added, a);
+        }
+        free(tok);
+    }
+    for (uint64_t i = 0; ok && merges && i < merges->count; i++)
+        ok = cJSON_AddItemToArray(ml, str_item(&merges->strs[i]));
+    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!text)
+        return td_fail_oom(ctx, (size_t)tokens->count * 32, "the GGUF tokenizer");
+    *out = text;
+    return TD_OK;
+}
+
+td_status td_gguf_tokenizer_load(td_ctx *ctx, const td_gguf *f, td_tokenizer **out) {
+    char *json = NULL;
+    TD_TRY(td_gguf_tokenizer_json(ctx, f, &json));
+    td_status st = td_tokenizer_load_json(ctx, json, strlen(json), NULL, 0, f->path, out);
+    free(json);
+    return st;
+}
