@@ -2,7 +2,9 @@
  * that describes the same byte-level BPE: vocabulary = tokenizer.ggml.tokens (ids
  * are positions), merges = tokenizer.ggml.merges ("a b", in rank order), control
  * and user-defined tokens as added tokens, the pre-tokenizer chosen by
- * tokenizer.ggml.pre as llama.cpp's converter chose it from the HF file. Loading
+ * tokenizer.ggml.pre as llama.cpp's converter chose it from the HF file (with
+ * Qwen2's NFC normalizer), tokenizer.ggml.add_bos_token / add_eos_token as the
+ * TemplateProcessing post-processor HF builds from the same flags. Loading
  * that JSON with tdeploy's HF-exact tokenizer gives the ids HF would give. */
 #define _GNU_SOURCE
 #include "gguf/gguf_tokenizer.h"
@@ -63,6 +65,90 @@ static cJSON *pre_tokenizer(const char *pre) {
     return NULL;
 }
 
+/* llama.cpp's converter writes tokenizer.ggml.add_bos_token / add_eos_token from the HF tokenizer's
+ * add_bos_token / add_eos_token; HF applies them through a TemplateProcessing post-processor (Llama's
+ * update_post_processor): single "bos? $A eos?", pair "bos? $A eos? bos? $B:1 eos?". */
+static bool flag(const td_gguf *f, const char *key) {
+    const td_gguf_kv *kv = td_gguf_find(f, key);
+    return kv && kv->type == TD_GGUF_BOOL && kv->v.b;
+}
+
+/* The token string of the id stored under key, or NULL (with a message) when the id is absent or not a token. */
+static td_status special_token(td_ctx *ctx, const td_gguf *f, const td_gguf_kv *tokens, const char *key,
+                               char **out) {
+    int64_t id = -1;
+    td_status st = td_gguf_get_int(ctx, f, key, &id);
+    if (st != TD_OK)
+        return td_wrap(ctx, "tokenizer.ggml.add_%s_token is set, so the token must exist", strstr(key, "bos") ? "bos"
+                       : "eos");
+    if (id < 0 || (uint64_t)id >= tokens->count)
+        return td_fail(ctx, TD_ERR_FORMAT, "%s: %s %lld is not a token id (the vocabulary has %llu tokens)", f->path,
+                       key, (long long)id, (unsigned long long)tokens->count);
+    *out = strndup(tokens->strs[id].s, (size_t)tokens->strs[id].len);
+    return *out ? TD_OK : td_fail_oom(ctx, (size_t)tokens->strs[id].len, "a special token");
+}
+
+static cJSON *piece(const char *kind, const char *id, int type_id) {
+    cJSON *o = cJSON_CreateObject(), *in = cJSON_AddObjectToObject(o, kind);
+    cJSON_AddStringToObject(in, "id", id);
+    cJSON_AddNumberToObject(in, "type_id", type_id);
+    return o;
+}
+
+static void add_pieces(cJSON *list, const char *bos, const char *eos, const char *seq, int type_id) {
+    if (bos)
+        cJSON_AddItemToArray(list, piece("SpecialToken", bos, type_id));
+    cJSON_AddItemToArray(list, piece("Sequence", seq, type_id));
+    if (eos)
+        cJSON_AddItemToArray(list, piece("SpecialToken", eos, type_id));
+}
+
+static void add_special(cJSON *map, const char *tok, int64_t id) {
+    if (!tok || cJSON_GetObjectItemCaseSensitive(map, tok))
+        return;
+    cJSON *o = cJSON_AddObjectToObject(map, tok), *ids = cJSON_AddArrayToObject(o, "ids");
+    cJSON *toks = cJSON_AddArrayToObject(o, "tokens");
+    cJSON_AddStringToObject(o, "id", tok);
+    cJSON_AddItemToArray(ids, cJSON_CreateNumber((double)id));
+    cJSON_AddItemToArray(toks, cJSON_CreateString(tok));
+}
+
+/* The post_processor: JSON null when neither flag is set. */
+static td_status post_processor(td_ctx *ctx, const td_gguf *f, const td_gguf_kv *tokens, cJSON **out) {
+    bool add_bos = flag(f, "tokenizer.ggml.add_bos_token"), add_eos = flag(f, "tokenizer.ggml.add_eos_token");
+    *out = NULL;
+    if (!add_bos && !add_eos) {
+        *out = cJSON_CreateNull();
+        return *out ? TD_OK : td_fail_oom(ctx, 16, "the GGUF tokenizer");
+    }
+    char *bos = NULL, *eos = NULL;
+    int64_t bos_id = -1, eos_id = -1;
+    td_status st = TD_OK;
+    if (add_bos && (st = special_token(ctx, f, tokens, "tokenizer.ggml.bos_token_id", &bos)) == TD_OK)
+        st = td_gguf_get_int(ctx, f, "tokenizer.ggml.bos_token_id", &bos_id);
+    if (st == TD_OK && add_eos && (st = special_token(ctx, f, tokens, "tokenizer.ggml.eos_token_id", &eos)) == TD_OK)
+        st = td_gguf_get_int(ctx, f, "tokenizer.ggml.eos_token_id", &eos_id);
+    if (st == TD_OK) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "type", "TemplateProcessing");
+        cJSON *single = cJSON_AddArrayToObject(o, "single"), *pair = cJSON_AddArrayToObject(o, "pair");
+        cJSON *map = cJSON_AddObjectToObject(o, "special_tokens");
+        if (single && pair && map) {
+            add_pieces(single, bos, eos, "A", 0);
+            add_pieces(pair, bos, eos, "A", 0);
+            add_pieces(pair, bos, eos, "B", 1);
+            add_special(map, bos, bos_id);
+            add_special(map, eos, eos_id);
+        }
+        *out = o;
+        if (!o || !single || !pair || !map)
+            st = td_fail_oom(ctx, 256, "the GGUF tokenizer's post-processor");
+    }
+    free(bos);
+    free(eos);
+    return st;
+}
+
 static cJSON *str_item(const td_gguf_str *s) {
     char *c = strndup(s->s, (size_t)s->len);
     cJSON *o = c ? cJSON_CreateString(c) : NULL;
@@ -98,13 +184,24 @@ td_status td_gguf_tokenizer_json(td_ctx *ctx, const td_gguf *f, char **out) {
         free(pre);
         return st;
     }
+    /* Qwen2's tokenizer.json normalizes to NFC before its split; the other byte-level BPEs have no normalizer */
+    bool nfc = pre && !strcmp(pre, "qwen2");
     free(pre);
+    cJSON *post = NULL;
+    td_status pst = post_processor(ctx, f, tokens, &post);
+    if (pst != TD_OK) {
+        cJSON_Delete(pt);
+        return pst;
+    }
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", "1.0");
     cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
-    cJSON_AddNullToObject(root, "normalizer");
+    if (nfc)
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "normalizer"), "type", "NFC");
+    else
+        cJSON_AddNullToObject(root, "normalizer");
     cJSON_AddItemToObject(root, "pre_tokenizer", pt);
-    cJSON_AddNullToObject(root, "post_processor");
+    cJSON_AddItemToObject(root, "post_processor", post);
     cJSON_AddItemToObject(root, "decoder", byte_level(true));
     cJSON *m = cJSON_AddObjectToObject(root, "model");
     cJSON_AddStringToObject(m, "type", "BPE");

@@ -3,9 +3,15 @@
  *   gguf_driver open FILE...        one line per file: "ok N_TENSORS" or "error: MESSAGE"
  *   gguf_driver dump FILE OUTDIR    each tensor dequantized to OUTDIR/NAME.f32 (raw float32), one line per
  *                                   tensor: "NAME TYPE DIM0 DIM1 ... ok" or "NAME ... error: MESSAGE"
- *   gguf_driver get FILE KEY int|float|string   the value, or "error: MESSAGE" */
+ *   gguf_driver get FILE KEY int|float|string   the value, or "error: MESSAGE"
+ *   gguf_driver tokenize FILE       stdin: a JSON array of {"text", "pair" (optional), "special": bool}; stdout:
+ *                                   one line per item, the JSON array of ids of the file's tokenizer
+ *                                   (gguf_tokenizer.c) or "error: MESSAGE"; run by tests/gguf/test_gguf_tokenizer.py */
 #define _GNU_SOURCE
 #include "gguf/gguf.h"
+#include "gguf/gguf_tokenizer.h"
+
+#include <cjson/cJSON.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +98,55 @@ static int cmd_get(const char *file, const char *key, const char *kind) {
     return 0;
 }
 
+static int cmd_tokenize(const char *file) {
+    size_t cap = 1 << 16, n = 0;
+    char *in = malloc(cap);
+    for (size_t k; in && (k = fread(in + n, 1, cap - n - 1, stdin)) > 0;) {
+        n += k;
+        if (n + 1 == cap && !(in = realloc(in, cap *= 2)))
+            break;
+    }
+    cJSON *items = in ? cJSON_ParseWithLength(in, n) : NULL;
+    free(in);
+    td_ctx *ctx = td_ctx_new();
+    td_gguf *f = NULL;
+    td_tokenizer *tok = NULL;
+    if (!cJSON_IsArray(items)) {
+        fprintf(stderr, "tokenize: stdin must be a JSON array\n");
+        return 2;
+    }
+    if (td_gguf_open(ctx, file, &f) != TD_OK || td_gguf_tokenizer_load(ctx, f, &tok) != TD_OK) {
+        printf("error: %s\n", td_error_message(ctx));
+    } else {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, items) {
+            const cJSON *text = cJSON_GetObjectItemCaseSensitive(it, "text");
+            const cJSON *pair = cJSON_GetObjectItemCaseSensitive(it, "pair");
+            td_tok_options o;
+            td_tokenizer_default_options(tok, &o);
+            o.add_special_tokens = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "special"));
+            const char *p = cJSON_IsString(pair) ? pair->valuestring : NULL;
+            td_encoding enc;
+            if (!cJSON_IsString(text) ||
+                td_tokenizer_encode(ctx, tok, text->valuestring, strlen(text->valuestring), p, p ? strlen(p) : 0,
+                                    &o, &enc) != TD_OK) {
+                printf("error: %s\n", td_error_message(ctx));
+                continue;
+            }
+            printf("[");
+            for (size_t i = 0; i < enc.len; i++)
+                printf("%s%lld", i ? ", " : "", (long long)enc.ids[i]);
+            printf("]\n");
+            td_encoding_free(&enc);
+        }
+    }
+    td_tokenizer_free(tok);
+    td_gguf_free(f);
+    td_ctx_free(ctx);
+    cJSON_Delete(items);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "open"))
         return cmd_open(argc - 2, argv + 2);
@@ -99,6 +154,9 @@ int main(int argc, char **argv) {
         return cmd_dump(argv[2], argv[3]);
     if (argc == 5 && !strcmp(argv[1], "get"))
         return cmd_get(argv[2], argv[3], argv[4]);
-    fprintf(stderr, "usage: gguf_driver open FILE... | dump FILE OUTDIR | get FILE KEY int|float|string\n");
+    if (argc == 3 && !strcmp(argv[1], "tokenize"))
+        return cmd_tokenize(argv[2]);
+    fprintf(stderr, "usage: gguf_driver open FILE... | dump FILE OUTDIR | get FILE KEY int|float|string | "
+            "tokenize FILE\n");
     return 2;
 }
