@@ -27,13 +27,38 @@ typedef struct rt {
     td_status st;         /* first error; everything stops once set */
     char *out;            /* rendered text */
     size_t out_len, out_cap;
-    int depth;
+    int depth;            /* parser recursion (expressions) */
+    int blocks;           /* nesting of if/for blocks while parsing */
+    int eval_depth;       /* evaluator recursion */
+    uint64_t steps;       /* statements run + expression nodes evaluated */
+    size_t arena_bytes;   /* sum of the arena's chunks */
+    bool over_limit;      /* an allocation was refused by MAX_ARENA_BYTES */
 } rt;
 
+/* A template comes from a model file, so it is hostile input like any other: the
+ * parser and the evaluator recurse at most this deep, a render does at most
+ * MAX_STEPS units of work, and its values and output stay under these sizes.
+ * Real chat templates are far below every one (a few dozen nodes per message). */
+#define MAX_EXPR_DEPTH 64
+#define MAX_BLOCK_DEPTH 64
+#define MAX_EVAL_DEPTH 256
+#define MAX_STEPS 20000000ull
+#define MAX_ARENA_BYTES (256ull << 20)
+#define MAX_OUTPUT_BYTES (64ull << 20)
+
 static void *alloc(rt *r, size_t n) {
+    if (n > MAX_ARENA_BYTES) {
+        r->over_limit = true;
+        return NULL;
+    }
     n = (n + 15) & ~(size_t)15;
     if (!r->mem || r->mem->cap - r->mem->used < n) {
         size_t cap = n > 65536 ? n : 65536;
+        if (r->arena_bytes + cap > MAX_ARENA_BYTES) {
+            r->over_limit = true;
+            return NULL;
+        }
+        r->arena_bytes += cap;
         chunk *c = malloc(sizeof *c + cap);
         if (!c)
             return NULL;
@@ -61,7 +86,12 @@ static td_status fail(rt *r, td_status code, const char *fmt, ...) {
     return r->st;
 }
 
-static void oom(rt *r) { fail(r, TD_ERR_OUT_OF_MEMORY, "out of memory"); }
+static void oom(rt *r) {
+    if (r->over_limit)
+        fail(r, TD_ERR_UNSUPPORTED, "the template's values grow past %llu MiB", MAX_ARENA_BYTES >> 20);
+    else
+        fail(r, TD_ERR_OUT_OF_MEMORY, "out of memory");
+}
 
 /* ---------------- values ---------------- */
 
@@ -164,11 +194,21 @@ static bool push(rt *r, pieces *p, pkind k, const char *s, size_t len, int line)
     return true;
 }
 
-static int line_of(const char *base, const char *p) {
-    int line = 1;
-    for (const char *q = base; q < p; q++)
-        line += *q == '\n';
-    return line;
+/* Line numbers for messages, counted incrementally: split asks in increasing order, so the whole template is
+ * scanned once (counting from the start for every piece made a template of many tags quadratic). */
+typedef struct liner {
+    const char *base, *pos;
+    int line;
+} liner;
+
+static int line_of(liner *l, const char *p) {
+    if (p < l->pos) {
+        l->pos = l->base;
+        l->line = 1;
+    }
+    for (; l->pos < p; l->pos++)
+        l->line += *l->pos == '\n';
+    return l->line;
 }
 
 /* End of a tag body: the closing "}}" / "%}" / "#}" outside string literals. */
@@ -192,6 +232,7 @@ static const char *tag_end(const char *p, char close) {
 /* Cut the template into pieces, applying {%- -%} and jinja2's trim_blocks + lstrip_blocks. */
 static bool split(rt *r, const char *t, pieces *out) {
     const char *p = t;
+    liner ln = {t, t, 1};
     bool strip_next = false, trim_nl = false;
     while (*p) {
         const char *open = p;
@@ -207,7 +248,7 @@ static bool split(rt *r, const char *t, pieces *out) {
             ts += 2;
         strip_next = trim_nl = false;
         if (!*open) {
-            if (te > ts && !push(r, out, P_TEXT, ts, (size_t)(te - ts), line_of(t, ts)))
+            if (te > ts && !push(r, out, P_TEXT, ts, (size_t)(te - ts), line_of(&ln, ts)))
                 return false;
             break;
         }
@@ -227,19 +268,19 @@ static bool split(rt *r, const char *t, pieces *out) {
             if ((q == t || q[-1] == '\n') && q < te)
                 te = q > ts ? q : ts;
         }
-        if (te > ts && !push(r, out, P_TEXT, ts, (size_t)(te - ts), line_of(t, ts)))
+        if (te > ts && !push(r, out, P_TEXT, ts, (size_t)(te - ts), line_of(&ln, ts)))
             return false;
         char close = kind == '{' ? '}' : kind;
         const char *end = tag_end(body, close);
         if (!end) {
-            fail(r, TD_ERR_FORMAT, "line %d: unclosed %c%c tag", line_of(t, open), '{', kind);
+            fail(r, TD_ERR_FORMAT, "line %d: unclosed %c%c tag", line_of(&ln, open), '{', kind);
             return false;
         }
         const char *be = end;
         bool minus_right = be > body && be[-1] == '-';
         if (minus_right)
             be--;
-        if (kind != '#' && !push(r, out, kind == '{' ? P_EXPR : P_STMT, body, (size_t)(be - body), line_of(t, open)))
+        if (kind != '#' && !push(r, out, kind == '{' ? P_EXPR : P_STMT, body, (size_t)(be - body), line_of(&ln, open)))
             return false;
         p = end + 2;
         strip_next = minus_right;
@@ -395,8 +436,9 @@ static expr *primary(lexer *lx) {
         return string_lit(lx);
     if (isdigit((unsigned char)c)) {
         int64_t v = 0;
-        while (lx->p < lx->end && isdigit((unsigned char)*lx->p) && v < INT64_MAX / 10)
-            v = v * 10 + (*lx->p++ - '0');
+        while (lx->p < lx->end && isdigit((unsigned char)*lx->p))
+            if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, *lx->p++ - '0', &v))
+                return syntax(lx, "integer literal larger than 64 bits");
         expr *e = node(lx, E_LIT);
         if (e)
             e->lit = vint(v);
@@ -492,12 +534,24 @@ static expr *binary(lexer *lx, expr *a, const char *op, expr *b) {
     return e;
 }
 
+/* Recursion guard for the parser's recursive rules (parse_expr, unary minus, not). */
+static bool enter(lexer *lx) {
+    if (lx->r->depth >= MAX_EXPR_DEPTH) {
+        syntax(lx, "expression nested too deeply");
+        return false;
+    }
+    lx->r->depth++;
+    return true;
+}
+
 static expr *unary(lexer *lx) {
     if (eat(lx, "-")) {
         expr *e = node(lx, E_NEG);
-        if (e && !(e->a = unary(lx)))
+        if (!e || !enter(lx))
             return NULL;
-        return e;
+        e->a = unary(lx);
+        lx->r->depth--;
+        return e->a ? e : NULL;
     }
     return postfix(lx);
 }
@@ -562,9 +616,11 @@ static expr *compare(lexer *lx) {
 static expr *not_expr(lexer *lx) {
     if (eat_word(lx, "not")) {
         expr *e = node(lx, E_NOT);
-        if (e && !(e->a = not_expr(lx)))
+        if (!e || !enter(lx))
             return NULL;
-        return e;
+        e->a = not_expr(lx);
+        lx->r->depth--;
+        return e->a ? e : NULL;
     }
     return compare(lx);
 }
@@ -584,10 +640,8 @@ static expr *or_expr(lexer *lx) {
 }
 
 static expr *parse_expr(lexer *lx) {
-    if (++lx->r->depth > 64) {
-        lx->r->depth--;
-        return syntax(lx, "expression nested too deeply");
-    }
+    if (!enter(lx))
+        return NULL;
     expr *e = or_expr(lx);
     if (e && at_word(lx, "if")) {
         eat_word(lx, "if");
@@ -676,8 +730,17 @@ static stmt *parse_if(parser *pr, lexer *lx, int line) {
     }
     lexer l2;
     keyword(pr, pr->i - 1, &l2);
-    if (!strcmp(stopped, "elif"))
+    if (!strcmp(stopped, "elif")) {
+        /* an elif is an if nested in the else: it counts as a level, or a long chain would exhaust the stack */
+        if (pr->r->blocks >= MAX_BLOCK_DEPTH) {
+            fail(pr->r, TD_ERR_UNSUPPORTED, "line %d: blocks nested (or elif chained) more than %d deep",
+                 pr->ps->v[pr->i - 1].line, MAX_BLOCK_DEPTH);
+            return NULL;
+        }
+        pr->r->blocks++;
         s->orelse = parse_if(pr, &l2, pr->ps->v[pr->i - 1].line);
+        pr->r->blocks--;
+    }
     else if (!strcmp(stopped, "else")) {
         static const char *const end[] = {"endif", NULL};
         s->orelse = parse_block(pr, end, &stopped);
@@ -687,10 +750,25 @@ static stmt *parse_if(parser *pr, lexer *lx, int line) {
     return pr->r->st == TD_OK ? s : NULL;
 }
 
+static stmt *parse_block_in(parser *pr, const char *const *stops, const char **stopped);
+
 /* Statements until a piece whose keyword is in stops (consumed; *stopped names it) or the end. */
 static stmt *parse_block(parser *pr, const char *const *stops, const char **stopped) {
-    stmt *head = NULL, **tail = &head;
     *stopped = NULL;
+    if (pr->r->blocks >= MAX_BLOCK_DEPTH) {
+        piece *p = &pr->ps->v[pr->i < pr->ps->n ? pr->i : pr->ps->n - 1];
+        fail(pr->r, TD_ERR_UNSUPPORTED, "line %d: blocks nested (or elif chained) more than %d deep", p->line,
+             MAX_BLOCK_DEPTH);
+        return NULL;
+    }
+    pr->r->blocks++;
+    stmt *s = parse_block_in(pr, stops, stopped);
+    pr->r->blocks--;
+    return s;
+}
+
+static stmt *parse_block_in(parser *pr, const char *const *stops, const char **stopped) {
+    stmt *head = NULL, **tail = &head;
     while (pr->i < pr->ps->n && pr->r->st == TD_OK) {
         piece *p = &pr->ps->v[pr->i];
         stmt *s = NULL;
@@ -854,13 +932,17 @@ static val binop(rt *r, const char *op, val a, val b) {
         fail(r, TD_ERR_INVALID_ARGUMENT, "operator %s on %s and %s", op, kind_name(a.k), kind_name(b.k));
         return undef();
     }
-    int64_t x = a.i, y = b.i;
-    if (!strcmp(op, "+"))
-        return vint(x + y);
-    if (!strcmp(op, "-"))
-        return vint(x - y);
-    if (!strcmp(op, "*"))
-        return vint(x * y);
+    int64_t x = a.i, y = b.i, z = 0;
+    /* Python integers do not overflow; 64 bits are plenty for a chat template, so leaving them is an error */
+    if ((!strcmp(op, "+") && __builtin_add_overflow(x, y, &z)) || (!strcmp(op, "-") && __builtin_sub_overflow(x, y, &z)) ||
+        (!strcmp(op, "*") && __builtin_mul_overflow(x, y, &z)) ||
+        ((!strcmp(op, "%") || !strcmp(op, "//")) && x == INT64_MIN && y == -1)) {
+        fail(r, TD_ERR_UNSUPPORTED, "integer overflow in %lld %s %lld (64-bit integers only)", (long long)x, op,
+             (long long)y);
+        return undef();
+    }
+    if (op[0] == '+' || op[0] == '-' || (op[0] == '*' && !op[1]))
+        return vint(z);
     if (!strcmp(op, "<"))
         return vbool(x < y);
     if (!strcmp(op, ">"))
@@ -929,9 +1011,28 @@ static val filter(rt *r, const expr *e, val v, scope *sc) {
     return undef();
 }
 
+static val eval_node(rt *r, const expr *e, scope *sc);
+
+/* Every evaluation goes through here: the recursion depth (a chain like a|trim|trim|... or 1+1+1+... is a
+ * deep tree) and the work budget are checked before the node is looked at. */
 static val eval(rt *r, const expr *e, scope *sc) {
     if (r->st != TD_OK || !e)
         return undef();
+    if (r->eval_depth >= MAX_EVAL_DEPTH) {
+        fail(r, TD_ERR_UNSUPPORTED, "expression nested more than %d deep", MAX_EVAL_DEPTH);
+        return undef();
+    }
+    if (++r->steps > MAX_STEPS) {
+        fail(r, TD_ERR_UNSUPPORTED, "the template takes more than %llu steps to render (a loop bomb?)", MAX_STEPS);
+        return undef();
+    }
+    r->eval_depth++;
+    val v = eval_node(r, e, sc);
+    r->eval_depth--;
+    return v;
+}
+
+static val eval_node(rt *r, const expr *e, scope *sc) {
     switch (e->k) {
     case E_LIT: return e->lit;
     case E_NAME: return lookup(sc, e->name);
@@ -942,7 +1043,9 @@ static val eval(rt *r, const expr *e, scope *sc) {
         val v = eval(r, e->a, sc);
         if (v.k != V_INT)
             fail(r, TD_ERR_INVALID_ARGUMENT, "unary minus on a %s", kind_name(v.k));
-        return vint(-v.i);
+        else if (v.i == INT64_MIN)
+            fail(r, TD_ERR_UNSUPPORTED, "integer overflow in -(%lld) (64-bit integers only)", (long long)v.i);
+        return r->st == TD_OK ? vint(-v.i) : undef();
     }
     case E_COND:
         if (truthy(eval(r, e->b, sc)))
@@ -1003,6 +1106,10 @@ static val eval(rt *r, const expr *e, scope *sc) {
 static void emit(rt *r, const char *s, size_t n) {
     if (r->st != TD_OK)
         return;
+    if (n > MAX_OUTPUT_BYTES - r->out_len) {
+        fail(r, TD_ERR_UNSUPPORTED, "the rendered prompt grows past %llu MiB", MAX_OUTPUT_BYTES >> 20);
+        return;
+    }
     if (r->out_len + n + 1 > r->out_cap) {
         size_t cap = (r->out_len + n + 1) * 2;
         char *o = realloc(r->out, cap);
@@ -1020,6 +1127,11 @@ static void emit(rt *r, const char *s, size_t n) {
 
 static void run(rt *r, const stmt *s, scope *sc) {
     for (; s && r->st == TD_OK; s = s->next) {
+        if (++r->steps > MAX_STEPS) {
+            fail(r, TD_ERR_UNSUPPORTED, "the template takes more than %llu steps to render (a loop bomb?)",
+                 MAX_STEPS);
+            return;
+        }
         switch (s->k) {
         case S_TEXT: emit(r, s->text, s->len); break;
         case S_OUT: {

@@ -9,7 +9,13 @@
  * `x if c else y`, subscripts and attributes, the filters trim, length, upper,
  * lower, string, tojson-free; tests `is [not] defined/none/string`; calls of
  * raise_exception(msg). Anything else is TD_ERR_UNSUPPORTED naming the construct
- * and where it is, never a wrong prompt. */
+ * and where it is, never a wrong prompt.
+ *
+ * A template comes from a model file, so it is treated as hostile input: blocks
+ * (and elif chains) nest at most 64 deep, expressions 64 deep in the parser and
+ * 256 in the evaluator, integers stay in 64 bits (overflow is an error, never
+ * wrapped or trapped), a render does at most 20M steps and its values and output
+ * stay under 256 MiB / 64 MiB; each limit is a TD_ERR_UNSUPPORTED naming it. */
 #ifndef TD_GENERATE_CHAT_TEMPLATE_H
 #define TD_GENERATE_CHAT_TEMPLATE_H
 

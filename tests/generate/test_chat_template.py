@@ -103,4 +103,31 @@ for (label, want, werr), (got, err) in zip(expected, results):
                 f"\n got  {got!r}\n want {want!r}\n {err}")
 for (label, _, needle), (got, err) in zip(refusals, results[len(cases):]):
     t.check(got is None and needle in err, f"refused: {label}", err)
+
+# hostile templates (they come from model files): a clean error each, no crash, no hang, bounded memory. Before
+# the limits, the chains overflowed the stack (SIGSEGV), INT64_MIN % -1 raised SIGFPE, 200k nested blocks took
+# minutes (line numbers recounted per tag) and the bombs ate all memory.
+N = 200000
+hostile = [("INT64_MIN % -1", "{{ (-9223372036854775807 - 1) % -1 }}", "integer overflow"),
+           ("INT64_MIN // -1", "{{ (-9223372036854775807 - 1) // -1 }}", "integer overflow"),
+           ("multiplication overflow", "{{ 9223372036854775807 * 3 }}", "integer overflow"),
+           ("negation overflow", "{{ -(-9223372036854775807 - 1) }}", "integer overflow"),
+           ("literal past 64 bits", "{{ 99999999999999999999 }}", "64 bits"),
+           (f"{N} nested ifs", "{% if true %}" * N + "x" + "{% endif %}" * N, "nested"),
+           (f"{N} nested fors", "{% for m in messages %}" * N + "x" + "{% endfor %}" * N, "nested"),
+           (f"{N} elifs", "{% if false %}" + "{% elif false %}" * N + "{% endif %}", "nested"),
+           ("a million nots", "{{ " + "not " * 1000000 + "x }}", "nested"),
+           ("a million minus signs", "{{ " + "-" * 1000000 + "1 }}", "nested"),
+           ("a million filters", "{{ 'a'" + "|trim" * 1000000 + " }}", "nested"),
+           ("a million attributes", "{{ x" + ".a" * 1000000 + " }}", "nested"),
+           ("a million additions", "{{ 0" + "+1" * 1000000 + " }}", "nested"),
+           ("a million brackets", "{{ " + "[" * 1000000 + " }}", "nested"),
+           ("loop bomb", "{% for a in [1,1,1,1,1,1,1,1,1,1] %}" * 9 + "x" + "{% endfor %}" * 9, "MiB"),
+           ("string doubling", "{% set s = 'xxxxxxxxxxxxxxxx' %}" + "{% set s = s + s %}" * 40 + "{{ s }}", "MiB")]
+try:
+    results = render_all([(tm, CONVS[0], True) for _, tm, _ in hostile])
+except subprocess.TimeoutExpired:
+    results = [(None, "timeout")] * len(hostile)
+for (label, _, needle), (got, err) in zip(hostile, results):
+    t.check(got is None and needle in err, f"hostile: {label}", err[:160])
 t.finish()
