@@ -292,7 +292,7 @@ static bool split(rt *r, const char *t, pieces *out) {
 /* ---------------- expressions ---------------- */
 
 typedef enum {
-    E_LIT, E_NAME, E_ATTR, E_ITEM, E_CALL, E_FILTER, E_TEST, E_BIN, E_NOT, E_NEG, E_COND, E_LIST
+    E_LIT, E_NAME, E_ATTR, E_ITEM, E_CALL, E_FILTER, E_TEST, E_BIN, E_NOT, E_NEG, E_COND, E_LIST, E_SLICE
 } ekind;
 
 typedef struct expr {
@@ -301,7 +301,8 @@ typedef struct expr {
     const char *name;       /* E_NAME, E_ATTR, E_CALL, E_FILTER, E_TEST */
     char op[3];             /* E_BIN: "+", "==", "an" (and), "or", "in", "ni" (not in), ... */
     bool negate;            /* E_TEST: is not */
-    struct expr *a, *b, *c; /* operands; E_COND: a if b else c */
+    struct expr *a, *b, *c; /* operands; E_COND: a if b else c; E_SLICE: a[b:c] (b, c may be NULL);
+                             * E_CALL: a is the object of a method call (NULL for a function) */
     struct expr **args;     /* E_CALL, E_FILTER, E_LIST */
     size_t n_args;
 } expr;
@@ -471,6 +472,19 @@ static expr *primary(lexer *lx) {
     return e;
 }
 
+static bool at(lexer *lx, char c) {
+    skip_ws(lx);
+    return lx->p < lx->end && *lx->p == c;
+}
+
+static bool is_method(const char *name) {
+    static const char *const m[] = {"strip", "lstrip", "rstrip", "upper", "lower", "startswith", "endswith"};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (!strcmp(name, m[i]))
+            return true;
+    return false;
+}
+
 static expr *postfix(lexer *lx) {
     expr *e = primary(lx);
     while (e) {
@@ -481,13 +495,32 @@ static expr *postfix(lexer *lx) {
             a->a = e;
             e = a;
         } else if (eat(lx, "[")) {
+            /* x[i] or x[start:stop] (either bound may be left out); a step is refused */
             expr *a = node(lx, E_ITEM);
-            if (!a || !(a->b = parse_expr(lx)))
+            if (!a || (!at(lx, ':') && !(a->b = parse_expr(lx))))
                 return NULL;
+            if (eat(lx, ":")) {
+                a->k = E_SLICE;
+                if (!at(lx, ']') && !at(lx, ':') && !(a->c = parse_expr(lx)))
+                    return NULL;
+                if (at(lx, ':'))
+                    return syntax(lx, "slice steps are not supported");
+            }
             if (!eat(lx, "]"))
-                return syntax(lx, "slices are not supported; expected ]");
+                return syntax(lx, "expected ]");
             a->a = e;
             e = a;
+        } else if (e->k == E_ATTR && at(lx, '(')) {
+            /* a string method: Python's str.strip(), .startswith(x), ... */
+            if (!is_method(e->name)) {
+                fail(lx->r, TD_ERR_UNSUPPORTED, "line %d: method .%s() is not in the supported Jinja subset (strip, "
+                     "lstrip, rstrip, upper, lower, startswith, endswith)", lx->line, e->name);
+                return NULL;
+            }
+            eat(lx, "(");
+            e->k = E_CALL;
+            if (!parse_args(lx, e, ")"))
+                return NULL;
         } else if (eat(lx, "(")) {
             if (e->k != E_NAME || strcmp(e->name, "raise_exception") != 0) {
                 fail(lx->r, TD_ERR_UNSUPPORTED, "line %d: calling %s is not in the supported Jinja subset (only "
@@ -967,45 +1000,153 @@ static val binop(rt *r, const char *op, val a, val b) {
     return undef();
 }
 
+/* Python's str.isspace() for one code point (what str.strip() and Jinja's trim remove) */
+static bool py_space(utf8proc_int32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* The code point starting at byte i of s (len bytes); its length in *n (1 for a bad byte, which is no space). */
+static utf8proc_int32_t cp_at(const char *s, size_t len, size_t i, size_t *n) {
+    utf8proc_int32_t c = -1;
+    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &c);
+    *n = k > 0 ? (size_t)k : 1;
+    return k > 0 ? c : -1;
+}
+
+/* str.strip() / lstrip() / rstrip() without arguments */
+static val py_strip(rt *r, val v, bool left, bool right) {
+    v = to_str(r, v);
+    if (v.k != V_STR)
+        return v;
+    size_t a = 0, b = v.len, n;
+    while (left && a < b && py_space(cp_at(v.s, v.len, a, &n)))
+        a += n;
+    while (right && b > a) {
+        size_t start = b - 1;
+        while (start > a && ((unsigned char)v.s[start] & 0xC0) == 0x80)
+            start--; /* back to the lead byte of the last code point */
+        if (!py_space(cp_at(v.s, b, start, &n)) || start + n != b)
+            break;
+        b = start;
+    }
+    return vstr_n(r, v.s + a, b - a);
+}
+
+/* Number of code points (Python's len of a str); bytes that are not UTF-8 count one each. */
+static size_t cp_count(const char *s, size_t len) {
+    size_t count = 0, n;
+    for (size_t i = 0; i < len; i += n, count++)
+        cp_at(s, len, i, &n);
+    return count;
+}
+
+/* Byte offset of code point k (k <= the count). */
+static size_t cp_offset(const char *s, size_t len, size_t k) {
+    size_t i = 0, n;
+    for (; k > 0 && i < len; k--, i += n)
+        cp_at(s, len, i, &n);
+    return i;
+}
+
+/* Python's slice bound: None -> dflt, negative counts from the end, then clamped to [0, n]. */
+static bool slice_bound(rt *r, val v, int64_t n, int64_t dflt, int64_t *out) {
+    if (v.k == V_NONE || v.k == V_UNDEF) {
+        *out = dflt;
+        return true;
+    }
+    if (v.k != V_INT && v.k != V_BOOL) {
+        fail(r, TD_ERR_INVALID_ARGUMENT, "slice bound is a %s, not an integer", kind_name(v.k));
+        return false;
+    }
+    int64_t i = v.i < 0 ? (v.i < -n ? 0 : v.i + n) : v.i;
+    *out = i > n ? n : i;
+    return true;
+}
+
+static val slice(rt *r, val obj, val lo, val hi) {
+    if (obj.k != V_LIST && obj.k != V_STR) {
+        if (obj.k == V_UNDEF)
+            fail(r, TD_ERR_INVALID_ARGUMENT, "slice of an undefined value");
+        else
+            fail(r, TD_ERR_UNSUPPORTED, "slice of a %s (only lists and strings)", kind_name(obj.k));
+        return undef();
+    }
+    int64_t n = (int64_t)(obj.k == V_LIST ? obj.n : cp_count(obj.s, obj.len)), a, b;
+    if (!slice_bound(r, lo, n, 0, &a) || !slice_bound(r, hi, n, n, &b))
+        return undef();
+    if (b < a)
+        b = a;
+    if (obj.k == V_LIST)
+        return (val){.k = V_LIST, .items = obj.items + a, .n = (size_t)(b - a)};
+    size_t ba = cp_offset(obj.s, obj.len, (size_t)a), bb = cp_offset(obj.s, obj.len, (size_t)b);
+    return vstr_n(r, obj.s + ba, bb - ba);
+}
+
+static val case_map(rt *r, val v, bool upper) {
+    /* Unicode case mapping per code point, as Python's str.upper/lower for these (utf8proc) */
+    v = to_str(r, v);
+    char *o = alloc(r, v.len * 4 + 1);
+    if (!o) {
+        oom(r);
+        return undef();
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < v.len;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)v.s + i, (utf8proc_ssize_t)(v.len - i), &cp);
+        if (k <= 0) {
+            fail(r, TD_ERR_INVALID_ARGUMENT, "invalid UTF-8 in a message");
+            return undef();
+        }
+        cp = upper ? utf8proc_toupper(cp) : utf8proc_tolower(cp);
+        n += (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)o + n);
+        i += (size_t)k;
+    }
+    o[n] = 0;
+    return (val){.k = V_STR, .s = o, .len = n};
+}
+
+
+static val method(rt *r, const expr *e, val obj, scope *sc) {
+    const char *m = e->name;
+    bool affix = !strcmp(m, "startswith") || !strcmp(m, "endswith");
+    if (obj.k != V_STR) {
+        fail(r, TD_ERR_INVALID_ARGUMENT, "method .%s() of a %s (only strings have methods here)", m,
+             kind_name(obj.k));
+        return undef();
+    }
+    if (e->n_args != (affix ? 1u : 0u)) {
+        fail(r, TD_ERR_UNSUPPORTED, "method .%s() with %zu arguments is not supported (%s)", m, e->n_args,
+             affix ? "one string" : "none");
+        return undef();
+    }
+    if (affix) {
+        val x = eval(r, e->args[0], sc);
+        if (x.k != V_STR) {
+            fail(r, TD_ERR_UNSUPPORTED, "method .%s() of a %s argument (only a string)", m, kind_name(x.k));
+            return undef();
+        }
+        if (x.len > obj.len)
+            return vbool(false);
+        return vbool(!memcmp(m[0] == 's' ? obj.s : obj.s + obj.len - x.len, x.s, x.len));
+    }
+    if (!strcmp(m, "upper") || !strcmp(m, "lower"))
+        return case_map(r, obj, m[0] == 'u');
+    return py_strip(r, obj, m[0] != 'r', m[0] != 'l');
+}
+
 static val filter(rt *r, const expr *e, val v, scope *sc) {
     (void)sc;
     const char *f = e->name;
-    if (!strcmp(f, "trim")) {
-        v = to_str(r, v);
-        size_t a = 0, b = v.len;
-        while (a < b && isspace((unsigned char)v.s[a]))
-            a++;
-        while (b > a && isspace((unsigned char)v.s[b - 1]))
-            b--;
-        return vstr_n(r, v.s + a, b - a);
-    }
+    if (!strcmp(f, "trim"))
+        return py_strip(r, v, true, true);
     if (!strcmp(f, "length") || !strcmp(f, "count"))
-        return vint(v.k == V_STR ? (int64_t)v.len : (int64_t)v.n);
+        return vint(v.k == V_STR ? (int64_t)cp_count(v.s, v.len) : (int64_t)v.n);
     if (!strcmp(f, "string"))
         return to_str(r, v);
-    if (!strcmp(f, "upper") || !strcmp(f, "lower")) {
-        /* Unicode case mapping per code point, as Python's str.upper/lower for these (utf8proc) */
-        v = to_str(r, v);
-        char *o = alloc(r, v.len * 4 + 1);
-        if (!o) {
-            oom(r);
-            return undef();
-        }
-        size_t n = 0;
-        for (size_t i = 0; i < v.len;) {
-            utf8proc_int32_t cp;
-            utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)v.s + i, (utf8proc_ssize_t)(v.len - i), &cp);
-            if (k <= 0) {
-                fail(r, TD_ERR_INVALID_ARGUMENT, "invalid UTF-8 in a message");
-                return undef();
-            }
-            cp = f[0] == 'u' ? utf8proc_toupper(cp) : utf8proc_tolower(cp);
-            n += (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)o + n);
-            i += (size_t)k;
-        }
-        o[n] = 0;
-        return (val){.k = V_STR, .s = o, .len = n};
-    }
+    if (!strcmp(f, "upper") || !strcmp(f, "lower"))
+        return case_map(r, v, f[0] == 'u');
     fail(r, TD_ERR_UNSUPPORTED, "filter '%s' is not in the supported Jinja subset (trim, length, string, upper, "
          "lower)", f);
     return undef();
@@ -1038,6 +1179,11 @@ static val eval_node(rt *r, const expr *e, scope *sc) {
     case E_NAME: return lookup(sc, e->name);
     case E_ATTR: return member(r, eval(r, e->a, sc), vstr(r, e->name));
     case E_ITEM: return member(r, eval(r, e->a, sc), eval(r, e->b, sc));
+    case E_SLICE: {
+        val obj = eval(r, e->a, sc), lo = e->b ? eval(r, e->b, sc) : (val){.k = V_NONE};
+        val hi = e->c ? eval(r, e->c, sc) : (val){.k = V_NONE};
+        return r->st == TD_OK ? slice(r, obj, lo, hi) : undef();
+    }
     case E_NOT: return vbool(!truthy(eval(r, e->a, sc)));
     case E_NEG: {
         val v = eval(r, e->a, sc);
@@ -1082,6 +1228,10 @@ static val eval_node(rt *r, const expr *e, scope *sc) {
         return vbool(res != e->negate);
     }
     case E_CALL:
+        if (e->a) {
+            val obj = eval(r, e->a, sc);
+            return r->st == TD_OK ? method(r, e, obj, sc) : undef();
+        }
         if (!strcmp(e->name, "raise_exception")) {
             val m = e->n_args ? to_str(r, eval(r, e->args[0], sc)) : vstr(r, "");
             fail(r, TD_ERR_INVALID_ARGUMENT, "the template refused the messages: %s", m.s ? m.s : "");

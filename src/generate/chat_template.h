@@ -6,9 +6,11 @@
  * (with loop.index, index0, first, last, length, revindex) ... {% endfor %},
  * {% set name = expr %}, comments, whitespace control ({{- -}} {%- -%}); string,
  * integer, true/false/none literals; + - * / % ~, comparisons, and/or/not, in,
- * `x if c else y`, subscripts and attributes, the filters trim, length, upper,
- * lower, string, tojson-free; tests `is [not] defined/none/string`; calls of
- * raise_exception(msg). Anything else is TD_ERR_UNSUPPORTED naming the construct
+ * `x if c else y`, subscripts, slices x[a:b] (lists, and strings by code point;
+ * no step) and attributes, the filters trim, length, upper, lower, string
+ * (tojson-free); the string methods strip/lstrip/rstrip() (Python's whitespace),
+ * upper/lower(), startswith/endswith(s); tests `is [not] defined/none/string`;
+ * calls of raise_exception(msg). Anything else is TD_ERR_UNSUPPORTED naming the construct
  * and where it is, never a wrong prompt.
  *
  * A template comes from a model file, so it is treated as hostile input: blocks

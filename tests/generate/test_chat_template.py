@@ -37,6 +37,61 @@ PHI3 = ("{% for message in messages %}{% if message['role'] == 'system' %}{{'<|s
         "'<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif "
         "message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}"
         "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}")
+# Mistral-7B-Instruct-v0.3 (slices, `is defined` on a variable set in a branch), Llama-2-chat (slices, str.strip()),
+# Zephyr (newlines between tags, loop.last), Gemma (raise_exception on a system message, a set role)
+MISTRAL3 = """{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content'] %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+
+{{- bos_token }}
+{%- for message in loop_messages %}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+        {{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}
+    {%- endif %}
+    {%- if message['role'] == 'user' %}
+        {%- if loop.first and system_message is defined %}
+            {{- ' [INST] ' + system_message + '\n\n' + message['content'] + ' [/INST]' }}
+        {%- else %}
+            {{- ' [INST] ' + message['content'] + ' [/INST]' }}
+        {%- endif %}
+    {%- elif message['role'] == 'assistant' %}
+        {{- ' ' + message['content'] + eos_token}}
+    {%- else %}
+        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}
+    {%- endif %}
+{%- endfor %}
+"""
+LLAMA2 = ("{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = "
+          "messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}"
+          "{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+          "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+          "{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + "
+          "'\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}"
+          "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif "
+          "message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
+ZEPHYR = ("{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + "
+          "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}"
+          "\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n"
+          "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}")
+GEMMA = ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+         "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+         "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+         "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+         "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+         "{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}")
+# slices (Python's bounds, on lists and on strings by code point), string methods, Python's whitespace in
+# trim/strip, len() in code points
+EXPRS = ("{{ messages[1:] | length }}|{{ messages[:-1] | length }}|{{ messages[-2:] | length }}|"
+         "{{ messages[5:1] | length }}|{{ messages[-99:99] | length }}|{% for m in messages[1:-1] %}{{ m.role }},"
+         "{% endfor %}|{{ messages[0].content[1:4] }}|{{ messages[0].content[-3:] }}|{{ messages[0].content[:] }}|"
+         "{{ messages[0].content | length }}|{{ messages[0].content.strip() }}.|{{ messages[0].content.lstrip() }}.|"
+         "{{ messages[0].content.rstrip() }}.|{{ messages[0].content | trim }}.|{{ messages[0].content.upper() }}|"
+         "{{ messages[0].content.lower() }}|{{ messages[0].content.startswith('What') }}"
+         "{{ messages[-1].content.endswith('?') }}{{ 'ab'.startswith('abc') }}{{ ''.endswith('') }}")
+
 # whitespace control and the trim_blocks / lstrip_blocks rules, in the multi-line style many templates use
 LAYOUT = """{%- for message in messages %}
     {%- if message.role == "system" -%}
@@ -56,6 +111,7 @@ CONVS = [
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi \u00e9\u00e8 \U0001F600"},
      {"role": "assistant", "content": "  Hello!  "}, {"role": "user", "content": "x"}],
     [{"role": "user", "content": "a\nb"}, {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}],
+    [{"role": "user", "content": "\u3000\u00a0\t H\u00e9llo w\u00f6rld \U0001F600?\u2003\u200a\n"}],
 ]
 
 
@@ -78,7 +134,8 @@ def raise_exception(msg):
 env.globals["raise_exception"] = raise_exception
 cases, expected = [], []
 for name, tmpl in [("ChatML/SmolLM2", CHATML_SMOL), ("ChatML/Qwen2", QWEN2), ("Llama-3", LLAMA3),
-                   ("Mistral", MISTRAL), ("Phi-3", PHI3), ("layout", LAYOUT)]:
+                   ("Mistral", MISTRAL), ("Phi-3", PHI3), ("Mistral-v0.3", MISTRAL3), ("Llama-2", LLAMA2),
+                   ("Zephyr", ZEPHYR), ("Gemma", GEMMA), ("slices and methods", EXPRS), ("layout", LAYOUT)]:
     for i, msgs in enumerate(CONVS):
         for gen in (True, False):
             try:
@@ -93,7 +150,9 @@ refusals = [("macro", "{% macro f() %}x{% endmacro %}", "macro"),
             ("unclosed tag", "{{ messages", "unclosed"),
             ("missing endfor", "{% for m in messages %}x", "endfor"),
             ("unknown filter", "{{ 'a' | tojson }}", "tojson"),
-            ("slice", "{{ messages[1:] }}", "slices")]
+            ("slice step", "{{ messages[::2] }}", "slice steps"),
+            ("method outside the subset", "{{ messages[0].content.split() }}", "method .split()"),
+            ("method of a list", "{{ messages.strip() }}", "only strings")]
 results = render_all(cases + [(tm, CONVS[0], True) for _, tm, _ in refusals])
 for (label, want, werr), (got, err) in zip(expected, results):
     if werr:
