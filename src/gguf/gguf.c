@@ -492,7 +492,8 @@ int64_t td_gguf_array_int(const td_gguf_kv *kv, uint64_t i) {
     case TD_GGUF_U32:
     case TD_GGUF_U64: return (int64_t)e.v.u;
     case TD_GGUF_F32:
-    case TD_GGUF_F64: return (int64_t)e.v.f;
+    case TD_GGUF_F64: /* a float outside int64 (or NaN) would be undefined behaviour to convert: 0 */
+        return e.v.f >= -9.2e18 && e.v.f <= 9.2e18 ? (int64_t)e.v.f : 0;
     case TD_GGUF_BOOL: return e.v.b;
     default: return e.v.i;
     }

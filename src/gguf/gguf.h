@@ -110,7 +110,8 @@ const td_gguf_tensor *td_gguf_tensor_find(const td_gguf *f, const char *name);
 td_status td_gguf_get_int(td_ctx *ctx, const td_gguf *f, const char *key, int64_t *out);
 td_status td_gguf_get_float(td_ctx *ctx, const td_gguf *f, const char *key, double *out);
 td_status td_gguf_get_string(td_ctx *ctx, const td_gguf *f, const char *key, char **out);
-/* Element i of an integer or float array as int64 / double. */
+/* Element i of an integer or float array as int64 / double (0 when i is out of range, the kv is no such array,
+ * or a float does not fit in int64). */
 int64_t td_gguf_array_int(const td_gguf_kv *kv, uint64_t i);
 double td_gguf_array_float(const td_gguf_kv *kv, uint64_t i);
 
