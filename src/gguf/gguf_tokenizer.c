@@ -149,6 +149,42 @@ static td_status post_processor(td_ctx *ctx, const td_gguf *f, const td_gguf_kv 
     return st;
 }
 
+static int by_token(const void *a, const void *b, void *strs) {
+    const td_gguf_str *x = (const td_gguf_str *)strs + *(const uint64_t *)a;
+    const td_gguf_str *y = (const td_gguf_str *)strs + *(const uint64_t *)b;
+    size_t n = (size_t)(x->len < y->len ? x->len : y->len);
+    int c = n ? memcmp(x->s, y->s, n) : 0;
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Every token a distinct string without NUL bytes: a vocabulary maps strings to ids, and a repeated string
+ * would silently take one of its ids (HF keeps the last, a C string the part before a NUL). */
+static td_status check_tokens(td_ctx *ctx, const td_gguf *f, const td_gguf_kv *tokens) {
+    uint64_t n = tokens->count;
+    for (uint64_t i = 0; i < n; i++)
+        if (memchr(tokens->strs[i].s, 0, (size_t)tokens->strs[i].len))
+            return td_fail(ctx, TD_ERR_FORMAT, "%s: token %llu of tokenizer.ggml.tokens contains a NUL byte",
+                           f->path, (unsigned long long)i);
+    uint64_t *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    if (!order)
+        return td_fail_oom(ctx, (size_t)n * sizeof *order, "the GGUF vocabulary");
+    for (uint64_t i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, (size_t)n, sizeof *order, by_token, tokens->strs);
+    td_status st = TD_OK;
+    for (uint64_t i = 1; i < n && st == TD_OK; i++) {
+        const td_gguf_str *a = &tokens->strs[order[i - 1]], *b = &tokens->strs[order[i]];
+        if (a->len == b->len && (a->len == 0 || !memcmp(a->s, b->s, (size_t)a->len))) {
+            uint64_t lo = order[i - 1] < order[i] ? order[i - 1] : order[i], hi = order[i - 1] ^ order[i] ^ lo;
+            st = td_fail(ctx, TD_ERR_FORMAT, "%s: tokenizer.ggml.tokens holds \"%.*s\" twice (ids %llu and %llu); a "
+                         "vocabulary needs distinct tokens", f->path, (int)(a->len > 64 ? 64 : a->len), a->s,
+                         (unsigned long long)lo, (unsigned long long)hi);
+        }
+    }
+    free(order);
+    return st;
+}
+
 static cJSON *str_item(const td_gguf_str *s) {
     char *c = strndup(s->s, (size_t)s->len);
     cJSON *o = c ? cJSON_CreateString(c) : NULL;
@@ -174,6 +210,7 @@ td_status td_gguf_tokenizer_json(td_ctx *ctx, const td_gguf *f, char **out) {
     if (types && (types->type != TD_GGUF_ARRAY || types->strs || types->count != tokens->count))
         return td_fail(ctx, TD_ERR_FORMAT, "%s: tokenizer.ggml.token_type must be an integer array as long as the "
                        "tokens", f->path);
+    TD_TRY(check_tokens(ctx, f, tokens));
     char *pre = NULL;
     if (pre_kv && pre_kv->type == TD_GGUF_STRING)
         pre = strndup(pre_kv->str.s, (size_t)pre_kv->str.len);

@@ -6,7 +6,8 @@ them with the `pre` label llama.cpp's converter writes, and the HF reference is 
 with the normalizer, pre-tokenizer and post-processor of that family's real tokenizer.json (GPT-2, SmolLM2,
 Llama-3, Qwen2; written out below as test data). Ids must be equal on texts that exercise what differs between
 the families: digit runs, contractions in upper case, newlines, decomposed accents (Qwen2's NFC), CJK, emoji,
-special-token text, pairs, with and without special tokens. Broken flag metadata is refused with a message."""
+special-token text, pairs, with and without special tokens. Broken flag metadata, repeated tokens and tokens
+with NUL bytes are refused with a message."""
 import json
 import os
 import subprocess
@@ -88,8 +89,9 @@ def hf_tokenizer(pre, add_bos, add_eos):
     return Tokenizer.from_str(json.dumps(d))
 
 
-def write_gguf(path, pre, add_bos=None, add_eos=None, bos_id=BOS_ID, eos_id=EOS_ID):
+def write_gguf(path, pre, add_bos=None, add_eos=None, bos_id=BOS_ID, eos_id=EOS_ID, extra_tokens=()):
     vocab = sorted(fixture["model"]["vocab"].items(), key=lambda kv: kv[1])
+    vocab += [(tok, len(vocab) + i) for i, tok in enumerate(extra_tokens)]
     specials = {a["id"] for a in fixture["added_tokens"] if a["special"]}
     others = {a["id"] for a in fixture["added_tokens"] if not a["special"]}
     w = gguf.GGUFWriter(path, "llama")
@@ -148,7 +150,9 @@ for pre in FAMILIES:
 refusals = [("add_bos_token without bos_token_id", dict(add_bos=True, bos_id=None), "bos_token_id"),
             ("bos_token_id past the vocabulary", dict(add_bos=True, bos_id=1 << 20), "not a token id"),
             ("add_eos_token with eos_token_id -1", dict(add_eos=True, eos_id=None), "eos_token_id"),
-            ("unknown pre-tokenizer", dict(pre="falcon"), "falcon")]
+            ("unknown pre-tokenizer", dict(pre="falcon"), "falcon"),
+            ("a token twice", dict(extra_tokens=[fixture_token(500)]), "twice (ids 500 and 1024)"),
+            ("a NUL byte in a token", dict(extra_tokens=["x\0y"]), "NUL")]
 for label, kw, needle in refusals:
     path = os.path.join(work, "bad.gguf")
     write_gguf(path, kw.pop("pre", "gpt2"), **kw)
