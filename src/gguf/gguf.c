@@ -281,23 +281,29 @@ static td_status place_tensors(cursor *c, td_gguf *f) {
     return st;
 }
 
-static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int by_name(const void *a, const void *b, void *names) {
+    char *const *n = names;
+    return strcmp(n[*(const size_t *)a], n[*(const size_t *)b]);
+}
 
-/* Unique names by sorting a copy of the pointers: a hostile file may hold a million of them. */
-static td_status check_unique(cursor *c, char **names, size_t n, const char *what) {
-    if (n < 2)
-        return TD_OK;
-    char **sorted = malloc(n * sizeof *sorted);
-    if (!sorted)
-        return td_fail_oom(c->ctx, n * sizeof *sorted, "name table");
-    memcpy(sorted, names, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, by_name);
-    td_status st = TD_OK;
-    for (size_t i = 1; i < n && st == TD_OK; i++)
-        if (!strcmp(sorted[i - 1], sorted[i]))
-            st = td_fail(c->ctx, TD_ERR_FORMAT, "%s: %s '%s' appears twice", c->label, what, sorted[i]);
-    free(sorted);
-    return st;
+/* The indices of names[n] in name order, kept for binary-search lookups, which also shows any name used twice
+ * (a hostile file may hold a million of them: no pairwise comparison, no linear lookup per query). */
+static td_status sort_unique(cursor *c, char **names, size_t n, const char *what, size_t **out) {
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    if (!order)
+        return td_fail_oom(c->ctx, n * sizeof *order, "name table");
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, n, sizeof *order, by_name, names);
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(names[order[i - 1]], names[order[i]])) {
+            td_status st = td_fail(c->ctx, TD_ERR_FORMAT, "%s: %s '%s' appears twice", c->label, what,
+                                   names[order[i]]);
+            free(order);
+            return st;
+        }
+    *out = order;
+    return TD_OK;
 }
 
 static td_status check_names(cursor *c, td_gguf *f) {
@@ -307,11 +313,11 @@ static td_status check_names(cursor *c, td_gguf *f) {
         return td_fail_oom(c->ctx, n * sizeof *names, "name table");
     for (size_t i = 0; i < f->n_kvs; i++)
         names[i] = f->kvs[i].key;
-    td_status st = check_unique(c, names, f->n_kvs, "key");
+    td_status st = sort_unique(c, names, f->n_kvs, "key", &f->kv_order);
     for (size_t i = 0; i < f->n_tensors; i++)
         names[i] = f->tensors[i].name;
     if (st == TD_OK)
-        st = check_unique(c, names, f->n_tensors, "tensor");
+        st = sort_unique(c, names, f->n_tensors, "tensor", &f->tensor_order);
     free(names);
     return st;
 }
@@ -376,6 +382,8 @@ void td_gguf_free(td_gguf *f) {
         free(f->tensors[i].name);
     free(f->kvs);
     free(f->tensors);
+    free(f->kv_order);
+    free(f->tensor_order);
     td_mapped_file_unref(f->map);
     free(f->path);
     free(f);
@@ -416,16 +424,34 @@ td_status td_gguf_open(td_ctx *ctx, const char *path, td_gguf **out) {
 /* ---------------- lookups ---------------- */
 
 const td_gguf_kv *td_gguf_find(const td_gguf *f, const char *key) {
-    for (size_t i = 0; i < f->n_kvs; i++)
-        if (f->kvs[i].key && !strcmp(f->kvs[i].key, key))
-            return &f->kvs[i];
+    size_t lo = 0, hi = f->kv_order ? f->n_kvs : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const td_gguf_kv *kv = &f->kvs[f->kv_order[mid]];
+        int c = strcmp(kv->key, key);
+        if (c == 0)
+            return kv;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
 const td_gguf_tensor *td_gguf_tensor_find(const td_gguf *f, const char *name) {
-    for (size_t i = 0; i < f->n_tensors; i++)
-        if (!strcmp(f->tensors[i].name, name))
-            return &f->tensors[i];
+    size_t lo = 0, hi = f->tensor_order ? f->n_tensors : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const td_gguf_tensor *t = &f->tensors[f->tensor_order[mid]];
+        int c = strcmp(t->name, name);
+        if (c == 0)
+            return t;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 

@@ -94,6 +94,7 @@ typedef struct td_gguf {
     size_t n_kvs;
     td_gguf_tensor *tensors;
     size_t n_tensors;
+    size_t *kv_order, *tensor_order; /* indices in name order: td_gguf_find / td_gguf_tensor_find bisect them */
 } td_gguf;
 
 td_status td_gguf_open(td_ctx *ctx, const char *path, td_gguf **out);

@@ -1,8 +1,10 @@
 /* libFuzzer harness: arbitrary bytes as a GGUF file image. Every tensor a
  * successful open hands out is read end to end and dequantized when its type is
  * supported, every string and array is walked, so ASan catches any pointer or
- * size that escapes the buffer. */
+ * size that escapes the buffer. A file with a tokenizer has it built too (the
+ * tokenizer.ggml.* metadata -> tokenizer.json -> HF tokenizer), and used once. */
 #include "gguf/gguf.h"
+#include "gguf/gguf_tokenizer.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,6 +41,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
         }
         (void)sink;
+        const td_gguf_kv *toks = td_gguf_find(f, "tokenizer.ggml.tokens");
+        td_tokenizer *tok = NULL;
+        if (toks && toks->count <= 4096 && td_gguf_tokenizer_load(&ctx, f, &tok) == TD_OK) {
+            td_encoding enc;
+            if (td_tokenizer_encode(&ctx, tok, "Hello 123 w\xc3\xb6rld!\n", 17, NULL, 0, NULL, &enc) == TD_OK)
+                td_encoding_free(&enc);
+        } else if (toks && toks->count <= 4096 && ctx.message[0] == '\0') {
+            abort(); /* a refused tokenizer must say why */
+        }
+        td_tokenizer_free(tok);
     } else if (ctx.message[0] == '\0') {
         abort(); /* every failure must carry a message */
     }
