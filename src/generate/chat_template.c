@@ -164,11 +164,17 @@ static bool push(rt *r, pieces *p, pkind k, const char *s, size_t len, int line)
     return true;
 }
 
-static int line_of(const char *base, const char *p) {
-    int line = 1;
-    for (const char *q = base; q < p; q++)
-        line += *q == '\n';
-    return line;
+/* Line number of p, counting on from the last position asked about (pieces are asked for in order, so the
+ * whole split is linear; a hostile template may have a million pieces). */
+typedef struct line_counter {
+    const char *at;
+    int line;
+} line_counter;
+
+static int line_of_lc(line_counter *lc, const char *p) {
+    for (; lc->at < p; lc->at++)
+        lc->line += *lc->at == '\n';
+    return lc->line;
 }
 
 /* End of a tag body: the closing "}}" / "%}" / "#}" outside string literals. */
@@ -192,6 +198,7 @@ static const char *tag_end(const char *p, char close) {
 /* Cut the template into pieces, applying {%- -%} and jinja2's trim_blocks + lstrip_blocks. */
 static bool split(rt *r, const char *t, pieces *out) {
     const char *p = t;
+    line_counter lc = {t, 1};
     bool strip_next = false, trim_nl = false;
     while (*p) {
         const char *open = p;
@@ -207,7 +214,7 @@ static bool split(rt *r, const char *t, pieces *out) {
             ts += 2;
         strip_next = trim_nl = false;
         if (!*open) {
-            if (te > ts && !push(r, out, P_TEXT, ts, (size_t)(te - ts), line_of(t, ts)))
+            if (te > ts && !push(r, out, P_TEXT, ts, (size_t)(te - ts), line_of_lc(&lc, ts)))
                 return false;
             break;
         }
@@ -227,19 +234,19 @@ static bool split(rt *r, const char *t, pieces *out) {
             if ((q == t || q[-1] == '\n') && q < te)
                 te = q > ts ? q : ts;
         }
-        if (te > ts && !push(r, out, P_TEXT, ts, (size_t)(te - ts), line_of(t, ts)))
+        if (te > ts && !push(r, out, P_TEXT, ts, (size_t)(te - ts), line_of_lc(&lc, ts)))
             return false;
         char close = kind == '{' ? '}' : kind;
         const char *end = tag_end(body, close);
         if (!end) {
-            fail(r, TD_ERR_FORMAT, "line %d: unclosed %c%c tag", line_of(t, open), '{', kind);
+            fail(r, TD_ERR_FORMAT, "line %d: unclosed %c%c tag", line_of_lc(&lc, open), '{', kind);
             return false;
         }
         const char *be = end;
         bool minus_right = be > body && be[-1] == '-';
         if (minus_right)
             be--;
-        if (kind != '#' && !push(r, out, kind == '{' ? P_EXPR : P_STMT, body, (size_t)(be - body), line_of(t, open)))
+        if (kind != '#' && !push(r, out, kind == '{' ? P_EXPR : P_STMT, body, (size_t)(be - body), line_of_lc(&lc, open)))
             return false;
         p = end + 2;
         strip_next = minus_right;
@@ -263,7 +270,10 @@ typedef struct expr {
     struct expr *a, *b, *c; /* operands; E_COND: a if b else c */
     struct expr **args;     /* E_CALL, E_FILTER, E_LIST */
     size_t n_args;
+    int height;             /* of the tree below: evaluation recurses that deep */
 } expr;
+
+#define MAX_HEIGHT 256
 
 typedef struct lexer {
     rt *r;
@@ -333,6 +343,20 @@ static expr *syntax(lexer *lx, const char *what) {
 }
 
 static expr *parse_expr(lexer *lx);
+
+/* e over children a, b: its height, refused past MAX_HEIGHT (a + 1 + 1 + ... chain is parsed by loops but
+ * evaluated by recursion). */
+static expr *grown(lexer *lx, expr *e, const expr *a, const expr *b) {
+    if (!e)
+        return NULL;
+    int h = a ? a->height : 0;
+    if (b && b->height > h)
+        h = b->height;
+    e->height = h + 1;
+    if (e->height > MAX_HEIGHT)
+        return syntax(lx, "expression nested too deeply");
+    return e;
+}
 
 static expr *string_lit(lexer *lx) {
     char q = *lx->p++;
@@ -437,7 +461,7 @@ static expr *postfix(lexer *lx) {
             if (!a || !(a->name = ident(lx)))
                 return a ? syntax(lx, "attribute name expected") : NULL;
             a->a = e;
-            e = a;
+            e = grown(lx, a, e, NULL);
         } else if (eat(lx, "[")) {
             expr *a = node(lx, E_ITEM);
             if (!a || !(a->b = parse_expr(lx)))
@@ -445,7 +469,7 @@ static expr *postfix(lexer *lx) {
             if (!eat(lx, "]"))
                 return syntax(lx, "slices are not supported; expected ]");
             a->a = e;
-            e = a;
+            e = grown(lx, a, e, a->b);
         } else if (eat(lx, "(")) {
             if (e->k != E_NAME || strcmp(e->name, "raise_exception") != 0) {
                 fail(lx->r, TD_ERR_UNSUPPORTED, "line %d: calling %s is not in the supported Jinja subset (only "
@@ -462,7 +486,7 @@ static expr *postfix(lexer *lx) {
             f->a = e;
             if (eat(lx, "(") && !parse_args(lx, f, ")"))
                 return NULL;
-            e = f;
+            e = grown(lx, f, e, NULL);
         } else if (at_word(lx, "is")) {
             eat_word(lx, "is");
             expr *t = node(lx, E_TEST);
@@ -472,7 +496,7 @@ static expr *postfix(lexer *lx) {
             if (!(t->name = ident(lx)))
                 return syntax(lx, "test name expected after 'is'");
             t->a = e;
-            e = t;
+            e = grown(lx, t, e, NULL);
         } else {
             break;
         }
@@ -489,15 +513,25 @@ static expr *binary(lexer *lx, expr *a, const char *op, expr *b) {
         e->a = a;
         e->b = b;
     }
-    return e;
+    return grown(lx, e, a, b);
+}
+
+/* Recursion guard for the expression parser (the template is hostile input). */
+static bool enter(lexer *lx) {
+    if (++lx->r->depth > 64) {
+        syntax(lx, "expression nested too deeply");
+        return false;
+    }
+    return true;
 }
 
 static expr *unary(lexer *lx) {
     if (eat(lx, "-")) {
-        expr *e = node(lx, E_NEG);
+        expr *e = enter(lx) ? node(lx, E_NEG) : NULL;
         if (e && !(e->a = unary(lx)))
-            return NULL;
-        return e;
+            e = NULL;
+        lx->r->depth--;
+        return e ? grown(lx, e, e->a, NULL) : NULL;
     }
     return postfix(lx);
 }
@@ -561,10 +595,11 @@ static expr *compare(lexer *lx) {
 
 static expr *not_expr(lexer *lx) {
     if (eat_word(lx, "not")) {
-        expr *e = node(lx, E_NOT);
+        expr *e = enter(lx) ? node(lx, E_NOT) : NULL;
         if (e && !(e->a = not_expr(lx)))
-            return NULL;
-        return e;
+            e = NULL;
+        lx->r->depth--;
+        return e ? grown(lx, e, e->a, NULL) : NULL;
     }
     return compare(lx);
 }
@@ -584,9 +619,9 @@ static expr *or_expr(lexer *lx) {
 }
 
 static expr *parse_expr(lexer *lx) {
-    if (++lx->r->depth > 64) {
+    if (!enter(lx)) {
         lx->r->depth--;
-        return syntax(lx, "expression nested too deeply");
+        return NULL;
     }
     expr *e = or_expr(lx);
     if (e && at_word(lx, "if")) {
@@ -600,7 +635,8 @@ static expr *parse_expr(lexer *lx) {
         c->c = NULL;
         if (eat_word(lx, "else") && !(c->c = parse_expr(lx)))
             return NULL;
-        e = c;
+        e = grown(lx, c, c->a, c->b);
+        e = e && c->c ? grown(lx, c, c, c->c) : e;
     }
     lx->r->depth--;
     return e;
@@ -626,7 +662,10 @@ typedef struct parser {
     rt *r;
     pieces *ps;
     size_t i;
+    int nesting; /* blocks open: a template is hostile input, recursion must stay bounded */
 } parser;
+
+#define MAX_NESTING 64
 
 /* The statement keyword of piece i ("endif", ...) and a lexer after it. */
 static const char *keyword(parser *pr, size_t i, lexer *lx) {
@@ -640,6 +679,7 @@ static const char *keyword(parser *pr, size_t i, lexer *lx) {
 }
 
 static stmt *parse_block(parser *pr, const char *const *stops, const char **stopped);
+static stmt *parse_if_inner(parser *pr, lexer *lx, int line);
 
 static stmt *new_stmt(parser *pr, skind k, int line) {
     stmt *s = alloc(pr->r, sizeof *s);
@@ -662,6 +702,18 @@ static bool done_expr(lexer *lx) {
 }
 
 static stmt *parse_if(parser *pr, lexer *lx, int line) {
+    /* an elif chain recurses here: bounded like nested blocks */
+    if (pr->nesting >= MAX_NESTING) {
+        fail(pr->r, TD_ERR_UNSUPPORTED, "blocks nested more than %d deep", MAX_NESTING);
+        return NULL;
+    }
+    pr->nesting++;
+    stmt *s = parse_if_inner(pr, lx, line);
+    pr->nesting--;
+    return s;
+}
+
+static stmt *parse_if_inner(parser *pr, lexer *lx, int line) {
     stmt *s = new_stmt(pr, S_IF, line);
     if (!s || !(s->e = parse_expr(lx)) || !done_expr(lx))
         return NULL;
@@ -688,7 +740,21 @@ static stmt *parse_if(parser *pr, lexer *lx, int line) {
 }
 
 /* Statements until a piece whose keyword is in stops (consumed; *stopped names it) or the end. */
+static stmt *parse_block_inner(parser *pr, const char *const *stops, const char **stopped);
+
 static stmt *parse_block(parser *pr, const char *const *stops, const char **stopped) {
+    *stopped = NULL;
+    if (pr->nesting >= MAX_NESTING) {
+        fail(pr->r, TD_ERR_UNSUPPORTED, "blocks nested more than %d deep", MAX_NESTING);
+        return NULL;
+    }
+    pr->nesting++;
+    stmt *s = parse_block_inner(pr, stops, stopped);
+    pr->nesting--;
+    return s;
+}
+
+static stmt *parse_block_inner(parser *pr, const char *const *stops, const char **stopped) {
     stmt *head = NULL, **tail = &head;
     *stopped = NULL;
     while (pr->i < pr->ps->n && pr->r->st == TD_OK) {
@@ -1072,7 +1138,7 @@ td_status td_chat_render(td_ctx *ctx, const char *tmpl, const td_chat_message *m
     rt r = {.ctx = ctx, .st = TD_OK};
     pieces ps = {0};
     if (split(&r, tmpl, &ps)) {
-        parser pr = {&r, &ps, 0};
+        parser pr = {.r = &r, .ps = &ps};
         const char *stopped = NULL;
         stmt *prog = parse_block(&pr, NULL, &stopped);
         static const char *msg_keys[] = {"role", "content"};

@@ -93,7 +93,12 @@ refusals = [("macro", "{% macro f() %}x{% endmacro %}", "macro"),
             ("unclosed tag", "{{ messages", "unclosed"),
             ("missing endfor", "{% for m in messages %}x", "endfor"),
             ("unknown filter", "{{ 'a' | tojson }}", "tojson"),
-            ("slice", "{{ messages[1:] }}", "slices")]
+            ("slice", "{{ messages[1:] }}", "slices"),
+            ("100000 nested ifs", "{% if 1 %}" * 100000 + "x" + "{% endif %}" * 100000, "nested more than"),
+            ("100000 nested parentheses", "{{ " + "(" * 100000 + "1" + ")" * 100000 + " }}", "nested too deeply"),
+            ("a 100000-term sum", "{{ 1" + " + 1" * 100000 + " }}", "nested too deeply"),
+            ("100000 nots", "{{ " + "not " * 100000 + "1 }}", "nested too deeply"),
+            ("100000 elifs", "{% if 0 %}" + "{% elif 0 %}" * 100000 + "{% endif %}", "nested more than")]
 results = render_all(cases + [(tm, CONVS[0], True) for _, tm, _ in refusals])
 for (label, want, werr), (got, err) in zip(expected, results):
     if werr:
