@@ -37,6 +37,8 @@ int td_cmd_onnx_save(int argc, char **argv);
 
 /* ONNX part of inspect (src/cli/inspect_onnx.c): prints a model summary; returns an exit code. */
 int td_inspect_onnx(const char *path, bool json);
+/* GGUF part of inspect (src/cli/inspect_gguf.c): metadata, tensor types, tensors; returns an exit code. */
+int td_inspect_gguf(const char *path, bool json, bool verbose);
 int td_cmd_tokenize(int argc, char **argv);
 int td_cmd_infer(int argc, char **argv);
 int td_cmd_optimize(int argc, char **argv);
