@@ -9,7 +9,8 @@ NEW tokens with eos ignored, batch 1, THREADS threads.
 - ONNX Runtime: InferenceSession(ORT_ENABLE_ALL: its own graph optimizer) on the same file, the same greedy loop
   through past_key_values/present in Python (numpy argmax; the loop's overhead is part of ORT's decode figure).
 Rounds alternate tdeploy / ORT; the table gives the median and the range over rounds.
-usage: bench_decoder.py [--rounds 3] [--prompt 128] [--new 128] [--threads 2]"""
+With --batch B, B different prompts of the same length are generated together (no padding).
+usage: bench_decoder.py [--rounds 3] [--prompt 128] [--new 128] [--threads 2] [--batch 1]"""
 import argparse
 import json
 import os
@@ -26,6 +27,7 @@ ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--prompt", type=int, default=128)
 ap.add_argument("--new", type=int, default=128)
 ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--batch", type=int, default=1)
 ap.add_argument("--bin", default=os.path.join(ROOT, "build", "tdeploy"))
 ap.add_argument("--work", default="/tmp/td_bench_decoder")
 a = ap.parse_args()
@@ -37,16 +39,19 @@ onnx_path = os.path.join(a.work, "smollm2-135m.onnx")
 if not os.path.exists(onnx_path):
     subprocess.run([a.bin, "export", "-m", gguf, "-o", onnx_path, "-q"], check=True)
 rng = np.random.default_rng(0)
-prompt = rng.integers(100, 40000, a.prompt).tolist()
+prompts = rng.integers(100, 40000, (a.batch, a.prompt)).tolist()
+prompt = prompts[0]
 
 
 def run_tdeploy():
-    r = subprocess.run([a.bin, "generate", onnx_path, "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens",
-                        str(a.new), "--ignore-eos", "--threads", str(a.threads), "--json"],
-                       capture_output=True, text=True, check=True)
+    flags = []
+    for p in prompts:
+        flags += ["--prompt-ids", ",".join(map(str, p))]
+    r = subprocess.run([a.bin, "generate", onnx_path, *flags, "--max-new-tokens", str(a.new), "--ignore-eos",
+                        "--threads", str(a.threads), "--json"], capture_output=True, text=True, check=True)
     d = json.loads(r.stdout)
     n = len(d["results"][0]["ids"])
-    return d["prefill_seconds"], d["decode_seconds"] / (n - 1), d["results"][0]["ids"]
+    return d["prefill_seconds"], d["decode_seconds"] / (n - 1), [row["ids"] for row in d["results"]]
 
 
 import onnxruntime as ort  # noqa: E402
@@ -61,24 +66,26 @@ outs = [o.name for o in sess.get_outputs()]
 
 
 def run_ort():
-    ids = np.array([prompt], np.int64)
+    ids = np.array(prompts, np.int64)
+    b = len(prompts)
     mask = np.ones_like(ids)
-    feed = {"input_ids": ids, "attention_mask": mask, "position_ids": np.arange(len(prompt))[None]}
+    feed = {"input_ids": ids, "attention_mask": mask, "position_ids": np.tile(np.arange(len(prompt)), (b, 1))}
     for n, i in ins.items():
         if n.startswith("past_key_values"):
-            feed[n] = np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
+            feed[n] = np.zeros((b, i.shape[1], 0, i.shape[3]), np.float32)
     t0 = time.perf_counter()
     r = dict(zip(outs, sess.run(None, feed)))
     t1 = time.perf_counter()
-    toks = []
+    toks = [[] for _ in range(b)]
     for step in range(a.new):
-        nxt = int(r["logits"][0, -1].argmax())
-        toks.append(nxt)
+        nxt = r["logits"][:, -1].argmax(-1)
+        for k in range(b):
+            toks[k].append(int(nxt[k]))
         if step + 1 == a.new:
             break
-        mask = np.ones((1, len(prompt) + step + 1), np.int64)
-        feed = {"input_ids": np.array([[nxt]], np.int64), "attention_mask": mask,
-                "position_ids": np.array([[len(prompt) + step]], np.int64)}
+        mask = np.ones((b, len(prompt) + step + 1), np.int64)
+        feed = {"input_ids": nxt[:, None].astype(np.int64), "attention_mask": mask,
+                "position_ids": np.full((b, 1), len(prompt) + step, np.int64)}
         feed.update({k.replace("present", "past_key_values"): v for k, v in r.items() if k.startswith("present")})
         r = dict(zip(outs, sess.run(None, feed)))
     t2 = time.perf_counter()
@@ -90,13 +97,13 @@ for rnd in range(a.rounds):
     res["tdeploy"].append(run_tdeploy())
     res["ort"].append(run_ort())
 same = res["tdeploy"][0][2] == res["ort"][0][2]
-print(f"SmolLM2-135M (fp32, dequantized Q4_1), prompt {a.prompt}, {a.new} new tokens, batch 1, "
+print(f"SmolLM2-135M (fp32, dequantized Q4_1), prompt {a.prompt}, {a.new} new tokens, batch {a.batch}, "
       f"{a.threads} threads, {a.rounds} rounds; greedy tokens identical: {same}")
 print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
 print("| | prefill tokens/s | decode ms/token |")
 print("|---|---|---|")
 for k in ("tdeploy", "ort"):
-    pre = sorted(a.prompt / r[0] for r in res[k])
+    pre = sorted(a.batch * a.prompt / r[0] for r in res[k])
     dec = sorted(r[1] * 1e3 for r in res[k])
     print(f"| {k} | {np.median(pre):.0f} ({pre[0]:.0f}-{pre[-1]:.0f}) | {np.median(dec):.1f} "
           f"({dec[0]:.1f}-{dec[-1]:.1f}) |")

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { TD_EXIT_INTERRUPTED = 130 };
 #define MAX_PROMPTS 64
 
 static volatile sig_atomic_t g_interrupted;

@@ -57,10 +57,9 @@ static bool dir_has_gguf(td_ctx *ctx, const char *model) {
     return found;
 }
 
-bool td_run_is_decoder(const char *model, const char *task) {
-    td_export_task t;
-    if (task && td_export_task_parse(task, &t))
-        return t == TD_TASK_TEXT_GENERATION;
+bool td_run_is_decoder(const char *model, td_export_task task) {
+    if (task != TD_TASK_AUTO)
+        return task == TD_TASK_TEXT_GENERATION;
     td_ctx *ctx = td_ctx_new();
     if (!ctx)
         return false;

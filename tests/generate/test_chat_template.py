@@ -181,6 +181,7 @@ hostile = [("INT64_MIN % -1", "{{ (-9223372036854775807 - 1) % -1 }}", "integer 
            ("a million attributes", "{{ x" + ".a" * 1000000 + " }}", "nested"),
            ("a million additions", "{{ 0" + "+1" * 1000000 + " }}", "nested"),
            ("a million brackets", "{{ " + "[" * 1000000 + " }}", "nested"),
+           ("100000 nested parentheses", "{{ " + "(" * 100000 + "1" + ")" * 100000 + " }}", "nested"),
            ("loop bomb", "{% for a in [1,1,1,1,1,1,1,1,1,1] %}" * 9 + "x" + "{% endfor %}" * 9, "MiB"),
            ("string doubling", "{% set s = 'xxxxxxxxxxxxxxxx' %}" + "{% set s = s + s %}" * 40 + "{{ s }}", "MiB")]
 try:

@@ -265,11 +265,29 @@ else:
         ort_logits = s.run(["logits"], feeds)[0][0]
         err = float(np.abs(ort_logits - want).max())
         t.check(err <= 1e-4, "SmolLM2: ONNX Runtime logits == numpy reference", f"max abs {err:.2e}")
+    # the model's own chat template (from the GGUF, with its default system message) through --chat
     chat = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
             "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
-    r = subprocess.run([BIN, "generate", "tdeploy/SmolLM2-135M-Instruct-GGUF", "--prompt", chat,
-                        "--max-new-tokens", "24", "--json"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([BIN, "generate", "tdeploy/SmolLM2-135M-Instruct-GGUF", "--chat",
+                        "What is the capital of France?", "--max-new-tokens", "24", "--json"], capture_output=True,
+                       text=True, timeout=600)
     res = json.loads(r.stdout)["results"][0] if r.returncode == 0 else {}
-    t.check("Paris" in res.get("text", "") and res.get("finish") == "eos", "SmolLM2 answers the ChatML question "
-            "with Paris and stops at <|im_end|>", r.stderr[-200:] + json.dumps(res)[:200])
+    t.check("Paris" in res.get("text", "") and res.get("finish") == "eos", "SmolLM2 --chat: answers with Paris "
+            "and stops at <|im_end|>", r.stderr[-200:] + json.dumps(res)[:200])
+    # the prompt --chat built is the ChatML text jinja2 renders from the same template
+    import jinja2
+    tmpl = gguf.GGUFReader(smol).fields["tokenizer.chat_template"]
+    tmpl = bytes(tmpl.parts[tmpl.data[0]]).decode()
+    want = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(tmpl).render(
+        messages=[{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True,
+        bos_token="<|im_start|>", eos_token="<|im_end|>")
+    r2 = subprocess.run([BIN, "generate", "tdeploy/SmolLM2-135M-Instruct-GGUF", "--prompt-ids", ",".join(
+        map(str, res.get("prompt_ids", [0]))), "--max-new-tokens", "1", "--json"], capture_output=True, text=True,
+        timeout=600)
+    r3 = subprocess.run([BIN, "generate", "tdeploy/SmolLM2-135M-Instruct-GGUF", "--prompt", want,
+                         "--max-new-tokens", "1", "--json"], capture_output=True, text=True, timeout=600)
+    ids_chat = res.get("prompt_ids")
+    ids_text = json.loads(r3.stdout)["results"][0]["prompt_ids"] if r3.returncode == 0 else None
+    t.check(want == chat and ids_chat == ids_text and r2.returncode == 0, "SmolLM2 --chat prompt == jinja2's "
+            "rendering of the GGUF template, tokenized alike", f"{ids_chat} vs {ids_text}")
 t.finish()

@@ -7,6 +7,7 @@
    types, misaligned/outside/overlapping data, duplicate names, NUL in names, bad alignment, nested arrays,
    rows that are not whole blocks) and 2000 seeded random corruptions: each open fails with a message or
    succeeds with every tensor inside the file; never a crash. An unsupported type is refused at dequantize."""
+import json
 import os
 import struct
 import subprocess
@@ -107,6 +108,21 @@ if t.check(ok, "gguf-py file opens", str(info)):
         e_np = float(np.abs(got - mine).max()) / scale
         t.check(got.size == 1536 and e_py <= 1e-6 and e_np <= 1e-6, f"{name}: C == gguf-py == numpy reference",
                 f"rel err vs gguf-py {e_py:.1e}, vs numpy {e_np:.1e}")
+
+# tdeploy inspect on the same file
+r = subprocess.run([TD_BIN, "inspect", path, "--json"], capture_output=True, text=True, timeout=60)
+ok = r.returncode == 0
+if ok:
+    j = json.loads(r.stdout)
+    ok = (j["kind"] == "gguf" and j["version"] == 3 and j["metadata"]["test.u32"] == 4000000000 and
+          j["metadata"]["test.str"] == "héllo GGUF" and j["metadata"]["test.strs"] == {"array_of": "string",
+                                                                                      "count": 3} and
+          len(j["tensors"]) == 8 and j["tensor_types"].get("Q4_K") == 1 and
+          all(tt["dims"] == [512, 3] for tt in j["tensors"]))
+t.check(ok, "tdeploy inspect FILE.gguf --json: metadata and tensors", r.stderr[-200:])
+r = subprocess.run([TD_BIN, "inspect", os.path.join(work, "nope.gguf")], capture_output=True, text=True, timeout=60)
+t.check(r.returncode == 1 and "nope.gguf" in r.stderr, "tdeploy inspect on a missing .gguf: clean error",
+        r.stderr[-200:])
 
 # ---- 2. bad files ----
 good_data = ref.random_blocks("Q8_0", 2, rng).tobytes()  # one (64,) Q8_0 tensor: 68 bytes
