@@ -117,7 +117,8 @@ static val vstr_n(rt *r, const char *s, size_t n) {
         oom(r);
         return undef();
     }
-    memcpy(c, s, n);
+    if (n)
+        memcpy(c, s, n);
     c[n] = 0;
     return (val){.k = V_STR, .s = c, .len = n};
 }
@@ -907,8 +908,10 @@ static val str_concat(rt *r, val a, val b) {
         oom(r);
         return undef();
     }
-    memcpy(c, a.s, a.len);
-    memcpy(c + a.len, b.s, b.len);
+    if (a.len) /* a failed to_str gives no string at all (NULL, 0) */
+        memcpy(c, a.s, a.len);
+    if (b.len)
+        memcpy(c + a.len, b.s, b.len);
     c[a.len + b.len] = 0;
     return (val){.k = V_STR, .s = c, .len = a.len + b.len};
 }
