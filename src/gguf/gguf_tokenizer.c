@@ -3,8 +3,9 @@
  * are positions), merges = tokenizer.ggml.merges ("a b", in rank order), control
  * and user-defined tokens as added tokens, the pre-tokenizer chosen by
  * tokenizer.ggml.pre as llama.cpp's converter chose it from the HF file (with
- * Qwen2's NFC normalizer), tokenizer.ggml.add_bos_token / add_eos_token as the
- * TemplateProcessing post-processor HF builds from the same flags. Loading
+ * Qwen2's NFC normalizer, Llama-3's ignore_merges), tokenizer.ggml.add_bos_token /
+ * add_eos_token as the TemplateProcessing post-processor HF builds from the same
+ * flags (BOS on by default for Llama-3, as llama.cpp and its tokenizer.json). Loading
  * that JSON with tdeploy's HF-exact tokenizer gives the ids HF would give. */
 #define _GNU_SOURCE
 #include "gguf/gguf_tokenizer.h"
@@ -45,6 +46,14 @@ static cJSON *sequence(cJSON *a, cJSON *b) {
 }
 
 /* The pre-tokenizer of the HF tokenizers llama.cpp labels with tokenizer.ggml.pre. */
+/* Llama-3's labels (llama.cpp's LLAMA_VOCAB_PRE_TYPE_LLAMA3). Its tokenizer.json differs from the other byte-level
+ * BPEs in two more ways that llama.cpp follows too: BPE ignore_merges (a pre-token that is itself in the vocabulary
+ * is taken whole) and a TemplateProcessing that adds <|begin_of_text|> (llama.cpp: add_bos unless the file says
+ * otherwise). */
+static bool llama3_pre(const char *pre) {
+    return pre && (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3"));
+}
+
 static cJSON *pre_tokenizer(const char *pre) {
     if (!pre || !strcmp(pre, "default") || !strcmp(pre, "gpt2") || !strcmp(pre, "gpt-2"))
         return byte_level(true);
@@ -54,7 +63,7 @@ static cJSON *pre_tokenizer(const char *pre) {
         cJSON_AddBoolToObject(digits, "individual_digits", true);
         return sequence(digits, byte_level(true));
     }
-    if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3"))
+    if (llama3_pre(pre))
         return sequence(split_isolated("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
                                        "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"),
                         byte_level(false));
@@ -68,9 +77,9 @@ static cJSON *pre_tokenizer(const char *pre) {
 /* llama.cpp's converter writes tokenizer.ggml.add_bos_token / add_eos_token from the HF tokenizer's
  * add_bos_token / add_eos_token; HF applies them through a TemplateProcessing post-processor (Llama's
  * update_post_processor): single "bos? $A eos?", pair "bos? $A eos? bos? $B:1 eos?". */
-static bool flag(const td_gguf *f, const char *key) {
+static bool flag(const td_gguf *f, const char *key, bool dflt) {
     const td_gguf_kv *kv = td_gguf_find(f, key);
-    return kv && kv->type == TD_GGUF_BOOL && kv->v.b;
+    return kv && kv->type == TD_GGUF_BOOL ? kv->v.b : dflt;
 }
 
 /* The token string of the id stored under key, or NULL (with a message) when the id is absent or not a token. */
@@ -79,8 +88,8 @@ static td_status special_token(td_ctx *ctx, const td_gguf *f, const td_gguf_kv *
     int64_t id = -1;
     td_status st = td_gguf_get_int(ctx, f, key, &id);
     if (st != TD_OK)
-        return td_wrap(ctx, "tokenizer.ggml.add_%s_token is set, so the token must exist", strstr(key, "bos") ? "bos"
-                       : "eos");
+        return td_wrap(ctx, "the tokenizer adds this token to every prompt (tokenizer.ggml.add_%s_token%s)",
+                       strstr(key, "bos") ? "bos" : "eos", strstr(key, "bos") ? ", on by default for Llama-3" : "");
     if (id < 0 || (uint64_t)id >= tokens->count)
         return td_fail(ctx, TD_ERR_FORMAT, "%s: %s %lld is not a token id (the vocabulary has %llu tokens)", f->path,
                        key, (long long)id, (unsigned long long)tokens->count);
@@ -114,8 +123,10 @@ static void add_special(cJSON *map, const char *tok, int64_t id) {
 }
 
 /* The post_processor: JSON null when neither flag is set. */
-static td_status post_processor(td_ctx *ctx, const td_gguf *f, const td_gguf_kv *tokens, cJSON **out) {
-    bool add_bos = flag(f, "tokenizer.ggml.add_bos_token"), add_eos = flag(f, "tokenizer.ggml.add_eos_token");
+static td_status post_processor(td_ctx *ctx, const td_gguf *f, const td_gguf_kv *tokens, bool llama3,
+                                cJSON **out) {
+    bool add_bos = flag(f, "tokenizer.ggml.add_bos_token", llama3);
+    bool add_eos = flag(f, "tokenizer.ggml.add_eos_token", false);
     *out = NULL;
     if (!add_bos && !add_eos) {
         *out = cJSON_CreateNull();
@@ -217,15 +228,15 @@ td_status td_gguf_tokenizer_json(td_ctx *ctx, const td_gguf *f, char **out) {
     cJSON *pt = pre_tokenizer(pre);
     if (!pt) {
         td_status st = td_fail(ctx, TD_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre \"%.32s\" is not supported "
-                               "(default, gpt2, smollm, llama-bpe, qwen2)", f->path, pre ? pre : "?");
+                               "(default, gpt2, smollm, llama-bpe/llama3, qwen2)", f->path, pre ? pre : "?");
         free(pre);
         return st;
     }
     /* Qwen2's tokenizer.json normalizes to NFC before its split; the other byte-level BPEs have no normalizer */
-    bool nfc = pre && !strcmp(pre, "qwen2");
+    bool nfc = pre && !strcmp(pre, "qwen2"), llama3 = llama3_pre(pre);
     free(pre);
     cJSON *post = NULL;
-    td_status pst = post_processor(ctx, f, tokens, &post);
+    td_status pst = post_processor(ctx, f, tokens, llama3, &post);
     if (pst != TD_OK) {
         cJSON_Delete(pt);
         return pst;
@@ -246,7 +257,7 @@ td_status td_gguf_tokenizer_json(td_ctx *ctx, const td_gguf *f, char **out) {
     cJSON_AddNullToObject(m, "unk_token");
     cJSON_AddBoolToObject(m, "fuse_unk", false);
     cJSON_AddBoolToObject(m, "byte_fallback", false);
-    cJSON_AddBoolToObject(m, "ignore_merges", false);
+    cJSON_AddBoolToObject(m, "ignore_merges", llama3);
     cJSON *vocab = cJSON_AddObjectToObject(m, "vocab");
     cJSON *ml = cJSON_AddArrayToObject(m, "merges");
     bool ok = root && added && m && vocab && ml;

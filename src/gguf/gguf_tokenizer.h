@@ -8,7 +8,8 @@
 #include "tdeploy/tokenizer.h"
 
 /* The tokenizer.json text (malloc'd). Only tokenizer.ggml.model "gpt2" (byte-level BPE) is supported;
- * tokenizer.ggml.pre picks the pre-tokenizer (default/gpt2, smollm, llama-bpe, qwen2), others are refused. */
+ * tokenizer.ggml.pre picks the pre-tokenizer (default/gpt2, smollm, llama-bpe/llama3/llama-v3, qwen2), others are
+ * refused. */
 td_status td_gguf_tokenizer_json(td_ctx *ctx, const td_gguf *f, char **out);
 td_status td_gguf_tokenizer_load(td_ctx *ctx, const td_gguf *f, td_tokenizer **out);
 

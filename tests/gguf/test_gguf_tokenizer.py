@@ -5,7 +5,8 @@ The vocabulary and merges are the llama-gen fixture's (a byte-level BPE). For ea
 them with the `pre` label llama.cpp's converter writes, and the HF reference is the same vocabulary and merges
 with the normalizer, pre-tokenizer and post-processor of that family's real tokenizer.json (GPT-2, SmolLM2,
 Llama-3, Qwen2; written out below as test data). Ids must be equal on texts that exercise what differs between
-the families: digit runs, contractions in upper case, newlines, decomposed accents (Qwen2's NFC), CJK, emoji,
+the families: digit runs, contractions in upper case, newlines, decomposed accents (Qwen2's NFC), a vocabulary
+token no merge builds (Llama-3's ignore_merges), Llama-3's BOS when the file has no add_bos_token, CJK, emoji,
 special-token text, pairs, with and without special tokens. Broken flag metadata, repeated tokens and tokens
 with NUL bytes are refused with a message."""
 import json
@@ -44,14 +45,20 @@ def split(regex):
     return {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False}
 
 
-# the normalizer and pre-tokenizer of each family's tokenizer.json, by the label llama.cpp gives it
+# each family's tokenizer.json, by the label llama.cpp gives it: normalizer, pre-tokenizer, the BPE model's
+# ignore_merges, and whether its post-processor adds BOS (what applies when the GGUF has no add_bos_token)
+LLAMA3 = (None, {"type": "Sequence", "pretokenizers": [split(LLAMA3_RE), byte_level(False)]}, True, True)
 FAMILIES = {
-    "gpt2": (None, byte_level(True)),
+    "gpt2": (None, byte_level(True), False, False),
     "smollm": (None, {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
-                                                              byte_level(True)]}),
-    "llama-bpe": (None, {"type": "Sequence", "pretokenizers": [split(LLAMA3_RE), byte_level(False)]}),
-    "qwen2": ({"type": "NFC"}, {"type": "Sequence", "pretokenizers": [split(QWEN2_RE), byte_level(False, False)]}),
+                                                              byte_level(True)]}, False, False),
+    "llama-bpe": LLAMA3,
+    "llama3": LLAMA3,
+    "qwen2": ({"type": "NFC"}, {"type": "Sequence", "pretokenizers": [split(QWEN2_RE), byte_level(False, False)]},
+              False, False),
 }
+# a token the merges cannot build: only ignore_merges (Llama-3) takes it whole
+EXTRA = "\u0120zyxw"
 
 
 def template(add_bos, add_eos):
@@ -81,7 +88,8 @@ def fixture_token(i):
 
 def hf_tokenizer(pre, add_bos, add_eos):
     d = json.loads(json.dumps(fixture))
-    d["normalizer"], d["pre_tokenizer"] = FAMILIES[pre]
+    d["normalizer"], d["pre_tokenizer"], d["model"]["ignore_merges"], _ = FAMILIES[pre]
+    d["model"]["vocab"][EXTRA] = len(d["model"]["vocab"])
     post = [byte_level(True)]
     if add_bos or add_eos:
         post.append(template(add_bos, add_eos))
@@ -91,7 +99,7 @@ def hf_tokenizer(pre, add_bos, add_eos):
 
 def write_gguf(path, pre, add_bos=None, add_eos=None, bos_id=BOS_ID, eos_id=EOS_ID, extra_tokens=()):
     vocab = sorted(fixture["model"]["vocab"].items(), key=lambda kv: kv[1])
-    vocab += [(tok, len(vocab) + i) for i, tok in enumerate(extra_tokens)]
+    vocab += [(tok, len(vocab) + i) for i, tok in enumerate([EXTRA, *extra_tokens])]
     specials = {a["id"] for a in fixture["added_tokens"] if a["special"]}
     others = {a["id"] for a in fixture["added_tokens"] if not a["special"]}
     w = gguf.GGUFWriter(path, "llama")
@@ -126,7 +134,7 @@ TEXTS = ["Hello world", "The year 2024 had 365 days; pi is 3.14159 and 1234567 i
          "I'M they've WE'LL it's you'D", "tabs\tand\nnewlines\r\n\n   indented\n", "   leading", "trailing   ",
          "e\u0301te\u0301 au cafe\u0301 vs \u00e9t\u00e9", "Ａｂｃ ｆｕｌｌ width, ﬁ ligature",
          "日本語のテキスト 🙂👍🏽", "x=1+2*3; y = [a, b] // comment!!", "Ⅻ ½ ² ١٢٣ digits",
-         fixture_token(EOS_ID) + " special in text " + fixture_token(BOS_ID), ""]
+         fixture_token(EOS_ID) + " special in text " + fixture_token(BOS_ID), "a zyxw b zyxwv", ""]
 PAIRS = [("A question?", "The answer 42."), ("x", "")]
 
 for pre in FAMILIES:
@@ -134,7 +142,7 @@ for pre in FAMILIES:
         label = f"pre={pre} add_bos={add_bos} add_eos={add_eos}"
         path = os.path.join(work, f"{pre}-{add_bos}-{add_eos}.gguf")
         write_gguf(path, pre, add_bos, add_eos)
-        hf = hf_tokenizer(pre, bool(add_bos), bool(add_eos))
+        hf = hf_tokenizer(pre, FAMILIES[pre][3] if add_bos is None else add_bos, bool(add_eos))
         items = [{"text": s, "special": sp} for s in TEXTS for sp in (True, False)] + \
                 [{"text": a, "pair": b, "special": sp} for a, b in PAIRS for sp in (True, False)]
         got = tokenize(path, items)
@@ -151,8 +159,9 @@ refusals = [("add_bos_token without bos_token_id", dict(add_bos=True, bos_id=Non
             ("bos_token_id past the vocabulary", dict(add_bos=True, bos_id=1 << 20), "not a token id"),
             ("add_eos_token with eos_token_id -1", dict(add_eos=True, eos_id=None), "eos_token_id"),
             ("unknown pre-tokenizer", dict(pre="falcon"), "falcon"),
-            ("a token twice", dict(extra_tokens=[fixture_token(500)]), "twice (ids 500 and 1024)"),
-            ("a NUL byte in a token", dict(extra_tokens=["x\0y"]), "NUL")]
+            ("a token twice", dict(extra_tokens=[fixture_token(500)]), "twice (ids 500 and 1025)"),
+            ("a NUL byte in a token", dict(extra_tokens=["x\0y"]), "NUL"),
+            ("Llama-3's default BOS without bos_token_id", dict(pre="llama-bpe", bos_id=None), "bos_token_id")]
 for label, kw, needle in refusals:
     path = os.path.join(work, "bad.gguf")
     write_gguf(path, kw.pop("pre", "gpt2"), **kw)
