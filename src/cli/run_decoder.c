@@ -57,7 +57,7 @@ static bool dir_has_gguf(td_ctx *ctx, const char *model) {
     return found;
 }
 
-bool td_run_is_decoder(const char *model, td_export_task task) {
+bool td_run_is_decoder(const char *model, const char *tokenizer, td_export_task task) {
     if (task != TD_TASK_AUTO)
         return task == TD_TASK_TEXT_GENERATION;
     td_ctx *ctx = td_ctx_new();
@@ -69,6 +69,14 @@ bool td_run_is_decoder(const char *model, td_export_task task) {
         return true;
     }
     td_hf_config *cfg = config_of(ctx, model);
+    /* an .onnx without config.json beside it: the --tokenizer directory's (where run reads it too) */
+    if (!cfg && tokenizer && n > 5 && !strcmp(model + n - 5, ".onnx")) {
+        char *path = NULL;
+        if (td_path_join(ctx, tokenizer, "config.json", false, &path) == TD_OK && td_is_file(path) &&
+            td_hf_config_load(ctx, path, &cfg) != TD_OK)
+            cfg = NULL;
+        free(path);
+    }
     bool dec = td_decoder_family(cfg) || (!cfg && dir_has_gguf(ctx, model));
     td_hf_config_free(cfg);
     td_ctx_free(ctx);
@@ -90,7 +98,7 @@ int td_run_decoder(const char *model, const char *tokenizer, const char *const *
         return TD_EXIT_FAIL;
     }
     int k = 0;
-    argv[k++] = (char *)"generate";
+    argv[k++] = (char *)"run"; /* td_cmd_generate names the command the user typed */
     argv[k++] = (char *)model;
     for (size_t i = 0; i < n; i++) {
         argv[k++] = (char *)"--prompt";

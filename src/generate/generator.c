@@ -155,9 +155,9 @@ static td_status bind_graph(td_ctx *ctx, td_generator *g, const char *what) {
         g->n_caches++;
     }
     if (g->n_caches == 0)
-        return td_fail(ctx, TD_ERR_UNSUPPORTED, "%s has no past_key_values.N inputs; export it with --task "
-                       "text-generation (a decoder without a cache would recompute the whole text every token)",
-                       what);
+        return td_fail(ctx, TD_ERR_UNSUPPORTED, "%s is a text-generation model without a KV cache (no "
+                       "past_key_values.N inputs): generating with it is not supported (yet), it would recompute the "
+                       "whole text every token; export the model with --task text-generation", what);
     return TD_OK;
 }
 
