@@ -9,6 +9,7 @@
 #include "core/fs.h"
 #include "export/decoder_spec.h"
 #include "export/export.h"
+#include "generate/generator.h"
 #include "hf/config.h"
 #include "hf/model_dir.h"
 
@@ -39,22 +40,12 @@ static td_hf_config *config_of(td_ctx *ctx, const char *model) {
     return cfg;
 }
 
-/* A model directory / hub id without config.json holding a .gguf file. */
+/* A model directory / hub id without config.json holding one .gguf file (generator.h). */
 static bool dir_has_gguf(td_ctx *ctx, const char *model) {
-    char *dir = NULL, *rev = NULL;
-    bool found = false;
-    if (td_model_dir_resolve(ctx, model, &dir, &rev) == TD_OK) {
-        DIR *d = opendir(dir);
-        for (struct dirent *e; d && !found && (e = readdir(d));) {
-            size_t len = strlen(e->d_name);
-            found = len > 5 && !strcmp(e->d_name + len - 5, ".gguf");
-        }
-        if (d)
-            closedir(d);
-    }
-    free(dir);
-    free(rev);
-    return found;
+    (void)ctx;
+    char *g = td_generator_find_gguf(model);
+    free(g);
+    return g != NULL;
 }
 
 bool td_run_is_decoder(const char *model, const char *tokenizer, td_export_task task) {

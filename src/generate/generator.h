@@ -35,6 +35,10 @@ typedef struct td_generator_options {
     int threads;               /* session threads; 0 = one per core */
 } td_generator_options;
 
+/* The single .gguf file of a directory without config.json, or of a cached hub id whose snapshot holds one
+ * (malloc'd); NULL otherwise. */
+char *td_generator_find_gguf(const char *model);
+
 /* model: an HF directory / cached hub id (exported in memory with --task
  * text-generation) or a decoder .onnx file (ours or Optimum's). */
 td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_options *opt, td_generator **out);
