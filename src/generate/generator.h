@@ -12,8 +12,8 @@
  * Batches of prompts of different lengths are left-padded (position ids from the
  * attention mask, as transformers' generate). Memory for a request (ids, mask,
  * positions, the cache, sampler scratch) is allocated once, sized for the
- * longest prompt + max_new_tokens; the loop allocates nothing per token on the
- * generator's side. The cache travels through the graph's past/present tensors:
+ * longest prompt + max_new_tokens; per token only the decoded text of a row is
+ * allocated, when streaming or stop strings need it. The cache travels through the graph's past/present tensors:
  * each step binds the cache as past_key_values.N and copies present.N back. */
 #ifndef TD_GENERATE_GENERATOR_H
 #define TD_GENERATE_GENERATOR_H
