@@ -61,7 +61,7 @@ int td_cmd_optimize(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);
 int td_cmd_generate(int argc, char **argv);
 /* run on a decoder (src/cli/run_decoder.c): true when MODEL's config.json (or --task) says text-generation */
-bool td_run_is_decoder(const char *model, td_export_task task);
+bool td_run_is_decoder(const char *model, const char *tokenizer, td_export_task task);
 int td_run_decoder(const char *model, const char *tokenizer, const char *const *texts, size_t n, int64_t threads,
                    bool json, const char *texts_file);
 

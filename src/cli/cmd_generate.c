@@ -17,6 +17,8 @@
 #define MAX_PROMPTS 64
 
 static volatile sig_atomic_t g_interrupted;
+/* "generate", or "run" when tdeploy run hands a decoder over (messages name the command the user typed) */
+static const char *g_cmd = "generate";
 
 static void on_sigint(int sig) {
     (void)sig;
@@ -186,76 +188,76 @@ static int parse_args(int argc, char **argv, args *a) {
             a->sampling.do_sample = true;
         } else if (s[0] == '-' && s[1] == '-') {
             if (!v)
-                return td_cli_usage_error("generate", "%s needs a value", s);
+                return td_cli_usage_error(g_cmd, "%s needs a value", s);
             i++;
             if (!strcmp(s, "--system")) {
                 a->system = v;
             } else if (!strcmp(s, "--prompt") || !strcmp(s, "--prompt-ids") || !strcmp(s, "--chat") ||
                        !strcmp(s, "--messages")) {
                 if (a->n == MAX_PROMPTS)
-                    return td_cli_usage_error("generate", "at most %d prompts", MAX_PROMPTS);
+                    return td_cli_usage_error(g_cmd, "at most %d prompts", MAX_PROMPTS);
                 a->chat[a->n] = !strcmp(s, "--chat") ? 1 : !strcmp(s, "--messages") ? 2 : 0;
                 a->is_text[a->n] = strcmp(s, "--prompt-ids") != 0;
                 if (a->is_text[a->n])
                     a->texts[a->n] = v;
                 else if (!parse_ids(v, &a->ids[a->n], &a->lens[a->n]))
-                    return td_cli_usage_error("generate", "--prompt-ids '%s' is not a list of token ids", v);
+                    return td_cli_usage_error(g_cmd, "--prompt-ids '%s' is not a list of token ids", v);
                 a->n++;
             } else if (!strcmp(s, "--max-new-tokens")) {
                 if (!td_cli_parse_i64(v, 1, 1 << 24, &a->max_new))
-                    return td_cli_usage_error("generate", "--max-new-tokens '%s' must be in 1..%d", v, 1 << 24);
+                    return td_cli_usage_error(g_cmd, "--max-new-tokens '%s' must be in 1..%d", v, 1 << 24);
             } else if (!strcmp(s, "--temperature")) {
                 a->sampling_flag = true;
                 if (!parse_float(v, 1e-6, 1e6, &a->sampling.temperature))
-                    return td_cli_usage_error("generate", "--temperature '%s' must be a number > 0", v);
+                    return td_cli_usage_error(g_cmd, "--temperature '%s' must be a number > 0", v);
             } else if (!strcmp(s, "--top-k")) {
                 a->sampling_flag = true;
                 if (!td_cli_parse_i64(v, 0, INT32_MAX, &a->sampling.top_k))
-                    return td_cli_usage_error("generate", "--top-k '%s' must be a count >= 0", v);
+                    return td_cli_usage_error(g_cmd, "--top-k '%s' must be a count >= 0", v);
             } else if (!strcmp(s, "--top-p")) {
                 a->sampling_flag = true;
                 if (!parse_float(v, 1e-9, 1.0, &a->sampling.top_p))
-                    return td_cli_usage_error("generate", "--top-p '%s' must be in (0, 1]", v);
+                    return td_cli_usage_error(g_cmd, "--top-p '%s' must be in (0, 1]", v);
             } else if (!strcmp(s, "--min-p")) {
                 a->sampling_flag = true;
                 if (!parse_float(v, 0.0, 1.0, &a->sampling.min_p))
-                    return td_cli_usage_error("generate", "--min-p '%s' must be in [0, 1]", v);
+                    return td_cli_usage_error(g_cmd, "--min-p '%s' must be in [0, 1]", v);
             } else if (!strcmp(s, "--repetition-penalty")) {
                 if (!parse_float(v, 1e-6, 1e6, &a->sampling.repetition_penalty))
-                    return td_cli_usage_error("generate", "--repetition-penalty '%s' must be a number > 0", v);
+                    return td_cli_usage_error(g_cmd, "--repetition-penalty '%s' must be a number > 0", v);
             } else if (!strcmp(s, "--seed")) {
                 if (!td_cli_parse_i64(v, 0, INT64_MAX, &x))
-                    return td_cli_usage_error("generate", "--seed '%s' must be an integer >= 0", v);
+                    return td_cli_usage_error(g_cmd, "--seed '%s' must be an integer >= 0", v);
                 a->sampling.seed = (uint64_t)x;
             } else if (!strcmp(s, "--stop")) {
                 if (a->n_stop == TD_GEN_MAX_STOP || !*v)
-                    return td_cli_usage_error("generate", "--stop needs a non-empty string (at most %d)",
+                    return td_cli_usage_error(g_cmd, "--stop needs a non-empty string (at most %d)",
                                               TD_GEN_MAX_STOP);
                 a->stop[a->n_stop++] = v;
             } else if (!strcmp(s, "--eos-id")) {
                 if (a->n_eos == TD_GEN_MAX_EOS || !td_cli_parse_i64(v, 0, INT64_MAX, &x))
-                    return td_cli_usage_error("generate", "--eos-id '%s' must be a token id (at most %d)", v,
+                    return td_cli_usage_error(g_cmd, "--eos-id '%s' must be a token id (at most %d)", v,
                                               TD_GEN_MAX_EOS);
                 a->eos[a->n_eos++] = x;
             } else if (!strcmp(s, "--tokenizer")) {
                 a->gopt.tokenizer_dir = v;
             } else if (!strcmp(s, "--threads")) {
                 if (!td_cli_parse_i64(v, 0, 1024, &x))
-                    return td_cli_usage_error("generate", "--threads '%s' must be in 0..1024", v);
+                    return td_cli_usage_error(g_cmd, "--threads '%s' must be in 0..1024", v);
                 a->gopt.threads = (int)x;
             } else {
-                return td_cli_usage_error("generate", "unknown option '%s'", s);
+                return td_cli_usage_error(g_cmd, "unknown option '%s'", s);
             }
         } else if (!a->model) {
             a->model = s;
         } else {
-            return td_cli_usage_error("generate", "unexpected argument '%s'", s);
+            return td_cli_usage_error(g_cmd, "unexpected argument '%s'", s);
         }
     }
     if (!a->model)
-        return td_cli_usage_error("generate", "MODEL is required");
+        return td_cli_usage_error(g_cmd, "MODEL is required");
     if (a->n == 0)
-        return td_cli_usage_error("generate", "give a prompt with --prompt TEXT, --prompt-ids IDS, --chat TEXT or "
+        return td_cli_usage_error(g_cmd, "give a prompt with --prompt TEXT, --prompt-ids IDS, --chat TEXT or "
                                   "--messages JSON");
     if (a->sampling_flag)
         a->sampling.do_sample = true;
@@ -339,6 +341,7 @@ static td_status tokenize_prompts(td_ctx *ctx, const td_generator *g, args *a) {
 }
 
 int td_cmd_generate(int argc, char **argv) {
+    g_cmd = argc > 0 && !strcmp(argv[0], "run") ? "run" : "generate";
     args a;
     memset(&a, 0, sizeof a);
     int rc = parse_args(argc, argv, &a);
@@ -404,13 +407,13 @@ int td_cmd_generate(int argc, char **argv) {
         }
     }
     if (st == TD_ERR_INTERRUPTED) {
-        fprintf(stderr, "\ntdeploy generate: %s\n", td_error_message(ctx));
+        fprintf(stderr, "\ntdeploy %s: %s\n", g_cmd, td_error_message(ctx));
         rc = TD_EXIT_INTERRUPTED;
     } else if (st == TD_ERR_OUT_OF_MEMORY && !ctx) {
-        fprintf(stderr, "tdeploy generate: out of memory\n");
+        fprintf(stderr, "tdeploy %s: out of memory\n", g_cmd);
         rc = TD_EXIT_FAIL;
     } else if (st != TD_OK) {
-        rc = td_cli_report("generate", ctx, st);
+        rc = td_cli_report(g_cmd, ctx, st);
     }
     td_gen_results_free(res, a.n);
     td_generator_free(g);

@@ -613,7 +613,7 @@ int td_cmd_run(int argc, char **argv) {
         free(a.pairs);
         return rc;
     }
-    if (td_run_is_decoder(a.model, a.task)) {
+    if (td_run_is_decoder(a.model, a.tokenizer, a.task)) {
         rc = td_run_decoder(a.model, a.tokenizer, a.texts, a.n_texts, a.threads, a.json, a.texts_file);
         free(a.texts);
         free(a.pairs);

@@ -9,6 +9,7 @@
 #include "core/fs.h"
 #include "export/decoder_spec.h"
 #include "export/export.h"
+#include "generate/generator.h"
 #include "hf/config.h"
 #include "hf/model_dir.h"
 
@@ -39,25 +40,15 @@ static td_hf_config *config_of(td_ctx *ctx, const char *model) {
     return cfg;
 }
 
-/* A model directory / hub id without config.json holding a .gguf file. */
+/* A model directory / hub id without config.json holding one .gguf file (generator.h). */
 static bool dir_has_gguf(td_ctx *ctx, const char *model) {
-    char *dir = NULL, *rev = NULL;
-    bool found = false;
-    if (td_model_dir_resolve(ctx, model, &dir, &rev) == TD_OK) {
-        DIR *d = opendir(dir);
-        for (struct dirent *e; d && !found && (e = readdir(d));) {
-            size_t len = strlen(e->d_name);
-            found = len > 5 && !strcmp(e->d_name + len - 5, ".gguf");
-        }
-        if (d)
-            closedir(d);
-    }
-    free(dir);
-    free(rev);
-    return found;
+    (void)ctx;
+    char *g = td_generator_find_gguf(model);
+    free(g);
+    return g != NULL;
 }
 
-bool td_run_is_decoder(const char *model, td_export_task task) {
+bool td_run_is_decoder(const char *model, const char *tokenizer, td_export_task task) {
     if (task != TD_TASK_AUTO)
         return task == TD_TASK_TEXT_GENERATION;
     td_ctx *ctx = td_ctx_new();
@@ -69,6 +60,14 @@ bool td_run_is_decoder(const char *model, td_export_task task) {
         return true;
     }
     td_hf_config *cfg = config_of(ctx, model);
+    /* an .onnx without config.json beside it: the --tokenizer directory's (where run reads it too) */
+    if (!cfg && tokenizer && n > 5 && !strcmp(model + n - 5, ".onnx")) {
+        char *path = NULL;
+        if (td_path_join(ctx, tokenizer, "config.json", false, &path) == TD_OK && td_is_file(path) &&
+            td_hf_config_load(ctx, path, &cfg) != TD_OK)
+            cfg = NULL;
+        free(path);
+    }
     bool dec = td_decoder_family(cfg) || (!cfg && dir_has_gguf(ctx, model));
     td_hf_config_free(cfg);
     td_ctx_free(ctx);
@@ -90,7 +89,7 @@ int td_run_decoder(const char *model, const char *tokenizer, const char *const *
         return TD_EXIT_FAIL;
     }
     int k = 0;
-    argv[k++] = (char *)"generate";
+    argv[k++] = (char *)"run"; /* td_cmd_generate names the command the user typed */
     argv[k++] = (char *)model;
     for (size_t i = 0; i < n; i++) {
         argv[k++] = (char *)"--prompt";

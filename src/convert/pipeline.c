@@ -244,8 +244,9 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
         /* validation, benchmarks and the Triton model of convert are written for encoders */
         td_model_free(m);
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                       "%s is a decoder (task text-generation), which convert does not validate and benchmark yet; "
-                       "use `tdeploy export -m %s --task text-generation` and `tdeploy generate`",
+                       "%s is a decoder (task text-generation): validating, benchmarking and serving decoders in "
+                       "convert is not supported (yet); use `tdeploy export -m %s --task text-generation` and "
+                       "`tdeploy generate`",
                        c->md->path, c->md->path);
     }
     c->task = td_export_task_name(c->xs.task);

@@ -110,8 +110,8 @@ bool td_task_is_generation_model(const char *model_type, const char *const *arch
 
 td_status td_task_refuse_generation_model(td_ctx *ctx, const char *what, const char *why) {
     return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                   "%s is a text-generation model (%s) that this command does not run: text generation is "
-                   "`tdeploy generate` (and `tdeploy run` on a model directory) for gpt2, llama, mistral, qwen2 and "
-                   "phi3 decoders (safetensors or GGUF); other generation families are not supported yet",
+                   "%s is a text-generation model (%s): running it as an encoder is not supported (yet) and never "
+                   "will be; generate text with `tdeploy generate` (gpt2, llama, mistral, qwen2, phi3 decoders from "
+                   "their model directory, a GGUF file, or an .onnx exported with --task text-generation)",
                    what, why);
 }

@@ -141,8 +141,8 @@ static td_status forward(td_ctx *ctx, td_generator *g, request *r, size_t seq, s
 /* Decode row's new tokens; stream what became final; end the row on a stop string. */
 static td_status row_text(td_ctx *ctx, const td_generator *g, const td_gen_options *o, request *r, size_t row,
                           td_gen_result *res, bool final) {
-    if (!g->tok)
-        return TD_OK;
+    if (!g->tok || (!final && !o->on_text && o->n_stop == 0))
+        return TD_OK; /* nothing to stream or watch for: decode once, at the end */
     size_t prompt_len = r->n_hist[row] - res->n_ids;
     char *text = NULL;
     TD_TRY(td_tokenizer_decode(ctx, g->tok, r->hist[row] + prompt_len, res->n_ids, true, &text));

@@ -8,6 +8,8 @@
 #include "export/export.h"
 #include "gguf/gguf_tokenizer.h"
 #include "hf/config.h"
+#include "hf/hub.h"
+#include "hf/hub_cache.h"
 #include "hf/json_util.h"
 #include "hf/model_dir.h"
 #include "onnx/onnx_io.h"
@@ -155,9 +157,9 @@ static td_status bind_graph(td_ctx *ctx, td_generator *g, const char *what) {
         g->n_caches++;
     }
     if (g->n_caches == 0)
-        return td_fail(ctx, TD_ERR_UNSUPPORTED, "%s has no past_key_values.N inputs; export it with --task "
-                       "text-generation (a decoder without a cache would recompute the whole text every token)",
-                       what);
+        return td_fail(ctx, TD_ERR_UNSUPPORTED, "%s is a text-generation model without a KV cache (no "
+                       "past_key_values.N inputs): generating with it is not supported (yet), it would recompute the "
+                       "whole text every token; export the model with --task text-generation", what);
     return TD_OK;
 }
 
@@ -166,17 +168,12 @@ static bool ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* A directory (or cached hub id) without config.json that holds exactly one .gguf file: that file (malloc'd). */
-static char *single_gguf(td_ctx *ctx, const char *model) {
-    char *dir = NULL, *rev = NULL, *cfg = NULL, *found = NULL;
+/* The one .gguf file in dir (malloc'd), or NULL when there is none or several. */
+static char *only_gguf_in(const char *dir) {
     td_ctx quiet = {0};
-    (void)ctx;
-    if (td_model_dir_resolve(&quiet, model, &dir, &rev) != TD_OK)
-        goto out;
-    if (td_path_join(&quiet, dir, "config.json", false, &cfg) != TD_OK || td_is_file(cfg))
-        goto out;
-    DIR *d = opendir(dir);
+    char *found = NULL;
     int n = 0;
+    DIR *d = opendir(dir);
     for (struct dirent *e; d && (e = readdir(d));) {
         size_t len = strlen(e->d_name);
         if (len > 5 && !strcmp(e->d_name + len - 5, ".gguf") && n++ == 0)
@@ -188,16 +185,38 @@ static char *single_gguf(td_ctx *ctx, const char *model) {
         free(found);
         found = NULL;
     }
-out:
-    free(dir);
-    free(rev);
-    free(cfg);
+    return found;
+}
+
+char *td_generator_find_gguf(const char *model) {
+    if (td_is_file(model))
+        return NULL;
+    td_ctx quiet = {0};
+    char *cfg = NULL, *found = NULL;
+    if (td_is_dir(model)) {
+        /* a model directory with config.json is an HF model, whatever else it holds */
+        if (td_path_join(&quiet, model, "config.json", false, &cfg) == TD_OK && !td_is_file(cfg))
+            found = only_gguf_in(model);
+        free(cfg);
+        return found;
+    }
+    /* org/name in the HF cache: the snapshot refs/main names (setup-smollm2.sh lays one out like that); the
+     * cache's usable-snapshot check wants config.json + safetensors, which a GGUF repository does not have */
+    char *cache = NULL, *repo = NULL, *commit = NULL, *snap = NULL;
+    if (td_hub_check_repo_id(&quiet, model) == TD_OK && td_hub_cache_dir(&quiet, NULL, &cache) == TD_OK &&
+        (repo = td_hub_repo_dir(cache, model)) && (commit = td_hub_cached_commit(repo, "main")) &&
+        asprintf(&snap, "%s/snapshots/%s", repo, commit) > 0 && td_is_dir(snap))
+        found = only_gguf_in(snap);
+    free(cache);
+    free(repo);
+    free(commit);
+    free(snap);
     return found;
 }
 
 td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_options *opt, td_generator **out) {
     *out = NULL;
-    char *gguf_in_dir = td_is_file(model) ? NULL : single_gguf(ctx, model);
+    char *gguf_in_dir = td_generator_find_gguf(model);
     if (gguf_in_dir) {
         td_status st = td_generator_open(ctx, gguf_in_dir, opt, out);
         free(gguf_in_dir);

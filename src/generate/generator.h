@@ -12,8 +12,8 @@
  * Batches of prompts of different lengths are left-padded (position ids from the
  * attention mask, as transformers' generate). Memory for a request (ids, mask,
  * positions, the cache, sampler scratch) is allocated once, sized for the
- * longest prompt + max_new_tokens; the loop allocates nothing per token on the
- * generator's side. The cache travels through the graph's past/present tensors:
+ * longest prompt + max_new_tokens; per token only the decoded text of a row is
+ * allocated, when streaming or stop strings need it. The cache travels through the graph's past/present tensors:
  * each step binds the cache as past_key_values.N and copies present.N back. */
 #ifndef TD_GENERATE_GENERATOR_H
 #define TD_GENERATE_GENERATOR_H
@@ -34,6 +34,10 @@ typedef struct td_generator_options {
     const char *tokenizer_dir; /* tokenizer.json location for an .onnx file (default: beside it) */
     int threads;               /* session threads; 0 = one per core */
 } td_generator_options;
+
+/* The single .gguf file of a directory without config.json, or of a cached hub id whose snapshot holds one
+ * (malloc'd); NULL otherwise. */
+char *td_generator_find_gguf(const char *model);
 
 /* model: an HF directory / cached hub id (exported in memory with --task
  * text-generation) or a decoder .onnx file (ours or Optimum's). */
