@@ -8,7 +8,6 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -284,25 +283,6 @@ out:
     return s;
 }
 
-/* A GGUF repository (llama.cpp's single-file models, e.g. tdeploy/SmolLM2-135M-Instruct-GGUF that
- * scripts/setup-smollm2.sh lays out) has no config.json: the .gguf file holds config, tokenizer and weights. */
-static bool holds_gguf(const char *dir) {
-    DIR *d = opendir(dir);
-    bool found = false;
-    struct dirent *e;
-    while (d && !found && (e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        char *p = NULL;
-        if (n > 5 && !strcmp(e->d_name + n - 5, ".gguf") && asprintf(&p, "%s/%s", dir, e->d_name) >= 0) {
-            found = td_is_file(p); /* a snapshot link whose blob is there */
-            free(p);
-        }
-    }
-    if (d)
-        closedir(d);
-    return found;
-}
-
 bool td_hub_snapshot_usable(const char *dir, char *why, size_t why_len) {
     char *p = NULL;
     bool ok = false;
@@ -314,9 +294,7 @@ bool td_hub_snapshot_usable(const char *dir, char *why, size_t why_len) {
     if (asprintf(&p, "%s/config.json", dir) < 0)
         return false;
     if (!td_is_file(p)) {
-        ok = holds_gguf(dir);
-        if (!ok)
-            snprintf(why, why_len, "%s is missing (and no .gguf file is there)", p);
+        snprintf(why, why_len, "%s is missing", p);
         goto out;
     }
     free(p);

@@ -33,8 +33,7 @@ char *td_hub_repo_dir(const char *cache, const char *repo_id);
 char *td_hub_cached_commit(const char *repo_dir, const char *revision);
 
 /* Whether a snapshot directory holds what tdeploy needs: config.json and the
- * complete safetensors weights, or (a GGUF repository, no config.json) a .gguf
- * file. why receives the first thing missing. */
+ * complete safetensors weights. why receives the first thing missing. */
 bool td_hub_snapshot_usable(const char *dir, char *why, size_t why_len);
 
 /* Shard file names of a safetensors index (weight_map values, each once, sorted;
