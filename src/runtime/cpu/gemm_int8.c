@@ -1,13 +1,19 @@
-/* Int8 GEMM driver and AVX-512 VNNI microkernel (definition in gemm_int8.h).
+/* Int8 GEMM driver and microkernels (definition in gemm_int8.h).
  *
  * Per call: (1) every row of A is quantized to uint8 with its own scale and
  * zero point (parallel over rows); (2) the (M blocks) x (panels) grid is split
- * into rectangles over the threads, as gemm.c does; each 8 x 48 tile
- * accumulates the whole K in 24 int32 zmm registers (no K blocking: a 3072-row
- * panel is 147 KB and stays in L2, an 8-row strip of quantized A is 24 KB and
- * stays in L1), then dequantizes, adds the bias, applies the activation and the
- * residual and stores fp32. Without VNNI the same tile is computed by scalar
- * loops. */
+ * into rectangles over the threads, as gemm.c does; each tile accumulates the
+ * whole K in int32 registers (no K blocking: a 3072-row panel is 147 KB and
+ * stays in L2, an 8-row strip of quantized A is 24 KB and stays in L1), then
+ * dequantizes, adds the bias, applies the activation and the residual and
+ * stores fp32. Three builds of the tile, picked at compile time (-march):
+ *   AVX-512 VNNI: 8 x 48 tile in 24 zmm, vpdpbusd (u8 x s8, 4 products per
+ *                 int32 lane, exact), 255 activation levels;
+ *   AVX2:         4 x 16 sub-tiles in 8 ymm, vpmaddubsw (u8 x s8 pairs into
+ *                 saturating int16) + vpmaddwd with ones (pairs into int32):
+ *                 the same 4-byte groups as vpdpbusd, so one packing serves
+ *                 both; 127 activation levels keep the int16 pairs exact;
+ *   otherwise:    scalar loops, 255 levels. */
 #include "runtime/cpu/gemm_int8.h"
 
 #include "core/checked.h"
@@ -20,8 +26,17 @@
 
 #if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define TD_I8_VNNI 1
+#define LEVELS 255
 #include <immintrin.h>
+#elif defined(__AVX2__) && defined(__FMA__)
+#define TD_I8_AVX2 1
+#define LEVELS 127
+#include <immintrin.h>
+#else
+#define LEVELS 255
 #endif
+
+int td_gemm_i8_act_levels(void) { return LEVELS; }
 
 #define MR TD_GEMM_I8_MR
 #define NR TD_GEMM_I8_NR
@@ -134,7 +149,7 @@ typedef struct {
 static void quantize_row(const float *a, size_t K, size_t Kp, uint8_t *q, float *scale_out, int32_t *zp_out) {
     float mn = 0.0f, mx = 0.0f; /* the range always includes 0 (exact zero stays exact) */
     size_t k = 0;
-#ifdef TD_I8_VNNI
+#if defined(TD_I8_VNNI)
     __m512 vmn = _mm512_setzero_ps(), vmx = _mm512_setzero_ps();
     for (; k + 16 <= K; k += 16) {
         __m512 v = _mm512_loadu_ps(a + k);
@@ -143,32 +158,59 @@ static void quantize_row(const float *a, size_t K, size_t Kp, uint8_t *q, float 
     }
     mn = _mm512_reduce_min_ps(vmn);
     mx = _mm512_reduce_max_ps(vmx);
+#elif defined(TD_I8_AVX2)
+    __m256 vmn = _mm256_setzero_ps(), vmx = _mm256_setzero_ps();
+    for (; k + 8 <= K; k += 8) {
+        __m256 v = _mm256_loadu_ps(a + k);
+        vmn = _mm256_min_ps(vmn, v);
+        vmx = _mm256_max_ps(vmx, v);
+    }
+    float t0[8], t1[8];
+    _mm256_storeu_ps(t0, vmn);
+    _mm256_storeu_ps(t1, vmx);
+    for (int i = 0; i < 8; i++) {
+        mn = t0[i] < mn ? t0[i] : mn;
+        mx = t1[i] > mx ? t1[i] : mx;
+    }
 #endif
     for (; k < K; k++) {
         mn = a[k] < mn ? a[k] : mn;
         mx = a[k] > mx ? a[k] : mx;
     }
-    float s = (mx - mn) / 255.0f;
+    float s = (mx - mn) / (float)LEVELS;
     if (!(s > 0.0f))
         s = 1.0f;
     float zf = nearbyintf(-mn / s);
-    int32_t zp = zf < 0.0f ? 0 : zf > 255.0f ? 255 : (int32_t)zf;
+    int32_t zp = zf < 0.0f ? 0 : zf > (float)LEVELS ? LEVELS : (int32_t)zf;
     *scale_out = s;
     *zp_out = zp;
     k = 0;
-#ifdef TD_I8_VNNI
+    /* division and round-half-even conversion: bit-identical to the reference */
+#if defined(TD_I8_VNNI)
     __m512 vs = _mm512_set1_ps(s);
-    __m512i vz = _mm512_set1_epi32(zp), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+    __m512i vz = _mm512_set1_epi32(zp), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(LEVELS);
     for (; k + 16 <= K; k += 16) {
-        /* division and round-half-even conversion: bit-identical to the reference */
         __m512i qi = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_loadu_ps(a + k), vs));
         qi = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(qi, vz), lo), hi);
         _mm_storeu_si128((__m128i *)(q + k), _mm512_cvtepi32_epi8(qi));
     }
+#elif defined(TD_I8_AVX2)
+    __m256 vs = _mm256_set1_ps(s);
+    __m256i vz = _mm256_set1_epi32(zp), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(LEVELS);
+    for (; k + 16 <= K; k += 16) {
+        __m256i q0 = _mm256_cvtps_epi32(_mm256_div_ps(_mm256_loadu_ps(a + k), vs));
+        __m256i q1 = _mm256_cvtps_epi32(_mm256_div_ps(_mm256_loadu_ps(a + k + 8), vs));
+        q0 = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q0, vz), lo), hi);
+        q1 = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q1, vz), lo), hi);
+        /* 0..127 fits every narrowing step unsaturated; packs interleave 128-bit lanes, the permute undoes it */
+        __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
+        __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+        _mm_storeu_si128((__m128i *)(q + k), b);
+    }
 #endif
     for (; k < K; k++) {
         float r = nearbyintf(a[k] / s) + (float)zp;
-        q[k] = (uint8_t)(r < 0.0f ? 0 : r > 255.0f ? 255 : (int)r);
+        q[k] = (uint8_t)(r < 0.0f ? 0 : r > (float)LEVELS ? LEVELS : (int)r);
     }
     for (; k < Kp; k++)
         q[k] = 0; /* B is zero there; any value would do */
@@ -195,7 +237,7 @@ static inline float apply_act_s(int act, float v) {
     }
 }
 
-#ifdef TD_I8_VNNI
+#if defined(TD_I8_VNNI)
 #define KINLINE static inline __attribute__((always_inline))
 
 KINLINE __m512 apply_act_v(int act, __m512 v) {
@@ -275,6 +317,71 @@ static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {
     case 2: tile_v(2, j, i0, mr, p, nr); break;
     default: tile_v(3, j, i0, mr, p, nr); break;
     }
+}
+#elif defined(TD_I8_AVX2)
+/* Dequantize + bias (+ activation + residual) for cnt (<= 8) columns from n of one row. */
+static inline void epilogue8(const i8_job *j, size_t row, size_t n, size_t cnt, __m256i acc) {
+    __m256i cs = _mm256_loadu_si256((const __m256i *)(j->B->colsum + n)); /* padded to whole panels */
+    acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(j->row_zp[row]), cs));
+    __m256 sc = _mm256_mul_ps(_mm256_set1_ps(j->row_scale[row]), _mm256_loadu_ps(j->B->scale + n));
+    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cnt), lanes);
+    __m256 bias = j->ep.bias ? _mm256_maskload_ps(j->ep.bias + n, keep) : _mm256_setzero_ps();
+    __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), sc, bias);
+    float *c = j->C + row * j->ldc + n;
+    const float *res = j->ep.residual ? j->ep.residual + row * j->ep.ldr + n : NULL;
+    if (j->ep.act == TD_GEMM_ACT_NONE || j->ep.act == TD_GEMM_ACT_RELU) {
+        if (j->ep.act == TD_GEMM_ACT_RELU)
+            y = _mm256_max_ps(y, _mm256_setzero_ps());
+        if (res)
+            y = _mm256_add_ps(y, _mm256_maskload_ps(res, keep));
+        _mm256_maskstore_ps(c, keep, y);
+        return;
+    }
+    float t[8];
+    _mm256_storeu_ps(t, y);
+    for (size_t q = 0; q < cnt; q++) /* no 8-lane GELU: the scalar one (as the fp32 GEMM here) */
+        c[q] = apply_act_s(j->ep.act, t[q]) + (res ? res[q] : 0.0f);
+}
+
+/* Rows r0 .. r0+rows (rows <= 4) x 16 columns from n (cnt valid) of panel p. */
+static void sub_tile(const i8_job *j, size_t r0, size_t rows, size_t p, size_t col, size_t cnt) {
+    const size_t Kp = j->Kp;
+    const uint8_t *a0 = j->qa + r0 * Kp, *a1 = j->qa + (r0 + (rows > 1 ? 1 : 0)) * Kp;
+    const uint8_t *a2 = j->qa + (r0 + (rows > 2 ? 2 : 0)) * Kp, *a3 = j->qa + (r0 + (rows > 3 ? 3 : 0)) * Kp;
+    const int8_t *b = j->B->data + p * Kp * NR + col * 4;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+            c31 = c00;
+#define I8_STEP(cx0, cx1, ap)                                                                 \
+    do {                                                                                      \
+        int32_t four;                                                                         \
+        memcpy(&four, (ap) + k, 4);                                                           \
+        __m256i av = _mm256_set1_epi32(four);                                                 \
+        cx0 = _mm256_add_epi32(cx0, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));   \
+        cx1 = _mm256_add_epi32(cx1, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));   \
+    } while (0)
+    for (size_t k = 0; k < Kp; k += 4, b += NR * 4) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 32));
+        I8_STEP(c00, c01, a0);
+        I8_STEP(c10, c11, a1);
+        I8_STEP(c20, c21, a2);
+        I8_STEP(c30, c31, a3);
+    }
+#undef I8_STEP
+    size_t n = p * NR + col, lo = cnt < 8 ? cnt : 8, hi = cnt > 8 ? cnt - 8 : 0;
+    __m256i acc[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+    for (size_t r = 0; r < rows; r++) {
+        epilogue8(j, r0 + r, n, lo, acc[r][0]);
+        if (hi)
+            epilogue8(j, r0 + r, n + 8, hi, acc[r][1]);
+    }
+}
+
+static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {
+    for (size_t r = 0; r < mr; r += 4)
+        for (size_t col = 0; col < nr; col += 16)
+            sub_tile(j, i0 + r, mr - r < 4 ? mr - r : 4, p, col, nr - col < 16 ? nr - col : 16);
 }
 #else
 static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {

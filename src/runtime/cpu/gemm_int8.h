@@ -5,12 +5,16 @@
  * Weights Bq are int8, symmetric per output column (w = bq * b_scale[n], no zero
  * point), packed once. Activations are quantized at run time per row of A:
  * uint8, asymmetric, with the formula of ONNX DynamicQuantizeLinear applied to
- * each row instead of the whole tensor:
- *   scale_i = (max(0, max_k A[i,k]) - min(0, min_k A[i,k])) / 255   (1 if that is 0)
- *   zp_i    = clamp(round_half_even(-min(0, min_k A[i,k]) / scale_i), 0, 255)
- *   aq[i,k] = clamp(round_half_even(A[i,k] / scale_i) + zp_i, 0, 255)
- * Products accumulate exactly in int32 (AVX-512 VNNI vpdpbusd: u8 x s8, four
- * per 32-bit lane), and the epilogue dequantizes on the tile in registers:
+ * each row instead of the whole tensor, over Q levels:
+ *   scale_i = (max(0, max_k A[i,k]) - min(0, min_k A[i,k])) / Q   (1 if that is 0)
+ *   zp_i    = clamp(round_half_even(-min(0, min_k A[i,k]) / scale_i), 0, Q)
+ *   aq[i,k] = clamp(round_half_even(A[i,k] / scale_i) + zp_i, 0, Q)
+ * Q = td_gemm_i8_act_levels(): 255 where the CPU has AVX-512 VNNI (vpdpbusd: u8 x
+ * s8, four products summed exactly per 32-bit lane) or no vector unit at all;
+ * 127 on AVX2 without VNNI, whose vpmaddubsw sums two u8 x s8 products into a
+ * saturating int16 (2 x 255 x 127 would saturate, 2 x 127 x 127 cannot).
+ * Products accumulate exactly in int32, and the epilogue dequantizes on the
+ * tile in registers:
  *   C[i,n] = fmaf((float)(acc[i,n] - zp_i * colsum[n]), scale_i * b_scale[n], bias[n])
  * then the activation and the residual as in gemm.h. colsum[n] = sum_k bq[k,n].
  * The int32 sums cannot overflow: |acc| <= K * 255 * 127 < 2^31 for K < 66000,
@@ -58,6 +62,9 @@ td_status td_gemm_i8_pack(td_ctx *ctx, const int8_t *bq, size_t K, size_t N, con
                           td_gemm_i8_packed **out);
 void td_gemm_i8_packed_free(td_gemm_i8_packed *p);
 
+/* Activation quantization levels of td_gemm_i8_run on this build (255 or 127). */
+int td_gemm_i8_act_levels(void);
+
 /* Scratch bytes td_gemm_i8_run needs for M rows (quantized A + row parameters). */
 size_t td_gemm_i8_scratch_bytes(size_t M, size_t K);
 
@@ -67,9 +74,9 @@ size_t td_gemm_i8_scratch_bytes(size_t M, size_t K);
 void td_gemm_i8_run(td_threadpool *pool, size_t M, const float *A, size_t lda, const td_gemm_i8_packed *Bp,
                     float *C, size_t ldc, const td_gemm_epilogue *ep, void *scratch);
 
-/* The reference (gemm_int8_ref.c): same definition, plain loops, unpacked bq
- * (K x N row-major) and per-column scale (N). Single-threaded. */
+/* The reference (gemm_int8_ref.c): same definition with levels Q, plain loops,
+ * unpacked bq (K x N row-major) and per-column scale (N). Single-threaded. */
 void td_gemm_i8_ref(size_t M, size_t N, size_t K, const float *A, size_t lda, const int8_t *bq, const float *scale,
-                    float *C, size_t ldc, const td_gemm_epilogue *ep);
+                    float *C, size_t ldc, const td_gemm_epilogue *ep, int levels);
 
 #endif

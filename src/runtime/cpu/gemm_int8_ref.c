@@ -22,7 +22,8 @@ static float act_ref(int act, float v) {
 }
 
 void td_gemm_i8_ref(size_t M, size_t N, size_t K, const float *A, size_t lda, const int8_t *bq, const float *scale,
-                    float *C, size_t ldc, const td_gemm_epilogue *ep) {
+                    float *C, size_t ldc, const td_gemm_epilogue *ep, int levels) {
+    float Q = (float)levels;
     uint8_t *q = malloc(K ? K : 1);
     if (!q) { /* no memory: NaN everywhere, which no comparison accepts */
         for (size_t i = 0; i < M; i++)
@@ -40,14 +41,14 @@ void td_gemm_i8_ref(size_t M, size_t N, size_t K, const float *A, size_t lda, co
             if (a[k] > hi)
                 hi = a[k];
         }
-        float s = (hi - lo) / 255.0f;
+        float s = (hi - lo) / Q;
         if (!(s > 0.0f))
             s = 1.0f;
         float zf = nearbyintf(-lo / s);
-        int32_t zp = zf < 0.0f ? 0 : zf > 255.0f ? 255 : (int32_t)zf;
+        int32_t zp = zf < 0.0f ? 0 : zf > Q ? levels : (int32_t)zf;
         for (size_t k = 0; k < K; k++) {
             float r = nearbyintf(a[k] / s) + (float)zp;
-            q[k] = (uint8_t)(r < 0.0f ? 0 : r > 255.0f ? 255 : (int)r);
+            q[k] = (uint8_t)(r < 0.0f ? 0 : r > Q ? levels : (int)r);
         }
         for (size_t n = 0; n < N; n++) {
             /* sum (q - zp) * b, exactly, as sum q*b - zp * sum b */
