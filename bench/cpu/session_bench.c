@@ -47,6 +47,7 @@ int main(int argc, char **argv) {
     size_t n = (size_t)(batch * seq);
     int64_t *ids = malloc(n * 8), *mask = malloc(n * 8), *types = calloc(n, 8);
     double *t = malloc(sizeof(double) * (size_t)runs);
+    volatile double sink = 0.0;
     int rc = 1;
     if (!ids || !mask || !types || !t)
         goto out;
@@ -68,9 +69,23 @@ int main(int argc, char **argv) {
         double t0 = td_now_s();
         if (td_session_run(ctx, s) != TD_OK)
             goto fail;
+        /* read every output, as a Python ONNX Runtime caller gets them copied into numpy arrays */
+        for (int o = 0; o < td_session_output_count(s); o++) {
+            td_session_output out;
+            if (td_session_get_output(ctx, s, o, &out) != TD_OK)
+                goto fail;
+            size_t cnt = 1;
+            for (int d = 0; d < out.rank; d++)
+                cnt *= (size_t)out.shape[d];
+            if (out.dtype == TD_DTYPE_FLOAT32)
+                for (size_t k = 0; k < cnt; k++)
+                    sink += ((const float *)out.data)[k];
+        }
         if (i >= warmup)
             t[i - warmup] = (td_now_s() - t0) * 1e3;
     }
+    if (sink == 12345.678) /* keeps the reads; practically never true */
+        fprintf(stderr, "checksum %g\n", sink);
     double mean = 0;
     for (int i = 0; i < runs; i++)
         mean += t[i] / runs;
