@@ -13,12 +13,14 @@
  *                 saturating int16) + vpmaddwd with ones (pairs into int32):
  *                 the same 4-byte groups as vpdpbusd, so one packing serves
  *                 both; 127 activation levels keep the int16 pairs exact;
+ *                 GELU from vecmath_avx2.h;
  *   otherwise:    scalar loops, 255 levels. */
 #include "runtime/cpu/gemm_int8.h"
 
 #include "core/checked.h"
 #include "core/large_alloc.h"
 #include "runtime/cpu/vecmath.h"
+#include "runtime/cpu/vecmath_avx2.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -330,18 +332,15 @@ static inline void epilogue8(const i8_job *j, size_t row, size_t n, size_t cnt, 
     __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), sc, bias);
     float *c = j->C + row * j->ldc + n;
     const float *res = j->ep.residual ? j->ep.residual + row * j->ep.ldr + n : NULL;
-    if (j->ep.act == TD_GEMM_ACT_NONE || j->ep.act == TD_GEMM_ACT_RELU) {
-        if (j->ep.act == TD_GEMM_ACT_RELU)
-            y = _mm256_max_ps(y, _mm256_setzero_ps());
-        if (res)
-            y = _mm256_add_ps(y, _mm256_maskload_ps(res, keep));
-        _mm256_maskstore_ps(c, keep, y);
-        return;
+    switch (j->ep.act) {
+    case TD_GEMM_ACT_RELU: y = _mm256_max_ps(y, _mm256_setzero_ps()); break;
+    case TD_GEMM_ACT_GELU_ERF: y = td_v8_gelu_erf(y); break;
+    case TD_GEMM_ACT_GELU_TANH: y = td_v8_gelu_tanh(y); break;
+    default: break;
     }
-    float t[8];
-    _mm256_storeu_ps(t, y);
-    for (size_t q = 0; q < cnt; q++) /* no 8-lane GELU: the scalar one (as the fp32 GEMM here) */
-        c[q] = apply_act_s(j->ep.act, t[q]) + (res ? res[q] : 0.0f);
+    if (res)
+        y = _mm256_add_ps(y, _mm256_maskload_ps(res, keep));
+    _mm256_maskstore_ps(c, keep, y);
 }
 
 /* Rows r0 .. r0+rows (rows <= 4) x 16 columns from n (cnt valid) of panel p. */
