@@ -140,6 +140,9 @@ int td_cmd_optimize(int argc, char **argv) {
     }
     if (!in || !out)
         return td_cli_usage_error("optimize", "need an input model and -o OUTPUT");
+    if (o.precision == TD_OPT_INT8 && o.target == TD_OPT_TARGET_PORTABLE)
+        return td_cli_usage_error("optimize", "--precision int8 writes com.microsoft DynamicQuantizeMatMul, which "
+                                  "--target portable excludes: use --target fused");
     o.verbose = td_log_get_level() >= TD_LOG_DEBUG;
     td_ctx *ctx = td_ctx_new();
     if (!ctx) {
