@@ -109,6 +109,57 @@ def check_op(rng):
                f"worst {float((e_td / td_bound).max()):.3f} of the bound")
 
 
+def check_fusion(rng):
+    """DynamicQuantizeMatMul -> BiasGelu and -> SkipLayerNormalization run fused in tdeploy (the GEMM epilogue);
+    exposing the product as a graph output prevents the fusion: both must agree (GELU: vector vs scalar form,
+    a few ulp) and match ONNX Runtime's unfused run within the quantization error."""
+    M, K, N = 37, 96, 80
+    W = rng.normal(0, 0.1, (K, N)).astype(np.float32)
+    scale = (np.abs(W).max(axis=0) / 63).astype(np.float32)
+    bq = np.clip(np.rint(W / scale), -63, 63).astype(np.int8)
+    A = rng.normal(0, 1, (M, K)).astype(np.float32)
+    for consumer in ("BiasGelu", "SkipLayerNormalization"):
+        inits = [numpy_helper.from_array(bq, "B"), numpy_helper.from_array(scale, "s"),
+                 numpy_helper.from_array(rng.normal(0, 1, N).astype(np.float32), "b")]
+        nodes = [helper.make_node("DynamicQuantizeMatMul", ["A", "B", "s"], ["P"], domain="com.microsoft")]
+        ins = [helper.make_tensor_value_info("A", TensorProto.FLOAT, [M, K])]
+        feeds = {"A": A}
+        if consumer == "BiasGelu":
+            nodes.append(helper.make_node("BiasGelu", ["P", "b"], ["Y"], domain="com.microsoft"))
+        else:
+            inits += [numpy_helper.from_array(np.ones(N, np.float32), "g"),
+                      numpy_helper.from_array(np.zeros(N, np.float32), "beta")]
+            ins.append(helper.make_tensor_value_info("R", TensorProto.FLOAT, [M, N]))
+            feeds["R"] = rng.normal(0, 1, (M, N)).astype(np.float32)
+            nodes.append(helper.make_node("SkipLayerNormalization", ["P", "R", "g", "beta", "b"], ["Y"],
+                                          domain="com.microsoft", epsilon=1e-5))
+        outs = {}
+        for exposed in (False, True):
+            o = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [M, N])]
+            if exposed:
+                o.append(helper.make_tensor_value_info("P", TensorProto.FLOAT, [M, N]))
+            g = helper.make_graph(nodes, "fuse", ins, o, inits)
+            m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+            m.ir_version = 8
+            path = os.path.join(TMP, f"i8_fuse_{consumer}_{int(exposed)}.onnx")
+            onnx.save(m, path)
+            r, out = infer(path, feeds)
+            outs[exposed] = out["Y"] if out is not None else None
+            if not exposed:
+                want = ort_session(path).run(None, feeds)[0]
+                j = subprocess.run([BIN, "infer", path, "--inputs", os.path.join(TMP, "i8_in.safetensors"), "-o",
+                                    os.path.join(TMP, "i8_fused.safetensors"), "--json"], capture_output=True, text=True)
+                report(j.returncode == 0 and '"fused_nodes": 1' in j.stdout, f"DynamicQuantizeMatMul -> {consumer} fuses",
+                       j.stdout.strip()[-120:])
+        if outs[False] is None or outs[True] is None:
+            report(False, f"DynamicQuantizeMatMul -> {consumer} runs", r.stderr.strip()[-300:])
+            continue
+        d = float(np.max(np.abs(outs[False] - outs[True]) / (1 + np.abs(outs[True]))))
+        report(d <= 1e-5, f"DynamicQuantizeMatMul -> {consumer}: fused = unfused", f"max rel diff {d:.2g}")
+        e = rel_l2(outs[False].astype(np.float64), want.astype(np.float64))
+        report(e <= 0.02, f"DynamicQuantizeMatMul -> {consumer}: fused vs ONNX Runtime", f"rel L2 {e:.4f}")
+
+
 # ---- 2. fixtures ----
 def tool(args, what):
     r = subprocess.run([BIN, *args], capture_output=True, text=True)
@@ -243,6 +294,7 @@ def check_errors(rng):
 def main():
     rng = np.random.default_rng(1234)
     check_op(rng)
+    check_fusion(rng)
     for arch in ENCODERS:
         if os.path.isdir(os.path.join(FIX, "hf", arch)):
             check_fixture(arch, rng)
