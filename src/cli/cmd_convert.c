@@ -113,9 +113,13 @@ int td_cmd_convert(int argc, char **argv) {
                 }
             i += 3;
         } else if (!strcmp(a, "--precision") && has1) {
-            td_precision p;
-            if ((rc = td_cli_parse_precision("convert", argv[++i], &p)) >= 0)
+            /* int8 is a property of the optimized graph, not a session storage precision (what
+             * td_cli_parse_precision knows), so convert names its four itself */
+            const char *v = argv[++i];
+            if (strcmp(v, "fp32") && strcmp(v, "fp16") && strcmp(v, "bf16") && strcmp(v, "int8")) {
+                rc = td_cli_usage_error("convert", "--precision '%s': use fp32, fp16, bf16 or int8", v);
                 goto done;
+            }
             rc = TD_EXIT_OK;
             o.precision = argv[i];
         } else if ((!strcmp(a, "--atol") || !strcmp(a, "--rtol")) && has1) {
