@@ -45,12 +45,12 @@ def report(ok, what, detail=""):
     print(f"{'PASS' if ok else 'FAIL'} {what} {detail}".rstrip(), flush=True)
 
 
-def infer(model, feeds, threads=None):
+def infer(model, feeds, threads=None, extra=()):
     inp, out = os.path.join(TMP, "i8_in.safetensors"), os.path.join(TMP, "i8_out.safetensors")
     save_file(feeds, inp)
     if os.path.exists(out):
         os.remove(out)
-    cmd = [BIN, "infer", model, "--inputs", inp, "-o", out] + (["--threads", str(threads)] if threads else [])
+    cmd = [BIN, "infer", model, "--inputs", inp, "-o", out, *extra] + (["--threads", str(threads)] if threads else [])
     r = subprocess.run(cmd, capture_output=True, text=True)
     return r, (load_file(out) if r.returncode == 0 else None)
 
@@ -249,6 +249,11 @@ def check_fixture(arch, rng):
         r2, td2 = infer(int8, feeds, threads=2)
         same = td2 is not None and all(np.array_equal(td[k], td2[k]) for k in td)
         report(same, f"{arch} {batch}x{seq} int8 1 vs 2 threads bit-identical")
+        if (batch, seq) == SHAPES[-1]:  # the reference backend: plain-loop int8 GEMM, unfused epilogues
+            r3, tr = infer(int8, feeds, extra=("--backend", "reference"))
+            d = max(float(np.max(np.abs(td[k] - tr[k]) / (1 + np.abs(tr[k])))) for k in td) if tr else float("inf")
+            report(d <= 1e-4, f"{arch} {batch}x{seq} int8 cpu vs reference backend", f"max rel diff {d:.2g} "
+                   f"{r3.stderr.strip()[-200:] if tr is None else ''}")
         mask = feeds.get("attention_mask")
         for name, want in ref.items():
             a, b, c = rows(td[name], mask), rows(want, mask), rows(o8[name], mask)

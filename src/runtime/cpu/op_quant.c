@@ -128,8 +128,12 @@ static td_status dqmm_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
                                                                                        : NULL,
         .ldr = (size_t)N,
     };
-    /* K == 0 needs no special case: every row quantizes to nothing and the epilogue sees zeros */
-    td_gemm_i8_run(env->pool, (size_t)M, a->data, (size_t)K, P->q, out[0]->data, (size_t)N, &ep, rn->scratch);
+    if (env->reference) /* the reference backend (no packing, no fusion): the plain loops on the unpacked weights,
+                           with the per-column scales as checked and expanded above */
+        td_gemm_i8_ref((size_t)M, (size_t)N, (size_t)K, a->data, (size_t)K, in[1]->data, P->q->scale, out[0]->data,
+                       (size_t)N, &ep, td_gemm_i8_act_levels());
+    else /* K == 0 needs no special case: every row quantizes to nothing and the epilogue sees zeros */
+        td_gemm_i8_run(env->pool, (size_t)M, a->data, (size_t)K, P->q, out[0]->data, (size_t)N, &ep, rn->scratch);
     td_kern_packed_free(own);
     return TD_OK;
 }
