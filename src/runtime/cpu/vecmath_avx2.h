@@ -1,14 +1,17 @@
-/* 8-lane (AVX2 + FMA) forms of vecmath.h's td_v16_* functions, for hosts
- * without AVX-512 (e.g. AMD Zen 3, Intel client cores). Same algorithms and
- * the same fitted coefficients as the 16-lane versions (see vecmath.h); only
- * the AVX-512 instructions are replaced: masks become all-ones/all-zeros lane
+/* 8-lane (AVX2 + FMA) forms of vecmath.h's td_v16_* functions. Two users: the
+ * fp32 kernels on hosts without AVX-512 (e.g. AMD Zen 3, Intel client cores;
+ * vecmath.h includes this file and sets TD_VEC_AVX2 there), and the int8 GEMM
+ * epilogue (gemm_int8.c, on any AVX2 host). Same algorithms and the same
+ * fitted coefficients as the 16-lane versions (see vecmath.h); only the
+ * AVX-512 instructions are replaced: masks become all-ones/all-zeros lane
  * vectors for blendv, and scalef (2^n with gradual underflow) becomes two
- * exponent-field multiplies (see td_v8_exp). Included by vecmath.h when
- * TD_VEC_AVX2 is set; tests/unit/test_cpu_math_avx2.c measures them against
- * double-precision libm. */
+ * exponent-field multiplies (see td_v8_exp). Measured against double-precision
+ * libm by tests/unit/test_cpu_math.c (through td_cpu_unary) and against the
+ * scalar forms by tests/unit/test_gemm_int8.c. */
 #ifndef TD_RUNTIME_CPU_VECMATH_AVX2_H
 #define TD_RUNTIME_CPU_VECMATH_AVX2_H
 
+#if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -209,4 +212,5 @@ TD_V8_INLINE __m256 td_v8_keep_n(__m256 v, size_t n, __m256 fill) {
     return n >= 8 ? v : _mm256_blendv_ps(fill, v, _mm256_castsi256_ps(td_v8_mask(n)));
 }
 
+#endif /* __AVX2__ && __FMA__ */
 #endif
