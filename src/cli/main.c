@@ -5,7 +5,8 @@
 #include <string.h>
 
 static const td_cli_command commands[] = {
-    {"export", "build standard ONNX from a Hugging Face encoder (config.json + safetensors)", td_cmd_export},
+    {"export", "build standard ONNX from a Hugging Face encoder or decoder (config.json + safetensors, or GGUF)",
+     td_cmd_export},
     {"convert", "export, optimize, validate, benchmark and write a Triton repository in one step", td_cmd_convert},
     {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
     {"download", "fetch a model from the Hugging Face Hub into the HF cache; print its snapshot dir", td_cmd_download},
@@ -13,7 +14,7 @@ static const td_cli_command commands[] = {
     {"onnx-save", "load an ONNX model (validating it) and write it back, optionally with external data",
      td_cmd_onnx_save},
     {"infer", "run an ONNX model on the CPU runtime: safetensors inputs in, safetensors outputs out", td_cmd_infer},
-    {"optimize", "optimize an ONNX graph: cleanup, folding, fusions into ONNX Runtime ops, fp16/bf16", td_cmd_optimize},
+    {"optimize", "optimize an ONNX graph: cleanup, folding, fusions into ONNX Runtime ops, fp16/bf16/int8", td_cmd_optimize},
     {"run", "text in, answers out: embeddings, labels, entities or answers from a model, .onnx or engine",
      td_cmd_run},
     {"tokenize", "encode text with a model's tokenizer.json: ids, tokens, offsets, mask", td_cmd_tokenize},
