@@ -762,8 +762,14 @@ static void write_summary(conv *c) {
            (long long)c->seq[2]);
     append(b, n, "max len   %lld tokens (%s): the served model truncates there\n", (long long)c->md->max_seq_length,
            c->md->max_seq_length_source);
-    append(b, n, "written   model.onnx fp32 (reference), model-optimized.onnx and the Triton model %s%s\n",
-           c->o->precision, strcmp(c->o->precision, "fp32") ? " (float32 inputs and outputs)" : "");
+    /* step_triton writes no Triton model for a backend that failed validation */
+    if (c->res->n_failed_backends >= c->o->n_backends)
+        append(b, n, "written   model.onnx fp32 (reference) and model-optimized.onnx; no Triton model (validation "
+                     "failed)\n");
+    else
+        append(b, n, "written   model.onnx fp32 (reference), model-optimized.onnx and the Triton model %s%s%s\n",
+               c->o->precision, strcmp(c->o->precision, "fp32") ? " (float32 inputs and outputs)" : "",
+               c->res->n_failed_backends ? " of the backends that passed" : "");
     append(b, n, "steps    ");
     for (int i = 0; i < c->n_steps; i++)
         append(b, n, " %s %.2fs", c->step_names[i], c->step_s[i]);
@@ -946,7 +952,11 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
         snprintf(dest, sizeof dest, "%s%s", c.outdir, res->n_failed_backends ? ".failed" : "");
         const char *kinds[4] = {"onnx", "optimized_onnx", "triton_repository", "report"};
         const char *files[4] = {"model.onnx", "model-optimized.onnx", "triton", "report.json"};
+        /* every backend failed: step_triton wrote no triton/ folder to point at */
+        const bool no_triton = res->n_failed_backends >= c.o->n_backends;
         for (int i = 0; i < 4 && s == TD_OK; i++) {
+            if (no_triton && !strcmp(kinds[i], "triton_repository"))
+                continue;
             char p[1400];
             snprintf(p, sizeof p, "%s/%s", dest, files[i]);
             s = td_report_add_artifact(ctx, c.report, kinds[i], p);

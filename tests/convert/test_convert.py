@@ -116,6 +116,10 @@ def test_validation_failure():
     check(any(not v["passed"] for v in rep["validation"] if v["backend"] == "cpu"), "zero tolerance: report says failed")
     check(not os.path.exists(out) and not os.path.exists(os.path.join(out + ".failed", "triton", "bert-seqcls")),
           "zero tolerance: OUTDIR not written, no Triton model for it")
+    check(all(os.path.exists(p) for p in rep["artifacts"].values()),
+          f"zero tolerance: every artifact report.json lists exists ({rep.get('artifacts')})")
+    check("no Triton model" in r.stdout and "and the Triton model" not in r.stdout,
+          f"zero tolerance: the summary does not claim a Triton model was written ({r.stdout[-400:]})")
 
 
 def test_errors():
