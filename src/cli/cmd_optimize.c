@@ -37,7 +37,8 @@ static void usage(FILE *f) {
             "  --cache-output             leave OUT.onnx in the page cache (for a program that reads it right\n"
             "                             after); default: large outputs go to disk with O_DIRECT\n"
             "  --json                     print counts and per-pass timings as JSON on stdout\n"
-            "  -v, --verbose              log what each pass changed\n",
+            "  -v, --verbose              log what each pass changed\n"
+            "  -q, --quiet                no summary or warnings on stderr\n",
             td_opt_pass_names());
 }
 
