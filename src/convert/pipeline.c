@@ -139,6 +139,12 @@ td_status td_convert_check_options(td_ctx *ctx, const td_convert_options *o) {
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--device %s: use cpu or cuda", o->device);
     if (o->nb_measures < 1 || o->warmup < 0 || o->nb_instances < 1)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--nb-measures and --nb-instances must be >= 1, --warmup >= 0");
+    /* the thread pool takes 1..1024 (0 = one per core); say so before the export, not at 'prepare backends' */
+    if (o->threads < 0 || o->threads > 1024)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--threads %d: use 1..1024, or 0 for one per core", o->threads);
+    if (o->nb_instances > 1024)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--nb-instances %d: use 1..1024 (as triton-repo)",
+                       o->nb_instances);
     td_export_task task;
     if (o->task && td_task_from_name(ctx, o->task, &task) != TD_OK)
         return td_wrap(ctx, "--task");

@@ -102,6 +102,9 @@ for cmd, good, flag in [("convert", COMMON["convert"], "--threads"), ("run", COM
 expect(2, "convert", COMMON["convert"] + ["--seq-len", "64", "32", "16"], "MIN <= OPT <= MAX")
 expect(2, "convert", COMMON["convert"] + ["--seq-len", "1", "8", "100"], "--seq-len max 100")  # the model takes 64
 expect(2, "convert", COMMON["convert"] + ["--backend", "tpu"], "tpu")
+# above the thread pool's 1024: refused up front, not after export + optimize (was exit 1 at 'prepare backends')
+expect(2, "convert", COMMON["convert"] + ["--threads", "100000"], "--threads 100000")
+expect(2, "convert", COMMON["convert"] + ["--nb-instances", "5000"], "--nb-instances 5000")
 expect(2, "convert", COMMON["convert"] + ["--atol", "x"], "--atol")
 expect(2, "export", COMMON["export"] + ["--dtype", "int3"], "dtype")
 expect(2, "optimize", COMMON["optimize"] + ["--target", "gpu"], "--target")
