@@ -47,8 +47,10 @@ static int parse(int argc, char **argv, infer_args *a) {
         } else if (strcmp(s, "--threads") == 0 && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1024)
-                return td_cli_usage_error("infer", "--threads wants a number in 1..1024, got '%s'", argv[i]);
+            /* 0 = one per core (the default), as convert, run and generate take it */
+            if (end == argv[i] || *end || v < 0 || v > 1024)
+                return td_cli_usage_error("infer", "--threads wants a number in 0..1024 (0: one per core), got '%s'",
+                                          argv[i]);
             a->threads = (int)v;
         } else if (strcmp(s, "--precision") == 0 && i + 1 < argc) {
             int rc = td_cli_parse_precision("infer", argv[++i], &a->precision);

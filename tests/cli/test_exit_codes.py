@@ -115,6 +115,14 @@ expect(2, "download", ["org/name", "--revision", "../x", "--offline"], "not a us
 expect(2, "run", [SEQ, "--max-length", "100000", "--text", "x"], "--max-length 100000")
 expect(2, "run", [ONNX, "--tokenizer", SEQ, "--max-length", "100000", "--text", "x"], "--max-length 100000")
 
+# --threads 0 means one per core in every command that takes it (run and infer used to refuse it)
+for cmd, args in [("run", COMMON["run"]), ("infer", [ONNX, "--inputs", GOLDEN, "-o", os.path.join(WORK, "t0.st")]),
+                  ("generate", COMMON["generate"])]:
+    p = subprocess.run([TD_BIN, cmd] + args + ["--threads", "0", "-q"], capture_output=True, timeout=300,
+                       stdin=subprocess.DEVNULL)
+    check(p.returncode == 0, f"{cmd} --threads 0: exit 0", p.stderr.decode(errors="replace")[-300:])
+expect(2, "infer", COMMON["infer"] + ["--threads", ""], "--threads")
+
 # test hooks are not in the product: they live in test tools (tests/tools)
 expect(2, "convert", COMMON["convert"] + ["--inject-fault", "cpu"], "--inject-fault")
 expect(2, "tokenize", ["-m", SEQ, "--jsonl", "-"], "--jsonl")
