@@ -38,8 +38,9 @@ typedef struct td_backend {
 } td_backend;
 
 extern const td_backend td_backend_cpu;
+extern const td_backend td_backend_cuda; /* backend_cuda.c: loads libtdeploy_cuda.so on first use */
 
-/* Backend by name ("cpu"); NULL if unknown. */
+/* Backend by name ("cpu", "cuda"); NULL if unknown. */
 const td_backend *td_backend_find(const char *name);
 
 #endif

@@ -412,7 +412,7 @@ static td_status create_common(td_ctx *ctx, td_session *s) {
         return td_wrap(ctx, "starting %d worker threads", s->env.threads);
     s->backend = td_backend_find(s->opt.backend ? s->opt.backend : "cpu");
     if (!s->backend)
-        return td_fail(ctx, TD_ERR_UNSUPPORTED, "unknown backend '%s' (available: cpu)", s->opt.backend);
+        return td_fail(ctx, TD_ERR_UNSUPPORTED, "unknown backend '%s' (available: cpu, cuda)", s->opt.backend);
     if (s->opt.precision != TD_PRECISION_FP32 && s->opt.precision != TD_PRECISION_FP16 &&
         s->opt.precision != TD_PRECISION_BF16)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "unknown precision %d", (int)s->opt.precision);

@@ -158,5 +158,7 @@ const td_backend td_backend_cpu = {"cpu", cpu_supports_op, cpu_prepare, cpu_run,
 const td_backend *td_backend_find(const char *name) {
     if (!name || strcmp(name, "cpu") == 0)
         return &td_backend_cpu;
+    if (strcmp(name, "cuda") == 0)
+        return &td_backend_cuda;
     return NULL;
 }
