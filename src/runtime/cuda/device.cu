@@ -99,6 +99,10 @@ static int ctx_create(tdc_ctx **out, char *err, size_t errn) {
         ctx_free(c);
         return 1;
     }
+    /* TDEPLOY_CUDA_REFERENCE=1: every op on its simple reference kernel (plain GEMM instead of cuBLASLt, no
+     * fast paths), for bisecting a numerical difference and for sanitizer runs that must see every store */
+    const char *ref = getenv("TDEPLOY_CUDA_REFERENCE");
+    c->reference = ref && *ref == '1';
     *out = c;
     return 0;
 }
