@@ -99,9 +99,13 @@ typedef struct td_engine {
 
 /* Map, parse, verify (SHA-256), check the tool version and build the model. */
 td_status td_engine_load(td_ctx *ctx, const char *path, td_engine **out);
+/* The same over an existing mapping (takes its own reference); verify = false
+ * skips only the SHA-256 (the fuzz harness, which cannot forge checksums). */
+td_status td_engine_open_mapped(td_ctx *ctx, td_mapped_file *map, const char *what, bool verify, td_engine **out);
 void td_engine_free(td_engine *e);
 /* Extract the FILES section into dir (created if missing; only the bundled
- * file names, no paths): config.json, tokenizer files. */
+ * file names, no paths): config.json, tokenizer files. dir NULL = only check
+ * the section's structure. */
 td_status td_engine_extract_files(td_ctx *ctx, const td_engine *e, const char *dir);
 
 #endif

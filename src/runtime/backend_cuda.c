@@ -10,6 +10,7 @@
  * one that has none (an engine never falls back to the CPU silently).
  * Runs after the first of a plan are captured once as a CUDA graph and
  * replayed (one launch for the whole forward pass). */
+#include "engine/engine.h"
 #include "runtime/backend.h"
 #include "runtime/cuda_loader.h"
 #include "runtime/cpu/op_util.h"
@@ -129,7 +130,8 @@ static int ew_code(const td_rt_node *rn) {
     return -1;
 }
 
-static bool has_kernel(const td_rt_node *rn) {
+bool td_cuda_has_kernel(const td_rt_node *rn);
+bool td_cuda_has_kernel(const td_rt_node *rn) {
     if (rn->def->flags & TD_OP_VIEW)
         return true; /* Reshape, Flatten, Squeeze, Unsqueeze, Identity: aliases or a device copy */
     if (ew_code(rn) >= 0)
@@ -139,6 +141,40 @@ static bool has_kernel(const td_rt_node *rn) {
         if (strcmp(rn->node->op_type, list[i]) == 0)
             return true;
     return false;
+}
+
+/* For the engine's kernel table and `inspect`: which kernel runs rn. */
+const char *td_cuda_kernel_name(const td_rt_node *rn, int precision);
+const char *td_cuda_kernel_name(const td_rt_node *rn, int precision) {
+    const char *t = rn->node->op_type;
+    const char *gemm = precision == 1 ? "cublasLt fp16 tensor-core GEMM, fp32 accumulate"
+                       : precision == 2 ? "cublasLt bf16 tensor-core GEMM, fp32 accumulate"
+                                        : "cublasLt fp32 GEMM (TF32 off)";
+    if (rn->def->flags & TD_OP_VIEW)
+        return "view (alias, or a device copy)";
+    if (strcmp(t, "MatMul") == 0)
+        return gemm;
+    if (strcmp(t, "Gemm") == 0)
+        return precision == 0 ? "cublasLt fp32 GEMM (TF32 off) + bias epilogue" : "cublasLt tensor-core GEMM + bias epilogue";
+    if (strcmp(t, "Attention") == 0)
+        return "cublasLt QKV GEMM + bias epilogue; attention_ref_kernel (fp32 softmax)";
+    if (strcmp(t, "SkipLayerNormalization") == 0 || strcmp(t, "LayerNormalization") == 0)
+        return "layernorm_kernel (fp32 statistics)";
+    if (strcmp(t, "EmbedLayerNormalization") == 0)
+        return "embed_ln_kernel (gather + sum + LayerNorm, fp32 statistics)";
+    if (strcmp(t, "Softmax") == 0)
+        return "softmax_kernel (fp32)";
+    if (strcmp(t, "Gather") == 0)
+        return "gather_kernel";
+    if (strcmp(t, "GatherElements") == 0)
+        return "gather_elements_kernel";
+    if (strcmp(t, "CumSum") == 0)
+        return "cumsum_kernel";
+    if (strcmp(t, "Transpose") == 0 || strcmp(t, "Concat") == 0 || strcmp(t, "Split") == 0)
+        return "strided_kernel";
+    if (strcmp(t, "Cast") == 0)
+        return "cast kernel (ew_kernel / cast_f32_to_f16 / cast_f16_to_f32)";
+    return "ew_kernel (elementwise, broadcasting; Gelu/erf/tanh in fp32)";
 }
 
 /* Root value, device pointer of value v (NULL if it has no device copy). */
@@ -389,7 +425,7 @@ static td_status cuda_prepare(td_ctx *ctx, td_session *s, void **state) {
     TD_TRY(td_cuda_api(ctx, &api));
     for (int i = 0; i < s->nn; i++) {
         const td_rt_node *rn = &s->nodes[i];
-        if (!rn->hoisted && !has_kernel(rn))
+        if (!rn->hoisted && !td_cuda_has_kernel(rn))
             return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED,
                                 "no CUDA kernel for this op; the CUDA backend never falls back to the CPU (run "
                                 "`tdeploy optimize` first, or use --backend cpu)");
@@ -472,6 +508,10 @@ static td_status mirror_plan(td_ctx *ctx, cuda_state *cs) {
         cs->arena = NULL;
         cs->arena_cap = 0;
         size_t cap = s->arena_cap > s->arena_size ? s->arena_cap : s->arena_size;
+        if (s->engine) /* planned at build time for the largest profile: allocate it once */
+            for (uint32_t p = 0; p < s->engine->n_profiles; p++)
+                if (s->engine->profiles[p].arena_bytes + 64 > cap)
+                    cap = (size_t)s->engine->profiles[p].arena_bytes + 64;
         if (api->alloc(cs->dc, cap ? cap : 256, &cs->arena))
             return td_fail(ctx, TD_ERR_OUT_OF_MEMORY, "GPU activation arena of %zu bytes: %s", cap,
                            api->error(cs->dc));
