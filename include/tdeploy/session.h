@@ -132,6 +132,7 @@ typedef struct td_session_stats {
     int nodes, hoisted_nodes;
     int fused_nodes; /* consumers folded into a producer's GEMM epilogue (Gelu: not run; SkipLayerNorm: runs
                         without its residual add) */
+    double device_ms; /* CUDA backend: GPU time of the last run's forward pass (CUDA events), else 0 */
 } td_session_stats;
 
 void td_session_get_stats(const td_session *s, td_session_stats *out);

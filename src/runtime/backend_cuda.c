@@ -542,6 +542,8 @@ static td_status cuda_run(td_ctx *ctx, td_session *s, void *state) {
             }
         }
     }
+    if (api->event_mark(cs->dc))
+        return td_fail(ctx, TD_ERR_DEVICE, "CUDA event: %s", api->error(cs->dc));
     if (cs->graph) {
         if (api->graph_launch(cs->dc, cs->graph))
             return td_fail(ctx, TD_ERR_DEVICE, "CUDA graph replay: %s", api->error(cs->dc));
@@ -564,6 +566,10 @@ static td_status cuda_run(td_ctx *ctx, td_session *s, void *state) {
     } else {
         TD_TRY(enqueue_all(ctx, cs));
     }
+    float ms = 0.0f;
+    if (api->event_elapsed(cs->dc, &ms))
+        return td_fail(ctx, TD_ERR_DEVICE, "CUDA event: %s", api->error(cs->dc));
+    s->device_ms = ms;
     for (int o = 0; o < s->n_outputs; o++) {
         int v = s->output_vals[o];
         td_rt_value *rv = &s->vals[v];

@@ -671,4 +671,5 @@ void td_session_get_stats(const td_session *s, td_session_stats *out) {
     out->nodes = s->nn;
     out->hoisted_nodes = s->n_hoisted;
     out->fused_nodes = s->n_fused;
+    out->device_ms = s->device_ms;
 }

@@ -74,6 +74,7 @@ struct td_session {
     bool outputs_valid; /* the last run succeeded: output pointers are good */
     int n_hoisted;
     int n_fused; /* nodes fused_away by the backend */
+    double device_ms; /* set by the CUDA backend: GPU time of the last forward pass */
 };
 
 #endif

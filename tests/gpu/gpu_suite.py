@@ -152,6 +152,138 @@ def correctness(lib):
             ref_sess.close()
 
 
+def build_engine(src, out, prec, smax, extra=()):
+    return json.loads(tdeploy("build", src, "-o", out, "--precision", prec, "--min", "1x8", "--opt", "4x32",
+                              "--max", f"8x{smax}", "--json", *extra))
+
+
+def engines(lib):
+    """Engines built by `tdeploy build` (from the PyTorch ONNX export and from the model directory), run through
+    the session API exactly like ONNX files, at every profile corner; inputs outside the profile are refused."""
+    for m in MODELS if not QUICK else MODELS[:1]:
+        cfg = json.load(open(FIX / "hf" / m / "config.json"))
+        maxpos = cfg.get("max_position_embeddings", 512)
+        if cfg.get("model_type") in ("roberta", "xlm-roberta"):
+            maxpos -= (cfg.get("pad_token_id", 1) or 1) + 1
+        smax = min(64, maxpos)
+        ref_sess = tdlib.Session(lib, FIX / "onnx" / f"{m}.torchscript.onnx", "cpu")
+        for src_label, src in (("onnx", FIX / "onnx" / f"{m}.torchscript.onnx"), ("dir", FIX / "hf" / m)):
+            for prec in ("fp32", "fp16", "bf16"):
+                eng = TMP / f"{m}.{src_label}.{prec}.engine"
+                label = f"engine {m} from {src_label} {prec}"
+                try:
+                    rep = build_engine(src, eng, prec, smax)
+                    p0 = rep["profiles"][0]
+                    record(f"{label}: build, planned arena {p0['arena_bytes']} <= naive {p0['naive_bytes']}",
+                           0 < p0["arena_bytes"] <= p0["naive_bytes"], f"{rep['seconds']['total']:.2f} s")
+                    es = tdlib.Session(lib, eng, None)  # engines default to the CUDA backend
+                except RuntimeError as e:
+                    record(f"{label}: build + load", False, str(e)[:400])
+                    continue
+                for cname, B, S in (("min", 1, 8), ("opt", 4, 32), ("max", 8, smax)):
+                    for padded in (False, True):
+                        case = f"{label} {cname} {B}x{S}{' padded' if padded else ''}"
+                        try:
+                            feeds, mask = feeds_for(es, cfg, B, S, padded, seed=B * 7 + S)
+                            rf, _ = feeds_for(ref_sess, cfg, B, S, padded, seed=B * 7 + S)
+                            ok, detail = compare(prec, ref_sess.run(rf), es.run(feeds), mask if padded else None,
+                                                 {"logits", "start_logits", "end_logits"})
+                            record(case, ok, detail)
+                        except RuntimeError as e:
+                            record(case, False, str(e)[:400])
+                try:
+                    feeds, _ = feeds_for(es, cfg, 9, 8, False, 1)
+                    es.run(feeds)
+                    record(f"{label}: 9x8 outside the profile is refused", False, "it ran")
+                except RuntimeError as e:
+                    record(f"{label}: 9x8 outside the profile is refused", "profile" in str(e) and "tdeploy build" in str(e),
+                           str(e)[:200])
+                es.close()
+        ref_sess.close()
+
+
+def shared_threads(lib):
+    """One loaded engine, 4 host threads, each its own session (stream + activation memory): every thread's
+    outputs equal the single-thread outputs; a session added to a loaded engine adds no weight memory."""
+    import threading
+    m = "bert-seqcls"
+    cfg = json.load(open(FIX / "hf" / m / "config.json"))
+    eng = TMP / "shared.fp16.engine"
+    build_engine(FIX / "onnx" / f"{m}.torchscript.onnx", eng, "fp16", 64)
+    mf = tdlib.ModelFile(lib, eng)
+    shapes = [(1, 8), (4, 32), (8, 64), (2, 17)]
+    want = {}
+    s0 = tdlib.Session(lib, None, None, shared=mf)
+    for sh in shapes:
+        want[sh] = s0.run(feeds_for(s0, cfg, *sh, True, sh[0] * 100 + sh[1])[0])["logits"]
+    errors = []
+
+    def worker(k):
+        try:
+            s = tdlib.Session(lib, None, None, shared=mf, own_ctx=True)
+            for it in range(25):
+                sh = shapes[(it + k) % len(shapes)]
+                got = s.run(feeds_for(s, cfg, *sh, True, sh[0] * 100 + sh[1])[0])["logits"]
+                if not np.array_equal(got, want[sh]):
+                    errors.append(f"thread {k} shape {sh} differs")
+            s.close()
+        except RuntimeError as e:
+            errors.append(f"thread {k}: {e}")
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    s0.close()
+    mf.close()
+    record("4 threads sharing one loaded engine: outputs equal single-thread", not errors, "; ".join(errors)[:300])
+
+
+def random_models(lib):
+    """Random-weight MiniLM-L6-H384 and bert-base (transformers), exported by tdeploy, engines vs the CPU fp32
+    runtime at every corner of a 1x1 / 8x128 / 32x512 profile (32x512 on the CPU takes a few seconds)."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        record("random bert-base / MiniLM models", False, "torch/transformers missing on this machine")
+        return
+    cfgs = {"minilm-l6-h384": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
+            "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)}
+    for name, c in cfgs.items():
+        d = TMP / f"rand-{name}"
+        if not (d / "config.json").exists():
+            torch.manual_seed(0)
+            cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=512, **c)
+            transformers.BertModel(cfg, add_pooling_layer=False).eval().save_pretrained(d, safe_serialization=True)
+        onnx = TMP / f"rand-{name}.onnx"
+        tdeploy("export", "-m", d, "-o", onnx)
+        ref = tdlib.Session(lib, onnx, "cpu")
+        cfgj = json.load(open(d / "config.json"))
+        ref_out = {}
+        for prec in ("fp32", "fp16", "bf16"):
+            eng = TMP / f"rand-{name}.{prec}.engine"
+            try:
+                tdeploy("build", d, "-o", eng, "--precision", prec, "--min", "1x1", "--opt", "8x128", "--max", "32x512")
+                es = tdlib.Session(lib, eng, None)
+            except RuntimeError as e:
+                record(f"random {name} {prec} build", False, str(e)[:300])
+                continue
+            for B, S, padded in ((1, 1, False), (8, 128, True), (32, 512, True)):
+                case = f"random {name} {prec} {B}x{S}{' padded' if padded else ''}"
+                try:
+                    feeds, mask = feeds_for(es, cfgj, B, S, padded, 3)
+                    if (B, S) not in ref_out:
+                        ref_out[(B, S)] = ref.run(feeds_for(ref, cfgj, B, S, padded, 3)[0])
+                    ok, detail = compare(prec, ref_out[(B, S)], es.run(feeds), mask if padded else None, set())
+                    record(case, ok, detail)
+                except RuntimeError as e:
+                    record(case, False, str(e)[:300])
+            es.close()
+        ref.close()
+
+
 def device_free_bytes():
     r = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
                        capture_output=True, text=True)
@@ -183,6 +315,11 @@ def main():
     lib = tdlib.Lib(LIB)
     t0 = time.time()
     correctness(lib)
+    for part in (engines, shared_threads, random_models):
+        try:
+            part(lib)
+        except Exception as e:  # a broken part is a failure, the others still run
+            record(part.__name__, False, repr(e)[:300])
     try:
         leak_check(lib)
     except RuntimeError as e:

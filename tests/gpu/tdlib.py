@@ -21,7 +21,7 @@ class Output(C.Structure):
 class Stats(C.Structure):
     _fields_ = [("arena_bytes", C.c_size_t), ("arena_naive_bytes", C.c_size_t), ("hoisted_bytes", C.c_size_t),
                 ("weight_bytes", C.c_size_t), ("plans", C.c_uint64), ("runs", C.c_uint64), ("nodes", C.c_int),
-                ("hoisted_nodes", C.c_int), ("fused_nodes", C.c_int)]
+                ("hoisted_nodes", C.c_int), ("fused_nodes", C.c_int), ("device_ms", C.c_double)]
 
 
 class Lib:
@@ -42,18 +42,41 @@ class Lib:
         l.td_session_run.argtypes = [C.c_void_p, C.c_void_p]
         l.td_session_get_output.argtypes = [C.c_void_p, C.c_void_p, C.c_int, C.POINTER(Output)]
         l.td_session_get_stats.argtypes = [C.c_void_p, C.POINTER(Stats)]
+        l.td_model_file_open.argtypes = [C.c_void_p, C.c_char_p, C.POINTER(C.c_void_p)]
+        l.td_session_create_shared.argtypes = [C.c_void_p, C.c_void_p, C.POINTER(Options), C.POINTER(C.c_void_p)]
+        l.td_model_file_close.argtypes = [C.c_void_p]
+        l.td_ctx_new.argtypes = []
         self.ctx = C.c_void_p(l.td_ctx_new())
 
     def err(self):
         return self.l.td_error_message(self.ctx).decode(errors="replace")
 
 
+class ModelFile:
+    """One loaded model/engine shared by several sessions (td_model_file_open)."""
+
+    def __init__(self, lib, path):
+        self.lib = lib
+        self.h = C.c_void_p()
+        if lib.l.td_model_file_open(lib.ctx, str(path).encode(), C.byref(self.h)) != 0:
+            raise RuntimeError(lib.err())
+
+    def close(self):
+        self.lib.l.td_model_file_close(self.h)
+
+
 class Session:
-    def __init__(self, lib, path, backend="cpu", threads=0):
+    def __init__(self, lib, path, backend="cpu", threads=0, shared=None, own_ctx=False):
         self.lib = lib
         opt = Options(threads, 0, backend.encode() if backend else None)
         h = C.c_void_p()
-        st = lib.l.td_session_create_file(lib.ctx, str(path).encode(), C.byref(opt), C.byref(h))
+        if own_ctx:  # a td_ctx is per thread
+            lib = self.lib = type("L", (), {"l": lib.l, "ctx": C.c_void_p(lib.l.td_ctx_new()),
+                                            "err": lambda s: s.l.td_error_message(s.ctx).decode(errors="replace")})()
+        if shared is not None:
+            st = lib.l.td_session_create_shared(lib.ctx, shared.h, C.byref(opt), C.byref(h))
+        else:
+            st = lib.l.td_session_create_file(lib.ctx, str(path).encode(), C.byref(opt), C.byref(h))
         if st != 0:
             raise RuntimeError(lib.err())
         self.h = h
