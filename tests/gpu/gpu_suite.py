@@ -270,6 +270,18 @@ def random_models(lib):
             except RuntimeError as e:
                 record(f"random {name} {prec} build", False, str(e)[:300])
                 continue
+            if prec != "fp32":
+                # the optimized kernels (cuBLASLt, flash attention) against the simple reference kernels
+                os.environ["TDEPLOY_CUDA_REFERENCE"] = "1"
+                try:
+                    rs_ = tdlib.Session(lib, eng, None)
+                finally:
+                    del os.environ["TDEPLOY_CUDA_REFERENCE"]
+                for B, S in ((2, 77), (4, 128)):
+                    f, mask = feeds_for(es, cfgj, B, S, True, 5)
+                    ok, detail = compare("fp16", rs_.run(f), es.run(f), mask, set())
+                    record(f"random {name} {prec} {B}x{S} padded: optimized kernels vs reference kernels", ok, detail)
+                rs_.close()
             for B, S, padded in ((1, 1, False), (8, 128, True), (32, 512, True)):
                 case = f"random {name} {prec} {B}x{S}{' padded' if padded else ''}"
                 try:

@@ -3,36 +3,12 @@
  * dtype); then attention per (query row, head, batch item) with the additive
  * masks of the CPU runtime (mask_index (B) lengths / (2B) end+start / (B, T)
  * key padding / (B, S, T); attention_bias (B|1, N|1, S, T); unidirectional),
- * scores, softmax and the weighted sum in fp32. */
+ * scores, softmax and the weighted sum in fp32: the simple reference kernel.
+ * attention_flash.cu holds the tiled tensor-core kernel used for fp16/bf16. */
 #include "runtime/cuda/tdc_internal.cuh"
 #include "runtime/cuda/attention.cuh"
 
 #define ATT_THREADS 128
-
-__device__ float attn_mask_add(const attn_params &p, int64_t b, int64_t h, int64_t i, int64_t j) {
-    float add = 0.0f;
-    if (p.mask) {
-        if (p.mask_kind == ATT_MASK_LEN) {
-            int64_t len = p.mask[b];
-            if (j >= (len < 0 ? 0 : len))
-                add += p.mask_filter;
-        } else if (p.mask_kind == ATT_MASK_END_START) {
-            if (j >= p.mask[b] || j < p.mask[p.B + b])
-                add += p.mask_filter;
-        } else if (p.mask_kind == ATT_MASK_KEYS) {
-            if (p.mask[b * p.T + j] == 0)
-                add += p.mask_filter;
-        } else if (p.mask_kind == ATT_MASK_3D) {
-            if (p.mask[(b * p.S + i) * p.T + j] == 0)
-                add += p.mask_filter;
-        }
-    }
-    if (p.unidirectional && j > i + (p.T - p.S))
-        add += p.mask_filter;
-    if (p.bias)
-        add += ld_f(p.bias, p.dt, ((b * p.bias_bstride + h * p.bias_hstride) + i * p.T + j));
-    return add;
-}
 
 /* grid (S, N, B); shared: q (D) + probabilities (T) + partial sums. */
 __global__ void attention_ref_kernel(attn_params p) {
@@ -56,6 +32,8 @@ __global__ void attention_ref_kernel(attn_params p) {
         mx = fmaxf(mx, s);
     }
     mx = block_max(mx, red);
+    if (mx == -INFINITY)
+        mx = 0.0f; /* every key masked by an -inf bias: all probabilities 0, output 0 (no NaN) */
     float sum = 0.0f;
     for (int64_t j = threadIdx.x; j < p.T; j += blockDim.x) {
         float e = expf(pr[j] - mx);
@@ -63,7 +41,7 @@ __global__ void attention_ref_kernel(attn_params p) {
         sum += e;
     }
     sum = block_sum(sum, red); /* syncs: every pr[j] is written */
-    float inv = 1.0f / sum;
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     for (int64_t d = threadIdx.x; d < p.Dv; d += blockDim.x) {
         float acc = 0.0f;
         for (int64_t j = 0; j < p.T; j++)
@@ -73,6 +51,8 @@ __global__ void attention_ref_kernel(attn_params p) {
 }
 
 int tdc_attention_core(tdc_ctx *c, const attn_params &p, const char *name) {
+    if (!c->reference && tdc_attention_flash_fits(p))
+        return tdc_attention_flash(c, p);
     size_t smem = (size_t)(p.D + p.T) * sizeof(float);
     if (smem > 48 * 1024)
         return tdc_fail(c, "%s: sequence %lld too long for the reference attention kernel", name, (long long)p.T);
