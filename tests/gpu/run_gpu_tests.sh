@@ -31,12 +31,16 @@ m = np.ones((2, 16), np.int64); m[1, 9:] = 0
 save_file({"input_ids": ids, "attention_mask": m, "token_type_ids": np.zeros((2, 16), np.int64)}, sys.argv[1])
 PY
 san_pass=0; san_fail=0
-for tool in memcheck racecheck initcheck; do
-  if "$SAN" --tool $tool --error-exitcode 9 "$TD_BIN" infer "$M" --inputs "$TD_TMP/san_in.safetensors" \
+# initcheck also runs on the reference kernels (TDEPLOY_CUDA_REFERENCE=1: no cuBLASLt), which tells a finding in
+# our kernels from reads of cuBLASLt output that the sanitizer did not see written (TMA stores)
+for tool in memcheck racecheck initcheck initcheck-ref; do
+  env=(); t=$tool
+  [ $tool = initcheck-ref ] && { env=(TDEPLOY_CUDA_REFERENCE=1); t=initcheck; }
+  if env "${env[@]}" "$SAN" --tool $t --error-exitcode 9 "$TD_BIN" infer "$M" --inputs "$TD_TMP/san_in.safetensors" \
        -o "$TD_TMP/san_out.safetensors" --backend cuda --runs 2 > "$OUT/sanitizer_$tool.log" 2>&1; then
     echo "PASS compute-sanitizer $tool"; san_pass=$((san_pass+1))
   else
-    echo "FAIL compute-sanitizer $tool (see sanitizer_$tool.log)"; tail -20 "$OUT/sanitizer_$tool.log"; san_fail=$((san_fail+1)); rc=1
+    echo "FAIL compute-sanitizer $tool (see sanitizer_$tool.log)"; grep -m3 -A3 "=====.*\(Uninit\|Invalid\|Race\|Error\)" "$OUT/sanitizer_$tool.log"; grep "ERROR SUMMARY" "$OUT/sanitizer_$tool.log"; san_fail=$((san_fail+1)); rc=1
   fi
 done
 echo "sanitizer: $san_pass passed, $san_fail failed" | tee -a "$OUT/machine.txt"
