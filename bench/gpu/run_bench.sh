@@ -7,6 +7,6 @@ OUT=${OUT:-out/bench}
 mkdir -p "$OUT"
 export TD_TMP=${TD_TMP:-/tmp/td_gpu}
 mkdir -p "$TD_TMP"
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/bench_machine.txt"
-python3 bench/gpu/bench_engine.py 2>&1 | tee "$OUT/bench_engine.log"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+python3 bench/gpu/bench_engine.py 2>&1
 MODELS=minilm-l6-h384,bert-base OUT="$OUT" python3 bench/gpu/bench_anchors.py eager 2>&1 | tail -12

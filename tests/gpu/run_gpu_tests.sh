@@ -37,10 +37,10 @@ for tool in memcheck racecheck initcheck initcheck-ref; do
   env=(); t=$tool
   [ $tool = initcheck-ref ] && { env=(TDEPLOY_CUDA_REFERENCE=1); t=initcheck; }
   if env "${env[@]}" "$SAN" --tool $t --error-exitcode 9 "$TD_BIN" infer "$M" --inputs "$TD_TMP/san_in.safetensors" \
-       -o "$TD_TMP/san_out.safetensors" --backend cuda --runs 2 > "$OUT/sanitizer_$tool.log" 2>&1; then
+       -o "$TD_TMP/san_out.safetensors" --backend cuda --runs 2 > "$TD_TMP/sanitizer_$tool.log" 2>&1; then
     echo "PASS compute-sanitizer $tool"; san_pass=$((san_pass+1))
   else
-    echo "FAIL compute-sanitizer $tool (see sanitizer_$tool.log)"; grep -m3 -A3 "=====.*\(Uninit\|Invalid\|Race\|Error\)" "$OUT/sanitizer_$tool.log"; grep "ERROR SUMMARY" "$OUT/sanitizer_$tool.log"; san_fail=$((san_fail+1)); rc=1
+    echo "FAIL compute-sanitizer $tool (see sanitizer.log)"; grep -m3 -A3 "=====.*\(Uninit\|Invalid\|Race\|Error\)" "$TD_TMP/sanitizer_$tool.log"; grep "ERROR SUMMARY" "$TD_TMP/sanitizer_$tool.log"; san_fail=$((san_fail+1)); rc=1
   fi
 done
 echo "sanitizer: $san_pass passed, $san_fail failed" | tee -a "$OUT/machine.txt"
