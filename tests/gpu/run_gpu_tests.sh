@@ -42,6 +42,7 @@ for tool in memcheck racecheck initcheck initcheck-ref; do
   else
     echo "FAIL compute-sanitizer $tool (see sanitizer.log)"; grep -m3 -A3 "=====.*\(Uninit\|Invalid\|Race\|Error\)" "$TD_TMP/sanitizer_$tool.log"; grep "ERROR SUMMARY" "$TD_TMP/sanitizer_$tool.log"; san_fail=$((san_fail+1)); rc=1
   fi
+  { echo "== $tool"; tail -40 "$TD_TMP/sanitizer_$tool.log"; } >> "$OUT/sanitizer.log"
 done
 echo "sanitizer: $san_pass passed, $san_fail failed" | tee -a "$OUT/machine.txt"
 exit $rc
