@@ -152,7 +152,12 @@ bool tdc_attention_flash_fits(const attn_params &p) {
 
 template <typename T, int D> static int launch(tdc_ctx *c, const attn_params &p) {
     size_t smem = fa_layout<D>::total;
-    TDC_CUDA(c, cudaFuncSetAttribute(attention_flash_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    static bool smem_set; /* once per instantiation, on the first (eager) run, never inside a graph capture */
+    if (!smem_set) {
+        TDC_CUDA(c, cudaFuncSetAttribute(attention_flash_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)smem));
+        smem_set = true;
+    }
     dim3 grid((unsigned)((p.S + FA_BQ - 1) / FA_BQ), (unsigned)p.N, (unsigned)p.B);
     attention_flash_kernel<T, D><<<grid, FA_WARPS * 32, smem, c->stream>>>(p);
     TDC_LAUNCHED(c, "attention_flash_kernel");
