@@ -326,16 +326,15 @@ def leak_check(lib):
 def main():
     lib = tdlib.Lib(LIB)
     t0 = time.time()
-    correctness(lib)
-    for part in (engines, shared_threads, random_models):
+    # TD_GPU_PARTS picks parts (comma-separated names below) when device time is short; default all
+    want = os.environ.get("TD_GPU_PARTS", "correctness,engines,shared_threads,random_models,leak_check").split(",")
+    for part in (correctness, engines, shared_threads, random_models, leak_check):
+        if part.__name__ not in want:
+            continue
         try:
             part(lib)
         except Exception as e:  # a broken part is a failure, the others still run
             record(part.__name__, False, repr(e)[:300])
-    try:
-        leak_check(lib)
-    except RuntimeError as e:
-        record("100 sessions create/run/free", False, str(e)[:300])
     npass = sum(r["ok"] for r in results)
     nfail = len(results) - npass
     summary = {"passed": npass, "failed": nfail, "seconds": round(time.time() - t0, 1), "results": results}
