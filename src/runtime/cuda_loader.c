@@ -1,7 +1,7 @@
 /* Finds and loads libtdeploy_cuda.so on first use of the CUDA backend, so the
  * tdeploy binary and library run on machines without a GPU, driver or CUDA
  * runtime. Search order: $TDEPLOY_CUDA_LIB (a file), the directory of the
- * running executable, the directory of the library holding this code, then
+ * running executable and its ../lib, the directory of the library holding this code, then
  * the dynamic loader's own search (LD_LIBRARY_PATH, rpath). */
 #define _GNU_SOURCE
 #include "runtime/cuda_loader.h"
@@ -53,6 +53,11 @@ static const tdc_api *load_locked(void) {
         if (n > 0) {
             exe[n] = 0;
             h = try_dir(exe, tried, sizeof tried);
+            char *slash = strrchr(exe, '/');
+            if (!h && slash && (size_t)(slash - exe) + 16 < sizeof exe) {
+                strcpy(slash, "/../lib/x"); /* an installed prefix: bin/tdeploy, lib/libtdeploy_cuda.so */
+                h = try_dir(exe, tried, sizeof tried);
+            }
         }
     }
     if (!h) {
