@@ -33,7 +33,7 @@ PY
 san_pass=0; san_fail=0
 # initcheck also runs on the reference kernels (TDEPLOY_CUDA_REFERENCE=1: no cuBLASLt), which tells a finding in
 # our kernels from reads of cuBLASLt output that the sanitizer did not see written (TMA stores)
-for tool in memcheck racecheck initcheck initcheck-ref; do
+for tool in ${SAN_TOOLS:-memcheck racecheck initcheck initcheck-ref}; do
   env=(); t=$tool
   [ $tool = initcheck-ref ] && { env=(TDEPLOY_CUDA_REFERENCE=1); t=initcheck; }
   if env "${env[@]}" "$SAN" --tool $t --error-exitcode 9 "$TD_BIN" infer "$M" --inputs "$TD_TMP/san_in.safetensors" \
