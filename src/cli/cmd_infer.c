@@ -1,6 +1,5 @@
-/* tdeploy infer: run an ONNX model (or an engine) on the CPU runtime or the
- * CUDA backend with inputs from a safetensors file and write its outputs as
- * safetensors. */
+/* tdeploy infer: run an ONNX model on the CPU runtime with inputs from a
+ * safetensors file and write its outputs as safetensors. */
 #include "cli/cli.h"
 
 #include "core/ctx.h"
@@ -14,22 +13,27 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: tdeploy infer MODEL.onnx|MODEL.engine --inputs IN.safetensors -o OUT.safetensors [--threads N]\n"
-               "                    [--precision fp32|fp16|bf16] [--backend cpu|cuda] [--runs N] [--json] [-v|-q]\n\n"
-               "Runs MODEL on the CPU runtime (default for .onnx) or the CUDA backend (--backend cuda, or\n"
-               "--device cuda; the default for .engine files). --runs N runs it N times (the outputs are the\n"
-               "last run's; --json reports the median run time). Each graph input is read from the tensor of the same name in\n"
+               "                    [--precision fp32|fp16|bf16] [--device cpu|cuda] [--backend cpu|reference|cuda]\n"
+               "                    [--runs N] [--json] [-v|-q]\n\n"
+               "Runs MODEL on the CPU runtime (--backend reference: the plain reference kernels, one thread, slow;\n"
+               "the path convert validates against) or on the GPU (--backend cuda or --device cuda; the default for\n"
+               ".engine files from `tdeploy build`). --runs N runs it N times; the last run is timed and its outputs\n"
+               "written. Each graph input is read from the tensor of the same name in\n"
                "IN (or 'input.<name>', the fixtures' golden-file form; 'output.*' tensors are ignored there).\n"
-               "Outputs are written to OUT under their graph names. --json prints a summary on stdout.\n");
+               "Outputs are written to OUT under their graph names. --json prints a summary on stdout.\n"
+               "--precision is the storage precision of the prepacked weights (default fp32).\n");
 }
 
 typedef struct infer_args {
-    const char *model, *inputs, *output, *precision, *backend;
+    const char *model, *inputs, *output, *backend;
+    td_precision precision;
     int threads, runs;
     bool json;
 } infer_args;
 
 static int parse(int argc, char **argv, infer_args *a) {
     memset(a, 0, sizeof *a);
+    a->precision = TD_PRECISION_FP32;
     a->runs = 1;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
@@ -49,11 +53,20 @@ static int parse(int argc, char **argv, infer_args *a) {
                 return td_cli_usage_error("infer", "--threads wants a number in 1..1024, got '%s'", argv[i]);
             a->threads = (int)v;
         } else if (strcmp(s, "--precision") == 0 && i + 1 < argc) {
-            a->precision = argv[++i];
-        } else if ((strcmp(s, "--backend") == 0 || strcmp(s, "--device") == 0) && i + 1 < argc) {
+            int rc = td_cli_parse_precision("infer", argv[++i], &a->precision);
+            if (rc >= 0)
+                return rc;
+        } else if (strcmp(s, "--device") == 0 && i + 1 < argc) {
+            bool cuda;
+            int rc = td_cli_parse_device("infer", argv[++i], &cuda);
+            if (rc >= 0)
+                return rc;
+            if (cuda)
+                a->backend = "cuda";
+        } else if (strcmp(s, "--backend") == 0 && i + 1 < argc) {
             a->backend = argv[++i];
-            if (strcmp(a->backend, "cpu") != 0 && strcmp(a->backend, "cuda") != 0)
-                return td_cli_usage_error("infer", "%s wants cpu or cuda, got '%s'", s, a->backend);
+            if (strcmp(a->backend, "cpu") != 0 && strcmp(a->backend, "reference") != 0 && strcmp(a->backend, "cuda") != 0)
+                return td_cli_usage_error("infer", "--backend wants cpu, reference or cuda, got '%s'", a->backend);
         } else if (strcmp(s, "--runs") == 0 && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -104,30 +117,34 @@ static td_status check_unknown(td_ctx *ctx, const td_safetensors *st, const td_s
     return TD_OK;
 }
 
-static void print_json(const td_session *s, double load_s, double run_s, const char *out_path) {
+static int print_json(const td_session *s, double load_s, double run_s, const char *out_path) {
     td_session_stats stats;
     td_session_get_stats(s, &stats);
-    printf("{\"outputs\": [");
+    cJSON *j = cJSON_CreateObject();
+    cJSON *outs = cJSON_AddArrayToObject(j, "outputs");
     for (int i = 0; i < td_session_output_count(s); i++) {
         td_session_output o;
         if (td_session_get_output(NULL, s, i, &o) != TD_OK)
             continue;
-        printf("%s{\"name\": \"%s\", \"dtype\": \"%s\", \"shape\": [", i ? ", " : "", o.name,
-               td_dtype_name((td_dtype)o.dtype));
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", o.name);
+        cJSON_AddStringToObject(e, "dtype", td_dtype_name((td_dtype)o.dtype));
+        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
         for (int d = 0; d < o.rank; d++)
-            printf("%s%lld", d ? ", " : "", (long long)o.shape[d]);
-        printf("]}");
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)o.shape[d]));
+        cJSON_AddItemToArray(outs, e);
     }
-    printf("], \"output_file\": \"%s\", \"load_seconds\": %.6f, \"run_seconds\": %.6f, \"arena_bytes\": %zu, "
-           "\"arena_naive_bytes\": %zu, \"hoisted_bytes\": %zu, \"weight_bytes\": %zu, \"nodes\": %d, "
-           "\"hoisted_nodes\": %d, \"fused_nodes\": %d}\n",
-           out_path, load_s, run_s, stats.arena_bytes, stats.arena_naive_bytes, stats.hoisted_bytes,
-           stats.weight_bytes, stats.nodes, stats.hoisted_nodes, stats.fused_nodes);
-}
-
-static int cmp_double(const void *x, const void *y) {
-    double a = *(const double *)x, b = *(const double *)y;
-    return a < b ? -1 : a > b;
+    cJSON_AddStringToObject(j, "output_file", out_path);
+    cJSON_AddNumberToObject(j, "load_seconds", load_s);
+    cJSON_AddNumberToObject(j, "run_seconds", run_s);
+    cJSON_AddNumberToObject(j, "arena_bytes", (double)stats.arena_bytes);
+    cJSON_AddNumberToObject(j, "arena_naive_bytes", (double)stats.arena_naive_bytes);
+    cJSON_AddNumberToObject(j, "hoisted_bytes", (double)stats.hoisted_bytes);
+    cJSON_AddNumberToObject(j, "weight_bytes", (double)stats.weight_bytes);
+    cJSON_AddNumberToObject(j, "nodes", stats.nodes);
+    cJSON_AddNumberToObject(j, "hoisted_nodes", stats.hoisted_nodes);
+    cJSON_AddNumberToObject(j, "fused_nodes", stats.fused_nodes);
+    return td_cli_print_json("infer", j);
 }
 
 int td_cmd_infer(int argc, char **argv) {
@@ -140,6 +157,7 @@ int td_cmd_infer(int argc, char **argv) {
     td_safetensors *st = NULL;
     td_st_write_tensor *outs = NULL;
     td_status status = TD_OK;
+    int json_rc = TD_EXIT_OK;
     if (!ctx) {
         fprintf(stderr, "tdeploy infer: out of memory\n");
         return TD_EXIT_FAIL;
@@ -148,18 +166,7 @@ int td_cmd_infer(int argc, char **argv) {
     td_session_options_init(&opt);
     opt.threads = a.threads;
     opt.backend = a.backend;
-    if (a.precision) {
-        if (strcmp(a.precision, "fp32") == 0)
-            opt.precision = TD_PRECISION_FP32;
-        else if (strcmp(a.precision, "fp16") == 0)
-            opt.precision = TD_PRECISION_FP16;
-        else if (strcmp(a.precision, "bf16") == 0)
-            opt.precision = TD_PRECISION_BF16;
-        else {
-            td_ctx_free(ctx);
-            return td_cli_usage_error("infer", "--precision wants fp32, fp16 or bf16, got '%s'", a.precision);
-        }
-    }
+    opt.precision = a.precision;
     double t0 = td_now_s();
     if ((status = td_session_create_file(ctx, a.model, &opt, &s)) != TD_OK)
         goto out;
@@ -182,21 +189,16 @@ int td_cmd_infer(int argc, char **argv) {
             goto out;
         }
     }
-    double *times = calloc((size_t)a.runs, sizeof *times);
-    if (!times) {
-        status = td_fail_oom(ctx, 0, "run times");
-        goto out;
-    }
-    for (int r = 0; r < a.runs && status == TD_OK; r++) {
-        double r0 = td_now_s();
+    double t2 = td_now_s();
+    for (int r = 1; r < a.runs && status == TD_OK; r++) /* --runs N: N - 1 warm-up runs (plan, CUDA graph capture), then the timed one */
         status = td_session_run(ctx, s);
-        times[r] = td_now_s() - r0;
-    }
-    qsort(times, (size_t)a.runs, sizeof *times, cmp_double);
-    double median = times[a.runs / 2];
-    free(times);
     if (status != TD_OK)
         goto out;
+    if (a.runs > 1)
+        t2 = td_now_s();
+    if ((status = td_session_run(ctx, s)) != TD_OK)
+        goto out;
+    double t3 = td_now_s();
     int n_out = td_session_output_count(s);
     outs = calloc((size_t)n_out + 1, sizeof *outs);
     if (!outs) {
@@ -212,11 +214,22 @@ int td_cmd_infer(int argc, char **argv) {
     if ((status = td_st_write(ctx, a.output, outs, (size_t)n_out, NULL, NULL, 0)) != TD_OK)
         goto out;
     if (a.json)
-        print_json(s, t1 - t0, median, a.output);
+        json_rc = print_json(s, t1 - t0, t3 - t2, a.output);
     else
-        td_info("infer: %d outputs written to %s (run %.3f s)", n_out, a.output, median);
+        td_info("infer: %d outputs written to %s (run %.3f s)", n_out, a.output, t3 - t2);
+    for (int i = 0; i < n_out; i++) { /* -v: each output's shape, and what the session holds */
+        char shape[160] = "";
+        for (int d = 0, pos = 0; d < outs[i].rank && pos < (int)sizeof shape; d++)
+            pos += snprintf(shape + pos, sizeof shape - (size_t)pos, "%s%lld", d ? ", " : "",
+                            (long long)outs[i].dims[d]);
+        td_debug("infer: output %s %s (%s)", outs[i].name, td_dtype_name(outs[i].dtype), shape);
+    }
+    td_session_stats stats;
+    td_session_get_stats(s, &stats);
+    td_debug("infer: load %.3f s, %d nodes (%d fused, %d hoisted), arena %zu bytes, weights %zu bytes", t1 - t0,
+             stats.nodes, stats.fused_nodes, stats.hoisted_nodes, stats.arena_bytes, stats.weight_bytes);
 out:
-    rc = status == TD_OK ? TD_EXIT_OK : td_cli_report("infer", ctx, status);
+    rc = status == TD_OK ? json_rc : td_cli_report("infer", ctx, status);
     free(outs);
     td_st_close(st);
     td_session_free(s);

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 
 #include "deploy/onnx_signature.h"
+#include "core/log.h"
 #include "deploy/triton.h"
 
 #include <errno.h>
@@ -13,24 +14,33 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: tdeploy triton-repo MODEL.onnx -o OUT [--name NAME] [--task TASK] [--tokenizer DIR]\n"
-            "           [--batch-size MIN OPT MAX] [--nb-instances N] [--device cpu|gpu]\n"
-            "           [--max-queue-delay-us N] [--max-length N]\n\n"
-            "Writes OUT/NAME (onnxruntime_onnx; the ONNX file and its external data are hard-linked or copied),\n"
+            "           [--batch-size MIN OPT MAX] [--nb-instances N] [--device cpu|cuda]\n"
+            "           [--max-queue-delay-us N] [--max-length N] [--force] [--json] [-q|-v]\n\n"
+            "Writes OUT/NAME (onnxruntime_onnx; the ONNX file and its external data are copied, reflinked where possible),\n"
             "and with --tokenizer also OUT/NAME_tokenize (Python backend, HF tokenizers on DIR/tokenizer.json)\n"
             "and OUT/NAME_inference (ensemble: TEXT -> tokenizer -> model -> the model's outputs).\n"
-            "OUT is written into a temporary directory and swapped in only when complete.\n\n"
+            "Everything is written into a temporary directory first. A new OUT is moved into place when complete;\n"
+            "in an existing repository only this model's folders are swapped in, other models are left alone.\n\n"
             "  --name NAME            model name (default: model)\n"
+            "  --task T               recorded in the ensemble (feature-extraction, embedding, classification,\n"
+            "                         token-classification, question-answering, or an alias such as ner)\n"
             "  --batch-size MIN OPT MAX  max_batch_size = MAX, preferred batch sizes OPT and MAX\n"
             "                         (default 1 8 32; MAX 0 disables Triton batching)\n"
             "  --nb-instances N       instances of each model (default 1)\n"
-            "  --device cpu|gpu       where the ONNX model runs (default cpu; the tokenizer always runs on CPU)\n"
+            "  --device cpu|cuda      where the ONNX model runs (default cpu; gpu = cuda; the tokenizer always\n"
+            "                         runs on CPU)\n"
             "  --max-queue-delay-us N dynamic batching delay (default 100)\n"
-            "  --max-length N         tokenizer truncation (default: the model's fixed sequence length,\n"
-            "                         else tokenizer_config.json's model_max_length, else tokenizer.json's)\n");
+            "  --force                replace folders of this model's names that tdeploy did not write\n"
+            "  --max-length N         tokenizer truncation (default: the model's fixed sequence length, else\n"
+            "                         the model's max length as `tdeploy run` cuts: DIR's config.json positions,\n"
+            "                         capped by sentence_bert_config.json max_seq_length, else by\n"
+            "                         tokenizer_config.json model_max_length)\n"
+            "  --json                 print {\"repository\", \"models\"} as JSON instead of the repository path\n");
 }
 
 int td_cmd_triton_repo(int argc, char **argv) {
     const char *onnx = NULL, *out_dir = NULL;
+    bool json = false;
     td_triton_spec sp = {.name = "model", .batch_min = 1, .batch_opt = 8, .batch_max = 32, .nb_instances = 1,
                          .max_queue_delay_us = 100, .device = TD_TRITON_CPU};
     for (int i = 1; i < argc; i++) {
@@ -51,7 +61,11 @@ int td_cmd_triton_repo(int argc, char **argv) {
             sp.name = argv[++i];
         } else if (strcmp(a, "--task") == 0) {
             NEED(1);
-            sp.task = argv[++i];
+            td_export_task task;
+            int rc = td_cli_parse_task("triton-repo", argv[++i], &task);
+            if (rc >= 0)
+                return rc;
+            sp.task = td_export_task_name(task); /* the canonical name, whatever alias was given */
         } else if (strcmp(a, "--tokenizer") == 0) {
             NEED(1);
             sp.tokenizer_dir = argv[++i];
@@ -68,21 +82,23 @@ int td_cmd_triton_repo(int argc, char **argv) {
             sp.nb_instances = (int)v;
         } else if (strcmp(a, "--device") == 0) {
             NEED(1);
-            const char *d = argv[++i];
-            if (strcmp(d, "cpu") == 0)
-                sp.device = TD_TRITON_CPU;
-            else if (strcmp(d, "gpu") == 0 || strcmp(d, "cuda") == 0)
-                sp.device = TD_TRITON_GPU;
-            else
-                return td_cli_usage_error("triton-repo", "--device takes cpu or gpu, not '%s'", d);
+            bool cuda;
+            int rc = td_cli_parse_device("triton-repo", argv[++i], &cuda);
+            if (rc >= 0)
+                return rc;
+            sp.device = cuda ? TD_TRITON_GPU : TD_TRITON_CPU;
         } else if (strcmp(a, "--max-queue-delay-us") == 0) {
             NEED(1);
             if (!td_cli_parse_i64(argv[++i], 0, 1LL << 40, &sp.max_queue_delay_us))
                 return td_cli_usage_error("triton-repo", "--max-queue-delay-us takes a non-negative integer");
+        } else if (strcmp(a, "--force") == 0) {
+            sp.force = true;
         } else if (strcmp(a, "--max-length") == 0) {
             NEED(1);
             if (!td_cli_parse_i64(argv[++i], 1, 1 << 24, &sp.max_length))
                 return td_cli_usage_error("triton-repo", "--max-length takes a positive integer");
+        } else if (strcmp(a, "--json") == 0) {
+            json = true;
         } else if (a[0] == '-') {
             return td_cli_usage_error("triton-repo", "unknown flag '%s'", a);
         } else if (!onnx) {
@@ -115,10 +131,34 @@ int td_cmd_triton_repo(int argc, char **argv) {
         sp.n_external_data = sig.n_external_data;
         s = td_triton_write_repository(ctx, &sp, out_dir);
     }
-    if (s != TD_OK)
+    if (s != TD_OK) {
         rc = td_cli_report("triton-repo", ctx, s);
-    else
+    } else if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "repository", out_dir);
+        cJSON *models = cJSON_AddArrayToObject(j, "models");
+        cJSON_AddItemToArray(models, cJSON_CreateString(sp.name));
+        if (sp.tokenizer_dir) {
+            char name[512];
+            snprintf(name, sizeof name, "%s_tokenize", sp.name);
+            cJSON_AddItemToArray(models, cJSON_CreateString(name));
+            snprintf(name, sizeof name, "%s_inference", sp.name);
+            cJSON_AddItemToArray(models, cJSON_CreateString(name));
+        }
+        cJSON_AddStringToObject(j, "device", sp.device == TD_TRITON_GPU ? "cuda" : "cpu");
+        if (sp.task)
+            cJSON_AddStringToObject(j, "task", sp.task);
+        rc = td_cli_print_json("triton-repo", j);
+    } else {
         printf("%s\n", out_dir);
+    }
+    for (size_t i = 0; s == TD_OK && i < sig.n_inputs + sig.n_outputs; i++) { /* -v: the served interface */
+        const td_triton_tensor *t = i < sig.n_inputs ? &sig.inputs[i] : &sig.outputs[i - sig.n_inputs];
+        char dims[160] = "";
+        for (size_t d = 0, pos = 0; d < t->ndim && pos < sizeof dims; d++)
+            pos += (size_t)snprintf(dims + pos, sizeof dims - pos, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
+        td_debug("triton-repo: %s %s %s [%s]", sp.name, i < sig.n_inputs ? "input " : "output", t->name, dims);
+    }
     td_onnx_signature_free(&sig);
     td_ctx_free(ctx);
     return rc;

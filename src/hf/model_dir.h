@@ -1,9 +1,8 @@
 /* A Hugging Face model directory, found from what the user passed as -m MODEL:
  *   - an existing directory (as save_pretrained writes it), or
- *   - a hub id "org/name" (or "name") already in the local Hugging Face cache:
- *     $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub,
- *     else ~/.cache/huggingface/hub; inside it models--org--name/snapshots/<rev>/,
- *     where <rev> is the commit refs/main names, or else the only (or newest) snapshot.
+ *   - a hub id "org/name" (or "name") already complete in the local Hugging Face
+ *     cache: the snapshot its refs/main names, found by td_hub_cached_snapshot
+ *     (hf/hub.h), the same lookup `tdeploy download` makes.
  *
  * td_model_dir bundles everything a later stage needs: the typed config, the
  * weights (one file or sharded, see hf/checkpoint.h), the sentence-transformers
@@ -27,10 +26,11 @@ typedef struct td_model_dir {
     td_st_info *st;                        /* sentence-transformers pipeline, NULL when not one */
     td_tokenizer_config *tokenizer_config; /* NULL when tokenizer_config.json is absent */
     char *tokenizer_json;                  /* path of tokenizer.json, NULL when absent */
-    /* Longest input in tokens: the positions the model has (minus RoBERTa's
-     * padding offset), capped by sentence_bert_config's max_seq_length when set,
-     * else by tokenizer_config's model_max_length (as sentence-transformers does). */
+    /* Longest input in tokens, by the one rule of hf/max_length.h: the positions
+     * the model has (minus RoBERTa's padding offset), capped by sentence_bert_config's
+     * max_seq_length when set, else by tokenizer_config's model_max_length. */
     int64_t max_seq_length;
+    const char *max_seq_length_source; /* static: which file and key gave it */
 } td_model_dir;
 
 /* Find the directory for model without opening anything in it. *dir (malloc'd)
