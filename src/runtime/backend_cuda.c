@@ -585,4 +585,4 @@ static td_status cuda_run(td_ctx *ctx, td_session *s, void *state) {
     return TD_OK;
 }
 
-const td_backend td_backend_cuda = {"cuda", cuda_supports_op, cuda_prepare, cuda_run, cuda_free};
+const td_backend td_backend_cuda = {"cuda", cuda_supports_op, cuda_prepare, cuda_run, cuda_free, false};
