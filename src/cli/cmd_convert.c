@@ -90,12 +90,6 @@ int td_cmd_convert(int argc, char **argv) {
             td_export_task task;
             if ((rc = td_cli_parse_task("convert", argv[++i], &task)) >= 0)
                 goto done;
-            if (task == TD_TASK_TEXT_GENERATION) {
-                rc = td_cli_usage_error("convert", "--task text-generation: validating, benchmarking and serving "
-                                        "decoders in convert is not supported (yet); use tdeploy export --task "
-                                        "text-generation and tdeploy generate");
-                goto done;
-            }
             rc = TD_EXIT_OK;
             o.task = argv[i];
         } else if (!strcmp(a, "--backend") && has1) {
