@@ -5,7 +5,7 @@ logits within atol+rtol of the reference backend on model.onnx, greedy tokens
 identical for single prompts and a left-padded batch) passes (the exported graph
 against transformers' goldens is tests/export's job); the benchmark reports batch 1 and 8;
 --no-bench is honoured; a backend outside the tolerance (fp16 with atol = rtol =
-0, bf16 at the defaults) fails validation with exit 3, OUTDIR.failed and OUTDIR
+0) fails validation with exit 3, OUTDIR.failed and OUTDIR
 untouched; int8 and a foreign OUTDIR are refused."""
 import glob
 import json
@@ -85,8 +85,9 @@ if check(r.returncode == 0, "benchmark run: exit 0", r.stderr.strip()[-400:]):
     check("TTFT" in r.stdout and "ms/tok" in r.stdout, "summary table printed", r.stdout[-300:])
 
 # validation failures: exit 3, OUTDIR.failed written, OUTDIR left as it was
-for what, extra in [("fp16 with atol 0 rtol 0", ["--precision", "fp16", "--atol", "0", "--rtol", "0"]),
-                    ("bf16 at its defaults", ["--precision", "bf16"])]:
+# (bf16 decoders are not used as a failure case: their logits are non-finite today, a runtime bug that
+# validation catches (exit 3) but that a test must not depend on; see docs/benchmarks.md / the closing notes.)
+for what, extra in [("fp16 with atol 0 rtol 0", ["--precision", "fp16", "--atol", "0", "--rtol", "0"])]:
     out = os.path.join(TMP, "fail-" + extra[1])
     r = run(["-m", os.path.join(FIX, "llama-gen"), "-o", out, "--no-bench", "-q"] + extra)
     ok = r.returncode == 3 and os.path.isdir(out + ".failed") and not os.path.exists(out) and no_leftovers(out)
