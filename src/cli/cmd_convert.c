@@ -25,7 +25,10 @@ static void usage(FILE *f) {
             "and write a Triton model repository and report.json into OUTDIR.\n\n"
             "  -m, --model MODEL          HF model directory or org/name (local cache, else downloaded)\n"
             "  --task T                   feature-extraction | embedding | classification | token-classification |\n"
-            "                             question-answering (default: from the model's config); also:\n"
+            "                             question-answering | text-generation (default: from the model's\n"
+            "                             config); text-generation validates prefill logits and greedy tokens,\n"
+            "                             benchmarks TTFT, prefill tokens/s and decode ms/token at batch 1 and 8,\n"
+            "                             and writes no Triton repository yet; also:\n"
             "                             text-classification, sentiment-analysis, sentence-similarity, ner, qa\n"
             "  --backend LIST             tdeploy runtimes to validate and benchmark (default: cpu)\n"
             "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 min(128, M) M, M = the model's\n"
@@ -90,12 +93,6 @@ int td_cmd_convert(int argc, char **argv) {
             td_export_task task;
             if ((rc = td_cli_parse_task("convert", argv[++i], &task)) >= 0)
                 goto done;
-            if (task == TD_TASK_TEXT_GENERATION) {
-                rc = td_cli_usage_error("convert", "--task text-generation: validating, benchmarking and serving "
-                                        "decoders in convert is not supported (yet); use tdeploy export --task "
-                                        "text-generation and tdeploy generate");
-                goto done;
-            }
             rc = TD_EXIT_OK;
             o.task = argv[i];
         } else if (!strcmp(a, "--backend") && has1) {

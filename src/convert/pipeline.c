@@ -6,6 +6,7 @@
 #include "engine/engine_build.h"
 
 #include "convert/compare.h"
+#include "convert/decoder.h"
 #include "convert/feeds.h"
 #include "core/ctx.h"
 #include "core/fs.h"
@@ -261,14 +262,11 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     td_model *m = NULL;
     double t0 = td_now_s();
     TD_TRY(td_export_build(ctx, &eo, &m, &c->xs));
-    if (c->xs.task == TD_TASK_TEXT_GENERATION) {
-        /* validation, benchmarks and the Triton model of convert are written for encoders */
+    if (c->xs.task == TD_TASK_TEXT_GENERATION && strcmp(c->o->precision, "int8") == 0) {
         td_model_free(m);
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                       "%s is a decoder (task text-generation): validating, benchmarking and serving decoders in "
-                       "convert is not supported (yet); use `tdeploy export -m %s --task text-generation` and "
-                       "`tdeploy generate`",
-                       c->md->path, c->md->path);
+                       "--precision int8 is not supported for decoders (task text-generation) yet; use fp32, fp16 "
+                       "or bf16");
     }
     c->task = td_export_task_name(c->xs.task);
     capture_io(c, m->graph);
@@ -300,6 +298,8 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
      * model.onnx stays the fp32 reference */
     oo.precision = precision_of(c->o->precision);
     oo.keep_io_types = true;
+    if (c->xs.task == TD_TASK_TEXT_GENERATION) /* fold every weight Transpose, as the generator does: */
+        oo.fold_max_elements = INT64_C(1) << 40; /* each decode step is a new plan that would redo them */
     if ((s = td_optimize(ctx, m, &oo, &c->orep)) != TD_OK) {
         td_wrap(ctx, "optimizing the exported graph");
         goto out;
@@ -755,7 +755,7 @@ static td_status step_triton(td_ctx *ctx, conv *c) {
 
 static td_status copy_model_files(td_ctx *ctx, conv *c) {
     const char *files[] = {"config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                           "modules.json", "sentence_bert_config.json"};
+                           "modules.json", "sentence_bert_config.json", "generation_config.json"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char src[1400], dst[1400];
         snprintf(src, sizeof src, "%s/%s", c->md->path, files[i]);
@@ -892,6 +892,96 @@ static td_status add_report_details(td_ctx *ctx, conv *c) {
     return TD_OK;
 }
 
+/* ---------------- decoders (task text-generation) ---------------- */
+
+static td_status decoder_step(td_ctx *ctx, conv *c, int idx, const char *name,
+                              td_status (*fn)(td_ctx *, td_convert_decoder *), td_convert_decoder *d) {
+    TD_TRY(check_interrupt(ctx, c, name));
+    td_info("[%d/8] %s", idx, name); /* the encoders' numbering: steps 3 (prepare), 6 (Triton) do not apply */
+    double t0 = td_now_s();
+    td_status s = fn(ctx, d);
+    if (s != TD_OK)
+        return s == TD_ERR_INTERRUPTED ? s : td_wrap(ctx, "step '%s' failed", name);
+    if (c->n_steps < 16) {
+        c->step_names[c->n_steps] = name;
+        c->step_s[c->n_steps++] = td_now_s() - t0;
+    }
+    return TD_OK;
+}
+
+/* After export + optimize: validate and benchmark through the generation loop
+ * (convert/decoder.h), then the same report and move into place as encoders,
+ * without a Triton repository (decoders need the tdeploy Triton backend). */
+static td_status convert_decoder(td_ctx *ctx, conv *c) {
+    /* config, tokenizer and generation config beside the ONNX files: the generators read them there */
+    TD_TRY(copy_model_files(ctx, c));
+    td_convert_decoder d = {.o = c->o, .ref_onnx = c->onnx_path, .opt_onnx = c->opt_path, .atol = c->atol,
+                            .rtol = c->rtol, .prompt_len = c->seq[1], .seed = c->o->seed};
+    d.precision = strcmp(c->o->precision, "fp16") == 0   ? TD_PRECISION_FP16
+                  : strcmp(c->o->precision, "bf16") == 0 ? TD_PRECISION_BF16
+                                                         : TD_PRECISION_FP32;
+    for (int i = 0; i < c->o->n_backends; i++) {
+        d.backend = c->o->backends[i];
+        memset(&d.bench, 0, sizeof d.bench);
+        d.n_bench = 0, d.n_compared = d.n_failed = 0, d.max_abs = d.max_rel = 0, d.n_cases = d.n_token_mismatch = 0;
+        d.mismatch[0] = 0;
+        TD_TRY(decoder_step(ctx, c, 4, "validate", td_convert_decoder_validate, &d));
+        if (!c->o->no_bench)
+            TD_TRY(decoder_step(ctx, c, 5, "benchmark", td_convert_decoder_benchmark, &d));
+        TD_TRY(td_convert_decoder_report(ctx, &d, c->report));
+        c->be[i].name = d.backend;
+        c->be[i].passed = d.passed;
+        if (!d.passed && c->res->n_failed_backends < TD_CONVERT_MAX_BACKENDS)
+            snprintf(c->res->failed[c->res->n_failed_backends++], sizeof c->res->failed[0], "%s", d.backend);
+        if (i == 0) {
+            char *b = c->res->summary;
+            size_t n = sizeof c->res->summary;
+            b[0] = 0;
+            append(b, n, "model     %s (%s, %s), task %s\n", c->o->model, c->xs.model_type, c->xs.architecture,
+                   c->task);
+            append(b, n, "written   model.onnx fp32 (reference), model-optimized.onnx %s\n", c->o->precision);
+            append(b, n, "fusions  ");
+            for (int k = 0; k < TD_OPT_N_FUSION_KINDS; k++)
+                if (c->orep.fusion_names[k] && c->orep.fusion_counts[k])
+                    append(b, n, " %s x%d", c->orep.fusion_names[k], c->orep.fusion_counts[k]);
+            append(b, n, "\n");
+        }
+        td_convert_decoder_summary(&d, c->res->summary, sizeof c->res->summary);
+    }
+    TD_TRY(check_interrupt(ctx, c, "write report"));
+    td_info("[6/8] triton repository: not written (serving decoders needs the tdeploy Triton backend)");
+    td_info("[8/8] report and move into place");
+    /* a failed validation never replaces OUTDIR: the run goes to OUTDIR.failed */
+    char dest[1200];
+    snprintf(dest, sizeof dest, "%s%s", c->outdir, c->res->n_failed_backends ? ".failed" : "");
+    const char *kinds[3] = {"onnx", "optimized_onnx", "report"};
+    const char *files[3] = {"model.onnx", "model-optimized.onnx", "report.json"};
+    for (int i = 0; i < 3; i++) {
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", dest, files[i]);
+        TD_TRY(td_report_add_artifact(ctx, c->report, kinds[i], p));
+    }
+    TD_TRY(add_report_details(ctx, c));
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(td_report_json(c->report), "written_precision"), "triton",
+                              cJSON_CreateString("not written (decoder)"));
+    char rp[1400];
+    snprintf(rp, sizeof rp, "%s/report.json", c->stage);
+    TD_TRY(td_report_write(ctx, c->report, rp));
+    TD_TRY(td_output_write_marker(ctx, c->stage, "convert"));
+    TD_TRY(td_output_replace(ctx, c->stage, dest, "convert", c->o->force, NULL));
+    if (!c->res->n_failed_backends) {
+        char failed[1300];
+        snprintf(failed, sizeof failed, "%s.failed", c->outdir);
+        td_ctx quiet = {0};
+        td_output_remove_if_ours(&quiet, failed, "convert");
+    }
+    free(c->stage);
+    c->stage = NULL; /* moved: nothing to clean up */
+    snprintf(c->res->written_dir, sizeof c->res->written_dir, "%s", dest);
+    snprintf(c->res->report_path, sizeof c->res->report_path, "%s/report.json", dest);
+    return TD_OK;
+}
+
 /* ---------------- driver ---------------- */
 
 static td_status make_stage(td_ctx *ctx, conv *c) {
@@ -965,6 +1055,10 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
     if ((s = td_report_set_model(ctx, c.report, o->model, c.md->path, c.task, c.md->revision)) != TD_OK ||
         (s = td_report_set_shapes(ctx, c.report, o->batch, c.seq)) != TD_OK)
         goto out;
+    if (c.xs.task == TD_TASK_TEXT_GENERATION) {
+        s = convert_decoder(ctx, &c);
+        goto out;
+    }
     if ((s = run_step(ctx, &c, 3, total, "prepare backends", step_prepare, true)) != TD_OK ||
         (s = run_step(ctx, &c, 4, total, "validate", step_validate, true)) != TD_OK ||
         (!o->no_bench && (s = run_step(ctx, &c, 5, total, "benchmark", step_benchmark, true)) != TD_OK) ||

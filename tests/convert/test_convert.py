@@ -123,9 +123,16 @@ def test_validation_failure():
 
 
 def test_errors():
+    # a model family tdeploy does not export (gpt2 was the example until decoders landed): t5
+    t5 = os.path.join(TMP, "t5-like")
+    shutil.rmtree(t5, ignore_errors=True)
+    shutil.copytree(os.path.join(FIX, "gpt2-lm"), t5)
+    cfg = json.load(open(os.path.join(t5, "config.json")))
+    cfg.update(model_type="t5", architectures=["T5ForConditionalGeneration"])
+    json.dump(cfg, open(os.path.join(t5, "config.json"), "w"))
     cases = [
         ("missing model", ["-m", os.path.join(TMP, "does-not-exist")], "not found"),
-        ("unsupported architecture", ["-m", os.path.join(FIX, "gpt2-lm")], "gpt2"),
+        ("unsupported architecture", ["-m", t5], "t5"),
         ("impossible task", ["-m", os.path.join(FIX, "bert-base"), "--task", "question-answering"], "question"),
         ("unknown task", ["-m", os.path.join(FIX, "bert-base"), "--task", "translation"], "translation"),
         ("min > max", ["-m", os.path.join(FIX, "bert-base"), "--seq-len", "64", "32", "16"], "MIN <= OPT <= MAX"),
