@@ -109,6 +109,17 @@ expect(2, "convert", COMMON["convert"] + ["--nb-instances", "5000"], "--nb-insta
 expect(2, "convert", COMMON["convert"] + ["--atol", "x"], "--atol")
 expect(2, "export", COMMON["export"] + ["--dtype", "int3"], "dtype")
 expect(2, "optimize", COMMON["optimize"] + ["--target", "gpu"], "--target")
+# optimize onto its own input (also through a symlink) would replace the user's graph: refused, file untouched
+mine = os.path.join(WORK, "mine.onnx")
+shutil.copyfile(ONNX, mine)
+os.symlink(mine, os.path.join(WORK, "alias.onnx"))
+before = open(mine, "rb").read()
+expect(2, "optimize", [mine, "-o", mine], "input model itself")
+expect(2, "optimize", [mine, "-o", os.path.join(WORK, "alias.onnx")], "input model itself")
+check(open(mine, "rb").read() == before, "optimize refused in place: the input is unchanged")
+p = subprocess.run([TD_BIN, "optimize", mine, "-o", mine, "--force", "-q"], capture_output=True, timeout=300)
+check(p.returncode == 0 and open(mine, "rb").read() != before, "optimize --force replaces the input on request",
+      p.stderr.decode(errors="replace")[-300:])
 # a malformed repository id or revision is a bad value, refused before the cache or network is touched
 expect(2, "download", ["../../etc", "--offline"], "not a Hub repository id")
 expect(2, "download", ["org/name", "--revision", "../x", "--offline"], "not a usable revision")
