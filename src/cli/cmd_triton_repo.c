@@ -1,5 +1,7 @@
-/* tdeploy triton-repo: write a Triton model repository (ONNX Runtime model, and
- * with --tokenizer a Python tokenizer model and a text-in ensemble) for an ONNX file. */
+/* tdeploy triton-repo: write a Triton model repository for an ONNX file: one
+ * model on the tdeploy backend (token tensors, and TEXT with --tokenizer), or an
+ * ONNX Runtime model (with --tokenizer a Python tokenizer model and a text-in
+ * ensemble), or both. */
 #include "cli/cli.h"
 
 #include "deploy/onnx_signature.h"
@@ -13,26 +15,33 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: tdeploy triton-repo MODEL.onnx -o OUT [--name NAME] [--task TASK] [--tokenizer DIR]\n"
-            "           [--batch-size MIN OPT MAX] [--nb-instances N] [--device cpu|gpu]\n"
-            "           [--max-queue-delay-us N] [--max-length N]\n\n"
-            "Writes OUT/NAME (onnxruntime_onnx; the ONNX file and its external data are hard-linked or copied),\n"
+            "           [--triton-backend tdeploy|onnxruntime|both] [--batch-size MIN OPT MAX] [--nb-instances N]\n"
+            "           [--device cpu|gpu] [--max-queue-delay-us N] [--max-length N] [--threads N]\n"
+            "           [--precision fp32|fp16|bf16]\n\n"
+            "--triton-backend tdeploy (default) writes OUT/NAME for Triton's tdeploy backend (libtriton_tdeploy.so):\n"
+            "token tensors in, and with --tokenizer also raw TEXT (+ TEXT_PAIR) tokenized inside the backend;\n"
+            "the ONNX file becomes NAME/1/model-optimized.onnx. onnxruntime writes OUT/NAME (onnxruntime_onnx),\n"
             "and with --tokenizer also OUT/NAME_tokenize (Python backend, HF tokenizers on DIR/tokenizer.json)\n"
-            "and OUT/NAME_inference (ensemble: TEXT -> tokenizer -> model -> the model's outputs).\n"
-            "OUT is written into a temporary directory and swapped in only when complete.\n\n"
+            "and OUT/NAME_inference (ensemble: TEXT -> tokenizer -> model -> the model's outputs). both writes\n"
+            "the tdeploy model as NAME and the ONNX Runtime models as NAME_onnxruntime*.\n"
+            "Files are hard-linked or copied. OUT is written into a temporary directory and swapped in only\n"
+            "when complete.\n\n"
             "  --name NAME            model name (default: model)\n"
             "  --batch-size MIN OPT MAX  max_batch_size = MAX, preferred batch sizes OPT and MAX\n"
-            "                         (default 1 8 32; MAX 0 disables Triton batching)\n"
+            "                         (default 1 8 32; MAX 0 disables Triton batching: onnxruntime only)\n"
             "  --nb-instances N       instances of each model (default 1)\n"
-            "  --device cpu|gpu       where the ONNX model runs (default cpu; the tokenizer always runs on CPU)\n"
+            "  --device cpu|gpu       where the model runs (default cpu; the tokenizer always runs on CPU)\n"
             "  --max-queue-delay-us N dynamic batching delay (default 100)\n"
             "  --max-length N         tokenizer truncation (default: the model's fixed sequence length,\n"
-            "                         else tokenizer_config.json's model_max_length, else tokenizer.json's)\n");
+            "                         else tokenizer_config.json's model_max_length, else tokenizer.json's)\n"
+            "  --threads N            tdeploy backend: threads per instance (default 0: one per core)\n"
+            "  --precision P          tdeploy backend: fp32 | fp16 | bf16 weights (default fp32)\n");
 }
 
 int td_cmd_triton_repo(int argc, char **argv) {
     const char *onnx = NULL, *out_dir = NULL;
     td_triton_spec sp = {.name = "model", .batch_min = 1, .batch_opt = 8, .batch_max = 32, .nb_instances = 1,
-                         .max_queue_delay_us = 100, .device = TD_TRITON_CPU};
+                         .max_queue_delay_us = 100, .device = TD_TRITON_CPU, .serving = TD_TRITON_SERVE_TDEPLOY};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int64_t v;
@@ -79,6 +88,23 @@ int td_cmd_triton_repo(int argc, char **argv) {
             NEED(1);
             if (!td_cli_parse_i64(argv[++i], 0, 1LL << 40, &sp.max_queue_delay_us))
                 return td_cli_usage_error("triton-repo", "--max-queue-delay-us takes a non-negative integer");
+        } else if (strcmp(a, "--triton-backend") == 0) {
+            NEED(1);
+            if (!td_triton_serving_parse(argv[++i], &sp.serving))
+                return td_cli_usage_error("triton-repo", "--triton-backend takes tdeploy, onnxruntime or both, not '%s'",
+                                          argv[i]);
+        } else if (strcmp(a, "--threads") == 0) {
+            NEED(1);
+            if (!td_cli_parse_i64(argv[++i], 0, 1024, &v))
+                return td_cli_usage_error("triton-repo", "--threads takes an integer from 0 to 1024");
+            sp.threads = (int)v;
+        } else if (strcmp(a, "--precision") == 0) {
+            NEED(1);
+            sp.precision = argv[++i];
+            if (strcmp(sp.precision, "fp32") != 0 && strcmp(sp.precision, "fp16") != 0 &&
+                strcmp(sp.precision, "bf16") != 0)
+                return td_cli_usage_error("triton-repo", "--precision takes fp32, fp16 or bf16, not '%s'",
+                                          sp.precision);
         } else if (strcmp(a, "--max-length") == 0) {
             NEED(1);
             if (!td_cli_parse_i64(argv[++i], 1, 1 << 24, &sp.max_length))
