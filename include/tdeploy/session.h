@@ -59,40 +59,40 @@ typedef struct td_session_options {
     const char *backend;    /* "cpu" (default when NULL) */
 } td_session_options;
 
-void td_session_options_init(td_session_options *opt);
+TD_API void td_session_options_init(td_session_options *opt);
 
 typedef struct td_session td_session;
 struct td_model; /* src/onnx/ir.h */
 
 /* Load an ONNX file and build a session that owns the loaded model. */
-td_status td_session_create_file(td_ctx *ctx, const char *onnx_path, const td_session_options *opt,
+TD_API td_status td_session_create_file(td_ctx *ctx, const char *onnx_path, const td_session_options *opt,
                                  td_session **out);
 /* Build a session over an in-memory model. The model is borrowed: it must
  * outlive the session and not be modified while the session exists. */
-td_status td_session_create_model(td_ctx *ctx, const struct td_model *model, const td_session_options *opt,
+TD_API td_status td_session_create_model(td_ctx *ctx, const struct td_model *model, const td_session_options *opt,
                                   td_session **out);
-void td_session_free(td_session *s); /* NULL is harmless */
+TD_API void td_session_free(td_session *s); /* NULL is harmless */
 
 /* Graph inputs / outputs. Names are owned by the session. */
-int td_session_input_count(const td_session *s);
-int td_session_output_count(const td_session *s);
-const char *td_session_input_name(const td_session *s, int i);
-const char *td_session_output_name(const td_session *s, int i);
-int td_session_input_index(const td_session *s, const char *name);  /* -1 if absent */
-int td_session_output_index(const td_session *s, const char *name); /* -1 if absent */
+TD_API int td_session_input_count(const td_session *s);
+TD_API int td_session_output_count(const td_session *s);
+TD_API const char *td_session_input_name(const td_session *s, int i);
+TD_API const char *td_session_output_name(const td_session *s, int i);
+TD_API int td_session_input_index(const td_session *s, const char *name);  /* -1 if absent */
+TD_API int td_session_output_index(const td_session *s, const char *name); /* -1 if absent */
 /* Declared type of input i: dtype, rank and dims (-1 where the dim is symbolic
  * or unknown; params[d] is the symbol or NULL). Arrays are owned by the session. */
-void td_session_input_info(const td_session *s, int i, int32_t *dtype, int *rank, const int64_t **dims,
+TD_API void td_session_input_info(const td_session *s, int i, int32_t *dtype, int *rank, const int64_t **dims,
                            const char *const **params);
 
 /* Bind input `name`. data (nbytes = numel * element size) is borrowed, not
  * copied: it must stay valid and unchanged until td_session_run returns.
  * Fails with a message naming the input, axis and values when dtype or shape
  * contradict the graph's declaration. */
-td_status td_session_set_input(td_ctx *ctx, td_session *s, const char *name, int32_t dtype, int rank,
+TD_API td_status td_session_set_input(td_ctx *ctx, td_session *s, const char *name, int32_t dtype, int rank,
                                const int64_t *shape, const void *data, size_t nbytes);
 /* Run with the bound inputs (every graph input must be bound). */
-td_status td_session_run(td_ctx *ctx, td_session *s);
+TD_API td_status td_session_run(td_ctx *ctx, td_session *s);
 
 /* An output of the last (successful) run. data points into session memory that
  * stays valid until the next td_session_run or td_session_free. */
@@ -105,7 +105,7 @@ typedef struct td_session_output {
     size_t nbytes;
 } td_session_output;
 
-td_status td_session_get_output(td_ctx *ctx, const td_session *s, int i, td_session_output *out);
+TD_API td_status td_session_get_output(td_ctx *ctx, const td_session *s, int i, td_session_output *out);
 
 /* Statistics of the current plan (for tests and `infer --json`). */
 typedef struct td_session_stats {
@@ -120,7 +120,7 @@ typedef struct td_session_stats {
                         without its residual add) */
 } td_session_stats;
 
-void td_session_get_stats(const td_session *s, td_session_stats *out);
+TD_API void td_session_get_stats(const td_session *s, td_session_stats *out);
 
 #ifdef __cplusplus
 }

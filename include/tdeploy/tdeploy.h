@@ -12,6 +12,14 @@
 extern "C" {
 #endif
 
+/* TD_API marks the public API: the only symbols libtdeploy.so exports (the library
+ * is compiled with -fvisibility=hidden, so everything else stays internal). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TD_API __attribute__((visibility("default")))
+#else
+#define TD_API
+#endif
+
 #define TD_VERSION_MAJOR 0
 #define TD_VERSION_MINOR 1
 #define TD_VERSION_PATCH 0
@@ -36,20 +44,20 @@ typedef enum td_status {
 } td_status;
 
 /* Short, fixed description of a status code ("format error"). Never NULL. */
-const char *td_status_string(td_status status);
+TD_API const char *td_status_string(td_status status);
 
 /* Context: error message slot + log verbosity. Not thread-safe: one per thread. */
 typedef struct td_ctx td_ctx;
 
-td_ctx *td_ctx_new(void);
-void td_ctx_free(td_ctx *ctx); /* td_ctx_free(NULL) is harmless */
+TD_API td_ctx *td_ctx_new(void);
+TD_API void td_ctx_free(td_ctx *ctx); /* td_ctx_free(NULL) is harmless */
 
 /* The message of the last failure on ctx, "" if none. Owned by ctx. */
-const char *td_error_message(const td_ctx *ctx);
-td_status td_last_status(const td_ctx *ctx);
-void td_clear_error(td_ctx *ctx);
+TD_API const char *td_error_message(const td_ctx *ctx);
+TD_API td_status td_last_status(const td_ctx *ctx);
+TD_API void td_clear_error(td_ctx *ctx);
 
-const char *td_version(void);
+TD_API const char *td_version(void);
 
 #ifdef __cplusplus
 }

@@ -103,48 +103,48 @@ typedef struct td_batch {
 /* Load PATH, which is either a tokenizer.json file or a directory holding
  * tokenizer.json (and optionally tokenizer_config.json). The caller owns
  * *out and frees it with td_tokenizer_free. */
-td_status td_tokenizer_load(td_ctx *ctx, const char *path, td_tokenizer **out);
+TD_API td_status td_tokenizer_load(td_ctx *ctx, const char *path, td_tokenizer **out);
 /* Parse tokenizer.json text already in memory (config_json may be NULL).
  * `source` names the input in error messages. */
-td_status td_tokenizer_load_json(td_ctx *ctx, const char *json, size_t json_len, const char *config_json,
+TD_API td_status td_tokenizer_load_json(td_ctx *ctx, const char *json, size_t json_len, const char *config_json,
                                  size_t config_len, const char *source, td_tokenizer **out);
-void td_tokenizer_free(td_tokenizer *tok); /* NULL is harmless */
+TD_API void td_tokenizer_free(td_tokenizer *tok); /* NULL is harmless */
 
-void td_tokenizer_default_options(const td_tokenizer *tok, td_tok_options *out);
+TD_API void td_tokenizer_default_options(const td_tokenizer *tok, td_tok_options *out);
 
 /* Encode one text (pair may be NULL). With options NULL the defaults are used.
  * Padding TD_PAD_BATCH_LONGEST on a single row means no padding. Invalid UTF-8
  * gives TD_ERR_INVALID_ARGUMENT naming the byte offset. */
-td_status td_tokenizer_encode(td_ctx *ctx, const td_tokenizer *tok, const char *text, size_t text_len,
+TD_API td_status td_tokenizer_encode(td_ctx *ctx, const td_tokenizer *tok, const char *text, size_t text_len,
                               const char *pair, size_t pair_len, const td_tok_options *options, td_encoding *out);
-void td_encoding_free(td_encoding *enc); /* frees the arrays; NULL or a zeroed struct is harmless */
+TD_API void td_encoding_free(td_encoding *enc); /* frees the arrays; NULL or a zeroed struct is harmless */
 
 /* Encode n texts (pairs NULL or n pair texts; lens may be NULL for NUL-terminated
  * strings) into a rectangular batch. Rows are padded as options say; when the
  * options ask for no padding the rows are still padded (with the pad id and a
  * zero mask) to the longest row so the result is rectangular. */
-td_status td_tokenizer_encode_batch(td_ctx *ctx, const td_tokenizer *tok, const char *const *texts,
+TD_API td_status td_tokenizer_encode_batch(td_ctx *ctx, const td_tokenizer *tok, const char *const *texts,
                                     const size_t *text_lens, const char *const *pairs, const size_t *pair_lens,
                                     size_t n, const td_tok_options *options, td_batch *out);
-void td_batch_free(td_batch *batch); /* NULL or a zeroed struct is harmless */
+TD_API void td_batch_free(td_batch *batch); /* NULL or a zeroed struct is harmless */
 
 /* Decode ids to text (malloc'd, NUL-terminated; caller frees). Unknown ids are
  * an error. */
-td_status td_tokenizer_decode(td_ctx *ctx, const td_tokenizer *tok, const int64_t *ids, size_t n,
+TD_API td_status td_tokenizer_decode(td_ctx *ctx, const td_tokenizer *tok, const int64_t *ids, size_t n,
                               bool skip_special_tokens, char **out);
 
 /* Decode token strings (as tokens[] of an encoding holds them, or any text
  * standing in for one) through the tokenizer's decoder: what transformers'
  * convert_tokens_to_string does. *out malloc'd, caller frees. */
-td_status td_tokenizer_decode_tokens(td_ctx *ctx, const td_tokenizer *tok, const char *const *tokens, size_t n,
+TD_API td_status td_tokenizer_decode_tokens(td_ctx *ctx, const td_tokenizer *tok, const char *const *tokens, size_t n,
                                      char **out);
 
 /* Vocabulary size including added tokens (max id + 1). */
-size_t td_tokenizer_vocab_size(const td_tokenizer *tok);
+TD_API size_t td_tokenizer_vocab_size(const td_tokenizer *tok);
 /* Token string of id (NULL when out of range). Owned by the tokenizer. */
-const char *td_tokenizer_id_to_token(const td_tokenizer *tok, int64_t id);
+TD_API const char *td_tokenizer_id_to_token(const td_tokenizer *tok, int64_t id);
 /* Id of token, or -1. */
-int64_t td_tokenizer_token_to_id(const td_tokenizer *tok, const char *token);
+TD_API int64_t td_tokenizer_token_to_id(const td_tokenizer *tok, const char *token);
 
 #ifdef __cplusplus
 }

@@ -349,21 +349,21 @@ static td_status new_named_attr(td_ctx *ctx, td_node *n, const char *name, td_at
 }
 
 td_status td_node_add_attr_int(td_ctx *ctx, td_node *n, const char *name, int64_t v) {
-    td_attr *a;
+    td_attr *a = NULL; /* set by new_named_attr on success */
     TD_TRY(new_named_attr(ctx, n, name, TD_ATTR_INT, &a));
     a->i = v;
     return TD_OK;
 }
 
 td_status td_node_add_attr_float(td_ctx *ctx, td_node *n, const char *name, float v) {
-    td_attr *a;
+    td_attr *a = NULL; /* set by new_named_attr on success */
     TD_TRY(new_named_attr(ctx, n, name, TD_ATTR_FLOAT, &a));
     a->f = v;
     return TD_OK;
 }
 
 td_status td_node_add_attr_string(td_ctx *ctx, td_node *n, const char *name, const char *v) {
-    td_attr *a;
+    td_attr *a = NULL; /* set by new_named_attr on success */
     TD_TRY(new_named_attr(ctx, n, name, TD_ATTR_STRING, &a));
     a->s = strdup(v);
     a->s_len = strlen(v);
@@ -373,7 +373,7 @@ td_status td_node_add_attr_string(td_ctx *ctx, td_node *n, const char *name, con
 }
 
 td_status td_node_add_attr_ints(td_ctx *ctx, td_node *n, const char *name, const int64_t *v, size_t count) {
-    td_attr *a;
+    td_attr *a = NULL; /* set by new_named_attr on success */
     TD_TRY(new_named_attr(ctx, n, name, TD_ATTR_INTS, &a));
     a->ints = malloc(sizeof(int64_t) * (count ? count : 1));
     if (!a->ints)
@@ -385,7 +385,7 @@ td_status td_node_add_attr_ints(td_ctx *ctx, td_node *n, const char *name, const
 }
 
 td_status td_node_add_attr_floats(td_ctx *ctx, td_node *n, const char *name, const float *v, size_t count) {
-    td_attr *a;
+    td_attr *a = NULL; /* set by new_named_attr on success */
     TD_TRY(new_named_attr(ctx, n, name, TD_ATTR_FLOATS, &a));
     a->floats = malloc(sizeof(float) * (count ? count : 1));
     if (!a->floats)
@@ -397,7 +397,7 @@ td_status td_node_add_attr_floats(td_ctx *ctx, td_node *n, const char *name, con
 }
 
 td_status td_node_add_attr_tensor(td_ctx *ctx, td_node *n, const char *name, td_tensor *t) {
-    td_attr *a;
+    td_attr *a = NULL; /* set by new_named_attr on success */
     td_status s = new_named_attr(ctx, n, name, TD_ATTR_TENSOR, &a);
     if (s != TD_OK) {
         td_tensor_free(t);

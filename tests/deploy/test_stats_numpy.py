@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
-"""td_latency_stats_compute (src/deploy/stats.c) against numpy, through ctypes
-on libtdeploy.so: mean, sample sd (ddof=1), min, max and the p50/p90/p95/p99
-percentiles with numpy's "linear" method and its "inverted_cdf" (nearest-rank)
+"""td_latency_stats_compute (src/deploy/stats.c) against numpy, through the test
+driver tests/tools/stats_driver.c (the function is internal to the library): mean,
+sample sd (ddof=1), min, max and the p50/p90/p95/p99 percentiles with numpy's "linear" method and its "inverted_cdf" (nearest-rank)
 method, on random, tied, tiny and skewed sample sets."""
-import ctypes
 import os
 import subprocess
 import sys
@@ -11,48 +10,13 @@ import sys
 import numpy as np
 
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
-LIB = os.path.join(os.path.dirname(os.path.abspath(TD_BIN)), "libtdeploy.so")
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(TD_BIN)), "td_stats_driver")
+FIELDS = ("n", "total", "mean", "sd", "min", "max", "p50", "p90", "p95", "p99")
 
 
-def sanitizer_runtime():
-    """A libtdeploy.so built with -fsanitize=address (the CI sanitizer build, clang)
-    needs the ASan runtime loaded before anything else: find it, or None."""
-    nm = subprocess.run(["nm", "-D", "--undefined-only", LIB], capture_output=True, text=True)
-    if "__asan_" not in nm.stdout:
-        return None
-    for cc in ("clang", "clang-14"):
-        try:
-            rt = subprocess.run([cc, "-print-file-name=libclang_rt.asan-x86_64.so"], capture_output=True,
-                                text=True).stdout.strip()
-        except FileNotFoundError:
-            continue
-        if os.path.isfile(rt):
-            return rt
-    sys.exit("FAIL: libtdeploy.so needs the ASan runtime but clang's libclang_rt.asan-x86_64.so was not found")
+class Stats:
+    """The driver's fields as attributes."""
 
-
-if os.environ.get("TD_STATS_REEXEC") != "1":
-    rt = sanitizer_runtime()
-    if rt:  # run again with the runtime preloaded; python's own allocations are not ours to leak-check
-        env = dict(os.environ, LD_PRELOAD=rt, TD_STATS_REEXEC="1",
-                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
-        sys.exit(subprocess.run([sys.executable, *sys.argv], env=env).returncode)
-lib = ctypes.CDLL(LIB)
-
-
-class Stats(ctypes.Structure):
-    _fields_ = [("n", ctypes.c_size_t), ("total", ctypes.c_double), ("mean", ctypes.c_double),
-                ("sd", ctypes.c_double), ("min", ctypes.c_double), ("max", ctypes.c_double),
-                ("p50", ctypes.c_double), ("p90", ctypes.c_double), ("p95", ctypes.c_double),
-                ("p99", ctypes.c_double), ("method", ctypes.c_int)]
-
-
-lib.td_ctx_new.restype = ctypes.c_void_p
-lib.td_ctx_free.argtypes = [ctypes.c_void_p]
-lib.td_latency_stats_compute.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_double), ctypes.c_size_t,
-                                         ctypes.c_int, ctypes.POINTER(Stats)]
-lib.td_latency_stats_compute.restype = ctypes.c_int
-ctx = lib.td_ctx_new()
 
 results = []
 
@@ -63,10 +27,16 @@ def check(name, cond, detail=""):
 
 
 def compute(x, method):
-    arr = (ctypes.c_double * len(x))(*x)
+    """Run the driver (tests/tools/stats_driver.c) on the samples; (status, Stats)."""
+    text = f"{method} {len(x)} " + " ".join(repr(float(v)) for v in x)
+    p = subprocess.run([DRIVER], input=text, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"FAIL: {DRIVER} exited {p.returncode}: {p.stderr.strip()}")
+    vals = p.stdout.split()
     s = Stats()
-    rc = lib.td_latency_stats_compute(ctx, arr, len(x), method, ctypes.byref(s))
-    return rc, s
+    for k, v in zip(FIELDS, vals[1:]):
+        setattr(s, k, int(v) if k == "n" else float(v))
+    return int(vals[0]), s
 
 
 rng = np.random.default_rng(1234)
@@ -96,7 +66,6 @@ rc, _ = compute([], 0)
 check("no samples refused", rc != 0)
 rc, _ = compute([1.0, float("inf")], 0)
 check("infinite sample refused", rc != 0)
-lib.td_ctx_free(ctx)
 
 failed = results.count(False)
 print(f"{len(results) - failed} passed, {failed} failed")
