@@ -74,6 +74,29 @@ def free_port():
         return s.getsockname()[1]
 
 
+def sanitizer_env(env):
+    """A backend built with -DTD_SANITIZE=ON (the ASan CI job) is loaded into the uninstrumented tritonserver by
+    preloading the sanitizer runtime. Leak detection is off there: the server's own allocations at exit are not
+    ours to judge; every other ASan/UBSan report aborts the server, which fails the test."""
+    lib = os.path.join(BACKEND_DIR, "tdeploy", "libtriton_tdeploy.so")
+    try:
+        dyn = subprocess.run(["nm", "-D", "--undefined-only", lib], capture_output=True, text=True).stdout
+        needed = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True).stdout
+    except OSError:
+        return None
+    if "libasan" in needed:
+        rt = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    elif "__asan_init" in dyn:
+        rt = subprocess.run(["clang", "-print-file-name=libclang_rt.asan-x86_64.so"], capture_output=True,
+                            text=True).stdout.strip()
+    else:
+        return None
+    env["LD_PRELOAD"] = rt
+    env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:abort_on_error=1:verify_asan_link_order=0"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    return rt
+
+
 _live = []
 
 
@@ -98,6 +121,9 @@ class Server:
         self.env = dict(os.environ if env is None else env)
         self.env["LD_LIBRARY_PATH"] = SERVER_LIBS + (":" + self.env["LD_LIBRARY_PATH"]
                                                      if self.env.get("LD_LIBRARY_PATH") else "")
+        self.sanitizer = sanitizer_env(self.env)
+        if self.sanitizer:
+            print(f"NOTE the backend is sanitizer-instrumented: server runs with LD_PRELOAD={self.sanitizer}")
         self.log_path = os.path.join(TMP, f"server-{name}.log")
         self.proc = None
 
