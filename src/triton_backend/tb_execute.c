@@ -23,8 +23,11 @@ static uint64_t now_ns(void) {
 
 static bool has_input(TRITONBACKEND_Request *r, const char *name) {
     uint32_t n = 0;
-    if (TRITONBACKEND_RequestInputCount(r, &n))
-        return false; /* leaks nothing worth keeping: the caller reports the missing input */
+    TRITONSERVER_Error *e0 = TRITONBACKEND_RequestInputCount(r, &n);
+    if (e0) { /* treated as absent: the caller then reports the missing input */
+        TRITONSERVER_ErrorDelete(e0);
+        return false;
+    }
     for (uint32_t i = 0; i < n; i++) {
         const char *nm = NULL;
         TRITONSERVER_Error *e = TRITONBACKEND_RequestInputName(r, i, &nm);
