@@ -22,7 +22,8 @@ static void usage(FILE *f) {
             "  --offline       never touch the network (same as HF_HUB_OFFLINE=1)\n"
             "  --json          print {\"repo_id\", \"revision\", \"commit\", \"snapshot_dir\"} as JSON\n\n"
             "environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (else the token file of\n"
-            "huggingface-cli login: HF_TOKEN_PATH or HF_HOME/token), HF_HUB_CACHE, HF_HOME, HF_HUB_OFFLINE\n");
+            "huggingface-cli login: HF_TOKEN_PATH or HF_HOME/token), HF_HUB_CACHE, HF_HOME, HF_HUB_OFFLINE,\n"
+            "TDEPLOY_HUB_DEADLINE (most seconds one request may take; default 600 + file size at 32 KiB/s)\n");
 }
 
 int td_cmd_download(int argc, char **argv) {

@@ -26,7 +26,9 @@ td_status td_write_file_atomic(td_ctx *ctx, const char *path, const void *data, 
 
 td_status td_read_file(td_ctx *ctx, const char *path, size_t max_bytes, char **out, size_t *out_len) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; the
+     * fstat below refuses anything that is not a regular file (reads of one never block). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return td_fail(ctx, errno == ENOENT ? TD_ERR_NOT_FOUND : TD_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat st;

@@ -6,6 +6,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "hf/hub_cache.h"
 #include "hf/hub_http.h"
 
 #include <cjson/cJSON.h>
@@ -18,13 +19,17 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
 #define API_ANSWER_MAX (32u << 20)  /* the revision JSON of a repo with many files */
-#define INDEX_FILE_MAX (64u << 20)  /* model.safetensors.index.json */
 #define WEIGHTS_INDEX "model.safetensors.index.json"
 #define WEIGHTS_SINGLE "model.safetensors"
+/* No file on the Hub comes near this; a larger announced size is a broken or hostile server. */
+#define FILE_SIZE_MAX (1ull << 40)
+/* Kept free besides a download, so that filling the disk is not what completes it. */
+#define DISK_HEADROOM (64ull << 20)
 
 /* Files tdeploy reads from a model repository (besides weights). */
 static const char *const wanted_small_files[] = {
@@ -55,49 +60,6 @@ static bool env_truthy(const char *name) {
     const char *v = env_nonempty(name);
     return v && (strcasecmp(v, "1") == 0 || strcasecmp(v, "on") == 0 || strcasecmp(v, "yes") == 0 ||
                  strcasecmp(v, "true") == 0);
-}
-
-/* "~/x" -> "$HOME/x"; anything else copied. */
-static char *expand_home(const char *p) {
-    char *out = NULL;
-    const char *home = getenv("HOME");
-    if (p[0] == '~' && (p[1] == '/' || p[1] == '\0') && home && *home) {
-        if (asprintf(&out, "%s%s", home, p + 1) < 0)
-            out = NULL;
-    } else
-        out = strdup(p);
-    return out;
-}
-
-td_status td_hub_cache_dir(td_ctx *ctx, const td_hub_options *opts, char **out) {
-    const char *v;
-    char *dir = NULL;
-    *out = NULL;
-    if (opts && opts->cache_dir)
-        dir = expand_home(opts->cache_dir);
-    else if ((v = env_nonempty("HF_HUB_CACHE")))
-        dir = expand_home(v);
-    else if ((v = env_nonempty("HF_HOME"))) {
-        char *home = expand_home(v);
-        if (home && asprintf(&dir, "%s/hub", home) < 0)
-            dir = NULL;
-        free(home);
-    } else if ((v = env_nonempty("XDG_CACHE_HOME"))) {
-        if (asprintf(&dir, "%s/huggingface/hub", v) < 0)
-            dir = NULL;
-    } else {
-        const char *home = env_nonempty("HOME");
-        if (!home)
-            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                           "cannot place the Hugging Face cache: none of HF_HUB_CACHE, HF_HOME, XDG_CACHE_HOME, HOME "
-                           "is set");
-        if (asprintf(&dir, "%s/.cache/huggingface/hub", home) < 0)
-            dir = NULL;
-    }
-    if (!dir)
-        return td_fail_oom(ctx, 256, "the cache path");
-    *out = dir;
-    return TD_OK;
 }
 
 static bool repo_part_ok(const char *s, size_t n) {
@@ -133,7 +95,7 @@ td_status td_hub_check_repo_id(td_ctx *ctx, const char *repo_id) {
 }
 
 /* A revision becomes a path under refs/, so it is checked like a relative path. */
-static td_status check_revision(td_ctx *ctx, const char *rev) {
+td_status td_hub_check_revision(td_ctx *ctx, const char *rev) {
     size_t n = strlen(rev);
     bool ok = n > 0 && n <= 255 && rev[0] != '/' && rev[n - 1] != '/';
     for (size_t i = 0; ok && i < n; i++) {
@@ -174,27 +136,6 @@ static bool is_sha256_hex(const char *s) {
     return n == 64;
 }
 
-/* A repository path from the Hub or an index file: relative, no "." or ".."
- * component, no empty component, no backslash or control character. */
-static bool safe_repo_path(const char *p) {
-    size_t n = strlen(p);
-    if (n == 0 || n > 1024 || p[0] == '/' || p[n - 1] == '/')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c < 0x20 || c == 0x7f || c == '\\' || (c == '/' && p[i + 1] == '/'))
-            return false;
-    }
-    for (const char *s = p; *s;) {
-        const char *e = strchr(s, '/');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
-        if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
-            return false;
-        s += len + (e ? 1 : 0);
-    }
-    return true;
-}
-
 /* "NUMBER_Name/config.json" or "NUMBER_Name/model.safetensors": a sentence-transformers module. */
 static bool is_module_file(const char *p) {
     const char *s = p;
@@ -216,258 +157,18 @@ static bool is_wanted_small(const char *p) {
     return is_module_file(p);
 }
 
-/* CACHE/models--ORG--NAME */
-static char *repo_cache_dir(const char *cache, const char *repo_id) {
-    char *folder = NULL, *out = NULL;
-    size_t n = strlen(repo_id);
-    folder = malloc(2 * n + 1);
-    if (!folder)
-        return NULL;
-    char *q = folder;
-    for (const char *p = repo_id; *p; p++) {
-        if (*p == '/') {
-            *q++ = '-';
-            *q++ = '-';
-        } else
-            *q++ = *p;
-    }
-    *q = '\0';
-    if (asprintf(&out, "%s/models--%s", cache, folder) < 0)
-        out = NULL;
-    free(folder);
-    return out;
-}
-
-/* mkdir -p */
-static td_status make_dirs(td_ctx *ctx, const char *path) {
-    char *p = strdup(path);
-    if (!p)
-        return td_fail_oom(ctx, strlen(path), "a path");
-    td_status s = TD_OK;
-    for (char *c = p + 1;; c++) {
-        if (*c == '/' || *c == '\0') {
-            char saved = *c;
-            *c = '\0';
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                s = td_fail(ctx, TD_ERR_IO, "cannot create directory %s: %s", p, strerror(errno));
-                break;
-            }
-            *c = saved;
-            if (!saved)
-                break;
-        }
-    }
-    if (s == TD_OK && !td_is_dir(path))
-        s = td_fail(ctx, TD_ERR_IO, "%s exists but is not a directory", path);
-    free(p);
-    return s;
-}
-
-/* The commit a revision points to in the cache (malloc'd), or NULL. */
-static char *cached_commit(const char *repo_dir, const char *revision) {
-    if (is_commit_hash(revision))
-        return strdup(revision);
-    char *ref = NULL, *buf = NULL;
-    if (asprintf(&ref, "%s/refs/%s", repo_dir, revision) < 0)
-        return NULL;
-    size_t len = 0;
-    td_ctx quiet = {0};
-    if (td_read_file(&quiet, ref, 4096, &buf, &len) != TD_OK)
-        buf = NULL;
-    free(ref);
-    if (!buf)
-        return NULL;
-    while (len && isspace((unsigned char)buf[len - 1]))
-        buf[--len] = '\0';
-    if (!is_commit_hash(buf)) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
-/* Shard file names of a safetensors index (weight_map values, each once). */
-static td_status read_index_shards(td_ctx *ctx, const char *index_path, char ***shards_out, size_t *n_out) {
-    char *text = NULL;
-    size_t len = 0;
-    cJSON *root = NULL;
-    char **shards = NULL;
-    size_t n = 0;
-    td_status s = td_read_file(ctx, index_path, INDEX_FILE_MAX, &text, &len);
-    if (s != TD_OK)
-        goto out;
-    root = cJSON_ParseWithLength(text, len);
-    const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
-    if (!cJSON_IsObject(map)) {
-        s = td_fail(ctx, TD_ERR_FORMAT, "%s: not JSON with a \"weight_map\" object", index_path);
-        goto out;
-    }
-    size_t cap = (size_t)cJSON_GetArraySize(map);
-    shards = calloc(cap + 1, sizeof *shards);
-    if (!shards) {
-        s = td_fail_oom(ctx, (cap + 1) * sizeof *shards, "the shard list");
-        goto out;
-    }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, map) {
-        if (!cJSON_IsString(e) || !safe_repo_path(e->valuestring)) {
-            s = td_fail(ctx, TD_ERR_FORMAT, "%s: weight_map entry \"%s\" is not a relative file name", index_path,
-                        e->string ? e->string : "?");
-            goto out;
-        }
-        bool seen = false;
-        for (size_t i = 0; i < n && !seen; i++)
-            seen = strcmp(shards[i], e->valuestring) == 0;
-        if (seen)
-            continue;
-        if (!(shards[n] = strdup(e->valuestring))) {
-            s = td_fail_oom(ctx, strlen(e->valuestring), "a shard name");
-            goto out;
-        }
-        n++;
-    }
-    if (n == 0)
-        s = td_fail(ctx, TD_ERR_FORMAT, "%s: weight_map is empty", index_path);
-out:
-    if (s != TD_OK && shards) {
-        for (size_t i = 0; i < n; i++)
-            free(shards[i]);
-        free(shards);
-        shards = NULL;
-        n = 0;
-    }
-    *shards_out = shards;
-    *n_out = n;
-    cJSON_Delete(root);
-    free(text);
-    return s;
-}
-
-static void free_list(char **list, size_t n) {
-    if (!list)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(list[i]);
-    free(list);
-}
-
-/* Whether a snapshot directory holds what tdeploy needs: config.json and the
- * complete safetensors weights. why receives the first thing missing. */
-static bool snapshot_usable(const char *dir, char *why, size_t why_len) {
-    char *p = NULL;
-    bool ok = false;
-    td_ctx quiet = {0};
-    if (!td_is_dir(dir)) {
-        snprintf(why, why_len, "%s does not exist", dir);
-        return false;
-    }
-    if (asprintf(&p, "%s/config.json", dir) < 0)
-        return false;
-    if (!td_is_file(p)) {
-        snprintf(why, why_len, "%s is missing", p);
-        goto out;
-    }
-    free(p);
-    if (asprintf(&p, "%s/" WEIGHTS_INDEX, dir) < 0) {
-        p = NULL;
-        goto out;
-    }
-    if (td_is_file(p)) {
-        char **shards = NULL;
-        size_t n = 0;
-        if (read_index_shards(&quiet, p, &shards, &n) != TD_OK) {
-            snprintf(why, why_len, "%s", quiet.message);
-            goto out;
-        }
-        ok = true;
-        for (size_t i = 0; i < n && ok; i++) {
-            char *sp = NULL;
-            if (asprintf(&sp, "%s/%s", dir, shards[i]) < 0)
-                ok = false;
-            else if (!td_is_file(sp)) {
-                snprintf(why, why_len, "%s (named in %s) is missing", sp, WEIGHTS_INDEX);
-                ok = false;
-            }
-            free(sp);
-        }
-        free_list(shards, n);
-        goto out;
-    }
-    free(p);
-    if (asprintf(&p, "%s/" WEIGHTS_SINGLE, dir) < 0) {
-        p = NULL;
-        goto out;
-    }
-    ok = td_is_file(p);
-    if (!ok)
-        snprintf(why, why_len, "%s is missing", p);
-out:
-    free(p);
-    return ok;
-}
-
-td_status td_hub_cached_snapshot(td_ctx *ctx, const char *repo_id, const char *revision, const td_hub_options *opts,
-                                 char **snapshot_dir_out) {
-    char *cache = NULL, *repo_dir = NULL, *commit = NULL, *snap = NULL;
-    char why[1024] = "";
-    *snapshot_dir_out = NULL;
-    if (!revision)
-        revision = "main";
-    td_status s = td_hub_check_repo_id(ctx, repo_id);
-    if (s == TD_OK)
-        s = check_revision(ctx, revision);
-    if (s == TD_OK)
-        s = td_hub_cache_dir(ctx, opts, &cache);
-    if (s != TD_OK)
-        goto out;
-    if (!(repo_dir = repo_cache_dir(cache, repo_id))) {
-        s = td_fail_oom(ctx, 256, "a path");
-        goto out;
-    }
-    commit = cached_commit(repo_dir, revision);
-    if (!commit) {
-        s = td_fail(ctx, TD_ERR_NOT_FOUND, "%s (revision %s) is not in the Hugging Face cache: no %s/refs/%s",
-                    repo_id, revision, repo_dir, revision);
-        goto out;
-    }
-    if (asprintf(&snap, "%s/snapshots/%s", repo_dir, commit) < 0) {
-        snap = NULL;
-        s = td_fail_oom(ctx, 256, "a path");
-        goto out;
-    }
-    if (!snapshot_usable(snap, why, sizeof why)) {
-        s = td_fail(ctx, TD_ERR_NOT_FOUND, "%s (revision %s) is not complete in the Hugging Face cache: %s", repo_id,
-                    revision, why);
-        goto out;
-    }
-    *snapshot_dir_out = snap;
-    snap = NULL;
-out:
-    free(cache);
-    free(repo_dir);
-    free(commit);
-    free(snap);
-    return s;
-}
-
 /* The token huggingface_hub's `login` stores: $HF_TOKEN_PATH, else $HF_HOME/token,
  * else $XDG_CACHE_HOME/huggingface/token, else ~/.cache/huggingface/token. NULL if none. */
 static char *stored_token(void) {
     char *path = NULL, *text = NULL;
     const char *v;
     if ((v = env_nonempty("HF_TOKEN_PATH")))
-        path = expand_home(v);
-    else if ((v = env_nonempty("HF_HOME"))) {
-        char *home = expand_home(v);
+        path = td_hub_expand_home(v);
+    else {
+        char *home = td_hub_home_dir();
         if (home && asprintf(&path, "%s/token", home) < 0)
             path = NULL;
         free(home);
-    } else if ((v = env_nonempty("XDG_CACHE_HOME"))) {
-        if (asprintf(&path, "%s/huggingface/token", v) < 0)
-            path = NULL;
-    } else if ((v = env_nonempty("HOME"))) {
-        if (asprintf(&path, "%s/.cache/huggingface/token", v) < 0)
-            path = NULL;
     }
     size_t len = 0;
     td_ctx quiet = {0};
@@ -500,9 +201,12 @@ typedef struct hub_run {
     td_http_response resp;
 } hub_run;
 
-/* Turn a non-success HTTP answer into a message that says what to do. */
+/* Turn a non-success HTTP answer into a message that says what to do. The
+ * status is named with its reason phrase ("HTTP 404 Not Found"), whatever the body. */
 static td_status http_failure(hub_run *r, const char *what, const char *url) {
     const td_http_response *a = &r->resp;
+    const char *reason = a->reason && *a->reason ? a->reason : "";
+    const char *sp = *reason ? " " : "";
     const char *code = a->error_code ? a->error_code : "";
     const char *hub_msg = a->error_message ? a->error_message : "";
     if (a->status == 401 || a->status == 403) {
@@ -530,11 +234,16 @@ static td_status http_failure(hub_run *r, const char *what, const char *url) {
         if (strcmp(code, "EntryNotFound") == 0)
             return td_fail(r->ctx, TD_ERR_NOT_FOUND, "%s not found in %s at %s", what, r->repo_id,
                            r->commit ? r->commit : r->revision);
-        return td_fail(r->ctx, TD_ERR_NOT_FOUND, "%s not found (HTTP 404 for %s at %s): check the name and revision",
-                       r->repo_id, what, url);
+        return td_fail(r->ctx, TD_ERR_NOT_FOUND,
+                       "%s not found (HTTP 404%s%s for %s at %s): check the name and revision", r->repo_id, sp,
+                       reason, what, url);
     }
-    return td_fail(r->ctx, TD_ERR_IO, "HTTP %ld for %s from %s%s%s", a->status, what, url,
+    return td_fail(r->ctx, TD_ERR_IO, "HTTP %ld%s%s for %s from %s%s%s", a->status, sp, reason, what, url,
                    *hub_msg ? ": " : "", hub_msg);
+}
+
+static int cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* Ask the Hub which commit the revision is at and which files it has. */
@@ -589,9 +298,10 @@ static td_status resolve_revision(hub_run *r, char ***files_out, size_t *n_out) 
         }
         n++;
     }
+    qsort(files, n, sizeof *files, cmp_str_ptr);
 out:
     if (s != TD_OK) {
-        free_list(files, n);
+        td_hub_free_list(files, n);
         files = NULL;
         n = 0;
     }
@@ -603,11 +313,10 @@ out:
     return s;
 }
 
+/* list is sorted (resolve_revision sorts the file list): log n per lookup, so an
+ * index naming many shards costs n log n, not n * files. */
 static bool list_has(char **list, size_t n, const char *name) {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(list[i], name) == 0)
-            return true;
-    return false;
+    return n && bsearch(&name, list, n, sizeof *list, cmp_str_ptr) != NULL;
 }
 
 /* "W/\"abc\"" -> "abc"; NULL when what is left is not a safe file name. */
@@ -688,6 +397,14 @@ static td_status file_metadata(hub_run *r, const char *file, const char *url0, c
                     r->repo_id, file, raw_size ? raw_size : "missing");
         goto out;
     }
+    if (*size_out > FILE_SIZE_MAX) {
+        free(etag);
+        s = td_fail(r->ctx, TD_ERR_FORMAT,
+                    "%s: the server announced %llu bytes for %s, more than any file the Hub stores (%llu); nothing "
+                    "was downloaded (is HF_ENDPOINT a Hugging Face Hub?)",
+                    r->repo_id, (unsigned long long)*size_out, file, (unsigned long long)FILE_SIZE_MAX);
+        goto out;
+    }
     *etag_out = etag;
 out:
     free(url);
@@ -710,41 +427,92 @@ static td_status sha256_file(td_ctx *ctx, FILE *fp, const char *path, char hex[6
     return TD_OK;
 }
 
-static uint64_t file_size_or_zero(const char *path) {
+/* Open the file `name` of a cache directory (dir_fd, from td_hub_open_dir) for
+ * writing without following a symlink planted in its place (O_NOFOLLOW) and
+ * only when it is a regular file (a FIFO or device there is refused). path is
+ * for messages. */
+static td_status open_cache_file(td_ctx *ctx, int dir_fd, const char *name, const char *path, const char *what,
+                                 int *fd_out) {
+    *fd_out = -1;
+    int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0644);
+    if (fd < 0 && errno == ELOOP)
+        return td_fail(ctx, TD_ERR_IO,
+                       "refusing to write %s through %s: it is a symbolic link inside the Hugging Face cache, and "
+                       "downloads must stay inside the cache; remove it and rerun",
+                       what, path);
+    if (fd < 0)
+        return td_fail(ctx, TD_ERR_IO, "cannot open %s for writing: %s", path, strerror(errno));
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return td_fail(ctx, TD_ERR_IO, "refusing to write %s into %s: it is not a regular file; remove it and rerun",
+                       what, path);
+    }
+    int fl = fcntl(fd, F_GETFL); /* O_NONBLOCK was only for the open */
+    if (fl >= 0)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    return TD_OK;
+}
+
+/* Fail before the transfer when the file system cannot hold `need` more bytes. */
+static td_status check_free_space(hub_run *r, int fd, const char *file, const char *path, uint64_t need) {
+    struct statvfs vfs;
+    if (fstatvfs(fd, &vfs) != 0)
+        return TD_OK; /* unknown: the write itself reports a full disk */
+    uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+    if (avail >= need && avail - need >= DISK_HEADROOM)
+        return TD_OK;
+    return td_fail(r->ctx, TD_ERR_IO,
+                   "not enough disk space for %s of %s: it needs %.1f MiB more, and the file system of %s has %.1f "
+                   "MiB free (%.0f MiB are kept free); free some space or point HF_HUB_CACHE / HF_HOME at a larger "
+                   "disk",
+                   file, r->repo_id, (double)need / 1048576.0, path, (double)avail / 1048576.0,
+                   (double)DISK_HEADROOM / 1048576.0);
 }
 
 /* Download (or resume) blobs/<etag> of the expected size, under the blob's lock. */
 static td_status fetch_blob(hub_run *r, const char *file, const char *url, const char *etag, uint64_t size) {
-    char *blob = NULL, *incomplete = NULL, *lock_path = NULL;
-    int lock_fd = -1;
+    char *blob = NULL, *incomplete = NULL, *lock_path = NULL, *blobs_dir = NULL;
+    char inc_name[160], lock_name[160]; /* etag: at most 128 safe characters (normalize_etag) */
+    int lock_fd = -1, blobs_fd = -1, locks_fd = -1;
     FILE *fp = NULL;
     td_progress progress;
     bool progress_on = false;
     td_status s = TD_OK;
     if (asprintf(&blob, "%s/blobs/%s", r->repo_dir, etag) < 0 ||
         asprintf(&incomplete, "%s/blobs/%s.incomplete", r->repo_dir, etag) < 0 ||
-        asprintf(&lock_path, "%s/%s.lock", r->lock_dir, etag) < 0) {
+        asprintf(&lock_path, "%s/%s.lock", r->lock_dir, etag) < 0 ||
+        asprintf(&blobs_dir, "%s/blobs", r->repo_dir) < 0) {
         s = td_fail_oom(r->ctx, 256, "a path");
         goto out;
     }
+    snprintf(inc_name, sizeof inc_name, "%s.incomplete", etag);
+    snprintf(lock_name, sizeof lock_name, "%s.lock", etag);
+    /* Every write below goes through these descriptors: no path is looked up again. */
+    if ((s = td_hub_open_dir(r->ctx, r->cache, blobs_dir, &blobs_fd)) != TD_OK ||
+        (s = td_hub_open_dir(r->ctx, r->cache, r->lock_dir, &locks_fd)) != TD_OK)
+        goto out;
     /* Another process may be downloading the same blob: wait for it. */
-    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock_fd < 0 || flock(lock_fd, LOCK_EX) != 0) {
+    if ((s = open_cache_file(r->ctx, locks_fd, lock_name, lock_path, "a lock", &lock_fd)) != TD_OK)
+        goto out;
+    if (flock(lock_fd, LOCK_EX) != 0) {
         s = td_fail(r->ctx, TD_ERR_IO, "cannot lock %s: %s", lock_path, strerror(errno));
         goto out;
     }
-    if (td_is_file(blob) && file_size_or_zero(blob) == size)
+    struct stat blob_st;
+    if (fstatat(blobs_fd, etag, &blob_st, 0) == 0 && S_ISREG(blob_st.st_mode) && (uint64_t)blob_st.st_size == size)
         goto out; /* already there (shared with another revision, or a concurrent run got it) */
-    int fd = open(incomplete, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0 || !(fp = fdopen(fd, "r+b"))) {
-        if (fd >= 0)
-            close(fd);
+    int fd = -1;
+    if ((s = open_cache_file(r->ctx, blobs_fd, inc_name, incomplete, file, &fd)) != TD_OK)
+        goto out;
+    if (!(fp = fdopen(fd, "r+b"))) {
+        close(fd);
         s = td_fail(r->ctx, TD_ERR_IO, "cannot open %s for writing: %s", incomplete, strerror(errno));
         goto out;
     }
-    uint64_t have = file_size_or_zero(incomplete);
+    struct stat inc_st;
+    uint64_t have = fstat(fd, &inc_st) == 0 ? (uint64_t)inc_st.st_size : 0;
     if (have > size) { /* not ours to resume: start over */
         if (ftruncate(fileno(fp), 0) != 0) {
             s = td_fail(r->ctx, TD_ERR_IO, "cannot truncate %s: %s", incomplete, strerror(errno));
@@ -752,6 +520,8 @@ static td_status fetch_blob(hub_run *r, const char *file, const char *url, const
         }
         have = 0;
     }
+    if (have < size && (s = check_free_space(r, fd, file, r->repo_dir, size - have)) != TD_OK)
+        goto out;
     if (have < size) {
         if (r->progress) {
             td_progress_begin(&progress, file, size);
@@ -762,7 +532,15 @@ static td_status fetch_blob(hub_run *r, const char *file, const char *url, const
             td_info("resuming %s of %s from byte %llu", file, r->repo_id, (unsigned long long)have);
         for (int attempt = 0;; attempt++) {
             uint64_t now = have;
-            s = td_http_download(r->ctx, r->http, url, fp, have, progress_on ? &progress : NULL, &r->resp, &now);
+            s = td_http_download(r->ctx, r->http, url, fp, have, size, progress_on ? &progress : NULL, &r->resp,
+                                 &now);
+            if (s == TD_ERR_FORMAT) { /* more bytes than announced: nothing in the file is to be trusted */
+                unlinkat(blobs_fd, inc_name, 0);
+                td_wrap(r->ctx, "downloading %s of %s stopped; the partial file was removed (is HF_ENDPOINT a Hugging "
+                                "Face Hub?)",
+                        file, r->repo_id);
+                goto out;
+            }
             if (s != TD_OK) {
                 td_wrap(r->ctx,
                         "downloading %s of %s failed after %llu of %llu bytes; they are kept in %s and a rerun "
@@ -797,7 +575,7 @@ static td_status fetch_blob(hub_run *r, const char *file, const char *url, const
         if ((s = sha256_file(r->ctx, fp, incomplete, hex)) != TD_OK)
             goto out;
         if (strcmp(hex, etag) != 0) {
-            unlink(incomplete);
+            unlinkat(blobs_fd, inc_name, 0);
             s = td_fail(r->ctx, TD_ERR_IO,
                         "%s of %s is corrupt: its sha256 is %s but the Hub says %s; the partial file was removed, "
                         "rerun to download it again",
@@ -811,7 +589,7 @@ static td_status fetch_blob(hub_run *r, const char *file, const char *url, const
     }
     fclose(fp);
     fp = NULL;
-    if (rename(incomplete, blob) != 0) {
+    if (renameat(blobs_fd, inc_name, blobs_fd, etag) != 0) {
         s = td_fail(r->ctx, TD_ERR_IO, "cannot rename %s to %s: %s", incomplete, blob, strerror(errno));
         goto out;
     }
@@ -822,15 +600,21 @@ out:
         fclose(fp);
     if (lock_fd >= 0)
         close(lock_fd); /* releases the flock */
+    if (blobs_fd >= 0)
+        close(blobs_fd);
+    if (locks_fd >= 0)
+        close(locks_fd);
     free(blob);
     free(incomplete);
     free(lock_path);
+    free(blobs_dir);
     return s;
 }
 
 /* snapshots/<commit>/<file> -> ../../blobs/<etag> (one more ../ per directory in file). */
 static td_status link_snapshot_file(hub_run *r, const char *file, const char *etag) {
     char *link_path = NULL, *tmp = NULL, *dir = NULL, *target = NULL;
+    int dir_fd = -1;
     td_status s = TD_OK;
     size_t depth = 2;
     for (const char *p = file; *p; p++)
@@ -846,21 +630,25 @@ static td_status link_snapshot_file(hub_run *r, const char *file, const char *et
         strcat(target, "../");
     strcat(target, "blobs/");
     strcat(target, etag);
-    if (!(dir = td_path_dirname(link_path)) || asprintf(&tmp, "%s.tmp.%ld", link_path, (long)getpid()) < 0) {
+    const char *base = strrchr(link_path, '/') + 1;
+    if (!(dir = td_path_dirname(link_path)) || asprintf(&tmp, "%s.tmp.%ld", base, (long)getpid()) < 0) {
         tmp = NULL;
         s = td_fail_oom(r->ctx, 256, "a path");
         goto out;
     }
-    if ((s = make_dirs(r->ctx, dir)) != TD_OK)
+    if ((s = td_hub_open_dir(r->ctx, r->cache, dir, &dir_fd)) != TD_OK)
         goto out;
-    unlink(tmp);
-    if (symlink(target, tmp) != 0 || rename(tmp, link_path) != 0) {
+    unlinkat(dir_fd, tmp, 0);
+    /* symlinkat + renameat replace whatever is at the name (a planted link included) without following it */
+    if (symlinkat(target, dir_fd, tmp) != 0 || renameat(dir_fd, tmp, dir_fd, base) != 0) {
         s = td_fail(r->ctx, TD_ERR_IO, "cannot create the link %s -> %s: %s (does the file system support symlinks?)",
                     link_path, target, strerror(errno));
-        unlink(tmp);
+        unlinkat(dir_fd, tmp, 0);
         goto out;
     }
 out:
+    if (dir_fd >= 0)
+        close(dir_fd);
     free(link_path);
     free(tmp);
     free(dir);
@@ -873,7 +661,7 @@ static td_status fetch_file(hub_run *r, const char *file) {
     char *link_path = NULL, *file_esc = NULL, *url = NULL, *etag = NULL;
     uint64_t size = 0;
     td_status s = TD_OK;
-    if (!safe_repo_path(file)) {
+    if (!td_hub_safe_repo_path(file)) {
         s = td_fail(r->ctx, TD_ERR_FORMAT, "%s: refusing the file name \"%s\" (not a plain relative path)", r->repo_id,
                     file);
         goto out;
@@ -938,7 +726,7 @@ static td_status write_ref(hub_run *r) {
         s = td_fail_oom(r->ctx, 256, "a path");
         goto out;
     }
-    if ((s = make_dirs(r->ctx, dir)) == TD_OK)
+    if ((s = td_hub_make_dirs(r->ctx, r->cache, dir)) == TD_OK)
         s = td_write_file_atomic(r->ctx, ref, r->commit, strlen(r->commit));
 out:
     free(ref);
@@ -972,8 +760,8 @@ static td_status download_repo(hub_run *r) {
         s = td_fail_oom(r->ctx, 256, "a path");
         goto out;
     }
-    if ((s = make_dirs(r->ctx, blobs)) != TD_OK || (s = make_dirs(r->ctx, r->lock_dir)) != TD_OK ||
-        (s = make_dirs(r->ctx, r->snap_dir)) != TD_OK)
+    if ((s = td_hub_make_dirs(r->ctx, r->cache, blobs)) != TD_OK || (s = td_hub_make_dirs(r->ctx, r->cache, r->lock_dir)) != TD_OK ||
+        (s = td_hub_make_dirs(r->ctx, r->cache, r->snap_dir)) != TD_OK)
         goto out;
     /* Small files first and weights last: a snapshot whose weights are present
      * is complete, which is what the cache check relies on. */
@@ -988,7 +776,7 @@ static td_status download_repo(hub_run *r) {
             s = td_fail_oom(r->ctx, 256, "a path");
             goto out;
         }
-        if ((s = read_index_shards(r->ctx, index_path, &shards, &n_shards)) != TD_OK)
+        if ((s = td_hub_index_shards(r->ctx, index_path, &shards, &n_shards)) != TD_OK)
             goto out;
         for (size_t i = 0; i < n_shards; i++)
             if (!list_has(files, n_files, shards[i])) {
@@ -1003,8 +791,8 @@ static td_status download_repo(hub_run *r) {
         goto out;
     s = write_ref(r);
 out:
-    free_list(files, n_files);
-    free_list(shards, n_shards);
+    td_hub_free_list(files, n_files);
+    td_hub_free_list(shards, n_shards);
     free(blobs);
     free(index_path);
     return s;
@@ -1021,7 +809,7 @@ td_status td_hub_download(td_ctx *ctx, const char *repo_id, const char *revision
         td_hub_options_init(&defaults);
         opts = &defaults;
     }
-    if ((s = td_hub_check_repo_id(ctx, repo_id)) != TD_OK || (s = check_revision(ctx, r.revision)) != TD_OK ||
+    if ((s = td_hub_check_repo_id(ctx, repo_id)) != TD_OK || (s = td_hub_check_revision(ctx, r.revision)) != TD_OK ||
         (s = td_hub_cache_dir(ctx, opts, &r.cache)) != TD_OK)
         goto out;
     bool offline = opts->offline < 0 ? env_truthy("HF_HUB_OFFLINE") : opts->offline > 0;
@@ -1055,7 +843,7 @@ td_status td_hub_download(td_ctx *ctx, const char *repo_id, const char *revision
     }
     r.has_token = token && *token;
     r.progress = opts->progress;
-    if (!(r.repo_dir = repo_cache_dir(r.cache, repo_id))) {
+    if (!(r.repo_dir = td_hub_repo_dir(r.cache, repo_id))) {
         s = td_fail_oom(ctx, 256, "a path");
         goto out;
     }
@@ -1065,12 +853,24 @@ td_status td_hub_download(td_ctx *ctx, const char *repo_id, const char *revision
         s = td_fail_oom(ctx, 256, "a path");
         goto out;
     }
-    if ((s = td_http_new(ctx, token, &r.http)) != TD_OK)
+    long deadline = opts->deadline_s;
+    const char *dl = env_nonempty("TDEPLOY_HUB_DEADLINE");
+    if (deadline <= 0 && dl) {
+        char *end;
+        errno = 0;
+        deadline = strtol(dl, &end, 10);
+        if (errno || *end || deadline <= 0 || deadline > 30L * 24 * 3600) {
+            s = td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                        "TDEPLOY_HUB_DEADLINE='%s' is not a number of seconds between 1 and 2592000", dl);
+            goto out;
+        }
+    }
+    if ((s = td_http_new(ctx, token, deadline, &r.http)) != TD_OK)
         goto out;
     if ((s = download_repo(&r)) != TD_OK)
         goto out;
     char why[1024] = "";
-    if (!snapshot_usable(r.snap_dir, why, sizeof why)) {
+    if (!td_hub_snapshot_usable(r.snap_dir, why, sizeof why)) {
         s = td_fail(ctx, TD_ERR_INTERNAL, "%s downloaded but the snapshot is not usable: %s", repo_id, why);
         goto out;
     }

@@ -8,7 +8,10 @@
  *   CACHE/.locks/models--ORG--NAME/<etag>.lock       serialises concurrent downloads of a blob
  *
  * CACHE is $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub,
- * else ~/.cache/huggingface/hub. Only the files tdeploy uses are fetched (config,
+ * else ~/.cache/huggingface/hub, with a leading `~` expanded in each (as huggingface_hub
+ * does); hub_cache.c is the one reading of this layout for every command. Nothing is
+ * written through a symlink inside the cache, and a file is never written past the
+ * size the Hub announced for it. Only the files tdeploy uses are fetched (config,
  * safetensors weights, tokenizer.json and its configs, sentence-transformers
  * module configs, generation config); a repository with only pickled PyTorch
  * weights is refused, since tdeploy never unpickles. */
@@ -27,6 +30,8 @@ typedef struct td_hub_options {
     int offline;           /* < 0: from $HF_HUB_OFFLINE; 0: online; > 0: never touch the network */
     bool refresh;          /* ask the Hub what the revision points to even when a usable snapshot is cached */
     bool progress;         /* per-file progress bar (drawn only when stderr is a terminal) */
+    long deadline_s;       /* <= 0: $TDEPLOY_HUB_DEADLINE, else a generous default (see hub_http.h); the most
+                              seconds one HTTP request may take in all, however steadily bytes arrive */
 } td_hub_options;
 
 /* Defaults: everything from the environment, progress on. */
@@ -34,6 +39,9 @@ void td_hub_options_init(td_hub_options *opts);
 
 /* The cache directory opts resolves to (malloc'd, caller frees). */
 td_status td_hub_cache_dir(td_ctx *ctx, const td_hub_options *opts, char **out);
+
+/* Checks a revision (branch, tag or commit) before it becomes a path under refs/. */
+td_status td_hub_check_revision(td_ctx *ctx, const char *revision);
 
 /* Checks repo_id the way the Hub does ("name" or "org/name", [A-Za-z0-9_.-],
  * no "--" or "..", at most 96 characters). */

@@ -4,14 +4,13 @@
 
 #include "core/ctx.h"
 #include "core/fs.h"
+#include "hf/hub.h"
 
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#define LOOKED_MAX 2048
 
 void td_model_dir_free(td_model_dir *md) {
     if (!md)
@@ -27,115 +26,9 @@ void td_model_dir_free(td_model_dir *md) {
     free(md);
 }
 
-/* A hub repo id: "name" or "org/name" of [A-Za-z0-9._-], no "..", no leading '.' or '-'. */
-static bool is_repo_id(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > 200 || strstr(s, "..") || strstr(s, "--"))
-        return false;
-    int slashes = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '/') {
-            if (++slashes > 1 || i == 0 || i == n - 1)
-                return false;
-        } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                     c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return s[0] != '.' && s[0] != '-';
-}
-
-/* The hub cache directory huggingface_hub would use, malloc'd. */
-static char *hub_cache_dir(void) {
-    const char *v = getenv("HF_HUB_CACHE");
-    char *out = NULL;
-    if (v && *v)
-        return strdup(v);
-    v = getenv("HF_HOME");
-    if (v && *v)
-        return asprintf(&out, "%s/hub", v) < 0 ? NULL : out;
-    v = getenv("XDG_CACHE_HOME");
-    if (v && *v)
-        return asprintf(&out, "%s/huggingface/hub", v) < 0 ? NULL : out;
-    v = getenv("HOME");
-    if (v && *v)
-        return asprintf(&out, "%s/.cache/huggingface/hub", v) < 0 ? NULL : out;
-    return NULL;
-}
-
-/* A snapshot name from refs/main or the directory listing: one path component. */
-static bool safe_component(const char *s) {
-    return s[0] && s[0] != '.' && !strchr(s, '/') && !strchr(s, '\\') && strlen(s) < 256;
-}
-
-/* Pick snapshots/<rev>: refs/main if it names an existing snapshot, else the
- * only or newest (by mtime) snapshot directory. */
-static td_status pick_snapshot(td_ctx *ctx, const char *repo_dir, char *looked, char **dir, char **revision) {
-    char *snapshots = NULL, *ref_path = NULL, *ref = NULL, *best = NULL;
-    td_status s = TD_ERR_NOT_FOUND;
-    if (asprintf(&snapshots, "%s/snapshots", repo_dir) < 0 || asprintf(&ref_path, "%s/refs/main", repo_dir) < 0) {
-        s = td_fail_oom(ctx, strlen(repo_dir) + 32, "a path");
-        goto out;
-    }
-    if (td_is_file(ref_path) && td_read_file(ctx, ref_path, 4096, &ref, NULL) == TD_OK) {
-        size_t n = strlen(ref);
-        while (n && (ref[n - 1] == '\n' || ref[n - 1] == '\r' || ref[n - 1] == ' '))
-            ref[--n] = '\0';
-        char *cand = NULL;
-        if (safe_component(ref) && asprintf(&cand, "%s/%s", snapshots, ref) >= 0 && td_is_dir(cand)) {
-            *dir = cand;
-            *revision = ref;
-            ref = NULL;
-            s = TD_OK;
-            goto out;
-        }
-        free(cand);
-    }
-    td_clear_error(ctx);
-    DIR *d = opendir(snapshots);
-    if (d) {
-        double best_mtime = -1;
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!safe_component(e->d_name))
-                continue;
-            char *cand = NULL;
-            struct stat st;
-            if (asprintf(&cand, "%s/%s", snapshots, e->d_name) < 0)
-                break;
-            if (stat(cand, &st) == 0 && S_ISDIR(st.st_mode)) {
-                double mt = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
-                if (mt > best_mtime) {
-                    best_mtime = mt;
-                    free(best);
-                    best = strdup(e->d_name);
-                }
-            }
-            free(cand);
-        }
-        closedir(d);
-    }
-    if (best) {
-        if (asprintf(dir, "%s/%s", snapshots, best) < 0) {
-            s = td_fail_oom(ctx, strlen(snapshots), "a path");
-            goto out;
-        }
-        *revision = best;
-        best = NULL;
-        s = TD_OK;
-        goto out;
-    }
-    size_t used = strlen(looked);
-    snprintf(looked + used, LOOKED_MAX - used, "%s%s (no snapshot)", used ? ", " : "", snapshots);
-out:
-    free(snapshots);
-    free(ref_path);
-    free(ref);
-    free(best);
-    return s;
-}
-
+/* -m ORG/NAME: the snapshot refs/main names in the Hugging Face cache, found
+ * exactly as `tdeploy download` finds it (hf/hub_cache.c), so that a model
+ * just downloaded is the model opened. */
 td_status td_model_dir_resolve(td_ctx *ctx, const char *model, char **dir, char **revision) {
     *dir = NULL;
     *revision = NULL;
@@ -145,43 +38,28 @@ td_status td_model_dir_resolve(td_ctx *ctx, const char *model, char **dir, char 
         *dir = strdup(model);
         return *dir ? TD_OK : td_fail_oom(ctx, strlen(model), "a path");
     }
-    char looked[LOOKED_MAX];
-    snprintf(looked, sizeof looked, "%s (not a directory)", model);
-    if (is_repo_id(model)) {
-        char *cache = hub_cache_dir();
-        if (cache) {
-            char *repo_dir = NULL;
-            /* org/name -> models--org--name */
-            const char *slash = strchr(model, '/');
-            int w = slash ? asprintf(&repo_dir, "%s/models--%.*s--%s", cache, (int)(slash - model), model, slash + 1)
-                          : asprintf(&repo_dir, "%s/models--%s", cache, model);
-            free(cache);
-            if (w < 0)
-                return td_fail_oom(ctx, 256, "a path");
-            if (td_is_dir(repo_dir)) {
-                td_status s = pick_snapshot(ctx, repo_dir, looked, dir, revision);
-                free(repo_dir);
-                if (s != TD_ERR_NOT_FOUND)
-                    return s;
-            } else {
-                size_t used = strlen(looked);
-                snprintf(looked + used, sizeof looked - used, ", %s (not in the cache)", repo_dir);
-                free(repo_dir);
-            }
-        } else {
-            size_t used = strlen(looked);
-            snprintf(looked + used, sizeof looked - used, ", no Hugging Face cache (HF_HUB_CACHE, HF_HOME and HOME unset)");
-        }
-    }
-    if (!is_repo_id(model))
+    td_ctx quiet = {0};
+    if (td_hub_check_repo_id(&quiet, model) != TD_OK)
         return td_fail(ctx, TD_ERR_NOT_FOUND,
-                       "model '%s' not found; looked at: %s. Pass a directory written by save_pretrained or a hub id "
-                       "(org/name) that is in the local Hugging Face cache",
-                       model, looked);
-    return td_fail(ctx, TD_ERR_NOT_FOUND,
-                   "model '%s' not found; looked at: %s. Download it first (huggingface-cli download %s) or pass a "
-                   "directory written by save_pretrained",
-                   model, looked, model);
+                       "model '%s' not found; looked at: %s (not a directory). Pass a directory written by "
+                       "save_pretrained or a hub id (org/name) that is in the local Hugging Face cache",
+                       model, model);
+    char *snap = NULL;
+    td_status s = td_hub_cached_snapshot(&quiet, model, "main", NULL, &snap);
+    if (s == TD_ERR_NOT_FOUND || s == TD_ERR_INVALID_ARGUMENT)
+        return td_fail(ctx, TD_ERR_NOT_FOUND,
+                       "model '%s' not found; looked at: %s (not a directory), then the Hugging Face cache: %s. "
+                       "Download it first (tdeploy download %s) or pass a directory written by save_pretrained",
+                       model, model, quiet.message, model);
+    if (s != TD_OK)
+        return td_fail(ctx, s, "%s", quiet.message);
+    const char *slash = strrchr(snap, '/');
+    if (!(*revision = strdup(slash ? slash + 1 : snap))) {
+        free(snap);
+        return td_fail_oom(ctx, strlen(snap), "a revision");
+    }
+    *dir = snap;
+    return TD_OK;
 }
 
 /* Pickled weights only: say how to convert, never load them. */

@@ -1,9 +1,8 @@
 /* A Hugging Face model directory, found from what the user passed as -m MODEL:
  *   - an existing directory (as save_pretrained writes it), or
- *   - a hub id "org/name" (or "name") already in the local Hugging Face cache:
- *     $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub,
- *     else ~/.cache/huggingface/hub; inside it models--org--name/snapshots/<rev>/,
- *     where <rev> is the commit refs/main names, or else the only (or newest) snapshot.
+ *   - a hub id "org/name" (or "name") already complete in the local Hugging Face
+ *     cache: the snapshot its refs/main names, found by td_hub_cached_snapshot
+ *     (hf/hub.h), the same lookup `tdeploy download` makes.
  *
  * td_model_dir bundles everything a later stage needs: the typed config, the
  * weights (one file or sharded, see hf/checkpoint.h), the sentence-transformers

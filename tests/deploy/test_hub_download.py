@@ -11,6 +11,18 @@ plus a gated repo (401 + X-Error-Code: GatedRepo without the token), a missing
 repo (404), a pickle-only repo, a sharded repo and a repo whose big file drops
 the connection half-way on the first attempt. Every request is recorded, so the
 test can check that a cache hit makes none.
+
+Hostile repositories (issue 18), each misbehaving in one way: a weights body
+longer than announced, a Content-Length beyond the announced size, a gzip
+bomb as Transfer-Encoding, absurd and disk-filling sizes, endless and plain HTML
+error bodies, a slow drip (against TDEPLOY_HUB_DEADLINE), and an index of
+200,000 shard names. Planted symlinks and a FIFO in the cache check that nothing
+is written outside HF_HOME and nothing blocks. Every stream the server sends is
+bounded in bytes and seconds, and counted, so the test sees when the client
+stopped reading.
+
+Last, one resolver for every command: a download into HF_HOME=~/... is what
+`inspect` and `convert` open for ORG/NAME, and ORG/NAME means refs/main for both.
 """
 import hashlib
 import http.server
@@ -22,6 +34,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import zlib
 
 FIX = os.path.join(os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")), "hf", "minilm-st")
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
@@ -33,7 +47,7 @@ if not os.path.isfile(os.path.join(FIX, "model.safetensors")):
     print("0 passed, 1 failed")
     sys.exit(1)
 
-signal.alarm(240)  # the whole test stops by itself whatever happens
+signal.alarm(420)  # the whole test stops by itself whatever happens
 
 results = []
 
@@ -96,6 +110,21 @@ REPOS = {
     "test-org/flaky": {"refs": {"main": C_MAIN}, "drop_first": True,
                        "commits": {C_MAIN: {**base, "model.safetensors": flaky_weights}}},
 }
+# Hostile repositories: the base model with their own weights bytes (their own blob), misbehaving on the CDN
+# ("cdn"), in the announced size ("size") or on the API ("api").
+HOSTILE = {"overlong": {"cdn": "overlong"}, "biglen": {"cdn": "biglen"}, "gzbomb": {"cdn": "gzip"},
+           "drip": {"cdn": "drip"}, "err500": {"cdn": "endless500"}, "huge": {"size": 2**63 - 1},
+           "nospace": {"size": 2**40 - 1}, "endless404": {"api": "endless404"}, "html404": {"api": "html404"}}
+for name, how in HOSTILE.items():
+    REPOS[f"test-org/{name}"] = {"refs": {"main": C_MAIN}, **how,
+                                 "commits": {C_MAIN: {**base, "model.safetensors": weights + name.encode()}}}
+N_SHARDS = 200_000  # distinct shard names in one index: quadratic dedupe or lookups would take minutes
+many_index = json.dumps({"weight_map": {f"t{i}.weight": f"model-{i:06d}-of-{N_SHARDS}.safetensors"
+                                        for i in range(N_SHARDS)}}).encode()
+# every shard but the last is in the file list, so the download fails on the last one after all the lookups
+REPOS["test-org/many-shards"] = {"refs": {"main": C_MAIN}, "commits": {C_MAIN: {
+    "config.json": base["config.json"], "model.safetensors.index.json": many_index,
+    **{f"model-{i:06d}-of-{N_SHARDS}.safetensors": b"" for i in range(N_SHARDS - 1)}}}}
 RENAMED = {"test-org/old-name": "test-org/tiny-st"}
 BLOBS = {}  # sha256 -> (repo, bytes)
 for rid, repo in REPOS.items():
@@ -106,7 +135,11 @@ for rid, repo in REPOS.items():
 
 requests_seen = []  # (method, path, headers dict)
 dropped = set()
+sent_bytes = {}  # repo -> body bytes a hostile stream handed to the socket
 lock = threading.Lock()
+BOMB_INFLATED = 64 << 20
+_z = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+GZIP_BOMB = b"".join(_z.compress(bytes(1 << 20)) for _ in range(BOMB_INFLATED >> 20)) + _z.flush()
 
 
 class Hub(http.server.BaseHTTPRequestHandler):
@@ -165,6 +198,68 @@ class Hub(http.server.BaseHTTPRequestHandler):
             return
         self.wfile.write(data[start:end])
 
+    def stream(self, key, chunk, limit, seconds, delay=0.0, chunked=False):
+        """Send chunk again and again until limit bytes, `seconds` or the client hangs up; count what was sent."""
+        sent, t0 = 0, time.monotonic()
+        try:
+            while sent < limit and time.monotonic() - t0 < seconds:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                sent += len(chunk)
+                if delay:
+                    time.sleep(delay)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+        with lock:
+            sent_bytes[key] = sent_bytes.get(key, 0) + sent
+        self.close_connection = True
+
+    def hostile_cdn(self, rid, how, data):
+        key = rid.split("/")[1]
+        if how == "overlong":  # the right bytes, then zeros with no end announced
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(data)
+            return self.stream(key, bytes(1 << 16), 256 << 20, 30)
+        if how == "biglen":  # a Content-Length far beyond the announced size
+            self.send_response(200)
+            self.send_header("Content-Length", str(300 << 20))
+            self.end_headers()
+            return self.stream(key, bytes(1 << 16), 300 << 20, 30)
+        if how == "gzip":  # 64 MiB of zeros in a few KB, as Transfer-Encoding
+            self.protocol_version = "HTTP/1.1"
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "gzip, chunked")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            body = b"".join(b"%x\r\n%s\r\n" % (len(GZIP_BOMB[i:i + 4096]), GZIP_BOMB[i:i + 4096])
+                            for i in range(0, len(GZIP_BOMB), 4096)) + b"0\r\n\r\n"
+            return self.stream(key, body, len(body), 30)
+        if how == "drip":  # the announced length, one byte every 0.2 s: never stalls, never ends in time
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return self.stream(key, b"x", len(data), 90, delay=0.2)
+        if how == "endless500":  # an error page without end
+            self.send_response(500)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            return self.stream(key, b"<p>Internal Server Error</p>" * 2000, 256 << 20, 30)
+
+    def hostile_api(self, rid, how):
+        key = rid.split("/")[1]
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        if how == "html404":  # a plain 5 KB HTML page, as a proxy or a static server answers
+            page = b"<html><head><title>404 Not Found</title></head><body>" + b"<p>nothing here</p>" * 256 + b"</body></html>"
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
+        self.end_headers()
+        return self.stream(key, b"<html>not found</html>" * 3000, 256 << 20, 30)
+
     def route(self):
         self.record()
         parts = self.path.split("?")[0].split("/")
@@ -174,6 +269,8 @@ class Hub(http.server.BaseHTTPRequestHandler):
             repo = REPOS.get(rid)
             if repo is None:
                 return self.error(404, "RepoNotFound", "Repository not found")
+            if repo.get("api"):
+                return self.hostile_api(rid, repo["api"])
             if not self.authorized(repo):
                 return self.error(401, "GatedRepo", "Access to this repo is restricted")
             sha = repo["refs"].get(rev, rev if rev in repo["commits"] else None)
@@ -184,6 +281,8 @@ class Hub(http.server.BaseHTTPRequestHandler):
         if parts[1] == "cdn" and len(parts) == 3:
             rid, data = BLOBS[parts[2]]
             repo = REPOS[rid]
+            if repo.get("cdn"):
+                return self.hostile_cdn(rid, repo["cdn"], data)
             drop = repo.get("drop_first") and parts[2] not in dropped and not self.headers.get("Range")
             if drop:
                 dropped.add(parts[2])
@@ -212,7 +311,7 @@ class Hub(http.server.BaseHTTPRequestHandler):
                 self.send_header("Location", f"http://127.0.0.1:{PORT}/cdn/{digest}")
                 self.send_header("X-Repo-Commit", sha)
                 self.send_header("X-Linked-Etag", f'"{digest}"')
-                self.send_header("X-Linked-Size", str(len(data)))
+                self.send_header("X-Linked-Size", str(repo.get("size", len(data))))
                 self.send_header("ETag", f'"{git_blob_sha1(b"pointer " + digest.encode())}"')
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -224,7 +323,8 @@ class Hub(http.server.BaseHTTPRequestHandler):
     do_HEAD = route
 
 
-server = http.server.HTTPServer(("127.0.0.1", 0), Hub)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+server.daemon_threads = True
 server.timeout = 5
 PORT = server.server_address[1]
 thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -236,13 +336,19 @@ HF_HOME = os.path.join(TMP, "hf_home")
 CACHE = os.path.join(HF_HOME, "hub")
 
 
-def run(*args, env_extra=None, drop_env=()):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and k not in drop_env}
+def run(*args, env_extra=None, drop_env=(), cmd="download", timeout=60):
+    """tdeploy CMD ARGS against the local Hub; a run past `timeout` seconds is killed and reads as exit None."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HF_") and k != "TDEPLOY_HUB_DEADLINE" and k not in drop_env}
     env.update({"HF_ENDPOINT": f"http://127.0.0.1:{PORT}", "HF_HOME": HF_HOME})
     env.update(env_extra or {})
     with lock:
         before = len(requests_seen)
-    p = subprocess.run([TD_BIN, "download", *args], capture_output=True, text=True, env=env, timeout=60)
+    try:
+        p = subprocess.run([TD_BIN, cmd, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out, err = (x.decode(errors="replace") if isinstance(x, bytes) else (x or "") for x in (e.stdout, e.stderr))
+        p = subprocess.CompletedProcess(e.cmd, None, out, f"(killed after {timeout} s) {err}")
     with lock:
         reqs = requests_seen[before:]
     return p, reqs
@@ -395,6 +501,153 @@ try:
         check(f"bad repo id {bad!r} refused", p.returncode != 0 and not reqs, p.stderr)
     p, reqs = run(rid, "--revision", "../../x")
     check("bad revision refused", p.returncode != 0 and not reqs, p.stderr)
+
+    # ---- 14. a body longer than announced stops at the announced size, and the partial file goes
+    def blob_state(name):
+        """(size of blobs/<sha>.incomplete or None, whether blobs/<sha> exists) of a hostile repo's weights."""
+        sha = hashlib.sha256(weights + name.encode()).hexdigest()
+        d = os.path.join(repo_dir(f"test-org/{name}"), "blobs")
+        inc = os.path.join(d, sha + ".incomplete")
+        return (os.path.getsize(inc) if os.path.isfile(inc) else None), os.path.exists(os.path.join(d, sha))
+
+    for name, what in [("overlong", "endless body after the announced bytes"),
+                       ("biglen", "Content-Length beyond the announced size"),
+                       ("gzbomb", "gzip bomb as Transfer-Encoding")]:
+        p, reqs = run(f"test-org/{name}")
+        inc_size, blob = blob_state(name)
+        check(f"{what}: fails", p.returncode == 1, p.stderr)
+        check(f"{what}: nothing past the announced size on disk", not blob and (inc_size or 0) <= len(weights) + len(name),
+              (inc_size, blob))
+        if name != "gzbomb":  # the bomb is small on the wire: its size on disk above is what counts
+            check(f"{what}: the client stopped reading", sent_bytes.get(name, 0) < (64 << 20), sent_bytes.get(name))
+    p, _ = run("test-org/overlong")
+    check("overlong: says the server sent more than expected", "more than the" in p.stderr and "removed" in p.stderr,
+          p.stderr)
+    p, _ = run("test-org/biglen")
+    check("biglen: refused before writing a byte", "announced more than" in p.stderr and blob_state("biglen")[0] in (None, 0),
+          p.stderr)
+
+    # ---- 15. absurd and disk-filling sizes are refused before any byte is fetched
+    p, reqs = run("test-org/huge")
+    check("size 2^63-1 refused up front", p.returncode == 1 and "more than any file" in p.stderr
+          and not any(r[1].startswith("/cdn/") for r in reqs), p.stderr)
+    vfs = os.statvfs(TMP)
+    if vfs.f_bavail * vfs.f_frsize < 2**40:
+        p, reqs = run("test-org/nospace")
+        check("a file larger than the free disk space refused with a clear message",
+              p.returncode == 1 and "not enough disk space" in p.stderr and "HF_HOME" in p.stderr
+              and not any(r[1].startswith("/cdn/") for r in reqs), p.stderr)
+    else:
+        print("note: more than 1 TiB free under TD_TMP, the free-space check is not exercised")
+
+    # ---- 16. error bodies: cut at the cap, reported by status
+    p, reqs = run("test-org/endless404", timeout=30)
+    check("endless 404 body: fails with the status, not a size", p.returncode == 1 and "404 Not Found" in p.stderr
+          and "larger than" not in p.stderr, p.stderr)
+    check("endless 404 body: the client stopped reading", sent_bytes.get("endless404", 0) < (64 << 20),
+          sent_bytes.get("endless404"))
+    p, reqs = run("test-org/html404")
+    check("plain 5 KB HTML 404 reads as 404 Not Found", p.returncode == 1 and "404 Not Found" in p.stderr
+          and "<html" not in p.stderr, p.stderr)
+    p, reqs = run("test-org/err500", timeout=30)
+    check("endless 500 body on a file: fails with the status", p.returncode == 1
+          and "500 Internal Server Error" in p.stderr, p.stderr)
+    check("endless 500 body: the client stopped reading", sent_bytes.get("err500", 0) < (64 << 20),
+          sent_bytes.get("err500"))
+
+    # ---- 17. total deadline per request: a drip that never stalls still ends
+    p, reqs = run("test-org/drip", env_extra={"TDEPLOY_HUB_DEADLINE": "2"}, timeout=40)
+    check("slow drip stopped by TDEPLOY_HUB_DEADLINE", p.returncode == 1 and "timed out" in p.stderr
+          and "TDEPLOY_HUB_DEADLINE" in p.stderr, p.stderr)
+    check("slow drip: partial bytes kept for a resume", (blob_state("drip")[0] or 0) < len(weights) + 4)
+    p, reqs = run("test-org/drip", env_extra={"TDEPLOY_HUB_DEADLINE": "soon"})
+    check("unusable TDEPLOY_HUB_DEADLINE refused before any request", p.returncode != 0 and not reqs
+          and "TDEPLOY_HUB_DEADLINE" in p.stderr, p.stderr)
+
+    # ---- 18. 200,000 distinct shard names: n log n, not quadratic (a bound minutes away from the answer)
+    p, reqs = run("test-org/many-shards", timeout=90)
+    last = f"model-{N_SHARDS - 1:06d}-of-{N_SHARDS}.safetensors"
+    check("200k-entry shard index handled without quadratic work", p.returncode == 1 and last in p.stderr
+          and "does not have" in p.stderr, p.stderr[-300:])
+
+    # ---- 19. symlinks and a FIFO planted in the cache: nothing written outside HF_HOME, nothing blocks
+    outside = os.path.join(TMP, "outside")
+    os.makedirs(outside)
+    w_sha = hashlib.sha256(weights).hexdigest()
+
+    def planted(case, plant):
+        """A fresh HF_HOME with one thing planted by plant(repo_dir); the download of tiny-st must refuse it."""
+        home = os.path.join(TMP, "plant_" + case)
+        rd = os.path.join(home, "hub", "models--test-org--tiny-st")
+        os.makedirs(os.path.join(rd, "refs"))
+        plant(rd)
+        return run("test-org/tiny-st", env_extra={"HF_HOME": home})
+
+    victim = os.path.join(outside, "victim.bin")
+    with open(victim, "wb") as f:
+        f.write(b"user data")
+
+    def plant_incomplete(rd):
+        os.makedirs(os.path.join(rd, "blobs"))
+        os.symlink(victim, os.path.join(rd, "blobs", w_sha + ".incomplete"))
+    p, _ = planted("incomplete", plant_incomplete)
+    check("symlinked blobs/<sha>.incomplete refused", p.returncode == 1 and "symbolic link" in p.stderr, p.stderr)
+    check("the file it pointed to is untouched", read(victim) == b"user data", read(victim)[:40])
+    for case, sub in [("snapshot", os.path.join("snapshots", C_MAIN)), ("blobs", "blobs"), ("refs", "refs"),
+                      ("module", os.path.join("snapshots", C_MAIN, "1_Pooling")),
+                      ("locks", os.path.join("..", ".locks", "models--test-org--tiny-st"))]:
+        target = os.path.join(outside, case)
+        os.makedirs(target)
+
+        def plant_dir(rd, sub=sub, target=target):
+            link = os.path.normpath(os.path.join(rd, sub))
+            if os.path.isdir(link):
+                os.rmdir(link)
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink(target, link)
+        p, _ = planted(case, plant_dir)
+        check(f"symlinked {sub} refused", p.returncode == 1 and "symbolic link" in p.stderr, p.stderr)
+        check(f"nothing written into the directory {sub} pointed to", os.listdir(target) == [], os.listdir(target))
+
+    fifo_home = os.path.join(TMP, "plant_fifo")
+    fifo_rd = os.path.join(fifo_home, "hub", "models--test-org--tiny-st")
+    os.makedirs(os.path.join(fifo_rd, "refs"))
+    os.mkfifo(os.path.join(fifo_rd, "refs", "main"))
+    p, reqs = run("test-org/tiny-st", "--offline", env_extra={"HF_HOME": fifo_home}, timeout=20)
+    check("refs/main FIFO: download --offline fails at once instead of blocking", p.returncode == 1
+          and "refs/main" in p.stderr, p.stderr)
+    p, reqs = run("test-org/tiny-st", env_extra={"HF_HOME": fifo_home}, timeout=30)
+    check("refs/main FIFO: an online download replaces it with a regular file", p.returncode == 0
+          and read(os.path.join(fifo_rd, "refs", "main")) == C_MAIN.encode(), p.stderr)
+
+    # ---- 20. one cache resolver for every command: HF_HOME with ~, and ORG/NAME meaning refs/main
+    user_home = os.path.join(TMP, "user_home")
+    os.makedirs(user_home)
+    tilde = {"HOME": user_home, "HF_HOME": "~/hf"}
+    want = os.path.join(user_home, "hf", "hub", "models--test-org--tiny-st", "snapshots", C_MAIN)
+    p, reqs = run("test-org/tiny-st", env_extra=tilde)
+    check("download with HF_HOME=~/hf goes under $HOME", p.returncode == 0 and p.stdout.strip() == want, p.stderr)
+    p, reqs = run("test-org/tiny-st", "--json", cmd="inspect", env_extra=tilde)
+    try:
+        j = json.loads(p.stdout)
+    except ValueError:
+        j = {}
+    check("inspect ORG/NAME opens what download just wrote (HF_HOME=~/hf)", p.returncode == 0
+          and os.path.realpath(str(j.get("path", ""))) == os.path.realpath(want) and not reqs, p.stderr + p.stdout[:200])
+    out = os.path.join(TMP, "convert_out")
+    p, reqs = run("-m", "test-org/tiny-st", "-o", out, "--seq-len", "1", "8", "8", "--nb-measures", "1",
+                  "--warmup", "0", "-q", cmd="convert", env_extra={**tilde, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    check("convert ORG/NAME right after the download, offline, with HF_HOME=~/hf", p.returncode == 0
+          and os.path.isfile(os.path.join(out, "model.onnx")), p.stderr[-400:])
+    # only --revision v1 is cached: ORG/NAME is main for download and for inspect alike
+    v1_only = {"HF_HOME": os.path.join(TMP, "v1_only")}
+    p, _ = run("test-org/tiny-st", "--revision", "v1", env_extra=v1_only)
+    check("download --revision v1 into an empty cache", p.returncode == 0, p.stderr)
+    p, _ = run("test-org/tiny-st", "--offline", env_extra=v1_only)
+    p2, _ = run("test-org/tiny-st", cmd="inspect", env_extra=v1_only)
+    check("ORG/NAME with only v1 cached: download --offline and inspect both say main is not cached",
+          p.returncode == 1 and p2.returncode != 0 and "refs/main" in p.stderr and "refs/main" in p2.stderr,
+          p.stderr + " | " + p2.stderr)
 finally:
     server.shutdown()
     server.server_close()

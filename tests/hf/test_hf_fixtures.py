@@ -73,8 +73,22 @@ def expected_num_labels(cfg):
     return cfg.get("num_labels", 2)
 
 
+# Model types among the fixtures that the config reader does not handle yet (decoder
+# work in progress): inspect must refuse them cleanly (exit 1, the model_type named),
+# and the day it accepts one this test fails until the type is taken off this list.
+NOT_YET_SUPPORTED = {"phi3"}
+
+
 def check_dir(name):
     d = os.path.join(FIXTURES, "hf", name)
+    with open(os.path.join(d, "config.json")) as f:
+        model_type = json.load(f).get("model_type")
+    if model_type in NOT_YET_SUPPORTED:
+        r = subprocess.run([TD_BIN, "inspect", d, "--json"], capture_output=True, text=True, timeout=60)
+        report(r.returncode == 1 and f'model_type "{model_type}" is not supported' in r.stderr,
+               f"{name}: model_type {model_type} refused cleanly (not supported yet)",
+               f"rc {r.returncode}, stderr {r.stderr.strip()[:200]}")
+        return
     try:
         j = inspect_json(d)
     except Exception as e:  # noqa: BLE001 - reported as a failure

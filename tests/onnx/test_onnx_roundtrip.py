@@ -53,6 +53,18 @@ def ort_outputs(path, feeds):
     so.intra_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    feeds = dict(feeds)
+    ids = feeds.get("input_ids")
+    for i in sess.get_inputs():
+        if i.name in feeds or ids is None:
+            continue
+        if i.name.startswith("past_key_values."):
+            # KV-cache decoders (Optimum's layout): the prefill step has an empty past,
+            # (batch, kv_heads, 0, head_dim); the head dims are fixed in these exports.
+            feeds[i.name] = np.zeros((ids.shape[0], i.shape[1], 0, i.shape[3]), dtype=np.float32)
+        elif i.name == "position_ids":
+            mask = feeds.get("attention_mask", np.ones_like(ids))
+            feeds[i.name] = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int64)
     names = [i.name for i in sess.get_inputs()]
     return sess.run(None, {n: feeds[n] for n in names})
 

@@ -27,7 +27,9 @@ def require_env():
 
 
 def onnx_fixtures():
-    files = sorted(glob.glob(os.path.join(FIX, "onnx", "*.onnx")))
+    # *.optimum-past.onnx (KV-cache decoders) need past_key_values feeds that these
+    # encoder-oriented optimizer checks do not build; the decoder tests cover them.
+    files = sorted(f for f in glob.glob(os.path.join(FIX, "onnx", "*.onnx")) if not f.endswith(".optimum-past.onnx"))
     if not files:
         print(f"no ONNX fixtures under {FIX}/onnx")
         sys.exit(1)

@@ -98,6 +98,17 @@ static void test_fs(void) {
     CHECK(td_read_file(ctx, p, 100, &buf, &n) == TD_OK && n == 5 && memcmp(buf, "hello", 5) == 0);
     free(buf);
     CHECK(td_read_file(ctx, p, 2, &buf, &n) == TD_ERR_FORMAT);
+    /* a FIFO (planted where a config or ref file is expected) is refused at once instead of
+     * blocking until a writer appears; alarm() turns a hang into a failing test */
+    char *fifo = NULL;
+    CHECK(td_path_join(ctx, dir, "fifo", true, &fifo) == TD_OK);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    alarm(20);
+    CHECK(td_read_file(ctx, fifo, 100, &buf, &n) == TD_ERR_IO);
+    alarm(0);
+    CHECK(strstr(td_error_message(ctx), "not a regular file") != NULL);
+    unlink(fifo);
+    free(fifo);
     /* aborted atomic file leaves nothing behind */
     td_atomic_file af;
     char *q = NULL;

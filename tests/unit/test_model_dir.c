@@ -156,20 +156,50 @@ static void test_hf_cache(void) {
     }
     td_model_dir_free(md);
 
-    /* refs/main naming a snapshot that is not there, then no refs at all: newest snapshot */
-    write_text(refs, "main", "cccc3333");
+    /* refs/main with trailing whitespace (a tab, CRLF) names the same snapshot */
+    write_text(refs, "main", "aaaa1111\t\r\n");
     char *dir = NULL, *rev = NULL;
     s = td_model_dir_resolve(ctx, "acme/tiny-bert", &dir, &rev);
-    CHECK_MSG(s == TD_OK && rev && strcmp(rev, "bbbb2222") == 0, "%s", td_error_message(ctx));
+    CHECK_MSG(s == TD_OK && rev && strcmp(rev, "aaaa1111") == 0, "%s", td_error_message(ctx));
     free(dir);
     free(rev);
+
+    /* the same lookup as `tdeploy download`: refs/main naming a snapshot that is not
+     * there, or no refs/main at all, is not in the cache (never another revision's snapshot) */
+    write_text(refs, "main", "cccc3333");
+    dir = rev = NULL;
+    s = td_model_dir_resolve(ctx, "acme/tiny-bert", &dir, &rev);
+    CHECK_MSG(s == TD_ERR_NOT_FOUND && !dir && !rev && strstr(td_error_message(ctx), "cccc3333"), "%s",
+              td_error_message(ctx));
     char refs_main[2400];
     snprintf(refs_main, sizeof refs_main, "%s/main", refs);
     unlink(refs_main);
     s = td_model_dir_resolve(ctx, "acme/tiny-bert", &dir, &rev);
-    CHECK(s == TD_OK && rev && strcmp(rev, "bbbb2222") == 0);
+    CHECK_MSG(s == TD_ERR_NOT_FOUND && !dir && strstr(td_error_message(ctx), "refs/main"), "%s",
+              td_error_message(ctx));
+
+    /* refs/main that is a FIFO is refused at once (opening it for reading would wait for a writer) */
+    CHECK(mkfifo(refs_main, 0644) == 0);
+    s = td_model_dir_resolve(ctx, "acme/tiny-bert", &dir, &rev);
+    CHECK(s == TD_ERR_NOT_FOUND && !dir);
+    unlink(refs_main);
+
+    /* `~` in HF_HOME is the home directory, as huggingface_hub reads it */
+    write_text(refs, "main", "aaaa1111");
+    const char *old_home = getenv("HOME");
+    char *saved_home = old_home ? strdup(old_home) : NULL;
+    setenv("HOME", tmp, 1);
+    setenv("HF_HOME", "~/hfhome", 1);
+    s = td_model_dir_resolve(ctx, "acme/tiny-bert", &dir, &rev);
+    CHECK_MSG(s == TD_OK && dir && strcmp(dir, snap_a) == 0, "%s", s == TD_OK ? dir : td_error_message(ctx));
     free(dir);
     free(rev);
+    if (saved_home)
+        setenv("HOME", saved_home, 1);
+    else
+        unsetenv("HOME");
+    free(saved_home);
+    setenv("HF_HOME", home, 1);
 
     /* HF_HUB_CACHE beats HF_HOME */
     char hub2[2048];
@@ -178,6 +208,10 @@ static void test_hf_cache(void) {
     char snap_c[2300];
     snprintf(snap_c, sizeof snap_c, "%s/models--solo/snapshots/dddd4444", hub2);
     make_model(snap_c, true);
+    char refs_c[2300];
+    snprintf(refs_c, sizeof refs_c, "%s/models--solo/refs", hub2);
+    mkdirs(refs_c);
+    write_text(refs_c, "main", "dddd4444");
     setenv("HF_HUB_CACHE", hub2, 1);
     s = td_model_dir_resolve(ctx, "solo", &dir, &rev);
     CHECK_MSG(s == TD_OK && rev && strcmp(rev, "dddd4444") == 0, "%s", td_error_message(ctx));
