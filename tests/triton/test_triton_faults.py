@@ -57,8 +57,8 @@ def variant(name, edit):
 
 variant("reject", lambda c: c.replace('string_value: "truncate"', 'string_value: "reject"'))
 # a long queue delay so that concurrent requests are batched together
-variant("slow", lambda c: re.sub(r"max_queue_delay_microseconds: \d+", "max_queue_delay_microseconds: 400000",
-                                 c).replace("preferred_batch_size: [ 4, 8 ]", "preferred_batch_size: [ 8 ]"))
+variant("slow", lambda c: re.sub(r"max_queue_delay_microseconds: \d+", "max_queue_delay_microseconds: 2000000",
+                                 c).replace("preferred_batch_size: [ 4, 8 ]", "preferred_batch_size: [ 4 ]"))
 variant("corrupt", lambda c: c)
 with open(os.path.join(repo, "corrupt", "1", "model-optimized.onnx"), "r+b") as f:
     f.seek(200)
@@ -160,28 +160,31 @@ try:
     reqs += [{"input_ids": (ids_of(x), "INT64")} for x in texts[4:]]
     reqs[2] = {"TEXT": (np.array([[b"\xff"]], dtype=object), "BYTES")}  # not UTF-8
     reqs[6] = {"input_ids": (np.array([[2, 10**9, 3]], np.int64), "INT64")}  # out of vocabulary
-    before = [m for m in c.get_inference_statistics("slow")["model_stats"]][0]
     res = [None] * len(reqs)
+    execs = []
 
-    def one(i):
+    def one(i, go):
         try:
             # one client per thread: tritonclient's HTTP client (gevent) must not cross threads
             with th.InferenceServerClient(f"127.0.0.1:{srv.http}", network_timeout=60) as cl:
+                go.wait(60)  # the group's four leave together, well inside the 2 s batching window
                 res[i] = http_infer(cl, "slow", reqs[i]).as_numpy("logits")
         except InferenceServerException as e:
             res[i] = e
 
-    th_ = [threading.Thread(target=one, args=(i,)) for i in range(len(reqs))]
-    [x.start() for x in th_]
-    [x.join(120) for x in th_]
-    after = [m for m in c.get_inference_statistics("slow")["model_stats"]][0]
-    execs = int(after["execution_count"]) - int(before["execution_count"])
+    for group in (range(0, 4), range(4, 8)):  # one group at a time: each is one batch of 4 (preferred size)
+        before = int(c.get_inference_statistics("slow")["model_stats"][0]["execution_count"])
+        go = threading.Barrier(len(group))
+        th_ = [threading.Thread(target=one, args=(i, go)) for i in group]
+        [x.start() for x in th_]
+        [x.join(120) for x in th_]
+        execs.append(int(c.get_inference_statistics("slow")["model_stats"][0]["execution_count"]) - before)
     t.check(all(isinstance(res[i], InferenceServerException) for i in (2, 6)), "mixed batch: the two bad requests fail",
             res)
     good = [0, 1, 3, 4, 5, 7]
     t.check(all(isinstance(res[i], np.ndarray) and close(res[i], want[i:i + 1], TOL, TOL)[0] for i in good),
             "mixed batch: the six good requests succeed with the reference logits", res)
-    t.check(execs <= 2, f"mixed batch: the requests were batched ({len(reqs)} requests, {execs} executions)")
+    t.check(execs == [1, 1], f"mixed batch: each group of four ran as one batch (executions {execs})")
 
     # ---- unload / reload while requests are in flight: every answer is right or a clean 'unavailable'
     want1, _ = reference(["in flight"])
@@ -238,7 +241,7 @@ try:
 
     th_ = [threading.Thread(target=late, args=(i,)) for i in range(6)]
     [x.start() for x in th_]
-    time.sleep(0.15)  # inside the 400 ms batching window: all six are queued, none answered
+    time.sleep(0.3)  # the first four form a batch at once, the last two wait in the 2 s batching window
     srv.proc.send_signal(signal.SIGTERM)
     [x.join(60) for x in th_]
     rc = srv.proc.wait(timeout=60)
