@@ -2,7 +2,7 @@
 """Tokenizer throughput: tdeploy vs the HF `tokenizers` library, single-threaded.
 
 Both encode the same lines in batches (encode_batch with RAYON_NUM_THREADS=1 and
-TOKENIZERS_PARALLELISM=false for HF; `tdeploy tokenize --file` for tdeploy, which
+TOKENIZERS_PARALLELISM=false for HF; `td_tok_tool bench` (built beside tdeploy) for tdeploy, which
 calls td_tokenizer_encode_batch), special tokens added, padding to the longest
 row of each batch, no truncation. Each side runs --repeat times; medians are
 reported (load time excluded on both sides). Times are process CPU time
@@ -89,8 +89,10 @@ def bench_hf(tok_path, lines, batch, repeat):
 
 
 def bench_td(tdeploy, model_dir, text_path, batch, repeat):
-    p = subprocess.run([tdeploy, "tokenize", "-m", model_dir, "--file", text_path, "--batch", str(batch),
-                        "--repeat", str(repeat)], capture_output=True, text=True, check=True)
+    # the bench mode lives in the test tool beside the binary (tests/tools/td_tok_tool.c), not in tdeploy
+    tool = os.path.join(os.path.dirname(tdeploy), "td_tok_tool")
+    p = subprocess.run([tool, "bench", model_dir, text_path, "--batch", str(batch), "--repeat", str(repeat)],
+                       capture_output=True, text=True, check=True)
     times, ntok = [], 0
     for line in p.stdout.splitlines():
         if line.startswith("run "):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly what CI runs (.ci/run calls this):
 #   1. install dependencies (scripts/install-deps.sh)
-#   2. release build with -Werror, CUDA sources compiled when nvcc exists, ctest
+#   2. release build with -Werror, ctest
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build (clang), ctest
 #   4. every libFuzzer harness for FUZZ_SECONDS seconds (default 60)
 # Sanitizer reports exit with status 99 so tests that expect a clean error (status 1)

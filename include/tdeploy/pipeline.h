@@ -87,6 +87,8 @@ typedef struct td_convert_request {
     double atol, rtol;      /* < 0 (default): the precision's defaults */
     int nb_measures;        /* benchmark runs per shape; 0 = the command's default */
     int threads;            /* 0 = one per core */
+    bool force;             /* replace an output_dir that tdeploy did not create (default: refuse) */
+    bool no_bench;          /* skip the benchmark step */
 } td_convert_request;
 
 typedef struct td_convert_info {

@@ -6,6 +6,7 @@
 #include "convert/convert.h"
 #include "core/ctx.h"
 #include "export/export.h"
+#include "export/task.h"
 #include "onnx/onnx_io.h"
 #include "opt/optimize.h"
 
@@ -36,11 +37,8 @@ td_status td_export_model(td_ctx *ctx, const td_export_request *req, td_export_i
         return s;
     td_export_options o = {.model_dir = req->model_dir, .output = req->output, .opset = req->opset,
                            .int32_inputs = req->int32_inputs};
-    if (req->task && !td_export_task_parse(req->task, &o.task))
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                       "td_export_model: unknown task '%s' (tasks: feature-extraction, embedding, classification, "
-                       "token-classification, question-answering)",
-                       req->task);
+    if (req->task && td_task_from_name(ctx, req->task, &o.task) != TD_OK)
+        return td_wrap(ctx, "td_export_model");
     if (req->opset && (req->opset < TD_EXPORT_OPSET_MIN || req->opset > TD_EXPORT_OPSET_MAX))
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "td_export_model: opset %d is not supported (supported: %d..%d)",
                        req->opset, TD_EXPORT_OPSET_MIN, TD_EXPORT_OPSET_MAX);
@@ -140,6 +138,8 @@ td_status td_convert_model(td_ctx *ctx, const td_convert_request *req, td_conver
         o.nb_measures = req->nb_measures;
     if (req->threads > 0)
         o.threads = req->threads;
+    o.force = req->force;
+    o.no_bench = req->no_bench;
     char *list = NULL;
     if (req->backends) {
         list = strdup(req->backends);

@@ -3,11 +3,18 @@
 #ifndef TD_CLI_H
 #define TD_CLI_H
 
+#include "export/export.h"
+#include "tdeploy/session.h"
 #include "tdeploy/tdeploy.h"
+
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-enum { TD_EXIT_OK = 0, TD_EXIT_FAIL = 1, TD_EXIT_USAGE = 2 };
+/* Exit codes of every command: 2 for a usage error (unknown flag, bad flag value, unknown or unsupported
+ * task, missing argument; reported before any work starts), 1 for an input or runtime error, 3 when a
+ * backend failed validation, 130 on an interrupt. */
+enum { TD_EXIT_OK = 0, TD_EXIT_FAIL = 1, TD_EXIT_USAGE = 2, TD_EXIT_VALIDATION = 3, TD_EXIT_INTERRUPTED = 130 };
 
 typedef struct td_cli_command {
     const char *name;
@@ -25,6 +32,15 @@ bool td_cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool td_cli_is_help(const char *arg);
 /* Common flags: -v/--verbose, -q/--quiet. Returns true if arg was consumed. */
 bool td_cli_common_flag(const char *arg);
+/* The shared flag values, parsed the same way in every command. Each returns -1 when the value is good
+ * (result in *out), else prints the usage error and returns TD_EXIT_USAGE. */
+int td_cli_parse_task(const char *cmd, const char *value, td_export_task *out); /* --task: names and aliases */
+int td_cli_parse_precision(const char *cmd, const char *value, td_precision *out); /* --precision fp32|fp16|bf16 */
+/* --device cpu|cuda ("gpu" is an alias of cuda); *is_cuda says which. */
+int td_cli_parse_device(const char *cmd, const char *value, bool *is_cuda);
+/* Print a cJSON document on stdout the one way every command does (indented; `run` alone prints one
+ * compact object per line, JSON Lines). Frees j. Returns TD_EXIT_OK, or TD_EXIT_FAIL when out of memory. */
+int td_cli_print_json(const char *cmd, cJSON *j);
 
 /* Subcommands (one file each). */
 int td_cmd_convert(int argc, char **argv);

@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { TD_EXIT_VALIDATION = 3, TD_EXIT_INTERRUPTED = 130 };
-
 static volatile sig_atomic_t g_interrupted;
 
 static void on_sigint(int sig) {
@@ -28,27 +26,34 @@ static void usage(FILE *f) {
             "and write a Triton model repository and report.json into OUTDIR.\n\n"
             "  -m, --model MODEL          HF model directory or org/name (local cache, else downloaded)\n"
             "  --task T                   feature-extraction | embedding | classification | token-classification |\n"
-            "                             question-answering (default: from the model's config)\n"
+            "                             question-answering (default: from the model's config); also:\n"
+            "                             text-classification, sentiment-analysis, sentence-similarity, ner, qa\n"
             "  --backend LIST             tdeploy runtimes to validate and benchmark (default: cpu)\n"
-            "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 L L, L = min(128, model max))\n"
+            "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 min(128, M) M, M = the model's\n"
+            "                             max length, where the served model truncates; a MAX below M is a warning)\n"
             "  --batch-size MIN OPT MAX   batch sizes of the profile (default 1 1 1)\n"
             "  --precision P              fp32 | fp16 | bf16 weights of the backends (default fp32)\n"
             "  --atol A --rtol R          validation tolerance: |got - ref| <= A + R*|ref| per element\n"
             "                             (default 1e-4/1e-4 fp32, 1e-2/1e-2 fp16, 5e-2/5e-2 bf16)\n"
-            "  -o, --output OUTDIR        output directory (default triton_models); replaced atomically\n"
+            "  -o, --output OUTDIR        output directory (default triton_models); replaced atomically, only\n"
+            "                             when every backend passed validation (else OUTDIR.failed is written)\n"
+            "                             and only a folder tdeploy created (or an empty one); other models in\n"
+            "                             OUTDIR/triton are kept\n"
+            "  --force                    replace OUTDIR even when tdeploy did not create it\n"
             "  --name NAME                Triton model name (default: from MODEL)\n"
             "  --nb-instances N           Triton instance_group count (default 1)\n"
-            "  --device cpu|cuda          where Triton runs the model (default cpu)\n"
+            "  --device cpu|cuda          where Triton runs the model (default cpu; gpu = cuda)\n"
             "  --triton-backend B         tdeploy | onnxruntime | both: which Triton backend serves the model\n"
             "                             (default tdeploy: one model, token tensors or TEXT in, no Python)\n"
             "  --nb-measures N            benchmark runs per shape (default 100 at the opt shape; given\n"
             "                             explicitly, the min and max shapes are measured too)\n"
             "  --warmup N                 runs before measuring (default 10)\n"
             "  --bench-corners            also benchmark the min and max shapes with the default count\n"
+            "  --no-bench                 validate and write everything, but do not benchmark\n"
             "  --threads N                CPU threads (default: one per core)\n"
             "  --texts FILE               validation texts, one per line (TAB before a pair text)\n"
             "  --seed N                   seed of the random validation inputs (default 1234)\n"
-            "  --inject-fault BACKEND     testing: put a wrong weight into BACKEND (validation must fail)\n"
+
             "  --json                     print report.json on stdout instead of the summary table\n"
             "  -v, --verbose | -q, --quiet\n\n"
             "Exit status: 0 done, 1 error, 2 usage, 3 a backend failed validation, 130 interrupted.\n"
@@ -82,7 +87,11 @@ int td_cmd_convert(int argc, char **argv) {
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has1) {
             o.model = argv[++i];
         } else if (!strcmp(a, "--task") && has1) {
-            o.task = argv[++i];
+            td_export_task task;
+            if ((rc = td_cli_parse_task("convert", argv[++i], &task)) >= 0)
+                goto done;
+            rc = TD_EXIT_OK;
+            o.task = argv[i];
         } else if (!strcmp(a, "--backend") && has1) {
             free(backend_list);
             backend_list = strdup(argv[++i]);
@@ -104,7 +113,11 @@ int td_cmd_convert(int argc, char **argv) {
                 }
             i += 3;
         } else if (!strcmp(a, "--precision") && has1) {
-            o.precision = argv[++i];
+            td_precision p;
+            if ((rc = td_cli_parse_precision("convert", argv[++i], &p)) >= 0)
+                goto done;
+            rc = TD_EXIT_OK;
+            o.precision = argv[i];
         } else if ((!strcmp(a, "--atol") || !strcmp(a, "--rtol")) && has1) {
             double *dst = !strcmp(a, "--atol") ? &o.atol : &o.rtol;
             if (!parse_f64(argv[++i], dst) || *dst < 0) {
@@ -116,7 +129,11 @@ int td_cmd_convert(int argc, char **argv) {
         } else if (!strcmp(a, "--name") && has1) {
             o.name = argv[++i];
         } else if (!strcmp(a, "--device") && has1) {
-            o.device = argv[++i];
+            bool cuda;
+            if ((rc = td_cli_parse_device("convert", argv[++i], &cuda)) >= 0)
+                goto done;
+            rc = TD_EXIT_OK;
+            o.device = cuda ? "cuda" : "cpu";
         } else if (!strcmp(a, "--triton-backend") && has1) {
             td_triton_serving serving;
             o.triton_backend = argv[++i];
@@ -127,10 +144,12 @@ int td_cmd_convert(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--texts") && has1) {
             o.texts_file = argv[++i];
-        } else if (!strcmp(a, "--inject-fault") && has1) {
-            o.inject_fault = argv[++i];
         } else if (!strcmp(a, "--bench-corners")) {
             o.bench_corners = true;
+        } else if (!strcmp(a, "--no-bench")) {
+            o.no_bench = true;
+        } else if (!strcmp(a, "--force")) {
+            o.force = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if ((!strcmp(a, "--nb-instances") || !strcmp(a, "--nb-measures") || !strcmp(a, "--warmup") ||
@@ -161,6 +180,13 @@ int td_cmd_convert(int argc, char **argv) {
         rc = td_cli_usage_error("convert", "-m MODEL is required");
         goto done;
     }
+    td_ctx *check_ctx = td_ctx_new();
+    if (!check_ctx || td_convert_check_options(check_ctx, &o) != TD_OK) {
+        rc = check_ctx ? td_cli_usage_error("convert", "%s", td_error_message(check_ctx)) : TD_EXIT_FAIL;
+        td_ctx_free(check_ctx);
+        goto done;
+    }
+    td_ctx_free(check_ctx);
     if (json && td_log_get_level() > TD_LOG_WARN)
         td_log_set_level(TD_LOG_WARN); /* stdout is for the JSON; keep stderr to warnings */
     struct sigaction sa;
@@ -179,6 +205,8 @@ int td_cmd_convert(int argc, char **argv) {
         if (s == TD_ERR_INTERRUPTED) {
             fprintf(stderr, "tdeploy convert: %s\n", td_error_message(ctx));
             rc = TD_EXIT_INTERRUPTED;
+        } else if (s != TD_OK && res->option_misfit) {
+            rc = td_cli_usage_error("convert", "%s", td_error_message(ctx));
         } else if (s != TD_OK) {
             rc = td_cli_report("convert", ctx, s);
         } else {
@@ -190,13 +218,14 @@ int td_cmd_convert(int argc, char **argv) {
                 free(text);
             } else {
                 fputs(res->summary, stdout);
-                printf("written: %s\n", o.outdir);
+                printf("written: %s\n", res->written_dir);
             }
             if (res->n_failed_backends > 0) {
                 fprintf(stderr, "tdeploy convert: validation failed for backend(s):");
                 for (int i = 0; i < res->n_failed_backends; i++)
                     fprintf(stderr, " %s", res->failed[i]);
-                fprintf(stderr, " (see %s; no Triton model was written for them)\n", res->report_path);
+                fprintf(stderr, " (see %s; no Triton model was written for them, and %s was left as it was)\n",
+                        res->report_path, o.outdir);
                 rc = TD_EXIT_VALIDATION;
             }
         }

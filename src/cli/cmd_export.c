@@ -12,19 +12,21 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tdeploy export -m MODEL [--task T] [-o model.onnx] [--opset N] [--dtype fp32|fp16]\n"
+            "usage: tdeploy export -m MODEL [--task T] [-o model.onnx] [--opset N] [--precision fp32|fp16]\n"
             "                      [--int32-inputs] [--cache-output] [--json] [-q|-v]\n\n"
             "Build a standard ONNX graph for a Hugging Face encoder directly from its config.json and\n"
             "safetensors weights (no tracing). Supported: bert, roberta, xlm-roberta, distilbert, electra,\n"
             "and sentence-transformers directories built on them.\n\n"
             "  -m, --model MODEL   model directory (config.json + *.safetensors)\n"
             "  --task T            feature-extraction | embedding | classification | token-classification |\n"
-            "                      question-answering (default: from config.architectures / modules.json)\n"
+            "                      question-answering (default: from config.architectures / modules.json);\n"
+            "                      also: text-classification, sentiment-analysis, sentence-similarity, ner, qa\n"
             "  -o, --output PATH   output file (default model.onnx); external data is written beside it\n"
             "                      automatically when the model exceeds 2 GB; weights of >= 4 KiB sit at\n"
             "                      8-byte aligned offsets (standard protobuf), so loading maps them in place\n"
             "  --opset N           ai.onnx opset, %d..%d (default %d)\n"
-            "  --dtype D           fp32 (default) or fp16 weights; LayerNorm, softmax and the mask stay fp32\n"
+            "  --precision P       fp32 (default) or fp16 weights; LayerNorm, softmax and the mask stay fp32\n"
+            "                      (--dtype is the older spelling, still accepted)\n"
             "  --int32-inputs      int32 graph inputs (TensorRT/Triton style), cast to int64 inside\n"
             "  --cache-output      leave the written file in the page cache (for a program that reads it\n"
             "                      right after); default: large outputs go to disk with O_DIRECT, faster\n"
@@ -35,7 +37,7 @@ static void usage(FILE *f) {
             TD_EXPORT_OPSET_MIN, TD_EXPORT_OPSET_MAX, TD_EXPORT_OPSET_DEFAULT);
 }
 
-static void print_json(const td_export_summary *s, const char *output) {
+static int print_json(const td_export_summary *s, const char *output) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "output", output);
     cJSON_AddStringToObject(j, "model_type", s->model_type);
@@ -61,11 +63,7 @@ static void print_json(const td_export_summary *s, const char *output) {
     cJSON_AddNumberToObject(j, "file_bytes", (double)s->file_bytes);
     cJSON_AddBoolToObject(j, "external_data", s->external_data);
     cJSON_AddNumberToObject(j, "seconds", s->seconds);
-    char *text = cJSON_Print(j);
-    if (text)
-        printf("%s\n", text);
-    free(text);
-    cJSON_Delete(j);
+    return td_cli_print_json("export", j);
 }
 
 int td_cmd_export(int argc, char **argv) {
@@ -86,7 +84,8 @@ int td_cmd_export(int argc, char **argv) {
         } else if (!strcmp(a, "--cache-output")) {
             opt.cache_output = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
-                   !strcmp(a, "--task") || !strcmp(a, "--opset") || !strcmp(a, "--dtype")) {
+                   !strcmp(a, "--task") || !strcmp(a, "--opset") || !strcmp(a, "--precision") ||
+                   !strcmp(a, "--dtype")) {
             if (!next)
                 return td_cli_usage_error("export", "%s needs a value", a);
             i++;
@@ -95,16 +94,14 @@ int td_cmd_export(int argc, char **argv) {
             } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
                 opt.output = next;
             } else if (!strcmp(a, "--task")) {
-                if (!td_export_task_parse(next, &opt.task))
-                    return td_cli_usage_error("export",
-                                              "unknown task '%s' (tasks: feature-extraction, embedding, "
-                                              "classification, token-classification, question-answering)",
-                                              next);
+                int rc = td_cli_parse_task("export", next, &opt.task);
+                if (rc >= 0)
+                    return rc;
             } else if (!strcmp(a, "--opset")) {
                 char *end = NULL;
                 long v = strtol(next, &end, 10);
                 if (!*next || *end || v < TD_EXPORT_OPSET_MIN || v > TD_EXPORT_OPSET_MAX)
-                    return td_cli_usage_error("export", "opset '%s' is not supported (supported: %d..%d)", next,
+                    return td_cli_usage_error("export", "--opset '%s' is not supported (supported: %d..%d)", next,
                                               TD_EXPORT_OPSET_MIN, TD_EXPORT_OPSET_MAX);
                 opt.opset = (int)v;
             } else {
@@ -113,7 +110,7 @@ int td_cmd_export(int argc, char **argv) {
                 else if (!strcmp(next, "fp16") || !strcmp(next, "float16"))
                     opt.dtype = TD_F16;
                 else
-                    return td_cli_usage_error("export", "dtype '%s' is not supported (supported: fp32, fp16)", next);
+                    return td_cli_usage_error("export", "%s '%s' is not supported (supported: fp32, fp16)", a, next);
             }
         } else {
             return td_cli_usage_error("export", "unexpected argument '%s'", a);
@@ -132,12 +129,23 @@ int td_cmd_export(int argc, char **argv) {
     if (st != TD_OK) {
         rc = td_cli_report("export", ctx, st);
     } else if (json) {
-        print_json(&sum, opt.output);
+        rc = print_json(&sum, opt.output);
     } else {
         td_info("exported %s (%s, task %s, opset %d, %s) -> %s: %d nodes, %d initializers, %.1f MB, %.2f s",
                 sum.architecture[0] ? sum.architecture : sum.model_type, sum.model_type, td_export_task_name(sum.task),
                 sum.opset, sum.dtype == TD_F16 ? "fp16" : "fp32", opt.output, sum.n_nodes, sum.n_initializers,
                 (double)sum.file_bytes / 1e6, sum.seconds);
+    }
+    if (st == TD_OK) { /* -v: the graph's interface and sizes */
+        td_debug("export: %lld layers, hidden %lld, %lld heads, vocabulary %lld%s", (long long)sum.layers,
+                 (long long)sum.hidden, (long long)sum.heads, (long long)sum.vocab,
+                 sum.external_data ? ", weights in an external data file" : "");
+        for (int i = 0; i < sum.n_inputs; i++)
+            td_debug("export: input  %s", sum.inputs[i]);
+        for (int i = 0; i < sum.n_outputs; i++)
+            td_debug("export: output %s", sum.outputs[i]);
+        td_debug("export: %.1f MB of weights, %.1f MB file", (double)sum.weight_bytes / 1e6,
+                 (double)sum.file_bytes / 1e6);
     }
     td_ctx_free(ctx);
     return rc;

@@ -13,20 +13,24 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: tdeploy infer MODEL.onnx --inputs IN.safetensors -o OUT.safetensors [--threads N]\n"
-               "                    [--precision fp32|fp16|bf16] [--json] [-v|-q]\n\n"
+               "                    [--precision fp32|fp16|bf16] [--device cpu] [--json] [-v|-q]\n\n"
                "Runs MODEL on the CPU runtime. Each graph input is read from the tensor of the same name in\n"
                "IN (or 'input.<name>', the fixtures' golden-file form; 'output.*' tensors are ignored there).\n"
-               "Outputs are written to OUT under their graph names. --json prints a summary on stdout.\n");
+               "Outputs are written to OUT under their graph names. --json prints a summary on stdout.\n"
+               "--precision is the storage precision of the prepacked weights (default fp32); --device cpu is\n"
+               "the only device of the runtime so far.\n");
 }
 
 typedef struct infer_args {
-    const char *model, *inputs, *output, *precision;
+    const char *model, *inputs, *output;
+    td_precision precision;
     int threads;
     bool json;
 } infer_args;
 
 static int parse(int argc, char **argv, infer_args *a) {
     memset(a, 0, sizeof *a);
+    a->precision = TD_PRECISION_FP32;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (td_cli_is_help(s)) {
@@ -45,7 +49,16 @@ static int parse(int argc, char **argv, infer_args *a) {
                 return td_cli_usage_error("infer", "--threads wants a number in 1..1024, got '%s'", argv[i]);
             a->threads = (int)v;
         } else if (strcmp(s, "--precision") == 0 && i + 1 < argc) {
-            a->precision = argv[++i];
+            int rc = td_cli_parse_precision("infer", argv[++i], &a->precision);
+            if (rc >= 0)
+                return rc;
+        } else if (strcmp(s, "--device") == 0 && i + 1 < argc) {
+            bool cuda;
+            int rc = td_cli_parse_device("infer", argv[++i], &cuda);
+            if (rc >= 0)
+                return rc;
+            if (cuda)
+                return td_cli_usage_error("infer", "--device cuda: not supported (yet); the runtime runs on the CPU");
         } else if (strcmp(s, "--json") == 0) {
             a->json = true;
         } else if (s[0] == '-') {
@@ -90,25 +103,34 @@ static td_status check_unknown(td_ctx *ctx, const td_safetensors *st, const td_s
     return TD_OK;
 }
 
-static void print_json(const td_session *s, double load_s, double run_s, const char *out_path) {
+static int print_json(const td_session *s, double load_s, double run_s, const char *out_path) {
     td_session_stats stats;
     td_session_get_stats(s, &stats);
-    printf("{\"outputs\": [");
+    cJSON *j = cJSON_CreateObject();
+    cJSON *outs = cJSON_AddArrayToObject(j, "outputs");
     for (int i = 0; i < td_session_output_count(s); i++) {
         td_session_output o;
         if (td_session_get_output(NULL, s, i, &o) != TD_OK)
             continue;
-        printf("%s{\"name\": \"%s\", \"dtype\": \"%s\", \"shape\": [", i ? ", " : "", o.name,
-               td_dtype_name((td_dtype)o.dtype));
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", o.name);
+        cJSON_AddStringToObject(e, "dtype", td_dtype_name((td_dtype)o.dtype));
+        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
         for (int d = 0; d < o.rank; d++)
-            printf("%s%lld", d ? ", " : "", (long long)o.shape[d]);
-        printf("]}");
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)o.shape[d]));
+        cJSON_AddItemToArray(outs, e);
     }
-    printf("], \"output_file\": \"%s\", \"load_seconds\": %.6f, \"run_seconds\": %.6f, \"arena_bytes\": %zu, "
-           "\"arena_naive_bytes\": %zu, \"hoisted_bytes\": %zu, \"weight_bytes\": %zu, \"nodes\": %d, "
-           "\"hoisted_nodes\": %d, \"fused_nodes\": %d}\n",
-           out_path, load_s, run_s, stats.arena_bytes, stats.arena_naive_bytes, stats.hoisted_bytes,
-           stats.weight_bytes, stats.nodes, stats.hoisted_nodes, stats.fused_nodes);
+    cJSON_AddStringToObject(j, "output_file", out_path);
+    cJSON_AddNumberToObject(j, "load_seconds", load_s);
+    cJSON_AddNumberToObject(j, "run_seconds", run_s);
+    cJSON_AddNumberToObject(j, "arena_bytes", (double)stats.arena_bytes);
+    cJSON_AddNumberToObject(j, "arena_naive_bytes", (double)stats.arena_naive_bytes);
+    cJSON_AddNumberToObject(j, "hoisted_bytes", (double)stats.hoisted_bytes);
+    cJSON_AddNumberToObject(j, "weight_bytes", (double)stats.weight_bytes);
+    cJSON_AddNumberToObject(j, "nodes", stats.nodes);
+    cJSON_AddNumberToObject(j, "hoisted_nodes", stats.hoisted_nodes);
+    cJSON_AddNumberToObject(j, "fused_nodes", stats.fused_nodes);
+    return td_cli_print_json("infer", j);
 }
 
 int td_cmd_infer(int argc, char **argv) {
@@ -121,6 +143,7 @@ int td_cmd_infer(int argc, char **argv) {
     td_safetensors *st = NULL;
     td_st_write_tensor *outs = NULL;
     td_status status = TD_OK;
+    int json_rc = TD_EXIT_OK;
     if (!ctx) {
         fprintf(stderr, "tdeploy infer: out of memory\n");
         return TD_EXIT_FAIL;
@@ -128,18 +151,7 @@ int td_cmd_infer(int argc, char **argv) {
     td_session_options opt;
     td_session_options_init(&opt);
     opt.threads = a.threads;
-    if (a.precision) {
-        if (strcmp(a.precision, "fp32") == 0)
-            opt.precision = TD_PRECISION_FP32;
-        else if (strcmp(a.precision, "fp16") == 0)
-            opt.precision = TD_PRECISION_FP16;
-        else if (strcmp(a.precision, "bf16") == 0)
-            opt.precision = TD_PRECISION_BF16;
-        else {
-            td_ctx_free(ctx);
-            return td_cli_usage_error("infer", "--precision wants fp32, fp16 or bf16, got '%s'", a.precision);
-        }
-    }
+    opt.precision = a.precision;
     double t0 = td_now_s();
     if ((status = td_session_create_file(ctx, a.model, &opt, &s)) != TD_OK)
         goto out;
@@ -181,11 +193,22 @@ int td_cmd_infer(int argc, char **argv) {
     if ((status = td_st_write(ctx, a.output, outs, (size_t)n_out, NULL, NULL, 0)) != TD_OK)
         goto out;
     if (a.json)
-        print_json(s, t1 - t0, t3 - t2, a.output);
+        json_rc = print_json(s, t1 - t0, t3 - t2, a.output);
     else
         td_info("infer: %d outputs written to %s (run %.3f s)", n_out, a.output, t3 - t2);
+    for (int i = 0; i < n_out; i++) { /* -v: each output's shape, and what the session holds */
+        char shape[160] = "";
+        for (int d = 0, pos = 0; d < outs[i].rank && pos < (int)sizeof shape; d++)
+            pos += snprintf(shape + pos, sizeof shape - (size_t)pos, "%s%lld", d ? ", " : "",
+                            (long long)outs[i].dims[d]);
+        td_debug("infer: output %s %s (%s)", outs[i].name, td_dtype_name(outs[i].dtype), shape);
+    }
+    td_session_stats stats;
+    td_session_get_stats(s, &stats);
+    td_debug("infer: load %.3f s, %d nodes (%d fused, %d hoisted), arena %zu bytes, weights %zu bytes", t1 - t0,
+             stats.nodes, stats.fused_nodes, stats.hoisted_nodes, stats.arena_bytes, stats.weight_bytes);
 out:
-    rc = status == TD_OK ? TD_EXIT_OK : td_cli_report("infer", ctx, status);
+    rc = status == TD_OK ? json_rc : td_cli_report("infer", ctx, status);
     free(outs);
     td_st_close(st);
     td_session_free(s);

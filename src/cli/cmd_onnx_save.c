@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "onnx/onnx_io.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,10 +61,25 @@ static bool convert(const char *in, const char *out, const td_onnx_save_options 
         td_cli_report("onnx-save", ctx, s);
         ok = false;
     } else if (json) {
-        printf("{\"input\": \"%s\", \"load_s\": %.6f, \"save_s\": %.6f, \"nodes\": %d, \"initializers\": %d}\n", in,
-               t1 - t0, t2 - t1, m->graph->n_nodes, m->graph->n_initializers);
+        /* one compact object per model: --batch prints JSON Lines */
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "input", in);
+        cJSON_AddStringToObject(j, "output", out);
+        cJSON_AddNumberToObject(j, "load_s", t1 - t0);
+        cJSON_AddNumberToObject(j, "save_s", t2 - t1);
+        cJSON_AddNumberToObject(j, "nodes", m->graph->n_nodes);
+        cJSON_AddNumberToObject(j, "initializers", m->graph->n_initializers);
+        char *text = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        if (text)
+            printf("%s\n", text);
+        else
+            ok = false;
+        free(text);
     } else {
         td_info("wrote %s (load %.3f s, save %.3f s)", out, t1 - t0, t2 - t1);
+        td_debug("onnx-save: %d nodes, %d initializers, %d graph inputs, %d outputs", m->graph->n_nodes,
+                 m->graph->n_initializers, m->graph->n_inputs, m->graph->n_outputs);
     }
     td_model_free(m);
     td_ctx_free(ctx);

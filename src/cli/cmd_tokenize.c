@@ -1,15 +1,15 @@
 /* tdeploy tokenize: encode text with a model directory's tokenizer.json and
  * print ids, tokens, byte offsets and the attention mask (text or JSON).
- * Hidden bench mode: --file FILE encodes every line (one batch per --batch
- * lines) --repeat times and prints the timing, for bench/tokenizer_bench.py. */
+ * (The tokenizer bench and the JSON-lines mode of the HF comparison tests live
+ * in the test tool tests/tools/td_tok_tool.c, not in the product.) */
 #include "cli/cli.h"
+#include "core/log.h"
 #include "tdeploy/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static void usage(FILE *f) {
     fprintf(f, "usage: tdeploy tokenize -m MODEL_DIR \"text\" [--pair \"text2\"] [--max-length N] [--json]\n"
@@ -23,247 +23,9 @@ static void usage(FILE *f) {
                "offsets are byte offsets [start, end) into the text they came from.\n");
 }
 
-/* CPU time of this process: the bench compares single-threaded work, and CPU time stays meaningful on a
- * machine busy with other jobs, where wall-clock time does not. */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int bench(const char *model, const char *file, long batch, long repeat, bool add_special) {
-    td_ctx *ctx = td_ctx_new();
-    td_tokenizer *tok = NULL;
-    int rc = TD_EXIT_FAIL;
-    char *buf = NULL;
-    char **lines = NULL;
-    size_t nl = 0, total_tokens = 0;
-    td_status st = td_tokenizer_load(ctx, model, &tok);
-    if (st) {
-        rc = td_cli_report("tokenize", ctx, st);
-        goto out;
-    }
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        fprintf(stderr, "tdeploy tokenize: cannot open %s\n", file);
-        goto out;
-    }
-    size_t cap = 0, len = 0;
-    for (;;) {
-        if (len + 65536 + 1 > cap) {
-            cap = (cap + 65536) * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                fclose(f);
-                goto out;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + len, 1, cap - len - 1, f);
-        len += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    buf[len] = 0;
-    lines = malloc((len + 1) * sizeof *lines);
-    if (!lines)
-        goto out;
-    for (char *p = buf, *e; *p; p = e + 1) {
-        e = strchr(p, '\n');
-        if (!e)
-            e = p + strlen(p);
-        bool last = *e == 0;
-        *e = 0;
-        lines[nl++] = p;
-        if (last)
-            break;
-    }
-    td_tok_options o;
-    td_tokenizer_default_options(tok, &o);
-    o.add_special_tokens = add_special;
-    o.truncation = false;
-    o.padding = TD_PAD_BATCH_LONGEST;
-    double best = 1e30;
-    for (long r = 0; r < repeat; r++) {
-        double t0 = now_s();
-        total_tokens = 0;
-        for (size_t i = 0; i < nl; i += (size_t)batch) {
-            size_t n = nl - i < (size_t)batch ? nl - i : (size_t)batch;
-            td_batch b;
-            st = td_tokenizer_encode_batch(ctx, tok, (const char *const *)lines + i, NULL, NULL, NULL, n, &o, &b);
-            if (st) {
-                rc = td_cli_report("tokenize", ctx, st);
-                goto out;
-            }
-            for (size_t k = 0; k < b.batch * b.seq_len; k++)
-                total_tokens += (size_t)b.attention_mask[k];
-            td_batch_free(&b);
-        }
-        double dt = now_s() - t0;
-        printf("run %ld: %.6f s\n", r, dt);
-        if (dt < best)
-            best = dt;
-    }
-    printf("lines %zu tokens %zu\n", nl, total_tokens);
-    rc = TD_EXIT_OK;
-out:
-    free(lines);
-    free(buf);
-    td_tokenizer_free(tok);
-    td_ctx_free(ctx);
-    return rc;
-}
-
-/* Hidden test mode: each input line is {"text": s, "pair": s?, "add_special_tokens": b?}; each output line
- * has ids, type_ids, offsets (bytes), special_tokens_mask, attention_mask, tokens and the decoded text
- * (skip_special_tokens true and false), or {"error": message}. */
-static cJSON *int_array(const int64_t *v, size_t n) {
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; a && i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
-    return a;
-}
-
-/* Test hook: {"max_length": n, "strategy": "longest_first|only_first|only_second", "trunc_left": b,
- * "stride": n, "pad": "longest|fixed", "pad_length": n, "pad_to_multiple_of": n, "pad_left": b,
- * "return_overflowing": b} */
-static void apply_json_options(const cJSON *j, td_tok_options *o) {
-    if (!cJSON_IsObject(j))
-        return;
-    const cJSON *v;
-    if (cJSON_IsNumber(v = cJSON_GetObjectItem(j, "max_length")) && v->valuedouble >= 0) {
-        o->truncation = true;
-        o->max_length = (size_t)v->valuedouble;
-    }
-    if (cJSON_IsString(v = cJSON_GetObjectItem(j, "strategy")))
-        o->trunc_strategy = !strcmp(v->valuestring, "only_first")    ? TD_TRUNC_ONLY_FIRST
-                            : !strcmp(v->valuestring, "only_second") ? TD_TRUNC_ONLY_SECOND
-                                                                     : TD_TRUNC_LONGEST_FIRST;
-    if (cJSON_IsBool(v = cJSON_GetObjectItem(j, "trunc_left")))
-        o->trunc_left = cJSON_IsTrue(v);
-    if (cJSON_IsNumber(v = cJSON_GetObjectItem(j, "stride")) && v->valuedouble >= 0)
-        o->stride = (size_t)v->valuedouble;
-    if (cJSON_IsString(v = cJSON_GetObjectItem(j, "pad")))
-        o->padding = !strcmp(v->valuestring, "fixed") ? TD_PAD_FIXED : TD_PAD_BATCH_LONGEST;
-    if (cJSON_IsNumber(v = cJSON_GetObjectItem(j, "pad_length")) && v->valuedouble >= 0)
-        o->pad_length = (size_t)v->valuedouble;
-    if (cJSON_IsNumber(v = cJSON_GetObjectItem(j, "pad_to_multiple_of")) && v->valuedouble >= 0)
-        o->pad_to_multiple_of = (size_t)v->valuedouble;
-    if (cJSON_IsBool(v = cJSON_GetObjectItem(j, "pad_left")))
-        o->pad_left = cJSON_IsTrue(v);
-    if (cJSON_IsBool(v = cJSON_GetObjectItem(j, "return_overflowing")))
-        o->return_overflowing = cJSON_IsTrue(v);
-}
-
-/* The overflowing rows of e (byte offsets) and, when ce is given, of the same encode with character offsets. */
-static cJSON *overflow_array(const td_encoding *e, const td_encoding *ce) {
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t k = 0; arr && k < e->n_overflowing; k++) {
-        const td_encoding *r = &e->overflowing[k];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToObject(o, "ids", int_array(r->ids, r->len));
-        cJSON_AddItemToObject(o, "type_ids", int_array(r->type_ids, r->len));
-        cJSON_AddItemToObject(o, "offsets", int_array(r->offsets, 2 * r->len));
-        if (ce && k < ce->n_overflowing && ce->overflowing[k].len == r->len)
-            cJSON_AddItemToObject(o, "char_offsets", int_array(ce->overflowing[k].offsets, 2 * r->len));
-        cJSON_AddItemToObject(o, "attention_mask", int_array(r->attention_mask, r->len));
-        cJSON_AddItemToObject(o, "special_tokens_mask", int_array(r->special_tokens_mask, r->len));
-        cJSON *seqs = cJSON_AddArrayToObject(o, "sequence_ids");
-        for (size_t i = 0; i < r->len; i++)
-            cJSON_AddItemToArray(seqs, cJSON_CreateNumber((double)r->sequence_ids[i]));
-        cJSON_AddItemToArray(arr, o);
-    }
-    return arr;
-}
-
-static int jsonl(const char *model, const char *file) {
-    td_ctx *ctx = td_ctx_new();
-    td_tokenizer *tok = NULL;
-    td_status st = td_tokenizer_load(ctx, model, &tok);
-    if (st) {
-        int rc = td_cli_report("tokenize", ctx, st);
-        td_ctx_free(ctx);
-        return rc;
-    }
-    FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
-    if (!f) {
-        fprintf(stderr, "tdeploy tokenize: cannot open %s\n", file);
-        td_tokenizer_free(tok);
-        td_ctx_free(ctx);
-        return TD_EXIT_FAIL;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        cJSON *in = cJSON_ParseWithLength(line, (size_t)n);
-        cJSON *res = cJSON_CreateObject();
-        const cJSON *t = in ? cJSON_GetObjectItem(in, "text") : NULL;
-        const cJSON *p = in ? cJSON_GetObjectItem(in, "pair") : NULL;
-        const cJSON *as = in ? cJSON_GetObjectItem(in, "add_special_tokens") : NULL;
-        if (!cJSON_IsString(t)) {
-            cJSON_AddStringToObject(res, "error", "input line is not {\"text\": ...}");
-        } else {
-            td_tok_options o;
-            td_tokenizer_default_options(tok, &o);
-            o.add_special_tokens = !cJSON_IsFalse(as);
-            o.truncation = false;
-            o.padding = TD_PAD_NONE;
-            apply_json_options(cJSON_GetObjectItem(in, "options"), &o);
-            td_encoding e;
-            const char *ps = cJSON_IsString(p) ? p->valuestring : NULL;
-            st = td_tokenizer_encode(ctx, tok, t->valuestring, strlen(t->valuestring), ps, ps ? strlen(ps) : 0, &o,
-                                     &e);
-            if (st) {
-                cJSON_AddStringToObject(res, "error", td_error_message(ctx));
-            } else {
-                cJSON_AddItemToObject(res, "ids", int_array(e.ids, e.len));
-                cJSON_AddItemToObject(res, "type_ids", int_array(e.type_ids, e.len));
-                cJSON_AddItemToObject(res, "offsets", int_array(e.offsets, 2 * e.len));
-                td_encoding ce;
-                o.char_offsets = true;
-                if (td_tokenizer_encode(ctx, tok, t->valuestring, strlen(t->valuestring), ps, ps ? strlen(ps) : 0, &o,
-                                        &ce) == TD_OK) {
-                    cJSON_AddItemToObject(res, "char_offsets", int_array(ce.offsets, 2 * ce.len));
-                    if (o.return_overflowing)
-                        cJSON_AddItemToObject(res, "overflowing", overflow_array(&e, &ce));
-                    td_encoding_free(&ce);
-                }
-                cJSON_AddItemToObject(res, "special_tokens_mask", int_array(e.special_tokens_mask, e.len));
-                cJSON *words = cJSON_AddArrayToObject(res, "word_ids");
-                for (size_t i = 0; i < e.len; i++)
-                    cJSON_AddItemToArray(words, cJSON_CreateNumber((double)e.word_ids[i]));
-                cJSON_AddItemToObject(res, "attention_mask", int_array(e.attention_mask, e.len));
-                cJSON *toks = cJSON_AddArrayToObject(res, "tokens");
-                for (size_t i = 0; i < e.len; i++)
-                    cJSON_AddItemToArray(toks, cJSON_CreateString(e.tokens[i]));
-                for (int skip = 0; skip < 2; skip++) {
-                    char *d = NULL;
-                    st = td_tokenizer_decode(ctx, tok, e.ids, e.len, skip, &d);
-                    cJSON_AddStringToObject(res, skip ? "decoded_skip" : "decoded", st ? "<decode error>" : d);
-                    free(d);
-                }
-                td_encoding_free(&e);
-            }
-        }
-        char *s = cJSON_PrintUnformatted(res);
-        printf("%s\n", s ? s : "{\"error\": \"out of memory\"}");
-        free(s);
-        cJSON_Delete(res);
-        cJSON_Delete(in);
-    }
-    free(line);
-    if (f != stdin)
-        fclose(f);
-    td_tokenizer_free(tok);
-    td_ctx_free(ctx);
-    return TD_EXIT_OK;
-}
-
 int td_cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *pair = NULL, *file = NULL, *jsonl_file = NULL;
-    long max_length = -1, batch = 32, repeat = 5;
+    const char *model = NULL, *text = NULL, *pair = NULL;
+    long max_length = -1;
     bool as_json = false, add_special = true, decode = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -289,22 +51,7 @@ int td_cmd_tokenize(int argc, char **argv) {
             decode = true;
         else if (!strcmp(a, "--no-special-tokens"))
             add_special = false;
-        else if (!strcmp(a, "--file")) {
-            if (++i >= argc)
-                return td_cli_usage_error("tokenize", "--file needs a path");
-            file = argv[i];
-        } else if (!strcmp(a, "--jsonl")) {
-            if (++i >= argc)
-                return td_cli_usage_error("tokenize", "--jsonl needs a path (or -)");
-            jsonl_file = argv[i];
-        } else if (!strcmp(a, "--batch") || !strcmp(a, "--repeat")) {
-            char *end;
-            long v;
-            if (i + 1 >= argc || (v = strtol(argv[i + 1], &end, 10)) <= 0 || *end)
-                return td_cli_usage_error("tokenize", "%s needs a positive integer", a);
-            *(a[2] == 'b' ? &batch : &repeat) = v;
-            i++;
-        } else if (a[0] == '-' && a[1])
+        else if (a[0] == '-' && a[1])
             return td_cli_usage_error("tokenize", "unknown flag '%s'", a);
         else if (!text)
             text = a;
@@ -313,10 +60,6 @@ int td_cmd_tokenize(int argc, char **argv) {
     }
     if (!model)
         return td_cli_usage_error("tokenize", "-m MODEL_DIR is required");
-    if (jsonl_file)
-        return jsonl(model, jsonl_file);
-    if (file)
-        return bench(model, file, batch, repeat, add_special);
     if (!text)
         return td_cli_usage_error("tokenize", "give the text to tokenize");
     td_ctx *ctx = td_ctx_new();
@@ -337,7 +80,12 @@ int td_cmd_tokenize(int argc, char **argv) {
             o.max_length = (size_t)max_length;
             o.trunc_strategy = TD_TRUNC_LONGEST_FIRST;
         }
+        td_debug("tokenize: %s: vocabulary of %zu tokens; %s; truncation %s (max %zu)", model,
+                 td_tokenizer_vocab_size(tok), add_special ? "special tokens added" : "no special tokens",
+                 o.truncation ? "on" : "off", o.max_length);
         st = td_tokenizer_encode(ctx, tok, text, strlen(text), pair, pair ? strlen(pair) : 0, &o, &enc);
+        if (!st)
+            td_debug("tokenize: %zu tokens%s", enc.len, enc.truncated ? ", truncated" : "");
     }
     if (!st && decode) {
         st = td_tokenizer_decode(ctx, tok, enc.ids, enc.len, true, &decoded);
@@ -367,13 +115,7 @@ int td_cmd_tokenize(int argc, char **argv) {
         }
         if (decoded)
             cJSON_AddStringToObject(root, "decoded", decoded);
-        char *s = cJSON_PrintUnformatted(root);
-        if (s)
-            printf("%s\n", s);
-        else
-            rc = TD_EXIT_FAIL;
-        free(s);
-        cJSON_Delete(root);
+        rc = td_cli_print_json("tokenize", root);
     } else {
         printf("%zu tokens\n", enc.len);
         printf("%5s %8s %4s %5s %14s  %s\n", "index", "id", "type", "mask", "offsets", "token");

@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 
 #include "deploy/onnx_signature.h"
+#include "core/log.h"
 #include "deploy/triton.h"
 
 #include <errno.h>
@@ -16,30 +17,39 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: tdeploy triton-repo MODEL.onnx -o OUT [--name NAME] [--task TASK] [--tokenizer DIR]\n"
             "           [--triton-backend tdeploy|onnxruntime|both] [--batch-size MIN OPT MAX] [--nb-instances N]\n"
-            "           [--device cpu|gpu] [--max-queue-delay-us N] [--max-length N] [--threads N]\n"
-            "           [--precision fp32|fp16|bf16]\n\n"
+            "           [--device cpu|cuda] [--max-queue-delay-us N] [--max-length N] [--threads N]\n"
+            "           [--precision fp32|fp16|bf16] [--force] [--json] [-q|-v]\n\n"
             "--triton-backend tdeploy (default) writes OUT/NAME for Triton's tdeploy backend (libtriton_tdeploy.so):\n"
             "token tensors in, and with --tokenizer also raw TEXT (+ TEXT_PAIR) tokenized inside the backend;\n"
             "the ONNX file becomes NAME/1/model-optimized.onnx. onnxruntime writes OUT/NAME (onnxruntime_onnx),\n"
             "and with --tokenizer also OUT/NAME_tokenize (Python backend, HF tokenizers on DIR/tokenizer.json)\n"
             "and OUT/NAME_inference (ensemble: TEXT -> tokenizer -> model -> the model's outputs). both writes\n"
             "the tdeploy model as NAME and the ONNX Runtime models as NAME_onnxruntime*.\n"
-            "Files are hard-linked or copied. OUT is written into a temporary directory and swapped in only\n"
-            "when complete.\n\n"
+            "The ONNX file and its external data are copied, reflinked where possible.\n"
+            "Everything is written into a temporary directory first. A new OUT is moved into place when complete;\n"
+            "in an existing repository only this model's folders are swapped in, other models are left alone.\n\n"
             "  --name NAME            model name (default: model)\n"
+            "  --task T               recorded in the ensemble (feature-extraction, embedding, classification,\n"
+            "                         token-classification, question-answering, or an alias such as ner)\n"
             "  --batch-size MIN OPT MAX  max_batch_size = MAX, preferred batch sizes OPT and MAX\n"
             "                         (default 1 8 32; MAX 0 disables Triton batching: onnxruntime only)\n"
             "  --nb-instances N       instances of each model (default 1)\n"
-            "  --device cpu|gpu       where the model runs (default cpu; the tokenizer always runs on CPU)\n"
+            "  --device cpu|cuda      where the model runs (default cpu; gpu = cuda; the tokenizer always\n"
+            "                         runs on CPU)\n"
             "  --max-queue-delay-us N dynamic batching delay (default 100)\n"
-            "  --max-length N         tokenizer truncation (default: the model's fixed sequence length,\n"
-            "                         else tokenizer_config.json's model_max_length, else tokenizer.json's)\n"
+            "  --force                replace folders of this model's names that tdeploy did not write\n"
+            "  --max-length N         tokenizer truncation (default: the model's fixed sequence length, else\n"
+            "                         the model's max length as `tdeploy run` cuts: DIR's config.json positions,\n"
+            "                         capped by sentence_bert_config.json max_seq_length, else by\n"
+            "                         tokenizer_config.json model_max_length)\n"
             "  --threads N            tdeploy backend: threads per instance (default 0: one per core)\n"
-            "  --precision P          tdeploy backend: fp32 | fp16 | bf16 weights (default fp32)\n");
+            "  --precision P          tdeploy backend: fp32 | fp16 | bf16 weights (default fp32)\n"
+            "  --json                 print {\"repository\", \"models\"} as JSON instead of the repository path\n");
 }
 
 int td_cmd_triton_repo(int argc, char **argv) {
     const char *onnx = NULL, *out_dir = NULL;
+    bool json = false;
     td_triton_spec sp = {.name = "model", .batch_min = 1, .batch_opt = 8, .batch_max = 32, .nb_instances = 1,
                          .max_queue_delay_us = 100, .device = TD_TRITON_CPU, .serving = TD_TRITON_SERVE_TDEPLOY};
     for (int i = 1; i < argc; i++) {
@@ -60,7 +70,11 @@ int td_cmd_triton_repo(int argc, char **argv) {
             sp.name = argv[++i];
         } else if (strcmp(a, "--task") == 0) {
             NEED(1);
-            sp.task = argv[++i];
+            td_export_task task;
+            int rc = td_cli_parse_task("triton-repo", argv[++i], &task);
+            if (rc >= 0)
+                return rc;
+            sp.task = td_export_task_name(task); /* the canonical name, whatever alias was given */
         } else if (strcmp(a, "--tokenizer") == 0) {
             NEED(1);
             sp.tokenizer_dir = argv[++i];
@@ -77,17 +91,17 @@ int td_cmd_triton_repo(int argc, char **argv) {
             sp.nb_instances = (int)v;
         } else if (strcmp(a, "--device") == 0) {
             NEED(1);
-            const char *d = argv[++i];
-            if (strcmp(d, "cpu") == 0)
-                sp.device = TD_TRITON_CPU;
-            else if (strcmp(d, "gpu") == 0 || strcmp(d, "cuda") == 0)
-                sp.device = TD_TRITON_GPU;
-            else
-                return td_cli_usage_error("triton-repo", "--device takes cpu or gpu, not '%s'", d);
+            bool cuda;
+            int rc = td_cli_parse_device("triton-repo", argv[++i], &cuda);
+            if (rc >= 0)
+                return rc;
+            sp.device = cuda ? TD_TRITON_GPU : TD_TRITON_CPU;
         } else if (strcmp(a, "--max-queue-delay-us") == 0) {
             NEED(1);
             if (!td_cli_parse_i64(argv[++i], 0, 1LL << 40, &sp.max_queue_delay_us))
                 return td_cli_usage_error("triton-repo", "--max-queue-delay-us takes a non-negative integer");
+        } else if (strcmp(a, "--force") == 0) {
+            sp.force = true;
         } else if (strcmp(a, "--triton-backend") == 0) {
             NEED(1);
             if (!td_triton_serving_parse(argv[++i], &sp.serving))
@@ -109,6 +123,8 @@ int td_cmd_triton_repo(int argc, char **argv) {
             NEED(1);
             if (!td_cli_parse_i64(argv[++i], 1, 1 << 24, &sp.max_length))
                 return td_cli_usage_error("triton-repo", "--max-length takes a positive integer");
+        } else if (strcmp(a, "--json") == 0) {
+            json = true;
         } else if (a[0] == '-') {
             return td_cli_usage_error("triton-repo", "unknown flag '%s'", a);
         } else if (!onnx) {
@@ -141,10 +157,43 @@ int td_cmd_triton_repo(int argc, char **argv) {
         sp.n_external_data = sig.n_external_data;
         s = td_triton_write_repository(ctx, &sp, out_dir);
     }
-    if (s != TD_OK)
+    if (s != TD_OK) {
         rc = td_cli_report("triton-repo", ctx, s);
-    else
+    } else if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "repository", out_dir);
+        cJSON *models = cJSON_AddArrayToObject(j, "models");
+        cJSON_AddItemToArray(models, cJSON_CreateString(sp.name));
+        /* the ONNX Runtime models: NAME itself, or NAME_onnxruntime beside the tdeploy model with "both" */
+        const char *ort = sp.serving == TD_TRITON_SERVE_BOTH ? "_onnxruntime" : "";
+        char name[512];
+        if (sp.serving == TD_TRITON_SERVE_BOTH) {
+            snprintf(name, sizeof name, "%s_onnxruntime", sp.name);
+            cJSON_AddItemToArray(models, cJSON_CreateString(name));
+        }
+        if (sp.tokenizer_dir && sp.serving != TD_TRITON_SERVE_TDEPLOY) {
+            snprintf(name, sizeof name, "%s%s_tokenize", sp.name, ort);
+            cJSON_AddItemToArray(models, cJSON_CreateString(name));
+            snprintf(name, sizeof name, "%s%s_inference", sp.name, ort);
+            cJSON_AddItemToArray(models, cJSON_CreateString(name));
+        }
+        cJSON_AddStringToObject(j, "triton_backend", sp.serving == TD_TRITON_SERVE_TDEPLOY ? "tdeploy"
+                                                     : sp.serving == TD_TRITON_SERVE_BOTH  ? "both"
+                                                                                            : "onnxruntime");
+        cJSON_AddStringToObject(j, "device", sp.device == TD_TRITON_GPU ? "cuda" : "cpu");
+        if (sp.task)
+            cJSON_AddStringToObject(j, "task", sp.task);
+        rc = td_cli_print_json("triton-repo", j);
+    } else {
         printf("%s\n", out_dir);
+    }
+    for (size_t i = 0; s == TD_OK && i < sig.n_inputs + sig.n_outputs; i++) { /* -v: the served interface */
+        const td_triton_tensor *t = i < sig.n_inputs ? &sig.inputs[i] : &sig.outputs[i - sig.n_inputs];
+        char dims[160] = "";
+        for (size_t d = 0, pos = 0; d < t->ndim && pos < sizeof dims; d++)
+            pos += (size_t)snprintf(dims + pos, sizeof dims - pos, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
+        td_debug("triton-repo: %s %s %s [%s]", sp.name, i < sig.n_inputs ? "input " : "output", t->name, dims);
+    }
     td_onnx_signature_free(&sig);
     td_ctx_free(ctx);
     return rc;

@@ -23,15 +23,27 @@ static const td_cli_command commands[] = {
 static void usage(FILE *f) {
     fprintf(f,
             "tdeploy %s: turn Hugging Face transformer models into validated inference artifacts\n\n"
-            "usage: tdeploy [--version] [--help] COMMAND [ARGS]\n\ncommands:\n",
+            "usage: tdeploy [--version] [--help] COMMAND [ARGS]\n"
+            "usage: tdeploy help COMMAND\n\ncommands:\n",
             td_version());
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n'tdeploy COMMAND --help' describes a command's flags.\n");
+    fprintf(f, "\n'tdeploy help COMMAND' (or 'tdeploy COMMAND --help') describes a command's flags.\n");
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "help") == 0 && argc > 2 && strcmp(argv[2], "help") && strcmp(argv[2], "--help") &&
+        strcmp(argv[2], "-h")) {
+        /* `tdeploy help CMD` is `tdeploy CMD --help` */
+        char help_flag[] = "--help";
+        for (size_t i = 0; i < N_COMMANDS; i++)
+            if (strcmp(argv[2], commands[i].name) == 0)
+                return commands[i].run(2, (char *[]){argv[2], help_flag, NULL});
+        fprintf(stderr, "tdeploy help: unknown command '%s'\n\n", argv[2]);
         usage(stderr);
         return 2;
     }

@@ -11,15 +11,18 @@
 #include "core/log.h"
 #include "deploy/report.h"
 #include "deploy/stats.h"
+#include "deploy/output_dir.h"
 #include "deploy/tree.h"
 #include "deploy/triton.h"
 #include "export/export.h"
+#include "export/task.h"
 #include "hf/config.h"
 #include "hf/hub.h"
 #include "hf/model_dir.h"
 #include "onnx/ir.h"
 #include "onnx/onnx_io.h"
 #include "opt/optimize.h"
+#include "runtime/backend.h"
 #include "tdeploy/session.h"
 #include "tdeploy/tokenizer.h"
 
@@ -38,12 +41,10 @@
 typedef struct backend_run {
     const char *name;
     td_session *session;
-    td_model *model;       /* in-memory model behind session (fault injection), else NULL */
     td_compare_acc acc[MAX_IO];
     int n_acc;
     bool passed;
-    bool benchmarked;
-    td_latency_stats latency;
+    td_latency_stats latency[3]; /* per benchmarked shape (conv.bench_shapes) */
 } backend_run;
 
 typedef struct io_desc {
@@ -69,7 +70,9 @@ typedef struct conv {
     int n_inputs, n_outputs;
     td_session *ref;
     backend_run be[TD_CONVERT_MAX_BACKENDS];
-    td_latency_stats ref_latency;
+    td_latency_stats ref_latency[3];
+    int64_t bench_shapes[3][2]; /* (batch, seq) measured: opt, then min and max when distinct */
+    int n_bench_shapes;         /* 0: not benchmarked (--no-bench) */
     double step_s[16];
     const char *step_names[16];
     int n_steps;
@@ -106,7 +109,7 @@ static td_status check_interrupt(td_ctx *ctx, const conv *c, const char *step) {
 
 /* ---------------- options ---------------- */
 
-static td_status check_options(td_ctx *ctx, const td_convert_options *o, conv *c) {
+td_status td_convert_check_options(td_ctx *ctx, const td_convert_options *o) {
     const char *dims[2] = {"--batch-size", "--seq-len"};
     const int64_t *v[2] = {o->batch, o->seq};
     for (int k = 0; k < (o->seq[0] == 0 ? 1 : 2); k++) {
@@ -118,25 +121,37 @@ static td_status check_options(td_ctx *ctx, const td_convert_options *o, conv *c
     if (o->batch[2] > 4096 || o->seq[2] > 65536)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--batch-size max %lld / --seq-len max %lld are unreasonably large",
                        (long long)o->batch[2], (long long)o->seq[2]);
+    if (strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "fp16") != 0 && strcmp(o->precision, "bf16") != 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--precision %s: use fp32, fp16 or bf16", o->precision);
+    if (o->n_backends < 1)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no backend chosen (--backend cpu)");
+    for (int i = 0; i < o->n_backends; i++) {
+        if (!td_backend_find(o->backends[i]))
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--backend: unknown backend '%s' (available: cpu)",
+                           o->backends[i]);
+        for (int j = 0; j < i; j++)
+            if (strcmp(o->backends[i], o->backends[j]) == 0)
+                return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "backend '%s' listed twice", o->backends[i]);
+    }
+    if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--device %s: use cpu or cuda", o->device);
+    if (o->nb_measures < 1 || o->warmup < 0 || o->nb_instances < 1)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--nb-measures and --nb-instances must be >= 1, --warmup >= 0");
+    td_export_task task;
+    if (o->task && td_task_from_name(ctx, o->task, &task) != TD_OK)
+        return td_wrap(ctx, "--task");
+    return TD_OK;
+}
+
+static td_status check_options(td_ctx *ctx, const td_convert_options *o, conv *c) {
+    TD_TRY(td_convert_check_options(ctx, o));
     double atol = 1e-4, rtol = 1e-4; /* fp32 backends agree to rounding */
     if (strcmp(o->precision, "fp16") == 0)
         atol = 1e-2, rtol = 1e-2;
     else if (strcmp(o->precision, "bf16") == 0)
         atol = 5e-2, rtol = 5e-2;
-    else if (strcmp(o->precision, "fp32") != 0)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--precision %s: use fp32, fp16 or bf16", o->precision);
     c->atol = o->atol >= 0 ? o->atol : atol;
     c->rtol = o->rtol >= 0 ? o->rtol : rtol;
-    if (o->n_backends < 1)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no backend chosen (--backend cpu)");
-    for (int i = 0; i < o->n_backends; i++)
-        for (int j = 0; j < i; j++)
-            if (strcmp(o->backends[i], o->backends[j]) == 0)
-                return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "backend '%s' listed twice", o->backends[i]);
-    if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--device %s: use cpu or cuda", o->device);
-    if (o->nb_measures < 1 || o->warmup < 0 || o->nb_instances < 1)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--nb-measures and --nb-instances must be >= 1, --warmup >= 0");
     return TD_OK;
 }
 
@@ -165,14 +180,24 @@ static td_status step_resolve(td_ctx *ctx, conv *c) {
     }
     if (s != TD_OK)
         return s;
+    const int64_t model_max = c->md->max_seq_length;
     if (c->seq[0] == 0) {
-        int64_t d = c->md->max_seq_length < 128 ? c->md->max_seq_length : 128;
-        c->seq[0] = 1, c->seq[1] = d, c->seq[2] = d;
+        /* the default profile reaches the model's max length, the length the served model truncates to */
+        int64_t d = model_max < 128 ? model_max : 128;
+        c->seq[0] = 1, c->seq[1] = d, c->seq[2] = model_max;
     }
-    if (c->seq[2] > c->md->max_seq_length)
+    if (c->seq[2] > c->md->max_seq_length) {
+        c->res->option_misfit = true; /* a flag value the model cannot take: the CLI's usage error */
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "--seq-len max %lld exceeds what %s accepts (%lld tokens); lower it",
                        (long long)c->seq[2], c->o->model, (long long)c->md->max_seq_length);
+    }
+    if (c->seq[2] < model_max)
+        td_warn("--seq-len max %lld is below the model's max length %lld (%s): the served model truncates texts at "
+                "%lld tokens, but only lengths up to %lld are validated and benchmarked; pass --seq-len MIN OPT %lld "
+                "to cover them",
+                (long long)c->seq[2], (long long)model_max, c->md->max_seq_length_source, (long long)model_max,
+                (long long)c->seq[2], (long long)model_max);
     if (c->md->tokenizer_json) {
         s = td_tokenizer_load(ctx, c->md->path, &c->tok);
         if (s != TD_OK)
@@ -202,15 +227,16 @@ static void capture_io(conv *c, const td_graph *g) {
     }
 }
 
+static td_opt_precision precision_of(const char *name) {
+    return strcmp(name, "fp16") == 0 ? TD_OPT_FP16 : strcmp(name, "bf16") == 0 ? TD_OPT_BF16 : TD_OPT_FP32;
+}
+
 static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     td_export_options eo = {0};
     eo.model_dir = c->md->path;
     eo.task = TD_TASK_AUTO;
-    if (c->o->task && !td_export_task_parse(c->o->task, &eo.task))
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                       "--task %s is not a task tdeploy knows (feature-extraction, embedding, classification, "
-                       "token-classification, question-answering)",
-                       c->o->task);
+    if (c->o->task && td_task_from_name(ctx, c->o->task, &eo.task) != TD_OK)
+        return td_wrap(ctx, "--task");
     eo.opset = TD_EXPORT_OPSET_DEFAULT;
     eo.dtype = TD_F32;
     td_model *m = NULL;
@@ -240,6 +266,11 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     td_opt_options oo;
     td_opt_options_default(&oo);
     oo.target = TD_OPT_TARGET_FUSED;
+    /* --precision reaches the written files: model-optimized.onnx (and so the
+     * Triton model, a copy of it) has fp16/bf16 weights and compute, with
+     * float32 inputs/outputs; model.onnx stays the fp32 reference */
+    oo.precision = precision_of(c->o->precision);
+    oo.keep_io_types = true;
     if ((s = td_optimize(ctx, m, &oo, &c->orep)) != TD_OK) {
         td_wrap(ctx, "optimizing the exported graph");
         goto out;
@@ -253,27 +284,6 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
 out:
     td_model_free(m);
     return s;
-}
-
-/* Testing hook: one wrong weight value in a backend's copy of the model, which
- * validation must catch (tests/convert). */
-static td_status inject_fault(td_ctx *ctx, td_model *m) {
-    td_graph *g = m->graph;
-    for (int i = 0; i < g->n_initializers; i++) {
-        td_value *v = g->initializers[i];
-        td_tensor *t = v->initializer;
-        if (t->dtype != TD_F32 || t->nbytes < 4096 || !t->data)
-            continue;
-        td_tensor *copy = NULL;
-        TD_TRY(td_tensor_new_copy(ctx, t->name, t->dtype, t->rank, t->dims, t->data, t->nbytes, &copy));
-        float *w = copy->owned;
-        for (size_t k = 0; k < copy->nbytes / 4; k += 97)
-            w[k] += 0.5f;
-        td_warn("fault injected into '%s' (testing validation)", t->name);
-        TD_TRY(td_graph_set_initializer(ctx, g, v, copy)); /* frees t */
-        return TD_OK;
-    }
-    return td_fail(ctx, TD_ERR_INTERNAL, "no float initializer to inject a fault into");
 }
 
 static td_status step_prepare(td_ctx *ctx, conv *c) {
@@ -290,13 +300,7 @@ static td_status step_prepare(td_ctx *ctx, conv *c) {
         b->name = c->o->backends[i];
         so.backend = b->name;
         so.precision = p;
-        td_status s;
-        if (c->o->inject_fault && strcmp(c->o->inject_fault, b->name) == 0) {
-            if ((s = td_onnx_load(ctx, c->opt_path, &b->model)) == TD_OK && (s = inject_fault(ctx, b->model)) == TD_OK)
-                s = td_session_create_model(ctx, b->model, &so, &b->session);
-        } else {
-            s = td_session_create_file(ctx, c->opt_path, &so, &b->session);
-        }
+        td_status s = td_session_create_file(ctx, c->opt_path, &so, &b->session);
         if (s != TD_OK)
             return td_wrap(ctx, "preparing backend '%s'", b->name);
         td_info("  backend %s: ready (%s weights)", b->name, c->o->precision);
@@ -506,8 +510,10 @@ static td_status step_validate(td_ctx *ctx, conv *c) {
     return s;
 }
 
+/* Measures sess at (batch, seq); pr counts every run as batch * seq tokens of
+ * work, so the ETA of the whole benchmark weighs large shapes by their cost. */
 static td_status bench_one(td_ctx *ctx, conv *c, td_session *sess, const char *name, int64_t batch, int64_t seq,
-                           td_latency_stats *out) {
+                           td_progress *pr, td_latency_stats *out) {
     td_feed f = {0};
     double *samples = malloc(sizeof(double) * (size_t)c->o->nb_measures);
     td_status s = TD_OK;
@@ -522,10 +528,6 @@ static td_status bench_one(td_ctx *ctx, conv *c, td_session *sess, const char *n
                            label);
     if (s != TD_OK || (s = td_feed_bind(ctx, sess, &f)) != TD_OK)
         goto out;
-    char plabel[64];
-    snprintf(plabel, sizeof plabel, "bench %s %lldx%lld", name, (long long)batch, (long long)seq);
-    td_progress pr;
-    td_progress_begin(&pr, plabel, (uint64_t)(c->o->warmup + c->o->nb_measures));
     for (int i = 0; i < c->o->warmup + c->o->nb_measures; i++) {
         if ((s = check_interrupt(ctx, c, "benchmark")) != TD_OK)
             break;
@@ -534,9 +536,8 @@ static td_status bench_one(td_ctx *ctx, conv *c, td_session *sess, const char *n
             break;
         if (i >= c->o->warmup)
             samples[i - c->o->warmup] = td_now_s() - t0;
-        td_progress_update(&pr, (uint64_t)i + 1);
+        td_progress_update(pr, pr->done + (uint64_t)(batch * seq));
     }
-    td_progress_end(&pr);
     if (s == TD_OK)
         s = td_latency_stats_compute(ctx, samples, (size_t)c->o->nb_measures, TD_PCT_LINEAR, out);
     if (s == TD_OK) {
@@ -550,23 +551,44 @@ out:
     return s;
 }
 
-static td_status step_benchmark(td_ctx *ctx, conv *c) {
-    int64_t shapes[3][2] = {{c->o->batch[1], c->seq[1]}, {c->o->batch[0], c->seq[0]}, {c->o->batch[2], c->seq[2]}};
-    int n_shapes = c->o->bench_corners ? 3 : 1;
-    for (int k = 0; k < n_shapes; k++) {
-        td_latency_stats st;
-        TD_TRY(bench_one(ctx, c, c->ref, "reference", shapes[k][0], shapes[k][1], &st));
-        if (k == 0)
-            c->ref_latency = st;
-        for (int b = 0; b < c->o->n_backends; b++) {
-            TD_TRY(bench_one(ctx, c, c->be[b].session, c->be[b].name, shapes[k][0], shapes[k][1], &st));
-            if (k == 0) {
-                c->be[b].latency = st;
-                c->be[b].benchmarked = true;
-            }
+/* The opt shape, then with --bench-corners the min and max shapes, each shape
+ * once: the default profile's opt and max are often the same shape. */
+static void plan_bench_shapes(conv *c) {
+    const int order[3] = {1, 0, 2};
+    int n_corners = c->o->bench_corners ? 3 : 1;
+    c->n_bench_shapes = 0;
+    for (int k = 0; k < n_corners; k++) {
+        int64_t b = c->o->batch[order[k]], q = c->seq[order[k]];
+        bool seen = false;
+        for (int j = 0; j < c->n_bench_shapes; j++)
+            seen |= c->bench_shapes[j][0] == b && c->bench_shapes[j][1] == q;
+        if (!seen) {
+            c->bench_shapes[c->n_bench_shapes][0] = b;
+            c->bench_shapes[c->n_bench_shapes][1] = q;
+            c->n_bench_shapes++;
         }
     }
-    return TD_OK;
+}
+
+static td_status step_benchmark(td_ctx *ctx, conv *c) {
+    plan_bench_shapes(c);
+    uint64_t work = 0; /* tokens run in all, for the progress bar and its ETA */
+    for (int k = 0; k < c->n_bench_shapes; k++)
+        work += (uint64_t)(1 + c->o->n_backends) * (uint64_t)(c->o->warmup + c->o->nb_measures) *
+                (uint64_t)(c->bench_shapes[k][0] * c->bench_shapes[k][1]);
+    td_progress pr;
+    td_progress_begin(&pr, "benchmark", work);
+    td_status s = TD_OK;
+    for (int k = 0; k < c->n_bench_shapes && s == TD_OK; k++) {
+        int64_t batch = c->bench_shapes[k][0], seq = c->bench_shapes[k][1];
+        s = bench_one(ctx, c, c->ref, "reference", batch, seq, &pr, &c->ref_latency[k]);
+        for (int b = 0; b < c->o->n_backends && s == TD_OK; b++)
+            s = bench_one(ctx, c, c->be[b].session, c->be[b].name, batch, seq, &pr, &c->be[b].latency[k]);
+    }
+    td_progress_end(&pr);
+    if (s != TD_OK)
+        c->n_bench_shapes = 0;
+    return s;
 }
 
 static void sanitize_name(const char *src, char *dst, size_t n) {
@@ -635,7 +657,7 @@ static td_status step_triton(td_ctx *ctx, conv *c) {
         sp.max_queue_delay_us = 100;
         sp.nb_instances = c->o->nb_instances;
         sp.device = strcmp(c->o->device, "cuda") == 0 ? TD_TRITON_GPU : TD_TRITON_CPU;
-        sp.max_length = c->seq[2];
+        sp.max_length = c->md->max_seq_length; /* the same cut as `tdeploy run`, not the profile's max */
         sp.threads = c->o->threads;
         sp.precision = c->o->precision;
         if (!td_triton_serving_parse(c->o->triton_backend, &sp.serving)) {
@@ -691,7 +713,7 @@ static td_status copy_model_files(td_ctx *ctx, conv *c) {
         snprintf(dst, sizeof dst, "%s/%s", c->stage, files[i]);
         if (!td_is_file(src))
             continue;
-        TD_TRY(td_link_or_copy_file(ctx, src, dst));
+        TD_TRY(td_copy_file(ctx, src, dst));
     }
     return TD_OK;
 }
@@ -717,6 +739,10 @@ static void write_summary(conv *c) {
     append(b, n, "shapes    batch %lld/%lld/%lld, sequence %lld/%lld/%lld (min/opt/max)\n", (long long)c->o->batch[0],
            (long long)c->o->batch[1], (long long)c->o->batch[2], (long long)c->seq[0], (long long)c->seq[1],
            (long long)c->seq[2]);
+    append(b, n, "max len   %lld tokens (%s): the served model truncates there\n", (long long)c->md->max_seq_length,
+           c->md->max_seq_length_source);
+    append(b, n, "written   model.onnx fp32 (reference), model-optimized.onnx and the Triton model %s%s\n",
+           c->o->precision, strcmp(c->o->precision, "fp32") ? " (float32 inputs and outputs)" : "");
     append(b, n, "steps    ");
     for (int i = 0; i < c->n_steps; i++)
         append(b, n, " %s %.2fs", c->step_names[i], c->step_s[i]);
@@ -724,26 +750,41 @@ static void write_summary(conv *c) {
     for (int i = 0; i < TD_OPT_N_FUSION_KINDS; i++)
         if (c->orep.fusion_names[i] && c->orep.fusion_counts[i])
             append(b, n, " %s x%d", c->orep.fusion_names[i], c->orep.fusion_counts[i]);
-    append(b, n, "\n\n%-10s %-9s %-10s %-11s %9s %9s %9s %10s %11s\n", "backend", "precision", "validation",
-           "max abs", "p50 ms", "p95 ms", "p99 ms", "seq/s", "tokens/s");
-    double tok = (double)(c->o->batch[1] * c->seq[1]);
-    const td_latency_stats *rl = &c->ref_latency;
-    append(b, n, "%-10s %-9s %-10s %-11s %9.3f %9.3f %9.3f %10.1f %11.0f\n", "reference", "fp32", "-", "-",
-           rl->p50 * 1e3, rl->p95 * 1e3, rl->p99 * 1e3, rl->total > 0 ? (double)c->o->batch[1] * rl->n / rl->total : 0,
-           rl->total > 0 ? tok * rl->n / rl->total : 0);
-    for (int i = 0; i < c->o->n_backends; i++) {
-        backend_run *be = &c->be[i];
-        double worst = 0;
-        for (int k = 0; k < be->n_acc; k++)
-            worst = be->acc[k].max_abs > worst ? be->acc[k].max_abs : worst;
-        const td_latency_stats *l = &be->latency;
-        append(b, n, "%-10s %-9s %-10s %-11.3g %9.3f %9.3f %9.3f %10.1f %11.0f\n", be->name, c->o->precision,
-               be->passed ? "passed" : "FAILED", worst, l->p50 * 1e3, l->p95 * 1e3, l->p99 * 1e3,
-               l->total > 0 ? (double)c->o->batch[1] * l->n / l->total : 0, l->total > 0 ? tok * l->n / l->total : 0);
+    append(b, n, "\n\n%-10s %-9s %-10s %-11s %-9s %9s %9s %9s %10s %11s\n", "backend", "precision", "validation",
+           "max abs", "shape", "p50 ms", "p95 ms", "p99 ms", "seq/s", "tokens/s");
+    /* one row per backend and benchmarked shape (opt first, then the corners) */
+    for (int i = -1; i < c->o->n_backends; i++) {
+        const backend_run *be = i >= 0 ? &c->be[i] : NULL;
+        char worst_s[32] = "-";
+        if (be) {
+            double worst = 0;
+            for (int k = 0; k < be->n_acc; k++)
+                worst = be->acc[k].max_abs > worst ? be->acc[k].max_abs : worst;
+            snprintf(worst_s, sizeof worst_s, "%.3g", worst);
+        }
+        const char *name = be ? be->name : "reference", *prec = be ? c->o->precision : "fp32";
+        const char *val = be ? (be->passed ? "passed" : "FAILED") : "-";
+        if (c->n_bench_shapes == 0)
+            append(b, n, "%-10s %-9s %-10s %-11s %-9s %9s %9s %9s %10s %11s\n", name, prec, val, worst_s, "-", "-",
+                   "-", "-", "-", "-");
+        for (int k = 0; k < c->n_bench_shapes; k++) {
+            const td_latency_stats *l = be ? &be->latency[k] : &c->ref_latency[k];
+            int64_t bt = c->bench_shapes[k][0], sq = c->bench_shapes[k][1];
+            char shape[32];
+            snprintf(shape, sizeof shape, "%lldx%lld", (long long)bt, (long long)sq);
+            double per_s = l->total > 0 ? (double)l->n / l->total : 0;
+            append(b, n, "%-10s %-9s %-10s %-11s %-9s %9.3f %9.3f %9.3f %10.1f %11.0f\n", k ? "" : name, k ? "" : prec,
+                   k ? "" : val, k ? "" : worst_s, shape, l->p50 * 1e3, l->p95 * 1e3, l->p99 * 1e3,
+                   per_s * (double)bt, per_s * (double)(bt * sq));
+        }
     }
-    append(b, n, "\n(reference = tdeploy CPU runtime on model.onnx in fp32 before optimization; latency at the opt "
-                 "shape %lldx%lld, %d runs after %d warm-up)\n",
-           (long long)c->o->batch[1], (long long)c->seq[1], c->o->nb_measures, c->o->warmup);
+    if (c->n_bench_shapes == 0)
+        append(b, n, "\n(reference = tdeploy CPU runtime on model.onnx in fp32 before optimization; not benchmarked: "
+                     "--no-bench)\n");
+    else
+        append(b, n, "\n(reference = tdeploy CPU runtime on model.onnx in fp32 before optimization; shape = batch x "
+                     "sequence, opt shape first; %d runs per shape after %d warm-up)\n",
+               c->o->nb_measures, c->o->warmup);
 }
 
 /* Step timings, optimizer figures and the options that shaped the run. */
@@ -764,6 +805,20 @@ static td_status add_report_details(td_ctx *ctx, conv *c) {
         if (c->orep.fusion_names[i])
             cJSON_AddNumberToObject(fus, c->orep.fusion_names[i], c->orep.fusion_counts[i]);
     cJSON_AddStringToObject(conf, "precision", c->o->precision);
+    /* what the served model (the Triton tokenizer) truncates a text to, and why */
+    cJSON *ml = cJSON_AddObjectToObject(root, "max_length");
+    if (!ml)
+        return td_fail_oom(ctx, 0, "the report");
+    cJSON_AddNumberToObject(ml, "tokens", (double)c->md->max_seq_length);
+    cJSON_AddStringToObject(ml, "source", c->md->max_seq_length_source);
+    cJSON_AddNumberToObject(ml, "profile_max", (double)c->seq[2]);
+    /* what the files hold, so nobody has to trust the option: model.onnx is the fp32 reference */
+    cJSON *wp = cJSON_AddObjectToObject(root, "written_precision");
+    if (!wp)
+        return td_fail_oom(ctx, 0, "the report");
+    cJSON_AddStringToObject(wp, "model.onnx", "fp32");
+    cJSON_AddStringToObject(wp, "model-optimized.onnx", c->o->precision);
+    cJSON_AddStringToObject(wp, "triton", c->o->precision);
     cJSON_AddNumberToObject(conf, "atol", c->atol);
     cJSON_AddNumberToObject(conf, "rtol", c->rtol);
     cJSON_AddNumberToObject(conf, "threads", c->o->threads);
@@ -791,6 +846,8 @@ static td_status make_stage(td_ctx *ctx, conv *c) {
         c->stage = NULL;
         return td_fail_oom(ctx, n, "a path");
     }
+    /* refuse a folder that is not ours before any work, not after minutes of it */
+    TD_TRY(td_output_check_replaceable(ctx, c->outdir, "convert", c->o->force));
     /* create missing parents of OUTDIR (mkdir -p); a failure shows up in mkdtemp below */
     for (char *p = c->outdir + 1; *p; p++)
         if (*p == '/') {
@@ -853,7 +910,7 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
         goto out;
     if ((s = run_step(ctx, &c, 3, total, "prepare backends", step_prepare, true)) != TD_OK ||
         (s = run_step(ctx, &c, 4, total, "validate", step_validate, true)) != TD_OK ||
-        (s = run_step(ctx, &c, 5, total, "benchmark", step_benchmark, true)) != TD_OK ||
+        (!o->no_bench && (s = run_step(ctx, &c, 5, total, "benchmark", step_benchmark, true)) != TD_OK) ||
         (s = run_step(ctx, &c, 6, total, "triton repository", step_triton, true)) != TD_OK ||
         (s = run_step(ctx, &c, 7, total, "copy tokenizer and config", copy_model_files, false)) != TD_OK)
         goto out;
@@ -861,11 +918,14 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
         goto out;
     td_info("[8/8] report and move into place");
     {
+        /* a failed validation never replaces OUTDIR: the run goes to OUTDIR.failed */
+        char dest[1200];
+        snprintf(dest, sizeof dest, "%s%s", c.outdir, res->n_failed_backends ? ".failed" : "");
         const char *kinds[4] = {"onnx", "optimized_onnx", "triton_repository", "report"};
         const char *files[4] = {"model.onnx", "model-optimized.onnx", "triton", "report.json"};
         for (int i = 0; i < 4 && s == TD_OK; i++) {
             char p[1400];
-            snprintf(p, sizeof p, "%s/%s", c.outdir, files[i]);
+            snprintf(p, sizeof p, "%s/%s", dest, files[i]);
             s = td_report_add_artifact(ctx, c.report, kinds[i], p);
         }
         if (s == TD_OK)
@@ -875,11 +935,21 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
         if (s == TD_OK)
             s = td_report_write(ctx, c.report, rp);
         if (s == TD_OK)
-            s = td_tree_move_into_place(ctx, c.stage, c.outdir);
+            s = td_output_write_marker(ctx, c.stage, "convert");
+        if (s == TD_OK)
+            s = td_output_replace(ctx, c.stage, dest, "convert", c.o->force, res->n_failed_backends ? NULL : "triton");
+        if (s == TD_OK && !res->n_failed_backends) {
+            /* an OUTDIR.failed of an earlier run no longer describes OUTDIR */
+            char failed[1300];
+            snprintf(failed, sizeof failed, "%s.failed", c.outdir);
+            td_ctx quiet = {0};
+            td_output_remove_if_ours(&quiet, failed, "convert");
+        }
         if (s == TD_OK) {
             free(c.stage);
             c.stage = NULL; /* moved: nothing to clean up */
-            snprintf(res->report_path, sizeof res->report_path, "%s/report.json", c.outdir);
+            snprintf(res->written_dir, sizeof res->written_dir, "%s", dest);
+            snprintf(res->report_path, sizeof res->report_path, "%s/report.json", dest);
             write_summary(&c);
         }
     }
@@ -893,7 +963,6 @@ out:
     }
     for (int i = 0; i < TD_CONVERT_MAX_BACKENDS; i++) {
         td_session_free(c.be[i].session);
-        td_model_free(c.be[i].model);
     }
     td_session_free(c.ref);
     td_report_free(c.report);

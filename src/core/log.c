@@ -41,6 +41,11 @@ static void draw(td_progress *p, bool final) {
         for (int i = 0; i < width; i++)
             fputc(i < filled ? '#' : '.', stderr);
         fprintf(stderr, "] %3d%% %6.1fs", (int)(100.0 * (double)p->done / (double)p->total), el);
+        /* time left at the rate so far (done and total are in units of equal cost: runs, or tokens) */
+        if (!final && p->done > 0 && p->done < p->total)
+            fprintf(stderr, " ETA %6.1fs", el * (double)(p->total - p->done) / (double)p->done);
+        else
+            fputs("           ", stderr); /* clear a previous ETA */
     } else {
         fprintf(stderr, "\r%-24.24s %llu %6.1fs", p->label, (unsigned long long)p->done, el);
     }

@@ -20,7 +20,9 @@ void td_log(td_log_level level, const char *fmt, ...) __attribute__((format(prin
 #define td_info(...) td_log(TD_LOG_INFO, __VA_ARGS__)
 #define td_debug(...) td_log(TD_LOG_DEBUG, __VA_ARGS__)
 
-/* Progress for one long operation. total may be 0 when unknown. */
+/* Progress for one long operation. total may be 0 when unknown; with a total the
+ * bar shows the time left at the rate so far, so done/total should count units of
+ * about equal cost. */
 typedef struct td_progress {
     const char *label;
     uint64_t total, done;

@@ -1,4 +1,4 @@
-/* Tree removal and file placement. */
+/* Tree removal and file placement (copies, never hard links). */
 #define _GNU_SOURCE
 #include "deploy/tree.h"
 
@@ -6,10 +6,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <stdbool.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,14 +36,46 @@ td_status td_remove_tree(td_ctx *ctx, const char *path) {
     return TD_OK;
 }
 
-td_status td_link_or_copy_file(td_ctx *ctx, const char *src, const char *dst) {
-    /* AT_SYMLINK_FOLLOW: link the file a symlink points to (HF cache snapshots are relative symlinks into
-     * blobs/; a hard link to the symlink itself would dangle in another directory) */
-    if (linkat(AT_FDCWD, src, AT_FDCWD, dst, AT_SYMLINK_FOLLOW) == 0)
-        return TD_OK;
+/* All of in -> out by copy_file_range (the kernel copies, and can share extents on
+ * file systems that support it), falling back to read/write where the call is
+ * refused (EXDEV before Linux 5.3, EINVAL/ENOSYS/EOPNOTSUPP on some file systems). */
+static td_status copy_bytes(td_ctx *ctx, int in, int out, const char *src, const char *dst) {
+    bool kernel_copy = true;
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t n;
+        if (kernel_copy) {
+            n = copy_file_range(in, NULL, out, NULL, (size_t)1 << 30, 0);
+            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
+                          errno == EBADF)) {
+                kernel_copy = false;
+                continue;
+            }
+        } else {
+            n = read(in, buf, sizeof buf);
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return td_fail(ctx, TD_ERR_IO, "copying %s to %s failed: %s (disk full?)", src, dst, strerror(errno));
+        if (n == 0)
+            return TD_OK;
+        for (ssize_t off = 0; !kernel_copy && off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return td_fail(ctx, TD_ERR_IO, "writing %s failed: %s (disk full?)", dst, strerror(errno));
+            off += w;
+        }
+    }
+}
+
+td_status td_copy_file(td_ctx *ctx, const char *src, const char *dst) {
     int in = -1, out = -1;
     td_status s = TD_OK;
-    char buf[1 << 16];
+    /* open() follows symlinks: an HF cache snapshot entry is a relative symlink into blobs/, and the copy
+     * must hold the blob's bytes, not a link that dangles elsewhere */
     if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0) {
         s = td_fail(ctx, TD_ERR_IO, "cannot open %s: %s", src, strerror(errno));
         goto out;
@@ -49,27 +84,10 @@ td_status td_link_or_copy_file(td_ctx *ctx, const char *src, const char *dst) {
         s = td_fail(ctx, TD_ERR_IO, "cannot create %s: %s", dst, strerror(errno));
         goto out;
     }
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            s = td_fail(ctx, TD_ERR_IO, "reading %s failed: %s", src, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                s = td_fail(ctx, TD_ERR_IO, "writing %s failed: %s (disk full?)", dst, strerror(errno));
-                goto out;
-            }
-            off += w;
-        }
-    }
+    /* a reflink shares the blocks copy-on-write: instant, and a write to either file never reaches the
+     * other; where the file system has none (EOPNOTSUPP, EXDEV, EINVAL) the bytes are copied */
+    if (ioctl(out, FICLONE, in) != 0 && (s = copy_bytes(ctx, in, out, src, dst)) != TD_OK)
+        goto out;
     if (fsync(out) != 0)
         s = td_fail(ctx, TD_ERR_IO, "writing %s failed: %s", dst, strerror(errno));
 out:
@@ -77,35 +95,7 @@ out:
         close(in);
     if (out >= 0 && close(out) != 0 && s == TD_OK)
         s = td_fail(ctx, TD_ERR_IO, "closing %s failed: %s", dst, strerror(errno));
+    if (s != TD_OK && out >= 0)
+        unlink(dst);
     return s;
-}
-
-td_status td_tree_move_into_place(td_ctx *ctx, const char *tmp, const char *out_dir) {
-    struct stat st;
-    if (lstat(out_dir, &st) != 0) {
-        if (errno != ENOENT)
-            return td_fail(ctx, TD_ERR_IO, "cannot inspect %s: %s", out_dir, strerror(errno));
-        if (rename(tmp, out_dir) != 0)
-            return td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", tmp, out_dir, strerror(errno));
-        return TD_OK;
-    }
-    if (!S_ISDIR(st.st_mode))
-        return td_fail(ctx, TD_ERR_IO, "%s exists and is not a directory; remove it or choose another output", out_dir);
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_EXCHANGE) != 0) {
-        /* no RENAME_EXCHANGE (old kernel or file system): move the old one aside first */
-        char *aside = NULL;
-        if (asprintf(&aside, "%s.old.%ld", out_dir, (long)getpid()) < 0)
-            return td_fail_oom(ctx, 256, "a path");
-        td_status s = TD_OK;
-        if (rename(out_dir, aside) != 0)
-            s = td_fail(ctx, TD_ERR_IO, "cannot move the old %s aside: %s", out_dir, strerror(errno));
-        else if (rename(tmp, out_dir) != 0) {
-            s = td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", tmp, out_dir, strerror(errno));
-            rename(aside, out_dir); /* put the old one back */
-        } else
-            s = td_remove_tree(ctx, aside);
-        free(aside);
-        return s;
-    }
-    return td_remove_tree(ctx, tmp); /* tmp now holds the old tree */
 }

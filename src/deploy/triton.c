@@ -4,9 +4,11 @@
 
 #include "core/ctx.h"
 #include "core/fs.h"
+#include "deploy/output_dir.h"
 #include "deploy/pbtxt.h"
 #include "deploy/tree.h"
 #include "deploy/triton_write.h"
+#include "hf/max_length.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -269,11 +271,9 @@ td_status td_triton_tokenizer_params(td_ctx *ctx, const td_triton_spec *sp, td_t
         goto out;
     }
     tp->max_length = tp->pad_to_length ? tp->pad_to_length : sp->max_length;
-    if (!tp->max_length && cfg) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(cfg, "model_max_length");
-        if (cJSON_IsNumber(m) && m->valuedouble >= 1 && m->valuedouble <= 1e6) /* HF writes 1e30 for "unset" */
-            tp->max_length = (int64_t)m->valuedouble;
-    }
+    /* else the model's one max length (hf/max_length.h), from the files beside the tokenizer, as `run` cuts */
+    if (!tp->max_length)
+        s = td_hf_max_length_of_dir(ctx, sp->tokenizer_dir, &tp->max_length, NULL);
 out:
     cJSON_Delete(cfg);
     cJSON_Delete(map);
@@ -314,7 +314,7 @@ static void map_entries(td_pbtxt *b, const char *section, const td_triton_tensor
     }
 }
 
-static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp) {
+static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp, const td_triton_tok_params *tp) {
     bool batched = sp->batch_max > 0;
     td_triton_put_header(b, sp->name, "_inference");
     td_pbtxt_printf(b, "platform: \"ensemble\"\nmax_batch_size: %lld\n", (long long)sp->batch_max);
@@ -336,6 +336,10 @@ static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp) {
     td_pbtxt_printf(b, "    }\n  ]\n}\n");
     if (sp->task)
         td_triton_put_param(b, "task", sp->task);
+    /* what the served model truncates a text to (the tokenizer model does it; 0: no truncation) */
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)tp->max_length);
+    td_triton_put_param(b, "max_length", num);
 }
 
 /* dir/rel/.../ created as needed; returns dir/rel joined (malloc'd) in *out. */
@@ -389,7 +393,7 @@ td_status td_triton_place_file(td_ctx *ctx, const char *src_dir, const char *rel
             goto out;
         }
     }
-    s = td_link_or_copy_file(ctx, src, dst);
+    s = td_copy_file(ctx, src, dst);
 out:
     free(src);
     free(dst);
@@ -417,7 +421,7 @@ static td_status write_onnxruntime_tree(td_ctx *ctx, const td_triton_spec *sp, c
     char *model_dst = NULL;
     if ((s = td_path_join(ctx, ver, "model.onnx", true, &model_dst)) != TD_OK)
         goto out;
-    s = td_link_or_copy_file(ctx, sp->onnx_path, model_dst);
+    s = td_copy_file(ctx, sp->onnx_path, model_dst);
     free(model_dst);
     if (s != TD_OK)
         goto out;
@@ -461,7 +465,7 @@ static td_status write_onnxruntime_tree(td_ctx *ctx, const td_triton_spec *sp, c
     }
     if ((s = td_triton_make_subdir(ctx, root, name, &dir)) != TD_OK || (s = td_triton_make_subdir(ctx, dir, "1", &ver)) != TD_OK)
         goto out;
-    ensemble_config(&b, sp);
+    ensemble_config(&b, sp, &tp);
     s = td_triton_write_text(ctx, dir, "config.pbtxt", &b);
 out:
     td_pbtxt_free(&b);
@@ -486,6 +490,55 @@ static td_status write_tree(td_ctx *ctx, const td_triton_spec *sp, const char *r
     return write_onnxruntime_tree(ctx, &ort, root);
 }
 
+/* The folders a spec of this NAME may write, for any --triton-backend: NAME (ONNX Runtime or tdeploy model),
+ * NAME_tokenize and NAME_inference (ONNX Runtime with a tokenizer), NAME_onnxruntime* (both). A rewrite with
+ * another choice replaces the ones it writes and removes the other tdeploy-written ones (they belong to the
+ * replaced model). */
+#define N_MODEL_SUFFIXES 6
+static const char *const model_suffixes[N_MODEL_SUFFIXES] = {
+    "", "_tokenize", "_inference", "_onnxruntime", "_onnxruntime_tokenize", "_onnxruntime_inference"};
+
+/* Before anything is written: every folder of this model that already exists in
+ * the repository must be one tdeploy wrote (its config.pbtxt header), unless force. */
+static td_status check_existing_models(td_ctx *ctx, const td_triton_spec *sp, const char *repo) {
+    for (int k = 0; k < N_MODEL_SUFFIXES; k++) {
+        char p[4096];
+        struct stat st;
+        if (snprintf(p, sizeof p, "%s/%s%s", repo, sp->name, model_suffixes[k]) >= (int)sizeof p)
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "the output path %s is too long", repo);
+        if (lstat(p, &st) != 0)
+            continue;
+        if (!S_ISDIR(st.st_mode))
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                           "%s exists and is not a model folder; remove it or choose another --name", p);
+        if (!sp->force && !td_triton_model_is_tdeploys(p))
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                           "%s holds a model tdeploy did not write (its config.pbtxt has no tdeploy header); it was "
+                           "left untouched: choose another --name, or pass --force to replace it",
+                           p);
+    }
+    return TD_OK;
+}
+
+/* Moves this model's folders from the finished tmp repository into the existing
+ * repository out, each swapped in whole; other models in out are not touched. A
+ * folder of this model that the new spec does not write (NAME_tokenize and
+ * NAME_inference of an earlier run with a tokenizer) is removed when tdeploy
+ * wrote it, since it refers to the replaced model. */
+static td_status merge_models(td_ctx *ctx, const td_triton_spec *sp, const char *tmp, const char *out) {
+    for (int k = 0; k < N_MODEL_SUFFIXES; k++) {
+        char from[4096], to[4096];
+        if (snprintf(from, sizeof from, "%s/%s%s", tmp, sp->name, model_suffixes[k]) >= (int)sizeof from ||
+            snprintf(to, sizeof to, "%s/%s%s", out, sp->name, model_suffixes[k]) >= (int)sizeof to)
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "the output path %s is too long", out);
+        if (td_is_dir(from))
+            TD_TRY(td_output_replace(ctx, from, to, "triton-repo", true, NULL)); /* checked before writing */
+        else if (td_is_dir(to) && td_triton_model_is_tdeploys(to))
+            TD_TRY(td_remove_tree(ctx, to));
+    }
+    return TD_OK;
+}
+
 td_status td_triton_write_repository(td_ctx *ctx, const td_triton_spec *spec, const char *out_dir) {
     char *tmp = NULL, *parent = NULL;
     td_status s = check_spec(ctx, spec);
@@ -495,7 +548,20 @@ td_status td_triton_write_repository(td_ctx *ctx, const td_triton_spec *spec, co
     while (n > 1 && out_dir[n - 1] == '/')
         n--;
     char *out = strndup(out_dir, n);
-    if (!out || asprintf(&tmp, "%s.tmp.XXXXXX", out) < 0) {
+    if (!out) {
+        s = td_fail_oom(ctx, n + 16, "a path");
+        goto out;
+    }
+    struct stat st;
+    bool existing = lstat(out, &st) == 0;
+    if (existing && !S_ISDIR(st.st_mode)) {
+        s = td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "%s exists and is not a directory; choose another output folder",
+                    out);
+        goto out;
+    }
+    if (existing && (s = check_existing_models(ctx, spec, out)) != TD_OK)
+        goto out;
+    if (asprintf(&tmp, "%s.tmp.XXXXXX", out) < 0) {
         tmp = NULL;
         s = td_fail_oom(ctx, n + 16, "a path");
         goto out;
@@ -512,12 +578,22 @@ td_status td_triton_write_repository(td_ctx *ctx, const td_triton_spec *spec, co
         td_wrap(ctx, "writing the Triton repository %s (nothing was changed there)", out);
         goto out;
     }
-    if ((s = td_tree_move_into_place(ctx, tmp, out)) != TD_OK)
-        goto out;
-    free(tmp); /* moved: nothing to clean */
-    tmp = NULL;
-    if ((parent = td_path_dirname(out)))
-        s = td_fsync_dir(ctx, parent);
+    if (existing) {
+        /* an existing repository: only this model's folders change */
+        if ((s = merge_models(ctx, spec, tmp, out)) != TD_OK)
+            goto out;
+    } else {
+        if ((s = td_output_write_marker(ctx, tmp, "triton-repo")) != TD_OK)
+            goto out;
+        if (rename(tmp, out) != 0) {
+            s = td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", tmp, out, strerror(errno));
+            goto out;
+        }
+        free(tmp); /* moved: nothing to clean */
+        tmp = NULL;
+        if ((parent = td_path_dirname(out)))
+            s = td_fsync_dir(ctx, parent);
+    }
 out:
     if (tmp) {
         td_ctx quiet = {0};

@@ -2,7 +2,7 @@
  * text front end (the layout transformer-deploy produces):
  *
  *   OUT/NAME/config.pbtxt             platform "onnxruntime_onnx", dynamic batching, instance group
- *   OUT/NAME/1/model.onnx             hard link or copy of the ONNX file (+ its external data files)
+ *   OUT/NAME/1/model.onnx             copy (reflink where possible) of the ONNX file (+ its external data)
  *   OUT/NAME_tokenize/config.pbtxt    backend "python": TEXT (TYPE_STRING) -> the model's id inputs
  *   OUT/NAME_tokenize/1/model.py      HF `tokenizers` on the copied tokenizer.json
  *   OUT/NAME_tokenize/1/tokenizer.json (+ tokenizer_config.json, special_tokens_map.json when present)
@@ -20,12 +20,15 @@
  *   OUT/NAME/config.pbtxt             backend "tdeploy": the model's token inputs (optional, ragged batching),
  *                                     TEXT / TEXT_PAIR (TYPE_STRING [1], optional) when there is a tokenizer,
  *                                     the graph's outputs; parameters threads, precision, max_length, truncation
- *   OUT/NAME/1/model-optimized.onnx   hard link or copy of the ONNX file (+ external data)
+ *   OUT/NAME/1/model-optimized.onnx   copy of the ONNX file, reflinked where possible (+ external data)
  *   OUT/NAME/1/tokenizer.json (+ tokenizer_config.json, special_tokens_map.json)
  *
  * The repository is written into a temporary sibling directory of OUT and moved
- * into place only when complete; an existing OUT is swapped out atomically
- * (renameat2 RENAME_EXCHANGE) and then removed, so OUT is never half-written. */
+ * into place only when complete (with the output marker, output_dir.h). An
+ * existing OUT is a repository other models may share: only this model's folders
+ * are replaced, each swapped in whole (renameat2 RENAME_EXCHANGE), and only when
+ * tdeploy wrote them (config.pbtxt header) or with force; other models and files
+ * are left alone, and a failure changes nothing there. */
 #ifndef TD_DEPLOY_TRITON_H
 #define TD_DEPLOY_TRITON_H
 
@@ -68,6 +71,7 @@ typedef struct td_triton_spec {
     int nb_instances;                        /* instance_group count (>= 1) */
     td_triton_device device;                 /* where the ONNX model runs; the tokenizer runs on CPU */
     int64_t max_length; /* tokenizer truncation; 0: from the model's sequence dimension, else none */
+    bool force;         /* replace folders of this model's names that tdeploy did not write */
     td_triton_serving serving;
     int threads;           /* tdeploy backend: session threads (0 = one per core) */
     const char *precision; /* tdeploy backend: fp32 | fp16 | bf16 (NULL: fp32) */

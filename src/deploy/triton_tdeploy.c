@@ -127,7 +127,7 @@ td_status td_triton_write_tdeploy_model(td_ctx *ctx, const td_triton_spec *sp, c
         goto out;
     }
     if ((s = td_path_join(ctx, ver, "model-optimized.onnx", true, &model_dst)) != TD_OK ||
-        (s = td_link_or_copy_file(ctx, sp->onnx_path, model_dst)) != TD_OK)
+        (s = td_copy_file(ctx, sp->onnx_path, model_dst)) != TD_OK)
         goto out;
     for (size_t i = 0; i < sp->n_external_data; i++)
         if ((s = td_triton_place_file(ctx, onnx_dir, sp->external_data[i], ver, true)) != TD_OK) {

@@ -5,6 +5,7 @@
 #include "export/spec.h"
 
 #include "export/builder.h"
+#include "export/task.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -58,6 +59,8 @@ static td_status from_config(td_ctx *ctx, const td_hf_config *c, td_encoder_spec
     case TD_HF_DISTILBERT: s->family = TD_FAM_DISTILBERT; break;
     case TD_HF_ELECTRA: s->family = TD_FAM_ELECTRA; break;
     default:
+        if (td_task_is_generation_model(c->model_type, (const char *const *)c->architectures, c->n_architectures))
+            return td_task_refuse_generation_model(ctx, c->path, c->model_type ? c->model_type : "?");
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
                        "%s: model_type \"%s\" is not supported by export (supported: bert, roberta, xlm-roberta, "
                        "distilbert, electra)",
@@ -162,37 +165,6 @@ void td_encoder_spec_free(td_encoder_spec *s) {
 }
 
 /* ---------------- tasks ---------------- */
-
-static const char *const k_task_names[] = {"auto", "feature-extraction", "embedding", "classification",
-                                           "token-classification", "question-answering"};
-
-const char *td_export_task_name(td_export_task t) {
-    return (unsigned)t < sizeof k_task_names / sizeof k_task_names[0] ? k_task_names[t] : "?";
-}
-
-bool td_export_task_parse(const char *s, td_export_task *out) {
-    static const struct {
-        const char *name;
-        td_export_task t;
-    } aliases[] = {{"auto", TD_TASK_AUTO},
-                   {"feature-extraction", TD_TASK_FEATURES},
-                   {"features", TD_TASK_FEATURES},
-                   {"embedding", TD_TASK_EMBEDDING},
-                   {"sentence-embedding", TD_TASK_EMBEDDING},
-                   {"sentence-similarity", TD_TASK_EMBEDDING},
-                   {"classification", TD_TASK_CLASSIFICATION},
-                   {"text-classification", TD_TASK_CLASSIFICATION},
-                   {"sequence-classification", TD_TASK_CLASSIFICATION},
-                   {"token-classification", TD_TASK_TOKEN_CLASSIFICATION},
-                   {"question-answering", TD_TASK_QUESTION_ANSWERING},
-                   {"qa", TD_TASK_QUESTION_ANSWERING}};
-    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
-        if (strcmp(s, aliases[i].name) == 0) {
-            *out = aliases[i].t;
-            return true;
-        }
-    return false;
-}
 
 static td_export_task head_task(td_head_kind h) {
     switch (h) {

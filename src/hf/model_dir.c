@@ -5,6 +5,7 @@
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "hf/hub.h"
+#include "hf/max_length.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -90,8 +91,6 @@ static td_status check_pickles(td_ctx *ctx, const char *dir) {
                    "reads weights from safetensors files", dir);
 }
 
-static bool is_roberta_like(td_hf_family f) { return f == TD_HF_ROBERTA || f == TD_HF_XLM_ROBERTA; }
-
 td_status td_model_dir_open(td_ctx *ctx, const char *model, td_model_dir **out) {
     *out = NULL;
     td_status s = TD_OK;
@@ -148,20 +147,14 @@ td_status td_model_dir_open(td_ctx *ctx, const char *model, td_model_dir **out) 
     }
 
     const td_hf_config *c = md->config;
-    int64_t limit = c->max_position_embeddings;
-    if (is_roberta_like(c->family))
-        limit -= c->pad_token_id + 1; /* positions start after the padding index */
-    if (limit < 1) {
+    if (td_hf_position_limit(c) < 1) {
         s = td_fail(ctx, TD_ERR_FORMAT, "%s: max_position_embeddings %lld leaves no positions after pad_token_id "
                     "%lld", c->path, (long long)c->max_position_embeddings, (long long)c->pad_token_id);
         goto out;
     }
-    int64_t cap = -1;
-    if (md->st && md->st->max_seq_length > 0)
-        cap = md->st->max_seq_length;
-    else if (md->tokenizer_config && md->tokenizer_config->model_max_length > 0)
-        cap = md->tokenizer_config->model_max_length;
-    md->max_seq_length = cap > 0 && cap < limit ? cap : limit;
+    md->max_seq_length = td_hf_max_length(c, md->st ? md->st->max_seq_length : -1,
+                                          md->tokenizer_config ? md->tokenizer_config->model_max_length : -1,
+                                          &md->max_seq_length_source);
 out:
     free(p);
     if (s != TD_OK)

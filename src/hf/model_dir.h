@@ -26,10 +26,11 @@ typedef struct td_model_dir {
     td_st_info *st;                        /* sentence-transformers pipeline, NULL when not one */
     td_tokenizer_config *tokenizer_config; /* NULL when tokenizer_config.json is absent */
     char *tokenizer_json;                  /* path of tokenizer.json, NULL when absent */
-    /* Longest input in tokens: the positions the model has (minus RoBERTa's
-     * padding offset), capped by sentence_bert_config's max_seq_length when set,
-     * else by tokenizer_config's model_max_length (as sentence-transformers does). */
+    /* Longest input in tokens, by the one rule of hf/max_length.h: the positions
+     * the model has (minus RoBERTa's padding offset), capped by sentence_bert_config's
+     * max_seq_length when set, else by tokenizer_config's model_max_length. */
     int64_t max_seq_length;
+    const char *max_seq_length_source; /* static: which file and key gave it */
 } td_model_dir;
 
 /* Find the directory for model without opening anything in it. *dir (malloc'd)

@@ -16,7 +16,9 @@ struct td_pipeline {
     char **labels;        /* n_labels names, by class id; NULL until known */
     size_t n_labels;
     bool multi_label;     /* config problem_type multi_label_classification: sigmoid scores */
-    int64_t max_length;   /* 0 = no truncation */
+    int64_t max_length;   /* rows are cut to this (or windowed); 0 = no truncation */
+    int64_t model_max_length; /* what the model takes; 0 = unknown */
+    size_t stride;        /* window overlap asked for; 0 = default */
     int64_t cls_id;       /* -1 when the tokenizer has no CLS-like token */
     int64_t unk_id;       /* -1 when the tokenizer has no unknown token */
     size_t top_k, max_answer_len;

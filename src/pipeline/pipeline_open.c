@@ -6,7 +6,9 @@
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "export/task.h"
 #include "hf/config.h"
+#include "hf/max_length.h"
 #include "hf/model_dir.h"
 #include "hf/tokenizer_config.h"
 #include "onnx/onnx_io.h"
@@ -36,6 +38,21 @@ void td_pipeline_free(td_pipeline *p) {
 }
 
 td_export_task td_pipeline_task(const td_pipeline *p) { return p->task; }
+int64_t td_pipeline_model_max_length(const td_pipeline *p) { return p->model_max_length; }
+int64_t td_pipeline_max_length(const td_pipeline *p) { return p->max_length; }
+
+td_status td_pipeline_set_max_length(td_ctx *ctx, td_pipeline *p, int64_t n) {
+    if (n < 1)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--max-length %lld: give at least 1 token", (long long)n);
+    if (p->model_max_length > 0 && n > p->model_max_length)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "--max-length %lld is above what the model takes (%lld tokens: its position embeddings or "
+                       "configured maximum); give at most %lld (long texts run in windows for question-answering "
+                       "and token-classification)",
+                       (long long)n, (long long)p->model_max_length, (long long)p->model_max_length);
+    p->max_length = n;
+    return TD_OK;
+}
 const char *td_pipeline_description(const td_pipeline *p) { return p->description; }
 bool td_pipeline_accepts_pairs(const td_pipeline *p) {
     return p->task == TD_TASK_CLASSIFICATION || p->task == TD_TASK_QUESTION_ANSWERING;
@@ -161,6 +178,42 @@ static td_export_task task_from_outputs(const td_model *m) {
     return TD_TASK_AUTO;
 }
 
+/* A text-generation model (GPT-2, Llama, ... exported to ONNX) must not be run
+ * as an encoder: its logits (batch, sequence, vocabulary) look like token
+ * classification. Refused when config.json beside it names a generation model,
+ * when the graph takes or returns a KV cache, or when its rank-3 logits have one
+ * score per vocabulary entry. */
+static td_status refuse_generation(td_ctx *ctx, const td_pipeline *p, const td_model *m, const td_hf_config *cfg,
+                                   const char *onnx_path) {
+    char why[160];
+    if (cfg && td_task_is_generation_model(cfg->model_type, (const char *const *)cfg->architectures,
+                                           cfg->n_architectures)) {
+        snprintf(why, sizeof why, "config.json: model_type %s%s%s", cfg->model_type ? cfg->model_type : "?",
+                 cfg->n_architectures ? ", " : "", cfg->n_architectures ? cfg->architectures[0] : "");
+        return td_task_refuse_generation_model(ctx, onnx_path, why);
+    }
+    for (int k = 0; k < 2; k++) {
+        td_value *const *vals = k ? m->graph->outputs : m->graph->inputs;
+        int n = k ? m->graph->n_outputs : m->graph->n_inputs;
+        for (int i = 0; i < n; i++) {
+            const char *name = vals[i]->name;
+            if (strncmp(name, "past_key_values", 15) == 0 || strncmp(name, "present", 7) == 0) {
+                snprintf(why, sizeof why, "it has a KV cache %s \"%.64s\"", k ? "output" : "input", name);
+                return td_task_refuse_generation_model(ctx, onnx_path, why);
+            }
+        }
+    }
+    const td_value *logits = find_output(m, "logits");
+    size_t vocab = td_tokenizer_vocab_size(p->tok);
+    if (!td_model_metadata(m, "task") && logits && logits->type.rank == 3 && !logits->type.dims[2].param &&
+        vocab > 0 && logits->type.dims[2].value >= (int64_t)vocab) {
+        snprintf(why, sizeof why, "its logits score all %lld tokens of the vocabulary at every position",
+                 (long long)logits->type.dims[2].value);
+        return td_task_refuse_generation_model(ctx, onnx_path, why);
+    }
+    return TD_OK;
+}
+
 /* The outputs each task reads must exist. */
 static td_status check_outputs(td_ctx *ctx, const td_model *m, td_export_task task, const char *what) {
     const char *need[2] = {NULL, NULL};
@@ -179,60 +232,6 @@ static td_status check_outputs(td_ctx *ctx, const td_model *m, td_export_task ta
                            "for that task",
                            what, need[i], td_export_task_name(task));
     return TD_OK;
-}
-
-/* Longest row for an ONNX file without "max_seq_length" metadata: the model's
- * positions (RoBERTa-like models lose pad_token_id + 1 of them), capped by
- * sentence_bert_config.json's max_seq_length, else tokenizer_config.json's
- * model_max_length, as td_model_dir computes it for HF directories. */
-static int64_t max_length_from_files(const td_hf_config *c, int64_t st_max, const td_tokenizer_config *tc) {
-    int64_t limit = 0;
-    if (c && td_hf_family_is_encoder(c->family)) {
-        limit = c->max_position_embeddings;
-        if (c->family == TD_HF_ROBERTA || c->family == TD_HF_XLM_ROBERTA)
-            limit -= c->pad_token_id + 1;
-        if (limit < 1)
-            limit = 0;
-    }
-    int64_t cap = -1;
-    if (st_max > 0)
-        cap = st_max;
-    else if (tc && tc->model_max_length > 0)
-        cap = tc->model_max_length;
-    if (cap > 0 && (limit == 0 || cap < limit))
-        return cap;
-    return limit;
-}
-
-/* sentence_bert_config.json's max_seq_length (0 when the file or the key is
- * absent). Read directly: an engine directory has the file but not the module
- * folders modules.json points to. */
-static td_status st_max_seq_length(td_ctx *ctx, const char *dir, int64_t *out) {
-    *out = 0;
-    char *path = NULL, *text = NULL;
-    size_t len = 0;
-    cJSON *j = NULL;
-    td_status st = td_path_join(ctx, dir, "sentence_bert_config.json", false, &path);
-    if (st != TD_OK || !td_is_file(path))
-        goto out;
-    if ((st = td_read_file(ctx, path, 1 << 20, &text, &len)) != TD_OK)
-        goto out;
-    j = cJSON_ParseWithLength(text, len);
-    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "max_seq_length") : NULL;
-    if (!j || !cJSON_IsObject(j)) {
-        st = td_fail(ctx, TD_ERR_FORMAT, "%s is not a JSON object", path);
-    } else if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > (double)(1 << 24) ||
-            v->valuedouble != (double)(int64_t)v->valuedouble)
-            st = td_fail(ctx, TD_ERR_FORMAT, "%s: max_seq_length must be a positive integer", path);
-        else
-            *out = (int64_t)v->valuedouble;
-    }
-out:
-    cJSON_Delete(j);
-    free(text);
-    free(path);
-    return st;
 }
 
 /* Ids of the CLS and unknown tokens: tokenizer_config.json's names, else the usual spellings. */
@@ -262,6 +261,14 @@ static td_status load_tokenizer(td_ctx *ctx, td_pipeline *p, const char *dir, co
 
 /* (a) an HF model directory or cached hub id: export in memory. */
 static td_status open_hf(td_ctx *ctx, td_pipeline *p, const td_pipeline_options *o) {
+    /* the in-memory export feeds its MatMul weights through Transpose nodes (src/export/builder.c), which
+     * the runtime's reduced-precision weight packing does not reach: refuse rather than run fp32 under an
+     * fp16/bf16 label */
+    if (o->precision != TD_PRECISION_FP32)
+        return td_fail(ctx, TD_ERR_UNSUPPORTED,
+                       "--precision %s needs an .onnx file or a `tdeploy convert` output directory; %s is a Hugging "
+                       "Face model, which runs in fp32 (convert it first: tdeploy convert -m %s)",
+                       o->precision == TD_PRECISION_FP16 ? "fp16" : "bf16", o->model, o->model);
     td_model_dir *md = NULL;
     td_status st = td_model_dir_open(ctx, o->model, &md);
     if (st != TD_OK)
@@ -303,7 +310,6 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
                            const char *tok_dir) {
     td_hf_config *cfg = NULL;
     td_tokenizer_config *tc = NULL;
-    int64_t st_max = 0;
     char *path = NULL;
     td_status st = td_onnx_load(ctx, onnx_path, &p->model);
     if (st != TD_OK)
@@ -321,8 +327,6 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
         goto out;
     if (td_is_file(path) && (st = td_tokenizer_config_load(ctx, path, &tc)) != TD_OK)
         goto out;
-    if ((st = st_max_seq_length(ctx, tok_dir, &st_max)) != TD_OK)
-        goto out;
     free(path);
     path = NULL;
     if ((st = td_path_join(ctx, tok_dir, "modules.json", false, &path)) != TD_OK)
@@ -330,6 +334,8 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
     bool sentence_transformers = td_is_file(path);
 
     const td_model *m = p->model;
+    if ((st = refuse_generation(ctx, p, m, cfg, onnx_path)) != TD_OK)
+        goto out;
     const char *meta_task = td_model_metadata(m, "task");
     p->task = o->task;
     if (p->task == TD_TASK_AUTO && meta_task && !td_export_task_parse(meta_task, &p->task)) {
@@ -372,8 +378,8 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
             goto out;
         }
         p->max_length = v;
-    } else {
-        p->max_length = max_length_from_files(cfg, st_max, tc);
+    } else if ((st = td_hf_max_length_of_dir(ctx, tok_dir, &p->max_length, NULL)) != TD_OK) {
+        goto out; /* no "max_seq_length" metadata: the files beside the tokenizer, by the one rule */
     }
     set_special_ids(p, tc);
     if (asprintf(&p->description, "%s (ONNX file, tokenizer from %s)", onnx_path, tok_dir) < 0) {
@@ -475,11 +481,14 @@ td_status td_pipeline_open(td_ctx *ctx, const td_pipeline_options *o, td_pipelin
     td_session_options so;
     td_session_options_init(&so);
     so.threads = o->threads;
+    so.precision = o->precision;
     if ((st = td_session_create_model(ctx, p->model, &so, &p->session)) != TD_OK ||
         (st = check_inputs(ctx, p)) != TD_OK)
         goto out;
-    if (o->max_length > 0)
-        p->max_length = o->max_length;
+    p->model_max_length = p->max_length;
+    p->stride = o->stride;
+    if (o->max_length > 0 && (st = td_pipeline_set_max_length(ctx, p, o->max_length)) != TD_OK)
+        goto out;
     td_debug("run: %s, task %s, max length %lld", p->description, td_export_task_name(p->task),
            (long long)p->max_length);
     *out = p;

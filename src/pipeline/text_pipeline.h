@@ -22,12 +22,19 @@
  *     outputs;
  *   - a directory with model-optimized.onnx (what `tdeploy convert` writes) or
  *     model.onnx: that file, with the tokenizer files beside it.
- * A batch is padded to its longest row and truncated to the maximum length
- * (o.max_length, else the model's). */
+ * A batch is padded to its longest row. Texts longer than the maximum length
+ * (o.max_length, else the model's) are cut for embedding, feature-extraction
+ * and classification (result.truncated says so); question answering and token
+ * classification instead run the text in overlapping windows of the maximum
+ * length (o.stride tokens of overlap, as HF pipelines' doc_stride / stride) and
+ * merge the answers as the HF pipelines do: the best-scoring answer over all
+ * windows; the entities of every window, overlapping ones resolved to the
+ * longer (then higher-scoring) entity. */
 #ifndef TD_PIPELINE_TEXT_PIPELINE_H
 #define TD_PIPELINE_TEXT_PIPELINE_H
 
 #include "export/export.h"
+#include "tdeploy/session.h"
 #include "tdeploy/tdeploy.h"
 
 #include <stdbool.h>
@@ -39,7 +46,10 @@ typedef struct td_pipeline_options {
     const char *tokenizer_dir; /* directory with tokenizer.json (+ config.json); NULL = beside the model */
     td_export_task task;       /* TD_TASK_AUTO = from the model */
     int threads;               /* CPU runtime workers; 0 = one per core */
-    int64_t max_length;        /* tokens per row incl. specials; 0 = the model's maximum */
+    int64_t max_length;        /* tokens per row incl. specials; 0 = the model's maximum; above it is an error */
+    size_t stride;             /* QA / token classification: overlap of consecutive windows in tokens;
+                                * 0 = min(128, max length / 2), lowered to fit a window when needed */
+    td_precision precision;    /* storage precision of the weights on the CPU runtime (default fp32) */
     size_t top_k;              /* classification: labels reported per text; 0 = 1 */
     size_t max_answer_len;     /* question answering: longest answer in tokens; 0 = 15 */
     bool keep_hidden;          /* feature-extraction: also return the per-token hidden states */
@@ -53,6 +63,13 @@ td_status td_pipeline_open(td_ctx *ctx, const td_pipeline_options *o, td_pipelin
 void td_pipeline_free(td_pipeline *p); /* NULL is harmless */
 
 td_export_task td_pipeline_task(const td_pipeline *p);
+/* The longest row the model takes (tokens incl. specials; 0 = unknown), and the
+ * length rows are cut to now. */
+int64_t td_pipeline_model_max_length(const td_pipeline *p);
+int64_t td_pipeline_max_length(const td_pipeline *p);
+/* Change the length rows are cut to: TD_ERR_INVALID_ARGUMENT when n < 1 or
+ * above the model's limit (the message names both numbers). */
+td_status td_pipeline_set_max_length(td_ctx *ctx, td_pipeline *p, int64_t n);
 /* What runs, for messages: "model.onnx (ONNX file)", "dir (HF model, exported in memory)". Owned by p. */
 const char *td_pipeline_description(const td_pipeline *p);
 /* Does the task take text pairs (classification: optional; QA: required)? */
@@ -76,14 +93,17 @@ typedef struct td_pipe_entity {
 /* The answers for one input text. Arrays are malloc'd; td_pipe_result_free. */
 typedef struct td_pipe_result {
     td_export_task task;
-    size_t n_tokens;      /* tokens of this row (padding excluded) */
-    int64_t *input_ids;   /* (n_tokens) what the model saw */
-    bool truncated;       /* the text had more tokens than the maximum length */
+    size_t n_tokens;      /* tokens the model saw for this text, over all its windows (padding excluded) */
+    int64_t *input_ids;   /* (n_tokens) what the model saw: the windows one after the other */
+    size_t n_windows;     /* rows the text was run as: 1, or the overlapping windows of a long text */
+    bool truncated;       /* the text had more tokens than the maximum length and was cut (never for the
+                           * windowed tasks) */
     /* embedding: sentence_embedding; feature-extraction: mean of the token states over the mask */
     float *vector;        /* (dim) */
     size_t dim;
     float *hidden;        /* feature-extraction with keep_hidden: (n_tokens, dim) */
-    /* classification: (n_labels); token classification: (n_tokens, n_labels) */
+    /* classification: (n_labels); token classification: (n_tokens, n_labels). Token positions
+     * (first_token, answer_first_token, ...) index the n_tokens of all windows. */
     float *logits;
     size_t n_labels;
     td_pipe_label *labels; /* classification: the top_k best, best first */
@@ -101,8 +121,10 @@ typedef struct td_pipe_result {
 
 /* Run one batch of n texts (pairs NULL or n pair texts, NUL-terminated UTF-8).
  * results: n entries, filled on success (zeroed and freed on failure). The
- * batch is one model run: callers split long inputs into batches. Error
- * messages call texts[i] "input first_index + i" (the caller's numbering). */
+ * model runs at most n rows at a time: one run for the batch, plus more when
+ * long texts of a windowed task add windows (callers split long input lists
+ * into batches). Error messages call texts[i] "input first_index + i" (the
+ * caller's numbering). */
 td_status td_pipeline_run(td_ctx *ctx, td_pipeline *p, const char *const *texts, const char *const *pairs, size_t n,
                           size_t first_index, td_pipe_result *results);
 

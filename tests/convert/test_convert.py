@@ -2,7 +2,7 @@
 """`tdeploy convert` end to end on every encoder fixture: all files present,
 validation passes, report consistent with the run, Triton configs valid (parsed
 with Triton's own ModelConfig protobuf and checked against the ONNX model); a
-deliberately broken backend is caught by validation; bad inputs (missing model,
+backend outside the tolerance is caught by validation; bad inputs (missing model,
 unsupported architecture, impossible task, bad shapes, unwritable OUTDIR,
 SIGINT) give a clear message, a non-zero exit and nothing half-written."""
 import glob
@@ -125,13 +125,17 @@ def test_fixture(name):
     check(no_leftovers(out), f"{name}: no temporary directories left")
 
 
-def test_fault_injection():
+def test_validation_failure():
+    # a backend that differs from the reference beyond the tolerance: bf16 weights checked at zero tolerance
+    # (the product has no fault-injection hook; a real difference has to be caught)
     out = os.path.join(TMP, "fault")
-    r = run(["-m", os.path.join(FIX, "bert-seqcls"), "-o", out, "--inject-fault", "cpu"] + SHAPE_ARGS)
-    check(r.returncode == 3 and "validation failed" in r.stderr, f"injected fault: exit 3 ({r.stderr.strip()[-200:]})")
-    rep = json.load(open(os.path.join(out, "report.json")))
-    check(any(not v["passed"] for v in rep["validation"] if v["backend"] == "cpu"), "injected fault: report says failed")
-    check(not os.path.exists(os.path.join(out, "triton", "bert-seqcls")), "injected fault: no Triton model for it")
+    r = run(["-m", os.path.join(FIX, "bert-seqcls"), "-o", out, "--precision", "bf16", "--atol", "0", "--rtol", "0"]
+            + SHAPE_ARGS)
+    check(r.returncode == 3 and "validation failed" in r.stderr, f"bf16 at zero tolerance: exit 3 ({r.stderr.strip()[-200:]})")
+    rep = json.load(open(os.path.join(out + ".failed", "report.json")))
+    check(any(not v["passed"] for v in rep["validation"] if v["backend"] == "cpu"), "zero tolerance: report says failed")
+    check(not os.path.exists(out) and not os.path.exists(os.path.join(out + ".failed", "triton", "bert-seqcls")),
+          "zero tolerance: OUTDIR not written, no Triton model for it")
 
 
 def test_errors():
@@ -240,7 +244,7 @@ def main():
     os.makedirs(TMP)
     for name in ENCODERS:
         test_fixture(name)
-    test_fault_injection()
+    test_validation_failure()
     test_errors()
     test_sigint()
     test_hub_download()

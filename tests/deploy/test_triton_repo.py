@@ -17,7 +17,8 @@ decoder without a pad token) it writes a repository and checks:
     gives the ids, masks and types HF tokenizers / the fixtures' golden ids
     give, in the configured dtypes, and ONNX Runtime accepts them;
   - unbatched mode (max_batch_size 0), pbtxt string escaping, external data
-    copying, atomic replacement and clean failure.
+    copying, adding a model to an existing repository and clean failure
+    (tests/convert/test_outputs.py covers replacing and --force).
 """
 import importlib.util
 import json
@@ -175,7 +176,7 @@ def check_ensemble(repo, name, model_cfg, tok_cfg, ens_cfg):
 
 def check_repo(name, onnx_path, tok_dir, batch, instances, device, extra=()):
     out = os.path.join(TMP, name)
-    args = [onnx_path, "--name", name, "--task", "test-task", "--batch-size", *map(str, batch),
+    args = [onnx_path, "--name", name, "--task", "sentiment-analysis", "--batch-size", *map(str, batch),
             "--nb-instances", str(instances), "--device", device, "-o", out, *extra]
     if tok_dir:
         args += ["--tokenizer", tok_dir]
@@ -219,7 +220,7 @@ def check_repo(name, onnx_path, tok_dir, batch, instances, device, extra=()):
             open(os.path.join(out, name + "_tokenize", "1", "tokenizer.json"), "rb") as b:
         check(f"{name}: tokenizer.json copied", a.read() == b.read())
     check_ensemble(out, name, cfg, tok_cfg, ens_cfg)
-    check(f"{name}: task recorded", ens_cfg.parameters["task"].string_value == "test-task")
+    check(f"{name}: task recorded", ens_cfg.parameters["task"].string_value == "classification")  # the alias, recorded by its canonical name
     return out, cfg, sess
 
 
@@ -357,13 +358,15 @@ target = os.path.join(TMP, "replace")
 p1 = tdeploy(os.path.join(FIX, "onnx", "bert-seqcls.torchscript.onnx"), "--name", "first", "-o", target)
 p2 = tdeploy(os.path.join(FIX, "onnx", "bert-seqcls.torchscript.onnx"), "--name", "second", "-o", target)
 check("replace: both runs exit 0", p1.returncode == 0 and p2.returncode == 0, p1.stderr + p2.stderr)
-check("replace: the new repository replaced the old one", listdir(target) == ["second"], listdir(target))
+check("replace: a second model joins the repository, the first stays",
+      listdir(target) == [".tdeploy-output", "first", "second"], listdir(target))
 bad_tok = os.path.join(TMP, "no_tokenizer_here")
 os.makedirs(bad_tok)
 p3 = tdeploy(os.path.join(FIX, "onnx", "bert-seqcls.torchscript.onnx"), "--name", "third", "--tokenizer", bad_tok,
              "-o", target)
 check("failure: missing tokenizer.json fails clearly", p3.returncode != 0 and "tokenizer.json" in p3.stderr, p3.stderr)
-check("failure: the existing repository is untouched", listdir(target) == ["second"], listdir(target))
+check("failure: the existing repository is untouched", listdir(target) == [".tdeploy-output", "first", "second"],
+      listdir(target))
 check("failure: no temporary directory left", not [d for d in os.listdir(TMP) if ".tmp." in d], os.listdir(TMP))
 p4 = tdeploy(os.path.join(FIX, "onnx", "bert-seqcls.torchscript.onnx"), "--name", "../evil", "-o", target)
 check("bad model name refused", p4.returncode != 0 and "model name" in p4.stderr, p4.stderr)

@@ -53,7 +53,9 @@ for bad, content, kw in [("config.json", b"{not json", "config.json"),
     write(os.path.relpath(os.path.join(d, bad), WORK), content)
     expect_fail(f"engine dir with a corrupt {bad}", ["run", d, "--text", "x"], [kw])
 
-expect_fail("unknown task", ["run", SEQ, "--task", "summarization", "--text", "x"], ["unknown task", "summarization"])
+expect_fail("unknown task", ["run", SEQ, "--task", "banana", "--text", "x"], ["unknown task", "banana"], code=2)
+expect_fail("a task not supported yet", ["run", SEQ, "--task", "summarization", "--text", "x"],
+            ["summarization", "not supported (yet)"], code=2)
 expect_fail("missing tokenizer next to .onnx", ["run", os.path.join(bare, "m.onnx"), "--text", "x"],
             ["tokenizer.json", "--tokenizer"])
 expect_fail("--tokenizer dir without tokenizer.json", ["run", os.path.join(bare, "m.onnx"), "--tokenizer", bare,
@@ -80,13 +82,27 @@ expect_fail("QA file mixing pair and single lines",
             ["run", QA, "--texts", write("mixed.txt", b"q1\tcontext one\nq2 without context\n")], ["line 2", "tab"])
 expect_fail("--max-length smaller than the special tokens", ["run", SEQ, "--max-length", "1", "--text", "x"],
             ["max_length"])
+expect_fail("--precision on an HF directory (the in-memory export runs fp32 only)",
+            ["run", SEQ, "--precision", "bf16", "--text", "x"], ["--precision bf16", "convert"])
 expect_fail("no input", ["run", SEQ], ["--text"], code=2)
 expect_fail("--text-pair count differs", ["run", SEQ, "--text", "a", "--text", "b", "--text-pair", "c"],
             ["text-pair"], code=2)
 expect_fail("bad --batch-size", ["run", SEQ, "--batch-size", "0", "--text", "a"], ["--batch-size"], code=2)
 expect_fail("unknown flag", ["run", SEQ, "--frobnicate", "--text", "a"], ["unknown flag"], code=2)
 
+# --precision reaches the weights of an .onnx model: bf16 answers differ from fp32 ones (slightly)
+onnx_args = ["run", os.path.join(FIXTURES, "onnx", "bert-seqcls.torchscript.onnx"), "--tokenizer", SEQ, "--text", "x y z"]
+rc32, o32, e32 = run_json(onnx_args)
+rc16, o16, e16 = run_json(onnx_args + ["--precision", "bf16"])
+t.check(rc32 == 0 and rc16 == 0 and o32[0]["logits"] != o16[0]["logits"]
+        and max(abs(a - b) for a, b in zip(o32[0]["logits"], o16[0]["logits"])) < 0.05,
+        "--precision bf16 on an .onnx file changes the answers a little", e32 + e16)
+
 # ---- input formats that must work
+rc, a, err = run_json(["run", SEQ, "--text", "same"])
+rc2, b, err2 = run_json(["run", "-m", SEQ, "--text", "same"])
+t.check(rc == 0 and rc2 == 0 and a == b, "-m MODEL (as export and convert spell it) == the positional model", err2)
+expect_fail("two models", ["run", SEQ, "-m", SEQ, "--text", "x"], ["two models"], code=2)
 rc, objs, err = run_json(["run", ST, "--texts", "-", "--batch-size", "2"],
                          stdin=b"\xef\xbb\xbfone\r\ntwo\n\nthree\tfour\nlast")
 t.check(rc == 0 and [o["text"] for o in objs] == ["one", "two", "", "three\tfour", "last"]

@@ -2,7 +2,7 @@
 """Truncation with a stride returns the overflowing windows exactly as HF `tokenizers` does.
 
 For the fixture tokenizers (bert-base, roberta-seqcls, xlmr-base) and long generated texts, encodes with
-`tdeploy tokenize --jsonl` (options.return_overflowing) and with HF
+`td_tok_tool jsonl` (options.return_overflowing; tests/tools) and with HF
 `enable_truncation(max_length=M, stride=S, strategy=..., direction=...)`, and requires the same main
 encoding and the same `.overflowing` rows (count, ids, type ids, attention mask, special-tokens mask,
 character offsets). Cases: single texts (right and left truncation), pairs with only_second (question
@@ -19,6 +19,8 @@ import sys
 from tokenizers import Tokenizer
 
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
+# the JSON-lines driver is a test tool beside the binary, not a tdeploy command
+TOK_TOOL = os.environ.get("TD_TOK_TOOL", os.path.join(os.path.dirname(TD_BIN), "td_tok_tool"))
 FX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 TD_TMP = os.environ.get("TD_TMP", "/tmp")
 
@@ -95,7 +97,7 @@ def main():
         with open(inp, "w", encoding="utf-8") as f:
             for c in all_cases:
                 f.write(json.dumps(c, ensure_ascii=False) + "\n")
-        p = subprocess.run([TD_BIN, "tokenize", "-m", path, "--jsonl", inp], capture_output=True)
+        p = subprocess.run([TOK_TOOL, "jsonl", path, inp], capture_output=True)
         outs = [json.loads(x) for x in p.stdout.decode().split("\n") if x]
         if p.returncode or len(outs) != len(all_cases):
             print(f"FAIL {name}: exit {p.returncode}, {len(outs)} results for {len(all_cases)} cases "
@@ -142,7 +144,7 @@ def main():
     inp = os.path.join(TD_TMP, "overflow_bad_stride.jsonl")
     with open(inp, "w", encoding="utf-8") as f:
         f.write(json.dumps(c) + "\n")
-    p = subprocess.run([TD_BIN, "tokenize", "-m", os.path.join(FX, "hf", "bert-base", "tokenizer.json"), "--jsonl",
+    p = subprocess.run([TOK_TOOL, "jsonl", os.path.join(FX, "hf", "bert-base", "tokenizer.json"),
                         inp], capture_output=True)
     res = json.loads(p.stdout.decode().strip() or "{}")
     ok = "stride" in res.get("error", "")

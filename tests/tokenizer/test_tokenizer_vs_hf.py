@@ -19,6 +19,8 @@ import sys
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 TD_BIN = os.environ.get("TD_BIN", "build/tdeploy")
+# the JSON-lines driver is a test tool beside the binary, not a tdeploy command
+TOK_TOOL = os.environ.get("TD_TOK_TOOL", os.path.join(os.path.dirname(TD_BIN), "td_tok_tool"))
 TD_TMP = os.environ.get("TD_TMP", "/tmp")
 OUT = os.path.join(TD_TMP, "tokenizer_vs_hf")
 
@@ -387,7 +389,7 @@ def main():
         with open(inp_path, "w", encoding="utf-8") as f:
             for x in inputs:
                 f.write(json.dumps(x, ensure_ascii=False) + "\n")
-        p = subprocess.run([TD_BIN, "tokenize", "-m", d, "--jsonl", inp_path], capture_output=True)
+        p = subprocess.run([TOK_TOOL, "jsonl", d, inp_path], capture_output=True)
         if p.returncode != 0:
             print(f"FAIL {name}: tdeploy exited {p.returncode}: {p.stderr.decode(errors='replace')}")
             total_fail += 1

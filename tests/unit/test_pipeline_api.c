@@ -38,7 +38,7 @@ int main(void) {
     snprintf(model, sizeof model, "%s/hf/bert-seqcls", fx);
     snprintf(onnx, sizeof onnx, "%s/api_seqcls.onnx", tmp);
     snprintf(opt, sizeof opt, "%s/api_seqcls-opt.onnx", tmp);
-    snprintf(outdir, sizeof outdir, "%s/api_convert_out", tmp);
+    snprintf(outdir, sizeof outdir, "%s/api_convert_out_%d", tmp, (int)getpid());
     unlink(onnx);
     unlink(opt);
     td_ctx *ctx = td_ctx_new();
@@ -110,6 +110,24 @@ int main(void) {
     snprintf(report, sizeof report, "%s/report.json", outdir);
     CHECK(file_nonempty(report));
     CHECK(strstr(ci.report_path, "report.json") != NULL);
+    /* a folder tdeploy did not create is refused unless force is set */
+    char userdir[4096], userfile[4200];
+    snprintf(userdir, sizeof userdir, "%s/api_user_folder_%d", tmp, (int)getpid()); /* fresh per run */
+    snprintf(userfile, sizeof userfile, "%s/mine.txt", userdir);
+    mkdir(userdir, 0755);
+    FILE *uf = fopen(userfile, "w");
+    if (uf) {
+        fputs("user data", uf);
+        fclose(uf);
+    }
+    cv.output_dir = userdir;
+    cv.no_bench = true;
+    CHECK(td_convert_model(ctx, &cv, NULL) != TD_OK);
+    CHECK(file_nonempty(userfile));
+    cv.force = true;
+    s = td_convert_model(ctx, &cv, &ci);
+    CHECK_MSG(s == TD_OK, "%s", td_error_message(ctx));
+    CHECK(!file_nonempty(userfile));
 
     td_ctx_free(ctx);
     return td_test_finish("test_pipeline_api");

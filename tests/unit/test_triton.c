@@ -1,6 +1,6 @@
 /* Triton repository writer through its C API with hand-made model descriptions:
  * the config text (escaping, dims, batching), spec validation and the atomic
- * replacement of an existing repository. */
+ * addition of models to an existing repository (other models stay). */
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "deploy/pbtxt.h"
@@ -86,15 +86,25 @@ static void test_repository(void) {
     CHECK(ecfg && strstr(ecfg, "platform: \"ensemble\"") && strstr(ecfg, "model_name: \"m_tokenize\""));
     free(ecfg);
 
-    /* replace with a repository without tokenizer: old models disappear */
+    /* another model into the same repository: m and its ensemble stay */
     sp.tokenizer_dir = NULL;
     sp.name = "n";
     CHECK(td_triton_write_repository(ctx, &sp, out) == TD_OK);
     char p[700];
-    snprintf(p, sizeof p, "%s/m", out);
-    CHECK(!td_is_dir(p));
+    snprintf(p, sizeof p, "%s/m_inference", out);
+    CHECK(td_is_dir(p));
     snprintf(p, sizeof p, "%s/n/1/model.onnx", out);
     CHECK(td_is_file(p));
+    /* m again without a tokenizer: its stale tokenizer and ensemble (tdeploy's) go, n stays */
+    sp.name = "m";
+    CHECK(td_triton_write_repository(ctx, &sp, out) == TD_OK);
+    snprintf(p, sizeof p, "%s/m_inference", out);
+    CHECK(!td_is_dir(p));
+    snprintf(p, sizeof p, "%s/m/1/model.onnx", out);
+    CHECK(td_is_file(p));
+    snprintf(p, sizeof p, "%s/n/1/model.onnx", out);
+    CHECK(td_is_file(p));
+    sp.name = "n";
 
     /* failures leave the repository as it was */
     td_triton_tensor fixed = in[0];
@@ -135,7 +145,7 @@ static void test_repository(void) {
     snprintf(file_target, sizeof file_target, "%s/plain_file", tmp_root);
     write_file(file_target, "keep me");
     sp.tokenizer_dir = NULL;
-    CHECK(td_triton_write_repository(ctx, &sp, file_target) == TD_ERR_IO);
+    CHECK(td_triton_write_repository(ctx, &sp, file_target) == TD_ERR_INVALID_ARGUMENT);
     char *kept = read_text(tmp_root, "plain_file");
     CHECK(kept && strcmp(kept, "keep me") == 0);
     free(kept);

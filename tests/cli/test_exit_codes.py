@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Exit codes of every command (2 usage, 1 input/runtime, 3 validation, 130
+interrupt): each command is run with bad flags, bad flag values, unknown or
+not-yet-supported tasks and missing arguments, and must exit 2 with a message
+naming the problem on stderr, print nothing on stdout and create no output
+(usage errors are caught before any work starts). Input errors (a missing model
+file) exit 1. The interrupt and validation codes are exercised by
+tests/convert/test_convert.py."""
+import os
+import shutil
+import subprocess
+import sys
+
+TD_BIN = os.environ["TD_BIN"]
+FX = os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+WORK = os.path.join(os.environ.get("TD_TMP", "/tmp"), "cli_exit_codes")
+shutil.rmtree(WORK, ignore_errors=True)
+os.makedirs(WORK)
+HF = os.path.join(FX, "hf")
+SEQ = os.path.join(HF, "bert-seqcls")
+ONNX = os.path.join(FX, "onnx", "bert-seqcls.torchscript.onnx")
+GOLDEN = os.path.join(SEQ, "golden.safetensors")
+OUT = os.path.join(WORK, "out")  # every case writes here; it must never appear
+passed = failed = 0
+
+
+def check(ok, what, detail=""):
+    global passed, failed
+    passed += bool(ok)
+    failed += not ok
+    print(f"{'PASS' if ok else 'FAIL'} {what}{'' if ok else ' ' + detail}")
+
+
+def expect(code, cmd, args, keyword):
+    p = subprocess.run([TD_BIN, cmd] + args, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    ok = (p.returncode == code and keyword.lower() in err.lower() and f"tdeploy {cmd}" in err
+          and (code != 2 or out == "") and not os.path.exists(OUT))
+    check(ok, f"{cmd} {' '.join(a if len(a) < 40 else '...' for a in args)}: exit {code}, says '{keyword}'",
+          f"rc={p.returncode} out={out[:100]!r} err={err.strip()[:300]!r} out_exists={os.path.exists(OUT)}")
+    shutil.rmtree(OUT, ignore_errors=True)
+    if os.path.isfile(OUT):
+        os.remove(OUT)
+
+
+COMMON = {  # a valid invocation of each command, to which a bad flag is added
+    "export": ["-m", SEQ, "-o", OUT],
+    "convert": ["-m", SEQ, "-o", OUT, "--nb-measures", "1", "-q"],
+    "inspect": [ONNX],
+    "download": ["org/name", "--offline"],
+    "triton-repo": [ONNX, "-o", OUT],
+    "onnx-save": [ONNX, "-o", OUT],
+    "infer": [ONNX, "--inputs", GOLDEN, "-o", OUT],
+    "optimize": [ONNX, "-o", OUT],
+    "run": [SEQ, "--text", "x"],
+    "tokenize": ["-m", SEQ, "x"],
+}
+# every command: an unknown flag, and a flag given without its value
+for cmd, good in COMMON.items():
+    expect(2, cmd, good + ["--frobnicate"], "--frobnicate")
+    expect(2, cmd, good + ["--json", "--no-such-flag", "1"], "--no-such-flag")
+# missing required arguments
+for cmd, args, kw in [("export", [], "-m"), ("convert", [], "-m"), ("inspect", [], "path"),
+                      ("download", [], "repository"), ("triton-repo", [ONNX], "-o"), ("onnx-save", [ONNX], "-o"),
+                      ("infer", [ONNX], "--inputs"), ("optimize", [ONNX], "-o"), ("run", [SEQ], "--text"),
+                      ("tokenize", [], "-m"), ("run", [SEQ, "--text"], "--text"), ("export", ["-m"], "-m"),
+                      ("convert", ["-m", SEQ, "--seq-len", "1", "2"], "--seq-len"),
+                      ("triton-repo", [ONNX, "-o", OUT, "--batch-size", "1"], "--batch-size")]:
+    expect(2, cmd, args, kw)
+
+# bad values, unknown and not-yet-supported tasks: exit 2 before any work starts
+TASK_CMDS = {"export": COMMON["export"], "convert": COMMON["convert"], "run": COMMON["run"],
+             "triton-repo": COMMON["triton-repo"]}
+for cmd, good in TASK_CMDS.items():
+    expect(2, cmd, good + ["--task", "banana"], "unknown task")
+    expect(2, cmd, good + ["--task", "text-generation"], "not supported (yet)")
+    expect(2, cmd, good + ["--task", "summarization"], "not supported (yet)")
+for cmd, good in [("convert", COMMON["convert"]), ("infer", COMMON["infer"]), ("optimize", COMMON["optimize"]), ("export", COMMON["export"]),
+                  ("run", COMMON["run"])]:
+    expect(2, cmd, good + ["--precision", "int3"], "--precision")
+for cmd, good in [("convert", COMMON["convert"]), ("triton-repo", COMMON["triton-repo"]), ("run", COMMON["run"]),
+                  ("infer", COMMON["infer"])]:
+    expect(2, cmd, good + ["--device", "tpu"], "--device")
+for cmd, good, flag in [("convert", COMMON["convert"], "--threads"), ("run", COMMON["run"], "--threads"),
+                        ("infer", COMMON["infer"], "--threads"), ("run", COMMON["run"], "--batch-size"),
+                        ("run", COMMON["run"], "--max-length"), ("run", COMMON["run"], "--stride"),
+                        ("tokenize", COMMON["tokenize"], "--max-length"),
+                        ("triton-repo", COMMON["triton-repo"], "--nb-instances"),
+                        ("triton-repo", COMMON["triton-repo"], "--max-length"),
+                        ("onnx-save", COMMON["onnx-save"], "--align"), ("export", COMMON["export"], "--opset"),
+                        ("optimize", COMMON["optimize"], "--fold-limit")]:
+    expect(2, cmd, good + [flag, "-3"], flag)
+    expect(2, cmd, good + [flag, "12abc"], flag)
+expect(2, "convert", COMMON["convert"] + ["--seq-len", "64", "32", "16"], "MIN <= OPT <= MAX")
+expect(2, "convert", COMMON["convert"] + ["--seq-len", "1", "8", "100"], "--seq-len max 100")  # the model takes 64
+expect(2, "convert", COMMON["convert"] + ["--backend", "tpu"], "tpu")
+expect(2, "convert", COMMON["convert"] + ["--atol", "x"], "--atol")
+expect(2, "export", COMMON["export"] + ["--dtype", "int3"], "dtype")
+expect(2, "optimize", COMMON["optimize"] + ["--target", "gpu"], "--target")
+# a --max-length above what the model takes is a usage error, said up front (not a node shape mismatch)
+expect(2, "run", [SEQ, "--max-length", "100000", "--text", "x"], "--max-length 100000")
+expect(2, "run", [ONNX, "--tokenizer", SEQ, "--max-length", "100000", "--text", "x"], "--max-length 100000")
+
+# test hooks are not in the product: they live in test tools (tests/tools)
+expect(2, "convert", COMMON["convert"] + ["--inject-fault", "cpu"], "--inject-fault")
+expect(2, "tokenize", ["-m", SEQ, "--jsonl", "-"], "--jsonl")
+expect(2, "tokenize", ["-m", SEQ, "--file", GOLDEN, "--repeat", "2"], "--file")
+
+# input errors: exit 1
+missing = os.path.join(WORK, "does-not-exist")
+for cmd, args in [("export", ["-m", missing, "-o", OUT]), ("inspect", [missing]), ("triton-repo", [missing, "-o", OUT]),
+                  ("onnx-save", [missing, "-o", OUT]), ("optimize", [missing, "-o", OUT]),
+                  ("infer", [missing, "--inputs", GOLDEN, "-o", OUT]), ("run", [missing, "--text", "x"]),
+                  ("tokenize", ["-m", missing, "x"])]:
+    expect(1, cmd, args, "does-not-exist")
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
