@@ -213,8 +213,8 @@ class Server:
 
 def convert(model, out, *extra):
     """tdeploy convert with a dynamic-batching profile; returns the CompletedProcess."""
-    return subprocess.run([TD_BIN, "convert", "-m", model, "-o", out, "--batch-size", "1", "4", "8",
-                           "--nb-measures", "2", "--warmup", "0", "-q", *extra],
+    return subprocess.run([TD_BIN, "convert", "-m", model, "-o", out, "--batch-size", "1", "4", "8", "--no-bench",
+                           "-q", *extra],
                           capture_output=True, text=True, timeout=900)
 
 
