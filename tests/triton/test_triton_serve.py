@@ -76,9 +76,9 @@ def infer(proto, client, model, inputs, outputs):
         x = mod.InferInput(name, list(arr.shape), dt)
         x.set_data_from_numpy(arr)
         ins.append(x)
-    r = client.infer(model, ins, outputs=[mod.InferRequestedOutput(o) for o in outputs], timeout=60) \
+    r = client.infer(model, ins, outputs=[mod.InferRequestedOutput(o) for o in outputs], timeout=600) \
         if proto == "http" else client.infer(model, ins, outputs=[mod.InferRequestedOutput(o) for o in outputs],
-                                             client_timeout=60)
+                                             client_timeout=600)
     return {o: r.as_numpy(o) for o in outputs}
 
 
@@ -109,7 +109,8 @@ if t.check(p.returncode == 0, f"{MINILM}: convert", p.stderr[-800:]):
 
 with Server(repos, "serve") as srv:
     index = srv.index()
-    http = th.InferenceServerClient(f"127.0.0.1:{srv.http}")
+    # generous timeouts: the ASan job runs the real MiniLM instrumented
+    http = th.InferenceServerClient(f"127.0.0.1:{srv.http}", connection_timeout=600, network_timeout=600)
     grpc = tg.InferenceServerClient(f"127.0.0.1:{srv.grpc}")
     log = srv.log_text()
     for name, out in models:
