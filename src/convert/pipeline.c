@@ -695,7 +695,8 @@ static td_status step_triton(td_ctx *ctx, conv *c) {
         sp.device = strcmp(c->o->device, "cuda") == 0 ? TD_TRITON_GPU : TD_TRITON_CPU;
         sp.max_length = c->md->max_seq_length; /* the same cut as `tdeploy run`, not the profile's max */
         sp.threads = c->o->threads;
-        sp.precision = c->o->precision;
+        /* int8 lives in the graph (DynamicQuantizeMatMul); the served session then packs weights as stored */
+        sp.precision = strcmp(c->o->precision, "int8") == 0 ? "fp32" : c->o->precision;
         if (!td_triton_serving_parse(c->o->triton_backend, &sp.serving)) {
             s = td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "Triton backend '%s': use tdeploy, onnxruntime or both",
                         c->o->triton_backend ? c->o->triton_backend : "(null)");
