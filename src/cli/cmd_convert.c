@@ -1,5 +1,6 @@
 /* tdeploy convert: the whole pipeline in one command (src/convert/). */
 #include "cli/cli.h"
+#include "deploy/triton.h"
 
 #include "convert/convert.h"
 #include "core/fs.h"
@@ -48,6 +49,8 @@ static void usage(FILE *f) {
             "  --name NAME                Triton model name (default: from MODEL)\n"
             "  --nb-instances N           Triton instance_group count (default 1)\n"
             "  --device cpu|cuda          where Triton runs the model (default cpu; gpu = cuda)\n"
+            "  --triton-backend B         tdeploy | onnxruntime | both: which Triton backend serves the model\n"
+            "                             (default tdeploy: one model, token tensors or TEXT in, no Python)\n"
             "  --nb-measures N            benchmark runs per shape (default 100 at the opt shape; given\n"
             "                             explicitly, the min and max shapes are measured too)\n"
             "  --warmup N                 runs before measuring (default 10)\n"
@@ -141,6 +144,14 @@ int td_cmd_convert(int argc, char **argv) {
                 goto done;
             rc = TD_EXIT_OK;
             o.device = cuda ? "cuda" : "cpu";
+        } else if (!strcmp(a, "--triton-backend") && has1) {
+            td_triton_serving serving;
+            o.triton_backend = argv[++i];
+            if (!td_triton_serving_parse(o.triton_backend, &serving)) {
+                rc = td_cli_usage_error("convert", "--triton-backend takes tdeploy, onnxruntime or both, not '%s'",
+                                        o.triton_backend);
+                goto done;
+            }
         } else if (!strcmp(a, "--texts") && has1) {
             o.texts_file = argv[++i];
         } else if (!strcmp(a, "--bench-corners")) {

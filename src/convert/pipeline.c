@@ -29,6 +29,7 @@
 #include "tdeploy/tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -99,6 +100,7 @@ void td_convert_options_init(td_convert_options *o) {
     o->nb_measures = 100;
     o->warmup = 10;
     o->device = "cpu";
+    o->triton_backend = "tdeploy";
     o->seed = 1234;
 }
 
@@ -720,6 +722,14 @@ static td_status step_triton(td_ctx *ctx, conv *c) {
         sp.nb_instances = c->o->nb_instances;
         sp.device = strcmp(c->o->device, "cuda") == 0 ? TD_TRITON_GPU : TD_TRITON_CPU;
         sp.max_length = c->md->max_seq_length; /* the same cut as `tdeploy run`, not the profile's max */
+        sp.threads = c->o->threads;
+        /* int8 lives in the graph (DynamicQuantizeMatMul); the served session then packs weights as stored */
+        sp.precision = strcmp(c->o->precision, "int8") == 0 ? "fp32" : c->o->precision;
+        if (!td_triton_serving_parse(c->o->triton_backend, &sp.serving)) {
+            s = td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "Triton backend '%s': use tdeploy, onnxruntime or both",
+                        c->o->triton_backend ? c->o->triton_backend : "(null)");
+            break;
+        }
         /* the writer makes a whole repository; every backend's models are then
          * moved into the one triton/ folder */
         char *tmp_repo = NULL;
@@ -730,17 +740,23 @@ static td_status step_triton(td_ctx *ctx, conv *c) {
         s = td_triton_write_repository(ctx, &sp, tmp_repo);
         if (s == TD_OK) {
             mkdir(triton_dir, 0755);
-            /* move each model folder of the written repository into triton/ */
-            const char *suffixes[3] = {"", "_tokenize", "_inference"};
-            for (int k = 0; k < 3 && s == TD_OK; k++) {
-                char from[1400], to[1400];
-                snprintf(from, sizeof from, "%s/%s%s", tmp_repo, model_name, suffixes[k]);
-                snprintf(to, sizeof to, "%s/%s%s", triton_dir, model_name, suffixes[k]);
-                if (!td_is_dir(from))
+            /* move each model folder of the written repository into triton/ (the writer makes only
+             * NAME and NAME_*: the tdeploy model, the ONNX Runtime model and their helpers) */
+            DIR *d = opendir(tmp_repo);
+            struct dirent *de;
+            while (s == TD_OK && d && (de = readdir(d))) {
+                if (de->d_name[0] == '.')
                     continue;
+                char from[1400], to[1400];
+                snprintf(from, sizeof from, "%s/%s", tmp_repo, de->d_name);
+                snprintf(to, sizeof to, "%s/%s", triton_dir, de->d_name);
                 if (rename(from, to) != 0)
                     s = td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", from, to, strerror(errno));
             }
+            if (!d)
+                s = td_fail(ctx, TD_ERR_IO, "cannot list %s: %s", tmp_repo, strerror(errno));
+            else
+                closedir(d);
             td_ctx quiet = {0};
             td_remove_tree(&quiet, tmp_repo);
             any = true;

@@ -61,7 +61,8 @@ for canon, names in ALIASES.items():
     rc, so, err = run(["export", "-m", d, "--task", names[0], "-o", out, "--json"])
     check(rc == 0 and json.loads(so)["task"] == canon, f"export --task {names[0]} exports {canon}", err)
     repo = os.path.join(WORK, f"repo-{names[0]}")
-    rc, so, err = run(["triton-repo", out, "-o", repo, "--task", names[0], "--tokenizer", d, "--json"])
+    rc, so, err = run(["triton-repo", out, "-o", repo, "--task", names[0], "--tokenizer", d, "--json",
+                       "--triton-backend", "onnxruntime"])
     j = json.loads(so) if rc == 0 else {}
     cfg = os.path.join(repo, "model_inference", "config.pbtxt")
     check(rc == 0 and j.get("task") == canon and j.get("models") == ["model", "model_tokenize", "model_inference"]
