@@ -37,6 +37,9 @@ static td_status mnb_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_dt
     if (bs < 16 || bs > 256 || (bs & (bs - 1)))
         return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "block_size=%lld is not supported (a power of two, 16..256)",
                             (long long)bs);
+    if (bits == 8 && present(rn, IN_ZP) && in[IN_ZP] == TD_F32) /* as ONNX Runtime's CPU kernel */
+        return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED,
+                            "8-bit weights with float zero points are not supported; use uint8 zero points");
     if (level < 0 || level > 4)
         return td_node_fail(ctx, rn, TD_ERR_GRAPH, "accuracy_level=%lld is outside 0..4", (long long)level);
     td_qnbits_w *w = calloc(1, sizeof *w);
