@@ -3,8 +3,9 @@
 
 Random graphs built with onnx.helper: bits 4 and 8, block sizes 16..256, K with and without a partial last
 block, zero points absent / packed uint8 / float, optional bias, A of rank 2 and 3, accuracy_level 0 (fp32
-compute: 1e-4 of the largest output) and 4 (int8 activations on both sides, each quantizing differently:
-3e-2 of the largest output). B, scales and zero points are initializers (the prepared AVX-512 path) or graph
+compute: 1e-4 of the largest output) and 4 (int8 activations per block, max|a|/127, as ONNX Runtime does for
+most of these cases, which then agree to ~1e-7; ORT computes some in fp32, so the bound is the activation
+rounding error: 3e-2 of the largest output). B, scales and zero points are initializers (the prepared AVX-512 path) or graph
 inputs (the reference path). Then malformed nodes must fail with a message, not crash. Prints one line per
 case and "N passed, M failed"; exits non-zero on any failure."""
 import os
@@ -67,7 +68,7 @@ def random_case(i):
     zkind = ["none", "uint8", "float"][i % 3 if i % 5 else 1]
     if bits == 8 and zkind == "float":  # ONNX Runtime's CPU kernel (and tdeploy) refuse this combination
         zkind = "uint8"
-    level = 4 if i % 4 == 3 else 0
+    level = 4 if (i // 2) % 2 == 1 else 0
     arrays = {"B": rng.integers(0, 256, (N, kb, blob), dtype=np.uint8),
               "scales": (rng.standard_normal((N, kb)) * 0.05).astype(np.float32)}
     if zkind == "uint8":
@@ -76,7 +77,9 @@ def random_case(i):
         arrays["zero_points"] = rng.integers(0, 2 ** bits, (N, kb)).astype(np.float32)
     if i % 2 == 0:
         arrays["bias"] = rng.standard_normal(N).astype(np.float32)
-    const = set(arrays) if i % 6 else {"B"}  # every 6th: scales etc. as graph inputs (reference path)
+    # every 6th: scales etc. as graph inputs (tdeploy's reference path); not at accuracy_level 4, where ONNX
+    # Runtime 1.32 prepacks B with the scales at load and gives unrelated results when they are inputs
+    const = set(arrays) if i % 6 or level == 4 else {"B"}
     a_shape = [M, K] if i % 2 else [2, M, K]
     feeds = {"A": rng.standard_normal(a_shape).astype(np.float32)}
     feeds.update({n: v for n, v in arrays.items() if n not in const})
