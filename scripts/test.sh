@@ -3,7 +3,8 @@
 #   1. install dependencies (scripts/install-deps.sh)
 #   2. release build with -Werror, ctest
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build (clang), ctest
-#   4. every libFuzzer harness for FUZZ_SECONDS seconds (default 60)
+#   4. every libFuzzer harness for FUZZ_SECONDS seconds (default 60), seeded with the fixture files,
+#      corpora kept and grown in build-fuzz/corpus, each checked to have run (scripts/fuzz.sh)
 # Sanitizer reports exit with status 99 so tests that expect a clean error (status 1)
 # cannot mistake a sanitizer report for one.
 # Set TD_QUICK=1 to run only steps 1-2. Exits non-zero when anything fails.
@@ -56,25 +57,21 @@ if [ "${TD_QUICK:-0}" != "1" ]; then
     failed=$((failed + 1)); failures+=("sanitizer build failed")
   fi
 
-  step "libFuzzer harnesses (${FUZZ_SECONDS}s each)"
+  step "libFuzzer harnesses (${FUZZ_SECONDS}s each, seeded with the fixtures; scripts/fuzz.sh)"
   if CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_SANITIZE=ON -DTD_FUZZ=ON \
         -DTD_CUDA=OFF >/dev/null && ninja -C build-fuzz; then
-    for fz in build-fuzz/fuzz_*; do
-      [ -x "$fz" ] || continue
-      name=$(basename "$fz")
-      corpus="build-fuzz/corpus/$name"
-      mkdir -p "$corpus"
-      seeds="tests/fuzz/seeds/$name"
-      [ -d "$seeds" ] || seeds=""
-      echo "-- $name"
-      if "$fz" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 -timeout=20 -print_final_stats=1 \
-          -artifact_prefix="build-fuzz/$name-" "$corpus" $seeds >"build-fuzz/$name.log" 2>&1; then
-        passed=$((passed + 1)); tail -n 3 "build-fuzz/$name.log"
-      else
-        failed=$((failed + 1)); failures+=("$name found a crash (build-fuzz/$name.log)")
-        tail -n 40 "build-fuzz/$name.log"
-      fi
-    done
+    log=$(mktemp)
+    FUZZ_SECONDS=$FUZZ_SECONDS bash scripts/fuzz.sh 2>&1 | tee "$log"
+    line=$(grep -E "^fuzz: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+      failed=$((failed + 1)); failures+=("scripts/fuzz.sh did not finish")
+    else
+      fp=$(echo "$line" | sed -E 's/^fuzz: ([0-9]+) passed, ([0-9]+) failed.*/\1/')
+      ff=$(echo "$line" | sed -E 's/^fuzz: ([0-9]+) passed, ([0-9]+) failed.*/\2/')
+      passed=$((passed + fp)); failed=$((failed + ff))
+      while IFS= read -r f; do failures+=("${f#FAILED: }"); done < <(grep "^FAILED: " "$log")
+    fi
+    rm -f "$log"
   else
     failed=$((failed + 1)); failures+=("fuzz build failed")
   fi

@@ -26,10 +26,10 @@ from bench_vs_ort import ROOT, cpu_model, flops, prepare  # noqa: E402
 def peak(build, threads):
     out = subprocess.run([os.path.join(build, "fma_peak"), str(threads)], check=True, capture_output=True,
                          text=True).stdout
-    for line in out.splitlines():  # "threads N: zmm X GFLOP/s, ymm Y GFLOP/s"
+    for line in out.splitlines():  # "threads N: zmm X GFLOP/s, ymm Y GFLOP/s" (no zmm part without AVX-512)
         if line.startswith(f"threads {threads}:"):
             parts = line.replace(",", "").split()
-            return max(float(parts[3]), float(parts[6]))
+            return max(float(parts[i + 1]) for i, w in enumerate(parts) if w in ("zmm", "ymm"))
     raise RuntimeError(f"fma_peak printed no line for {threads} threads: {out!r}")
 
 

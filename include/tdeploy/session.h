@@ -56,7 +56,7 @@ typedef enum td_precision {
 typedef struct td_session_options {
     int threads;            /* worker threads for ops; 0 = one per online core */
     td_precision precision; /* storage precision of prepacked weights */
-    const char *backend;    /* "cpu" (default when NULL) */
+    const char *backend;    /* "cpu" (default when NULL); "reference": plain reference kernels, one thread */
 } td_session_options;
 
 TD_API void td_session_options_init(td_session_options *opt);

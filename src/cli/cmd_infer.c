@@ -13,8 +13,10 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: tdeploy infer MODEL.onnx --inputs IN.safetensors -o OUT.safetensors [--threads N]\n"
-               "                    [--precision fp32|fp16|bf16] [--device cpu] [--json] [-v|-q]\n\n"
-               "Runs MODEL on the CPU runtime. Each graph input is read from the tensor of the same name in\n"
+               "                    [--precision fp32|fp16|bf16] [--device cpu] [--backend cpu|reference]\n"
+               "                    [--json] [-v|-q]\n\n"
+               "Runs MODEL on the CPU runtime (--backend reference: the plain reference kernels, one thread, slow;\n"
+               "the path convert validates against). Each graph input is read from the tensor of the same name in\n"
                "IN (or 'input.<name>', the fixtures' golden-file form; 'output.*' tensors are ignored there).\n"
                "Outputs are written to OUT under their graph names. --json prints a summary on stdout.\n"
                "--precision is the storage precision of the prepacked weights (default fp32); --device cpu is\n"
@@ -22,7 +24,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct infer_args {
-    const char *model, *inputs, *output;
+    const char *model, *inputs, *output, *backend;
     td_precision precision;
     int threads;
     bool json;
@@ -59,6 +61,10 @@ static int parse(int argc, char **argv, infer_args *a) {
                 return rc;
             if (cuda)
                 return td_cli_usage_error("infer", "--device cuda: not supported (yet); the runtime runs on the CPU");
+        } else if (strcmp(s, "--backend") == 0 && i + 1 < argc) {
+            a->backend = argv[++i];
+            if (strcmp(a->backend, "cpu") != 0 && strcmp(a->backend, "reference") != 0)
+                return td_cli_usage_error("infer", "--backend wants cpu or reference, got '%s'", a->backend);
         } else if (strcmp(s, "--json") == 0) {
             a->json = true;
         } else if (s[0] == '-') {
@@ -151,6 +157,7 @@ int td_cmd_infer(int argc, char **argv) {
     td_session_options opt;
     td_session_options_init(&opt);
     opt.threads = a.threads;
+    opt.backend = a.backend;
     opt.precision = a.precision;
     double t0 = td_now_s();
     if ((status = td_session_create_file(ctx, a.model, &opt, &s)) != TD_OK)

@@ -67,7 +67,8 @@ typedef struct conv {
     const char *task;
     io_desc inputs[MAX_IO], outputs[MAX_IO];
     int n_inputs, n_outputs;
-    td_session *ref;
+    td_session *ref;    /* CPU runtime on model.onnx: the benchmark's "reference" row */
+    td_session *oracle; /* reference backend on model.onnx (ref_kern.h loops): what validation compares with */
     backend_run be[TD_CONVERT_MAX_BACKENDS];
     td_latency_stats ref_latency[3];
     int64_t bench_shapes[3][2]; /* (batch, seq) measured: opt, then min and max when distinct */
@@ -290,6 +291,11 @@ static td_status step_prepare(td_ctx *ctx, conv *c) {
     so.threads = c->o->threads;
     so.precision = TD_PRECISION_FP32;
     TD_TRY(td_session_create_file(ctx, c->onnx_path, &so, &c->ref));
+    /* The validation reference shares no kernel with the backends under test: the same graph ops on the
+     * plain reference loops, one thread, no packing or fusion (runtime/cpu/backend_ref.c). */
+    so.backend = "reference";
+    if (td_session_create_file(ctx, c->onnx_path, &so, &c->oracle) != TD_OK)
+        return td_wrap(ctx, "preparing the validation reference (reference kernels on %s)", c->onnx_path);
     td_precision p = strcmp(c->o->precision, "fp16") == 0   ? TD_PRECISION_FP16
                      : strcmp(c->o->precision, "bf16") == 0 ? TD_PRECISION_BF16
                                                             : TD_PRECISION_FP32;
@@ -439,9 +445,9 @@ static td_status step_validate(td_ctx *ctx, conv *c) {
     int n_ref = 0, n_got = 0;
     for (int b = 0; b < c->o->n_backends; b++) {
         backend_run *be = &c->be[b];
-        be->n_acc = td_session_output_count(c->ref) < MAX_IO ? td_session_output_count(c->ref) : MAX_IO;
+        be->n_acc = td_session_output_count(c->oracle) < MAX_IO ? td_session_output_count(c->oracle) : MAX_IO;
         for (int i = 0; i < be->n_acc; i++) {
-            snprintf(be->acc[i].output, sizeof be->acc[i].output, "%s", td_session_output_name(c->ref, i));
+            snprintf(be->acc[i].output, sizeof be->acc[i].output, "%s", td_session_output_name(c->oracle, i));
             be->acc[i].argmax = argmax_mode_for(c);
         }
     }
@@ -450,8 +456,8 @@ static td_status step_validate(td_ctx *ctx, conv *c) {
     for (int f = 0; f < n_feeds && s == TD_OK; f++) {
         if ((s = check_interrupt(ctx, c, "validate")) != TD_OK)
             break;
-        if ((s = td_feed_bind(ctx, c->ref, &feeds[f])) != TD_OK || (s = td_session_run(ctx, c->ref)) != TD_OK ||
-            (s = td_outputs_copy(ctx, c->ref, &ref, &n_ref)) != TD_OK) {
+        if ((s = td_feed_bind(ctx, c->oracle, &feeds[f])) != TD_OK || (s = td_session_run(ctx, c->oracle)) != TD_OK ||
+            (s = td_outputs_copy(ctx, c->oracle, &ref, &n_ref)) != TD_OK) {
             td_wrap(ctx, "reference run on %s", feeds[f].label);
             break;
         }
@@ -763,6 +769,8 @@ static void write_summary(conv *c) {
                    per_s * (double)bt, per_s * (double)(bt * sq));
         }
     }
+    append(b, n, "\n(validation compares every backend with model.onnx run on the reference kernels: plain loops, fp64 "
+                 "sums, no intrinsics, packing, fusion or threads)");
     if (c->n_bench_shapes == 0)
         append(b, n, "\n(reference = tdeploy CPU runtime on model.onnx in fp32 before optimization; not benchmarked: "
                      "--no-bench)\n");
@@ -950,6 +958,7 @@ out:
         td_session_free(c.be[i].session);
     }
     td_session_free(c.ref);
+    td_session_free(c.oracle);
     td_report_free(c.report);
     td_tokenizer_free(c.tok);
     td_model_dir_free(c.md);

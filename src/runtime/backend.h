@@ -35,11 +35,15 @@ typedef struct td_backend {
     td_status (*prepare)(td_ctx *ctx, td_session *s, void **state);
     td_status (*run)(td_ctx *ctx, td_session *s, void *state);
     void (*free)(void *state);
+    /* The session runs every kernel on the reference loops (env.reference, one thread): see backend_ref.c. */
+    bool reference_kernels;
 } td_backend;
 
 extern const td_backend td_backend_cpu;
+/* "reference": the CPU ops on the reference kernels (ref_kern.h), no packing, no fusion, one thread. */
+extern const td_backend td_backend_ref;
 
-/* Backend by name ("cpu"); NULL if unknown. */
+/* Backend by name ("cpu", "reference"); NULL if unknown. */
 const td_backend *td_backend_find(const char *name);
 
 #endif

@@ -106,6 +106,10 @@ static inline bool td_rt_residual_fusable(const td_rt_tensor *out, const td_rt_t
 struct td_rt_env {
     int threads;
     struct td_threadpool *pool; /* owned by the session; NULL = single-threaded */
+    /* Set by the reference backend (backend_ref.c): kern.h calls go to the
+     * reference loops of ref_kern.h and ops take their plain paths (no
+     * packing, no threads, no vector kernels, no fusion). */
+    bool reference;
 };
 
 /* "node 'name' (Op, opset 17): <message>" */

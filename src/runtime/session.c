@@ -405,14 +405,15 @@ static td_status create_common(td_ctx *ctx, td_session *s) {
     const td_node **order = NULL;
     vidx *tab = NULL;
     const td_graph *g = s->g;
+    s->backend = td_backend_find(s->opt.backend ? s->opt.backend : "cpu");
+    if (!s->backend)
+        return td_fail(ctx, TD_ERR_UNSUPPORTED, "unknown backend '%s' (available: cpu, reference)", s->opt.backend);
+    s->env.reference = s->backend->reference_kernels;
     s->env.threads = s->opt.threads > 0 ? s->opt.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (s->env.threads < 1)
+    if (s->env.threads < 1 || s->env.reference)
         s->env.threads = 1;
     if (s->env.threads > 1 && td_threadpool_create(ctx, s->env.threads, &s->env.pool) != TD_OK)
         return td_wrap(ctx, "starting %d worker threads", s->env.threads);
-    s->backend = td_backend_find(s->opt.backend ? s->opt.backend : "cpu");
-    if (!s->backend)
-        return td_fail(ctx, TD_ERR_UNSUPPORTED, "unknown backend '%s' (available: cpu)", s->opt.backend);
     if (s->opt.precision != TD_PRECISION_FP32 && s->opt.precision != TD_PRECISION_FP16 &&
         s->opt.precision != TD_PRECISION_BF16)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "unknown precision %d", (int)s->opt.precision);

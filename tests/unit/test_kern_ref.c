@@ -1,6 +1,6 @@
 /* The runtime's kernel interface (kern.h, optimized kernels + thread pool)
  * against the reference loops (ref_kern.h): packed GEMM with fp32/fp16/bf16
- * weights and bias, activation GEMM (plain and transposed B, alpha), softmax,
+ * weights and bias, activation GEMM (plain and transposed B, alpha), softmax, log-softmax,
  * layernorm with its statistics, GELU. Odd sizes cover panel and vector tails. */
 #include "core/threadpool.h"
 #include "runtime/cpu/kern.h"
@@ -85,6 +85,20 @@ static void test_rows(td_rt_env *env) {
         td_kern_softmax_rows(a, R, N, env);
         td_ref_softmax_rows(b, R, N);
         CHECK_MSG(max_rel_err(a, b, n) < 1e-5f, "softmax %lldx%lld", (long long)R, (long long)N);
+        /* log-softmax, with row 0 spread to +-120 so exp underflows where the answer is finite */
+        for (int64_t j = 0; j < N; j++)
+            x[j] *= 15.0f;
+        memcpy(a, x, n * sizeof *a);
+        memcpy(b, x, n * sizeof *b);
+        td_kern_log_softmax_rows(a, R, N, env);
+        td_ref_log_softmax_rows(b, R, N);
+        CHECK_MSG(max_rel_err(a, b, n) < 1e-5f, "log-softmax %lldx%lld", (long long)R, (long long)N);
+        size_t nonfinite = 0;
+        for (size_t i = 0; i < n; i++)
+            nonfinite += !isfinite(a[i]);
+        CHECK_MSG(nonfinite == 0, "log-softmax %lldx%lld: %zu non-finite values", (long long)R, (long long)N, nonfinite);
+        for (int64_t j = 0; j < N; j++)
+            x[j] /= 15.0f;
         float *g = rnd((size_t)N), *be = rnd((size_t)N);
         float m1[8], m2[8], s1[8], s2[8];
         td_kern_layernorm_rows(x, g, be, a, R, N, 1e-5f, m1, s1, env);
@@ -147,13 +161,13 @@ static void test_mha(td_rt_env *env) {
 
 int main(void) {
     srand(42);
-    td_rt_env single = {1, NULL};
+    td_rt_env single = {1, NULL, false};
     test_gemm(&single);
     test_rows(&single);
     test_mha(&single);
     td_threadpool *pool = NULL;
     CHECK(td_threadpool_create(NULL, 2, &pool) == TD_OK);
-    td_rt_env multi = {2, pool};
+    td_rt_env multi = {2, pool, false};
     test_gemm(&multi);
     test_rows(&multi);
     test_mha(&multi);

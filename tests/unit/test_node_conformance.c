@@ -7,10 +7,19 @@
  * atol + rtol * |want| with rtol 1e-3, atol 1e-7 for floats (NaN matches NaN),
  * exact equality for integers and bools, identical dtype and shape.
  *
+ * Each case that passes on the cpu backend runs again on the reference backend (ref_kern.h loops,
+ * which convert validates against) and must pass there too.
+ *
  * A case is SKIPPED only when session creation rejects it as unsupported
  * (TD_ERR_UNSUPPORTED names the attribute value, dtype or input kind); every
  * other error and every mismatch is a FAILURE, and any failure fails the test.
  * Prints one line per non-passing case, then pass/skip/fail per op and totals.
+ *
+ * Pinned so that a regression cannot hide as a skip: the skipped cases must be exactly
+ * expected_skips below (a new skip fails, and so does a listed case that no longer skips: take it
+ * off the list), at least MIN_PASSED cases must pass and at most MAX_NOT_IMPLEMENTED cases may be
+ * of ops the runtime does not register (an op dropped from the registry would move its cases there).
+ * The pins hold for Debian 12's libonnx-testdata (ONNX 1.13 node tests); TD_NODE_FILTER turns them off.
  * TD_NODE_TESTS overrides the data directory; TD_NODE_FILTER=substr limits cases. */
 #include "core/ctx.h"
 #include "onnx.pb-c.h"
@@ -28,6 +37,81 @@
 
 #define DEFAULT_DIR "/usr/share/libonnx-testdata/data/node"
 #define MAX_OPS 256
+#define MIN_PASSED 403
+#define MAX_NOT_IMPLEMENTED 470
+
+/* Every case the runtime skips, and why: dtypes it does not implement (double, string, 8/16-bit and
+ * unsigned integers), optional/sequence graph inputs, and test data that contradicts the model's
+ * declared input shape (ONNX Runtime rejects those too). */
+static const char *const expected_skips[] = {
+    "test_add_uint8", /* small/unsigned ints */
+    "test_cast_DOUBLE_to_FLOAT", /* double */
+    "test_cast_DOUBLE_to_FLOAT16", /* double */
+    "test_cast_FLOAT16_to_DOUBLE", /* double */
+    "test_cast_FLOAT_to_DOUBLE", /* double */
+    "test_cast_FLOAT_to_STRING", /* string */
+    "test_cast_STRING_to_FLOAT", /* string */
+    "test_castlike_BFLOAT16_to_FLOAT", /* contradicting test data */
+    "test_castlike_BFLOAT16_to_FLOAT_expanded", /* contradicting test data */
+    "test_castlike_DOUBLE_to_FLOAT", /* double */
+    "test_castlike_DOUBLE_to_FLOAT16", /* double */
+    "test_castlike_DOUBLE_to_FLOAT16_expanded", /* double */
+    "test_castlike_DOUBLE_to_FLOAT_expanded", /* double */
+    "test_castlike_FLOAT16_to_DOUBLE", /* double */
+    "test_castlike_FLOAT16_to_DOUBLE_expanded", /* double */
+    "test_castlike_FLOAT_to_BFLOAT16", /* contradicting test data */
+    "test_castlike_FLOAT_to_BFLOAT16_expanded", /* contradicting test data */
+    "test_castlike_FLOAT_to_DOUBLE", /* double */
+    "test_castlike_FLOAT_to_DOUBLE_expanded", /* double */
+    "test_castlike_FLOAT_to_STRING", /* string */
+    "test_castlike_FLOAT_to_STRING_expanded", /* string */
+    "test_castlike_STRING_to_FLOAT", /* string */
+    "test_castlike_STRING_to_FLOAT_expanded", /* string */
+    "test_cumsum_1d", /* double */
+    "test_cumsum_1d_exclusive", /* double */
+    "test_cumsum_1d_reverse", /* double */
+    "test_cumsum_1d_reverse_exclusive", /* double */
+    "test_cumsum_2d_axis_0", /* double */
+    "test_cumsum_2d_axis_1", /* double */
+    "test_cumsum_2d_negative_axis", /* double */
+    "test_div_uint8", /* small/unsigned ints */
+    "test_identity_opt", /* optional/sequence input */
+    "test_identity_sequence", /* optional/sequence input */
+    "test_max_float64", /* double */
+    "test_max_int16", /* small/unsigned ints */
+    "test_max_int8", /* small/unsigned ints */
+    "test_max_uint16", /* small/unsigned ints */
+    "test_max_uint32", /* small/unsigned ints */
+    "test_max_uint64", /* small/unsigned ints */
+    "test_max_uint8", /* small/unsigned ints */
+    "test_min_float64", /* double */
+    "test_min_int16", /* small/unsigned ints */
+    "test_min_int8", /* small/unsigned ints */
+    "test_min_uint16", /* small/unsigned ints */
+    "test_min_uint32", /* small/unsigned ints */
+    "test_min_uint64", /* small/unsigned ints */
+    "test_min_uint8", /* small/unsigned ints */
+    "test_mul_uint8", /* small/unsigned ints */
+    "test_pow_types_float32_uint32", /* small/unsigned ints */
+    "test_pow_types_float32_uint64", /* small/unsigned ints */
+    "test_reduce_log_sum_exp_default_axes_keepdims_example", /* double */
+    "test_reduce_log_sum_exp_default_axes_keepdims_random", /* double */
+    "test_reduce_log_sum_exp_do_not_keepdims_example", /* double */
+    "test_reduce_log_sum_exp_do_not_keepdims_random", /* double */
+    "test_reduce_log_sum_exp_keepdims_example", /* double */
+    "test_reduce_log_sum_exp_keepdims_random", /* double */
+    "test_reduce_log_sum_exp_negative_axes_keepdims_example", /* double */
+    "test_reduce_log_sum_exp_negative_axes_keepdims_random", /* double */
+    "test_sub_uint8", /* small/unsigned ints */
+};
+#define N_EXPECTED_SKIPS (int)(sizeof expected_skips / sizeof expected_skips[0])
+
+static int expected_skip_index(const char *name) {
+    for (int i = 0; i < N_EXPECTED_SKIPS; i++)
+        if (strcmp(expected_skips[i], name) == 0)
+            return i;
+    return -1;
+}
 
 typedef struct op_count {
     char name[96];
@@ -132,7 +216,8 @@ static bool compare(const td_session_output *o, const td_tensor *want, char *why
 typedef enum verdict { V_PASS, V_SKIP, V_FAIL, V_NA } verdict;
 
 /* Run every data set of one case directory. */
-static verdict run_case(td_ctx *ctx, const char *dir, char *op_name, size_t op_len, char *why, size_t n) {
+static verdict run_case(td_ctx *ctx, const char *dir, const char *backend, char *op_name, size_t op_len, char *why,
+                        size_t n) {
     char path[4096];
     td_model *m = NULL;
     td_session *s = NULL;
@@ -165,6 +250,7 @@ static verdict run_case(td_ctx *ctx, const char *dir, char *op_name, size_t op_l
     td_session_options opt;
     td_session_options_init(&opt);
     opt.threads = 1;
+    opt.backend = backend;
     td_status st = td_session_create_model(ctx, m, &opt, &s);
     if (st != TD_OK) {
         snprintf(why, n, "%s", td_error_message(ctx));
@@ -266,11 +352,21 @@ int main(void) {
     qsort(names, n, sizeof *names, cmp_str);
     td_ctx *ctx = td_ctx_new();
     int tot_pass = 0, tot_skip = 0, tot_fail = 0, na = 0, unloadable = 0;
+    bool skipped[N_EXPECTED_SKIPS] = {false};
     for (size_t i = 0; i < n; i++) {
         char dir[4096], op[96] = "", why[1024] = "";
         snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
         td_clear_error(ctx);
-        verdict v = run_case(ctx, dir, op, sizeof op, why, sizeof why);
+        verdict v = run_case(ctx, dir, "cpu", op, sizeof op, why, sizeof why);
+        if (v == V_PASS) { /* the reference backend (ref_kern.h loops) must pass every case the cpu backend passes */
+            v = run_case(ctx, dir, "reference", op, sizeof op, why, sizeof why);
+            if (v != V_PASS) {
+                char tmp[1024];
+                snprintf(tmp, sizeof tmp, "reference backend: %s", why);
+                snprintf(why, sizeof why, "%s", tmp);
+                v = V_FAIL;
+            }
+        }
         if (v == V_NA) {
             if (strcmp(op, "(unloadable)") == 0) {
                 unloadable++;
@@ -287,6 +383,11 @@ int main(void) {
             c->skip++;
             tot_skip++;
             printf("SKIP %s [%s]: %s\n", names[i], op, why);
+            int k = expected_skip_index(names[i]);
+            if (k >= 0)
+                skipped[k] = true;
+            CHECK_MSG(k >= 0 || filter, "%s is skipped but not in expected_skips: a regression, or a new "
+                                        "unsupported case to list there with its reason", names[i]);
         } else {
             c->fail++;
             tot_fail++;
@@ -310,6 +411,14 @@ int main(void) {
     }
     printf("\nnode conformance: %d passed, %d skipped, %d failed (%d cases of ops the runtime does not implement, "
            "%d of them not loadable)\n", tot_pass, tot_skip, tot_fail, na, unloadable);
+    if (!filter) {
+        for (int k = 0; k < N_EXPECTED_SKIPS; k++)
+            CHECK_MSG(skipped[k], "%s is in expected_skips but did not skip (passed, failed or is gone): update the list",
+                      expected_skips[k]);
+        CHECK_MSG(tot_pass >= MIN_PASSED, "only %d cases passed, at least %d must", tot_pass, MIN_PASSED);
+        CHECK_MSG(na <= MAX_NOT_IMPLEMENTED, "%d cases are of ops the runtime does not implement, at most %d may be "
+                  "(was an op dropped from the registry?)", na, MAX_NOT_IMPLEMENTED);
+    }
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);

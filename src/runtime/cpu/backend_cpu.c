@@ -153,10 +153,12 @@ static td_status cpu_run(td_ctx *ctx, td_session *s, void *state) {
 
 static void cpu_free(void *state) { (void)state; }
 
-const td_backend td_backend_cpu = {"cpu", cpu_supports_op, cpu_prepare, cpu_run, cpu_free};
+const td_backend td_backend_cpu = {"cpu", cpu_supports_op, cpu_prepare, cpu_run, cpu_free, false};
 
 const td_backend *td_backend_find(const char *name) {
     if (!name || strcmp(name, "cpu") == 0)
         return &td_backend_cpu;
+    if (strcmp(name, "reference") == 0)
+        return &td_backend_ref;
     return NULL;
 }

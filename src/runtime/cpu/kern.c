@@ -1,4 +1,5 @@
-/* kern.h on the optimized kernels and the session's thread pool. */
+/* kern.h on the optimized kernels and the session's thread pool, or on the
+ * reference loops (ref_kern.h) when env->reference is set. */
 #include "runtime/cpu/kern.h"
 
 #include "runtime/cpu/activations.h"
@@ -63,6 +64,7 @@ void td_kern_gemm_packed(const float *A, int64_t lda, int64_t M, const td_kern_p
 
 void td_kern_gemm_packed_ep(const float *A, int64_t lda, int64_t M, const td_kern_packed *B, const float *bias,
                             int act, const float *residual, float *C, int64_t ldc, td_rt_env *env) {
+    /* never reached with env->reference: the reference backend packs no weights (backend_ref.c) */
     td_gemm_epilogue ep;
     memset(&ep, 0, sizeof ep);
     ep.bias = bias;
@@ -76,6 +78,10 @@ size_t td_kern_gemm_scratch(int64_t K, int64_t N) { return td_gemm_pack_bytes((s
 
 void td_kern_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
                   int64_t ldb, bool trans_b, float *C, int64_t ldc, void *pack_scratch, td_rt_env *env) {
+    if (env->reference) {
+        td_ref_gemm(false, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, C, ldc);
+        return;
+    }
     float *pack = (float *)(((uintptr_t)pack_scratch + 63) & ~(uintptr_t)63);
     td_gemm_pack_b_into(pack, B, (size_t)K, (size_t)N, (size_t)ldb, trans_b);
     td_gemm_packed p = {.K = (size_t)K, .N = (size_t)N, .panels = ((size_t)N + TD_GEMM_NR - 1) / TD_GEMM_NR,
@@ -112,6 +118,10 @@ static void batched_range(void *arg, size_t begin, size_t end, int thread) {
 void td_kern_gemm_batched(int64_t nb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                           const int64_t *a_off, const float *B, int64_t ldb, const int64_t *b_off, float *C,
                           int64_t ldc, int64_t c_stride, void *pack_scratch, td_rt_env *env) {
+    if (env->reference) {
+        td_ref_gemm_batched(nb, M, N, K, A, lda, a_off, B, ldb, b_off, C, ldc, c_stride);
+        return;
+    }
     batched_job j = {M, N, K, lda, ldb, ldc, c_stride, A, B, a_off, b_off, C,
                      (uint8_t *)(((uintptr_t)pack_scratch + 63) & ~(uintptr_t)63),
                      (td_gemm_pack_bytes((size_t)K, (size_t)N) + 63) / 64 * 64};
@@ -119,12 +129,26 @@ void td_kern_gemm_batched(int64_t nb, int64_t M, int64_t N, int64_t K, const flo
 }
 
 void td_kern_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env) {
-    td_cpu_softmax(env->pool, x, x, (size_t)rows, (size_t)n);
+    if (env->reference)
+        td_ref_softmax_rows(x, rows, n);
+    else
+        td_cpu_softmax(env->pool, x, x, (size_t)rows, (size_t)n);
+}
+
+void td_kern_log_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env) {
+    if (env->reference)
+        td_ref_log_softmax_rows(x, rows, n);
+    else
+        td_cpu_log_softmax(env->pool, x, x, (size_t)rows, (size_t)n);
 }
 
 void td_kern_skip_layernorm_rows(const float *x, const float *skip, int64_t skip_rows, const float *bias,
                                  const float *gamma, const float *beta, float *y, float *sum, int64_t rows,
                                  int64_t n, float eps, float *mean, float *inv_std, td_rt_env *env) {
+    if (env->reference) {
+        td_ref_skip_layernorm_rows(x, skip, skip_rows, bias, gamma, beta, y, sum, rows, n, eps, mean, inv_std);
+        return;
+    }
     td_layernorm_args a;
     memset(&a, 0, sizeof a);
     a.rows = (size_t)rows;
@@ -213,16 +237,28 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
 }
 
 void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env) {
+    if (env->reference) { /* one thread's slice holds the S x T scores */
+        td_ref_mha(a, (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
+        return;
+    }
     mha_job j = {a, (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63), mha_slice(a->S, a->T, a->D, a->Dv)};
     td_parallel_for_n(env->pool, (size_t)(a->B * a->N), env->threads, mha_pairs, &j);
 }
 
 void td_kern_unary_f32(td_unary op, const float *x, float *y, int64_t n, td_rt_env *env) {
+    if (env->reference) {
+        td_ref_unary(op, x, y, n);
+        return;
+    }
     td_cpu_unary(env->pool, op, x, y, (size_t)n);
 }
 
 void td_kern_bias_unary_f32(td_unary op, const float *x, const float *bias, float *y, int64_t rows, int64_t cols,
                             td_rt_env *env) {
+    if (env->reference) {
+        td_ref_bias_unary(op, x, bias, y, rows, cols);
+        return;
+    }
     td_cpu_bias_unary(env->pool, op, x, bias, y, (size_t)rows, (size_t)cols);
 }
 

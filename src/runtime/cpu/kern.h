@@ -5,6 +5,9 @@
  * the thread pool of the session); ref_kern.c holds straightforward reference
  * loops with the same semantics, used by tests/unit/test_kern_ref.c to check
  * the fast paths and by the rare layouts the fast kernels do not take.
+ * When env->reference is set (the "reference" backend, backend_ref.c) every
+ * function here runs the ref_kern.h loop instead, single-threaded; weights are
+ * never packed there, so the packed-B functions are not reached.
  *
  * All kernels compute in fp32 on row-major data. */
 #ifndef TD_RUNTIME_CPU_KERN_H
@@ -52,6 +55,8 @@ void td_kern_gemm_batched(int64_t nb, int64_t M, int64_t N, int64_t K, const flo
 
 /* Softmax over the last dim of rows x n, in place. */
 void td_kern_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env);
+/* log(softmax) over the last dim of rows x n, in place (x - max - log(sum(exp(x - max)))). */
+void td_kern_log_softmax_rows(float *x, int64_t rows, int64_t n, td_rt_env *env);
 
 /* y = (x - mean) / sqrt(var + eps) * gamma + beta per row of n (beta may be
  * NULL); mean/inv_std (rows entries each) may be NULL. */

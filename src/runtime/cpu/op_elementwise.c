@@ -290,8 +290,9 @@ static td_status binary_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
         td_memcpy(out[0]->data, in[0]->data, td_rt_nbytes(in[0]));
         return TD_OK;
     }
-    if (rn->n_in == 2 && c >= B_ADD && c <= B_DIV && in[0]->dtype == TD_F32 && in[1]->dtype == TD_F32) {
-        /* float arithmetic: the threaded broadcast kernel */
+    if (rn->n_in == 2 && c >= B_ADD && c <= B_DIV && in[0]->dtype == TD_F32 && in[1]->dtype == TD_F32 &&
+        !env->reference) {
+        /* float arithmetic: the threaded broadcast kernel (the reference backend takes the plain loop below) */
         static const td_binop ops[] = {TD_BINOP_ADD, TD_BINOP_SUB, TD_BINOP_MUL, TD_BINOP_DIV};
         const int64_t *dims[2] = {in[0]->shape, in[1]->shape};
         const int ranks[2] = {in[0]->rank, in[1]->rank};

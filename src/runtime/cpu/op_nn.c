@@ -303,21 +303,18 @@ static td_status softmax_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
         for (int d = 0; d < r; d++)
             *(d < a ? &outer : d == a ? &dim : &inner) *= x->shape[d];
     }
-    if (inner == 1 && x->dtype == TD_F32 && !st->log) { /* softmax axis is the last: in place on the output */
+    if (inner == 1 && x->dtype == TD_F32) { /* softmax axis is the last: in place on the output */
         td_memcpy(out[0]->data, x->data, td_rt_nbytes(x));
-        td_kern_softmax_rows(out[0]->data, outer, dim, env);
+        (st->log ? td_kern_log_softmax_rows : td_kern_softmax_rows)(out[0]->data, outer, dim, env);
         return TD_OK;
     }
     float *buf = rn->scratch; /* (outer, inner, dim): softmax axis last */
-    int64_t n = td_rt_numel(x);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < dim; k++)
             for (int64_t i = 0; i < inner; i++)
                 buf[(o * inner + i) * dim + k] = td_ldf(x->data, x->dtype, (o * dim + k) * inner + i);
-    td_kern_softmax_rows(buf, outer * inner, dim, env);
-    if (st->log)
-        for (int64_t i = 0; i < n; i++)
-            buf[i] = logf(buf[i]);
+    /* log(softmax(x)) would be -inf wherever exp underflowed: LogSoftmax has its own kernel */
+    (st->log ? td_kern_log_softmax_rows : td_kern_softmax_rows)(buf, outer * inner, dim, env);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < dim; k++)
             for (int64_t i = 0; i < inner; i++)
@@ -474,7 +471,8 @@ static td_status reduce_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *
             out[0]->shape[k++] = 1;
     }
     out[0]->rank = k;
-    rn->scratch_bytes = (size_t)(td_rt_numel(out[0]) + 8) * sizeof(double);
+    /* accumulators, and for LogSumExp the per-output max that shifts exp into range */
+    rn->scratch_bytes = (size_t)(2 * td_rt_numel(out[0]) + 8) * sizeof(double);
     return TD_OK;
 }
 static td_status reduce_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
@@ -506,9 +504,31 @@ static td_status reduce_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
                 s *= x->shape[d];
         }
     }
-    double mx_for_lse = 0;
-    (void)mx_for_lse;
+    /* LogSumExp = max + log(sum(exp(x - max))): exp(x) alone overflows even fp64 above x = 709. An
+     * infinite max shifts by 0 (all -inf gives log(0) = -inf, +inf gives +inf), as ONNX Runtime does. */
+    double *shift = acc + no;
     int64_t oo = 0;
+    if (st->kind == R_LOGSUMEXP && !is_int) {
+        for (int64_t i = 0; i < no; i++)
+            shift[i] = -INFINITY;
+        for (int64_t i = 0; i < nx; i++) {
+            double v = td_ldf(x->data, x->dtype, i);
+            if (v > shift[oo] || isnan(v))
+                shift[oo] = isnan(shift[oo]) ? shift[oo] : v;
+            for (int d = r - 1; d >= 0; d--) {
+                idx[d]++;
+                oo += ost[d];
+                if (idx[d] < x->shape[d])
+                    break;
+                oo -= ost[d] * x->shape[d];
+                idx[d] = 0;
+            }
+        }
+        for (int64_t i = 0; i < no; i++)
+            if (isinf(shift[i]))
+                shift[i] = 0.0;
+        oo = 0;
+    }
     for (int64_t i = 0; i < nx; i++) {
         if (is_int) {
             int64_t v = td_ldi(x->data, x->dtype, i), *a = &iacc[oo];
@@ -528,7 +548,7 @@ static td_status reduce_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
             case R_PROD: *a *= v; break;
             case R_SUMSQ: case R_L2: *a += v * v; break;
             case R_L1: *a += fabs(v); break;
-            case R_LOGSUMEXP: *a += exp(v); break;
+            case R_LOGSUMEXP: *a += exp(v - shift[oo]); break;
             default: *a += v; break;
             }
         }
@@ -556,7 +576,8 @@ static td_status reduce_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *i
         switch (st->kind) {
         case R_MEAN: v = group ? v / (double)group : NAN; break;
         case R_L2: v = sqrt(v); break;
-        case R_LOGSUMEXP: case R_LOGSUM: v = log(v); break;
+        case R_LOGSUMEXP: v = log(v) + shift[i]; break;
+        case R_LOGSUM: v = log(v); break;
         default: break;
         }
         td_stf(o->data, o->dtype, i, (float)v);

@@ -61,3 +61,34 @@ void td_cpu_softmax(td_threadpool *pool, const float *x, float *y, size_t rows, 
         return;
     td_parallel_for_n(pool, rows, rows * cols < 8192 ? 1 : td_threadpool_threads(pool), worker, &j);
 }
+
+/* log(softmax): the log of a softmax that underflowed to 0 would be -inf where the true value is finite
+ * ([0, 120] -> [-120, 0]), so the difference to the max is kept and only the sum goes through log. */
+static void log_softmax_row(const float *x, float *y, size_t n) {
+    /* Plain loops on every target (LogSoftmax is off the encoders' hot path, and a vector variant would run
+     * only on AVX-512 hosts, which CI does not have): NaN anywhere makes the sum NaN and so the whole row. */
+    if (n == 0)
+        return;
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        sum += expf(x[i] - mx);
+    float lse = logf(sum);
+    for (size_t i = 0; i < n; i++)
+        y[i] = (x[i] - mx) - lse;
+}
+
+static void log_worker(void *arg, size_t begin, size_t end, int thread) {
+    const softmax_job *j = arg;
+    for (size_t r = begin; r < end; r++)
+        log_softmax_row(j->x + r * j->cols, j->y + r * j->cols, j->cols);
+}
+
+void td_cpu_log_softmax(td_threadpool *pool, const float *x, float *y, size_t rows, size_t cols) {
+    softmax_job j = {.x = x, .y = y, .cols = cols};
+    if (rows == 0 || cols == 0)
+        return;
+    td_parallel_for_n(pool, rows, rows * cols < 8192 ? 1 : td_threadpool_threads(pool), log_worker, &j);
+}

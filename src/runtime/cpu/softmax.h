@@ -9,6 +9,8 @@
 #include <stddef.h>
 
 void td_cpu_softmax(td_threadpool *pool, const float *x, float *y, size_t rows, size_t cols);
+/* log(softmax) per row as x - max - log(sum(exp(x - max))), finite wherever the answer is. y may alias x. */
+void td_cpu_log_softmax(td_threadpool *pool, const float *x, float *y, size_t rows, size_t cols);
 /* One row, single-threaded (used inside fused kernels). */
 void td_cpu_softmax_row(const float *x, float *y, size_t cols);
 
