@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
     td_threadpool *pool = NULL;
     if (td_threadpool_create(NULL, threads, &pool) != TD_OK)
         return 1;
-    td_rt_env env = {threads, pool};
+    td_rt_env env = {.threads = threads, .pool = pool};
     float *x = malloc((size_t)prefill * 1536 * 4), *y = malloc((size_t)prefill * 49152 * 4);
     void *scratch = malloc(max_scratch);
     for (int i = 0; i < prefill * 1536; i++)

@@ -70,7 +70,7 @@ static void random_case(td_threadpool *pool, int threads, int iter) {
     td_qnbits_w *w = NULL;
     CHECK(td_qnbits_prepare(NULL, &raw, &w) == TD_OK);
     void *scratch = malloc(td_qnbits_scratch(w, M, threads));
-    td_rt_env env = {threads, pool};
+    td_rt_env env = {.threads = threads, .pool = pool};
     td_qnbits_ref(&raw, a, M, use_bias, y_ref);
 
     td_qnbits_gemm(w, a, M, use_bias, y, false, scratch, &env);
