@@ -30,6 +30,7 @@ bool td_qnbits_have_avx512(void) {
 #ifdef TD_QNB_X86
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512vnni");
 #else
     return false;
@@ -214,8 +215,9 @@ TD_AVX512 static inline void f32_row(const job *j, int64_t n, int64_t m) {
                     s = _mm512_set1_ps(sc[b0]);
                     z = _mm512_set1_ps(sz[b0]);
                 } else { /* 8-byte blocks (4-bit, block 16): lanes 0-7 and 8-15 are two blocks */
-                    s = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(sc[b0]), _mm512_set1_ps(sc[b0 + 1]));
-                    z = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(sz[b0]), _mm512_set1_ps(sz[b0 + 1]));
+                    int64_t b1 = b0 + 1 < w->kb ? b0 + 1 : b0; /* the row may end after lane 7 */
+                    s = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(sc[b0]), _mm512_set1_ps(sc[b1]));
+                    z = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(sz[b0]), _mm512_set1_ps(sz[b1]));
                 }
                 __m512 wv = _mm512_fmsub_ps(qf, s, z); /* (16) dequantized weights */
                 __m512 a = _mm512_loadu_ps(af + c * per + h * 64 + 16 * v);
