@@ -41,6 +41,12 @@ int main(int argc, char **argv) {
     int bits = argc > 3 ? atoi(argv[3]) : 4, bs = argc > 4 ? atoi(argv[4]) : 32;
     const int layers = 30, prefill = 128;
     const int64_t shapes[7][2] = {{576, 576}, {192, 576}, {192, 576}, {576, 576}, {1536, 576}, {1536, 576}, {576, 1536}};
+    if (!td_qnbits_have_avx512() && !getenv("TD_QGEMV_SCALAR")) {
+        /* the scalar references are correctness tools, not what this benchmark is about */
+        printf("{\"kernel\": \"MatMulNBits\", \"skipped\": \"this CPU lacks AVX-512 BW/VL/DQ/VNNI; set "
+               "TD_QGEMV_SCALAR=1 to time the scalar fallback\"}\n");
+        return 0;
+    }
     int nm = layers * 7 + 1;
     mat *mats = calloc((size_t)nm, sizeof *mats);
     size_t weight_bytes = 0, max_scratch = 0;
