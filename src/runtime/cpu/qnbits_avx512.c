@@ -258,6 +258,91 @@ TD_AVX512 static void run_cols(void *arg, size_t begin, size_t end, int thread) 
         }
     }
 }
+
+/* ---- AVX2 + FMA: the int8 path for 4-bit codes (codes <= 15 keep vpmaddubsw's int16 sums exact) ---- */
+#define TD_AVX2 __attribute__((target("avx2,fma")))
+
+bool td_qnbits_have_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* Weight scales of lanes 8h..8h+7 of chunk c (lane = 4 bytes), as lane_scales. */
+TD_AVX2 static inline __m256 lane_scales8(const float *blk_vals, int64_t kb, int64_t blob, int64_t byte0, __m256i idx) {
+    int64_t b0 = byte0 / blob;
+    if (blob >= 32 || b0 >= kb)
+        return _mm256_set1_ps(b0 < kb ? blk_vals[b0] : 0.0f);
+    int64_t cnt = kb - b0 < 8 ? kb - b0 : 8;
+    __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_permutevar8x32_ps(_mm256_maskload_ps(blk_vals + b0, live), idx);
+}
+
+TD_AVX2 static inline void i8_row_avx2(const job *j, int64_t n, int64_t m0, int R, __m256i idx) {
+    const td_qnbits_w *w = j->w;
+    const qlayout *l = &j->l;
+    const uint8_t *row = w->b + n * w->row_bytes;
+    const float *sc = w->scale + n * w->kb;
+    const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc[ROWS_MAX];
+    for (int r = 0; r < ROWS_MAX; r++)
+        acc[r] = _mm256_setzero_ps();
+    uint8_t last[64];
+    for (int64_t c = 0; c < l->chunks; c++) {
+        const uint8_t *src = row + c * 64;
+        if ((c + 1) * 64 > w->row_bytes) { /* the row's last, partial chunk: zero padded copy */
+            memset(last, 0, sizeof last);
+            memcpy(last, src, (size_t)(w->row_bytes - c * 64));
+            src = last;
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(src + 32 * h)); /* 32 bytes of codes */
+            __m256i lo = _mm256_and_si256(q, nib), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
+            __m256 sv = lane_scales8(sc, w->kb, w->blob, c * 64 + 32 * h, idx);
+            for (int r = 0; r < R; r++) {
+                const uint8_t *base = j->rows + (size_t)(m0 + r) * l->row;
+                const int8_t *act = (const int8_t *)base + c * 128 + 32 * h;
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)act)),
+                                             _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(act + 64))));
+                __m256i s = _mm256_madd_epi16(p, ones); /* (8) int32 per 4 bytes */
+                __m256 dal = _mm256_loadu_ps((const float *)(base + l->act) + c * 16 + 8 * h);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(sv, dal), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const float *ca = (const float *)(j->rows + (size_t)(m0 + r) * l->row + l->act + l->dal);
+        __m128 v = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+        v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        v = _mm_add_ss(v, _mm_movehdup_ps(v));
+        float corr = 0.0f;
+        for (int64_t b = 0; b < w->kb; b++)
+            corr += w->scale_zp[n * w->kb + b] * ca[b];
+        j->Y[(m0 + r) * w->N + n] = _mm_cvtss_f32(v) - corr + (j->bias ? j->bias[n] : 0.0f);
+    }
+}
+
+TD_AVX2 static void run_cols_avx2(void *arg, size_t begin, size_t end, int thread) {
+    const job *j = arg;
+    int64_t blob = j->w->blob;
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    idx = blob >= 32 ? _mm256_setzero_si256() : _mm256_srli_epi32(idx, blob == 8 ? 1 : 2); /* 4 * lane / blob */
+    for (size_t n0 = begin; n0 < end; n0 += N_TILE) {
+        size_t n1 = n0 + N_TILE < end ? n0 + N_TILE : end;
+        for (int64_t m0 = 0; m0 < j->M; m0 += ROWS_MAX) {
+            int R = j->M - m0 < ROWS_MAX ? (int)(j->M - m0) : ROWS_MAX;
+            for (size_t n = n0; n < n1; n++) {
+                switch (R) {
+                case 1: i8_row_avx2(j, (int64_t)n, m0, 1, idx); break;
+                case 2: i8_row_avx2(j, (int64_t)n, m0, 2, idx); break;
+                case 3: i8_row_avx2(j, (int64_t)n, m0, 3, idx); break;
+                default: i8_row_avx2(j, (int64_t)n, m0, 4, idx); break;
+                }
+            }
+        }
+    }
+}
+#else
+bool td_qnbits_have_avx2(void) { return false; }
 #endif
 
 void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float *bias, float *Y, bool int8,
@@ -270,6 +355,14 @@ void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float
         job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
         td_parallel_for(pool, (size_t)M, prep_rows, &j);
         td_parallel_for(pool, (size_t)w->N, run_cols, &j);
+        return;
+    }
+    if (int8 && w->bits == 4 && td_qnbits_have_avx2()) {
+        qlayout l = layout_of(w);
+        uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+        job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
+        td_parallel_for(pool, (size_t)M, prep_rows, &j);
+        td_parallel_for(pool, (size_t)w->N, run_cols_avx2, &j);
         return;
     }
 #endif
