@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
         double med = t[reps / 2];
         printf("{\"phase\": \"%s\", \"path\": \"%s\", \"ms_min\": %.3f, \"ms_median\": %.3f, \"ms_max\": %.3f, "
                "\"tokens_per_s_median\": %.1f, \"weight_gb_per_s_median\": %.1f}\n",
-               M == 1 ? "decode" : "prefill128", int8 ? "int8-activations(VNNI)" : "fp32-dequant", t[0], med,
+               M == 1 ? "decode" : "prefill128", int8 ? (int8_only ? "int8-activations(AVX2)" : "int8-activations(VNNI)") : "fp32-dequant", t[0], med,
                t[reps - 1], (double)M * 1e3 / med, weight_bytes / med / 1e6);
     }
     td_threadpool_free(pool);
