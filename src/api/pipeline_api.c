@@ -86,6 +86,7 @@ td_status td_optimize_model(td_ctx *ctx, const td_optimize_request *req, td_opti
     case TD_PRECISION_FP32: o.precision = TD_OPT_FP32; break;
     case TD_PRECISION_FP16: o.precision = TD_OPT_FP16; break;
     case TD_PRECISION_BF16: o.precision = TD_OPT_BF16; break;
+    case TD_PRECISION_INT8: o.precision = TD_OPT_INT8; break;
     default:
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "td_optimize_model: unknown precision %d", (int)req->precision);
     }

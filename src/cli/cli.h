@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Exit codes of every command: 2 for a usage error (unknown flag, bad flag value, unknown or unsupported
@@ -52,9 +53,16 @@ int td_cmd_onnx_save(int argc, char **argv);
 
 /* ONNX part of inspect (src/cli/inspect_onnx.c): prints a model summary; returns an exit code. */
 int td_inspect_onnx(const char *path, bool json);
+/* GGUF part of inspect (src/cli/inspect_gguf.c): metadata, tensor types, tensors; returns an exit code. */
+int td_inspect_gguf(const char *path, bool json, bool verbose);
 int td_cmd_tokenize(int argc, char **argv);
 int td_cmd_infer(int argc, char **argv);
 int td_cmd_optimize(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);
+int td_cmd_generate(int argc, char **argv);
+/* run on a decoder (src/cli/run_decoder.c): true when MODEL's config.json (or --task) says text-generation */
+bool td_run_is_decoder(const char *model, const char *tokenizer, td_export_task task);
+int td_run_decoder(const char *model, const char *tokenizer, const char *const *texts, size_t n, int64_t threads,
+                   bool json, const char *texts_file);
 
 #endif

@@ -31,7 +31,10 @@ static void usage(FILE *f) {
             "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 min(128, M) M, M = the model's\n"
             "                             max length, where the served model truncates; a MAX below M is a warning)\n"
             "  --batch-size MIN OPT MAX   batch sizes of the profile (default 1 1 1)\n"
-            "  --precision P              fp32 | fp16 | bf16 weights of the backends (default fp32)\n"
+            "  --precision P              fp32 | fp16 | bf16 weights of the backends (default fp32); int8:\n"
+            "                             model-optimized.onnx gets int8 weights (DynamicQuantizeMatMul) and\n"
+            "                             validation requires a mean row cosine >= 0.99 per output (elements\n"
+            "                             are checked against --atol/--rtol only when those are given)\n"
             "  --atol A --rtol R          validation tolerance: |got - ref| <= A + R*|ref| per element\n"
             "                             (default 1e-4/1e-4 fp32, 1e-2/1e-2 fp16, 5e-2/5e-2 bf16)\n"
             "  -o, --output OUTDIR        output directory (default triton_models); replaced atomically, only\n"
@@ -87,6 +90,12 @@ int td_cmd_convert(int argc, char **argv) {
             td_export_task task;
             if ((rc = td_cli_parse_task("convert", argv[++i], &task)) >= 0)
                 goto done;
+            if (task == TD_TASK_TEXT_GENERATION) {
+                rc = td_cli_usage_error("convert", "--task text-generation: validating, benchmarking and serving "
+                                        "decoders in convert is not supported (yet); use tdeploy export --task "
+                                        "text-generation and tdeploy generate");
+                goto done;
+            }
             rc = TD_EXIT_OK;
             o.task = argv[i];
         } else if (!strcmp(a, "--backend") && has1) {
@@ -110,9 +119,13 @@ int td_cmd_convert(int argc, char **argv) {
                 }
             i += 3;
         } else if (!strcmp(a, "--precision") && has1) {
-            td_precision p;
-            if ((rc = td_cli_parse_precision("convert", argv[++i], &p)) >= 0)
+            /* int8 is a property of the optimized graph, not a session storage precision (what
+             * td_cli_parse_precision knows), so convert names its four itself */
+            const char *v = argv[++i];
+            if (strcmp(v, "fp32") && strcmp(v, "fp16") && strcmp(v, "bf16") && strcmp(v, "int8")) {
+                rc = td_cli_usage_error("convert", "--precision '%s': use fp32, fp16, bf16 or int8", v);
                 goto done;
+            }
             rc = TD_EXIT_OK;
             o.precision = argv[i];
         } else if ((!strcmp(a, "--atol") || !strcmp(a, "--rtol")) && has1) {

@@ -1,4 +1,4 @@
-/* tdeploy export: Hugging Face encoder model -> standard ONNX. */
+/* tdeploy export: Hugging Face model (encoder, or decoder with a KV cache; or a GGUF decoder) -> standard ONNX. */
 #include "cli/cli.h"
 
 #include "core/ctx.h"
@@ -14,13 +14,16 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: tdeploy export -m MODEL [--task T] [-o model.onnx] [--opset N] [--precision fp32|fp16]\n"
             "                      [--int32-inputs] [--cache-output] [--json] [-q|-v]\n\n"
-            "Build a standard ONNX graph for a Hugging Face encoder directly from its config.json and\n"
+            "Build a standard ONNX graph for a Hugging Face model directly from its config.json and\n"
             "safetensors weights (no tracing). Supported: bert, roberta, xlm-roberta, distilbert, electra,\n"
-            "and sentence-transformers directories built on them.\n\n"
-            "  -m, --model MODEL   model directory (config.json + *.safetensors)\n"
+            "and sentence-transformers directories built on them; decoders gpt2, llama, mistral, qwen2, phi3\n"
+            "(text-generation with a KV cache in Optimum's layout), also from llama.cpp .gguf files (llama,\n"
+            "qwen2; weights dequantized to fp32).\n\n"
+            "  -m, --model MODEL   model directory (config.json + *.safetensors) or a .gguf file\n"
             "  --task T            feature-extraction | embedding | classification | token-classification |\n"
-            "                      question-answering (default: from config.architectures / modules.json);\n"
-            "                      also: text-classification, sentiment-analysis, sentence-similarity, ner, qa\n"
+            "                      question-answering | text-generation (default: from config.architectures /\n"
+            "                      modules.json); also: text-classification, sentiment-analysis,\n"
+            "                      sentence-similarity, ner, qa, causal-lm\n"
             "  -o, --output PATH   output file (default model.onnx); external data is written beside it\n"
             "                      automatically when the model exceeds 2 GB; weights of >= 4 KiB sit at\n"
             "                      8-byte aligned offsets (standard protobuf), so loading maps them in place\n"

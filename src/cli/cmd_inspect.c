@@ -119,7 +119,7 @@ static void print_config(const td_hf_config *c) {
         printf("embeddings:   type_vocab %lld, width %lld, positions %s%s\n", (long long)c->enc.type_vocab_size,
                (long long)c->enc.embedding_size, c->enc.position_embedding_type,
                c->enc.sinusoidal_pos_embds ? " (sinusoidal)" : "");
-    if (c->family == TD_HF_LLAMA || c->family == TD_HF_MISTRAL || c->family == TD_HF_QWEN2)
+    if (!td_hf_family_is_encoder(c->family) && c->family != TD_HF_GPT2)
         printf("attention:    %lld kv heads, rope_theta %g%s\n", (long long)c->dec.num_key_value_heads,
                c->dec.rope_theta, c->dec.sliding_window ? ", sliding window" : "");
     if (c->has_id2label) {
@@ -280,7 +280,7 @@ static int emit_json(cJSON *o) {
 static void usage(FILE *f) {
     fprintf(f, "usage: tdeploy inspect PATH [--json] [-v]\n\n"
                "PATH is a .safetensors file, a model.safetensors.index.json, a Hugging Face model directory,\n"
-               "a hub id (org/name) in the local Hugging Face cache, or an .onnx file.\n\n"
+               "a hub id (org/name) in the local Hugging Face cache, an .onnx file, or a .gguf file.\n\n"
                "  --json         machine-readable output (every tensor with dtype and shape)\n"
                "  -v, --verbose  list every tensor in the text output\n"
                "  -q, --quiet    less logging\n");
@@ -312,6 +312,8 @@ int td_cmd_inspect(int argc, char **argv) {
         return td_cli_usage_error("inspect", "missing PATH");
     if (ends_with(path, ".onnx"))
         return inspect_onnx_entry(path, json);
+    if (ends_with(path, ".gguf"))
+        return td_inspect_gguf(path, json, verbose);
 
     td_ctx *ctx = td_ctx_new();
     if (!ctx) {

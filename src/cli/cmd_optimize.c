@@ -24,8 +24,11 @@ static void usage(FILE *f) {
             "                             aligned offsets, standard protobuf, so loads map them in place)\n"
             "  --target fused|portable    fused (default): ONNX Runtime com.microsoft contrib ops;\n"
             "                             portable: standard ONNX ops only (TensorRT and other runtimes)\n"
-            "  --precision fp32|fp16|bf16 weights and compute precision (default fp32); LayerNorm statistics,\n"
-            "                             Softmax, reductions, Pow and the attention mask add stay fp32\n"
+            "  --precision fp32|fp16|bf16|int8\n"
+            "                             weights and compute precision (default fp32); LayerNorm statistics,\n"
+            "                             Softmax, reductions, Pow and the attention mask add stay fp32;\n"
+            "                             int8: MatMul/Attention weights int8 per output channel, activations\n"
+            "                             quantized at run time (com.microsoft DynamicQuantizeMatMul)\n"
             "  --keep-io-types            graph inputs/outputs stay float32 (default)\n"
             "  --no-keep-io-types         float inputs/outputs take the chosen precision\n"
             "  --passes LIST              comma-separated passes instead of the default pipeline; known:\n"
@@ -40,7 +43,7 @@ static void usage(FILE *f) {
 
 static cJSON *report_json(const char *in, const char *out, const td_opt_options *o, const td_opt_report *r,
                           double load_s, double save_s) {
-    static const char *const targets[] = {"fused", "portable"}, *const precs[] = {"fp32", "fp16", "bf16"};
+    static const char *const targets[] = {"fused", "portable"}, *const precs[] = {"fp32", "fp16", "bf16", "int8"};
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "input", in);
     cJSON_AddStringToObject(j, "output", out);
@@ -94,15 +97,17 @@ int td_cmd_optimize(int argc, char **argv) {
                 return td_cli_usage_error("optimize", "--target '%s': expected fused or portable", argv[i]);
         } else if (!strcmp(a, "--precision")) {
             if (++i >= argc)
-                return td_cli_usage_error("optimize", "--precision needs fp32, fp16 or bf16");
+                return td_cli_usage_error("optimize", "--precision needs fp32, fp16, bf16 or int8");
             if (!strcmp(argv[i], "fp32"))
                 o.precision = TD_OPT_FP32;
             else if (!strcmp(argv[i], "fp16"))
                 o.precision = TD_OPT_FP16;
             else if (!strcmp(argv[i], "bf16"))
                 o.precision = TD_OPT_BF16;
+            else if (!strcmp(argv[i], "int8"))
+                o.precision = TD_OPT_INT8;
             else
-                return td_cli_usage_error("optimize", "--precision '%s': expected fp32, fp16 or bf16", argv[i]);
+                return td_cli_usage_error("optimize", "--precision '%s': expected fp32, fp16, bf16 or int8", argv[i]);
         } else if (!strcmp(a, "--keep-io-types")) {
             o.keep_io_types = true;
         } else if (!strcmp(a, "--no-keep-io-types")) {
@@ -135,6 +140,9 @@ int td_cmd_optimize(int argc, char **argv) {
     }
     if (!in || !out)
         return td_cli_usage_error("optimize", "need an input model and -o OUTPUT");
+    if (o.precision == TD_OPT_INT8 && o.target == TD_OPT_TARGET_PORTABLE)
+        return td_cli_usage_error("optimize", "--precision int8 writes com.microsoft DynamicQuantizeMatMul, which "
+                                  "--target portable excludes: use --target fused");
     o.verbose = td_log_get_level() >= TD_LOG_DEBUG;
     td_ctx *ctx = td_ctx_new();
     if (!ctx) {

@@ -28,6 +28,8 @@ static void usage(FILE *f) {
             "  [-m] MODEL_OR_ENGINE  Hugging Face model directory or cached hub id (org/name): exported in memory;\n"
             "                   an .onnx file (tokenizer.json and config.json beside it, or --tokenizer DIR);\n"
             "                   or a directory from `tdeploy convert` (runs model-optimized.onnx, else model.onnx)\n"
+            "                   A decoder (gpt2, llama, mistral, qwen2, phi3 in config.json, or --task\n"
+            "                   text-generation) generates text from each --text as `tdeploy generate` does\n"
             "  --text T         an input text (repeat for more); for question-answering the question\n"
             "  --text-pair P    the second text of the --text with the same position (QA: the context;\n"
             "                   classification: optional pair, e.g. NLI)\n"
@@ -241,7 +243,8 @@ static cJSON *result_json(size_t index, const char *text, const char *pair, cons
         cJSON_AddItemToObject(o, "start_logits", float_array(r->start_logits, r->n_tokens));
         cJSON_AddItemToObject(o, "end_logits", float_array(r->end_logits, r->n_tokens));
         break;
-    case TD_TASK_AUTO: break;
+    case TD_TASK_AUTO:
+    case TD_TASK_TEXT_GENERATION: break;
     }
     return o;
 }
@@ -318,7 +321,8 @@ static void print_human(size_t index, const char *text, const td_pipe_result *r)
         printf("  score %.4f  [%lld, %lld) in the context\n", r->score, (long long)r->answer_start,
                (long long)r->answer_end);
         break;
-    case TD_TASK_AUTO: break;
+    case TD_TASK_AUTO:
+    case TD_TASK_TEXT_GENERATION: break;
     }
 }
 
@@ -605,6 +609,12 @@ int td_cmd_run(int argc, char **argv) {
     run_args a = {0};
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0) {
+        free(a.texts);
+        free(a.pairs);
+        return rc;
+    }
+    if (td_run_is_decoder(a.model, a.tokenizer, a.task)) {
+        rc = td_run_decoder(a.model, a.tokenizer, a.texts, a.n_texts, a.threads, a.json, a.texts_file);
         free(a.texts);
         free(a.pairs);
         return rc;

@@ -17,6 +17,8 @@ static const td_cli_command commands[] = {
     {"run", "text in, answers out: embeddings, labels, entities or answers from a model, .onnx or engine",
      td_cmd_run},
     {"tokenize", "encode text with a model's tokenizer.json: ids, tokens, offsets, mask", td_cmd_tokenize},
+    {"generate", "generate text with a decoder (GPT-2, Llama, Mistral, Qwen2, Phi-3) through its KV cache",
+     td_cmd_generate},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

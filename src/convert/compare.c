@@ -114,6 +114,29 @@ td_status td_compare_accumulate(td_ctx *ctx, td_compare_acc *acc, const td_outpu
         if (rel > acc->max_rel)
             acc->max_rel = rel;
     }
+    /* per-row cosine (not for (batch, seq) span logits: their rows are sequences, partly padding) */
+    if (ref->rank >= 2 && !(tokens && ref->rank == 2)) {
+        size_t last = (size_t)ref->shape[ref->rank - 1];
+        size_t rows = ref->numel / (last ? last : 1);
+        for (size_t r = 0; r < rows && last > 1; r++) {
+            if (tokens && !feed->attention_mask[r])
+                continue;
+            double dot = 0.0, nr = 0.0, ng = 0.0;
+            for (size_t k = 0; k < last; k++) {
+                double x = ref->data[r * last + k], y = got->data[r * last + k];
+                dot += x * y;
+                nr += x * x;
+                ng += y * y;
+            }
+            /* two zero rows agree; one zero row against another does not */
+            double cs = nr == 0.0 && ng == 0.0 ? 1.0 : nr == 0.0 || ng == 0.0 ? 0.0 : dot / sqrt(nr * ng);
+            if (isnan(cs))
+                cs = -1.0;
+            acc->cos_min = acc->cos_rows == 0 || cs < acc->cos_min ? cs : acc->cos_min;
+            acc->cos_sum += cs;
+            acc->cos_rows++;
+        }
+    }
     /* argmax agreement */
     if (acc->argmax == TD_ARGMAX_LAST_AXIS && ref->rank >= 2) {
         size_t last = (size_t)ref->shape[ref->rank - 1];

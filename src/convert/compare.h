@@ -36,6 +36,11 @@ typedef struct td_compare_acc {
     double max_abs, max_rel; /* rel = |got - ref| / max(|ref|, 1e-3) */
     size_t argmax_rows, argmax_agree;
     td_argmax_mode argmax;
+    /* cosine similarity of each row (last-axis vector at a real position, or per
+     * batch item), the measure for quantized backends whose elements legitimately
+     * move: sum, count and minimum over the rows compared */
+    double cos_sum, cos_min;
+    size_t cos_rows;
 } td_compare_acc;
 
 /* Compare got with ref (same output) over the real positions of feed and add to acc.

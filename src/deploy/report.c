@@ -156,6 +156,12 @@ td_status td_report_add_validation(td_ctx *ctx, td_report *r, const td_validatio
     add_num(o, "atol", v->atol, &ok);
     add_num(o, "rtol", v->rtol, &ok);
     add_num(o, "argmax_agreement", v->argmax_agreement >= 0 ? v->argmax_agreement : NAN, &ok);
+    if (v->min_mean_cosine > 0) { /* cosine-validated (int8) results say so and give the figures */
+        add_num(o, "mean_cosine", v->mean_cosine, &ok);
+        add_num(o, "min_cosine", v->min_cosine, &ok);
+        add_num(o, "min_mean_cosine", v->min_mean_cosine, &ok);
+        add_bool(o, "elementwise_decides", v->elementwise_decides, &ok);
+    }
     add_bool(o, "passed", v->passed, &ok);
     if (ok && !cJSON_AddItemToArray(arr, o))
         ok = false;

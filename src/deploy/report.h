@@ -50,6 +50,9 @@ typedef struct td_validation_result {
     double max_abs_diff, max_rel_diff;
     double atol, rtol;
     double argmax_agreement; /* fraction of rows whose argmax agrees; < 0 when not applicable */
+    double mean_cosine, min_cosine; /* per-row cosine similarity to the reference; NaN when not applicable */
+    bool elementwise_decides;       /* atol/rtol decided (else only reported: int8) */
+    double min_mean_cosine;         /* > 0: the mean cosine had to reach it */
     bool passed;
 } td_validation_result;
 td_status td_report_add_validation(td_ctx *ctx, td_report *r, const td_validation_result *v);

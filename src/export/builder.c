@@ -156,6 +156,11 @@ td_value *td_eb_vec_i64(td_eb *b, const char *hint, int n, const int64_t *data) 
     return const_tensor(b, hint, TD_I64, 1, dims, data, (size_t)n * sizeof(int64_t));
 }
 
+td_value *td_eb_vec_f32(td_eb *b, const char *hint, int64_t n, const float *data) {
+    int64_t dims[1] = {n};
+    return const_tensor(b, hint, TD_F32, 1, dims, data, (size_t)n * sizeof(float));
+}
+
 td_value *td_eb_scalar_f(td_eb *b, const char *hint, td_dtype dtype, float v) {
     if (dtype == TD_F16) {
         uint16_t h = td_f32_to_f16(v);

@@ -58,6 +58,8 @@ td_value *td_eb_initializer(td_eb *b, td_tensor *t);
 td_value *td_eb_const_i64(td_eb *b, const char *hint, int rank, const int64_t *dims, const int64_t *data);
 td_value *td_eb_scalar_i64(td_eb *b, const char *hint, int64_t v); /* rank 0 */
 td_value *td_eb_vec_i64(td_eb *b, const char *hint, int n, const int64_t *data); /* rank 1 */
+/* float32 vector, rank 1. */
+td_value *td_eb_vec_f32(td_eb *b, const char *hint, int64_t n, const float *data);
 /* Float scalar in the given dtype (TD_F32 or TD_F16), rank 0. */
 td_value *td_eb_scalar_f(td_eb *b, const char *hint, td_dtype dtype, float v);
 

@@ -2,7 +2,9 @@
 #define _GNU_SOURCE
 #include "export/export.h"
 
+#include "core/fs.h"
 #include "core/log.h"
+#include "export/decoder.h"
 #include "export/encoder.h"
 
 #include <stdio.h>
@@ -121,6 +123,74 @@ static td_status build_graph(td_ctx *ctx, td_model *m, const td_checkpoint *ck, 
     return td_eb_status(&b);
 }
 
+/* An empty model with tdeploy's producer, the opset and graph name. */
+static td_status new_model(td_ctx *ctx, int opset, const char *graph_name, td_model **out) {
+    td_model *m = td_model_new();
+    if (!m)
+        return td_fail_oom(ctx, sizeof *m, "a model");
+    m->ir_version = ir_version_for(opset);
+    free(m->graph->name);
+    m->graph->name = strdup(graph_name);
+    if (!m->graph->name || !(m->producer_name = strdup("tdeploy")) ||
+        !(m->producer_version = strdup(td_version()))) {
+        td_model_free(m);
+        return td_fail_oom(ctx, 16, "producer name");
+    }
+    td_status st = td_model_set_opset(ctx, m, "", opset);
+    if (st != TD_OK) {
+        td_model_free(m);
+        return st;
+    }
+    *out = m;
+    return TD_OK;
+}
+
+/* Decoders (decoder.h): text-generation with a KV cache, float32. Takes the spec. */
+static td_status export_decoder(td_ctx *ctx, const td_export_options *opt, td_decoder_spec s, int opset,
+                                td_dtype dtype, td_model **out, td_export_summary *sum, double t0) {
+    td_model *m = NULL;
+    td_export_task task = TD_TASK_AUTO;
+    td_status st = td_decoder_spec_task(ctx, &s, opt->task, &task);
+    if (st == TD_OK && dtype != TD_F32)
+        st = td_fail(ctx, TD_ERR_UNSUPPORTED, "export: decoders (%s) are exported in fp32 only; drop --dtype %s and "
+                     "let optimize convert precision", s.model_type, td_dtype_name(dtype));
+    if (st == TD_OK)
+        st = new_model(ctx, opset, s.architecture[0] ? s.architecture : s.model_type, &m);
+    if (st == TD_OK)
+        st = td_decoder_set_metadata(ctx, m, &s);
+    if (st == TD_OK) {
+        td_eb b;
+        td_eb_init(&b, ctx, m, opset, TD_F32);
+        td_xw w = {.b = &b, .ck = s.md ? s.md->checkpoint : NULL, .why = s.model_type};
+        struct td_xw_gguf *gg = s.gguf ? td_xw_gguf_new(&s) : NULL;
+        w.gguf = gg;
+        st = s.gguf && !gg ? td_fail_oom(ctx, 64, "GGUF source") : td_decoder_build(&b, &w, &s, opt->int32_inputs, sum);
+        free(gg);
+        sum->weight_bytes = w.bytes;
+        if (st != TD_OK)
+            td_wrap(ctx, "exporting %s", opt->model_dir);
+    }
+    if (st == TD_OK) {
+        snprintf(sum->model_type, sizeof sum->model_type, "%s", s.model_type);
+        snprintf(sum->architecture, sizeof sum->architecture, "%s", s.architecture);
+        sum->task = task;
+        sum->opset = opset;
+        sum->dtype = TD_F32;
+        sum->layers = s.layers;
+        sum->hidden = s.hidden;
+        sum->heads = s.heads;
+        sum->vocab = s.vocab;
+        sum->n_initializers = m->graph->n_initializers;
+        sum->n_nodes = td_graph_live_nodes(m->graph);
+        sum->seconds = td_now_s() - t0;
+        *out = m;
+        m = NULL;
+    }
+    td_model_free(m);
+    td_decoder_spec_free(&s);
+    return st;
+}
+
 td_status td_export_build(td_ctx *ctx, const td_export_options *opt, td_model **out, td_export_summary *sum) {
     *out = NULL;
     memset(sum, 0, sizeof *sum);
@@ -128,8 +198,21 @@ td_status td_export_build(td_ctx *ctx, const td_export_options *opt, td_model **
     int opset = 0;
     td_dtype dtype = TD_F32;
     TD_TRY(validate_options(ctx, opt, &opset, &dtype));
+    size_t len = strlen(opt->model_dir);
+    if (len > 5 && !strcmp(opt->model_dir + len - 5, ".gguf") && td_is_file(opt->model_dir)) {
+        td_decoder_spec ds;
+        TD_TRY(td_decoder_spec_from_gguf(ctx, opt->model_dir, &ds));
+        return export_decoder(ctx, opt, ds, opset, dtype, out, sum, t0);
+    }
+    td_model_dir *md = NULL;
+    TD_TRY(td_model_dir_open(ctx, opt->model_dir, &md));
+    if (td_decoder_family(md->config)) {
+        td_decoder_spec ds;
+        TD_TRY(td_decoder_spec_from_dir(ctx, md, &ds));
+        return export_decoder(ctx, opt, ds, opset, dtype, out, sum, t0);
+    }
     td_encoder_spec s;
-    TD_TRY(td_encoder_spec_load(ctx, opt->model_dir, &s));
+    TD_TRY(td_encoder_spec_from_dir(ctx, md, &s));
     const td_checkpoint *ck = s.md->checkpoint;
     td_model *m = NULL;
     td_export_task task = TD_TASK_AUTO;
@@ -138,19 +221,8 @@ td_status td_export_build(td_ctx *ctx, const td_export_options *opt, td_model **
         st = find_prefix(ctx, ck, &s);
     if (st != TD_OK)
         goto out;
-    if (!(m = td_model_new())) {
-        st = td_fail_oom(ctx, sizeof *m, "a model");
-        goto out;
-    }
-    m->ir_version = ir_version_for(opset);
-    free(m->graph->name);
-    m->graph->name = strdup(s.architecture[0] ? s.architecture : s.model_type);
-    if (!m->graph->name || !(m->producer_name = strdup("tdeploy")) ||
-        !(m->producer_version = strdup(td_version()))) {
-        st = td_fail_oom(ctx, 16, "producer name");
-        goto out;
-    }
-    if ((st = td_model_set_opset(ctx, m, "", opset)) != TD_OK || (st = set_metadata(ctx, m, &s, task)) != TD_OK)
+    if ((st = new_model(ctx, opset, s.architecture[0] ? s.architecture : s.model_type, &m)) != TD_OK ||
+        (st = set_metadata(ctx, m, &s, task)) != TD_OK)
         goto out;
     st = build_graph(ctx, m, ck, &s, task, opset, dtype, opt->int32_inputs, sum);
     if (st != TD_OK) {

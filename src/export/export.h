@@ -4,7 +4,8 @@
  * to the output file without an intermediate copy.
  *
  * Supported: BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA (model_type in
- * config.json), tasks below, opsets 14..21, fp32 or fp16 weights. */
+ * config.json), tasks below, opsets 14..21, fp32 or fp16 weights; decoders
+ * (GPT-2, Llama, Mistral, Qwen2, Phi-3) for text-generation in fp32 (decoder.h). */
 #ifndef TD_EXPORT_EXPORT_H
 #define TD_EXPORT_EXPORT_H
 
@@ -21,12 +22,14 @@ typedef enum td_export_task {
     TD_TASK_CLASSIFICATION,    /* logits (batch, num_labels) */
     TD_TASK_TOKEN_CLASSIFICATION, /* logits (batch, sequence, num_labels) */
     TD_TASK_QUESTION_ANSWERING,   /* start_logits, end_logits (batch, sequence) */
+    TD_TASK_TEXT_GENERATION,      /* decoders: logits + present.N.key/value, KV cache in the Optimum layout */
 } td_export_task;
 
 /* "feature-extraction", "embedding", ... ; "auto" for TD_TASK_AUTO. */
 const char *td_export_task_name(td_export_task t);
 /* Parse a task name (also accepts the aliases "features", "sequence-classification",
- * "text-classification", "qa", "sentence-embedding"); false if unknown. */
+ * "text-classification", "qa", "sentence-embedding", "text-generation-with-past",
+ * "causal-lm"); false if unknown. */
 bool td_export_task_parse(const char *s, td_export_task *out);
 
 #define TD_EXPORT_OPSET_MIN 14

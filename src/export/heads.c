@@ -165,7 +165,9 @@ td_status td_enc_heads(td_eb *b, td_xw *w, const td_encoder_spec *s, td_export_t
         break;
     }
     case TD_TASK_AUTO:
-        return td_eb_fail(b, td_fail(b->ctx, TD_ERR_INTERNAL, "export: task not resolved"));
+    case TD_TASK_TEXT_GENERATION: /* decoders are built by decoder.c; an encoder never resolves to it */
+        return td_eb_fail(b, td_fail(b->ctx, TD_ERR_INTERNAL, "export: task %s is not an encoder head",
+                                     td_export_task_name(task)));
     }
     return td_eb_status(b);
 }

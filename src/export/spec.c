@@ -134,10 +134,19 @@ static void token_type_input(const td_model_dir *md, td_encoder_spec *s) {
 }
 
 td_status td_encoder_spec_load(td_ctx *ctx, const char *model, td_encoder_spec *s) {
+    td_model_dir *md = NULL;
+    td_status st = td_model_dir_open(ctx, model, &md);
+    if (st != TD_OK) {
+        memset(s, 0, sizeof *s);
+        return st;
+    }
+    return td_encoder_spec_from_dir(ctx, md, s);
+}
+
+td_status td_encoder_spec_from_dir(td_ctx *ctx, td_model_dir *md, td_encoder_spec *s) {
     memset(s, 0, sizeof *s);
-    td_status st = td_model_dir_open(ctx, model, &s->md);
-    if (st == TD_OK)
-        st = from_config(ctx, s->md->config, s);
+    s->md = md;
+    td_status st = from_config(ctx, s->md->config, s);
     if (st == TD_OK && s->md->st) {
         /* Transformer -> Pooling -> Normalize only; Dense, weighted-mean, last-token... are refused by name */
         st = td_st_info_check_supported(ctx, s->md->st, s->md->path);

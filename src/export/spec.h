@@ -56,6 +56,8 @@ typedef struct td_encoder_spec {
 /* Open model (a directory or an "org/name" in the Hugging Face cache) and derive
  * the spec. Errors name the file and the key or tensor. */
 td_status td_encoder_spec_load(td_ctx *ctx, const char *model, td_encoder_spec *spec);
+/* The same from a directory already opened (takes md on success and failure). */
+td_status td_encoder_spec_from_dir(td_ctx *ctx, td_model_dir *md, td_encoder_spec *spec);
 void td_encoder_spec_free(td_encoder_spec *spec);
 
 /* Resolve the task (TD_TASK_AUTO -> the architecture's task) and check it is

@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *const k_task_names[] = {"auto", "feature-extraction", "embedding", "classification",
-                                           "token-classification", "question-answering"};
+                                           "token-classification", "question-answering", "text-generation"};
 
 /* Every accepted spelling. Sources: transformers pipeline names and their aliases
  * ("sentiment-analysis", "ner"), Optimum export tasks ("default", "text-classification",
@@ -34,11 +34,15 @@ static const struct {
     {"ner", TD_TASK_TOKEN_CLASSIFICATION},
     {"question-answering", TD_TASK_QUESTION_ANSWERING},
     {"qa", TD_TASK_QUESTION_ANSWERING},
+    {"text-generation", TD_TASK_TEXT_GENERATION},
+    {"text-generation-with-past", TD_TASK_TEXT_GENERATION}, /* Optimum's name for the KV-cache export */
+    {"causal-lm", TD_TASK_TEXT_GENERATION},
+    {"causal-lm-with-past", TD_TASK_TEXT_GENERATION},
 };
 
 /* Tasks users ask for that tdeploy cannot run yet (transformers / Optimum names). */
 static const char *const k_not_yet[] = {
-    "text-generation", "text-generation-with-past", "causal-lm", "causal-lm-with-past", "text2text-generation",
+    "text2text-generation",
     "text2text-generation-with-past", "seq2seq-lm", "summarization", "translation", "fill-mask", "masked-lm",
     "zero-shot-classification", "multiple-choice", "table-question-answering", "document-question-answering",
     "image-classification", "object-detection", "image-segmentation", "automatic-speech-recognition",
@@ -70,7 +74,8 @@ bool td_export_task_parse(const char *s, td_export_task *out) {
 }
 
 const char *td_task_names(void) {
-    return "feature-extraction, embedding, classification, token-classification, question-answering";
+    return "feature-extraction, embedding, classification, token-classification, question-answering, "
+           "text-generation";
 }
 
 td_status td_task_from_name(td_ctx *ctx, const char *name, td_export_task *out) {
@@ -79,8 +84,8 @@ td_status td_task_from_name(td_ctx *ctx, const char *name, td_export_task *out) 
     for (size_t i = 0; i < COUNT(k_not_yet); i++)
         if (strcmp(name, k_not_yet[i]) == 0)
             return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                           "task '%s' is not supported (yet); tdeploy runs encoder models for %s", name,
-                           td_task_names());
+                           "task '%s' is not supported (yet); tdeploy runs encoder models and causal decoders "
+                           "for %s", name, td_task_names());
     return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                    "unknown task '%s' (tasks: %s; also accepted: text-classification, sentiment-analysis, "
                    "sentence-similarity, embeddings, ner, qa, default)",
@@ -105,7 +110,8 @@ bool td_task_is_generation_model(const char *model_type, const char *const *arch
 
 td_status td_task_refuse_generation_model(td_ctx *ctx, const char *what, const char *why) {
     return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                   "%s is a text-generation model (%s); text generation is not supported (yet): tdeploy runs "
-                   "encoder models (bert, roberta, xlm-roberta, distilbert, electra) for %s",
-                   what, why, td_task_names());
+                   "%s is a text-generation model (%s): running it as an encoder is not supported (yet) and never "
+                   "will be; generate text with `tdeploy generate` (gpt2, llama, mistral, qwen2, phi3 decoders from "
+                   "their model directory, a GGUF file, or an .onnx exported with --task text-generation)",
+                   what, why);
 }

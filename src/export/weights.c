@@ -62,6 +62,8 @@ static td_value *param_v(td_xw *w, td_dtype dtype, int rank, const int64_t *dims
         }
         return existing; /* tied weight: one initializer */
     }
+    if (w->gguf)
+        return td_xw_gguf_param(w, dtype, rank, dims, name);
     const td_st_tensor *t = td_checkpoint_find(w->ck, name);
     if (!t) {
         td_eb_fail(b, td_fail(b->ctx, TD_ERR_NOT_FOUND, "%s: tensor '%s' (%s) is missing from the checkpoint",

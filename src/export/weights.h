@@ -11,9 +11,12 @@
 #include "export/builder.h"
 #include "hf/checkpoint.h"
 
+struct td_xw_gguf; /* export/decoder_gguf.c: HF tensor names served from a GGUF file */
+
 typedef struct td_xw {
     td_eb *b;
-    const td_checkpoint *ck;
+    const td_checkpoint *ck;         /* NULL when gguf is set */
+    const struct td_xw_gguf *gguf;   /* weights from a GGUF file (dequantized to float32) instead of ck */
     const char *why; /* what the tensors are for, in messages ("bert encoder") */
     uint64_t bytes;  /* bytes of the initializers created */
 } td_xw;
@@ -23,6 +26,8 @@ typedef struct td_xw {
  * and actual), a stored dtype that is not a float type. */
 td_value *td_xw_param(td_xw *w, td_dtype dtype, int rank, const int64_t *dims, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* The GGUF side of td_xw_param (decoder_gguf.c): name is the HF name. */
+td_value *td_xw_gguf_param(td_xw *w, td_dtype dtype, int rank, const int64_t *dims, const char *name);
 /* 1-D and 2-D shorthands. */
 td_value *td_xw_vec(td_xw *w, td_dtype dtype, int64_t n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 td_value *td_xw_mat(td_xw *w, td_dtype dtype, int64_t rows, int64_t cols, const char *fmt, ...)

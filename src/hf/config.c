@@ -26,7 +26,7 @@ static const char *const family_names[TD_HF_FAMILY_COUNT] = {
     [TD_HF_UNKNOWN] = "unknown",     [TD_HF_BERT] = "bert",   [TD_HF_ROBERTA] = "roberta",
     [TD_HF_XLM_ROBERTA] = "xlm-roberta", [TD_HF_DISTILBERT] = "distilbert", [TD_HF_ELECTRA] = "electra",
     [TD_HF_GPT2] = "gpt2",           [TD_HF_LLAMA] = "llama", [TD_HF_MISTRAL] = "mistral",
-    [TD_HF_QWEN2] = "qwen2",
+    [TD_HF_QWEN2] = "qwen2",         [TD_HF_PHI3] = "phi3",
 };
 
 const char *td_hf_family_name(td_hf_family f) {
@@ -39,7 +39,7 @@ bool td_hf_family_is_encoder(td_hf_family f) {
 }
 
 const char *td_hf_supported_model_types(void) {
-    return "bert, roberta, xlm-roberta, distilbert, electra, gpt2, llama, mistral, qwen2";
+    return "bert, roberta, xlm-roberta, distilbert, electra, gpt2, llama, mistral, qwen2, phi3";
 }
 
 void td_hf_config_free(td_hf_config *cfg) {
@@ -96,6 +96,8 @@ static const struct family_defaults defaults[] = {
     {TD_HF_MISTRAL, 32000, 4096, 32, 32, 14336, 4096 * 32, 0, -1, 1, 2, "silu", 1e-6, false},
     /* Qwen2Config */
     {TD_HF_QWEN2, 151936, 4096, 32, 32, 22016, 32768, 0, -1, -1, -1, "silu", 1e-6, false},
+    /* Phi3Config */
+    {TD_HF_PHI3, 32064, 3072, 32, 32, 8192, 4096, 0, 32000, 1, 32000, "silu", 1e-5, false},
 };
 
 static const struct family_defaults *defaults_for(td_hf_family f) {
@@ -368,6 +370,12 @@ static td_status parse_decoder(td_ctx *ctx, td_hf_config *cfg, const cJSON *j) {
     }
     if (cJSON_IsObject(rs))
         cfg->dec.rope_scaling = rs;
+    /* partial_rotary_factor: Phi3Config key (default 1.0), also inside rope_parameters in transformers >= 5 */
+    TD_TRY(td_hf_json_double(ctx, j, p, "partial_rotary_factor", 1.0, false, 1e-6, 1.0,
+                             &cfg->dec.partial_rotary_factor));
+    if (cJSON_IsObject(rp))
+        TD_TRY(td_hf_json_double(ctx, rp, p, "partial_rotary_factor", cfg->dec.partial_rotary_factor, false, 1e-6,
+                                 1.0, &cfg->dec.partial_rotary_factor));
 
     if (cfg->family == TD_HF_LLAMA) {
         bool attention_bias;
@@ -382,8 +390,11 @@ static td_status parse_decoder(td_ctx *ctx, td_hf_config *cfg, const cJSON *j) {
         TD_TRY(td_hf_json_int(ctx, j, p, "sliding_window", 4096, true, 0, MAX_POSITIONS, &sw));
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "sliding_window");
         cfg->dec.sliding_window = use_sw && !(v && cJSON_IsNull(v)) ? sw : 0;
-    } else if (cfg->family == TD_HF_MISTRAL) {
-        TD_TRY(td_hf_json_int(ctx, j, p, "sliding_window", 4096, true, 0, MAX_POSITIONS, &cfg->dec.sliding_window));
+    } else if (cfg->family == TD_HF_MISTRAL || cfg->family == TD_HF_PHI3) {
+        /* Phi3Config: sliding_window None by default; MistralConfig 4096 */
+        int64_t sw_dflt = cfg->family == TD_HF_MISTRAL ? 4096 : 0;
+        TD_TRY(td_hf_json_int(ctx, j, p, "sliding_window", sw_dflt, true, 0, MAX_POSITIONS,
+                              &cfg->dec.sliding_window));
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "sliding_window");
         if (v && cJSON_IsNull(v))
             cfg->dec.sliding_window = 0;

@@ -10,7 +10,7 @@
  * and distilbert's dim both land in hidden_size, ...), and a key the file leaves
  * out gets the value transformers' config class would give it (BertConfig,
  * RobertaConfig, XLMRobertaConfig, DistilBertConfig, ElectraConfig, GPT2Config,
- * LlamaConfig, MistralConfig, Qwen2Config). Values are checked: a string where a
+ * LlamaConfig, MistralConfig, Qwen2Config, Phi3Config). Values are checked: a string where a
  * number belongs, a negative or absurd size, hidden_size not divisible by the head
  * count, ... are TD_ERR_FORMAT naming the file and the key. An unknown model_type
  * is TD_ERR_UNSUPPORTED listing the supported ones. */
@@ -36,6 +36,7 @@ typedef enum td_hf_family {
     TD_HF_LLAMA,       /* "llama" */
     TD_HF_MISTRAL,     /* "mistral" */
     TD_HF_QWEN2,       /* "qwen2" */
+    TD_HF_PHI3,        /* "phi3" */
     TD_HF_FAMILY_COUNT
 } td_hf_family;
 
@@ -97,7 +98,7 @@ typedef struct td_hf_config {
         bool reorder_and_upcast_attn;
     } gpt2;
 
-    /* ---- decoders: llama, mistral, qwen2 ---- */
+    /* ---- decoders: llama, mistral, qwen2, phi3 ---- */
     struct {
         int64_t num_key_value_heads;
         double rope_theta;               /* rope_theta, or rope_parameters.rope_theta (transformers >= 5) */
@@ -105,7 +106,8 @@ typedef struct td_hf_config {
         bool qkv_bias;                   /* llama attention_bias; qwen2 always; mistral never */
         bool o_bias;                     /* llama attention_bias only */
         bool mlp_bias;                   /* llama mlp_bias */
-        int64_t sliding_window;          /* 0 = full attention (mistral sliding_window, qwen2 if use_sliding_window) */
+        int64_t sliding_window;          /* 0 = full attention (mistral/phi3 sliding_window, qwen2 if use_sliding_window) */
+        double partial_rotary_factor;    /* share of head_dim that rope rotates (phi3; 1.0 elsewhere) */
     } dec;
 
     struct cJSON *json; /* the whole parsed file, for keys not typed above; owned */

@@ -17,7 +17,7 @@ static const char *const fusion_ops[TD_OPT_N_FUSION_KINDS] = {
 
 static const char *const fused_pipeline[] = {"dce",       "eliminate", "fold",           "cse",       "shape",
                                              "layernorm", "rmsnorm", "gelu",      "attention",      "shape",     "skip_layernorm",
-                                             "bias_gelu", "embed_layernorm", "matmul_bias", "shape", "precision", "dce"};
+                                             "bias_gelu", "embed_layernorm", "matmul_bias", "quantize", "shape", "precision", "dce"};
 static const char *const portable_pipeline[] = {"dce", "eliminate", "fold", "cse", "shape", "layernorm",
                                                 "matmul_bias", "shape", "precision", "dce"};
 
@@ -30,7 +30,7 @@ void td_opt_options_default(td_opt_options *o) {
 }
 
 const char *td_opt_pass_names(void) {
-    return "dce,eliminate,fold,cse,shape,layernorm,rmsnorm,gelu,attention,skip_layernorm,bias_gelu,embed_layernorm,matmul_bias,precision";
+    return "dce,eliminate,fold,cse,shape,layernorm,rmsnorm,gelu,attention,skip_layernorm,bias_gelu,embed_layernorm,matmul_bias,quantize,precision";
 }
 
 /* Resolve the pass list: the default pipeline or the user's comma-separated list. */
@@ -122,6 +122,9 @@ td_status td_optimize(td_ctx *ctx, td_model *m, const td_opt_options *opts, td_o
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "fold_max_elements must not be negative");
     const td_pass *list[64];
     int n = 0;
+    if (opts->precision == TD_OPT_INT8 && opts->target == TD_OPT_TARGET_PORTABLE)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "precision int8 writes com.microsoft DynamicQuantizeMatMul, "
+                       "which --target portable excludes: use --target fused");
     TD_TRY(build_list(ctx, opts, list, &n, 64));
     report->nodes_before = td_graph_live_nodes(g);
     report->initializers_before = g->n_initializers;

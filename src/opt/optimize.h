@@ -20,7 +20,8 @@ typedef enum td_opt_target {
     TD_OPT_TARGET_PORTABLE = 1, /* standard ONNX domain only */
 } td_opt_target;
 
-typedef enum td_opt_precision { TD_OPT_FP32 = 0, TD_OPT_FP16 = 1, TD_OPT_BF16 = 2 } td_opt_precision;
+/* INT8: dynamic quantization of weight matrix products (pass_quantize.c); needs the fused target. */
+typedef enum td_opt_precision { TD_OPT_FP32 = 0, TD_OPT_FP16 = 1, TD_OPT_BF16 = 2, TD_OPT_INT8 = 3 } td_opt_precision;
 
 /* "Evaluate this node on these constant tensors": constant folding calls it for
  * every node whose inputs are all constant. inputs[i] is NULL for an omitted

@@ -27,6 +27,8 @@ static const td_pass passes[] = {
      td_pass_fuse_embed_layernorm, false, true},
     {"matmul_bias", "2-D MatMul + last-axis bias Add -> Gemm (standard op; after the fusions, which read the Add)",
      td_pass_matmul_bias, false, false},
+    {"quantize", "int8: MatMul / Attention weights -> DynamicQuantizeMatMul (+ MultiHeadAttention)", td_pass_quantize,
+     false, true},
     {"precision", "fp16/bf16 weights and compute, sensitive ops kept in fp32", td_pass_precision, false, false},
 };
 #define N_PASSES ((int)(sizeof passes / sizeof passes[0]))

@@ -47,5 +47,6 @@ td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *chang
 td_status td_pass_fuse_rmsnorm(td_ctx *ctx, td_opt_state *st, int *changes);    /* fuse_rmsnorm.c */
 td_status td_pass_matmul_bias(td_ctx *ctx, td_opt_state *st, int *changes);     /* pass_matmul_bias.c */
 td_status td_pass_precision(td_ctx *ctx, td_opt_state *st, int *changes);       /* pass_precision.c */
+td_status td_pass_quantize(td_ctx *ctx, td_opt_state *st, int *changes);        /* pass_quantize.c */
 
 #endif

@@ -161,8 +161,8 @@ static td_status retype_output(td_ctx *ctx, td_graph *g, td_value *v, td_dtype l
 
 td_status td_pass_precision(td_ctx *ctx, td_opt_state *st, int *changes) {
     const td_opt_options *o = st->opts;
-    if (o->precision == TD_OPT_FP32)
-        return TD_OK;
+    if (o->precision != TD_OPT_FP16 && o->precision != TD_OPT_BF16)
+        return TD_OK; /* fp32, or int8 (pass_quantize.c) */
     td_dtype low = o->precision == TD_OPT_FP16 ? TD_F16 : TD_BF16;
     bool keep_io = o->keep_io_types;
     td_graph *g = st->model->graph;

@@ -223,6 +223,7 @@ static td_status check_outputs(td_ctx *ctx, const td_model *m, td_export_task ta
     case TD_TASK_CLASSIFICATION:
     case TD_TASK_TOKEN_CLASSIFICATION: need[0] = "logits"; break;
     case TD_TASK_QUESTION_ANSWERING: need[0] = "start_logits", need[1] = "end_logits"; break;
+    case TD_TASK_TEXT_GENERATION: need[0] = "logits"; break;
     case TD_TASK_AUTO: return td_fail(ctx, TD_ERR_INTERNAL, "pipeline: task not resolved");
     }
     for (int i = 0; i < 2; i++)

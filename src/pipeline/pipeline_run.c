@@ -582,6 +582,9 @@ static td_status postprocess(td_ctx *ctx, td_pipeline *p, const rows_in *in, siz
     case TD_TASK_CLASSIFICATION: return classification(ctx, p, &outs[r0], r);
     case TD_TASK_TOKEN_CLASSIFICATION: return token_classification(ctx, p, in, i, text, outs, r);
     case TD_TASK_QUESTION_ANSWERING: return question_answering(ctx, p, in, i, pair, outs, r);
+    case TD_TASK_TEXT_GENERATION:
+        return td_fail(ctx, TD_ERR_UNSUPPORTED, "pipeline: text-generation runs through the generation loop "
+                       "(tdeploy generate, or tdeploy run on the decoder)");
     case TD_TASK_AUTO: break;
     }
     return td_fail(ctx, TD_ERR_INTERNAL, "pipeline: task not resolved");

@@ -416,7 +416,8 @@ static td_status create_common(td_ctx *ctx, td_session *s) {
         return td_wrap(ctx, "starting %d worker threads", s->env.threads);
     if (s->opt.precision != TD_PRECISION_FP32 && s->opt.precision != TD_PRECISION_FP16 &&
         s->opt.precision != TD_PRECISION_BF16)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "unknown precision %d", (int)s->opt.precision);
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "session precision %d: use fp32, fp16 or bf16 (int8 is a graph "
+                       "property: optimize with --precision int8 and run that model)", (int)s->opt.precision);
     s->nv = g->n_values;
     s->vals = calloc((size_t)s->nv + 1, sizeof *s->vals);
     tab = malloc(((size_t)s->nv + 1) * sizeof *tab);

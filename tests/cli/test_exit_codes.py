@@ -73,8 +73,11 @@ TASK_CMDS = {"export": COMMON["export"], "convert": COMMON["convert"], "run": CO
              "triton-repo": COMMON["triton-repo"]}
 for cmd, good in TASK_CMDS.items():
     expect(2, cmd, good + ["--task", "banana"], "unknown task")
-    expect(2, cmd, good + ["--task", "text-generation"], "not supported (yet)")
+    expect(2, cmd, good + ["--task", "text2text-generation"], "not supported (yet)")
     expect(2, cmd, good + ["--task", "summarization"], "not supported (yet)")
+# text-generation is a task since issue 15; where a command cannot do it yet, it says so before any work
+for cmd in ("convert", "triton-repo"):
+    expect(2, cmd, TASK_CMDS[cmd] + ["--task", "text-generation"], "not supported (yet)")
 for cmd, good in [("convert", COMMON["convert"]), ("infer", COMMON["infer"]), ("optimize", COMMON["optimize"]), ("export", COMMON["export"]),
                   ("run", COMMON["run"])]:
     expect(2, cmd, good + ["--precision", "int3"], "--precision")

@@ -2,9 +2,11 @@
 """Task names and generation models, in every command that takes --task:
 the names users bring from transformers pipelines, Optimum and
 transformer-deploy are accepted as aliases and give the same result as the
-canonical name; a text-generation model (GPT-2 / Llama config, a GPT-2 ONNX
-export with or without a KV cache) is refused with "not supported (yet)" and a
-non-zero exit, never answered as if it were an encoder."""
+canonical name; a text-generation model is never answered as if it were an
+encoder: decoders generate (run hands them to the generation loop, export takes
+--task text-generation and its aliases), and a generation graph without a KV
+cache or a command that cannot handle decoders yet (convert) is refused with
+"not supported (yet)" and a non-zero exit."""
 import json
 import os
 import shutil
@@ -66,24 +68,40 @@ for canon, names in ALIASES.items():
           and os.path.isfile(cfg) and canon in open(cfg).read(),
           f"triton-repo --task {names[0]} records {canon} (and --json lists the models)", err + so)
 
-# generation models: refused with exit 1 ("not supported (yet)"), no answer printed
+# generation models where an encoder is expected, or without a KV cache: refused with exit 1 ("not supported
+# (yet)"), no answer printed
 NOT_YET = "not supported (yet)"
 cases = [
-    ("run on a GPT-2 ONNX (config.json beside the tokenizer)",
+    ("run on a GPT-2 ONNX without a KV cache (config.json beside the tokenizer)",
      ["run", os.path.join(ONNX, "gpt2-lm.torchscript.onnx"), "--tokenizer", os.path.join(HF, "gpt2-lm"), "--text", "hi"]),
     ("run on a GPT-2 ONNX with --task token-classification",
      ["run", os.path.join(ONNX, "gpt2-lm.torchscript.onnx"), "--tokenizer", os.path.join(HF, "gpt2-lm"),
       "--task", "token-classification", "--text", "hi"]),
-    ("run on an Optimum GPT-2 ONNX with a KV cache",
-     ["run", os.path.join(ONNX, "gpt2-gen.optimum-past.onnx"), "--tokenizer", os.path.join(HF, "gpt2-gen"), "--text", "hi"]),
-    ("run on a Llama HF directory", ["run", os.path.join(HF, "llama-lm"), "--text", "hi"]),
-    ("export of a Qwen2 HF directory", ["export", "-m", os.path.join(HF, "qwen2-lm"), "-o", os.path.join(WORK, "q.onnx")]),
     ("convert of a GPT-2 HF directory", ["convert", "-m", os.path.join(HF, "gpt2-lm"), "-o", os.path.join(WORK, "g")]),
 ]
 for what, args in cases:
     rc, out, err = run(args)
     check(rc == 1 and NOT_YET in err and "text-generation" in err and out == "", f"{what}: exit 1, {NOT_YET}",
           f"rc={rc} out={out[:100]!r} err={err.strip()[:300]!r}")
+
+# text-generation (issue 15): decoders export and generate, also through run and the task aliases
+ok_cases = [
+    ("run on a Llama HF directory generates", ["run", os.path.join(HF, "llama-lm"), "--text", "hi", "--json"]),
+    ("run on an Optimum GPT-2 ONNX with a KV cache generates",
+     ["run", os.path.join(ONNX, "gpt2-gen.optimum-past.onnx"), "--tokenizer", os.path.join(HF, "gpt2-gen"),
+      "--text", "hi", "--json"]),
+    ("run --task causal-lm on a Qwen2 HF directory generates",
+     ["run", os.path.join(HF, "qwen2-lm"), "--task", "causal-lm", "--text", "hi", "--json"]),
+]
+for what, args in ok_cases:
+    rc, out, err = run(args)
+    res = json.loads(out)["results"] if rc == 0 else []
+    check(rc == 0 and len(res) == 1 and len(res[0]["ids"]) > 0, what, f"rc={rc} err={err.strip()[:300]!r}")
+for alias in ("text-generation", "text-generation-with-past", "causal-lm"):
+    rc, out, err = run(["export", "-m", os.path.join(HF, "qwen2-lm"), "--task", alias, "-o",
+                        os.path.join(WORK, "q.onnx"), "--json"])
+    check(rc == 0 and json.loads(out)["task"] == "text-generation", f"export --task {alias} of a Qwen2 directory",
+          err.strip()[:300])
 
 # the GPT-2 ONNX without any config.json: its logits score every vocabulary entry, so it is still refused
 bare = os.path.join(WORK, "gpt2-bare")

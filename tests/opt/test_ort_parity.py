@@ -13,6 +13,7 @@ takes the largest fusion (EmbedLayerNormalization: gathers + sums + LayerNorm in
 printed as INFO, not a failure."""
 import collections
 import glob
+import json
 import os
 import subprocess
 import warnings
@@ -32,7 +33,9 @@ def exports():
     out = []
     for d in sorted(glob.glob(os.path.join(FIX, "hf", "*"))):
         dst = os.path.join(OUT, os.path.basename(d) + ".export.onnx")
-        p = subprocess.run([BIN, "export", "-m", d, "-o", dst, "-q"], capture_output=True, text=True)
+        p = subprocess.run([BIN, "export", "-m", d, "-o", dst, "-q", "--json"], capture_output=True, text=True)
+        if p.returncode == 0 and json.loads(p.stdout)["task"] == "text-generation":
+            continue  # decoders (KV cache): tests/export/test_export_decoders.py compares them with ORT
         if p.returncode == 0:
             out.append(dst)
         elif "is not supported" not in p.stderr:  # architectures not handled yet are skipped, other errors fail

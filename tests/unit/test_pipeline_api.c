@@ -81,6 +81,22 @@ int main(void) {
     s = td_session_create_file(ctx, opt, NULL, &sess);
     CHECK_MSG(s == TD_OK, "%s", td_error_message(ctx));
     td_session_free(sess);
+    /* int8: quantized weight products in the graph; a session asked for "int8" is told why not */
+    op.precision = TD_PRECISION_INT8;
+    s = td_optimize_model(ctx, &op, &oi);
+    CHECK_MSG(s == TD_OK, "%s", td_error_message(ctx));
+    CHECK(count_substr(opt, "DynamicQuantizeMatMul") > 0);
+    sess = NULL;
+    s = td_session_create_file(ctx, opt, NULL, &sess);
+    CHECK_MSG(s == TD_OK, "%s", td_error_message(ctx));
+    td_session_free(sess);
+    td_session_options so8;
+    td_session_options_init(&so8);
+    so8.precision = TD_PRECISION_INT8;
+    sess = NULL;
+    CHECK(td_session_create_file(ctx, opt, &so8, &sess) == TD_ERR_INVALID_ARGUMENT && !sess);
+    CHECK(strstr(td_error_message(ctx), "graph property") != NULL);
+    op.precision = TD_PRECISION_FP32;
     /* a missing input file is an error, and no output is written */
     op.input = "/nonexistent/model.onnx";
     op.output = onnx; /* must stay as it was */

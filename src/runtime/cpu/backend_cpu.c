@@ -67,6 +67,14 @@ static bool fuse_skip_layernorm(td_session *s, td_rt_node *mm, td_rt_node *sln, 
     return true;
 }
 
+/* GEMMs whose epilogue can take a consumer: MatMul with packed fp32/fp16/bf16
+ * weights, and com.microsoft DynamicQuantizeMatMul (int8 weights, same
+ * epilogue after dequantization; op_quant.c). */
+static bool is_packed_gemm(const td_rt_node *rn, bool *quant) {
+    *quant = strcmp(rn->def->domain, "com.microsoft") == 0 && strcmp(rn->def->op_type, "DynamicQuantizeMatMul") == 0;
+    return rn->packed && (*quant || (strcmp(rn->def->op_type, "MatMul") == 0 && !*rn->def->domain));
+}
+
 static td_status fuse_epilogues(td_ctx *ctx, td_session *s) {
     /* readers[v]: how many input slots of live nodes read value v */
     int *readers = calloc((size_t)s->nv + 1, sizeof *readers);
@@ -87,8 +95,8 @@ static td_status fuse_epilogues(td_ctx *ctx, td_session *s) {
     s->n_fused = 0;
     for (int i = 0; i < s->nn; i++) {
         td_rt_node *mm = &s->nodes[i];
-        if (mm->hoisted || !mm->packed || strcmp(mm->def->op_type, "MatMul") != 0 || *mm->def->domain ||
-            mm->n_out != 1 || mm->out[0] < 0)
+        bool quant = false;
+        if (mm->hoisted || !is_packed_gemm(mm, &quant) || mm->n_out != 1 || mm->out[0] < 0)
             continue;
         int v = mm->out[0], act = 0;
         const td_rt_value *mv = &s->vals[v];
@@ -105,6 +113,8 @@ static td_status fuse_epilogues(td_ctx *ctx, td_session *s) {
             continue;
         if (bv && (bv->kind != TD_V_CONST || bv->t.dtype != TD_F32 || bv->t.rank != 1))
             continue;
+        if (bv && quant && mm->n_in > 4 && mm->in[4] >= 0)
+            continue; /* the epilogue adds one bias: the DynamicQuantizeMatMul's own */
         mm->epi_act = act;
         mm->epi_bias = bv ? &bv->t : NULL;
         g->fused_away = true;

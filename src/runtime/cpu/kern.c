@@ -3,6 +3,7 @@
 #include "runtime/cpu/kern.h"
 
 #include "runtime/cpu/activations.h"
+#include "runtime/cpu/gemm_int8.h"
 #include "runtime/cpu/layernorm.h"
 #include "runtime/cpu/ref_kern.h"
 #include "runtime/cpu/softmax.h"
@@ -54,6 +55,7 @@ void td_kern_packed_free(void *pv) {
     if (!p)
         return;
     td_gemm_packed_free(p->g);
+    td_gemm_i8_packed_free(p->q);
     free(p);
 }
 

@@ -23,6 +23,7 @@ typedef struct td_kern_packed {
     int64_t K, N;
     size_t nbytes;
     td_gemm_packed *g;
+    struct td_gemm_i8_packed *q; /* int8 weights (op_quant.c) instead of g */
 } td_kern_packed;
 
 /* Pack B (K x N, or N x K when trans_b) of dtype src_dtype (f32/f16/bf16) into dst_dtype. */

@@ -710,6 +710,16 @@ static td_status mha_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     const float *abf = rn->n_in > 5 && in[5] ? as_f32(in[5], &scr) : NULL;
     const float *pk = rn->n_in > 6 && in[6] ? as_f32(in[6], &scr) : NULL;
     const float *pv = rn->n_in > 7 && in[7] ? as_f32(in[7], &scr) : NULL;
+    bool present = (rn->n_out > 1 && out[1]) || (rn->n_out > 2 && out[2]);
+    if (!d.kv4 && !bias && !pk && !present && Dv == D) {
+        /* (B, L, N*D) query/key/value without bias or cache (the int8 graphs' projections carry their
+         * biases): the heads are read in place, as Attention reads its QKV projection */
+        float *O = out_f32(out[0], &scr);
+        TD_TRY(attn_run(ctx, rn, st, q, Hq, k, v, Hq, O, B, N, S, T, D, Dv, rn->n_in > 4 ? in[4] : NULL,
+                        rn->n_in > 5 ? in[5] : NULL, abf, scr, env));
+        store_out(out[0], O);
+        return TD_OK;
+    }
     float *Q = scr;
     scr += B * S * Hq;
     for (int64_t r = 0; r < B * S; r++)

@@ -1,0 +1,302 @@
+/* The generation loop (see generator.h): left-padded prefill, then one token per
+ * step through the KV cache, with per-row eos / stop-string / length endings and
+ * UTF-8-safe streaming. */
+#define _GNU_SOURCE
+#include "core/checked.h"
+#include "core/log.h"
+#include "generate/gen_internal.h"
+#include "generate/stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void td_gen_options_defaults(const td_generator *g, td_gen_options *o) {
+    memset(o, 0, sizeof *o);
+    td_sampling_defaults(&o->sampling);
+    o->max_new_tokens = 32;
+    o->n_eos = g->n_eos;
+    memcpy(o->eos_ids, g->eos, g->n_eos * sizeof g->eos[0]);
+    o->pad_id = g->pad >= 0 && g->pad < g->vocab ? g->pad : 0;
+}
+
+void td_gen_results_free(td_gen_result *r, size_t n) {
+    for (size_t i = 0; r && i < n; i++) {
+        free(r[i].ids);
+        free(r[i].text);
+        memset(&r[i], 0, sizeof r[i]);
+    }
+}
+
+/* Everything a request needs, allocated once before the first step. */
+typedef struct request {
+    size_t batch, prompt, cap;   /* rows, longest prompt, prompt + max_new_tokens */
+    int64_t *ids;                /* (batch, prompt) prefill ids, then (batch, 1) step ids */
+    int64_t *mask;               /* (batch, cap) attention mask, the first `total` columns in use */
+    int64_t *pos;                /* (batch, prompt) positions; (batch, 1) per step */
+    int64_t *last_pos;           /* (batch) */
+    int32_t *narrow;             /* int32 copies for graphs with int32 inputs */
+    float **kv;                  /* per cache: (batch, kv_heads, cap, head_dim) */
+    float *row;                  /* (vocab) logits of one row */
+    int64_t **hist;              /* per row: prompt + generated ids (cap) */
+    size_t *n_hist;
+    bool *done;
+    size_t *emitted;             /* streamed bytes per row */
+    td_sampler_scratch scratch;
+} request;
+
+static void request_free(request *r, int n_caches) {
+    free(r->ids);
+    free(r->mask);
+    free(r->pos);
+    free(r->last_pos);
+    free(r->narrow);
+    for (int i = 0; r->kv && i < n_caches; i++)
+        free(r->kv[i]);
+    free(r->kv);
+    free(r->row);
+    for (size_t i = 0; r->hist && i < r->batch; i++)
+        free(r->hist[i]);
+    free(r->hist);
+    free(r->n_hist);
+    free(r->done);
+    free(r->emitted);
+    td_sampler_scratch_free(&r->scratch);
+}
+
+static td_status request_alloc(td_ctx *ctx, const td_generator *g, request *r) {
+    size_t b = r->batch, cells = 0, kv_cells = 0;
+    if (!td_mul_size(b, r->cap, &cells))
+        return td_fail(ctx, TD_ERR_OVERFLOW, "generate: batch %zu x %zu tokens overflows", b, r->cap);
+    r->ids = calloc(b * r->prompt, sizeof *r->ids);
+    r->mask = calloc(cells, sizeof *r->mask);
+    r->pos = calloc(b * r->prompt, sizeof *r->pos);
+    r->last_pos = calloc(b, sizeof *r->last_pos);
+    /* int32 staging for ids + mask + positions of the largest pass (the prefill: 2 x prompt + cap columns) */
+    r->narrow = g->int32 ? calloc(cells + 2 * b * r->prompt, sizeof *r->narrow) : NULL;
+    r->kv = calloc((size_t)g->n_caches, sizeof *r->kv);
+    r->row = malloc((size_t)g->vocab * sizeof *r->row);
+    r->hist = calloc(b, sizeof *r->hist);
+    r->n_hist = calloc(b, sizeof *r->n_hist);
+    r->done = calloc(b, sizeof *r->done);
+    r->emitted = calloc(b, sizeof *r->emitted);
+    bool ok = r->ids && r->mask && r->pos && r->last_pos && (r->narrow || !g->int32) && r->kv && r->row && r->hist &&
+              r->n_hist && r->done && r->emitted && td_sampler_scratch_init(&r->scratch, g->vocab);
+    for (size_t i = 0; ok && i < b; i++)
+        ok = (r->hist[i] = malloc(r->cap * sizeof *r->hist[i])) != NULL;
+    for (int i = 0; ok && i < g->n_caches; i++) {
+        const td_gen_cache *c = &g->caches[i];
+        size_t per = 0;
+        if (!td_mul_size(cells, (size_t)c->kv_heads, &per) || !td_mul_size(per, (size_t)c->head_dim, &kv_cells))
+            return td_fail(ctx, TD_ERR_OVERFLOW, "generate: KV cache size overflows");
+        ok = (r->kv[i] = malloc(kv_cells * sizeof(float))) != NULL;
+    }
+    if (!ok)
+        return td_fail_oom(ctx, kv_cells * sizeof(float) * (size_t)g->n_caches, "the KV cache of the request");
+    return TD_OK;
+}
+
+/* Bind an int64 (batch, cols) array, narrowed when the graph takes int32. */
+static td_status bind_ids(td_ctx *ctx, const td_generator *g, request *r, const char *name, const int64_t *v,
+                          size_t rows, size_t cols, int32_t *narrow) {
+    const int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
+    if (!g->int32)
+        return td_session_set_input(ctx, g->s, name, TD_DTYPE_INT64, 2, shape, v, rows * cols * sizeof *v);
+    for (size_t i = 0; i < rows * cols; i++)
+        narrow[i] = (int32_t)v[i];
+    return td_session_set_input(ctx, g->s, name, TD_DTYPE_INT32, 2, shape, narrow, rows * cols * sizeof *narrow);
+}
+
+/* One forward pass over `seq` new tokens per row with `total` columns of mask. */
+static td_status forward(td_ctx *ctx, td_generator *g, request *r, size_t seq, size_t total) {
+    size_t b = r->batch;
+    int64_t *mask = r->mask; /* (batch, total), packed */
+    int32_t *ids32 = r->narrow, *mask32 = r->narrow ? r->narrow + b * seq : NULL,
+            *pos32 = r->narrow ? r->narrow + b * seq + b * total : NULL;
+    TD_TRY(bind_ids(ctx, g, r, "input_ids", r->ids, b, seq, ids32));
+    TD_TRY(bind_ids(ctx, g, r, "attention_mask", mask, b, total, mask32));
+    if (g->has_pos)
+        TD_TRY(bind_ids(ctx, g, r, "position_ids", r->pos, b, seq, pos32));
+    size_t past = total - seq;
+    for (int i = 0; i < g->n_caches; i++) {
+        const td_gen_cache *c = &g->caches[i];
+        const int64_t shape[4] = {(int64_t)b, c->kv_heads, (int64_t)past, c->head_dim};
+        size_t nbytes = b * (size_t)c->kv_heads * past * (size_t)c->head_dim * sizeof(float);
+        TD_TRY(td_session_set_input(ctx, g->s, c->input, TD_DTYPE_FLOAT32, 4, shape, r->kv[i], nbytes));
+    }
+    TD_TRY(td_session_run(ctx, g->s));
+    for (int i = 0; i < g->n_caches; i++) {
+        const td_gen_cache *c = &g->caches[i];
+        td_session_output o;
+        TD_TRY(td_session_get_output(ctx, g->s, c->output, &o));
+        size_t want = b * (size_t)c->kv_heads * total * (size_t)c->head_dim * sizeof(float);
+        if (o.dtype != TD_DTYPE_FLOAT32 || o.nbytes != want)
+            return td_fail(ctx, TD_ERR_SHAPE, "generate: %s has %zu bytes, expected %zu (batch %zu, %zu positions)",
+                           o.name, o.nbytes, want, b, total);
+        memcpy(r->kv[i], o.data, want); /* (batch, kv_heads, total, head_dim), contiguous */
+    }
+    return TD_OK;
+}
+
+/* Decode row's new tokens; stream what became final; end the row on a stop string. */
+static td_status row_text(td_ctx *ctx, const td_generator *g, const td_gen_options *o, request *r, size_t row,
+                          td_gen_result *res, bool final) {
+    if (!g->tok || (!final && !o->on_text && o->n_stop == 0))
+        return TD_OK; /* nothing to stream or watch for: decode once, at the end */
+    size_t prompt_len = r->n_hist[row] - res->n_ids;
+    char *text = NULL;
+    TD_TRY(td_tokenizer_decode(ctx, g->tok, r->hist[row] + prompt_len, res->n_ids, true, &text));
+    size_t len = strlen(text);
+    size_t which = 0, cut = td_stream_find_stop(text, len, o->stop, o->n_stop, &which);
+    if (cut < len) {
+        len = cut;
+        text[len] = '\0';
+        r->done[row] = true;
+        res->finish = "stop";
+        final = true;
+    }
+    size_t safe = final ? len : td_stream_safe_len(text, len, o->stop, o->n_stop);
+    if (o->on_text && safe > r->emitted[row]) {
+        o->on_text(o->user, (int)row, text + r->emitted[row], safe - r->emitted[row]);
+        r->emitted[row] = safe;
+    }
+    free(res->text);
+    res->text = text;
+    return TD_OK;
+}
+
+static bool is_eos(const td_gen_options *o, int64_t t) {
+    for (size_t i = 0; i < o->n_eos; i++)
+        if (o->eos_ids[i] == t)
+            return true;
+    return false;
+}
+
+static td_status check_request(td_ctx *ctx, const td_generator *g, const int64_t *const *ids, const size_t *lens,
+                               size_t n, const td_gen_options *o, size_t *longest) {
+    if (n == 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "generate: no prompt given");
+    if (o->max_new_tokens < 1 || o->max_new_tokens > (1 << 24))
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "generate: max_new_tokens %lld must be in 1..%d",
+                       (long long)o->max_new_tokens, 1 << 24);
+    if (o->n_stop > 0 && !g->tok)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "generate: stop strings need the model's tokenizer");
+    const td_sampling *p = &o->sampling;
+    if (!(p->temperature > 0) || !(p->top_p > 0 && p->top_p <= 1) || !(p->min_p >= 0 && p->min_p <= 1) ||
+        !(p->repetition_penalty > 0) || p->top_k < 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "generate: sampling needs temperature > 0, 0 < top_p <= 1, 0 <= min_p <= 1, "
+                       "repetition_penalty > 0 and top_k >= 0");
+    *longest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] == 0)
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "generate: prompt %zu is empty", i);
+        for (size_t k = 0; k < lens[i]; k++)
+            if (ids[i][k] < 0 || ids[i][k] >= g->vocab)
+                return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "generate: prompt %zu token %zu is id %lld, outside "
+                               "the vocabulary (0..%lld)", i, k, (long long)ids[i][k], (long long)g->vocab - 1);
+        *longest = lens[i] > *longest ? lens[i] : *longest;
+    }
+    if (g->context > 0 && (int64_t)*longest > g->context)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "generate: the prompt has %zu tokens but the model's context is %lld; shorten the prompt",
+                       *longest, (long long)g->context);
+    if (g->context > 0 && (int64_t)*longest + o->max_new_tokens > g->context)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "generate: prompt (%zu tokens) + max_new_tokens (%lld) exceeds the model's context of %lld "
+                       "positions; lower --max-new-tokens to at most %lld",
+                       *longest, (long long)o->max_new_tokens, (long long)g->context,
+                       (long long)(g->context - (int64_t)*longest));
+    return TD_OK;
+}
+
+td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, const size_t *lens, size_t n,
+                      const td_gen_options *o, td_gen_result *out) {
+    memset(out, 0, n * sizeof *out);
+    size_t longest = 0;
+    TD_TRY(check_request(ctx, g, ids, lens, n, o, &longest));
+    request r = {.batch = n, .prompt = longest, .cap = longest + (size_t)o->max_new_tokens};
+    td_status st = request_alloc(ctx, g, &r);
+    for (size_t i = 0; st == TD_OK && i < n; i++)
+        if (!(out[i].ids = malloc((size_t)o->max_new_tokens * sizeof *out[i].ids)))
+            st = td_fail_oom(ctx, (size_t)o->max_new_tokens * sizeof(int64_t), "generated ids");
+    if (st != TD_OK)
+        goto out;
+    /* left padding: row i's prompt ends at column longest - 1; positions count real tokens only */
+    size_t total = longest;
+    for (size_t i = 0; i < n; i++) {
+        size_t pad = longest - lens[i];
+        for (size_t k = 0; k < longest; k++) {
+            bool real = k >= pad;
+            r.ids[i * longest + k] = real ? ids[i][k - pad] : o->pad_id;
+            r.mask[i * longest + k] = real;
+            r.pos[i * longest + k] = real ? (int64_t)(k - pad) : 1;
+        }
+        r.last_pos[i] = (int64_t)lens[i] - 1;
+        memcpy(r.hist[i], ids[i], lens[i] * sizeof *ids[i]);
+        r.n_hist[i] = lens[i];
+        out[i].finish = "length";
+    }
+    td_rng rng;
+    td_rng_seed(&rng, o->sampling.seed);
+    double t0 = td_now_s();
+    st = forward(ctx, g, &r, longest, total);
+    double t_prefill = td_now_s() - t0;
+    size_t seq = longest;
+    for (int64_t step = 0; st == TD_OK && step < o->max_new_tokens; step++) {
+        if (o->interrupt && *o->interrupt) {
+            st = td_fail(ctx, TD_ERR_INTERRUPTED, "generate: interrupted");
+            break;
+        }
+        td_session_output lo;
+        if ((st = td_session_get_output(ctx, g->s, g->i_logits, &lo)) != TD_OK)
+            break;
+        if (lo.dtype != TD_DTYPE_FLOAT32 || lo.rank != 3 || lo.shape[0] != (int64_t)n || lo.shape[1] != (int64_t)seq ||
+            lo.shape[2] != g->vocab) {
+            st = td_fail(ctx, TD_ERR_SHAPE, "generate: logits are not float32 (%zu, %zu, %lld)", n, seq,
+                         (long long)g->vocab);
+            break;
+        }
+        const float *logits = lo.data;
+        bool all_done = true;
+        for (size_t i = 0; i < n && st == TD_OK; i++) {
+            int64_t next = o->pad_id;
+            if (!r.done[i]) {
+                memcpy(r.row, logits + ((i * seq) + seq - 1) * (size_t)g->vocab, (size_t)g->vocab * sizeof *r.row);
+                next = td_sample_next(r.row, g->vocab, r.hist[i], r.n_hist[i], &o->sampling, &rng, &r.scratch);
+                out[i].ids[out[i].n_ids++] = next;
+                r.hist[i][r.n_hist[i]++] = next;
+                if (is_eos(o, next)) {
+                    r.done[i] = true;
+                    out[i].finish = "eos";
+                }
+                bool last = r.done[i] || step + 1 == o->max_new_tokens;
+                st = row_text(ctx, g, o, &r, i, &out[i], last);
+            }
+            all_done = all_done && r.done[i];
+            r.ids[i] = next; /* (batch, 1) */
+            r.pos[i] = ++r.last_pos[i];
+        }
+        if (st != TD_OK || all_done || step + 1 == o->max_new_tokens)
+            break;
+        /* the mask grows by one column of ones: re-lay rows as (batch, total + 1) */
+        size_t nt = total + 1;
+        for (size_t i = n; i-- > 0;) {
+            memmove(r.mask + i * nt, r.mask + i * total, total * sizeof *r.mask);
+            r.mask[i * nt + total] = 1;
+        }
+        total = nt;
+        seq = 1;
+        st = forward(ctx, g, &r, 1, total);
+    }
+    double t_decode = td_now_s() - t0 - t_prefill;
+    for (size_t i = 0; i < n; i++) {
+        out[i].prefill_s = t_prefill;
+        out[i].decode_s = t_decode;
+    }
+out:
+    request_free(&r, g->n_caches);
+    if (st != TD_OK)
+        td_gen_results_free(out, n);
+    return st;
+}

@@ -1,0 +1,89 @@
+/* Text generation over a decoder ONNX graph with a KV cache in the Optimum layout
+ * (export/decoder.h): prefill the prompts, then one token per step through the
+ * cache until every row has met eos, a stop string or max_new_tokens.
+ *
+ *     td_generator *g;
+ *     TD_TRY(td_generator_open(ctx, "model_dir_or.onnx", &gopt, &g));
+ *     td_gen_options o;  td_gen_options_defaults(g, &o);  o.max_new_tokens = 32;
+ *     td_gen_result r[1];
+ *     TD_TRY(td_generate(ctx, g, prompts, lens, 1, &o, r));   // r[0].ids, r[0].text
+ *     td_gen_results_free(r, 1);  td_generator_free(g);
+ *
+ * Batches of prompts of different lengths are left-padded (position ids from the
+ * attention mask, as transformers' generate). Memory for a request (ids, mask,
+ * positions, the cache, sampler scratch) is allocated once, sized for the
+ * longest prompt + max_new_tokens; per token only the decoded text of a row is
+ * allocated, when streaming or stop strings need it. The cache travels through the graph's past/present tensors:
+ * each step binds the cache as past_key_values.N and copies present.N back. */
+#ifndef TD_GENERATE_GENERATOR_H
+#define TD_GENERATE_GENERATOR_H
+
+#include "generate/chat_template.h"
+#include "generate/sampler.h"
+#include "tdeploy/session.h"
+#include "tdeploy/tokenizer.h"
+
+#include <signal.h>
+
+#define TD_GEN_MAX_EOS 16
+#define TD_GEN_MAX_STOP 16
+
+typedef struct td_generator td_generator;
+
+typedef struct td_generator_options {
+    const char *tokenizer_dir; /* tokenizer.json location for an .onnx file (default: beside it) */
+    int threads;               /* session threads; 0 = one per core */
+} td_generator_options;
+
+/* The single .gguf file of a directory without config.json, or of a cached hub id whose snapshot holds one
+ * (malloc'd); NULL otherwise. */
+char *td_generator_find_gguf(const char *model);
+
+/* model: an HF directory / cached hub id (exported in memory with --task
+ * text-generation) or a decoder .onnx file (ours or Optimum's). */
+td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_options *opt, td_generator **out);
+void td_generator_free(td_generator *g);
+
+const td_tokenizer *td_generator_tokenizer(const td_generator *g); /* NULL when none was found */
+int64_t td_generator_vocab(const td_generator *g);
+/* Longest prompt + new tokens the model's positions allow (0 when unknown). */
+int64_t td_generator_context(const td_generator *g);
+
+/* The prompt the model's chat template makes of msgs (with the generation prompt added); *out malloc'd.
+ * TD_ERR_NOT_FOUND when the model has no template, TD_ERR_UNSUPPORTED for a construct outside the
+ * supported Jinja subset (chat_template.h). Tokenize it without adding special tokens. */
+td_status td_generator_chat_prompt(td_ctx *ctx, const td_generator *g, const td_chat_message *msgs, size_t n,
+                                   char **out);
+
+/* Streaming: text of row `row` that became complete UTF-8 since the last call. */
+typedef void (*td_gen_text_fn)(void *user, int row, const char *text, size_t len);
+
+typedef struct td_gen_options {
+    td_sampling sampling;
+    int64_t max_new_tokens;
+    int64_t eos_ids[TD_GEN_MAX_EOS]; /* default: the model's eos ids */
+    size_t n_eos;
+    const char *stop[TD_GEN_MAX_STOP]; /* stop strings: generation of a row ends when its text contains one */
+    size_t n_stop;
+    int64_t pad_id;                  /* id fed for left padding and finished rows (never attended) */
+    td_gen_text_fn on_text;          /* NULL: no streaming */
+    void *user;
+    volatile sig_atomic_t *interrupt; /* polled once per step; non-zero stops with TD_ERR_INTERRUPTED */
+} td_gen_options;
+
+void td_gen_options_defaults(const td_generator *g, td_gen_options *o);
+
+typedef struct td_gen_result {
+    int64_t *ids;        /* new tokens (eos included when it ended the row) */
+    size_t n_ids;
+    char *text;          /* decoded new tokens without special tokens, cut before a stop string; NULL without tokenizer */
+    const char *finish;  /* "eos", "stop" or "length" */
+    double prefill_s, decode_s; /* wall time of the prefill and of all decode steps (whole batch) */
+} td_gen_result;
+
+/* Generate for n prompts (ids[i][0..lens[i]) ). out[n] is filled (free with td_gen_results_free). */
+td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, const size_t *lens, size_t n,
+                      const td_gen_options *o, td_gen_result *out);
+void td_gen_results_free(td_gen_result *r, size_t n);
+
+#endif
