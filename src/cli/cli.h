@@ -57,6 +57,9 @@ int td_inspect_onnx(const char *path, bool json);
 int td_inspect_gguf(const char *path, bool json, bool verbose);
 int td_cmd_tokenize(int argc, char **argv);
 int td_cmd_infer(int argc, char **argv);
+int td_cmd_build(int argc, char **argv);
+/* Engine part of inspect (src/cli/inspect_engine.c). */
+int td_inspect_engine(const char *path, bool json);
 int td_cmd_optimize(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);
 int td_cmd_generate(int argc, char **argv);

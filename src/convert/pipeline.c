@@ -3,6 +3,7 @@
  * it happened; the staging directory is removed on any failure or interrupt. */
 #define _GNU_SOURCE
 #include "convert/convert.h"
+#include "engine/engine_build.h"
 
 #include "convert/compare.h"
 #include "convert/feeds.h"
@@ -327,7 +328,28 @@ static td_status step_prepare(td_ctx *ctx, conv *c) {
         b->name = c->o->backends[i];
         so.backend = b->name;
         so.precision = p;
-        td_status s = td_session_create_file(ctx, c->opt_path, &so, &b->session);
+        td_status s;
+        if (strcmp(b->name, "cuda") == 0) {
+            /* the CUDA backend runs an engine: built here from the standard ONNX at the precision, with the
+             * --batch-size / --seq-len ranges as its profile, then validated and benchmarked like any backend */
+            char *engine = NULL;
+            if ((s = td_path_join(ctx, c->stage, "model.engine", false, &engine)) != TD_OK)
+                return s;
+            td_engine_build_options eo = {.input = c->onnx_path, .output = engine, .precision = p, .n_profiles = 1};
+            eo.profiles[0] = (td_engine_profile){(uint32_t)c->o->batch[0], (uint32_t)c->seq[0], (uint32_t)c->o->batch[1],
+                                                 (uint32_t)c->seq[1], (uint32_t)c->o->batch[2], (uint32_t)c->seq[2], 0, 0};
+            td_engine_build_report er;
+            s = td_engine_build(ctx, &eo, &er);
+            if (s == TD_OK) {
+                td_info("  backend cuda: engine for %s built in %.2f s (%d GPU nodes)", er.gpu_name, er.seconds_total,
+                        er.gpu_nodes);
+                so.precision = TD_PRECISION_FP32; /* the engine's weights already have the precision */
+                s = td_session_create_file(ctx, engine, &so, &b->session);
+            }
+            free(engine);
+        } else {
+            s = td_session_create_file(ctx, c->opt_path, &so, &b->session);
+        }
         if (s != TD_OK)
             return td_wrap(ctx, "preparing backend '%s'", b->name);
         td_info("  backend %s: ready (%s weights)", b->name, c->o->precision);
