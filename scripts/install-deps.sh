@@ -15,7 +15,7 @@ APT_PACKAGES=(
 # Test oracles and helpers (never needed at run time).
 PIP_PACKAGES=(
   "numpy>=1.26" "onnx>=1.16" "onnxruntime>=1.18" "safetensors>=0.4" "tokenizers>=0.19"
-  "tritonclient[grpc]>=2.40" "protobuf>=4" "gguf>=0.17" "jinja2>=3.1"
+  "tritonclient[grpc,http]>=2.40" "protobuf>=4" "gguf>=0.17" "jinja2>=3.1"
 )
 
 missing=()
@@ -31,13 +31,27 @@ fi
 PY=${PYTHON:-python3}
 if ! "$PY" - <<'PYEOF' 2>/dev/null
 import importlib, sys
-for m in ("numpy", "onnx", "onnxruntime", "safetensors", "tokenizers", "tritonclient.grpc", "gguf", "jinja2"):
+for m in ("numpy", "onnx", "onnxruntime", "safetensors", "tokenizers", "tritonclient.grpc", "tritonclient.http", "gguf",
+          "jinja2"):
     importlib.import_module(m)
 PYEOF
 then
   echo "install-deps: pip install ${PIP_PACKAGES[*]}"
   "$PY" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" 2>&1 | grep -v "Running pip as the 'root' user" || true
-  "$PY" -c "import numpy, onnx, onnxruntime, safetensors, tokenizers, tritonclient.grpc, gguf, jinja2" \
+  "$PY" -c "import numpy, onnx, onnxruntime, safetensors, tokenizers, tritonclient.grpc, tritonclient.http, gguf, jinja2" \
     || { echo "install-deps: Python test dependencies failed to install" >&2; exit 1; }
+fi
+# The real Triton Inference Server for tests/triton and bench/triton (never needed by tdeploy itself): PyPI's
+# nvidia-pytriton wheel ships tritonserver 2.51.0 (r24.10) with its libraries and the Python backend, and it runs
+# without a GPU. Unpacked (no dependencies) into a cache folder the tests look in (TD_TRITONSERVER_DIR overrides).
+TRITON_DIR=${TD_TRITONSERVER_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tdeploy/pytriton-0.7.0}
+if [ ! -x "$TRITON_DIR/pytriton/tritonserver/bin/tritonserver" ]; then
+  echo "install-deps: nvidia-pytriton==0.7.0 (tritonserver) into $TRITON_DIR"
+  rm -rf "$TRITON_DIR.partial"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$TRITON_DIR.partial" "nvidia-pytriton==0.7.0" \
+    2>&1 | grep -v "Running pip as the 'root' user" || true
+  [ -x "$TRITON_DIR.partial/pytriton/tritonserver/bin/tritonserver" ] \
+    || { echo "install-deps: nvidia-pytriton did not install a tritonserver binary" >&2; exit 1; }
+  rm -rf "$TRITON_DIR" && mkdir -p "$(dirname "$TRITON_DIR")" && mv "$TRITON_DIR.partial" "$TRITON_DIR"
 fi
 echo "install-deps: ok"

@@ -66,7 +66,7 @@ TD_API void td_session_options_init(td_session_options *opt);
 typedef struct td_session td_session;
 struct td_model; /* src/onnx/ir.h */
 
-/* Load an ONNX file and build a session that owns the loaded model. */
+/* Load an ONNX file or an engine and build a session that owns the loaded model. */
 TD_API td_status td_session_create_file(td_ctx *ctx, const char *onnx_path, const td_session_options *opt,
                                  td_session **out);
 /* Build a session over an in-memory model. The model is borrowed: it must
@@ -74,6 +74,20 @@ TD_API td_status td_session_create_file(td_ctx *ctx, const char *onnx_path, cons
 TD_API td_status td_session_create_model(td_ctx *ctx, const struct td_model *model, const td_session_options *opt,
                                   td_session **out);
 TD_API void td_session_free(td_session *s); /* NULL is harmless */
+
+/* A model file loaded once for several sessions (one per host thread): an
+ * ONNX file or an engine (.engine, written by `tdeploy build`). Each session
+ * has its own stream and activation memory; the weights are read once and, on
+ * the CUDA backend, uploaded to the GPU once. Engine sessions default to the
+ * CUDA backend; their inputs must fit one of the engine's shape profiles.
+ * Close the file after every session created from it is freed. */
+typedef struct td_model_file td_model_file;
+TD_API td_status td_model_file_open(td_ctx *ctx, const char *path, td_model_file **out);
+TD_API td_status td_session_create_shared(td_ctx *ctx, td_model_file *file, const td_session_options *opt,
+                                   td_session **out);
+TD_API void td_model_file_close(td_model_file *f); /* NULL is harmless */
+/* True when the file was an engine. */
+TD_API bool td_model_file_is_engine(const td_model_file *f);
 
 /* Graph inputs / outputs. Names are owned by the session. */
 TD_API int td_session_input_count(const td_session *s);
@@ -120,6 +134,7 @@ typedef struct td_session_stats {
     int nodes, hoisted_nodes;
     int fused_nodes; /* consumers folded into a producer's GEMM epilogue (Gelu: not run; SkipLayerNorm: runs
                         without its residual add) */
+    double device_ms; /* CUDA backend: GPU time of the last run's forward pass (CUDA events), else 0 */
 } td_session_stats;
 
 TD_API void td_session_get_stats(const td_session *s, td_session_stats *out);

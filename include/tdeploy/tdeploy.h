@@ -40,6 +40,7 @@ typedef enum td_status {
     TD_ERR_VALIDATION,       /* numeric validation of a backend failed */
     TD_ERR_INTERRUPTED,      /* user interrupt (SIGINT) */
     TD_ERR_INTERNAL,         /* a bug in tdeploy: please report it */
+    TD_ERR_DEVICE,           /* a GPU call failed at run time (CUDA / cuBLASLt error, device memory) */
     TD_STATUS_COUNT
 } td_status;
 

@@ -31,6 +31,9 @@ int td_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((for
 bool td_cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 /* True when arg is -h or --help. */
 bool td_cli_is_help(const char *arg);
+/* True when `out` already exists and is the same file as `in` (same device and inode, so
+ * links and other spellings of the path count): writing it would replace the input. */
+bool td_cli_same_file(const char *in, const char *out);
 /* Common flags: -v/--verbose, -q/--quiet. Returns true if arg was consumed. */
 bool td_cli_common_flag(const char *arg);
 /* The shared flag values, parsed the same way in every command. Each returns -1 when the value is good
@@ -57,6 +60,9 @@ int td_inspect_onnx(const char *path, bool json);
 int td_inspect_gguf(const char *path, bool json, bool verbose);
 int td_cmd_tokenize(int argc, char **argv);
 int td_cmd_infer(int argc, char **argv);
+int td_cmd_build(int argc, char **argv);
+/* Engine part of inspect (src/cli/inspect_engine.c). */
+int td_inspect_engine(const char *path, bool json);
 int td_cmd_optimize(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);
 int td_cmd_generate(int argc, char **argv);

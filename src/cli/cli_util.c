@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int td_cli_report(const char *cmd, td_ctx *ctx, td_status status) {
     const char *msg = td_error_message(ctx);
@@ -94,4 +95,9 @@ int td_cli_print_json(const char *cmd, cJSON *j) {
     printf("%s\n", text);
     free(text);
     return TD_EXIT_OK;
+}
+
+bool td_cli_same_file(const char *in, const char *out) {
+    struct stat a, b;
+    return stat(in, &a) == 0 && stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }

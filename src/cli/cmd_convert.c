@@ -1,5 +1,6 @@
 /* tdeploy convert: the whole pipeline in one command (src/convert/). */
 #include "cli/cli.h"
+#include "deploy/triton.h"
 
 #include "convert/convert.h"
 #include "core/fs.h"
@@ -25,7 +26,10 @@ static void usage(FILE *f) {
             "and write a Triton model repository and report.json into OUTDIR.\n\n"
             "  -m, --model MODEL          HF model directory or org/name (local cache, else downloaded)\n"
             "  --task T                   feature-extraction | embedding | classification | token-classification |\n"
-            "                             question-answering (default: from the model's config); also:\n"
+            "                             question-answering | text-generation (default: from the model's\n"
+            "                             config); text-generation validates prefill logits and greedy tokens,\n"
+            "                             benchmarks TTFT, prefill tokens/s and decode ms/token at batch 1 and 8,\n"
+            "                             and writes no Triton repository yet; also:\n"
             "                             text-classification, sentiment-analysis, sentence-similarity, ner, qa\n"
             "  --backend LIST             tdeploy runtimes to validate and benchmark (default: cpu)\n"
             "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 min(128, M) M, M = the model's\n"
@@ -45,6 +49,8 @@ static void usage(FILE *f) {
             "  --name NAME                Triton model name (default: from MODEL)\n"
             "  --nb-instances N           Triton instance_group count (default 1)\n"
             "  --device cpu|cuda          where Triton runs the model (default cpu; gpu = cuda)\n"
+            "  --triton-backend B         tdeploy | onnxruntime | both: which Triton backend serves the model\n"
+            "                             (default tdeploy: one model, token tensors or TEXT in, no Python)\n"
             "  --nb-measures N            benchmark runs per shape (default 100 at the opt shape; given\n"
             "                             explicitly, the min and max shapes are measured too)\n"
             "  --warmup N                 runs before measuring (default 10)\n"
@@ -90,12 +96,6 @@ int td_cmd_convert(int argc, char **argv) {
             td_export_task task;
             if ((rc = td_cli_parse_task("convert", argv[++i], &task)) >= 0)
                 goto done;
-            if (task == TD_TASK_TEXT_GENERATION) {
-                rc = td_cli_usage_error("convert", "--task text-generation: validating, benchmarking and serving "
-                                        "decoders in convert is not supported (yet); use tdeploy export --task "
-                                        "text-generation and tdeploy generate");
-                goto done;
-            }
             rc = TD_EXIT_OK;
             o.task = argv[i];
         } else if (!strcmp(a, "--backend") && has1) {
@@ -144,6 +144,14 @@ int td_cmd_convert(int argc, char **argv) {
                 goto done;
             rc = TD_EXIT_OK;
             o.device = cuda ? "cuda" : "cpu";
+        } else if (!strcmp(a, "--triton-backend") && has1) {
+            td_triton_serving serving;
+            o.triton_backend = argv[++i];
+            if (!td_triton_serving_parse(o.triton_backend, &serving)) {
+                rc = td_cli_usage_error("convert", "--triton-backend takes tdeploy, onnxruntime or both, not '%s'",
+                                        o.triton_backend);
+                goto done;
+            }
         } else if (!strcmp(a, "--texts") && has1) {
             o.texts_file = argv[++i];
         } else if (!strcmp(a, "--bench-corners")) {

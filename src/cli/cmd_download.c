@@ -65,6 +65,11 @@ int td_cmd_download(int argc, char **argv) {
     }
     char *snapshot = NULL;
     int rc = TD_EXIT_OK;
+    /* a malformed id or revision is a bad argument value: exit 2 before any work, like every command */
+    if (td_hub_check_repo_id(ctx, repo) != TD_OK || td_hub_check_revision(ctx, revision) != TD_OK) {
+        rc = td_cli_usage_error("download", "%s", ctx->message);
+        goto out;
+    }
     td_status s = td_hub_download(ctx, repo, revision, &opts, &snapshot);
     if (s != TD_OK) {
         rc = td_cli_report("download", ctx, s);

@@ -12,27 +12,29 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: tdeploy infer MODEL.onnx --inputs IN.safetensors -o OUT.safetensors [--threads N]\n"
-               "                    [--precision fp32|fp16|bf16] [--device cpu] [--backend cpu|reference]\n"
-               "                    [--json] [-v|-q]\n\n"
+    fprintf(f, "usage: tdeploy infer MODEL.onnx|MODEL.engine --inputs IN.safetensors -o OUT.safetensors [--threads N]\n"
+               "                    [--precision fp32|fp16|bf16] [--device cpu|cuda] [--backend cpu|reference|cuda]\n"
+               "                    [--runs N] [--json] [-v|-q]\n\n"
                "Runs MODEL on the CPU runtime (--backend reference: the plain reference kernels, one thread, slow;\n"
-               "the path convert validates against). Each graph input is read from the tensor of the same name in\n"
+               "the path convert validates against) or on the GPU (--backend cuda or --device cuda; the default for\n"
+               ".engine files from `tdeploy build`). --runs N runs it N times; the last run is timed and its outputs\n"
+               "written. Each graph input is read from the tensor of the same name in\n"
                "IN (or 'input.<name>', the fixtures' golden-file form; 'output.*' tensors are ignored there).\n"
                "Outputs are written to OUT under their graph names. --json prints a summary on stdout.\n"
-               "--precision is the storage precision of the prepacked weights (default fp32); --device cpu is\n"
-               "the only device of the runtime so far.\n");
+               "--precision is the storage precision of the prepacked weights (default fp32).\n");
 }
 
 typedef struct infer_args {
     const char *model, *inputs, *output, *backend;
     td_precision precision;
-    int threads;
+    int threads, runs;
     bool json;
 } infer_args;
 
 static int parse(int argc, char **argv, infer_args *a) {
     memset(a, 0, sizeof *a);
     a->precision = TD_PRECISION_FP32;
+    a->runs = 1;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (td_cli_is_help(s)) {
@@ -47,8 +49,10 @@ static int parse(int argc, char **argv, infer_args *a) {
         } else if (strcmp(s, "--threads") == 0 && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1024)
-                return td_cli_usage_error("infer", "--threads wants a number in 1..1024, got '%s'", argv[i]);
+            /* 0 = one per core (the default), as convert, run and generate take it */
+            if (end == argv[i] || *end || v < 0 || v > 1024)
+                return td_cli_usage_error("infer", "--threads wants a number in 0..1024 (0: one per core), got '%s'",
+                                          argv[i]);
             a->threads = (int)v;
         } else if (strcmp(s, "--precision") == 0 && i + 1 < argc) {
             int rc = td_cli_parse_precision("infer", argv[++i], &a->precision);
@@ -60,11 +64,17 @@ static int parse(int argc, char **argv, infer_args *a) {
             if (rc >= 0)
                 return rc;
             if (cuda)
-                return td_cli_usage_error("infer", "--device cuda: not supported (yet); the runtime runs on the CPU");
+                a->backend = "cuda";
         } else if (strcmp(s, "--backend") == 0 && i + 1 < argc) {
             a->backend = argv[++i];
-            if (strcmp(a->backend, "cpu") != 0 && strcmp(a->backend, "reference") != 0)
-                return td_cli_usage_error("infer", "--backend wants cpu or reference, got '%s'", a->backend);
+            if (strcmp(a->backend, "cpu") != 0 && strcmp(a->backend, "reference") != 0 && strcmp(a->backend, "cuda") != 0)
+                return td_cli_usage_error("infer", "--backend wants cpu, reference or cuda, got '%s'", a->backend);
+        } else if (strcmp(s, "--runs") == 0 && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1000000)
+                return td_cli_usage_error("infer", "--runs wants a number in 1..1000000, got '%s'", argv[i]);
+            a->runs = (int)v;
         } else if (strcmp(s, "--json") == 0) {
             a->json = true;
         } else if (s[0] == '-') {
@@ -182,6 +192,12 @@ int td_cmd_infer(int argc, char **argv) {
         }
     }
     double t2 = td_now_s();
+    for (int r = 1; r < a.runs && status == TD_OK; r++) /* --runs N: N - 1 warm-up runs (plan, CUDA graph capture), then the timed one */
+        status = td_session_run(ctx, s);
+    if (status != TD_OK)
+        goto out;
+    if (a.runs > 1)
+        t2 = td_now_s();
     if ((status = td_session_run(ctx, s)) != TD_OK)
         goto out;
     double t3 = td_now_s();

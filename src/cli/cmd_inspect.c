@@ -280,7 +280,7 @@ static int emit_json(cJSON *o) {
 static void usage(FILE *f) {
     fprintf(f, "usage: tdeploy inspect PATH [--json] [-v]\n\n"
                "PATH is a .safetensors file, a model.safetensors.index.json, a Hugging Face model directory,\n"
-               "a hub id (org/name) in the local Hugging Face cache, an .onnx file, or a .gguf file.\n\n"
+               "a hub id (org/name) in the local Hugging Face cache, an .onnx file, a .gguf file or an .engine file.\n\n"
                "  --json         machine-readable output (every tensor with dtype and shape)\n"
                "  -v, --verbose  list every tensor in the text output\n"
                "  -q, --quiet    less logging\n");
@@ -312,6 +312,8 @@ int td_cmd_inspect(int argc, char **argv) {
         return td_cli_usage_error("inspect", "missing PATH");
     if (ends_with(path, ".onnx"))
         return inspect_onnx_entry(path, json);
+    if (ends_with(path, ".engine"))
+        return td_inspect_engine(path, json);
     if (ends_with(path, ".gguf"))
         return td_inspect_gguf(path, json, verbose);
 

@@ -28,7 +28,8 @@ static void usage(FILE *f) {
             "  --external-threshold BYTES  smallest tensor moved to the data file (default 1024)\n"
             "  --external-limit BYTES      default mode: size above which external data is used (default 2 GB)\n"
             "  --align BYTES               alignment of tensors in the data file (default 4096)\n"
-            "  --json                      print timings and sizes as JSON on stdout\n");
+            "  --json                      print timings and sizes as JSON on stdout\n"
+            "  -q, --quiet | -v, --verbose no summary line / more detail on stderr\n");
 }
 
 static bool parse_size(const char *s, uint64_t *out) {

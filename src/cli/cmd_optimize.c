@@ -36,8 +36,10 @@ static void usage(FILE *f) {
             "  --fold-limit N             largest tensor constant folding creates (default 1048576 elements)\n"
             "  --cache-output             leave OUT.onnx in the page cache (for a program that reads it right\n"
             "                             after); default: large outputs go to disk with O_DIRECT\n"
+            "  --force                    allow -o to be the input file itself (replaces the original)\n"
             "  --json                     print counts and per-pass timings as JSON on stdout\n"
-            "  -v, --verbose              log what each pass changed\n",
+            "  -v, --verbose              log what each pass changed\n"
+            "  -q, --quiet                no summary or warnings on stderr\n",
             td_opt_pass_names());
 }
 
@@ -73,7 +75,7 @@ static cJSON *report_json(const char *in, const char *out, const td_opt_options 
 
 int td_cmd_optimize(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
-    bool json = false, cache_output = false;
+    bool json = false, cache_output = false, force = false;
     td_opt_options o;
     td_opt_options_default(&o);
     for (int i = 1; i < argc; i++) {
@@ -130,6 +132,8 @@ int td_cmd_optimize(int argc, char **argv) {
             json = true;
         } else if (!strcmp(a, "--cache-output")) {
             cache_output = true;
+        } else if (!strcmp(a, "--force")) {
+            force = true;
         } else if (a[0] == '-') {
             return td_cli_usage_error("optimize", "unknown option '%s'", a);
         } else if (!in) {
@@ -140,6 +144,11 @@ int td_cmd_optimize(int argc, char **argv) {
     }
     if (!in || !out)
         return td_cli_usage_error("optimize", "need an input model and -o OUTPUT");
+    if (!force && td_cli_same_file(in, out))
+        return td_cli_usage_error("optimize",
+                                  "-o %s is the input model itself: writing it would replace your original graph; "
+                                  "choose another output path (or pass --force to replace it)",
+                                  out);
     if (o.precision == TD_OPT_INT8 && o.target == TD_OPT_TARGET_PORTABLE)
         return td_cli_usage_error("optimize", "--precision int8 writes com.microsoft DynamicQuantizeMatMul, which "
                                   "--target portable excludes: use --target fused");

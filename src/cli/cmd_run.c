@@ -46,7 +46,7 @@ static void usage(FILE *f) {
             "                   question-answering (default: from the model); also the names of transformers\n"
             "                   pipelines and Optimum: text-classification, sentiment-analysis,\n"
             "                   sentence-similarity, embeddings, ner, qa, default\n"
-            "  --threads N      CPU threads (default: all cores)\n"
+            "  --threads N      CPU threads (default or 0: one per core)\n"
             "  --precision P    fp32 (default), fp16 or bf16 weights on the CPU runtime\n"
             "  --device cpu     where the model runs (the CPU runtime; CUDA is not supported yet)\n"
             "  --top-k N        classification: the N best labels (default 1)\n"
@@ -84,7 +84,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         {"--batch-size", 1, MAX_BATCH, offsetof(run_args, batch)},
         {"--max-length", 1, 1 << 24, offsetof(run_args, max_length)},
         {"--stride", 1, 1 << 24, offsetof(run_args, stride)},
-        {"--threads", 1, 1024, offsetof(run_args, threads)},
+        {"--threads", 0, 1024, offsetof(run_args, threads)}, /* 0 = one per core, as convert and generate */
         {"--top-k", 1, 1000000, offsetof(run_args, top_k)},
         {"--max-answer-len", 1, 1 << 24, offsetof(run_args, max_answer_len)},
     };

@@ -20,6 +20,7 @@ static void usage(FILE *f) {
                "  --no-special-tokens  do not add [CLS]/[SEP], <s></s> ...\n"
                "  --json      print one JSON object instead of a table\n"
                "  --decode    also print the ids decoded back to text (special tokens skipped)\n"
+               "  -v, --verbose | -q, --quiet  tokenizer details on stderr / no warnings\n"
                "offsets are byte offsets [start, end) into the text they came from.\n");
 }
 

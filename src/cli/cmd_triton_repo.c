@@ -1,5 +1,7 @@
-/* tdeploy triton-repo: write a Triton model repository (ONNX Runtime model, and
- * with --tokenizer a Python tokenizer model and a text-in ensemble) for an ONNX file. */
+/* tdeploy triton-repo: write a Triton model repository for an ONNX file: one
+ * model on the tdeploy backend (token tensors, and TEXT with --tokenizer), or an
+ * ONNX Runtime model (with --tokenizer a Python tokenizer model and a text-in
+ * ensemble), or both. */
 #include "cli/cli.h"
 
 #include "deploy/onnx_signature.h"
@@ -14,20 +16,25 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: tdeploy triton-repo MODEL.onnx -o OUT [--name NAME] [--task TASK] [--tokenizer DIR]\n"
-            "           [--batch-size MIN OPT MAX] [--nb-instances N] [--device cpu|cuda]\n"
-            "           [--max-queue-delay-us N] [--max-length N] [--force] [--json] [-q|-v]\n\n"
-            "Writes OUT/NAME (onnxruntime_onnx; the ONNX file and its external data are copied, reflinked where possible),\n"
+            "           [--triton-backend tdeploy|onnxruntime|both] [--batch-size MIN OPT MAX] [--nb-instances N]\n"
+            "           [--device cpu|cuda] [--max-queue-delay-us N] [--max-length N] [--threads N]\n"
+            "           [--precision fp32|fp16|bf16] [--force] [--json] [-q|-v]\n\n"
+            "--triton-backend tdeploy (default) writes OUT/NAME for Triton's tdeploy backend (libtriton_tdeploy.so):\n"
+            "token tensors in, and with --tokenizer also raw TEXT (+ TEXT_PAIR) tokenized inside the backend;\n"
+            "the ONNX file becomes NAME/1/model-optimized.onnx. onnxruntime writes OUT/NAME (onnxruntime_onnx),\n"
             "and with --tokenizer also OUT/NAME_tokenize (Python backend, HF tokenizers on DIR/tokenizer.json)\n"
-            "and OUT/NAME_inference (ensemble: TEXT -> tokenizer -> model -> the model's outputs).\n"
+            "and OUT/NAME_inference (ensemble: TEXT -> tokenizer -> model -> the model's outputs). both writes\n"
+            "the tdeploy model as NAME and the ONNX Runtime models as NAME_onnxruntime*.\n"
+            "The ONNX file and its external data are copied, reflinked where possible.\n"
             "Everything is written into a temporary directory first. A new OUT is moved into place when complete;\n"
             "in an existing repository only this model's folders are swapped in, other models are left alone.\n\n"
             "  --name NAME            model name (default: model)\n"
             "  --task T               recorded in the ensemble (feature-extraction, embedding, classification,\n"
             "                         token-classification, question-answering, or an alias such as ner)\n"
             "  --batch-size MIN OPT MAX  max_batch_size = MAX, preferred batch sizes OPT and MAX\n"
-            "                         (default 1 8 32; MAX 0 disables Triton batching)\n"
+            "                         (default 1 8 32; MAX 0 disables Triton batching: onnxruntime only)\n"
             "  --nb-instances N       instances of each model (default 1)\n"
-            "  --device cpu|cuda      where the ONNX model runs (default cpu; gpu = cuda; the tokenizer always\n"
+            "  --device cpu|cuda      where the model runs (default cpu; gpu = cuda; the tokenizer always\n"
             "                         runs on CPU)\n"
             "  --max-queue-delay-us N dynamic batching delay (default 100)\n"
             "  --force                replace folders of this model's names that tdeploy did not write\n"
@@ -35,6 +42,8 @@ static void usage(FILE *f) {
             "                         the model's max length as `tdeploy run` cuts: DIR's config.json positions,\n"
             "                         capped by sentence_bert_config.json max_seq_length, else by\n"
             "                         tokenizer_config.json model_max_length)\n"
+            "  --threads N            tdeploy backend: threads per instance (default 0: one per core)\n"
+            "  --precision P          tdeploy backend: fp32 | fp16 | bf16 weights (default fp32)\n"
             "  --json                 print {\"repository\", \"models\"} as JSON instead of the repository path\n");
 }
 
@@ -42,7 +51,7 @@ int td_cmd_triton_repo(int argc, char **argv) {
     const char *onnx = NULL, *out_dir = NULL;
     bool json = false;
     td_triton_spec sp = {.name = "model", .batch_min = 1, .batch_opt = 8, .batch_max = 32, .nb_instances = 1,
-                         .max_queue_delay_us = 100, .device = TD_TRITON_CPU};
+                         .max_queue_delay_us = 100, .device = TD_TRITON_CPU, .serving = TD_TRITON_SERVE_TDEPLOY};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int64_t v;
@@ -96,6 +105,23 @@ int td_cmd_triton_repo(int argc, char **argv) {
                 return td_cli_usage_error("triton-repo", "--max-queue-delay-us takes a non-negative integer");
         } else if (strcmp(a, "--force") == 0) {
             sp.force = true;
+        } else if (strcmp(a, "--triton-backend") == 0) {
+            NEED(1);
+            if (!td_triton_serving_parse(argv[++i], &sp.serving))
+                return td_cli_usage_error("triton-repo", "--triton-backend takes tdeploy, onnxruntime or both, not '%s'",
+                                          argv[i]);
+        } else if (strcmp(a, "--threads") == 0) {
+            NEED(1);
+            if (!td_cli_parse_i64(argv[++i], 0, 1024, &v))
+                return td_cli_usage_error("triton-repo", "--threads takes an integer from 0 to 1024");
+            sp.threads = (int)v;
+        } else if (strcmp(a, "--precision") == 0) {
+            NEED(1);
+            sp.precision = argv[++i];
+            if (strcmp(sp.precision, "fp32") != 0 && strcmp(sp.precision, "fp16") != 0 &&
+                strcmp(sp.precision, "bf16") != 0)
+                return td_cli_usage_error("triton-repo", "--precision takes fp32, fp16 or bf16, not '%s'",
+                                          sp.precision);
         } else if (strcmp(a, "--max-length") == 0) {
             NEED(1);
             if (!td_cli_parse_i64(argv[++i], 1, 1 << 24, &sp.max_length))
@@ -141,13 +167,22 @@ int td_cmd_triton_repo(int argc, char **argv) {
         cJSON_AddStringToObject(j, "repository", out_dir);
         cJSON *models = cJSON_AddArrayToObject(j, "models");
         cJSON_AddItemToArray(models, cJSON_CreateString(sp.name));
-        if (sp.tokenizer_dir) {
-            char name[512];
-            snprintf(name, sizeof name, "%s_tokenize", sp.name);
-            cJSON_AddItemToArray(models, cJSON_CreateString(name));
-            snprintf(name, sizeof name, "%s_inference", sp.name);
+        /* the ONNX Runtime models: NAME itself, or NAME_onnxruntime beside the tdeploy model with "both" */
+        const char *ort = sp.serving == TD_TRITON_SERVE_BOTH ? "_onnxruntime" : "";
+        char name[512];
+        if (sp.serving == TD_TRITON_SERVE_BOTH) {
+            snprintf(name, sizeof name, "%s_onnxruntime", sp.name);
             cJSON_AddItemToArray(models, cJSON_CreateString(name));
         }
+        if (sp.tokenizer_dir && sp.serving != TD_TRITON_SERVE_TDEPLOY) {
+            snprintf(name, sizeof name, "%s%s_tokenize", sp.name, ort);
+            cJSON_AddItemToArray(models, cJSON_CreateString(name));
+            snprintf(name, sizeof name, "%s%s_inference", sp.name, ort);
+            cJSON_AddItemToArray(models, cJSON_CreateString(name));
+        }
+        cJSON_AddStringToObject(j, "triton_backend", sp.serving == TD_TRITON_SERVE_TDEPLOY ? "tdeploy"
+                                                     : sp.serving == TD_TRITON_SERVE_BOTH  ? "both"
+                                                                                            : "onnxruntime");
         cJSON_AddStringToObject(j, "device", sp.device == TD_TRITON_GPU ? "cuda" : "cpu");
         if (sp.task)
             cJSON_AddStringToObject(j, "task", sp.task);

@@ -5,15 +5,18 @@
 #include <string.h>
 
 static const td_cli_command commands[] = {
-    {"export", "build standard ONNX from a Hugging Face encoder (config.json + safetensors)", td_cmd_export},
+    {"export", "build standard ONNX from a Hugging Face encoder or decoder (config.json + safetensors, or GGUF)",
+     td_cmd_export},
     {"convert", "export, optimize, validate, benchmark and write a Triton repository in one step", td_cmd_convert},
     {"inspect", "show what a safetensors file, HF model directory or ONNX file contains", td_cmd_inspect},
     {"download", "fetch a model from the Hugging Face Hub into the HF cache; print its snapshot dir", td_cmd_download},
     {"triton-repo", "write a Triton model repository (ONNX model, tokenizer, ensemble) for an ONNX file", td_cmd_triton_repo},
     {"onnx-save", "load an ONNX model (validating it) and write it back, optionally with external data",
      td_cmd_onnx_save},
-    {"infer", "run an ONNX model on the CPU runtime: safetensors inputs in, safetensors outputs out", td_cmd_infer},
-    {"optimize", "optimize an ONNX graph: cleanup, folding, fusions into ONNX Runtime ops, fp16/bf16", td_cmd_optimize},
+    {"infer", "run an ONNX model or engine (CPU or CUDA): safetensors inputs in, safetensors outputs out", td_cmd_infer},
+    {"build", "compile an ONNX model or HF model directory into a GPU engine (.engine) for this GPU", td_cmd_build},
+    {"optimize", "optimize an ONNX graph: cleanup, folding, fusions into ONNX Runtime ops, fp16/bf16/int8",
+     td_cmd_optimize},
     {"run", "text in, answers out: embeddings, labels, entities or answers from a model, .onnx or engine",
      td_cmd_run},
     {"tokenize", "encode text with a model's tokenizer.json: ids, tokens, offsets, mask", td_cmd_tokenize},

@@ -3,8 +3,10 @@
  * it happened; the staging directory is removed on any failure or interrupt. */
 #define _GNU_SOURCE
 #include "convert/convert.h"
+#include "engine/engine_build.h"
 
 #include "convert/compare.h"
+#include "convert/decoder.h"
 #include "convert/feeds.h"
 #include "core/ctx.h"
 #include "core/fs.h"
@@ -27,6 +29,7 @@
 #include "tdeploy/tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -97,6 +100,7 @@ void td_convert_options_init(td_convert_options *o) {
     o->nb_measures = 100;
     o->warmup = 10;
     o->device = "cpu";
+    o->triton_backend = "tdeploy";
     o->seed = 1234;
 }
 
@@ -139,6 +143,12 @@ td_status td_convert_check_options(td_ctx *ctx, const td_convert_options *o) {
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--device %s: use cpu or cuda", o->device);
     if (o->nb_measures < 1 || o->warmup < 0 || o->nb_instances < 1)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--nb-measures and --nb-instances must be >= 1, --warmup >= 0");
+    /* the thread pool takes 1..1024 (0 = one per core); say so before the export, not at 'prepare backends' */
+    if (o->threads < 0 || o->threads > 1024)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--threads %d: use 1..1024, or 0 for one per core", o->threads);
+    if (o->nb_instances > 1024)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--nb-instances %d: use 1..1024 (as triton-repo)",
+                       o->nb_instances);
     td_export_task task;
     if (o->task && td_task_from_name(ctx, o->task, &task) != TD_OK)
         return td_wrap(ctx, "--task");
@@ -254,14 +264,11 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     td_model *m = NULL;
     double t0 = td_now_s();
     TD_TRY(td_export_build(ctx, &eo, &m, &c->xs));
-    if (c->xs.task == TD_TASK_TEXT_GENERATION) {
-        /* validation, benchmarks and the Triton model of convert are written for encoders */
+    if (c->xs.task == TD_TASK_TEXT_GENERATION && strcmp(c->o->precision, "int8") == 0) {
         td_model_free(m);
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                       "%s is a decoder (task text-generation): validating, benchmarking and serving decoders in "
-                       "convert is not supported (yet); use `tdeploy export -m %s --task text-generation` and "
-                       "`tdeploy generate`",
-                       c->md->path, c->md->path);
+                       "--precision int8 is not supported for decoders (task text-generation) yet; use fp32, fp16 "
+                       "or bf16");
     }
     c->task = td_export_task_name(c->xs.task);
     capture_io(c, m->graph);
@@ -293,6 +300,8 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
      * model.onnx stays the fp32 reference */
     oo.precision = precision_of(c->o->precision);
     oo.keep_io_types = true;
+    if (c->xs.task == TD_TASK_TEXT_GENERATION) /* fold every weight Transpose, as the generator does: */
+        oo.fold_max_elements = INT64_C(1) << 40; /* each decode step is a new plan that would redo them */
     if ((s = td_optimize(ctx, m, &oo, &c->orep)) != TD_OK) {
         td_wrap(ctx, "optimizing the exported graph");
         goto out;
@@ -327,7 +336,28 @@ static td_status step_prepare(td_ctx *ctx, conv *c) {
         b->name = c->o->backends[i];
         so.backend = b->name;
         so.precision = p;
-        td_status s = td_session_create_file(ctx, c->opt_path, &so, &b->session);
+        td_status s;
+        if (strcmp(b->name, "cuda") == 0) {
+            /* the CUDA backend runs an engine: built here from the standard ONNX at the precision, with the
+             * --batch-size / --seq-len ranges as its profile, then validated and benchmarked like any backend */
+            char *engine = NULL;
+            if ((s = td_path_join(ctx, c->stage, "model.engine", false, &engine)) != TD_OK)
+                return s;
+            td_engine_build_options eo = {.input = c->onnx_path, .output = engine, .precision = p, .n_profiles = 1};
+            eo.profiles[0] = (td_engine_profile){(uint32_t)c->o->batch[0], (uint32_t)c->seq[0], (uint32_t)c->o->batch[1],
+                                                 (uint32_t)c->seq[1], (uint32_t)c->o->batch[2], (uint32_t)c->seq[2], 0, 0};
+            td_engine_build_report er;
+            s = td_engine_build(ctx, &eo, &er);
+            if (s == TD_OK) {
+                td_info("  backend cuda: engine for %s built in %.2f s (%d GPU nodes)", er.gpu_name, er.seconds_total,
+                        er.gpu_nodes);
+                so.precision = TD_PRECISION_FP32; /* the engine's weights already have the precision */
+                s = td_session_create_file(ctx, engine, &so, &b->session);
+            }
+            free(engine);
+        } else {
+            s = td_session_create_file(ctx, c->opt_path, &so, &b->session);
+        }
         if (s != TD_OK)
             return td_wrap(ctx, "preparing backend '%s'", b->name);
         td_info("  backend %s: ready (%s weights)", b->name, c->o->precision);
@@ -692,6 +722,14 @@ static td_status step_triton(td_ctx *ctx, conv *c) {
         sp.nb_instances = c->o->nb_instances;
         sp.device = strcmp(c->o->device, "cuda") == 0 ? TD_TRITON_GPU : TD_TRITON_CPU;
         sp.max_length = c->md->max_seq_length; /* the same cut as `tdeploy run`, not the profile's max */
+        sp.threads = c->o->threads;
+        /* int8 lives in the graph (DynamicQuantizeMatMul); the served session then packs weights as stored */
+        sp.precision = strcmp(c->o->precision, "int8") == 0 ? "fp32" : c->o->precision;
+        if (!td_triton_serving_parse(c->o->triton_backend, &sp.serving)) {
+            s = td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "Triton backend '%s': use tdeploy, onnxruntime or both",
+                        c->o->triton_backend ? c->o->triton_backend : "(null)");
+            break;
+        }
         /* the writer makes a whole repository; every backend's models are then
          * moved into the one triton/ folder */
         char *tmp_repo = NULL;
@@ -702,17 +740,23 @@ static td_status step_triton(td_ctx *ctx, conv *c) {
         s = td_triton_write_repository(ctx, &sp, tmp_repo);
         if (s == TD_OK) {
             mkdir(triton_dir, 0755);
-            /* move each model folder of the written repository into triton/ */
-            const char *suffixes[3] = {"", "_tokenize", "_inference"};
-            for (int k = 0; k < 3 && s == TD_OK; k++) {
-                char from[1400], to[1400];
-                snprintf(from, sizeof from, "%s/%s%s", tmp_repo, model_name, suffixes[k]);
-                snprintf(to, sizeof to, "%s/%s%s", triton_dir, model_name, suffixes[k]);
-                if (!td_is_dir(from))
+            /* move each model folder of the written repository into triton/ (the writer makes only
+             * NAME and NAME_*: the tdeploy model, the ONNX Runtime model and their helpers) */
+            DIR *d = opendir(tmp_repo);
+            struct dirent *de;
+            while (s == TD_OK && d && (de = readdir(d))) {
+                if (de->d_name[0] == '.')
                     continue;
+                char from[1400], to[1400];
+                snprintf(from, sizeof from, "%s/%s", tmp_repo, de->d_name);
+                snprintf(to, sizeof to, "%s/%s", triton_dir, de->d_name);
                 if (rename(from, to) != 0)
                     s = td_fail(ctx, TD_ERR_IO, "cannot move %s to %s: %s", from, to, strerror(errno));
             }
+            if (!d)
+                s = td_fail(ctx, TD_ERR_IO, "cannot list %s: %s", tmp_repo, strerror(errno));
+            else
+                closedir(d);
             td_ctx quiet = {0};
             td_remove_tree(&quiet, tmp_repo);
             any = true;
@@ -727,7 +771,7 @@ static td_status step_triton(td_ctx *ctx, conv *c) {
 
 static td_status copy_model_files(td_ctx *ctx, conv *c) {
     const char *files[] = {"config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                           "modules.json", "sentence_bert_config.json"};
+                           "modules.json", "sentence_bert_config.json", "generation_config.json"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char src[1400], dst[1400];
         snprintf(src, sizeof src, "%s/%s", c->md->path, files[i]);
@@ -762,8 +806,14 @@ static void write_summary(conv *c) {
            (long long)c->seq[2]);
     append(b, n, "max len   %lld tokens (%s): the served model truncates there\n", (long long)c->md->max_seq_length,
            c->md->max_seq_length_source);
-    append(b, n, "written   model.onnx fp32 (reference), model-optimized.onnx and the Triton model %s%s\n",
-           c->o->precision, strcmp(c->o->precision, "fp32") ? " (float32 inputs and outputs)" : "");
+    /* step_triton writes no Triton model for a backend that failed validation */
+    if (c->res->n_failed_backends >= c->o->n_backends)
+        append(b, n, "written   model.onnx fp32 (reference) and model-optimized.onnx; no Triton model (validation "
+                     "failed)\n");
+    else
+        append(b, n, "written   model.onnx fp32 (reference), model-optimized.onnx and the Triton model %s%s%s\n",
+               c->o->precision, strcmp(c->o->precision, "fp32") ? " (float32 inputs and outputs)" : "",
+               c->res->n_failed_backends ? " of the backends that passed" : "");
     append(b, n, "steps    ");
     for (int i = 0; i < c->n_steps; i++)
         append(b, n, " %s %.2fs", c->step_names[i], c->step_s[i]);
@@ -858,6 +908,96 @@ static td_status add_report_details(td_ctx *ctx, conv *c) {
     return TD_OK;
 }
 
+/* ---------------- decoders (task text-generation) ---------------- */
+
+static td_status decoder_step(td_ctx *ctx, conv *c, int idx, const char *name,
+                              td_status (*fn)(td_ctx *, td_convert_decoder *), td_convert_decoder *d) {
+    TD_TRY(check_interrupt(ctx, c, name));
+    td_info("[%d/8] %s", idx, name); /* the encoders' numbering: steps 3 (prepare), 6 (Triton) do not apply */
+    double t0 = td_now_s();
+    td_status s = fn(ctx, d);
+    if (s != TD_OK)
+        return s == TD_ERR_INTERRUPTED ? s : td_wrap(ctx, "step '%s' failed", name);
+    if (c->n_steps < 16) {
+        c->step_names[c->n_steps] = name;
+        c->step_s[c->n_steps++] = td_now_s() - t0;
+    }
+    return TD_OK;
+}
+
+/* After export + optimize: validate and benchmark through the generation loop
+ * (convert/decoder.h), then the same report and move into place as encoders,
+ * without a Triton repository (decoders need the tdeploy Triton backend). */
+static td_status convert_decoder(td_ctx *ctx, conv *c) {
+    /* config, tokenizer and generation config beside the ONNX files: the generators read them there */
+    TD_TRY(copy_model_files(ctx, c));
+    td_convert_decoder d = {.o = c->o, .ref_onnx = c->onnx_path, .opt_onnx = c->opt_path, .atol = c->atol,
+                            .rtol = c->rtol, .prompt_len = c->seq[1], .seed = c->o->seed};
+    d.precision = strcmp(c->o->precision, "fp16") == 0   ? TD_PRECISION_FP16
+                  : strcmp(c->o->precision, "bf16") == 0 ? TD_PRECISION_BF16
+                                                         : TD_PRECISION_FP32;
+    for (int i = 0; i < c->o->n_backends; i++) {
+        d.backend = c->o->backends[i];
+        memset(&d.bench, 0, sizeof d.bench);
+        d.n_bench = 0, d.n_compared = d.n_failed = 0, d.max_abs = d.max_rel = 0, d.n_cases = d.n_token_mismatch = 0;
+        d.mismatch[0] = 0;
+        TD_TRY(decoder_step(ctx, c, 4, "validate", td_convert_decoder_validate, &d));
+        if (!c->o->no_bench)
+            TD_TRY(decoder_step(ctx, c, 5, "benchmark", td_convert_decoder_benchmark, &d));
+        TD_TRY(td_convert_decoder_report(ctx, &d, c->report));
+        c->be[i].name = d.backend;
+        c->be[i].passed = d.passed;
+        if (!d.passed && c->res->n_failed_backends < TD_CONVERT_MAX_BACKENDS)
+            snprintf(c->res->failed[c->res->n_failed_backends++], sizeof c->res->failed[0], "%s", d.backend);
+        if (i == 0) {
+            char *b = c->res->summary;
+            size_t n = sizeof c->res->summary;
+            b[0] = 0;
+            append(b, n, "model     %s (%s, %s), task %s\n", c->o->model, c->xs.model_type, c->xs.architecture,
+                   c->task);
+            append(b, n, "written   model.onnx fp32 (reference), model-optimized.onnx %s\n", c->o->precision);
+            append(b, n, "fusions  ");
+            for (int k = 0; k < TD_OPT_N_FUSION_KINDS; k++)
+                if (c->orep.fusion_names[k] && c->orep.fusion_counts[k])
+                    append(b, n, " %s x%d", c->orep.fusion_names[k], c->orep.fusion_counts[k]);
+            append(b, n, "\n");
+        }
+        td_convert_decoder_summary(&d, c->res->summary, sizeof c->res->summary);
+    }
+    TD_TRY(check_interrupt(ctx, c, "write report"));
+    td_info("[6/8] triton repository: not written (serving decoders needs the tdeploy Triton backend)");
+    td_info("[8/8] report and move into place");
+    /* a failed validation never replaces OUTDIR: the run goes to OUTDIR.failed */
+    char dest[1200];
+    snprintf(dest, sizeof dest, "%s%s", c->outdir, c->res->n_failed_backends ? ".failed" : "");
+    const char *kinds[3] = {"onnx", "optimized_onnx", "report"};
+    const char *files[3] = {"model.onnx", "model-optimized.onnx", "report.json"};
+    for (int i = 0; i < 3; i++) {
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", dest, files[i]);
+        TD_TRY(td_report_add_artifact(ctx, c->report, kinds[i], p));
+    }
+    TD_TRY(add_report_details(ctx, c));
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(td_report_json(c->report), "written_precision"), "triton",
+                              cJSON_CreateString("not written (decoder)"));
+    char rp[1400];
+    snprintf(rp, sizeof rp, "%s/report.json", c->stage);
+    TD_TRY(td_report_write(ctx, c->report, rp));
+    TD_TRY(td_output_write_marker(ctx, c->stage, "convert"));
+    TD_TRY(td_output_replace(ctx, c->stage, dest, "convert", c->o->force, NULL));
+    if (!c->res->n_failed_backends) {
+        char failed[1300];
+        snprintf(failed, sizeof failed, "%s.failed", c->outdir);
+        td_ctx quiet = {0};
+        td_output_remove_if_ours(&quiet, failed, "convert");
+    }
+    free(c->stage);
+    c->stage = NULL; /* moved: nothing to clean up */
+    snprintf(c->res->written_dir, sizeof c->res->written_dir, "%s", dest);
+    snprintf(c->res->report_path, sizeof c->res->report_path, "%s/report.json", dest);
+    return TD_OK;
+}
+
 /* ---------------- driver ---------------- */
 
 static td_status make_stage(td_ctx *ctx, conv *c) {
@@ -931,6 +1071,10 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
     if ((s = td_report_set_model(ctx, c.report, o->model, c.md->path, c.task, c.md->revision)) != TD_OK ||
         (s = td_report_set_shapes(ctx, c.report, o->batch, c.seq)) != TD_OK)
         goto out;
+    if (c.xs.task == TD_TASK_TEXT_GENERATION) {
+        s = convert_decoder(ctx, &c);
+        goto out;
+    }
     if ((s = run_step(ctx, &c, 3, total, "prepare backends", step_prepare, true)) != TD_OK ||
         (s = run_step(ctx, &c, 4, total, "validate", step_validate, true)) != TD_OK ||
         (!o->no_bench && (s = run_step(ctx, &c, 5, total, "benchmark", step_benchmark, true)) != TD_OK) ||
@@ -946,7 +1090,11 @@ td_status td_convert(td_ctx *ctx, const td_convert_options *o, td_convert_result
         snprintf(dest, sizeof dest, "%s%s", c.outdir, res->n_failed_backends ? ".failed" : "");
         const char *kinds[4] = {"onnx", "optimized_onnx", "triton_repository", "report"};
         const char *files[4] = {"model.onnx", "model-optimized.onnx", "triton", "report.json"};
+        /* every backend failed: step_triton wrote no triton/ folder to point at */
+        const bool no_triton = res->n_failed_backends >= c.o->n_backends;
         for (int i = 0; i < 4 && s == TD_OK; i++) {
+            if (no_triton && !strcmp(kinds[i], "triton_repository"))
+                continue;
             char p[1400];
             snprintf(p, sizeof p, "%s/%s", dest, files[i]);
             s = td_report_add_artifact(ctx, c.report, kinds[i], p);

@@ -20,6 +20,7 @@ static const char *const status_strings[TD_STATUS_COUNT] = {
     [TD_ERR_VALIDATION] = "validation failed",
     [TD_ERR_INTERRUPTED] = "interrupted",
     [TD_ERR_INTERNAL] = "internal error",
+    [TD_ERR_DEVICE] = "GPU error",
 };
 
 const char *td_status_string(td_status status) {

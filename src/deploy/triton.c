@@ -7,6 +7,7 @@
 #include "deploy/output_dir.h"
 #include "deploy/pbtxt.h"
 #include "deploy/tree.h"
+#include "deploy/triton_write.h"
 #include "hf/max_length.h"
 
 #include <cjson/cJSON.h>
@@ -162,7 +163,7 @@ static void put_dims(td_pbtxt *b, const td_triton_tensor *t, bool batched) {
     td_pbtxt_printf(b, " ]\n");
 }
 
-static void put_tensors(td_pbtxt *b, const char *section, const td_triton_tensor *t, size_t n, bool batched) {
+void td_triton_put_tensors(td_pbtxt *b, const char *section, const td_triton_tensor *t, size_t n, bool batched) {
     td_pbtxt_printf(b, "%s [\n", section);
     for (size_t i = 0; i < n; i++) {
         td_pbtxt_printf(b, "  {\n    name: ");
@@ -174,7 +175,7 @@ static void put_tensors(td_pbtxt *b, const char *section, const td_triton_tensor
     td_pbtxt_printf(b, "]\n");
 }
 
-static void put_param(td_pbtxt *b, const char *key, const char *value) {
+void td_triton_put_param(td_pbtxt *b, const char *key, const char *value) {
     td_pbtxt_printf(b, "parameters {\n  key: ");
     td_pbtxt_quoted(b, key);
     td_pbtxt_printf(b, "\n  value { string_value: ");
@@ -182,7 +183,7 @@ static void put_param(td_pbtxt *b, const char *key, const char *value) {
     td_pbtxt_printf(b, " }\n}\n");
 }
 
-static void put_header(td_pbtxt *b, const char *name, const char *suffix) {
+void td_triton_put_header(td_pbtxt *b, const char *name, const char *suffix) {
     char full[256];
     snprintf(full, sizeof full, "%s%s", name, suffix);
     td_pbtxt_printf(b, "# written by tdeploy %s\nname: ", td_version());
@@ -192,11 +193,11 @@ static void put_header(td_pbtxt *b, const char *name, const char *suffix) {
 
 static void model_config(td_pbtxt *b, const td_triton_spec *sp) {
     bool batched = sp->batch_max > 0;
-    put_header(b, sp->name, "");
+    td_triton_put_header(b, sp->name, "");
     td_pbtxt_printf(b, "platform: \"onnxruntime_onnx\"\nbackend: \"onnxruntime\"\n");
     td_pbtxt_printf(b, "max_batch_size: %lld\ndefault_model_filename: \"model.onnx\"\n", (long long)sp->batch_max);
-    put_tensors(b, "input", sp->inputs, sp->n_inputs, batched);
-    put_tensors(b, "output", sp->outputs, sp->n_outputs, batched);
+    td_triton_put_tensors(b, "input", sp->inputs, sp->n_inputs, batched);
+    td_triton_put_tensors(b, "output", sp->outputs, sp->n_outputs, batched);
     if (batched) {
         td_pbtxt_printf(b, "dynamic_batching {\n  preferred_batch_size: [ %lld", (long long)sp->batch_opt);
         if (sp->batch_max != sp->batch_opt)
@@ -207,11 +208,6 @@ static void model_config(td_pbtxt *b, const td_triton_spec *sp) {
                     sp->device == TD_TRITON_GPU ? "KIND_GPU" : "KIND_CPU");
 }
 
-/* What the tokenizer model needs to know, found in the tokenizer files. */
-typedef struct tok_params {
-    char pad_token[256];
-    int64_t max_length, pad_to_length;
-} tok_params;
 
 /* "pad_token": "[PAD]" or {"content": "[PAD]", ...} */
 static bool json_token(const cJSON *v, char *out, size_t n) {
@@ -240,7 +236,7 @@ out:
     return j;
 }
 
-static td_status find_tokenizer_params(td_ctx *ctx, const td_triton_spec *sp, tok_params *tp) {
+td_status td_triton_tokenizer_params(td_ctx *ctx, const td_triton_spec *sp, td_triton_tok_params *tp) {
     td_status s = TD_OK;
     cJSON *cfg = NULL, *map = NULL, *tok = NULL;
     memset(tp, 0, sizeof *tp);
@@ -285,9 +281,9 @@ out:
     return s;
 }
 
-static void tokenizer_config(td_pbtxt *b, const td_triton_spec *sp, const tok_params *tp) {
+static void tokenizer_config(td_pbtxt *b, const td_triton_spec *sp, const td_triton_tok_params *tp) {
     bool batched = sp->batch_max > 0;
-    put_header(b, sp->name, "_tokenize");
+    td_triton_put_header(b, sp->name, "_tokenize");
     td_pbtxt_printf(b, "backend: \"python\"\nmax_batch_size: %lld\n", (long long)sp->batch_max);
     td_pbtxt_printf(b, "input [\n  {\n    name: \"" TEXT_INPUT "\"\n    data_type: TYPE_STRING\n    dims: [ %s ]\n  }\n]\n",
                     batched ? "1" : "-1");
@@ -300,12 +296,12 @@ static void tokenizer_config(td_pbtxt *b, const td_triton_spec *sp, const tok_pa
     }
     td_pbtxt_printf(b, "]\ninstance_group [\n  {\n    count: %d\n    kind: KIND_CPU\n  }\n]\n", sp->nb_instances);
     char num[32];
-    put_param(b, "tokenizer_file", "tokenizer.json");
+    td_triton_put_param(b, "tokenizer_file", "tokenizer.json");
     snprintf(num, sizeof num, "%lld", (long long)tp->max_length);
-    put_param(b, "max_length", num);
+    td_triton_put_param(b, "max_length", num);
     snprintf(num, sizeof num, "%lld", (long long)tp->pad_to_length);
-    put_param(b, "pad_to_length", num);
-    put_param(b, "pad_token", tp->pad_token);
+    td_triton_put_param(b, "pad_to_length", num);
+    td_triton_put_param(b, "pad_token", tp->pad_token);
 }
 
 static void map_entries(td_pbtxt *b, const char *section, const td_triton_tensor *t, size_t n) {
@@ -318,13 +314,13 @@ static void map_entries(td_pbtxt *b, const char *section, const td_triton_tensor
     }
 }
 
-static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp, const tok_params *tp) {
+static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp, const td_triton_tok_params *tp) {
     bool batched = sp->batch_max > 0;
-    put_header(b, sp->name, "_inference");
+    td_triton_put_header(b, sp->name, "_inference");
     td_pbtxt_printf(b, "platform: \"ensemble\"\nmax_batch_size: %lld\n", (long long)sp->batch_max);
     td_pbtxt_printf(b, "input [\n  {\n    name: \"" TEXT_INPUT "\"\n    data_type: TYPE_STRING\n    dims: [ %s ]\n  }\n]\n",
                     batched ? "1" : "-1");
-    put_tensors(b, "output", sp->outputs, sp->n_outputs, batched);
+    td_triton_put_tensors(b, "output", sp->outputs, sp->n_outputs, batched);
     td_pbtxt_printf(b, "ensemble_scheduling {\n  step [\n    {\n      model_name: ");
     char sub[256];
     snprintf(sub, sizeof sub, "%s_tokenize", sp->name);
@@ -339,15 +335,15 @@ static void ensemble_config(td_pbtxt *b, const td_triton_spec *sp, const tok_par
     map_entries(b, "output_map", sp->outputs, sp->n_outputs);
     td_pbtxt_printf(b, "    }\n  ]\n}\n");
     if (sp->task)
-        put_param(b, "task", sp->task);
+        td_triton_put_param(b, "task", sp->task);
     /* what the served model truncates a text to (the tokenizer model does it; 0: no truncation) */
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long)tp->max_length);
-    put_param(b, "max_length", num);
+    td_triton_put_param(b, "max_length", num);
 }
 
 /* dir/rel/.../ created as needed; returns dir/rel joined (malloc'd) in *out. */
-static td_status make_subdir(td_ctx *ctx, const char *dir, const char *rel, char **out) {
+td_status td_triton_make_subdir(td_ctx *ctx, const char *dir, const char *rel, char **out) {
     char *p = NULL;
     td_status s = td_path_join(ctx, dir, rel, true, &p);
     if (s != TD_OK)
@@ -364,7 +360,7 @@ static td_status make_subdir(td_ctx *ctx, const char *dir, const char *rel, char
     return TD_OK;
 }
 
-static td_status write_text(td_ctx *ctx, const char *dir, const char *file, const td_pbtxt *b) {
+td_status td_triton_write_text(td_ctx *ctx, const char *dir, const char *file, const td_pbtxt *b) {
     if (b->oom)
         return td_fail_oom(ctx, b->len, "a Triton config");
     char *p = NULL;
@@ -375,7 +371,7 @@ static td_status write_text(td_ctx *ctx, const char *dir, const char *file, cons
 }
 
 /* src_dir/rel -> dst_dir/rel (rel checked: relative, no ".."; subfolders created). */
-static td_status place_file(td_ctx *ctx, const char *src_dir, const char *rel, const char *dst_dir, bool required) {
+td_status td_triton_place_file(td_ctx *ctx, const char *src_dir, const char *rel, const char *dst_dir, bool required) {
     char *src = NULL, *dst = NULL;
     td_status s = td_path_join(ctx, src_dir, rel, true, &src);
     if (s == TD_OK)
@@ -404,19 +400,19 @@ out:
     return s;
 }
 
-static td_status write_tree(td_ctx *ctx, const td_triton_spec *sp, const char *root) {
+static td_status write_onnxruntime_tree(td_ctx *ctx, const td_triton_spec *sp, const char *root) {
     td_pbtxt b = {0};
     char *dir = NULL, *ver = NULL, *onnx_dir = NULL, *name = NULL;
     td_status s = TD_OK;
-    tok_params tp;
-    if (sp->tokenizer_dir && (s = find_tokenizer_params(ctx, sp, &tp)) != TD_OK)
+    td_triton_tok_params tp;
+    if (sp->tokenizer_dir && (s = td_triton_tokenizer_params(ctx, sp, &tp)) != TD_OK)
         goto out;
 
     /* NAME: the ONNX model */
-    if ((s = make_subdir(ctx, root, sp->name, &dir)) != TD_OK || (s = make_subdir(ctx, dir, "1", &ver)) != TD_OK)
+    if ((s = td_triton_make_subdir(ctx, root, sp->name, &dir)) != TD_OK || (s = td_triton_make_subdir(ctx, dir, "1", &ver)) != TD_OK)
         goto out;
     model_config(&b, sp);
-    if ((s = write_text(ctx, dir, "config.pbtxt", &b)) != TD_OK)
+    if ((s = td_triton_write_text(ctx, dir, "config.pbtxt", &b)) != TD_OK)
         goto out;
     if (!(onnx_dir = td_path_dirname(sp->onnx_path))) {
         s = td_fail_oom(ctx, 256, "a path");
@@ -430,7 +426,7 @@ static td_status write_tree(td_ctx *ctx, const td_triton_spec *sp, const char *r
     if (s != TD_OK)
         goto out;
     for (size_t i = 0; i < sp->n_external_data; i++)
-        if ((s = place_file(ctx, onnx_dir, sp->external_data[i], ver, true)) != TD_OK) {
+        if ((s = td_triton_place_file(ctx, onnx_dir, sp->external_data[i], ver, true)) != TD_OK) {
             td_wrap(ctx, "copying the external data of %s", sp->onnx_path);
             goto out;
         }
@@ -445,18 +441,18 @@ static td_status write_tree(td_ctx *ctx, const td_triton_spec *sp, const char *r
         s = td_fail_oom(ctx, 256, "a name");
         goto out;
     }
-    if ((s = make_subdir(ctx, root, name, &dir)) != TD_OK || (s = make_subdir(ctx, dir, "1", &ver)) != TD_OK)
+    if ((s = td_triton_make_subdir(ctx, root, name, &dir)) != TD_OK || (s = td_triton_make_subdir(ctx, dir, "1", &ver)) != TD_OK)
         goto out;
     tokenizer_config(&b, sp, &tp);
-    if ((s = write_text(ctx, dir, "config.pbtxt", &b)) != TD_OK)
+    if ((s = td_triton_write_text(ctx, dir, "config.pbtxt", &b)) != TD_OK)
         goto out;
     td_pbtxt_free(&b);
     td_pbtxt_printf(&b, "%s", td_triton_tokenizer_model_py);
-    if ((s = write_text(ctx, ver, "model.py", &b)) != TD_OK)
+    if ((s = td_triton_write_text(ctx, ver, "model.py", &b)) != TD_OK)
         goto out;
-    if ((s = place_file(ctx, sp->tokenizer_dir, "tokenizer.json", ver, true)) != TD_OK ||
-        (s = place_file(ctx, sp->tokenizer_dir, "tokenizer_config.json", ver, false)) != TD_OK ||
-        (s = place_file(ctx, sp->tokenizer_dir, "special_tokens_map.json", ver, false)) != TD_OK)
+    if ((s = td_triton_place_file(ctx, sp->tokenizer_dir, "tokenizer.json", ver, true)) != TD_OK ||
+        (s = td_triton_place_file(ctx, sp->tokenizer_dir, "tokenizer_config.json", ver, false)) != TD_OK ||
+        (s = td_triton_place_file(ctx, sp->tokenizer_dir, "special_tokens_map.json", ver, false)) != TD_OK)
         goto out;
 
     /* NAME_inference: the ensemble */
@@ -467,10 +463,10 @@ static td_status write_tree(td_ctx *ctx, const td_triton_spec *sp, const char *r
         s = td_fail_oom(ctx, 256, "a name");
         goto out;
     }
-    if ((s = make_subdir(ctx, root, name, &dir)) != TD_OK || (s = make_subdir(ctx, dir, "1", &ver)) != TD_OK)
+    if ((s = td_triton_make_subdir(ctx, root, name, &dir)) != TD_OK || (s = td_triton_make_subdir(ctx, dir, "1", &ver)) != TD_OK)
         goto out;
     ensemble_config(&b, sp, &tp);
-    s = write_text(ctx, dir, "config.pbtxt", &b);
+    s = td_triton_write_text(ctx, dir, "config.pbtxt", &b);
 out:
     td_pbtxt_free(&b);
     free(dir);
@@ -480,13 +476,32 @@ out:
     return s;
 }
 
-/* The folders this spec writes: NAME, and with a tokenizer NAME_tokenize and NAME_inference. */
-static const char *const model_suffixes[3] = {"", "_tokenize", "_inference"};
+static td_status write_tree(td_ctx *ctx, const td_triton_spec *sp, const char *root) {
+    if (sp->serving == TD_TRITON_SERVE_ONNXRUNTIME)
+        return write_onnxruntime_tree(ctx, sp, root);
+    TD_TRY(td_triton_write_tdeploy_model(ctx, sp, root));
+    if (sp->serving != TD_TRITON_SERVE_BOTH)
+        return TD_OK;
+    /* beside it, the same model on ONNX Runtime under NAME_onnxruntime (+ its tokenizer and ensemble) */
+    char ort_name[256];
+    snprintf(ort_name, sizeof ort_name, "%s_onnxruntime", sp->name);
+    td_triton_spec ort = *sp;
+    ort.name = ort_name;
+    return write_onnxruntime_tree(ctx, &ort, root);
+}
+
+/* The folders a spec of this NAME may write, for any --triton-backend: NAME (ONNX Runtime or tdeploy model),
+ * NAME_tokenize and NAME_inference (ONNX Runtime with a tokenizer), NAME_onnxruntime* (both). A rewrite with
+ * another choice replaces the ones it writes and removes the other tdeploy-written ones (they belong to the
+ * replaced model). */
+#define N_MODEL_SUFFIXES 6
+static const char *const model_suffixes[N_MODEL_SUFFIXES] = {
+    "", "_tokenize", "_inference", "_onnxruntime", "_onnxruntime_tokenize", "_onnxruntime_inference"};
 
 /* Before anything is written: every folder of this model that already exists in
  * the repository must be one tdeploy wrote (its config.pbtxt header), unless force. */
 static td_status check_existing_models(td_ctx *ctx, const td_triton_spec *sp, const char *repo) {
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < N_MODEL_SUFFIXES; k++) {
         char p[4096];
         struct stat st;
         if (snprintf(p, sizeof p, "%s/%s%s", repo, sp->name, model_suffixes[k]) >= (int)sizeof p)
@@ -511,7 +526,7 @@ static td_status check_existing_models(td_ctx *ctx, const td_triton_spec *sp, co
  * NAME_inference of an earlier run with a tokenizer) is removed when tdeploy
  * wrote it, since it refers to the replaced model. */
 static td_status merge_models(td_ctx *ctx, const td_triton_spec *sp, const char *tmp, const char *out) {
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < N_MODEL_SUFFIXES; k++) {
         char from[4096], to[4096];
         if (snprintf(from, sizeof from, "%s/%s%s", tmp, sp->name, model_suffixes[k]) >= (int)sizeof from ||
             snprintf(to, sizeof to, "%s/%s%s", out, sp->name, model_suffixes[k]) >= (int)sizeof to)

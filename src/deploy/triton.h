@@ -14,6 +14,15 @@
  * with batch_max == 0 nothing is batched by Triton and dims are the full shapes
  * (TEXT is dims [-1]: a list of strings per request).
  *
+ * With serving TD_TRITON_SERVE_TDEPLOY the repository holds one model for the
+ * tdeploy backend (src/triton_backend/), with no Python and no ensemble:
+ *
+ *   OUT/NAME/config.pbtxt             backend "tdeploy": the model's token inputs (optional, ragged batching),
+ *                                     TEXT / TEXT_PAIR (TYPE_STRING [1], optional) when there is a tokenizer,
+ *                                     the graph's outputs; parameters threads, precision, max_length, truncation
+ *   OUT/NAME/1/model-optimized.onnx   copy of the ONNX file, reflinked where possible (+ external data)
+ *   OUT/NAME/1/tokenizer.json (+ tokenizer_config.json, special_tokens_map.json)
+ *
  * The repository is written into a temporary sibling directory of OUT and moved
  * into place only when complete (with the output marker, output_dir.h). An
  * existing OUT is a repository other models may share: only this model's folders
@@ -39,6 +48,13 @@ typedef struct td_triton_tensor {
 
 typedef enum td_triton_device { TD_TRITON_CPU = 0, TD_TRITON_GPU = 1 } td_triton_device;
 
+/* Which Triton backend serves the model (`--triton-backend`). */
+typedef enum td_triton_serving {
+    TD_TRITON_SERVE_ONNXRUNTIME = 0, /* the layout above */
+    TD_TRITON_SERVE_TDEPLOY,         /* OUT/NAME only: backend "tdeploy" (libtriton_tdeploy.so), below */
+    TD_TRITON_SERVE_BOTH,            /* OUT/NAME on tdeploy + OUT/NAME_onnxruntime{,_tokenize,_inference} */
+} td_triton_serving;
+
 typedef struct td_triton_spec {
     const char *name;      /* model name: [A-Za-z0-9_.-], not starting with '.' or '-' */
     const char *onnx_path; /* the model file */
@@ -56,7 +72,13 @@ typedef struct td_triton_spec {
     td_triton_device device;                 /* where the ONNX model runs; the tokenizer runs on CPU */
     int64_t max_length; /* tokenizer truncation; 0: from the model's sequence dimension, else none */
     bool force;         /* replace folders of this model's names that tdeploy did not write */
+    td_triton_serving serving;
+    int threads;           /* tdeploy backend: session threads (0 = one per core) */
+    const char *precision; /* tdeploy backend: fp32 | fp16 | bf16 (NULL: fp32) */
 } td_triton_spec;
+
+/* "tdeploy" | "onnxruntime" | "both" -> *out; false for anything else. */
+bool td_triton_serving_parse(const char *s, td_triton_serving *out);
 
 /* Write the repository described above to out_dir. */
 td_status td_triton_write_repository(td_ctx *ctx, const td_triton_spec *spec, const char *out_dir);

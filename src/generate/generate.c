@@ -258,6 +258,8 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
             break;
         }
         const float *logits = lo.data;
+        if (o->on_logits)
+            o->on_logits(o->user, step, logits, n, seq, g->vocab);
         bool all_done = true;
         for (size_t i = 0; i < n && st == TD_OK; i++) {
             int64_t next = o->pad_id;

@@ -296,11 +296,15 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
     td_opt_options_default(&oo);
     oo.fold_max_elements = INT64_C(1) << 40;
     td_opt_report rep;
-    if ((st = td_optimize(ctx, g->model, &oo, &rep)) != TD_OK)
+    if (!(opt && opt->keep_graph) && (st = td_optimize(ctx, g->model, &oo, &rep)) != TD_OK)
         goto out;
     td_session_options so;
     td_session_options_init(&so);
     so.threads = opt ? opt->threads : 0;
+    if (opt && opt->backend)
+        so.backend = opt->backend;
+    if (opt && opt->precision)
+        so.precision = opt->precision;
     if ((st = td_session_create_model(ctx, g->model, &so, &g->s)) != TD_OK)
         goto out;
     if ((st = bind_graph(ctx, g, model)) != TD_OK)

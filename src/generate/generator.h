@@ -33,6 +33,10 @@ typedef struct td_generator td_generator;
 typedef struct td_generator_options {
     const char *tokenizer_dir; /* tokenizer.json location for an .onnx file (default: beside it) */
     int threads;               /* session threads; 0 = one per core */
+    const char *backend;       /* session backend (NULL = "cpu"; "reference": plain loops, convert's oracle) */
+    td_precision precision;    /* weight precision of the session (0 = fp32) */
+    bool keep_graph;           /* run the graph as given, without the generator's optimization pass (the
+                                * reference path of `convert` must run the exporter's graph untouched) */
 } td_generator_options;
 
 /* The single .gguf file of a directory without config.json, or of a cached hub id whose snapshot holds one
@@ -55,6 +59,11 @@ int64_t td_generator_context(const td_generator *g);
 td_status td_generator_chat_prompt(td_ctx *ctx, const td_generator *g, const td_chat_message *msgs, size_t n,
                                    char **out);
 
+/* Logits of every forward pass: step 0 is the prefill (batch, seq, vocab) over the left-padded prompts, step k
+ * the (batch, 1, vocab) of decode step k. Only valid during the call. */
+typedef void (*td_gen_logits_fn)(void *user, int64_t step, const float *logits, size_t batch, size_t seq,
+                                 int64_t vocab);
+
 /* Streaming: text of row `row` that became complete UTF-8 since the last call. */
 typedef void (*td_gen_text_fn)(void *user, int row, const char *text, size_t len);
 
@@ -68,6 +77,7 @@ typedef struct td_gen_options {
     int64_t pad_id;                  /* id fed for left padding and finished rows (never attended) */
     td_gen_text_fn on_text;          /* NULL: no streaming */
     void *user;
+    td_gen_logits_fn on_logits;      /* NULL: none (convert's validation compares them); gets `user` */
     volatile sig_atomic_t *interrupt; /* polled once per step; non-zero stops with TD_ERR_INTERRUPTED */
 } td_gen_options;
 

@@ -819,10 +819,12 @@ td_status td_hub_download(td_ctx *ctx, const char *repo_id, const char *revision
         if (s == TD_OK)
             goto out;
         if (offline) {
+            /* name what made it offline: the caller's option (--offline) or the environment */
+            bool from_env = opts->offline < 0;
             s = td_fail(ctx, TD_ERR_NOT_FOUND,
-                        "HF_HUB_OFFLINE is set, so nothing is downloaded, and %s; unset HF_HUB_OFFLINE to download it, "
-                        "or pass a model directory",
-                        probe.message);
+                        "%s, so nothing is downloaded, and %s; %s to download it, or pass a model directory",
+                        from_env ? "HF_HUB_OFFLINE is set" : "offline mode (--offline) is on", probe.message,
+                        from_env ? "unset HF_HUB_OFFLINE" : "drop --offline");
             goto out;
         }
         s = TD_OK;

@@ -679,9 +679,15 @@ out:
 
 /* ---------------- entry points ---------------- */
 
-static td_status load_mapped(td_ctx *ctx, td_mapped_file *src, const char *name, const char *base_dir,
-                             td_model **out) {
+static td_status load_mapped_blob(td_ctx *ctx, td_mapped_file *src, const char *name, const char *base_dir,
+                                  const td_onnx_blob *blob, td_model **out) {
     td_onnx_loader L = {.ctx = ctx, .src = src, .src_name = name, .base_dir = base_dir};
+    if (blob) {
+        L.blob = blob->map;
+        L.blob_name = blob->name;
+        L.blob_off = blob->offset;
+        L.blob_len = blob->length;
+    }
     td_status s = TD_OK;
     td_model *m = td_model_new();
     *out = NULL;
@@ -745,13 +751,18 @@ td_status td_onnx_load(td_ctx *ctx, const char *path, td_model **out) {
     td_mapped_file *src;
     TD_TRY(td_map_file(ctx, path, &src));
     char *dir = td_path_dirname(path);
-    td_status s = dir ? load_mapped(ctx, src, path, dir, out) : td_fail_oom(ctx, 0, "a path");
+    td_status s = dir ? load_mapped_blob(ctx, src, path, dir, NULL, out) : td_fail_oom(ctx, 0, "a path");
     free(dir);
     td_mapped_file_unref(src);
     return s;
 }
 
 td_status td_onnx_load_buffer(td_ctx *ctx, const void *data, size_t len, const char *base_dir, td_model **out) {
+    return td_onnx_load_buffer_blob(ctx, data, len, base_dir, NULL, out);
+}
+
+td_status td_onnx_load_buffer_blob(td_ctx *ctx, const void *data, size_t len, const char *base_dir,
+                                   const td_onnx_blob *blob, td_model **out) {
     *out = NULL;
     if (len == 0)
         return td_fail(ctx, TD_ERR_FORMAT, "empty buffer: not an ONNX model");
@@ -770,7 +781,7 @@ td_status td_onnx_load_buffer(td_ctx *ctx, const void *data, size_t len, const c
     src->data = p;
     src->size = len;
     src->refcount = 1;
-    td_status s = load_mapped(ctx, src, "<memory>", base_dir, out);
+    td_status s = load_mapped_blob(ctx, src, "<memory>", base_dir, blob, out);
     td_mapped_file_unref(src);
     return s;
 }

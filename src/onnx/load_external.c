@@ -69,6 +69,20 @@ td_status td_onnx_external_data(td_onnx_loader *L, const Onnx__TensorProto *tp, 
     }
     if (!location || !*location)
         return td_fail(ctx, TD_ERR_FORMAT, "tensor '%s' has external data without a 'location' key", name);
+    if (L->blob && strcmp(location, L->blob_name) == 0) {
+        uint64_t off = 0, len = nbytes, end;
+        if ((offset_s && !parse_u64(offset_s, &off)) || (length_s && !parse_u64(length_s, &len)) || len != nbytes ||
+            !td_add_u64(off, len, &end) || end > L->blob_len)
+            return td_fail(ctx, TD_ERR_FORMAT,
+                           "tensor '%s': its data (offset %s, length %s, %zu bytes by its shape) lies outside the %zu "
+                           "bytes of '%s'", name, offset_s ? offset_s : "0", length_s ? length_s : "-", nbytes,
+                           L->blob_len, location);
+        if (!(*location_out = strdup(location)))
+            return td_fail_oom(ctx, strlen(location), "a location");
+        *map_out = td_mapped_file_ref(L->blob);
+        *offset_out = L->blob_off + (size_t)off;
+        return TD_OK;
+    }
     if (!L->base_dir)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "tensor '%s' stores its data in external file '%s', but the model was loaded from memory "

@@ -20,6 +20,12 @@ typedef struct td_onnx_loader {
     td_ext_map *ext;      /* external data files, each mapped once */
     int n_ext;
     int depth; /* subgraph nesting */
+    /* In-memory external data (engine files): tensors whose location is
+     * blob_name read [offset, offset + length) of blob's bytes
+     * [blob_off, blob_off + blob_len). NULL = none. */
+    td_mapped_file *blob;
+    const char *blob_name;
+    size_t blob_off, blob_len;
 } td_onnx_loader;
 
 /* Where a tensor's raw_data lives when the splitter cut it out of the message. */

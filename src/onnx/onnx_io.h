@@ -11,6 +11,7 @@
 #ifndef TD_ONNX_IO_H
 #define TD_ONNX_IO_H
 
+#include "core/fs.h"
 #include "onnx/ir.h"
 
 #include <stdbool.h>
@@ -25,6 +26,17 @@ td_status td_onnx_load(td_ctx *ctx, const char *path, td_model **out);
 /* Load from memory (the bytes are copied once; data need not outlive the call).
  * base_dir resolves external data locations; NULL = external data is an error. */
 td_status td_onnx_load_buffer(td_ctx *ctx, const void *data, size_t len, const char *base_dir, td_model **out);
+
+/* External data held in memory: a tensor whose external_data location equals
+ * name reads its bytes from map at offset + its own offset (bounds-checked
+ * against length). Used by engine files, whose weights section follows the plan. */
+typedef struct td_onnx_blob {
+    const char *name;
+    td_mapped_file *map;
+    size_t offset, length;
+} td_onnx_blob;
+td_status td_onnx_load_buffer_blob(td_ctx *ctx, const void *data, size_t len, const char *base_dir,
+                                   const td_onnx_blob *blob, td_model **out);
 
 typedef enum td_onnx_external_mode {
     TD_ONNX_EXTERNAL_AUTO = 0, /* external only when the inline file would exceed auto_limit */

@@ -43,7 +43,9 @@ extern const td_backend td_backend_cpu;
 /* "reference": the CPU ops on the reference kernels (ref_kern.h), no packing, no fusion, one thread. */
 extern const td_backend td_backend_ref;
 
-/* Backend by name ("cpu", "reference"); NULL if unknown. */
+extern const td_backend td_backend_cuda; /* backend_cuda.c: loads libtdeploy_cuda.so on first use */
+
+/* Backend by name ("cpu", "reference", "cuda"); NULL if unknown. */
 const td_backend *td_backend_find(const char *name);
 
 #endif

@@ -16,6 +16,14 @@ void td_plan_bind_inputs(td_session *s);
 /* Free plan memory (hoisted buffers, arena). */
 void td_plan_release(td_session *s);
 
+/* Plan for the bound inputs without running (the engine builder sizes each
+ * profile's activation arena this way). */
+td_status td_session_plan_only(td_ctx *ctx, td_session *s);
+
+/* Engine sessions: the bound (batch, sequence) must lie inside one of the
+ * engine's shape profiles (session_file.c). */
+td_status td_session_check_profile(td_ctx *ctx, const td_session *s);
+
 /* Let a session own the model it was created from (create_file). */
 td_status td_session_adopt_model(td_session *s, td_model *model);
 

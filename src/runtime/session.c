@@ -179,6 +179,7 @@ void td_session_free(td_session *s) {
     free(s->key);
     free(s->key_data);
     td_model_free(s->owned_model);
+    td_model_file_close(s->owned_file);
     free(s);
 }
 
@@ -407,7 +408,7 @@ static td_status create_common(td_ctx *ctx, td_session *s) {
     const td_graph *g = s->g;
     s->backend = td_backend_find(s->opt.backend ? s->opt.backend : "cpu");
     if (!s->backend)
-        return td_fail(ctx, TD_ERR_UNSUPPORTED, "unknown backend '%s' (available: cpu, reference)", s->opt.backend);
+        return td_fail(ctx, TD_ERR_UNSUPPORTED, "unknown backend '%s' (available: cpu, reference, cuda)", s->opt.backend);
     s->env.reference = s->backend->reference_kernels;
     s->env.threads = s->opt.threads > 0 ? s->opt.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (s->env.threads < 1 || s->env.reference)
@@ -623,6 +624,8 @@ td_status td_session_run(td_ctx *ctx, td_session *s) {
             return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "input '%s' was not set (td_session_set_input)",
                            td_session_input_name(s, i));
     TD_TRY(check_symbols(ctx, s));
+    if (s->engine)
+        TD_TRY(td_session_check_profile(ctx, s));
     if (!s->planned || td_plan_key_changed(s)) {
         td_status st = td_plan_build(ctx, s);
         if (st != TD_OK)
@@ -633,6 +636,14 @@ td_status td_session_run(td_ctx *ctx, td_session *s) {
     s->n_runs++;
     s->outputs_valid = true;
     return TD_OK;
+}
+
+td_status td_session_plan_only(td_ctx *ctx, td_session *s) {
+    for (int i = 0; i < s->n_inputs; i++)
+        if (!s->bound[i].set)
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "input '%s' was not set", td_session_input_name(s, i));
+    TD_TRY(check_symbols(ctx, s));
+    return td_plan_build(ctx, s);
 }
 
 td_status td_session_get_output(td_ctx *ctx, const td_session *s, int i, td_session_output *out) {
@@ -662,4 +673,5 @@ void td_session_get_stats(const td_session *s, td_session_stats *out) {
     out->nodes = s->nn;
     out->hoisted_nodes = s->n_hoisted;
     out->fused_nodes = s->n_fused;
+    out->device_ms = s->device_ms;
 }

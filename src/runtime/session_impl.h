@@ -37,8 +37,12 @@ typedef struct td_input_binding {
     size_t nbytes;
 } td_input_binding;
 
+struct td_engine_info;
+
 struct td_session {
     td_model *owned_model; /* loaded by create_file, else NULL */
+    td_model_file *owned_file; /* opened by create_file, else NULL */
+    const struct td_engine_info *engine; /* profiles, target GPU: set when the model came from an engine file */
     const td_model *model;
     const td_graph *g;
     td_session_options opt;
@@ -70,6 +74,7 @@ struct td_session {
     bool outputs_valid; /* the last run succeeded: output pointers are good */
     int n_hoisted;
     int n_fused; /* nodes fused_away by the backend */
+    double device_ms; /* set by the CUDA backend: GPU time of the last forward pass */
 };
 
 #endif

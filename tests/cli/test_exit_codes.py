@@ -20,6 +20,7 @@ HF = os.path.join(FX, "hf")
 SEQ = os.path.join(HF, "bert-seqcls")
 ONNX = os.path.join(FX, "onnx", "bert-seqcls.torchscript.onnx")
 GOLDEN = os.path.join(SEQ, "golden.safetensors")
+GPT2 = os.path.join(HF, "gpt2-lm")
 OUT = os.path.join(WORK, "out")  # every case writes here; it must never appear
 passed = failed = 0
 
@@ -54,6 +55,7 @@ COMMON = {  # a valid invocation of each command, to which a bad flag is added
     "optimize": [ONNX, "-o", OUT],
     "run": [SEQ, "--text", "x"],
     "tokenize": ["-m", SEQ, "x"],
+    "generate": [GPT2, "--prompt", "x", "--max-new-tokens", "1"],
 }
 # every command: an unknown flag, and a flag given without its value
 for cmd, good in COMMON.items():
@@ -63,7 +65,8 @@ for cmd, good in COMMON.items():
 for cmd, args, kw in [("export", [], "-m"), ("convert", [], "-m"), ("inspect", [], "path"),
                       ("download", [], "repository"), ("triton-repo", [ONNX], "-o"), ("onnx-save", [ONNX], "-o"),
                       ("infer", [ONNX], "--inputs"), ("optimize", [ONNX], "-o"), ("run", [SEQ], "--text"),
-                      ("tokenize", [], "-m"), ("run", [SEQ, "--text"], "--text"), ("export", ["-m"], "-m"),
+                      ("tokenize", [], "-m"), ("generate", [], "MODEL"), ("generate", [GPT2], "--prompt"),
+                      ("run", [SEQ, "--text"], "--text"), ("export", ["-m"], "-m"),
                       ("convert", ["-m", SEQ, "--seq-len", "1", "2"], "--seq-len"),
                       ("triton-repo", [ONNX, "-o", OUT, "--batch-size", "1"], "--batch-size")]:
     expect(2, cmd, args, kw)
@@ -76,7 +79,8 @@ for cmd, good in TASK_CMDS.items():
     expect(2, cmd, good + ["--task", "text2text-generation"], "not supported (yet)")
     expect(2, cmd, good + ["--task", "summarization"], "not supported (yet)")
 # text-generation is a task since issue 15; where a command cannot do it yet, it says so before any work
-for cmd in ("convert", "triton-repo"):
+# (convert does text-generation since issue 15's last item: tests/convert/test_convert_decoder.py)
+for cmd in ("triton-repo",):
     expect(2, cmd, TASK_CMDS[cmd] + ["--task", "text-generation"], "not supported (yet)")
 for cmd, good in [("convert", COMMON["convert"]), ("infer", COMMON["infer"]), ("optimize", COMMON["optimize"]), ("export", COMMON["export"]),
                   ("run", COMMON["run"])]:
@@ -91,18 +95,45 @@ for cmd, good, flag in [("convert", COMMON["convert"], "--threads"), ("run", COM
                         ("triton-repo", COMMON["triton-repo"], "--nb-instances"),
                         ("triton-repo", COMMON["triton-repo"], "--max-length"),
                         ("onnx-save", COMMON["onnx-save"], "--align"), ("export", COMMON["export"], "--opset"),
-                        ("optimize", COMMON["optimize"], "--fold-limit")]:
+                        ("optimize", COMMON["optimize"], "--fold-limit"),
+                        ("generate", COMMON["generate"], "--threads"),
+                        ("generate", COMMON["generate"], "--max-new-tokens")]:
     expect(2, cmd, good + [flag, "-3"], flag)
     expect(2, cmd, good + [flag, "12abc"], flag)
 expect(2, "convert", COMMON["convert"] + ["--seq-len", "64", "32", "16"], "MIN <= OPT <= MAX")
 expect(2, "convert", COMMON["convert"] + ["--seq-len", "1", "8", "100"], "--seq-len max 100")  # the model takes 64
 expect(2, "convert", COMMON["convert"] + ["--backend", "tpu"], "tpu")
+# above the thread pool's 1024: refused up front, not after export + optimize (was exit 1 at 'prepare backends')
+expect(2, "convert", COMMON["convert"] + ["--threads", "100000"], "--threads 100000")
+expect(2, "convert", COMMON["convert"] + ["--nb-instances", "5000"], "--nb-instances 5000")
 expect(2, "convert", COMMON["convert"] + ["--atol", "x"], "--atol")
 expect(2, "export", COMMON["export"] + ["--dtype", "int3"], "dtype")
 expect(2, "optimize", COMMON["optimize"] + ["--target", "gpu"], "--target")
+# optimize onto its own input (also through a symlink) would replace the user's graph: refused, file untouched
+mine = os.path.join(WORK, "mine.onnx")
+shutil.copyfile(ONNX, mine)
+os.symlink(mine, os.path.join(WORK, "alias.onnx"))
+before = open(mine, "rb").read()
+expect(2, "optimize", [mine, "-o", mine], "input model itself")
+expect(2, "optimize", [mine, "-o", os.path.join(WORK, "alias.onnx")], "input model itself")
+check(open(mine, "rb").read() == before, "optimize refused in place: the input is unchanged")
+p = subprocess.run([TD_BIN, "optimize", mine, "-o", mine, "--force", "-q"], capture_output=True, timeout=300)
+check(p.returncode == 0 and open(mine, "rb").read() != before, "optimize --force replaces the input on request",
+      p.stderr.decode(errors="replace")[-300:])
+# a malformed repository id or revision is a bad value, refused before the cache or network is touched
+expect(2, "download", ["../../etc", "--offline"], "not a Hub repository id")
+expect(2, "download", ["org/name", "--revision", "../x", "--offline"], "not a usable revision")
 # a --max-length above what the model takes is a usage error, said up front (not a node shape mismatch)
 expect(2, "run", [SEQ, "--max-length", "100000", "--text", "x"], "--max-length 100000")
 expect(2, "run", [ONNX, "--tokenizer", SEQ, "--max-length", "100000", "--text", "x"], "--max-length 100000")
+
+# --threads 0 means one per core in every command that takes it (run and infer used to refuse it)
+for cmd, args in [("run", COMMON["run"]), ("infer", [ONNX, "--inputs", GOLDEN, "-o", os.path.join(WORK, "t0.st")]),
+                  ("generate", COMMON["generate"])]:
+    p = subprocess.run([TD_BIN, cmd] + args + ["--threads", "0", "-q"], capture_output=True, timeout=300,
+                       stdin=subprocess.DEVNULL)
+    check(p.returncode == 0, f"{cmd} --threads 0: exit 0", p.stderr.decode(errors="replace")[-300:])
+expect(2, "infer", COMMON["infer"] + ["--threads", ""], "--threads")
 
 # test hooks are not in the product: they live in test tools (tests/tools)
 expect(2, "convert", COMMON["convert"] + ["--inject-fault", "cpu"], "--inject-fault")
@@ -114,7 +145,7 @@ missing = os.path.join(WORK, "does-not-exist")
 for cmd, args in [("export", ["-m", missing, "-o", OUT]), ("inspect", [missing]), ("triton-repo", [missing, "-o", OUT]),
                   ("onnx-save", [missing, "-o", OUT]), ("optimize", [missing, "-o", OUT]),
                   ("infer", [missing, "--inputs", GOLDEN, "-o", OUT]), ("run", [missing, "--text", "x"]),
-                  ("tokenize", ["-m", missing, "x"])]:
+                  ("tokenize", ["-m", missing, "x"]), ("generate", [missing, "--prompt", "x"])]:
     expect(1, cmd, args, "does-not-exist")
 
 print(f"{passed} passed, {failed} failed")

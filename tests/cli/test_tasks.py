@@ -61,7 +61,8 @@ for canon, names in ALIASES.items():
     rc, so, err = run(["export", "-m", d, "--task", names[0], "-o", out, "--json"])
     check(rc == 0 and json.loads(so)["task"] == canon, f"export --task {names[0]} exports {canon}", err)
     repo = os.path.join(WORK, f"repo-{names[0]}")
-    rc, so, err = run(["triton-repo", out, "-o", repo, "--task", names[0], "--tokenizer", d, "--json"])
+    rc, so, err = run(["triton-repo", out, "-o", repo, "--task", names[0], "--tokenizer", d, "--json",
+                       "--triton-backend", "onnxruntime"])
     j = json.loads(so) if rc == 0 else {}
     cfg = os.path.join(repo, "model_inference", "config.pbtxt")
     check(rc == 0 and j.get("task") == canon and j.get("models") == ["model", "model_tokenize", "model_inference"]
@@ -77,7 +78,6 @@ cases = [
     ("run on a GPT-2 ONNX with --task token-classification",
      ["run", os.path.join(ONNX, "gpt2-lm.torchscript.onnx"), "--tokenizer", os.path.join(HF, "gpt2-lm"),
       "--task", "token-classification", "--text", "hi"]),
-    ("convert of a GPT-2 HF directory", ["convert", "-m", os.path.join(HF, "gpt2-lm"), "-o", os.path.join(WORK, "g")]),
 ]
 for what, args in cases:
     rc, out, err = run(args)
@@ -97,6 +97,9 @@ for what, args in ok_cases:
     rc, out, err = run(args)
     res = json.loads(out)["results"] if rc == 0 else []
     check(rc == 0 and len(res) == 1 and len(res[0]["ids"]) > 0, what, f"rc={rc} err={err.strip()[:300]!r}")
+rc, out, err = run(["convert", "-m", os.path.join(HF, "gpt2-lm"), "-o", os.path.join(WORK, "g"), "--no-bench", "-q"])
+check(rc == 0 and os.path.isfile(os.path.join(WORK, "g", "model-optimized.onnx")),
+      "convert of a GPT-2 HF directory converts it as a decoder", f"rc={rc} err={err.strip()[:300]!r}")
 for alias in ("text-generation", "text-generation-with-past", "causal-lm"):
     rc, out, err = run(["export", "-m", os.path.join(HF, "qwen2-lm"), "--task", alias, "-o",
                         os.path.join(WORK, "q.onnx"), "--json"])

@@ -66,9 +66,27 @@ def check_triton_config(cfg_path, onnx_path, batch_max):
     return ok
 
 
+def check_tdeploy_config(model_dir, onnx_path, batch_max):
+    """The tdeploy backend's model: its token inputs (optional, ragged), TEXT/TEXT_PAIR, the graph's outputs."""
+    cfg = model_config_pb2.ModelConfig()
+    text_format.Parse(open(os.path.join(model_dir, "config.pbtxt")).read(), cfg)
+    m = onnx.load(onnx_path, load_external_data=False)
+    ok = cfg.backend == "tdeploy" and cfg.max_batch_size == batch_max and cfg.HasField("dynamic_batching")
+    ins = {e.name: e for e in cfg.input}
+    ok &= set(ins) == {i.name for i in m.graph.input} | {"TEXT", "TEXT_PAIR"}
+    ok &= all(e.optional and (e.allow_ragged_batch or e.data_type == model_config_pb2.TYPE_STRING) for e in ins.values())
+    outs = {e.name: list(e.dims) for e in cfg.output}
+    want = {v.name: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim][1:]
+            for v in m.graph.output}
+    ok &= outs == want
+    with open(onnx_path, "rb") as a, open(os.path.join(model_dir, "1", "model-optimized.onnx"), "rb") as b:
+        ok &= a.read() == b.read()
+    return ok and os.path.isfile(os.path.join(model_dir, "1", "tokenizer.json"))
+
+
 def test_fixture(name):
     out = os.path.join(TMP, name)
-    r = run(["-m", os.path.join(FIX, name), "-o", out] + SHAPE_ARGS)
+    r = run(["-m", os.path.join(FIX, name), "-o", out, "--triton-backend", "both"] + SHAPE_ARGS)
     if not check(r.returncode == 0, f"{name}: convert exit 0 ({r.stderr.strip()[-300:]})"):
         return
     for f in ["model.onnx", "model-optimized.onnx", "report.json", "tokenizer.json", "config.json"]:
@@ -91,7 +109,9 @@ def test_fixture(name):
     fus = rep["optimizer"]["fusions"]
     check(fus.get("Attention") == layers and fus.get("SkipLayerNormalization", 0) >= layers,
           f"{name}: model-optimized.onnx fully fused ({layers} layers): {fus}")
-    model_name = name
+    check(check_tdeploy_config(os.path.join(out, "triton", name), os.path.join(out, "model-optimized.onnx"), 3),
+          f"{name}: tdeploy-backend Triton config matches the optimized model")
+    model_name = name + "_onnxruntime"
     cfg = os.path.join(out, "triton", model_name, "config.pbtxt")
     check(check_triton_config(cfg, os.path.join(out, "triton", model_name, "1", "model.onnx"), 3),
           f"{name}: Triton config matches the ONNX model")
@@ -116,12 +136,23 @@ def test_validation_failure():
     check(any(not v["passed"] for v in rep["validation"] if v["backend"] == "cpu"), "zero tolerance: report says failed")
     check(not os.path.exists(out) and not os.path.exists(os.path.join(out + ".failed", "triton", "bert-seqcls")),
           "zero tolerance: OUTDIR not written, no Triton model for it")
+    check(all(os.path.exists(p) for p in rep["artifacts"].values()),
+          f"zero tolerance: every artifact report.json lists exists ({rep.get('artifacts')})")
+    check("no Triton model" in r.stdout and "and the Triton model" not in r.stdout,
+          f"zero tolerance: the summary does not claim a Triton model was written ({r.stdout[-400:]})")
 
 
 def test_errors():
+    # a model family tdeploy does not export (gpt2 was the example until decoders landed): t5
+    t5 = os.path.join(TMP, "t5-like")
+    shutil.rmtree(t5, ignore_errors=True)
+    shutil.copytree(os.path.join(FIX, "gpt2-lm"), t5)
+    cfg = json.load(open(os.path.join(t5, "config.json")))
+    cfg.update(model_type="t5", architectures=["T5ForConditionalGeneration"])
+    json.dump(cfg, open(os.path.join(t5, "config.json"), "w"))
     cases = [
         ("missing model", ["-m", os.path.join(TMP, "does-not-exist")], "not found"),
-        ("unsupported architecture", ["-m", os.path.join(FIX, "gpt2-lm")], "gpt2"),
+        ("unsupported architecture", ["-m", t5], "t5"),
         ("impossible task", ["-m", os.path.join(FIX, "bert-base"), "--task", "question-answering"], "question"),
         ("unknown task", ["-m", os.path.join(FIX, "bert-base"), "--task", "translation"], "translation"),
         ("min > max", ["-m", os.path.join(FIX, "bert-base"), "--seq-len", "64", "32", "16"], "MIN <= OPT <= MAX"),

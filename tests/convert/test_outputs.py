@@ -52,6 +52,10 @@ def check(name, cond, detail=""):
 
 
 def tdeploy(*args, env=None):
+    # the checks below read the ONNX Runtime layout (model.onnx, NAME_tokenize, NAME_inference); the default
+    # tdeploy-backend layout is served and checked in tests/triton/
+    if args and args[0] in ("convert", "triton-repo"):
+        args = (args[0], "--triton-backend", "onnxruntime", *args[1:])
     return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=600, env=env)
 
 

@@ -423,7 +423,10 @@ try:
     check("offline miss fails", p2.returncode != 0)
     check("offline miss names HF_HUB_OFFLINE and where it looked",
           "HF_HUB_OFFLINE" in p2.stderr and repo_dir("test-org/never-seen") in p2.stderr, p2.stderr)
-    check("offline makes no request", len(reqs) == 0 and len(reqs2) == 0, reqs + reqs2)
+    p3, reqs3 = run("test-org/never-seen", "--offline")
+    check("--offline miss names the flag, not HF_HUB_OFFLINE (which is unset)",
+          p3.returncode == 1 and "--offline" in p3.stderr and "HF_HUB_OFFLINE" not in p3.stderr, p3.stderr)
+    check("offline makes no request", len(reqs) == 0 and len(reqs2) == 0 and len(reqs3) == 0, reqs + reqs2 + reqs3)
 
     # ---- 7. gated repo: 401 without token, success with HF_TOKEN and the header sent
     p, reqs = run("test-org/gated")

@@ -76,7 +76,9 @@ def io_list(entries):
 
 
 def tdeploy(*args):
-    return subprocess.run([TD_BIN, "triton-repo", *args], capture_output=True, text=True, timeout=120)
+    # this file tests the ONNX Runtime layout; tests/triton/ serves the tdeploy backend's (the default)
+    return subprocess.run([TD_BIN, "triton-repo", "--triton-backend", "onnxruntime", *args], capture_output=True,
+                          text=True, timeout=120)
 
 
 # ---------------------------------------------------------------- stand-in for Triton's Python backend utils

@@ -170,5 +170,7 @@ const td_backend *td_backend_find(const char *name) {
         return &td_backend_cpu;
     if (strcmp(name, "reference") == 0)
         return &td_backend_ref;
+    if (strcmp(name, "cuda") == 0)
+        return &td_backend_cuda;
     return NULL;
 }

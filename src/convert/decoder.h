@@ -1,0 +1,66 @@
+/* The decoder branch of `tdeploy convert` (task text-generation): validation and
+ * benchmark of model-optimized.onnx through the generation loop (generate/generator.h).
+ *
+ * Validation runs the same prompts through two generators: the reference one on
+ * model.onnx with the reference backend (plain loops, graph untouched) and the
+ * backend one on model-optimized.onnx with the backend's precision. For each case
+ * (every prompt alone, then all prompts as one left-padded batch) the prefill
+ * logits at the real positions must agree within atol + rtol |ref|, and the greedy
+ * tokens of both must be identical.
+ *
+ * The benchmark generates from random prompts at batch 1 and 8 with eos off (so
+ * every run makes the same number of tokens): time to first token (the prefill),
+ * prefill tokens/s and decode ms/token (one step of the whole batch), p50/p95. */
+#ifndef TD_CONVERT_DECODER_H
+#define TD_CONVERT_DECODER_H
+
+#include "convert/convert.h"
+#include "deploy/report.h"
+#include "deploy/stats.h"
+#include "tdeploy/session.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TD_DECODER_BENCH_BATCHES 2 /* batch 1 and 8 */
+
+typedef struct td_decoder_bench {
+    int64_t batch, prompt, new_tokens;
+    td_latency_stats ttft;       /* seconds: the prefill of the batch, first token included */
+    td_latency_stats decode;     /* seconds per decode step (one new token for every row) */
+    double prefill_tokens_per_s; /* batch * prompt / median ttft */
+} td_decoder_bench;
+
+typedef struct td_convert_decoder {
+    /* in */
+    const td_convert_options *o;
+    const char *backend;   /* "cpu" */
+    const char *ref_onnx;  /* model.onnx: fp32 reference */
+    const char *opt_onnx;  /* model-optimized.onnx: what the backend runs */
+    td_precision precision;
+    double atol, rtol;
+    int64_t prompt_len;    /* benchmark prompt length (the profile's opt sequence length) */
+    uint64_t seed;
+    /* out: validation */
+    bool passed;
+    size_t n_compared, n_failed;  /* prefill logits elements at real positions */
+    double max_abs, max_rel;      /* rel = |got - ref| / max(|ref|, 1e-3), as convert/compare.h */
+    int n_cases;                  /* generations compared (single prompts + the padded batch rows) */
+    int n_token_mismatch;         /* rows whose greedy tokens differ */
+    int64_t new_tokens;           /* greedy tokens asked per validation case */
+    char mismatch[256];           /* the first differing row, for the report */
+    /* out: benchmark (n_bench = 0: not run) */
+    td_decoder_bench bench[TD_DECODER_BENCH_BATCHES];
+    int n_bench;
+} td_convert_decoder;
+
+/* Validate (fills the out fields; a failed comparison is TD_OK with passed = false). */
+td_status td_convert_decoder_validate(td_ctx *ctx, td_convert_decoder *d);
+td_status td_convert_decoder_benchmark(td_ctx *ctx, td_convert_decoder *d);
+/* validation + generation_benchmark entries of report.json */
+td_status td_convert_decoder_report(td_ctx *ctx, const td_convert_decoder *d, td_report *r);
+/* The summary table rows (appended to buf). */
+void td_convert_decoder_summary(const td_convert_decoder *d, char *buf, size_t n);
+
+#endif

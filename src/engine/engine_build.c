@@ -1,0 +1,193 @@
+/* The engine builder (see engine_build.h). */
+#include "engine/engine_build.h"
+
+#include "core/log.h"
+#include "export/export.h"
+#include "onnx/onnx_io.h"
+#include "opt/optimize.h"
+#include "runtime/cuda_loader.h"
+#include "runtime/plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* An already fused graph (from `tdeploy optimize`) holds com.microsoft ops. */
+static bool is_fused(const td_model *m) {
+    for (int i = 0; i < m->graph->n_nodes; i++) {
+        const td_node *n = m->graph->nodes[i];
+        if (n && n->domain && strcmp(n->domain, "com.microsoft") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Bind zero-filled inputs of batch x seq (symbolic axis 0 = batch, 1 = sequence) and plan. */
+static td_status plan_profile(td_ctx *ctx, td_session *s, uint32_t B, uint32_t S, td_engine_profile *p) {
+    void *bufs[16] = {0};
+    td_status st = TD_OK;
+    int n = td_session_input_count(s);
+    if (n > 16)
+        return td_fail(ctx, TD_ERR_UNSUPPORTED, "engines take at most 16 inputs (the model has %d)", n);
+    for (int i = 0; i < n && st == TD_OK; i++) {
+        int32_t dt;
+        int rank;
+        const int64_t *dims;
+        const char *const *params;
+        td_session_input_info(s, i, &dt, &rank, &dims, &params);
+        int64_t shape[8], numel = 1;
+        if (rank > 8) {
+            st = td_fail(ctx, TD_ERR_UNSUPPORTED, "input %d has rank %d", i, rank);
+            break;
+        }
+        for (int d = 0; d < rank; d++) {
+            shape[d] = dims[d] >= 0 ? dims[d] : d == 0 ? B : d == 1 ? S : 1;
+            numel *= shape[d];
+        }
+        size_t nb = (size_t)numel * td_dtype_size((td_dtype)dt);
+        bufs[i] = calloc(1, nb ? nb : 1);
+        if (!bufs[i]) {
+            st = td_fail_oom(ctx, nb, "planning inputs");
+            break;
+        }
+        st = td_session_set_input(ctx, s, td_session_input_name(s, i), dt, rank, shape, bufs[i], nb);
+    }
+    if (st == TD_OK)
+        st = td_session_plan_only(ctx, s);
+    if (st == TD_OK) {
+        td_session_stats stats;
+        td_session_get_stats(s, &stats);
+        p->arena_bytes = stats.arena_bytes;
+        p->naive_bytes = stats.arena_naive_bytes;
+    }
+    for (int i = 0; i < n; i++)
+        free(bufs[i]);
+    if (st != TD_OK)
+        td_wrap(ctx, "planning activation memory for %ux%u", B, S);
+    return st;
+}
+
+/* KERNELS text, one line per node the GPU runs; and the check that each has a kernel. */
+static td_status kernel_table(td_ctx *ctx, td_session *s, int precision, char **out, td_engine_build_report *r) {
+    size_t cap = 4096, len = 0;
+    char *t = malloc(cap);
+    if (!t)
+        return td_fail_oom(ctx, cap, "the kernel table");
+    t[0] = 0;
+    r->nodes = s->nn;
+    for (int i = 0; i < s->nn; i++) {
+        const td_rt_node *rn = &s->nodes[i];
+        if (rn->hoisted) {
+            r->hoisted_nodes++;
+            continue;
+        }
+        if (!td_cuda_has_kernel(rn)) {
+            free(t);
+            return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED,
+                                "no CUDA kernel for this op, so it cannot go into an engine (engines never fall back "
+                                "to the CPU)");
+        }
+        r->gpu_nodes++;
+        const char *name = rn->node->name ? rn->node->name : "";
+        const char *k = td_cuda_kernel_name(rn, precision);
+        size_t need = strlen(name) + strlen(rn->node->op_type) + strlen(k) + 4;
+        if (len + need >= cap) {
+            while (len + need >= cap)
+                cap *= 2;
+            char *q = realloc(t, cap);
+            if (!q) {
+                free(t);
+                return td_fail_oom(ctx, cap, "the kernel table");
+            }
+            t = q;
+        }
+        len += (size_t)snprintf(t + len, cap - len, "%s\t%s\t%s\n", name, rn->node->op_type, k);
+    }
+    *out = t;
+    return TD_OK;
+}
+
+td_status td_engine_build(td_ctx *ctx, const td_engine_build_options *o, td_engine_build_report *r) {
+    memset(r, 0, sizeof *r);
+    double t0 = td_now_s(), t;
+    td_model *m = NULL;
+    td_session *s = NULL;
+    char *kernels = NULL;
+    td_status st = TD_OK;
+    const char *model_dir = NULL;
+    tdc_device_info dev;
+    if (o->target)
+        dev = *o->target;
+    else if ((st = td_cuda_device(ctx, &dev)) != TD_OK)
+        return td_wrap(ctx, "tdeploy build targets the GPU it runs on");
+    if (td_is_dir(o->input)) {
+        td_export_options eo = {.model_dir = o->input};
+        td_export_summary es;
+        if ((st = td_export_build(ctx, &eo, &m, &es)) != TD_OK)
+            goto out;
+        model_dir = o->input;
+    } else if ((st = td_onnx_load(ctx, o->input, &m)) != TD_OK) {
+        goto out;
+    }
+    t = td_now_s();
+    r->seconds_export = t - t0;
+    if (!is_fused(m)) {
+        td_opt_options oo;
+        td_opt_options_default(&oo);
+        oo.precision = o->precision == TD_PRECISION_FP16 ? TD_OPT_FP16 : o->precision == TD_PRECISION_BF16 ? TD_OPT_BF16 : TD_OPT_FP32;
+        if ((st = td_optimize(ctx, m, &oo, NULL)) != TD_OK)
+            goto out;
+    } else if (o->precision != TD_PRECISION_FP32) {
+        st = td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                     "%s is already optimized: build from the standard ONNX or the model directory so the precision "
+                     "pass runs once (or build this file with --precision fp32 if it was optimized at its precision)",
+                     o->input);
+        goto out;
+    }
+    r->seconds_optimize = td_now_s() - t;
+    t = td_now_s();
+    td_session_options so;
+    td_session_options_init(&so);
+    so.threads = 1;
+    so.backend = "cpu"; /* graph analysis and planning only: the same planner the CUDA backend mirrors */
+    if ((st = td_session_create_model(ctx, m, &so, &s)) != TD_OK)
+        goto out;
+    if ((st = kernel_table(ctx, s, (int)o->precision, &kernels, r)) != TD_OK)
+        goto out;
+    td_engine_meta meta;
+    memset(&meta, 0, sizeof meta);
+    snprintf(meta.gpu_name, sizeof meta.gpu_name, "%s", dev.name);
+    meta.cc_major = (uint32_t)dev.cc_major;
+    meta.cc_minor = (uint32_t)dev.cc_minor;
+    meta.cuda_runtime = (uint32_t)dev.runtime_version;
+    meta.precision = (uint32_t)o->precision;
+    meta.n_profiles = o->n_profiles;
+    for (uint32_t i = 0; i < o->n_profiles; i++) {
+        meta.profiles[i] = o->profiles[i];
+        if ((st = plan_profile(ctx, s, o->profiles[i].max_b, o->profiles[i].max_s, &meta.profiles[i])) != TD_OK)
+            goto out;
+    }
+    meta.kernels = kernels;
+    meta.model_dir = model_dir;
+    r->seconds_check_plan = td_now_s() - t;
+    t = td_now_s();
+    if ((st = td_engine_write(ctx, o->output, m, &meta)) != TD_OK)
+        goto out;
+    r->seconds_write = td_now_s() - t;
+    for (int i = 0; i < m->graph->n_values; i++) {
+        const td_value *v = m->graph->values[i];
+        if (v && v->initializer)
+            r->weight_bytes += v->initializer->nbytes;
+    }
+    memcpy(r->profiles, meta.profiles, sizeof r->profiles);
+    r->n_profiles = meta.n_profiles;
+    snprintf(r->gpu_name, sizeof r->gpu_name, "%s", dev.name);
+    r->cc_major = dev.cc_major;
+    r->cc_minor = dev.cc_minor;
+out:
+    r->seconds_total = td_now_s() - t0;
+    free(kernels);
+    td_session_free(s);
+    td_model_free(m);
+    return st;
+}

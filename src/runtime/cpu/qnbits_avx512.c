@@ -1,0 +1,385 @@
+/* MatMulNBits AVX-512 kernels (see qnbits.h), compiled with target attributes and chosen at run time, so
+ * one build runs on CPUs with and without AVX-512.
+ *
+ * A weight row n is a byte stream of row_bytes = kb * blob, processed in 64-byte chunks (masked at the
+ * end). For 4 bits a chunk holds 128 weights: its low nibbles are the even elements, its high nibbles the
+ * odd ones, so the activation row is stored per chunk as [even elements (64) | odd elements (64)] and the
+ * nibbles never need interleaving. Each 32-bit lane of a chunk covers 4 bytes of one block (blocks are
+ * >= 8 bytes), so per-block scales become per-lane scales with one permute.
+ *
+ * int8 path, per chunk and activation row: vpdpbusd(codes u8, activations s8) -> int32 per lane, then
+ * acc += float(lane) * weight scale * activation scale (per lane); after the row, subtract
+ * sum_blocks scale*zp * act_scale * act_sum (the zero-point term) and add the bias. Up to 4 activation rows
+ * share each unpacked weight chunk (prefill). fp32 path: codes widened to fp32, w = code*s - s*zp, fma. */
+#include "runtime/cpu/qnbits.h"
+
+#include "core/threadpool.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TD_QNB_X86 1
+#include <immintrin.h>
+#define TD_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#endif
+
+#define ROWS_MAX 4 /* activation rows sharing one weight chunk */
+#define N_TILE 16  /* weight rows (16 x row_bytes, a few KB) reused across all activation rows */
+
+bool td_qnbits_have_avx512(void) {
+#ifdef TD_QNB_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni");
+#else
+    return false;
+#endif
+}
+
+/* Per-row scratch sizes (bytes, 64-aligned). */
+typedef struct qlayout {
+    int64_t chunks;
+    size_t act;  /* int8 activations, per row: chunks * 128 (4-bit) or * 64 (8-bit) */
+    size_t dal;  /* per-lane activation scales, per row: chunks * 16 floats */
+    size_t ca;   /* act_scale * act_sum per block, per row: kb floats */
+    size_t af;   /* fp32 activations (reordered), per row: chunks * 128 or 64 floats */
+    size_t row;  /* one row's total (max of the two paths) */
+    size_t tmp;  /* per-thread quantization temporaries */
+} qlayout;
+
+static size_t al64(size_t x) { return (x + 63) / 64 * 64; }
+
+static qlayout layout_of(const td_qnbits_w *w) {
+    qlayout l;
+    l.chunks = (w->row_bytes + 63) / 64;
+    size_t per = w->bits == 4 ? 128 : 64;
+    l.act = al64((size_t)l.chunks * per);
+    l.dal = al64((size_t)l.chunks * 16 * sizeof(float));
+    l.ca = al64((size_t)w->kb * sizeof(float));
+    l.af = al64((size_t)l.chunks * per * sizeof(float));
+    size_t i8 = l.act + l.dal + l.ca;
+    l.row = i8 > l.af ? i8 : l.af;
+    l.tmp = td_qnbits_i8_ref_scratch(w) + 64;
+    return l;
+}
+
+size_t td_qnbits_scratch(const td_qnbits_w *w, int64_t M, int threads) {
+    qlayout l = layout_of(w);
+    return 64 + (size_t)M * l.row + (size_t)(threads > 1 ? threads : 1) * l.tmp; /* + per-thread temporaries */
+}
+
+#ifdef TD_QNB_X86
+typedef struct job {
+    const td_qnbits_w *w;
+    const float *A;
+    int64_t M;
+    const float *bias;
+    float *Y;
+    bool int8;
+    uint8_t *rows; /* M * l.row */
+    uint8_t *tmp;  /* per-thread temporaries */
+    qlayout l;
+} job;
+
+/* Prepare activation row m for the chosen path. */
+static void prep_row(const job *j, int64_t m, int thread) {
+    const td_qnbits_w *w = j->w;
+    const qlayout *l = &j->l;
+    const float *a = j->A + m * w->K;
+    uint8_t *base = j->rows + (size_t)m * l->row;
+    int64_t per = w->bits == 4 ? 128 : 64, kpad = w->kb * w->block_size;
+    if (!j->int8) {
+        float *af = (float *)base; /* (chunks, per) */
+        for (int64_t c = 0; c < l->chunks; c++)
+            for (int64_t p = 0; p < per; p++) {
+                /* 4-bit: [even | odd] elements of the chunk's 128; 8-bit: natural order */
+                int64_t k = w->bits == 4 ? c * 128 + (p < 64 ? 2 * p : 2 * (p - 64) + 1) : c * 64 + p;
+                af[c * per + p] = k < w->K ? a[k] : 0.0f;
+            }
+        return;
+    }
+    int8_t *a8 = (int8_t *)(j->tmp + (size_t)thread * l->tmp); /* (kpad) natural order */
+    float *da = (float *)(a8 + (kpad + 63) / 64 * 64);
+    int32_t *asum = (int32_t *)(da + w->kb);
+    td_qnbits_quant_row(a, w->K, w->block_size, a8, da, asum);
+    int8_t *act = (int8_t *)base;
+    float *dal = (float *)(base + l->act), *ca = (float *)(base + l->act + l->dal);
+    for (int64_t c = 0; c < l->chunks; c++)
+        for (int64_t p = 0; p < per; p++) {
+            int64_t k = w->bits == 4 ? c * 128 + (p < 64 ? 2 * p : 2 * (p - 64) + 1) : c * 64 + p;
+            act[c * per + p] = k < kpad ? a8[k] : 0;
+        }
+    for (int64_t c = 0; c < l->chunks; c++)
+        for (int lane = 0; lane < 16; lane++) {
+            int64_t blk = (c * 64 + 4 * lane) / w->blob;
+            dal[c * 16 + lane] = blk < w->kb ? da[blk] : 0.0f;
+        }
+    for (int64_t blk = 0; blk < w->kb; blk++)
+        ca[blk] = da[blk] * (float)asum[blk];
+}
+
+static void prep_rows(void *arg, size_t begin, size_t end, int thread) {
+    for (size_t m = begin; m < end; m++)
+        prep_row(arg, (int64_t)m, thread);
+}
+
+/* Scales of chunk c's 16 lanes from a per-block array row (kb entries). */
+TD_AVX512 static inline __m512 lane_scales(const float *blk_vals, int64_t kb, int64_t blob, int64_t c, __m512i idx) {
+    int64_t b0 = c * 64 / blob;
+    if (blob >= 64)
+        return _mm512_set1_ps(blk_vals[b0]);
+    int64_t cnt = kb - b0 < 16 ? kb - b0 : 16;
+    __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << cnt) - 1), blk_vals + b0);
+    return _mm512_permutexvar_ps(idx, v);
+}
+
+TD_AVX512 static inline float dot_f32(const float *x, const float *y, int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), acc);
+    if (i < n) {
+        __mmask16 mk = (__mmask16)((1u << (n - i)) - 1);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + i), _mm512_maskz_loadu_ps(mk, y + i), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* int8 path: weight row n against R (1..4) prepared activation rows starting at m0. */
+TD_AVX512 static inline void i8_row(const job *j, int64_t n, int64_t m0, int R, __m512i idx) {
+    const td_qnbits_w *w = j->w;
+    const qlayout *l = &j->l;
+    const uint8_t *row = w->b + n * w->row_bytes;
+    const float *sc = w->scale + n * w->kb;
+    int64_t per = w->bits == 4 ? 128 : 64, tail = w->row_bytes % 64;
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    __m512 acc[ROWS_MAX];
+    for (int r = 0; r < ROWS_MAX; r++)
+        acc[r] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < l->chunks; c++) {
+        __mmask64 mk = (c == l->chunks - 1 && tail) ? (((__mmask64)1 << tail) - 1) : ~(__mmask64)0;
+        __m512i q = _mm512_maskz_loadu_epi8(mk, row + c * 64); /* 64 bytes of codes */
+        __m512 sv = lane_scales(sc, w->kb, w->blob, c, idx);   /* (16) weight scale per lane */
+        if (w->bits == 4) {
+            __m512i lo = _mm512_and_si512(q, nib), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib);
+            for (int r = 0; r < R; r++) {
+                const uint8_t *base = j->rows + (size_t)(m0 + r) * l->row;
+                const int8_t *act = (const int8_t *)base + c * per;
+                __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(act));
+                s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512(act + 64));
+                __m512 dal = _mm512_loadu_ps((const float *)(base + l->act) + c * 16);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sv, dal), acc[r]);
+            }
+        } else {
+            for (int r = 0; r < R; r++) {
+                const uint8_t *base = j->rows + (size_t)(m0 + r) * l->row;
+                const int8_t *act = (const int8_t *)base + c * per;
+                __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512(act));
+                __m512 dal = _mm512_loadu_ps((const float *)(base + l->act) + c * 16);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sv, dal), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const float *ca = (const float *)(j->rows + (size_t)(m0 + r) * l->row + l->act + l->dal);
+        float y = _mm512_reduce_add_ps(acc[r]) - dot_f32(w->scale_zp + n * w->kb, ca, w->kb);
+        j->Y[(m0 + r) * w->N + n] = y + (j->bias ? j->bias[n] : 0.0f);
+    }
+}
+
+/* fp32 path: weight row n against prepared fp32 activation row m. */
+TD_AVX512 static inline void f32_row(const job *j, int64_t n, int64_t m) {
+    const td_qnbits_w *w = j->w;
+    const qlayout *l = &j->l;
+    const uint8_t *row = w->b + n * w->row_bytes;
+    const float *sc = w->scale + n * w->kb, *sz = w->scale_zp + n * w->kb;
+    const float *af = (const float *)(j->rows + (size_t)m * l->row);
+    int64_t per = w->bits == 4 ? 128 : 64, tail = w->row_bytes % 64;
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t c = 0; c < l->chunks; c++) {
+        __mmask64 mk = (c == l->chunks - 1 && tail) ? (((__mmask64)1 << tail) - 1) : ~(__mmask64)0;
+        __m512i q = _mm512_maskz_loadu_epi8(mk, row + c * 64);
+        int halves = w->bits == 4 ? 2 : 1;
+        for (int h = 0; h < halves; h++) {
+            __m512i codes = w->bits == 4 ? (h ? _mm512_and_si512(_mm512_srli_epi16(q, 4), nib) : _mm512_and_si512(q, nib)) : q;
+            for (int v = 0; v < 4; v++) {
+                int64_t o = c * 64 + 16 * v; /* first byte of these 16 lanes */
+                if (o >= w->row_bytes)
+                    break;
+                __m512 qf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(codes, v)));
+                __m512 s, z;
+                int64_t b0 = o / w->blob;
+                if (w->blob >= 16) {
+                    s = _mm512_set1_ps(sc[b0]);
+                    z = _mm512_set1_ps(sz[b0]);
+                } else { /* 8-byte blocks (4-bit, block 16): lanes 0-7 and 8-15 are two blocks */
+                    int64_t b1 = b0 + 1 < w->kb ? b0 + 1 : b0; /* the row may end after lane 7 */
+                    s = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(sc[b0]), _mm512_set1_ps(sc[b1]));
+                    z = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(sz[b0]), _mm512_set1_ps(sz[b1]));
+                }
+                __m512 wv = _mm512_fmsub_ps(qf, s, z); /* (16) dequantized weights */
+                __m512 a = _mm512_loadu_ps(af + c * per + h * 64 + 16 * v);
+                if (v & 1)
+                    acc1 = _mm512_fmadd_ps(wv, a, acc1);
+                else
+                    acc0 = _mm512_fmadd_ps(wv, a, acc0);
+            }
+        }
+    }
+    j->Y[m * w->N + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (j->bias ? j->bias[n] : 0.0f);
+}
+
+TD_AVX512 static void run_cols(void *arg, size_t begin, size_t end, int thread) {
+    const job *j = arg;
+    int32_t lanes[16];
+    for (int i = 0; i < 16; i++)
+        lanes[i] = j->w->blob >= 64 ? 0 : (int32_t)(4 * i / j->w->blob);
+    __m512i idx = _mm512_loadu_si512(lanes);
+    for (size_t n0 = begin; n0 < end; n0 += N_TILE) {
+        size_t n1 = n0 + N_TILE < end ? n0 + N_TILE : end;
+        if (j->int8) {
+            for (int64_t m0 = 0; m0 < j->M; m0 += ROWS_MAX) {
+                int R = j->M - m0 < ROWS_MAX ? (int)(j->M - m0) : ROWS_MAX;
+                for (size_t n = n0; n < n1; n++) {
+                    switch (R) { /* constant row counts let the compiler keep acc[] in registers */
+                    case 1: i8_row(j, (int64_t)n, m0, 1, idx); break;
+                    case 2: i8_row(j, (int64_t)n, m0, 2, idx); break;
+                    case 3: i8_row(j, (int64_t)n, m0, 3, idx); break;
+                    default: i8_row(j, (int64_t)n, m0, 4, idx); break;
+                    }
+                }
+            }
+        } else {
+            for (int64_t m = 0; m < j->M; m++)
+                for (size_t n = n0; n < n1; n++)
+                    f32_row(j, (int64_t)n, m);
+        }
+    }
+}
+
+/* ---- AVX2 + FMA: the int8 path for 4-bit codes (codes <= 15 keep vpmaddubsw's int16 sums exact) ---- */
+#define TD_AVX2 __attribute__((target("avx2,fma")))
+
+bool td_qnbits_have_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* Weight scales of lanes 8h..8h+7 of chunk c (lane = 4 bytes), as lane_scales. */
+TD_AVX2 static inline __m256 lane_scales8(const float *blk_vals, int64_t kb, int64_t blob, int64_t byte0, __m256i idx) {
+    int64_t b0 = byte0 / blob;
+    if (blob >= 32 || b0 >= kb)
+        return _mm256_set1_ps(b0 < kb ? blk_vals[b0] : 0.0f);
+    int64_t cnt = kb - b0 < 8 ? kb - b0 : 8;
+    __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_permutevar8x32_ps(_mm256_maskload_ps(blk_vals + b0, live), idx);
+}
+
+TD_AVX2 static inline void i8_row_avx2(const job *j, int64_t n, int64_t m0, int R, __m256i idx) {
+    const td_qnbits_w *w = j->w;
+    const qlayout *l = &j->l;
+    const uint8_t *row = w->b + n * w->row_bytes;
+    const float *sc = w->scale + n * w->kb;
+    const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc[ROWS_MAX];
+    for (int r = 0; r < ROWS_MAX; r++)
+        acc[r] = _mm256_setzero_ps();
+    uint8_t last[64];
+    for (int64_t c = 0; c < l->chunks; c++) {
+        const uint8_t *src = row + c * 64;
+        if ((c + 1) * 64 > w->row_bytes) { /* the row's last, partial chunk: zero padded copy */
+            memset(last, 0, sizeof last);
+            memcpy(last, src, (size_t)(w->row_bytes - c * 64));
+            src = last;
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(src + 32 * h)); /* 32 bytes of codes */
+            __m256i lo = _mm256_and_si256(q, nib), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
+            __m256 sv = lane_scales8(sc, w->kb, w->blob, c * 64 + 32 * h, idx);
+            for (int r = 0; r < R; r++) {
+                const uint8_t *base = j->rows + (size_t)(m0 + r) * l->row;
+                const int8_t *act = (const int8_t *)base + c * 128 + 32 * h;
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)act)),
+                                             _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(act + 64))));
+                __m256i s = _mm256_madd_epi16(p, ones); /* (8) int32 per 4 bytes */
+                __m256 dal = _mm256_loadu_ps((const float *)(base + l->act) + c * 16 + 8 * h);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(sv, dal), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const float *ca = (const float *)(j->rows + (size_t)(m0 + r) * l->row + l->act + l->dal);
+        __m128 v = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+        v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        v = _mm_add_ss(v, _mm_movehdup_ps(v));
+        float corr = 0.0f;
+        for (int64_t b = 0; b < w->kb; b++)
+            corr += w->scale_zp[n * w->kb + b] * ca[b];
+        j->Y[(m0 + r) * w->N + n] = _mm_cvtss_f32(v) - corr + (j->bias ? j->bias[n] : 0.0f);
+    }
+}
+
+TD_AVX2 static void run_cols_avx2(void *arg, size_t begin, size_t end, int thread) {
+    const job *j = arg;
+    int64_t blob = j->w->blob;
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    idx = blob >= 32 ? _mm256_setzero_si256() : _mm256_srli_epi32(idx, blob == 8 ? 1 : 2); /* 4 * lane / blob */
+    for (size_t n0 = begin; n0 < end; n0 += N_TILE) {
+        size_t n1 = n0 + N_TILE < end ? n0 + N_TILE : end;
+        for (int64_t m0 = 0; m0 < j->M; m0 += ROWS_MAX) {
+            int R = j->M - m0 < ROWS_MAX ? (int)(j->M - m0) : ROWS_MAX;
+            for (size_t n = n0; n < n1; n++) {
+                switch (R) {
+                case 1: i8_row_avx2(j, (int64_t)n, m0, 1, idx); break;
+                case 2: i8_row_avx2(j, (int64_t)n, m0, 2, idx); break;
+                case 3: i8_row_avx2(j, (int64_t)n, m0, 3, idx); break;
+                default: i8_row_avx2(j, (int64_t)n, m0, 4, idx); break;
+                }
+            }
+        }
+    }
+}
+#else
+bool td_qnbits_have_avx2(void) { return false; }
+#endif
+
+void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float *bias, float *Y, bool int8,
+                    void *scratch, td_rt_env *env) {
+    td_threadpool *pool = env ? env->pool : NULL;
+#ifdef TD_QNB_X86
+    if (td_qnbits_have_avx512()) {
+        qlayout l = layout_of(w);
+        uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+        job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
+        td_parallel_for(pool, (size_t)M, prep_rows, &j);
+        td_parallel_for(pool, (size_t)w->N, run_cols, &j);
+        return;
+    }
+    if (int8 && w->bits == 4 && td_qnbits_have_avx2()) {
+        qlayout l = layout_of(w);
+        uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+        job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
+        td_parallel_for(pool, (size_t)M, prep_rows, &j);
+        td_parallel_for(pool, (size_t)w->N, run_cols_avx2, &j);
+        return;
+    }
+#endif
+    /* No AVX-512: the scalar algorithms, same results up to summation order. */
+    if (int8) {
+        td_qnbits_i8_ref(w, A, M, bias, Y, scratch);
+        return;
+    }
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < w->N; n++) {
+            const uint8_t *row = w->b + n * w->row_bytes;
+            float acc = 0.0f;
+            for (int64_t k = 0; k < w->K; k++) {
+                int code = w->bits == 8 ? row[k] : ((k & 1) ? row[k / 2] >> 4 : row[k / 2] & 15);
+                int64_t blk = k / w->block_size;
+                acc += A[m * w->K + k] * ((float)code * w->scale[n * w->kb + blk] - w->scale_zp[n * w->kb + blk]);
+            }
+            Y[m * w->N + n] = acc + (bias ? bias[n] : 0.0f);
+        }
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""`tdeploy convert` on the decoder fixtures (task text-generation): model.onnx and
+model-optimized.onnx written and accepted by onnx.checker, validation (prefill
+logits within atol+rtol of the reference backend on model.onnx, greedy tokens
+identical for single prompts and a left-padded batch) passes (the exported graph
+against transformers' goldens is tests/export's job); the benchmark reports batch 1 and 8;
+--no-bench is honoured; a backend outside the tolerance (fp16 with atol = rtol =
+0) fails validation with exit 3, OUTDIR.failed and OUTDIR
+untouched; int8 and a foreign OUTDIR are refused."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import onnx
+
+BIN = os.environ["TD_BIN"]
+FIX = os.path.join(os.environ.get("TD_FIXTURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")), "hf")
+TMP = os.path.join(os.environ.get("TD_TMP", "/tmp"), "convert_decoder_test")
+DECODERS = ["gpt2-gen", "gpt2-lm", "llama-gen", "llama-lm", "qwen2-lm", "mistral-lm", "phi3-lm"]
+
+passed = failed = 0
+
+
+def check(cond, what, detail=""):
+    global passed, failed
+    passed += bool(cond)
+    failed += not cond
+    print(f"{'PASS' if cond else 'FAIL'} {what}" + ("" if cond or not detail else f": {detail}"))
+    return cond
+
+
+def run(args):
+    return subprocess.run([BIN, "convert"] + args, capture_output=True, text=True, timeout=600)
+
+
+def no_leftovers(out):
+    parent, base = os.path.split(out.rstrip("/"))
+    return not glob.glob(os.path.join(parent, base + ".tmp.*"))
+
+
+shutil.rmtree(TMP, ignore_errors=True)
+os.makedirs(TMP)
+
+# every decoder fixture: converted, validated (logits and greedy tokens), no Triton repository
+for name in DECODERS:
+    out = os.path.join(TMP, name)
+    r = run(["-m", os.path.join(FIX, name), "-o", out, "--no-bench", "--threads", "2", "-q"])
+    if not check(r.returncode == 0, f"{name}: exit 0", f"rc={r.returncode} err={r.stderr.strip()[-400:]!r}"):
+        continue
+    files_ok = all(os.path.isfile(os.path.join(out, f)) for f in ("model.onnx", "model-optimized.onnx", "report.json"))
+    check(files_ok and not os.path.exists(os.path.join(out, "triton")) and no_leftovers(out),
+          f"{name}: model.onnx, model-optimized.onnx, report.json, no triton/, no staging left")
+    try:
+        onnx.checker.check_model(os.path.join(out, "model.onnx"))
+        check(True, f"{name}: model.onnx passes onnx.checker")
+    except Exception as e:  # noqa: BLE001 - any checker error fails the case
+        check(False, f"{name}: model.onnx passes onnx.checker", str(e)[:300])
+    rep = json.load(open(os.path.join(out, "report.json")))
+    vals = [v for v in rep.get("validation", []) if v.get("output") == "logits"]
+    gt = rep.get("greedy_tokens", {})
+    check(len(vals) == 1 and vals[0]["passed"] and vals[0]["n_compared"] > 0 and vals[0]["max_abs_diff"] <= 1e-4,
+          f"{name}: prefill logits within 1e-4 of the reference", json.dumps(vals)[:300])
+    # 4 single prompts + the 4 rows of the left-padded batch
+    check(gt.get("passed") is True and gt.get("generations") == 8 and gt.get("identical") == 8 and
+          gt.get("new_tokens", 0) >= 1, f"{name}: greedy tokens identical in 8 of 8 generations", json.dumps(gt))
+    check(rep.get("generation_benchmark") == [], f"{name}: --no-bench: no benchmark entries")
+    check("triton" not in rep.get("artifacts", {}) and "not written" in rep.get("triton_repository", ""),
+          f"{name}: report says no Triton repository")
+
+# the benchmark: batch 1 and 8, p50 <= p95, throughput consistent with the latency
+out = os.path.join(TMP, "bench")
+r = run(["-m", os.path.join(FIX, "llama-gen"), "-o", out, "--nb-measures", "3", "--warmup", "1", "--threads", "2", "-q"])
+if check(r.returncode == 0, "benchmark run: exit 0", r.stderr.strip()[-400:]):
+    gb = json.load(open(os.path.join(out, "report.json")))["generation_benchmark"]
+    check([b["batch"] for b in gb] == [1, 8], "benchmark at batch 1 and 8", json.dumps(gb)[:300])
+    for b in gb:
+        check(b["runs"] == 3 and 0 < b["ttft_ms_p50"] <= b["ttft_ms_p95"] and
+              0 < b["decode_ms_per_token_p50"] <= b["decode_ms_per_token_p95"] and
+              abs(b["prefill_tokens_per_s"] - b["batch"] * b["prompt_tokens"] / (b["ttft_ms_p50"] / 1e3)) <=
+              1e-6 * b["prefill_tokens_per_s"] and b["new_tokens"] >= 2,
+              f"benchmark batch {b['batch']}: figures consistent", json.dumps(b))
+    check("TTFT" in r.stdout and "ms/tok" in r.stdout, "summary table printed", r.stdout[-300:])
+
+# validation failures: exit 3, OUTDIR.failed written, OUTDIR left as it was
+# (bf16 decoders are not used as a failure case: their logits are non-finite today, a runtime bug that
+# validation catches (exit 3) but that a test must not depend on; see docs/benchmarks.md / the closing notes.)
+for what, extra in [("fp16 with atol 0 rtol 0", ["--precision", "fp16", "--atol", "0", "--rtol", "0"])]:
+    out = os.path.join(TMP, "fail-" + extra[1])
+    r = run(["-m", os.path.join(FIX, "llama-gen"), "-o", out, "--no-bench", "-q"] + extra)
+    ok = r.returncode == 3 and os.path.isdir(out + ".failed") and not os.path.exists(out) and no_leftovers(out)
+    if check(ok, f"{what}: exit 3, OUTDIR.failed only", f"rc={r.returncode} err={r.stderr.strip()[-300:]!r}"):
+        rep = json.load(open(os.path.join(out + ".failed", "report.json")))
+        check(not rep["validation"][0]["passed"] or not rep["greedy_tokens"]["passed"],
+              f"{what}: report.json says what failed", json.dumps(rep["validation"])[:300])
+# a passing run after a failed one replaces nothing it must not and removes the stale OUTDIR.failed
+out = os.path.join(TMP, "fail-fp16")
+r = run(["-m", os.path.join(FIX, "llama-gen"), "-o", out, "--no-bench", "-q"])
+check(r.returncode == 0 and os.path.isdir(out) and not os.path.exists(out + ".failed"),
+      "a passing run after a failed one: OUTDIR written, stale OUTDIR.failed removed", r.stderr.strip()[-300:])
+
+# refused before any work: int8, and a folder tdeploy did not create
+r = run(["-m", os.path.join(FIX, "gpt2-gen"), "-o", os.path.join(TMP, "i8"), "--precision", "int8", "-q"])
+check(r.returncode != 0 and "int8" in r.stderr and not os.path.exists(os.path.join(TMP, "i8")),
+      "int8 on a decoder: refused with a message", f"rc={r.returncode} err={r.stderr.strip()[-300:]!r}")
+foreign = os.path.join(TMP, "foreign")
+os.makedirs(foreign)
+open(os.path.join(foreign, "mine.txt"), "w").write("user data")
+r = run(["-m", os.path.join(FIX, "gpt2-gen"), "-o", foreign, "--no-bench", "-q"])
+check(r.returncode != 0 and open(os.path.join(foreign, "mine.txt")).read() == "user data" and
+      sorted(os.listdir(foreign)) == ["mine.txt"], "a foreign OUTDIR is refused and left alone",
+      f"rc={r.returncode} err={r.stderr.strip()[-300:]!r}")
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)

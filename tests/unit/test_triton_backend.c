@@ -1,0 +1,116 @@
+/* The Triton backend's pure parts (no server needed): BYTES tensor parsing on
+ * hostile buffers, packing requests of different lengths into one batch and
+ * cutting outputs back, and the model-config parser's checks. The whole backend
+ * runs against the real tritonserver in tests/triton/. */
+#include "test.h"
+#include "triton_backend/tb_bytes.h"
+#include "triton_backend/tb_config.h"
+#include "triton_backend/tb_pack.h"
+
+#include <string.h>
+
+static size_t put(char *buf, size_t at, const char *s, uint32_t len) {
+    buf[at] = (char)(len & 0xff), buf[at + 1] = (char)(len >> 8 & 0xff);
+    buf[at + 2] = (char)(len >> 16 & 0xff), buf[at + 3] = (char)(len >> 24);
+    memcpy(buf + at + 4, s, strlen(s));
+    return at + 4 + strlen(s);
+}
+
+static void test_bytes(void) {
+    char buf[64], err[128];
+    size_t n = put(buf, 0, "hello", 5);
+    n = put(buf, n, "", 0);
+    n = put(buf, n, "\xff", 1);
+    tb_strings s;
+    CHECK(tb_strings_parse(buf, n, 3, &s, err, sizeof err));
+    CHECK(s.n == 3 && s.len[0] == 5 && memcmp(s.ptr[0], "hello", 5) == 0 && s.len[1] == 0 && s.len[2] == 1);
+    tb_strings_free(&s);
+    CHECK(!tb_strings_parse(buf, n, 2, &s, err, sizeof err) && strstr(err, "after the last")); /* trailing bytes */
+    CHECK(!tb_strings_parse(buf, n, 4, &s, err, sizeof err));                               /* too few */
+    CHECK(!tb_strings_parse(buf, n - 1, 3, &s, err, sizeof err) && strstr(err, "element 2"));  /* cut short */
+    size_t m = put(buf, 0, "ab", 0xfffffff0u); /* a length far past the end */
+    CHECK(!tb_strings_parse(buf, m, 1, &s, err, sizeof err) && strstr(err, "claims"));
+    CHECK(!tb_strings_parse(buf, 3, 1, &s, err, sizeof err)); /* not even a length prefix */
+    CHECK(!tb_strings_parse(buf, 8, (size_t)1 << 62, &s, err, sizeof err)); /* absurd count */
+    CHECK(tb_strings_parse(buf, 0, 0, &s, err, sizeof err) && s.n == 0);
+    tb_strings_free(&s);
+}
+
+static void test_pack_scatter(void) {
+    /* request 0: 2 rows of 3 tokens; request 1: bad (not used); request 2: 1 row of 5 tokens */
+    tb_rows r[3];
+    CHECK(tb_rows_alloc(&r[0], 2, 3, 9) && tb_rows_alloc(&r[1], 1, 1, 9) && tb_rows_alloc(&r[2], 1, 5, 9));
+    for (int k = 0; k < 6; k++)
+        r[0].ids[k] = 10 + k, r[0].mask[k] = 1, r[0].types[k] = k % 2;
+    for (int k = 0; k < 5; k++)
+        r[2].ids[k] = 20 + k, r[2].mask[k] = 1;
+    bool use[3] = {true, false, true};
+    size_t row0[3] = {0, 0, 0};
+    tb_packed p;
+    CHECK(tb_pack(r, use, 3, 9, &p, row0));
+    CHECK(p.rows == 3 && p.seq == 5 && row0[0] == 0 && row0[2] == 2);
+    /* row 1 = request 0's second row, right-padded with the pad id and mask 0 */
+    const int64_t want_ids[5] = {13, 14, 15, 9, 9}, want_mask[5] = {1, 1, 1, 0, 0};
+    CHECK(memcmp(p.ids + 5, want_ids, sizeof want_ids) == 0 && memcmp(p.mask + 5, want_mask, sizeof want_mask) == 0);
+    CHECK(p.types[5] == 1 && p.types[8] == 0 && p.ids[10] == 20 && p.ids[14] == 24);
+    /* per-token output (3, 5, 2): request 0 gets (2, 3, 2) */
+    float out[30], got[12];
+    for (int k = 0; k < 30; k++)
+        out[k] = (float)k;
+    tb_scatter_f32(out, 5, 2, true, row0[0], 2, 3, got);
+    const float want_tok[12] = {0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15};
+    CHECK(memcmp(got, want_tok, sizeof want_tok) == 0);
+    /* per-row output (3, 4): request 2 gets row 2 */
+    tb_scatter_f32(out, 5, 4, false, row0[2], 1, 5, got);
+    CHECK(got[0] == 8 && got[3] == 11);
+    tb_packed_free(&p);
+    for (int i = 0; i < 3; i++)
+        tb_rows_free(&r[i]);
+    tb_rows big;
+    CHECK(!tb_rows_alloc(&big, (size_t)1 << 40, (size_t)1 << 40, 0)); /* overflow refused, nothing allocated */
+}
+
+static void test_config(void) {
+    char err[512];
+    tb_config c;
+    const char *good =
+        "{\"max_batch_size\": 8, \"input\": [{\"name\": \"input_ids\"}, {\"name\": \"attention_mask\"},"
+        " {\"name\": \"TEXT\"}], \"output\": [{\"name\": \"last_hidden_state\", \"data_type\": \"TYPE_FP32\","
+        " \"dims\": [\"-1\", \"32\"]}, {\"name\": \"sentence_embedding\", \"data_type\": \"TYPE_FP32\", \"dims\": [48]}],"
+        " \"parameters\": {\"threads\": {\"string_value\": \"2\"}, \"precision\": {\"string_value\": \"bf16\"},"
+        " \"max_length\": {\"string_value\": \"128\"}, \"truncation\": {\"string_value\": \"reject\"}}}";
+    CHECK_MSG(tb_config_parse(good, strlen(good), &c, err, sizeof err), "%s", err);
+    CHECK(c.max_batch_size == 8 && c.threads == 2 && c.precision == TD_PRECISION_BF16 && c.max_length == 128 &&
+          c.reject_too_long && c.has_ids && c.has_mask && c.has_text && !c.has_types);
+    CHECK(c.n_outputs == 2 && c.outputs[0].per_token && !c.outputs[1].per_token);
+    CHECK(strcmp(c.model_file, "model-optimized.onnx") == 0 && strcmp(c.engine_file, "model.engine") == 0);
+    struct {
+        const char *json, *want;
+    } bad[] = {
+        {"[1]", "not a JSON object"},
+        {"{\"max_batch_size\": 0, \"input\": [{\"name\": \"input_ids\"}], \"output\": [{\"name\": \"o\", "
+         "\"data_type\": \"TYPE_FP32\"}]}", "max_batch_size is 0"},
+        {"{\"max_batch_size\": 4, \"input\": [{\"name\": \"pixels\"}]}", "\"pixels\""},
+        {"{\"max_batch_size\": 4, \"input\": [{\"name\": \"TEXT_PAIR\"}]}", "neither"},
+        {"{\"max_batch_size\": 4, \"input\": [{\"name\": \"input_ids\"}], \"output\": [{\"name\": \"o\", "
+         "\"data_type\": \"TYPE_FP16\"}]}", "TYPE_FP32"},
+        {"{\"max_batch_size\": 4, \"input\": [{\"name\": \"input_ids\"}], \"output\": [{\"name\": \"o\", "
+         "\"data_type\": \"TYPE_FP32\"}], \"parameters\": {\"threads\": {\"string_value\": \"-3\"}}}", "threads"},
+        {"{\"max_batch_size\": 4, \"input\": [{\"name\": \"input_ids\"}], \"output\": [{\"name\": \"o\", "
+         "\"data_type\": \"TYPE_FP32\"}], \"parameters\": {\"model_file\": {\"string_value\": \"../x.onnx\"}}}",
+         "model_file"},
+        {"{\"max_batch_size\": 4, \"input\": [{\"name\": \"input_ids\"}], \"output\": []}", "no outputs"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        bool ok = tb_config_parse(bad[i].json, strlen(bad[i].json), &c, err, sizeof err);
+        CHECK_MSG(!ok && strstr(err, bad[i].want), "case %zu: %s", i, err);
+    }
+}
+
+int main(void) {
+    test_bytes();
+    test_pack_scatter();
+    test_config();
+    return td_test_finish("test_triton_backend");
+}
