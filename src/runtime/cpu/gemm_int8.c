@@ -226,7 +226,8 @@ static void quantize_worker(void *arg, size_t begin, size_t end, int thread) {
 }
 
 /* ---- step 2: tiles ---- */
-static inline float apply_act_s(int act, float v) {
+/* used by the portable tile only; unused (clang warns) when a vector path is compiled */
+__attribute__((unused)) static inline float apply_act_s(int act, float v) {
     switch (act) {
     case TD_GEMM_ACT_RELU:
         return v > 0.0f ? v : 0.0f;

@@ -21,6 +21,17 @@
 #define TD_QNB_X86 1
 #include <immintrin.h>
 #define TD_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
+/* 128-bit lane v (0..3) of x: the extract instruction needs an immediate, so a loop
+ * variable goes through a switch (clang refuses a non-constant even when unrolled). */
+TD_AVX512 static inline __m128i lane128(__m512i x, int v) {
+    switch (v) {
+    case 0: return _mm512_extracti32x4_epi32(x, 0);
+    case 1: return _mm512_extracti32x4_epi32(x, 1);
+    case 2: return _mm512_extracti32x4_epi32(x, 2);
+    default: return _mm512_extracti32x4_epi32(x, 3);
+    }
+}
 #endif
 
 #define ROWS_MAX 4 /* activation rows sharing one weight chunk */
@@ -208,7 +219,7 @@ TD_AVX512 static inline void f32_row(const job *j, int64_t n, int64_t m) {
                 int64_t o = c * 64 + 16 * v; /* first byte of these 16 lanes */
                 if (o >= w->row_bytes)
                     break;
-                __m512 qf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(codes, v)));
+                __m512 qf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lane128(codes, v)));
                 __m512 s, z;
                 int64_t b0 = o / w->blob;
                 if (w->blob >= 16) {
