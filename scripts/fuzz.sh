@@ -34,6 +34,9 @@ seed_dir() {
     fuzz_tokenizer) # first byte 0: the rest is tokenizer.json text (see the harness)
       for f in "$FIX"/hf/*/tokenizer.json; do
         { printf '\0'; cat "$f"; } > "$dir/$(basename "$(dirname "$f")")-tokenizer.json"; done ;;
+    # harnesses whose inputs no fixture file is: their seeds are checked in under tests/fuzz/seeds/<harness>
+    # (fuzz_engine's is the engine tests/unit/test_engine.c builds from bert-seqcls, fp16, two profiles)
+    fuzz_chat_template|fuzz_gguf|fuzz_engine) ;;
     *) return 1 ;;
   esac
   [ -d "tests/fuzz/seeds/$name" ] && cp -r "tests/fuzz/seeds/$name/." "$dir/"
