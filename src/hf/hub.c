@@ -120,21 +120,6 @@ td_status td_hub_check_revision(td_ctx *ctx, const char *rev) {
     return TD_OK;
 }
 
-static bool is_commit_hash(const char *s) {
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!(isdigit((unsigned char)s[n]) || (s[n] >= 'a' && s[n] <= 'f')))
-            return false;
-    return n == 40;
-}
-
-static bool is_sha256_hex(const char *s) {
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!(isdigit((unsigned char)s[n]) || (s[n] >= 'a' && s[n] <= 'f')))
-            return false;
-    return n == 64;
-}
 
 /* "NUMBER_Name/config.json" or "NUMBER_Name/model.safetensors": a sentence-transformers module. */
 static bool is_module_file(const char *p) {
@@ -271,7 +256,7 @@ static td_status resolve_revision(hub_run *r, char ***files_out, size_t *n_out) 
     root = cJSON_ParseWithLength(r->resp.body ? r->resp.body : "", r->resp.body_len);
     const cJSON *sha = root ? cJSON_GetObjectItemCaseSensitive(root, "sha") : NULL;
     const cJSON *sib = root ? cJSON_GetObjectItemCaseSensitive(root, "siblings") : NULL;
-    if (!cJSON_IsString(sha) || !is_commit_hash(sha->valuestring) || !cJSON_IsArray(sib)) {
+    if (!cJSON_IsString(sha) || !td_hub_is_lower_hex(sha->valuestring, 40) || !cJSON_IsArray(sib)) {
         s = td_fail(r->ctx, TD_ERR_FORMAT,
                     "the answer of %s is not the Hub's repository information (no 40-hex \"sha\" or no "
                     "\"siblings\" list): is HF_ENDPOINT a Hugging Face Hub?",
@@ -570,7 +555,7 @@ static td_status fetch_blob(hub_run *r, const char *file, const char *url, const
                     file, r->repo_id, (unsigned long long)have, (unsigned long long)size, incomplete);
         goto out;
     }
-    if (is_sha256_hex(etag)) { /* LFS file: its ETag is the content's sha256 */
+    if (td_hub_is_lower_hex(etag, 64)) { /* LFS file: its ETag is the content's sha256 */
         char hex[65];
         if ((s = sha256_file(r->ctx, fp, incomplete, hex)) != TD_OK)
             goto out;

@@ -124,12 +124,12 @@ char *td_hub_repo_dir(const char *cache, const char *repo_id) {
     return out;
 }
 
-static bool is_commit_hash(const char *s) {
+bool td_hub_is_lower_hex(const char *s, size_t len) {
     size_t n = 0;
     for (; s[n]; n++)
         if (!(isdigit((unsigned char)s[n]) || (s[n] >= 'a' && s[n] <= 'f')))
             return false;
-    return n == 40;
+    return n == len;
 }
 
 /* A snapshot name: one printable path component, not "." or "..", no leading '.'. */
@@ -173,7 +173,7 @@ out:
 }
 
 char *td_hub_cached_commit(const char *repo_dir, const char *revision) {
-    if (is_commit_hash(revision))
+    if (td_hub_is_lower_hex(revision, 40))
         return strdup(revision);
     char *ref = NULL, *buf = NULL;
     if (asprintf(&ref, "%s/refs/%s", repo_dir, revision) < 0)

@@ -55,6 +55,9 @@ td_status td_hub_open_dir(td_ctx *ctx, const char *root, const char *path, int *
  * component, no empty component, no backslash or control character. */
 bool td_hub_safe_repo_path(const char *path);
 
+/* s is exactly `len` lowercase hex digits: a commit id (40) or an LFS sha256 (64). */
+bool td_hub_is_lower_hex(const char *s, size_t len);
+
 void td_hub_free_list(char **list, size_t n);
 
 #endif
