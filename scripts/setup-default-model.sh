@@ -38,11 +38,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ -z "$cache" ]; then
-  if [ -n "${HF_HUB_CACHE:-}" ]; then cache=$HF_HUB_CACHE
-  elif [ -n "${HF_HOME:-}" ]; then cache=$HF_HOME/hub
-  elif [ -n "${XDG_CACHE_HOME:-}" ]; then cache=$XDG_CACHE_HOME/huggingface/hub
-  else cache=$HOME/.cache/huggingface/hub
-  fi
+  . "$(dirname "$0")/lib/hf_cache.sh"
+  cache=$(hf_hub_cache)
 fi
 
 # the default text-generation model (GGUF) beside it; its path goes to stderr
