@@ -30,8 +30,10 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 t = Tally()
 require_server(t)
-shutil.rmtree(TMP, ignore_errors=True)
-os.makedirs(TMP)
+# only this test's own folder: test_triton_faults runs beside it (ctest -j) and keeps its server log under TMP
+ROOT = os.path.join(TMP, "serve")
+shutil.rmtree(ROOT, ignore_errors=True)
+os.makedirs(ROOT)
 
 
 def ort_session(path):
@@ -90,7 +92,7 @@ def real_positions(out, mask):
 # ---- convert every fixture (+ MiniLM) with both Triton variants
 repos, models = [], []
 for name in ENCODERS:
-    out = os.path.join(TMP, "conv", name)
+    out = os.path.join(ROOT, "conv", name)
     p = convert(os.path.join(FIX, "hf", name), out, "--triton-backend", "both")
     if t.check(p.returncode == 0, f"{name}: convert --triton-backend both", p.stderr[-800:]):
         repos.append(os.path.join(out, "triton"))
@@ -98,7 +100,7 @@ for name in ENCODERS:
 
 # the served max_length is the model's own (256, as `tdeploy run` cuts) whatever the profile; a short validation
 # profile keeps the conversion cheap, also in the ASan job
-minilm_out = os.path.join(TMP, "conv", "minilm")
+minilm_out = os.path.join(ROOT, "conv", "minilm")
 p = convert(MINILM, minilm_out, "--name", "minilm", "--triton-backend", "tdeploy", "--seq-len", "1", "16", "32")
 if p.returncode != 0 and "not" in p.stderr:  # not in the cache yet: the project's setup script puts it there
     s = subprocess.run(["bash", os.path.join(SRC, "scripts", "setup-default-model.sh")], capture_output=True,
