@@ -270,7 +270,8 @@ TD_AVX512 static void run_cols(void *arg, size_t begin, size_t end, int thread) 
     }
 }
 
-/* ---- AVX2 + FMA: the int8 path for 4-bit codes (codes <= 15 keep vpmaddubsw's int16 sums exact) ---- */
+/* ---- AVX2 + FMA: the int8 path (4-bit codes <= 15 keep vpmaddubsw's int16 sums exact; 8-bit codes are
+ * recentred to int8 and multiplied through the sign trick) ---- */
 #define TD_AVX2 __attribute__((target("avx2,fma")))
 
 bool td_qnbits_have_avx2(void) {
@@ -307,8 +308,22 @@ TD_AVX2 static inline void i8_row_avx2(const job *j, int64_t n, int64_t m0, int 
         }
         for (int h = 0; h < 2; h++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(src + 32 * h)); /* 32 bytes of codes */
-            __m256i lo = _mm256_and_si256(q, nib), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
             __m256 sv = lane_scales8(sc, w->kb, w->blob, c * 64 + 32 * h, idx);
+            if (w->bits == 8) {
+                /* codes - 128 as int8; vpmaddubsw needs an unsigned operand: |q| times a with q's sign, whose
+                 * pair sums (<= 2 * 128 * 127) fit int16 */
+                __m256i qs = _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80));
+                __m256i qa = _mm256_sign_epi8(qs, qs);
+                for (int r = 0; r < R; r++) {
+                    const uint8_t *base = j->rows + (size_t)(m0 + r) * l->row;
+                    const __m256i a = _mm256_loadu_si256((const __m256i *)((const int8_t *)base + c * 64 + 32 * h));
+                    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a, qs)), ones);
+                    __m256 dal = _mm256_loadu_ps((const float *)(base + l->act) + c * 16 + 8 * h);
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(sv, dal), acc[r]);
+                }
+                continue;
+            }
+            __m256i lo = _mm256_and_si256(q, nib), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
             for (int r = 0; r < R; r++) {
                 const uint8_t *base = j->rows + (size_t)(m0 + r) * l->row;
                 const int8_t *act = (const int8_t *)base + c * 128 + 32 * h;
@@ -325,9 +340,9 @@ TD_AVX2 static inline void i8_row_avx2(const job *j, int64_t n, int64_t m0, int 
         __m128 v = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
         v = _mm_add_ps(v, _mm_movehl_ps(v, v));
         v = _mm_add_ss(v, _mm_movehdup_ps(v));
-        float corr = 0.0f;
+        float corr = 0.0f; /* zero-point term; 8-bit codes were taken as code - 128 above, so 128 * scale less */
         for (int64_t b = 0; b < w->kb; b++)
-            corr += w->scale_zp[n * w->kb + b] * ca[b];
+            corr += (w->scale_zp[n * w->kb + b] - (w->bits == 8 ? 128.0f * w->scale[n * w->kb + b] : 0.0f)) * ca[b];
         j->Y[(m0 + r) * w->N + n] = _mm_cvtss_f32(v) - corr + (j->bias ? j->bias[n] : 0.0f);
     }
 }
@@ -368,7 +383,7 @@ void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float
         td_parallel_for(pool, (size_t)w->N, run_cols, &j);
         return;
     }
-    if (int8 && w->bits == 4 && td_qnbits_have_avx2()) {
+    if (int8 && td_qnbits_have_avx2()) {
         qlayout l = layout_of(w);
         uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
         job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
