@@ -11,9 +11,17 @@
  * LayerNorm and every elementwise op stay float32. The bias Add is folded in
  * when the MatMul's output is read only by it and the bias is a constant (N)
  * vector on the last axis. Gemm (the pooler / classifier heads, a few KFLOP)
- * stays float. Runs after the fusions, which read the MatMul + Add forms. */
+ * stays float. Runs after the fusions, which read the MatMul + Add forms.
+ *
+ * --precision int4 (decoders: the block layout of llama.cpp's Q4_0, kept quantized in ONNX):
+ *   MatMul(A, W)                  -> com.microsoft MatMulNBits(A, B, scales), bits 4, block_size 32,
+ *                                    accuracy_level 4 (int8 activations, per block)
+ * W (K, N) constant float32 becomes N rows of K / 32 blocks, symmetric per block (scale = max |w| / 7, code =
+ * round(w / scale) + 8, MatMulNBits' default zero point 8: quant/qblock.h); the bias Add stays an Add. Gather
+ * tables (embeddings) stay float32. */
 #include "opt/opt_util.h"
 #include "opt/pass.h"
+#include "quant/qblock.h"
 #include "runtime/cpu/gemm_int8.h"
 
 #include <stdio.h>
@@ -150,7 +158,57 @@ static td_status quantize_attention(td_ctx *ctx, td_graph *g, td_node *at, int *
     return TD_OK;
 }
 
+/* int4: MatMul with a constant float32 (K, N) weight -> MatMulNBits. */
+static td_status quantize_matmul_nbits(td_ctx *ctx, td_graph *g, td_node *mm, int *changes) {
+    td_value *a = mm->inputs[0], *w = mm->inputs[1];
+    const td_tensor *wt = float_matrix(w);
+    if (!wt || !a || a->type.elem != TD_F32 || mm->n_outputs != 1 || !mm->outputs[0] || opt_rank(a) == 0)
+        return TD_OK;
+    int64_t K = wt->dims[0], N = wt->dims[1], kb = (K + 31) / 32;
+    float *rows = malloc((size_t)K * (size_t)N * sizeof *rows); /* W^T (N, K): MatMulNBits rows are outputs */
+    if (!rows)
+        return td_fail_oom(ctx, (size_t)K * (size_t)N * sizeof *rows, "int4 quantization");
+    const float *src = wt->data;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++)
+            rows[n * K + k] = src[k * N + n];
+    td_qblock q = {0};
+    td_status s = td_qblock_quantize(ctx, rows, N, K, 4, 32, true, &q);
+    free(rows);
+    TD_TRY(s);
+    free(q.zp_u8); /* symmetric: the default zero point */
+    free(q.zp_f32);
+    char name[300];
+    td_value *b = NULL, *sc = NULL;
+    int64_t db[3] = {N, kb, 16}, ds[2] = {N, kb};
+    snprintf(name, sizeof name, "%s_q4", w->name);
+    if ((s = opt_new_const_owned(ctx, g, name, TD_U8, 3, db, q.b, (size_t)(N * kb * 16), &b)) != TD_OK) {
+        free(q.scales);
+        return s;
+    }
+    snprintf(name, sizeof name, "%s_q4_scales", w->name);
+    TD_TRY(opt_new_const_owned(ctx, g, name, TD_F32, 2, ds, q.scales, (size_t)(N * kb) * sizeof(float), &sc));
+    td_value *ins[3] = {a, b, sc};
+    td_node *nb = NULL;
+    TD_TRY(opt_replace_producer(ctx, g, mm->outputs[0], "MatMulNBits", "com.microsoft", "MatMulNBits", ins, 3, &nb));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "K", K));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "N", N));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "bits", 4));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "block_size", 32));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "accuracy_level", 4));
+    (*changes)++;
+    return TD_OK;
+}
+
 td_status td_pass_quantize(td_ctx *ctx, td_opt_state *st, int *changes) {
+    if (st->opts->precision == TD_OPT_INT4) {
+        td_graph *g = st->model->graph;
+        int n_nodes = g->n_nodes;
+        for (int i = 0; i < n_nodes; i++)
+            if (opt_is_op(g->nodes[i], "MatMul") && g->nodes[i]->n_inputs == 2)
+                TD_TRY(quantize_matmul_nbits(ctx, g, g->nodes[i], changes));
+        return TD_OK;
+    }
     if (st->opts->precision != TD_OPT_INT8)
         return TD_OK;
     td_graph *g = st->model->graph;
