@@ -1,6 +1,6 @@
-"""`tdeploy optimize --precision int4` on decoders exported from HF safetensors (issue 16): every MatMul with a
-constant weight becomes com.microsoft MatMulNBits (4-bit blocks of 32, symmetric: llama.cpp's Q4_0 layout,
-accuracy_level 4). Checked, per fixture decoder:
+"""`tdeploy optimize --precision int4|int8` on decoders exported from HF safetensors (issue 16): every MatMul with
+a constant weight becomes com.microsoft MatMulNBits (4- or 8-bit blocks of 32, symmetric: llama.cpp's Q4_0 /
+Q8_0 layouts, accuracy_level 4). Checked, per fixture decoder:
 - the graph: MatMulNBits for each projection and the lm_head, no float copy of those weights left;
 - ONNX Runtime runs the int4 graph, and tdeploy's runtime (`tdeploy infer`) matches it: both quantize the
   activations per block of 32 to int8, so they differ only where a float summation-order difference upstream
@@ -26,16 +26,19 @@ work = os.path.join(TMP, "optimize_int4")
 os.makedirs(work, exist_ok=True)
 ids = np.array([[5, 77, 300, 12, 901, 44, 7, 256, 3]], np.int64)
 S = ids.shape[1]
-for name in ("llama-gen", "qwen2-lm", "mistral-lm", "gpt2-lm"):
+for name, prec in (("llama-gen", "int4"), ("qwen2-lm", "int4"), ("mistral-lm", "int4"), ("gpt2-lm", "int4"),
+                   ("llama-gen", "int8"), ("qwen2-lm", "int8")):
+    bits = int(prec[3:])
     src = os.path.join(FIXTURES, "hf", name)
     f32 = os.path.join(work, f"{name}.onnx")
-    q4 = os.path.join(work, f"{name}.int4.onnx")
+    q4 = os.path.join(work, f"{name}.{prec}.onnx")
     r = run_export(src, f32, "--task", "text-generation")
     if not t.check(r.returncode == 0, f"{name}: export", r.stderr[-300:]):
         continue
-    r = subprocess.run([BIN, "optimize", f32, "-o", q4, "--precision", "int4", "-q"], capture_output=True, text=True,
+    r = subprocess.run([BIN, "optimize", f32, "-o", q4, "--precision", prec, "-q"], capture_output=True, text=True,
                        timeout=300)
-    if not t.check(r.returncode == 0, f"{name}: optimize --precision int4", r.stderr[-300:]):
+    name = f"{name} {prec}"
+    if not t.check(r.returncode == 0, f"{name}: optimize --precision {prec}", r.stderr[-300:]):
         continue
     m = onnx.load(q4)
     # (no onnx.checker: the fused graph holds SimplifiedLayerNormalization, an ONNX Runtime op in the default domain)
@@ -43,9 +46,9 @@ for name in ("llama-gen", "qwen2-lm", "mistral-lm", "gpt2-lm"):
     inits = {i.name: i for i in m.graph.initializer}
     nb = [n for n in m.graph.node if n.op_type == "MatMulNBits"]
     float_w = [n.input[1] for n in m.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in inits]
-    attrs_ok = all({a.name: a.i for a in n.attribute}.get("bits") == 4 and
+    attrs_ok = all({a.name: a.i for a in n.attribute}.get("bits") == bits and
                    {a.name: a.i for a in n.attribute}.get("block_size") == 32 for n in nb)
-    t.check(len(nb) >= 4 and not float_w and attrs_ok, f"{name}: weights -> MatMulNBits (4 bits, blocks of 32), no "
+    t.check(len(nb) >= 4 and not float_w and attrs_ok, f"{name}: weights -> MatMulNBits ({bits} bits, blocks of 32), no "
             "float weight MatMul left", f"{len(nb)} MatMulNBits, float weight MatMuls {float_w[:3]}")
     step32, stepq = ort_runner(f32), ort_runner(q4)
     want, _ = step32(ids, np.ones_like(ids), np.arange(S)[None], None)
