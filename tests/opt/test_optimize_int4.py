@@ -62,14 +62,14 @@ for name, prec in (("llama-gen", "int4"), ("qwen2-lm", "int4"), ("mistral-lm", "
     save_file(feeds, inp)
     rr = subprocess.run([BIN, "infer", q4, "--inputs", inp, "-o", out, "-q"], capture_output=True, text=True,
                         timeout=300)
-    if not t.check(rr.returncode == 0, f"{name}: tdeploy infer runs the int4 graph", rr.stderr[-300:]):
+    if not t.check(rr.returncode == 0, f"{name}: tdeploy infer runs the {prec} graph", rr.stderr[-300:]):
         continue
     got = load_file(out)["logits"]
     scale = float(np.abs(want).max())
     err = float(np.abs(got - got_ort).max())
-    t.check(err <= 2e-2 * scale, f"{name}: tdeploy == ONNX Runtime on the int4 graph", f"max abs {err:.2e}, "
+    t.check(err <= 2e-2 * scale, f"{name}: tdeploy == ONNX Runtime on the {prec} graph", f"max abs {err:.2e}, "
             f"logits up to {scale:.2f}")
     a, b = got_ort.ravel().astype(np.float64), want.ravel().astype(np.float64)
     cos = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
-    t.check(cos >= 0.9, f"{name}: int4 logits follow the fp32 export's (cosine >= 0.9)", f"cosine {cos:.4f}")
+    t.check(cos >= 0.9, f"{name}: {prec} logits follow the fp32 export's (cosine >= 0.9)", f"cosine {cos:.4f}")
 t.finish()
