@@ -399,6 +399,17 @@ TD_AVX2 static void run_cols_avx2(void *arg, size_t begin, size_t end, int threa
 bool td_qnbits_have_avx2(void) { return false; }
 #endif
 
+#ifdef TD_QNB_X86
+/* Activation rows: a decode step's single row is prepared on the calling thread (a pool dispatch costs more than
+ * quantizing K floats, twice per matrix per token); prefill rows in parallel. */
+static void prep_all(td_threadpool *pool, job *j) {
+    if (j->M <= 2)
+        prep_rows(j, 0, (size_t)j->M, 0);
+    else
+        td_parallel_for(pool, (size_t)j->M, prep_rows, j);
+}
+#endif
+
 void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float *bias, float *Y, bool int8,
                     void *scratch, td_rt_env *env) {
     td_threadpool *pool = env ? env->pool : NULL;
@@ -407,7 +418,7 @@ void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float
         qlayout l = layout_of(w);
         uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
         job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
-        td_parallel_for(pool, (size_t)M, prep_rows, &j);
+        prep_all(pool, &j);
         td_parallel_for(pool, (size_t)w->N, run_cols, &j);
         return;
     }
@@ -415,7 +426,7 @@ void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float
         qlayout l = layout_of(w);
         uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
         job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
-        td_parallel_for(pool, (size_t)M, prep_rows, &j);
+        prep_all(pool, &j);
         td_parallel_for(pool, (size_t)w->N, run_cols_avx2, &j);
         return;
     }
