@@ -283,8 +283,9 @@ bool td_qnbits_have_avx2(void) {
  * block (32 u + 4 i) / blob. Per-block weight scales of unit u's 8 lanes: one broadcast when a unit is inside
  * one block, else 8 floats from the unit's first block permuted by idx (td_qnbits_prepare pads the scales with
  * 8 floats, so the load never leaves the array). */
-TD_AVX2 static inline __m256 unit_scales(const float *sc, int64_t blob, int64_t u, __m256i idx) {
-    int64_t b0 = u * 32 / blob;
+TD_AVX2 static inline __m256 unit_scales(const float *sc, int64_t blob, int blob_log2, int64_t u, __m256i idx) {
+    int64_t b0 = (u * 32) >> blob_log2; /* blob is a power of two: no division (an idiv per unit cost more than
+                                         * the unit's arithmetic) */
     if (blob >= 32)
         return _mm256_broadcast_ss(sc + b0);
     return _mm256_permutevar8x32_ps(_mm256_loadu_ps(sc + b0), idx);
@@ -325,6 +326,7 @@ TD_AVX2 static inline __attribute__((always_inline)) void i8_row_avx2(const job 
         acc[r] = _mm256_setzero_ps();
     }
     int64_t full = w->row_bytes / 32, units = (w->row_bytes + 31) / 32;
+    int blob_log2 = __builtin_ctzll((unsigned long long)w->blob);
     uint8_t last[32];
     for (int64_t u = 0; u < units; u++) {
         const uint8_t *src = row + 32 * u;
@@ -334,7 +336,7 @@ TD_AVX2 static inline __attribute__((always_inline)) void i8_row_avx2(const job 
             src = last;
         }
         __m256i q = _mm256_loadu_si256((const __m256i *)src); /* (32) bytes of codes */
-        __m256 sv = unit_scales(sc, w->blob, u, idx);          /* (8) weight scale per lane */
+        __m256 sv = unit_scales(sc, w->blob, blob_log2, u, idx); /* (8) weight scale per lane */
         if (BITS == 8) {
             /* codes - 128 as int8; vpmaddubsw wants an unsigned operand: |q| times a with q's sign, whose pair
              * sums (<= 2 * 128 * 127) fit int16 */
