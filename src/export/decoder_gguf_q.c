@@ -71,8 +71,30 @@ static td_value *owned_init(td_xw *w, const char *name, td_dtype dt, int rank, c
     return td_eb_initializer(w->b, t);
 }
 
-/* The packed initializers of hf (created on first use). false: not re-packable (no error) or failed (sticky). */
-static bool qparams_of(td_xw *w, const char *hf, int64_t N, int64_t K, qparams *p) {
+/* Scales of a packed weight in the form an op wants: (N, kb) for MatMulNBits, (N, kb, 1) for GatherBlockQuantized
+ * (ONNX Runtime checks both shapes), made from the other form when a tied table needs both. */
+static td_value *scales_of(td_xw *w, const char *hf, int64_t N, int64_t kb, bool gather) {
+    char want[600], other[600];
+    snprintf(want, sizeof want, "%s.%s", hf, gather ? "qscales3" : "qscales");
+    snprintf(other, sizeof other, "%s.%s", hf, gather ? "qscales" : "qscales3");
+    td_value *v = td_graph_find(w->b->g, want);
+    if (v && v->initializer)
+        return v;
+    td_value *o = td_graph_find(w->b->g, other);
+    size_t bytes = (size_t)(N * kb) * sizeof(float);
+    float *copy = o && o->initializer && o->initializer->nbytes == bytes ? malloc(bytes) : NULL;
+    if (!copy) {
+        td_eb_fail(w->b, td_fail(w->b->ctx, TD_ERR_INTERNAL, "scales of '%s' missing", hf));
+        return NULL;
+    }
+    memcpy(copy, o->initializer->data, bytes);
+    const int64_t d[3] = {N, kb, 1};
+    return owned_init(w, want, TD_F32, gather ? 3 : 2, d, copy, bytes);
+}
+
+/* The packed initializers of hf (created on first use), scales in the form `gather` says (scales_of). false: not
+ * re-packable (no error) or failed (sticky). */
+static bool qparams_of(td_xw *w, const char *hf, int64_t N, int64_t K, bool gather, qparams *p) {
     td_eb *b = w->b;
     memset(p, 0, sizeof *p);
     if (td_eb_status(b) != TD_OK)
@@ -86,10 +108,9 @@ static bool qparams_of(td_xw *w, const char *hf, int64_t N, int64_t K, qparams *
         p->kb = t->dims[1];
         p->block_size = (int)(K / p->kb);
         p->bits = (int)(t->dims[2] * 8 / p->block_size);
-        snprintf(nm, sizeof nm, "%s.qscales", hf);
-        p->scales = td_graph_find(b->g, nm);
         snprintf(nm, sizeof nm, "%s.qzeros", hf);
         p->zeros = td_graph_find(b->g, nm);
+        p->scales = scales_of(w, hf, N, p->kb, gather);
         return p->scales != NULL;
     }
     const td_gguf *f = w->gguf->f;
@@ -119,14 +140,14 @@ static bool qparams_of(td_xw *w, const char *hf, int64_t N, int64_t K, qparams *
         return false;
     }
     int64_t kb = K / q.block_size, blob = (int64_t)q.block_size * q.bits / 8;
-    const int64_t bd[3] = {N, kb, blob}, sd[2] = {N, kb};
+    const int64_t bd[3] = {N, kb, blob}, sd[3] = {N, kb, 1};
     p->bits = q.bits;
     p->block_size = q.block_size;
     p->kb = kb;
     snprintf(nm, sizeof nm, "%s.qweight", hf);
     p->b = owned_init(w, nm, TD_U8, 3, bd, q.b, (size_t)(N * kb * blob));
-    snprintf(nm, sizeof nm, "%s.qscales", hf);
-    p->scales = owned_init(w, nm, TD_F32, 2, sd, q.scales, (size_t)(N * kb) * sizeof(float));
+    snprintf(nm, sizeof nm, "%s.%s", hf, gather ? "qscales3" : "qscales");
+    p->scales = owned_init(w, nm, TD_F32, gather ? 3 : 2, sd, q.scales, (size_t)(N * kb) * sizeof(float));
     snprintf(nm, sizeof nm, "%s.qzeros", hf);
     if (q.zp_f32)
         p->zeros = owned_init(w, nm, TD_F32, 2, sd, q.zp_f32, (size_t)(N * kb) * sizeof(float));
@@ -136,7 +157,7 @@ static bool qparams_of(td_xw *w, const char *hf, int64_t N, int64_t K, qparams *
 
 td_value *td_xw_gguf_qlinear(td_xw *w, td_value *x, int64_t in, int64_t out, const char *hf_weight, const char *hint) {
     qparams p;
-    if (!qparams_of(w, hf_weight, out, in, &p))
+    if (!qparams_of(w, hf_weight, out, in, false, &p))
         return NULL;
     td_value *ins[4] = {x, p.b, p.scales, p.zeros};
     td_node *n = NULL;
@@ -160,22 +181,9 @@ td_value *td_xw_gguf_qembed(td_xw *w, td_value *ids, int64_t vocab, int64_t hidd
     if (!t || t->type == TD_GGML_Q4_1 || t->type == TD_GGML_Q4_K)
         return NULL;
     qparams p;
-    if (!qparams_of(w, hf_weight, vocab, hidden, &p) || p.zeros)
+    if (!qparams_of(w, hf_weight, vocab, hidden, true, &p) || p.zeros)
         return NULL;
-    char nm[600];
-    snprintf(nm, sizeof nm, "%s.qscales3", hf_weight);
-    const td_tensor *s2 = p.scales->initializer;
-    const int64_t d3[3] = {vocab, p.kb, 1};
-    float *copy = malloc((size_t)(vocab * p.kb) * sizeof(float));
-    if (!copy) {
-        td_eb_fail(b, td_fail_oom(b->ctx, (size_t)(vocab * p.kb) * sizeof(float), nm));
-        return NULL;
-    }
-    memcpy(copy, s2->data, (size_t)(vocab * p.kb) * sizeof(float));
-    td_value *s3 = owned_init(w, nm, TD_F32, 3, d3, copy, (size_t)(vocab * p.kb) * sizeof(float));
-    if (!s3)
-        return NULL;
-    td_value *ins[3] = {p.b, ids, s3};
+    td_value *ins[3] = {p.b, ids, p.scales};
     td_node *n = NULL;
     td_value *rows = td_eb_op_domain(b, MS, "GatherBlockQuantized", "tokens_blocks", ins, 3, &n); // (b, s, kb, bs)
     td_eb_attr_int(b, n, "gather_axis", 0);
