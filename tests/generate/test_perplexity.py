@@ -29,6 +29,7 @@ def check(ok, what, detail=""):
         passed += 1
     else:
         failed.append(what)
+    return ok
 
 
 def finish():
