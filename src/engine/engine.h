@@ -108,4 +108,13 @@ void td_engine_free(td_engine *e);
  * the section's structure. */
 td_status td_engine_extract_files(td_ctx *ctx, const td_engine *e, const char *dir);
 
+/* Library-internal access to a td_model_file (tdeploy/session.h) opened from
+ * an engine or an ONNX file: its model, its engine header (NULL for ONNX), and
+ * the engine's bundled model files extracted into dir (TD_ERR_NOT_FOUND when
+ * the engine was built from an ONNX file and holds none). */
+struct td_model_file;
+const td_model *td_model_file_model(const struct td_model_file *f);
+const td_engine_info *td_model_file_engine(const struct td_model_file *f);
+td_status td_model_file_extract_files(td_ctx *ctx, const struct td_model_file *f, const char *dir);
+
 #endif
