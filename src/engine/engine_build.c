@@ -116,10 +116,6 @@ td_status td_engine_build(td_ctx *ctx, const td_engine_build_options *o, td_engi
     td_status st = TD_OK;
     const char *model_dir = NULL;
     tdc_device_info dev;
-    if (o->target)
-        dev = *o->target;
-    else if ((st = td_cuda_device(ctx, &dev)) != TD_OK)
-        return td_wrap(ctx, "tdeploy build targets the GPU it runs on");
     if (td_is_dir(o->input)) {
         td_export_options eo = {.model_dir = o->input};
         td_export_summary es;
@@ -152,14 +148,11 @@ td_status td_engine_build(td_ctx *ctx, const td_engine_build_options *o, td_engi
     so.backend = "cpu"; /* graph analysis and planning only: the same planner the CUDA backend mirrors */
     if ((st = td_session_create_model(ctx, m, &so, &s)) != TD_OK)
         goto out;
+    /* op coverage and memory planning need no GPU: an op without a CUDA kernel is reported on any machine */
     if ((st = kernel_table(ctx, s, (int)o->precision, &kernels, r)) != TD_OK)
         goto out;
     td_engine_meta meta;
     memset(&meta, 0, sizeof meta);
-    snprintf(meta.gpu_name, sizeof meta.gpu_name, "%s", dev.name);
-    meta.cc_major = (uint32_t)dev.cc_major;
-    meta.cc_minor = (uint32_t)dev.cc_minor;
-    meta.cuda_runtime = (uint32_t)dev.runtime_version;
     meta.precision = (uint32_t)o->precision;
     meta.n_profiles = o->n_profiles;
     for (uint32_t i = 0; i < o->n_profiles; i++) {
@@ -170,6 +163,23 @@ td_status td_engine_build(td_ctx *ctx, const td_engine_build_options *o, td_engi
     meta.kernels = kernels;
     meta.model_dir = model_dir;
     r->seconds_check_plan = td_now_s() - t;
+    if (o->target) {
+        dev = *o->target;
+    } else if ((st = td_cuda_device(ctx, &dev)) != TD_OK) {
+        char why[TD_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", td_error_message(ctx));
+        st = td_fail(ctx, st,
+                     "every op of %s has a CUDA kernel (%d nodes run on the GPU) and activation memory is planned, "
+                     "but no engine was written: an engine is compiled for the GPU that builds it, and %s. Run "
+                     "`tdeploy build` on the machine with the GPU the engine will run on (`tdeploy optimize` and "
+                     "`tdeploy convert --backend cpu` need no GPU)",
+                     o->input, r->gpu_nodes, why);
+        goto out;
+    }
+    snprintf(meta.gpu_name, sizeof meta.gpu_name, "%s", dev.name);
+    meta.cc_major = (uint32_t)dev.cc_major;
+    meta.cc_minor = (uint32_t)dev.cc_minor;
+    meta.cuda_runtime = (uint32_t)dev.runtime_version;
     t = td_now_s();
     if ((st = td_engine_write(ctx, o->output, m, &meta)) != TD_OK)
         goto out;

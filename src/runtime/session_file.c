@@ -83,7 +83,12 @@ td_status td_model_file_open(td_ctx *ctx, const char *path, td_model_file **out)
 /* An engine runs only on the GPU architecture it was built for. */
 static td_status check_gpu(td_ctx *ctx, const td_model_file *f) {
     tdc_device_info dev;
-    TD_TRY(td_cuda_device(ctx, &dev));
+    td_status st = td_cuda_device(ctx, &dev);
+    if (st != TD_OK) {
+        char why[TD_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", td_error_message(ctx));
+        return td_fail(ctx, st, "%s; to run %s on the CPU instead, pass --backend cpu", why, f->path);
+    }
     const td_engine_info *e = f->engine;
     if ((uint32_t)dev.cc_major != e->cc_major || (uint32_t)dev.cc_minor != e->cc_minor)
         return td_fail(ctx, TD_ERR_UNSUPPORTED,

@@ -196,6 +196,7 @@ static int run_op(tdc_ctx *c, const tdc_op *op) {
     case TDC_SOFTMAX: return tdc_softmax(c, op);
     case TDC_ATTENTION: return tdc_attention(c, op);
     case TDC_MATMUL: return tdc_matmul(c, op);
+    case TDC_REDUCE_SUM: return tdc_reduce_sum(c, op);
     default: return tdc_fail(c, "op kind %d has no CUDA kernel in this libtdeploy_cuda.so", op->kind);
     }
 }

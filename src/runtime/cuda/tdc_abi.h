@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define TDC_ABI_VERSION 2
+#define TDC_ABI_VERSION 3
 #define TDC_MAX_RANK 8
 #define TDC_MAX_IN 10
 #define TDC_MAX_OUT 4
@@ -46,6 +46,7 @@ typedef enum tdc_op_kind {
     TDC_MATMUL,         /* in0 A (..., M, K), in1 B (K, N) or (N, K) with iattr[0] transB, in2 bias (N) | none; fattr[0] alpha;
                            iattr[1] epilogue (0 none, 1 bias) */
     TDC_SOFTMAX,        /* over the last axis */
+    TDC_REDUCE_SUM,     /* in0 x; out0 y (kept axes in order, contiguous); iattr[0] bit d set = axis d reduced */
 } tdc_op_kind;
 
 typedef enum tdc_ew_op {

@@ -167,6 +167,7 @@ int tdc_embed_layernorm(tdc_ctx *c, const tdc_op *op);
 int tdc_softmax(tdc_ctx *c, const tdc_op *op);
 int tdc_attention(tdc_ctx *c, const tdc_op *op);
 int tdc_matmul(tdc_ctx *c, const tdc_op *op);
+int tdc_reduce_sum(tdc_ctx *c, const tdc_op *op);
 /* C (M, N) row-major = alpha * A (M, K) @ op(B) (+ bias (N)), all of dtype dt, fp32 accumulation. */
 int tdc_gemm(tdc_ctx *c, int dt, int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
              const void *B, int transB, const void *bias, void *C, int64_t ldc);
