@@ -11,6 +11,7 @@
  * Runs after the first of a plan are captured once as a CUDA graph and
  * replayed (one launch for the whole forward pass). */
 #include "engine/engine.h"
+#include "engine/timing_cache.h"
 #include "runtime/backend.h"
 #include "runtime/cuda_loader.h"
 #include "runtime/cpu/op_util.h"
@@ -500,6 +501,22 @@ static td_status cuda_prepare(td_ctx *ctx, td_session *s, void **state) {
         cuda_free(cs);
         return td_fail(ctx, TD_ERR_UNSUPPORTED, "the CUDA backend cannot start: %s (is there a GPU and driver? try "
                        "nvidia-smi, or use --backend cpu)", err);
+    }
+    if (s->engine && s->engine->n_gemms) { /* the GEMM algorithms `tdeploy build` measured on this GPU */
+        tdc_gemm_choice *ch = malloc((size_t)s->engine->n_gemms * sizeof *ch);
+        if (!ch) {
+            cuda_free(cs);
+            return td_fail_oom(ctx, (size_t)s->engine->n_gemms * sizeof *ch, "GEMM choices");
+        }
+        for (uint32_t i = 0; i < s->engine->n_gemms; i++)
+            td_tcache_entry_decode(s->engine->gemms + (size_t)i * TD_TCACHE_ENTRY, &ch[i]);
+        int rc = api->gemm_set_choices(cs->dc, ch, (int)s->engine->n_gemms);
+        free(ch);
+        if (rc) {
+            td_status st = td_fail(ctx, TD_ERR_DEVICE, "CUDA: %s", api->error(cs->dc));
+            cuda_free(cs);
+            return st;
+        }
     }
     for (int i = 0; i < s->nn; i++) {
         const td_rt_node *rn = &s->nodes[i];
