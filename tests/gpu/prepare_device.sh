@@ -18,7 +18,7 @@ ninja -C "$BUILD" -j2 tdeploy tdeploy_shared tdeploy_cuda 2>/dev/null || ninja -
 rm -rf .gpu/bin && mkdir -p .gpu/bin
 cp -a "$BUILD"/tdeploy "$BUILD"/libtdeploy.so* "$BUILD"/libtdeploy_cuda.so .gpu/bin/
 for lib in libprotobuf-c.so.1 libutf8proc.so.2; do
-  src=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+  src=$(set +o pipefail; ldconfig -p | awk -v l="$lib" '$1 == l {print $NF}' | head -n 1)
   [ -n "$src" ] || { echo "prepare_device.sh: $lib not found on this host" >&2; exit 1; }
   cp -L "$src" .gpu/bin/
 done
