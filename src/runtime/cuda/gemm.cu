@@ -74,6 +74,37 @@ static int lt_create(tdc_ctx *c, lt_gemm *g, int dt, int64_t M, int64_t N, int64
     return 0;
 }
 
+/* Operand alignment tuning assumes: the activation arena's (runtime/arena.h TD_ARENA_ALIGN). */
+#define TUNE_ALIGN 64u
+
+/* Largest power of two (<= 256) dividing the address: cuBLASLt's heuristic assumes 256-byte aligned operands
+ * unless told otherwise, and activations (arena offsets, views) can be less aligned. */
+static uint32_t align_of(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && (uintptr_t)p % a)
+        a >>= 1;
+    return a;
+}
+
+/* Tell the heuristic the operands' real alignment (cuBLASLt's A is our B, its B our A, C = D our C). */
+static int lt_set_alignment(tdc_ctx *c, lt_gemm *g, const void *A, const void *B, const void *C, const void *bias) {
+    uint32_t a = align_of(B), b = align_of(A), cd = align_of(C);
+    if (bias && align_of(bias) < cd)
+        cd = align_of(bias);
+    const struct {
+        cublasLtMatmulPreferenceAttributes_t k;
+        uint32_t v;
+    } prefs[] = {{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a}, {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, b},
+                 {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, cd}, {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, cd}};
+    for (size_t i = 0; i < sizeof prefs / sizeof prefs[0]; i++) {
+        cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(g->pref, prefs[i].k, &prefs[i].v, sizeof prefs[i].v);
+        if (s != CUBLAS_STATUS_SUCCESS)
+            return tdc_fail(c, "cublasLtMatmulPreferenceSetAttribute (alignment) failed: %s",
+                            cublasLtGetStatusString(s));
+    }
+    return 0;
+}
+
 static int64_t bucket_of(int64_t m) {
     int64_t b = 1;
     while (b < m)
@@ -139,7 +170,14 @@ int tdc_gemm(tdc_ctx *c, int dt, int64_t M, int64_t N, int64_t K, float alpha, c
     float beta = 0.0f;
     cublasLtMatmulAlgo_t algo;
     cublasStatus_t s;
-    if (!chosen_algo(c, &g, dt, transB, bias != NULL, M, N, K, &algo)) {
+    /* measured algorithms were timed (and chosen among candidates) for TUNE_ALIGN-aligned operands */
+    bool aligned = align_of(A) >= TUNE_ALIGN && align_of(B) >= TUNE_ALIGN && align_of(C) >= TUNE_ALIGN &&
+                   (!bias || align_of(bias) >= TUNE_ALIGN);
+    if (lt_set_alignment(c, &g, A, B, C, bias)) {
+        lt_destroy(&g);
+        return 1;
+    }
+    if (!aligned || !chosen_algo(c, &g, dt, transB, bias != NULL, M, N, K, &algo)) {
         cublasLtMatmulHeuristicResult_t res;
         int found = 0;
         s = cublasLtMatmulAlgoGetHeuristic(c->lt, g.desc, g.la, g.lb, g.lc, g.lc, g.pref, 1, &res, &found);
@@ -202,6 +240,7 @@ int tdc_gemm_tune(tdc_ctx *c, tdc_gemm_choice *ch, int top_k, int *tried) {
     if (top_k > MAX_K)
         top_k = MAX_K;
     void *A = NULL, *B = NULL, *C = NULL, *bias = NULL;
+    char *a_ = NULL, *b_ = NULL, *c_ = NULL, *bias_ = NULL;
     lt_gemm g;
     memset(&g, 0, sizeof g);
     cudaEvent_t e0 = NULL, e1 = NULL;
@@ -218,17 +257,21 @@ int tdc_gemm_tune(tdc_ctx *c, tdc_gemm_choice *ch, int top_k, int *tried) {
             goto out;                                                                                              \
         }                                                                                                          \
     } while (0)
-    CU(cudaMalloc(&A, (size_t)(M * K) * es));
-    CU(cudaMalloc(&B, (size_t)(K * N) * es));
-    CU(cudaMalloc(&C, (size_t)(M * N) * es));
-    CU(cudaMalloc(&bias, (size_t)N * es));
-    tune_fill_kernel<<<tdc_blocks(M * K, 256), 256, 0, c->stream>>>(dt, A, M * K, 1u);
-    tune_fill_kernel<<<tdc_blocks(K * N, 256), 256, 0, c->stream>>>(dt, B, K * N, 2u);
-    tune_fill_kernel<<<tdc_blocks(N, 256), 256, 0, c->stream>>>(dt, bias, N, 3u);
+    /* operands exactly TUNE_ALIGN-aligned (allocation + TUNE_ALIGN), as activations in the arena can be, so the
+     * candidates are ones that run on such pointers */
+    CU(cudaMalloc(&A, (size_t)(M * K) * es + TUNE_ALIGN));
+    CU(cudaMalloc(&B, (size_t)(K * N) * es + TUNE_ALIGN));
+    CU(cudaMalloc(&C, (size_t)(M * N) * es + TUNE_ALIGN));
+    CU(cudaMalloc(&bias, (size_t)N * es + TUNE_ALIGN));
+    a_ = (char *)A + TUNE_ALIGN, b_ = (char *)B + TUNE_ALIGN, c_ = (char *)C + TUNE_ALIGN, bias_ = (char *)bias + TUNE_ALIGN;
+    tune_fill_kernel<<<tdc_blocks(M * K, 256), 256, 0, c->stream>>>(dt, a_, M * K, 1u);
+    tune_fill_kernel<<<tdc_blocks(K * N, 256), 256, 0, c->stream>>>(dt, b_, K * N, 2u);
+    tune_fill_kernel<<<tdc_blocks(N, 256), 256, 0, c->stream>>>(dt, bias_, N, 3u);
     CU(cudaGetLastError());
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
-    if (lt_create(c, &g, dt, M, N, K, K, ch->trans_b, ch->epilogue ? bias : NULL, N)) {
+    if (lt_create(c, &g, dt, M, N, K, K, ch->trans_b, ch->epilogue ? bias_ : NULL, N) ||
+        lt_set_alignment(c, &g, a_, b_, c_, ch->epilogue ? bias_ : NULL)) {
         rc = 1;
         goto out;
     }
@@ -245,7 +288,7 @@ int tdc_gemm_tune(tdc_ctx *c, tdc_gemm_choice *ch, int top_k, int *tried) {
         bool ok = true;
         for (int r = 0; r < WARM + REPS && ok; r++) {
             CU(cudaEventRecord(e0, c->stream));
-            ok = cublasLtMatmul(c->lt, g.desc, &alpha, B, g.la, A, g.lb, &beta, C, g.lc, C, g.lc, &res[a].algo,
+            ok = cublasLtMatmul(c->lt, g.desc, &alpha, b_, g.la, a_, g.lb, &beta, c_, g.lc, c_, g.lc, &res[a].algo,
                                 c->workspace, c->workspace_bytes, c->stream) == CUBLAS_STATUS_SUCCESS;
             CU(cudaEventRecord(e1, c->stream));
             CU(cudaEventSynchronize(e1));
