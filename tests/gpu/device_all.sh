@@ -26,6 +26,13 @@ export XDG_CACHE_HOME=$TD_TMP/xdg  # the default timing cache lands here, not in
 mkdir -p "$TD_TMP"
 [ -x "$TD_BIN" ] || { echo "device_all.sh: $TD_BIN missing: run tests/gpu/prepare_device.sh here and carry .gpu"; exit 2; }
 rc=0
+# the real MiniLM travels xz-compressed (prepare_device.sh): unpack it beside its small files
+if [ -f "$ROOT/.gpu/minilm-fp16/model.safetensors.xz" ]; then
+  rm -rf "$TD_TMP/minilm-fp16" && cp -r "$ROOT/.gpu/minilm-fp16" "$TD_TMP/minilm-fp16" && rm "$TD_TMP/minilm-fp16/model.safetensors.xz"
+  python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.decompress(open(sys.argv[1],'rb').read()))" \
+    "$ROOT/.gpu/minilm-fp16/model.safetensors.xz" "$TD_TMP/minilm-fp16/model.safetensors"
+  export TD_MINILM_DIR=$TD_TMP/minilm-fp16
+fi
 # stage 1 runs in the background (16 cores) while the GPU stages run; its result is read at the end
 ( echo "== 1. nvcc -Werror, every .cu"; n=0; pids=()
   for cu in src/runtime/cuda/*.cu; do
