@@ -94,7 +94,7 @@ typedef struct tdc_device_info {
 typedef struct tdc_gemm_choice {
     int32_t dtype;    /* ONNX dtype of A, B, C and bias: 1 fp32, 10 fp16, 16 bf16 */
     int32_t trans_b;  /* B stored (n, k) */
-    int32_t epilogue; /* 0 none, 1 bias (2 bias+GELU is reserved: cuBLASLt's GELU is the tanh form) */
+    int32_t epilogue; /* 0 none, 1 bias (2 bias+GELU reserved, not emitted yet) */
     int64_t m, n, k;
     /* cublasLtMatmulAlgoConfigAttributes_t values: ID, TILE_ID, STAGES_ID, SPLITK_NUM, REDUCTION_SCHEME,
      * CTA_SWIZZLING, CUSTOM_OPTION, CLUSTER_SHAPE_ID, INNER_SHAPE_ID */
