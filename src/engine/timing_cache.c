@@ -286,16 +286,32 @@ td_status td_tcache_load(td_ctx *ctx, const char *path, const td_tcache_key *key
     return TD_OK;
 }
 
+/* Create dir and its missing parents (like mkdir -p; nothing existing is touched). */
+static td_status make_dirs(td_ctx *ctx, char *dir) {
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        int r = td_is_dir(dir) ? 0 : mkdir(dir, 0755);
+        int err = errno;
+        *p = '/';
+        if (r != 0 && err != EEXIST)
+            return td_fail(ctx, TD_ERR_IO, "cannot create %.*s for the timing cache: %s", (int)(p - dir), dir,
+                           strerror(err));
+    }
+    if (!td_is_dir(dir) && mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return td_fail(ctx, TD_ERR_IO, "cannot create %s for the timing cache: %s", dir, strerror(errno));
+    return TD_OK;
+}
+
 td_status td_tcache_save(td_ctx *ctx, const char *path, const td_tcache *c) {
     char *dir = td_path_dirname(path);
     if (!dir)
         return td_fail_oom(ctx, 0, "a path");
-    if (*dir && !td_is_dir(dir) && mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        td_status st = td_fail(ctx, TD_ERR_IO, "cannot create %s for the timing cache: %s", dir, strerror(errno));
-        free(dir);
-        return st;
-    }
+    td_status dst = *dir ? make_dirs(ctx, dir) : TD_OK;
     free(dir);
+    if (dst != TD_OK)
+        return dst;
     uint8_t *d = NULL;
     size_t n = 0;
     TD_TRY(td_tcache_serialize(ctx, c, &d, &n));

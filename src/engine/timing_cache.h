@@ -75,7 +75,7 @@ char *td_tcache_default_path(void);
  * empty cache, TD_OK, and a sentence in note saying why it is not used (the build re-tunes and rewrites it). */
 td_status td_tcache_load(td_ctx *ctx, const char *path, const td_tcache_key *key, td_tcache *c, char *note,
                          size_t note_n);
-/* Write c to path atomically, creating its directory (one level) when missing. */
+/* Write c to path atomically, creating its directory and missing parents (nothing existing is changed). */
 td_status td_tcache_save(td_ctx *ctx, const char *path, const td_tcache *c);
 
 #endif

@@ -22,7 +22,7 @@ export PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH=$ROOT/.gpu/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export TD_BIN=$ROOT/.gpu/bin/tdeploy TD_LIB=$ROOT/.gpu/bin/libtdeploy.so TDEPLOY_CUDA_LIB=$ROOT/.gpu/bin/libtdeploy_cuda.so
 export TD_MINILM_DIR=$ROOT/.gpu/minilm-fp16 TD_TMP=${TD_TMP:-/tmp/td_gpu} TD_COMMIT=${TD_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
-export XDG_CACHE_HOME=$TD_TMP/xdg  # the default timing cache lands here, not in the image's home
+export XDG_CACHE_HOME=$TD_TMP/xdg  # the default timing cache lands here (made by build), not in the image's home
 mkdir -p "$TD_TMP"
 [ -x "$TD_BIN" ] || { echo "device_all.sh: $TD_BIN missing: run tests/gpu/prepare_device.sh here and carry .gpu"; exit 2; }
 rc=0

@@ -12,6 +12,7 @@
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "core/sha256.h"
+#include "deploy/tree.h"
 #include "engine/engine.h"
 #include "engine/engine_build.h"
 #include "engine/timing_cache.h"
@@ -214,9 +215,17 @@ int main(void) {
     remove(cache);
     st = build(ctx, in, eng, "", &gpu, &r);
     CHECK(st == TD_OK && r.gemm_measured == buckets && !td_is_file(cache));
-    /* a cache path whose folder cannot be made: a warning, the engine is still built */
+    /* missing folders are made (as for ~/.cache/tdeploy on a fresh machine) */
+    char deep[1200], deep_root[1100];
+    snprintf(deep_root, sizeof deep_root, "%s/test_timing_cache_dirs", tmp);
+    snprintf(deep, sizeof deep, "%s/a/b/cache.bin", deep_root);
+    td_remove_tree(ctx, deep_root);
+    st = build(ctx, in, eng, deep, &gpu, &r);
+    CHECK_MSG(st == TD_OK && td_is_file(deep), "cache in new folders: %s", td_error_message(ctx));
+    td_remove_tree(ctx, deep_root);
+    /* a cache path whose folder cannot be made (a file is in the way): a warning, the engine is still built */
     char badpath[1200];
-    snprintf(badpath, sizeof badpath, "%s/no/such/dir/cache.bin", tmp);
+    snprintf(badpath, sizeof badpath, "%s/cache.bin", eng); /* eng is a file */
     st = build(ctx, in, eng, badpath, &gpu, &r);
     CHECK_MSG(st == TD_OK && r.gemm_measured == buckets, "unwritable cache: %s", td_error_message(ctx));
     /* the default location follows XDG_CACHE_HOME */
