@@ -145,6 +145,7 @@ expect(2, "tokenize", ["-m", SEQ, "--file", GOLDEN, "--repeat", "2"], "--file")
 expect(2, "run", COMMON["run"] + ["--device", "tpu"], "--device")
 expect(2, "run", COMMON["run"] + ["--backend", "gpu0"], "--backend")
 expect(2, "build", COMMON["build"] + ["--timing-cache"], "--timing-cache")
+expect(2, "convert", COMMON["convert"] + ["--timing-cache"], "--timing-cache")
 p = subprocess.run([TD_BIN, "build", ONNX, "-o", OUT, "--timing-cache", os.path.join(WORK, "tc.bin")],
                    capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
 err = p.stderr.decode(errors="replace")
