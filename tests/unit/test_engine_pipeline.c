@@ -115,6 +115,39 @@ int main(void) {
                   td_error_message(x));
     td_ctx_free(x);
 
+    /* a convert folder holding both model.onnx and model.engine (and the tokenizer beside them): the ONNX file
+     * by default (CPU), the engine with --device cuda (here: refused without a GPU, naming the engine) */
+    static const char *const beside_files[] = {"tokenizer.json", "config.json", "tokenizer_config.json"};
+    for (int i = 0; i < 3; i++) {
+        char src[1300], dst[1300], *buf = NULL;
+        size_t blen = 0;
+        snprintf(src, sizeof src, "%s/%s", model_dir, beside_files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", folder, beside_files[i]);
+        CHECK(td_read_file(ctx, src, 1 << 24, &buf, &blen) == TD_OK && td_write_file_atomic(ctx, dst, buf, blen) == TD_OK);
+        free(buf);
+    }
+    {
+        char src[1300], dst[1300], *buf = NULL;
+        size_t blen = 0;
+        snprintf(src, sizeof src, "%s/onnx/bert-seqcls.torchscript.onnx", fx);
+        snprintf(dst, sizeof dst, "%s/model.onnx", folder);
+        CHECK(td_read_file(ctx, src, 1 << 26, &buf, &blen) == TD_OK && td_write_file_atomic(ctx, dst, buf, blen) == TD_OK);
+        free(buf);
+    }
+    n = run_texts(ctx, folder, NULL, got, desc, sizeof desc, NULL);
+    CHECK_MSG(n == nl && strstr(desc, "model.onnx") && strstr(desc, "ONNX file"), "folder, default: %s / %s", desc,
+              n < 0 ? td_error_message(ctx) : "");
+    x = td_ctx_new();
+    desc[0] = 0;
+    n = run_texts(x, folder, "cuda", got, desc, sizeof desc, NULL);
+    if (n < 0)
+        CHECK_MSG(strstr(td_error_message(x), "model.engine") &&
+                  (strstr(td_error_message(x), "CUDA") || strstr(td_error_message(x), "GPU")), "%s",
+                  td_error_message(x));
+    else
+        CHECK_MSG(strstr(desc, "model.engine"), "folder, cuda: %s", desc);
+    td_ctx_free(x);
+
     /* a file that is neither ONNX nor an engine: refused, naming what it takes */
     char junk[1300];
     snprintf(junk, sizeof junk, "%s/notes.txt", folder);
