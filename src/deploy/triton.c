@@ -302,6 +302,10 @@ static void tokenizer_config(td_pbtxt *b, const td_triton_spec *sp, const td_tri
     snprintf(num, sizeof num, "%lld", (long long)tp->pad_to_length);
     td_triton_put_param(b, "pad_to_length", num);
     td_triton_put_param(b, "pad_token", tp->pad_token);
+    /* model.py reads it at import (see there): the server's Python ignores PYTHONPATH */
+    td_pbtxt_printf(b, "# folders (':'-separated) with numpy < 2 and tokenizers for the server's Python; the environment\n"
+                       "# variable TDEPLOY_TRITON_PYTHONPATH of the server is read too\n");
+    td_triton_put_param(b, "python_path", "");
 }
 
 static void map_entries(td_pbtxt *b, const char *section, const td_triton_tensor *t, size_t n) {
