@@ -44,7 +44,7 @@ const char *td_triton_type_name(td_dtype t) {
     }
 }
 
-static bool safe_model_name(const char *s) {
+bool td_triton_safe_model_name(const char *s) {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > 128 || s[0] == '.' || s[0] == '-')
         return false;
@@ -99,7 +99,7 @@ static td_status check_tensors(td_ctx *ctx, const td_triton_spec *sp, const td_t
 }
 
 static td_status check_spec(td_ctx *ctx, const td_triton_spec *sp) {
-    if (!safe_model_name(sp->name))
+    if (!td_triton_safe_model_name(sp->name))
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "'%s' is not a usable Triton model name: use letters, digits, '_', '-' and '.' (not first)",
                        sp->name ? sp->name : "(null)");
