@@ -41,6 +41,10 @@ void tb_execute(tb_instance *inst, TRITONBACKEND_Request **requests, uint32_t co
  * with FINISH_REASON, or one error response; every request is released inside. */
 void tb_generate_execute(tb_instance *inst, TRITONBACKEND_Request **requests, uint32_t count);
 
+/* Config auto-complete (tb_autocomplete.c): when the server allows it, fill what config.pbtxt leaves out
+ * (max_batch_size, inputs, outputs) from the model file in version_dir and hand it back with ModelSetConfig. */
+TRITONSERVER_Error *tb_autocomplete(TRITONBACKEND_Model *model, const char *name, const char *version_dir);
+
 /* One input tensor copied into a contiguous host buffer (Triton may hand it over in several pieces). */
 typedef struct tb_tensor_in {
     TRITONSERVER_DataType dtype;

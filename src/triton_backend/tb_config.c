@@ -197,6 +197,7 @@ bool tb_config_parse(const char *json, size_t len, tb_config *c, char *err, size
     c->threads = (int)v;
     if (!param_int(root, "max_length", 0, 1 << 24, &c->max_length, err, n))
         goto out;
+    c->max_length_given = param(root, "max_length") != NULL;
     const char *p = param(root, "precision");
     if (p && strcmp(p, "fp32") == 0)
         c->precision = TD_PRECISION_FP32;

@@ -4,6 +4,7 @@
  *   parameters { key: "threads"    value { string_value: "0" } }       session threads (0 = one per core)
  *   parameters { key: "precision"  value { string_value: "fp32" } }    fp32 | fp16 | bf16 prepacked weights
  *   parameters { key: "max_length" value { string_value: "128" } }     tokens per row, special tokens included
+ *                                    (0 = no limit; absent: the model's own, from the version folder's HF files)
  *   parameters { key: "truncation" value { string_value: "truncate" } } truncate | reject (longer rows)
  *   parameters { key: "model_file" value { string_value: "..." } }     CPU instances (default model-optimized.onnx)
  *   parameters { key: "engine_file" value { string_value: "..." } }    GPU instances (default model.engine)
@@ -47,7 +48,8 @@ typedef struct tb_config {
     int64_t max_batch_size;
     int threads;
     td_precision precision;
-    int64_t max_length;    /* 0: no limit from the config */
+    int64_t max_length;    /* 0: no limit */
+    bool max_length_given; /* the config has the parameter (else the backend derives it) */
     bool reject_too_long;  /* truncation "reject": a row over max_length is that request's error */
     char model_file[256];  /* CPU instances */
     char engine_file[256]; /* GPU instances */

@@ -11,6 +11,8 @@
 #define _GNU_SOURCE
 #include "triton_backend/tb_backend.h"
 
+#include "hf/max_length.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +95,11 @@ static TRITONSERVER_Error *load_tokenizer(tb_model *m) {
                      m->name, path);
     else if (td_tokenizer_load(ctx, m->version_dir, &m->tok) != TD_OK)
         e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: %s", m->name, td_error_message(ctx));
+    /* no max_length in the config (e.g. an auto-completed one): cut where `tdeploy run` does, from the HF files
+     * beside the model, rather than wherever tokenizer.json's own truncation says */
+    else if (!m->cfg.max_length_given && td_hf_max_length_of_dir(ctx, m->version_dir, &m->cfg.max_length, NULL))
+        e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: max_length: %s", m->name,
+                     td_error_message(ctx));
     td_ctx_free(ctx);
     if (e)
         return e;
@@ -132,6 +139,8 @@ TRITONSERVER_Error *TRITONBACKEND_ModelInitialize(TRITONBACKEND_Model *model) {
                              (unsigned long long)version) >= sizeof m->version_dir)
             e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: repository path too long", name);
     }
+    if (!e)
+        e = tb_autocomplete(model, m->name, m->version_dir);
     if (!e)
         e = read_config(model, m);
     if (!e)
