@@ -31,6 +31,8 @@ typedef struct tb_instance {
     int32_t ids_dtype;             /* the session's input_ids dtype: INT64 or INT32 */
     bool feed_mask, feed_types;    /* the session has attention_mask / token_type_ids inputs */
     int out_index[TB_MAX_OUTPUTS]; /* session output of cfg.outputs[i] */
+    uint64_t run_start_ns, run_end_ns; /* the last td_session_run: Triton's compute_infer, between the input
+                                        * (read, tokenize, pack, bind) and output (scatter, send) phases */
 } tb_instance;
 
 /* Handle `count` requests (TRITONBACKEND_ModelInstanceExecute): every request gets one final response, good or

@@ -263,8 +263,12 @@ static td_status run_packed(tb_instance *inst, const tb_packed *p) {
         s = bind(inst, "attention_mask", p, p->mask, &s32[1]);
     if (s == TD_OK && inst->feed_types)
         s = bind(inst, "token_type_ids", p, p->types, &s32[2]);
-    if (s == TD_OK)
+    if (s == TD_OK) {
+        if (!inst->run_start_ns) /* the first run of this execute (more follow only when a batch is split) */
+            inst->run_start_ns = now_ns();
         s = td_session_run(inst->ctx, inst->s);
+        inst->run_end_ns = now_ns();
+    }
     if (s == TD_ERR_OUT_OF_MEMORY && !td_error_message(inst->ctx)[0])
         td_fail(inst->ctx, s, "out of memory narrowing the inputs to int32");
     for (int k = 0; k < 3; k++)
@@ -396,7 +400,10 @@ void tb_execute(tb_instance *inst, TRITONBACKEND_Request **req, uint32_t count) 
         used += use[i];
         total_rows += use[i] ? rows[i].rows : 0;
     }
-    compute_start = now_ns();
+    /* statistics: compute_input = reading, tokenizing, packing and binding; compute_infer = the session run(s);
+     * compute_output = cutting the outputs into the responses and sending them */
+    compute_start = compute_end = now_ns();
+    inst->run_start_ns = 0;
     if (used > 0 && !run_and_answer(inst, req, rows, use, n, row0, errs)) {
         /* The batch failed as a whole: find out which requests are at fault by running each alone. */
         char first_msg[512];
@@ -410,7 +417,10 @@ void tb_execute(tb_instance *inst, TRITONBACKEND_Request **req, uint32_t count) 
                                    used == 1 ? first_msg : td_error_message(inst->ctx));
         }
     }
-    compute_end = now_ns();
+    if (inst->run_start_ns) {
+        compute_start = inst->run_start_ns;
+        compute_end = inst->run_end_ns;
+    }
     for (size_t i = 0; i < n; i++) {
         ok[i] = !errs[i];
         if (errs[i]) {
