@@ -18,7 +18,9 @@ with --batch-size 1 16 16 when that folder has no model yet). One server on 127.
    at exactly the batch mix of phase 1 and at (1, seq), then the server under --clients for --seconds/3, then
    at concurrency 1 for --seconds/6. Per round: served / in-process throughput (wall) and CPU ms per row of both
    (the server process's vs the session's own), and the concurrency-1 p50 over the in-process 1-row median.
-   Medians and ranges over the rounds are reported: on a shared host single rounds mean little.
+   Medians and ranges over the rounds are reported: on a shared host single rounds mean little. Also per round:
+   the concurrency-1 client mean latency minus the same requests' mean compute_infer (the session run inside the
+   server): what serving adds (gRPC both ways, queue, the backend's input and output work), measured in one run.
 
 The clients run in this Python process on the same cores as the server, so the wall-clock ratio charges the server
 with the clients' CPU too on a small host; the CPU-time ratio (server process vs session, per row) does not.
@@ -157,6 +159,7 @@ def serve(srv, name, mode, ids, clients, seconds):
     rows = len(lat)
     return {"requests": rows, "failed": len(fails), "fail_samples": fails[:3], "wall_s": wall,
             "seq_per_s": rows / wall, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+            "mean_ms": float(np.mean(lat)) * 1e3 if lat else float("nan"),
             "server_cpu_ms_per_row": (c1 - c0) * 1e3 / rows if rows else float("nan"), **breakdown(s0, s1)}
 
 
@@ -208,14 +211,17 @@ def main():
             rd["ratio_cpu"] = rd["inproc_cpu_ms_per_row"] / rd["served"]["server_cpu_ms_per_row"]
             rd["c1_p50_over_ms"] = rd["c1"]["p50_ms"] - rd["inproc_1row_ms"]
             rd["c1_cpu_over_ms"] = rd["c1"]["server_cpu_ms_per_row"] - rd["inproc_1row_cpu_ms"]
+            # the same requests' own session time inside the server (Triton's compute_infer) against what the
+            # client saw: what serving adds, measured at the same moment in the same process
+            rd["c1_added_mean_ms"] = rd["c1"]["mean_ms"] - rd["c1"]["per_request_us"]["compute_infer"] / 1e3
             res["rounds"].append(rd)
             print(f"round {r + 1}: load {rd['load_avg']:.1f}, wall ratio {rd['ratio_wall']:.3f}, CPU ratio "
                   f"{rd['ratio_cpu']:.3f}, c1 p50 +{rd['c1_p50_over_ms']:.2f} ms, c1 CPU +{rd['c1_cpu_over_ms']:.2f} "
-                  f"ms", file=sys.stderr, flush=True)
+                  f"ms, c1 client mean - compute_infer +{rd['c1_added_mean_ms']:.2f} ms", file=sys.stderr, flush=True)
         res["load_avg_during"] = os.getloadavg()
     rs = res["rounds"]
     res["summary"] = {k: med_range([x[k] for x in rs]) for k in
-                      ("ratio_wall", "ratio_cpu", "c1_p50_over_ms", "c1_cpu_over_ms")}
+                      ("ratio_wall", "ratio_cpu", "c1_p50_over_ms", "c1_cpu_over_ms", "c1_added_mean_ms")}
     res["load_avg_after"] = os.getloadavg()
     print(json.dumps(res, indent=1))
     if a.json:

@@ -303,8 +303,8 @@ static void tokenizer_config(td_pbtxt *b, const td_triton_spec *sp, const td_tri
     td_triton_put_param(b, "pad_to_length", num);
     td_triton_put_param(b, "pad_token", tp->pad_token);
     /* model.py reads it at import (see there): the server's Python ignores PYTHONPATH */
-    td_pbtxt_printf(b, "# folders (':'-separated) with numpy < 2 and tokenizers for the server's Python; the environment\n"
-                       "# variable TDEPLOY_TRITON_PYTHONPATH of the server is read too\n");
+    td_pbtxt_printf(b, "# folders (':'-separated) with numpy < 2 and tokenizers for the server's Python; the\n"
+                       "# environment variable TDEPLOY_TRITON_PYTHONPATH of the server is read too\n");
     td_triton_put_param(b, "python_path", "");
 }
 

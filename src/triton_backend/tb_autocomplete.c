@@ -116,7 +116,8 @@ TRITONSERVER_Error *tb_autocomplete(TRITONBACKEND_Model *model, const char *name
     TRITONSERVER_Message *msg = NULL;
     const char *json = NULL;
     size_t len = 0;
-    if ((e = TRITONBACKEND_ModelConfig(model, 1, &msg)) || (e = TRITONSERVER_MessageSerializeToJson(msg, &json, &len))) {
+    if ((e = TRITONBACKEND_ModelConfig(model, 1, &msg)) ||
+        (e = TRITONSERVER_MessageSerializeToJson(msg, &json, &len))) {
         TRITONSERVER_MessageDelete(msg);
         return e;
     }

@@ -116,7 +116,8 @@ static void test_generation_config(void) {
 #define GEN_OUT "\"output\": [{\"name\": \"TEXT_OUTPUT\", \"data_type\": \"TYPE_STRING\"}]"
     const char *good = "{\"max_batch_size\": 0, \"model_transaction_policy\": {\"decoupled\": true}, \"input\": "
                        "[{\"name\": \"TEXT\"}, {\"name\": \"seed\"}], \"output\": [{\"name\": \"TEXT_OUTPUT\", "
-                       "\"data_type\": \"TYPE_STRING\"}, {\"name\": \"FINISH_REASON\", \"data_type\": \"TYPE_STRING\"}], "
+                       "\"data_type\": \"TYPE_STRING\"}, {\"name\": \"FINISH_REASON\", "
+                       "\"data_type\": \"TYPE_STRING\"}], "
                        GEN_TASK ", \"max_new_tokens\": {\"string_value\": \"12\"}}}";
     CHECK_MSG(tb_config_parse(good, strlen(good), &c, err, sizeof err), "%s", err);
     CHECK(c.generate && c.has_text && c.max_new_tokens == 12 && c.n_outputs == 2);
