@@ -229,19 +229,37 @@ pieces, finish, err, final = run(name, {"TEXT": text_in("Once upon a time"), "ma
 t.check(err is None and final and finish == "length", f"{name}: after a cancelled stream the next request is answered",
         f"err={err}")
 
-# ---- SIGTERM with a generation in flight: it streams to its end, then the server exits cleanly
+# ---- SIGTERM with a generation in flight (its first piece arrived): it streams to its end, then the server exits
 stream.send(name, {"TEXT": text_in("Once upon a time"), "max_new_tokens": scalar(48, "INT32")}, "last")
+head = []
+try:
+    result, error = stream.q.get(timeout=WAIT)
+    head = [result.as_numpy("TEXT_OUTPUT").reshape(-1)[0]] if error is None else []
+except queue.Empty:
+    pass
 srv.proc.send_signal(signal.SIGTERM)
 pieces, finish, err, final = stream.collect("last")
-t.check(err is None and final and finish == "length" and len(pieces) >= 2,
+pieces = head + pieces
+t.check(head and err is None and final and finish == "length" and len(pieces) >= 2,
         f"{name}: SIGTERM during a generation: it streams to its end ({len(pieces)} pieces)", f"err={err}")
 stream.close()
-try:
-    rc = srv.proc.wait(timeout=60)
-except subprocess.TimeoutExpired:
-    rc = None
+if srv.sanitizer:
+    # under the preloaded ASan runtime tritonserver hangs at exit in its bundled libp11-kit's destructor (see
+    # test_triton_faults.py): there the proof is that every model was unloaded, or a clean exit
+    for _ in range(600):
+        if "Found 0 live models" in srv.log_text() or srv.proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    rc = srv.proc.poll()
+    t.check("Found 0 live models" in srv.log_text() or rc == 0,
+            "SIGTERM: every model unloaded or the server exited cleanly (sanitizer run)", srv.log_text()[-800:])
+else:
+    try:
+        rc = srv.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        rc = None
+    t.check(rc == 0, f"SIGTERM: the server exits cleanly (status {rc})", srv.log_text()[-1500:])
 log = srv.log_text()
-t.check(rc == 0, f"SIGTERM: the server exits cleanly (status {rc})", log[-1500:])
 t.check("Segmentation" not in log and "AddressSanitizer" not in log and "Aborted" not in log,
         "no crash in the server log")
 srv.stop()
