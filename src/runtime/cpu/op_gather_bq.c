@@ -59,6 +59,8 @@ static td_status gbq_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     if (ix->rank + r - 1 > TD_MAX_RANK)
         return td_node_fail(ctx, rn, TD_ERR_SHAPE, "output rank %d exceeds %d", ix->rank + r - 1, TD_MAX_RANK);
     int64_t cols = d->shape[r - 1] * (8 / st->bits), nsb = (cols + st->block_size - 1) / st->block_size;
+    if (cols <= 0)
+        return td_node_fail(ctx, rn, TD_ERR_SHAPE, "data's last axis must not be empty");
     bool ok = s->rank == r && s->shape[r - 1] == nsb;
     for (int i = 0; ok && i < r - 1; i++)
         ok = s->shape[i] == d->shape[i];
