@@ -208,11 +208,12 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
     for (size_t p = begin; p < end; p++) {
         int64_t b = (int64_t)p / a->N, h = (int64_t)p % a->N;
         const float *q = a->q + b * a->q_bstride + h * D;
-        const float *k = a->k + (b * a->N + h) * T * D, *v = a->v + (b * a->N + h) * T * Dv;
+        int64_t kvh = a->kv_heads > 0 ? a->kv_heads : a->N, g = h / (a->N / kvh); /* K/V head of query head h */
+        const float *k = a->k + (b * kvh + g) * T * D, *v = a->v + (b * kvh + g) * T * Dv;
         size_t ldk = (size_t)D, ldv = (size_t)Dv;
         if (a->kv_ld > 0) {
-            k = a->k + b * T * a->kv_ld + h * D;
-            v = a->v + b * T * a->kv_ld + h * Dv;
+            k = a->k + b * T * a->kv_ld + g * D;
+            v = a->v + b * T * a->kv_ld + g * Dv;
             ldk = ldv = (size_t)a->kv_ld;
         }
         float *o = a->out + b * a->o_bstride + h * Dv;
