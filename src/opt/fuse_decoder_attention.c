@@ -71,6 +71,30 @@ static td_status merged_heads(td_ctx *ctx, td_graph *g, td_value *x4, int64_t he
     return TD_OK;
 }
 
+/* The fused output now has a full (B, S, N*D) type, but the values computed from
+ * it kept what the shape pass made of the old chain (S lost in its -1 reshape),
+ * and the shape pass only fills untyped values: forget those partial types (a
+ * few levels down) so the next shape pass derives them again, for the
+ * skip-normalization fusion that needs equal shapes on both residual inputs. */
+static td_status forget_partial_types(td_ctx *ctx, const td_value *v, int depth) {
+    for (int c = 0; c < v->n_consumers && depth < 4; c++) {
+        td_node *n = v->consumers[c];
+        for (int j = 0; n && !n->dead && j < n->n_outputs; j++) {
+            td_value *o = n->outputs[j];
+            if (!o || o->is_output || o->initializer || o->type.rank < 0)
+                continue;
+            bool partial = false;
+            for (int d = 0; d < o->type.rank; d++)
+                partial |= o->type.dims[d].value < 0 && !o->type.dims[d].param;
+            if (!partial)
+                continue;
+            TD_TRY(td_value_set_tensor_type(ctx, o, o->type.elem, -1, NULL, NULL));
+            TD_TRY(forget_partial_types(ctx, o, depth + 1));
+        }
+    }
+    return TD_OK;
+}
+
 /* q4 is the head split of a RotaryEmbedding output (what fuse_rotary.c leaves). */
 static bool from_rotary(const td_value *q4) {
     td_node *t = opt_producer(q4, "Transpose");
@@ -234,6 +258,8 @@ td_status td_pass_fuse_decoder_attention(td_ctx *ctx, td_opt_state *st, int *cha
         TD_TRY(merged_heads(ctx, g, k4, KV, D, &k3));
         TD_TRY(merged_heads(ctx, g, v4, KV, D, &v3));
         td_value *out = fin->outputs[0];
+        if (opt_rank(q3) == 3) /* (B, S, N*D) like the query: the old chain's -1 reshapes left S unknown */
+            TD_TRY(opt_copy_type(ctx, out, q3));
         td_graph_remove_node(g, fin);
         td_graph_remove_node(g, present_k->producer);
         td_graph_remove_node(g, present_v->producer);
@@ -250,6 +276,7 @@ td_status td_pass_fuse_decoder_attention(td_ctx *ctx, td_opt_state *st, int *cha
             TD_TRY(opt_add_node(ctx, g, "MultiHeadAttention", "com.microsoft", "MultiHeadAttention", ins, 8, outs, 3,
                                 &an));
         }
+        TD_TRY(forget_partial_types(ctx, out, 0));
         TD_TRY(td_node_add_attr_int(ctx, an, "num_heads", N));
         TD_TRY(td_node_add_attr_float(ctx, an, "scale", (float)scale));
         (*changes)++;

@@ -18,6 +18,7 @@ static const td_pass passes[] = {
      true},
     {"gelu", "erf and tanh GELU decompositions -> Gelu / FastGelu", td_pass_fuse_gelu, false, true},
     {"attention", "self-attention subgraphs (eager and sdpa forms) -> Attention", td_pass_fuse_attention, false, true},
+    {"silu", "Mul(x, Sigmoid(x)) -> QuickGelu(alpha=1) (ONNX Runtime op)", td_pass_fuse_silu, false, true},
     {"rotary", "rotate_half rotary embedding -> RotaryEmbedding with cos/sin caches (ONNX Runtime op)",
      td_pass_fuse_rotary, false, true},
     {"decoder_attention",

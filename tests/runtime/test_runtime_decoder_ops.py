@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""com.microsoft GroupQueryAttention and RotaryEmbedding of the CPU runtime vs ONNX Runtime.
+"""com.microsoft GroupQueryAttention, RotaryEmbedding and QuickGelu of the CPU runtime vs ONNX Runtime.
 
 Small one-node graphs run by ONNX Runtime and by `tdeploy infer` (and `--backend reference`, the
 reference kernels); every output is compared (1e-4 absolute + 1e-4 relative). GroupQueryAttention
@@ -7,7 +7,7 @@ cases: prefill with an empty past, decode with a past, a multi-token step with a
 and without a sliding window (local_window_size), causal=0 with an attention_bias that masks
 left padding, a right-padded prompt (seqlens_k below the length), 1/2/4 query heads per kv head,
 attention_bias per batch or per head. RotaryEmbedding: 3-D and 4-D inputs, partial rotary,
-(B, S) and (1) position_ids. Bad inputs (positions past the cache) must fail cleanly.
+(B, S) and (1) position_ids. QuickGelu: SiLU (alpha 1) and alpha 1.702. Bad inputs (positions past the cache) must fail cleanly.
 Prints one line per case and "N passed, M failed"; exits non-zero on any failure."""
 import os
 import subprocess
@@ -144,7 +144,16 @@ def gqa_cases():
     gqa_case("gqa_bias_and_causal", 2, 5, 0, 4, 4, 8, bias=hole)
 
 
+def quick_gelu_cases():
+    for alpha in (1.0, 1.702):
+        node = helper.make_node("QuickGelu", ["x"], ["y"], domain="com.microsoft", alpha=alpha)
+        x = f32(2, 3, 40) * 4
+        x[0, 0, :4] = [-100.0, 100.0, 0.0, -30.0]
+        check(f"quick_gelu_{alpha}", node, {"x": x}, ["y"])
+
+
 rope_cases()
 gqa_cases()
+quick_gelu_cases()
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed or not passed else 0)
