@@ -5,7 +5,7 @@
   QuickGelu per Llama-family layer, MultiHeadAttention per GPT-2 layer, the Skip(Simplified)LayerNormalization
   residual norms) and no Softmax left, so a fusion that silently stops matching fails here;
 - the fused graph run by ONNX Runtime and by tdeploy's runtime (libtdeploy's session API; the reference
-  backend too for two fixtures) against the transformers goldens: prefill logits within 1e-4, greedy tokens
+  backend too for two fixtures), and `tdeploy generate` on it, against the transformers goldens: prefill logits within 1e-4, greedy tokens
   through the KV cache identical for the single prompts and the left-padded batch, step logits within 1e-4;
 - portable target: only standard ops, onnx.checker full check, ONNX Runtime against the goldens;
 - the fused attention keeps the graph's own mask: an export whose mask is turned around (each query sees
@@ -57,6 +57,29 @@ def td_runner(path, backend="cpu"):
     return step
 
 
+def generate_ids(model, fx, prompts, new):
+    """`tdeploy generate` (the C generation loop) on an .onnx: the new ids of each prompt, or None."""
+    flags = []
+    for p in prompts:
+        flags += ["--prompt-ids", ",".join(map(str, p))]
+    r = subprocess.run([BIN, "generate", model, "--tokenizer", fx, "--threads", "1", *flags, "--max-new-tokens",
+                        str(new), "--json"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        return None, r.stderr.strip()[-300:]
+    return [res["ids"] for res in json.loads(r.stdout)["results"]], ""
+
+
+def check_generate(label, model, fx):
+    g = goldens(fx)
+    cases = [([gr["prompt_ids"]], [gr["output_ids"][len(gr["prompt_ids"]):]]) for gr in g["greedy"]]
+    if "batch_greedy" in g:
+        cases.append((g["batch_greedy"]["prompt_ids"], g["batch_greedy"]["output_ids"]))
+    for prompts, want in cases:
+        got, err = generate_ids(model, fx, prompts, len(want[0]))
+        t.check(got == want, f"{label}: tdeploy generate, {len(prompts)} prompt(s) x {len(want[0])} tokens",
+                err or ("" if got == want else f"got {got} want {want}"))
+
+
 def optimize(src, out, *args):
     r = subprocess.run([BIN, "optimize", src, "-o", out, "--json", *args], capture_output=True, text=True, timeout=300)
     ok = t.check(r.returncode == 0, f"{os.path.basename(out)}: optimize {' '.join(args)}".rstrip(),
@@ -104,6 +127,7 @@ for name in DECODERS:
         check_fixture(t, f"{name} fused, tdeploy cpu", td_runner(fused), fx)
         if name in REFERENCE_BACKEND:
             check_fixture(t, f"{name} fused, tdeploy reference", td_runner(fused, "reference"), fx)
+        check_generate(f"{name} fused", fused, fx)
     # portable target: standard ops only, a valid ONNX file for onnx.checker
     portable = os.path.join(work, name + ".portable.onnx")
     if optimize(src, portable, "--target", "portable"):
