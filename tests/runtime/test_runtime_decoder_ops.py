@@ -134,6 +134,11 @@ def gqa_cases():
     gqa_case("gqa_window3_prefill", 2, 7, 0, 4, 2, 8, window=3)
     gqa_case("gqa_window3_decode", 2, 1, 9, 4, 2, 8, window=3)
     gqa_case("gqa_right_padded_prompt", 3, 6, 0, 4, 2, 8, seqlens=[5, 2, 3])
+    # rows of different lengths in one decode step: row b keeps seqlens_k[b] + 1 - S cached rows
+    gqa_case("gqa_ragged_decode", 3, 1, 7, 4, 2, 8, seqlens=[7, 4, 1])
+    # past is a whole cache of capacity 10 holding 5 tokens: present keeps the capacity (ORT's shared-buffer shape)
+    gqa_case("gqa_capacity_past", 2, 1, 10, 4, 2, 8, seqlens=[5, 5], total=6)
+    gqa_case("gqa_capacity_past_window", 2, 1, 12, 4, 2, 8, seqlens=[9, 6], total=10, window=4)
     gqa_case("gqa_bias_causal0_prefill", 2, 6, 0, 4, 2, 8, causal=0, bias=padding_bias(2, 6, 6, 2))
     gqa_case("gqa_bias_causal0_decode", 2, 1, 6, 4, 2, 8, causal=0, bias=padding_bias(2, 1, 7, 2))
     gqa_case("gqa_bias_per_head", 2, 1, 6, 4, 2, 8, causal=0, bias=padding_bias(2, 1, 7, 3, heads=4))

@@ -1,7 +1,9 @@
 /* GroupQueryAttention (runtime/cpu/op_decoder_attn.c) with the KV cache in the
  * layouts a generation loop binds: present written into a fresh buffer, and
  * present sharing the storage of past (a preallocated cache: past is a view of
- * the cache, present.N is the cache itself), on the optimized and the
+ * the cache, present.N is the cache itself), and ONNX Runtime's shared buffer
+ * (past and present one (B, KV, capacity, D) cache, seqlens_k giving the
+ * length), on the optimized and the
  * reference kernels. Every run must give the same output and present as the
  * fresh-buffer run, and that run must match a double-precision reference of
  * grouped causal attention over past ++ new. The op definition is driven
@@ -30,8 +32,8 @@ typedef struct run_io {
 
 /* Runs the op once. past_k/past_v: where past lives; present_k/present_v: where present is written
  * (may be the same storage). out: (B, S, N*D). */
-static void run_gqa(td_ctx *ctx, const td_node *node, bool reference, const run_io *io, float *past_k, float *past_v,
-                    float *present_k, float *present_v, float *out) {
+static void run_gqa(td_ctx *ctx, const td_node *node, bool reference, const run_io *io, int64_t past_rows,
+                    float *past_k, float *past_v, float *present_k, float *present_v, float *out) {
     const td_op_def *def = td_op_find("com.microsoft", "GroupQueryAttention");
     CHECK(def != NULL);
     if (!def)
@@ -39,8 +41,8 @@ static void run_gqa(td_ctx *ctx, const td_node *node, bool reference, const run_
     int32_t seqlens[B] = {T - 1, T - 1}, total = T;
     td_rt_tensor t_in[7] = {
         {TD_F32, 3, {B, S, N * D}, (void *)io->q}, {TD_F32, 3, {B, S, KV * D}, (void *)io->k},
-        {TD_F32, 3, {B, S, KV * D}, (void *)io->v}, {TD_F32, 4, {B, KV, P, D}, past_k},
-        {TD_F32, 4, {B, KV, P, D}, past_v},       {TD_I32, 1, {B}, seqlens},
+        {TD_F32, 3, {B, S, KV * D}, (void *)io->v}, {TD_F32, 4, {B, KV, past_rows, D}, past_k},
+        {TD_F32, 4, {B, KV, past_rows, D}, past_v}, {TD_I32, 1, {B}, seqlens},
         {TD_I32, 0, {0}, &total}};
     td_rt_tensor t_out[3] = {{TD_F32, 0, {0}, out}, {TD_F32, 0, {0}, present_k}, {TD_F32, 0, {0}, present_v}};
     td_rt_tensor *tin[7], *tout[3];
@@ -70,7 +72,7 @@ static void run_gqa(td_ctx *ctx, const td_node *node, bool reference, const run_
     td_rt_env env = {.threads = 1, .pool = NULL, .reference = reference};
     CHECK_MSG(def->init(ctx, &rn, in_dt, out_dt) == TD_OK, "%s", td_error_message(ctx));
     CHECK_MSG(def->shape(ctx, &rn, tin, tout) == TD_OK, "%s", td_error_message(ctx));
-    CHECK(t_out[1].rank == 4 && t_out[1].shape[2] == T);
+    CHECK(t_out[1].rank == 4 && t_out[1].shape[2] == (past_rows > T ? past_rows : T));
     for (int i = 0; i < 3; i++)
         tout[i]->data = i == 0 ? (void *)out : i == 1 ? (void *)present_k : (void *)present_v; /* shape() resets */
     rn.scratch = aligned_alloc(64, (rn.scratch_bytes + 63) / 64 * 64 + 64);
@@ -150,7 +152,7 @@ int main(void) {
         static float pk[B * KV * P * D], pv[B * KV * P * D], fk[B * KV * T * D], fv[B * KV * T * D], fo[B * S * N * D];
         memcpy(pk, io.pk, sizeof pk);
         memcpy(pv, io.pv, sizeof pv);
-        run_gqa(ctx, node, refk, &io, pk, pv, fk, fv, fo);
+        run_gqa(ctx, node, refk, &io, P, pk, pv, fk, fv, fo);
         double eo = 0, ek = 0, ev = 0;
         for (size_t i = 0; i < n_out; i++)
             eo = fmax(eo, fabs(fo[i] - ref_out[i]));
@@ -168,12 +170,37 @@ int main(void) {
         float *so = calloc(n_out, sizeof(float));
         memcpy(ck, io.pk, sizeof io.pk);
         memcpy(cv, io.pv, sizeof io.pv);
-        run_gqa(ctx, node, refk, &io, ck, cv, ck, cv, so);
+        run_gqa(ctx, node, refk, &io, P, ck, cv, ck, cv, so);
         CHECK_MSG(max_diff_f(so, fo, n_out) == 0 && max_diff_f(ck, fk, n_cache) == 0 && max_diff_f(cv, fv, n_cache) == 0,
                   "%s kernels, present aliasing past: out %.2e, k %.2e, v %.2e from the fresh-buffer run",
                   refk ? "reference" : "optimized", max_diff_f(so, fo, n_out), max_diff_f(ck, fk, n_cache),
                   max_diff_f(cv, fv, n_cache));
 
+
+        /* 3. ORT's shared buffer: past and present are one (B, KV, CAP, D) cache holding P tokens per block;
+         * seqlens_k says how many, the new rows land at [P, T) in place and nothing else moves */
+        enum { CAP = T + 3 };
+        float *sk = malloc(sizeof(float) * B * KV * CAP * D), *sv = malloc(sizeof(float) * B * KV * CAP * D);
+        for (int i = 0; i < B * KV * CAP * D; i++)
+            sk[i] = sv[i] = 12345.0f; /* rows past T must stay untouched */
+        for (int bh = 0; bh < B * KV; bh++) {
+            memcpy(sk + bh * CAP * D, io.pk + bh * P * D, sizeof(float) * P * D);
+            memcpy(sv + bh * CAP * D, io.pv + bh * P * D, sizeof(float) * P * D);
+        }
+        run_gqa(ctx, node, refk, &io, CAP, sk, sv, sk, sv, so);
+        double ek2 = 0, ev2 = 0;
+        bool tail_kept = true;
+        for (int bh = 0; bh < B * KV; bh++) {
+            ek2 = fmax(ek2, max_diff_f(sk + bh * CAP * D, fk + bh * T * D, T * D));
+            ev2 = fmax(ev2, max_diff_f(sv + bh * CAP * D, fv + bh * T * D, T * D));
+            for (int i = T * D; i < CAP * D; i++)
+                tail_kept &= sk[bh * CAP * D + i] == 12345.0f && sv[bh * CAP * D + i] == 12345.0f;
+        }
+        CHECK_MSG(max_diff_f(so, fo, n_out) == 0 && ek2 == 0 && ev2 == 0 && tail_kept,
+                  "%s kernels, shared (B, KV, %d, D) buffer: out %.2e, k %.2e, v %.2e, spare rows kept %d",
+                  refk ? "reference" : "optimized", CAP, max_diff_f(so, fo, n_out), ek2, ev2, tail_kept);
+        free(sk);
+        free(sv);
         free(ck);
         free(cv);
         free(so);

@@ -209,7 +209,8 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
         int64_t b = (int64_t)p / a->N, h = (int64_t)p % a->N;
         const float *q = a->q + b * a->q_bstride + h * D;
         int64_t kvh = a->kv_heads > 0 ? a->kv_heads : a->N, g = h / (a->N / kvh); /* K/V head of query head h */
-        const float *k = a->k + (b * kvh + g) * T * D, *v = a->v + (b * kvh + g) * T * Dv;
+        int64_t rows = a->kv_rows > 0 ? a->kv_rows : T;
+        const float *k = a->k + (b * kvh + g) * rows * D, *v = a->v + (b * kvh + g) * rows * Dv;
         size_t ldk = (size_t)D, ldv = (size_t)Dv;
         if (a->kv_ld > 0) {
             k = a->k + b * T * a->kv_ld + g * D;

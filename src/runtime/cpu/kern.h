@@ -81,7 +81,7 @@ void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t 
  * with g = h / (N / kv_heads) the key/value head that query head h reads
  * (grouped-query attention; kv_heads 0 means kv_heads = N, g = h).
  * Q_bh = q + b*q_bstride + h*D (S rows, row stride ldq); K_bg (T x D) and V_bg
- * (T x Dv) are contiguous blocks at k + (b*kv_heads + g)*T*D and v + (b*kv_heads + g)*T*Dv,
+ * (T x Dv) are contiguous blocks at k + (b*kv_heads + g)*R*D and v + (b*kv_heads + g)*R*Dv (R = kv_rows or T),
  * or, when kv_ld > 0, rows kv_ld floats apart at k + b*T*kv_ld + g*D and
  * v + b*T*kv_ld + g*Dv (K and V read in place from a packed QKV projection);
  * out_bh = out + b*o_bstride + h*Dv (row stride ldo). mask: S x T (or 1 x T with
@@ -102,6 +102,7 @@ typedef struct td_kern_mha {
     const float *bias;
     int64_t bias_bstride, bias_hstride;
     int64_t kv_heads; /* 0 = N; else a divisor of N: query heads h*N/kv_heads.. share K/V head h */
+    int64_t kv_rows;  /* 0 = T; else rows per (b, kv head) block of K and V (>= T: a cache with room to spare) */
 } td_kern_mha;
 /* Scratch bytes for td_kern_mha with `threads` workers (64-byte aligned slices). */
 size_t td_kern_mha_scratch(int64_t S, int64_t T, int64_t D, int64_t Dv, int threads);

@@ -157,8 +157,15 @@ typedef struct gqa_state {
     float scale; /* 0 = 1/sqrt(head_size) */
 } gqa_state;
 
+/* Cache geometry (ORT's): past (B, KV, P, D); total_sequence_length `total`
+ * keys at most; present (B, KV, Tp, D) with Tp = max(total, P), so a past that
+ * is a whole preallocated cache (P = capacity >= total) gives a present of the
+ * same shape, which the caller may bind to the same buffer (ORT's
+ * past_present_share_buffer). Row b holds L_b = seqlens_k[b] + 1 keys after
+ * this step: its past_b = max(0, L_b - S) cached rows are kept and its S new
+ * rows written at [past_b, past_b + S). */
 typedef struct gqa_dims {
-    int64_t B, S, N, KV, D, P, T;
+    int64_t B, S, N, KV, D, P, total, Tp;
 } gqa_dims;
 
 static td_status gqa_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_dtype *out) {
@@ -232,16 +239,21 @@ static td_status gqa_get_dims(td_ctx *ctx, const td_rt_node *rn, td_rt_tensor *c
                                 "(%lld, %lld, P, %lld)", (long long)d->B, (long long)d->KV, (long long)d->D);
         d->P = pk->shape[2];
     }
-    d->T = d->P + d->S;
     if (td_rt_numel(in[5]) != d->B || in[5]->rank != 1)
         return td_node_fail(ctx, rn, TD_ERR_SHAPE, "seqlens_k must be (B) = (%lld)", (long long)d->B);
-    if (td_rt_numel(in[6]) != 1)
+    if (td_rt_numel(in[6]) != 1 || !in[6]->data)
         return td_node_fail(ctx, rn, TD_ERR_SHAPE, "total_sequence_length must be a scalar");
+    d->total = ((const int32_t *)in[6]->data)[0];
+    if (d->total < d->S || d->total > d->P + d->S)
+        return td_node_fail(ctx, rn, TD_ERR_INVALID_ARGUMENT,
+                            "total_sequence_length %lld must lie in [sequence_length %lld, past %lld + sequence_length]",
+                            (long long)d->total, (long long)d->S, (long long)d->P);
+    d->Tp = d->total > d->P ? d->total : d->P;
     const td_rt_tensor *ab = opt_in(in, rn, 10);
     if (ab && (ab->rank != 4 || (ab->shape[0] != 1 && ab->shape[0] != d->B) ||
-               (ab->shape[1] != 1 && ab->shape[1] != d->N) || ab->shape[2] != d->S || ab->shape[3] != d->T))
+               (ab->shape[1] != 1 && ab->shape[1] != d->N) || ab->shape[2] != d->S || ab->shape[3] != d->total))
         return td_node_fail(ctx, rn, TD_ERR_SHAPE, "attention_bias must be (B or 1, num_heads or 1, %lld, %lld)",
-                            (long long)d->S, (long long)d->T);
+                            (long long)d->S, (long long)d->total);
     return TD_OK;
 }
 
@@ -251,74 +263,70 @@ static td_status gqa_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     *out[0] = (td_rt_tensor){out[0]->dtype, 3, {d.B, d.S, d.N * d.D}, NULL};
     for (int k = 1; k < 3 && k < rn->n_out; k++)
         if (out[k])
-            *out[k] = (td_rt_tensor){out[k]->dtype, 4, {d.B, d.KV, d.T, d.D}, NULL};
-    size_t kv = (size_t)(2 * d.B * d.KV * d.T * d.D + 32); /* K/V staging when present is absent or not fp32 */
+            *out[k] = (td_rt_tensor){out[k]->dtype, 4, {d.B, d.KV, d.Tp, d.D}, NULL};
+    size_t kv = (size_t)(2 * d.B * d.KV * d.Tp * d.D + 32); /* K/V staging when present is absent or not fp32 */
     size_t f = kv + (size_t)(d.B * d.KV * d.P * d.D + 16) /* past staged when it overlaps present oddly */ +
-               (size_t)(d.B * d.S * d.T + 16) /* mask */ + (size_t)(d.B * d.S * d.N * d.D + 16) /* out */ + 64;
-    rn->scratch_bytes = f * sizeof(float) + td_kern_mha_scratch(d.S, d.T, d.D, d.D, rn->threads);
+               (size_t)(d.B * d.S * d.total + 16) /* mask */ + (size_t)(d.B * d.S * d.N * d.D + 16) /* out */ + 64;
+    rn->scratch_bytes = f * sizeof(float) + (size_t)d.B * sizeof(int64_t) + 64 +
+                        td_kern_mha_scratch(d.S, d.total, d.D, d.D, rn->threads);
     for (int i = 0; i < rn->n_in && i <= 10; i++)
         if (i != 5 && i != 6)
             rn->scratch_bytes += f32_scratch(opt_in(in, rn, i));
     return TD_OK;
 }
 
-/* Copy the past rows (B*KV blocks of P x D) to the head of each present block
- * (T x D). present may alias past's storage (a cache buffer the caller bound to
- * both, with past's rows already in place): blocks that are already in place
- * are skipped, and when present starts at or after past the blocks move last
- * to first so that no block overwrites a past row not yet moved. */
-static void place_past(float *present, const float *past, int64_t blocks, int64_t P, int64_t T, int64_t D,
-                       float *staging) {
-    if (P == 0)
-        return;
-    size_t pb = (size_t)(P * D), tb = (size_t)(T * D);
-    const float *p_end = past + blocks * (int64_t)pb;
-    float *t_end = present + blocks * (int64_t)tb;
-    bool overlap = present < p_end && past < t_end;
+/* Rows [0, keep[b]) of each past block (B*KV blocks of P x D) to the head of
+ * the present block (Tp x D); the rest of a present block that shares no
+ * storage with past is zeroed past its new rows (deterministic outputs).
+ * present may alias past's storage (a cache bound to both): rows already in
+ * place are not copied, and when present starts at or after past the blocks
+ * move last to first so that none overwrites a past row not yet moved. */
+static void place_past(float *present, const float *past, const gqa_dims *d, const int64_t *keep, float *staging) {
+    int64_t blocks = d->B * d->KV, P = d->P, Tp = d->Tp, D = d->D;
+    size_t pb = (size_t)(P * D), tb = (size_t)(Tp * D);
+    bool overlap = past && P > 0 && present < past + blocks * (int64_t)pb && past < present + blocks * (int64_t)tb;
     if (overlap && present < past) { /* never made by a cache layout; stage it */
         memcpy(staging, past, (size_t)blocks * pb * sizeof(float));
         past = staging;
         overlap = false;
     }
     for (int64_t i = 0; i < blocks; i++) {
-        int64_t bh = overlap ? blocks - 1 - i : i;
+        int64_t bh = overlap ? blocks - 1 - i : i, rows = keep[bh / d->KV];
         float *dst = present + bh * (int64_t)tb;
-        const float *src = past + bh * (int64_t)pb;
-        if (dst != src)
-            memmove(dst, src, pb * sizeof(float));
+        const float *src = past ? past + bh * (int64_t)pb : NULL;
+        if (rows > 0 && dst != src)
+            memmove(dst, src, (size_t)(rows * D) * sizeof(float));
+        if (!overlap) /* rows after the new ones: nothing cached there */
+            for (int64_t r = rows + d->S; r < Tp; r++)
+                memset(dst + r * D, 0, (size_t)D * sizeof(float));
     }
 }
 
-/* Additive mask (B, S, T): causal and window from the absolute query position
- * P + i, and keys at or past each row's length seqlens_k[b] + 1. */
-static td_status gqa_mask(td_ctx *ctx, const td_rt_node *rn, const gqa_dims *d, const td_rt_tensor *seqlens,
-                          int64_t total, float *m) {
+/* Per row: L_b = seqlens_k[b] + 1 keys, past_b = max(0, L_b - S) cached rows
+ * kept (into keep), checked against the shapes; and the additive mask (B, S,
+ * total): query i at position past_b + i sees keys j < L_b, j <= past_b + i
+ * when causal, and past_b + i - j < local_window_size when windowed. */
+static td_status gqa_rows(td_ctx *ctx, const td_rt_node *rn, const gqa_dims *d, const td_rt_tensor *seqlens,
+                          int64_t *keep, float *m) {
     const gqa_state *st = rn->state;
-    if (total < 1 || total > d->T)
-        return td_node_fail(ctx, rn, TD_ERR_INVALID_ARGUMENT, "total_sequence_length %lld is outside [1, %lld]",
-                            (long long)total, (long long)d->T);
     for (int64_t b = 0; b < d->B; b++) {
-        int64_t len = (int64_t)((const int32_t *)seqlens->data)[b] + 1;
-        if (len < 1 || len > total)
+        int64_t len = (int64_t)((const int32_t *)seqlens->data)[b] + 1, past = len > d->S ? len - d->S : 0;
+        if (len < 1 || len > d->total || past > d->P)
             return td_node_fail(ctx, rn, TD_ERR_INVALID_ARGUMENT,
-                                "seqlens_k[%lld] + 1 = %lld is outside [1, total_sequence_length = %lld]",
-                                (long long)b, (long long)len, (long long)total);
-        if (d->P > 0 && len != d->T)
-            return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED,
-                                "seqlens_k[%lld] + 1 = %lld differs from past + new = %lld: per-row cache lengths "
-                                "(a shared past/present buffer) are not supported; mask padding with attention_bias",
-                                (long long)b, (long long)len, (long long)d->T);
+                                "seqlens_k[%lld] + 1 = %lld: must lie in [1, total_sequence_length = %lld] with at most "
+                                "past %lld + sequence_length %lld keys",
+                                (long long)b, (long long)len, (long long)d->total, (long long)d->P, (long long)d->S);
+        keep[b] = past;
         for (int64_t i = 0; i < d->S; i++) {
-            float *row = m + (b * d->S + i) * d->T;
-            int64_t qpos = d->P + i;
-            int64_t open = 0;
-            for (int64_t j = 0; j < d->T; j++) {
+            float *row = m + (b * d->S + i) * d->total;
+            int64_t qpos = past + i, open = 0;
+            for (int64_t j = 0; j < d->total; j++) {
                 bool masked = j >= len || (st->causal && j > qpos) || (st->window > 0 && qpos - j >= st->window);
                 row[j] = masked ? -INFINITY : 0.0f; /* excluded outright, as ONNX Runtime does */
                 open += !masked;
             }
             if (open == 0) /* a padding row beyond its length and window: any finite result will do */
-                for (int64_t j = 0; j < d->T; j++)
+                for (int64_t j = 0; j < d->total; j++)
                     row[j] = MASKED_SCORE;
         }
     }
@@ -330,11 +338,16 @@ static td_status gqa_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     const gqa_state *st = rn->state;
     gqa_dims d = {0};
     TD_TRY(gqa_get_dims(ctx, rn, in, &d));
-    int64_t B = d.B, S = d.S, N = d.N, KV = d.KV, D = d.D, P = d.P, T = d.T;
+    int64_t B = d.B, S = d.S, N = d.N, KV = d.KV, D = d.D, P = d.P, Tp = d.Tp, total = d.total;
     float *scr = rn->scratch;
+    int64_t *keep = (int64_t *)scr;
+    scr += (B * (int64_t)sizeof(int64_t) + 63) / 64 * 64 / (int64_t)sizeof(float);
+    float *mask = scr;
+    scr += B * S * total + 16;
+    TD_TRY(gqa_rows(ctx, rn, &d, in[5], keep, mask));
     const td_rt_tensor *ab = opt_in(in, rn, 10);
     td_rt_tensor *pres[2] = {rn->n_out > 1 ? out[1] : NULL, rn->n_out > 2 ? out[2] : NULL};
-    /* K/V caches (B, KV, T, D): written straight into fp32 present outputs (which
+    /* K/V caches (B, KV, Tp, D): written straight into fp32 present outputs (which
      * may share the past's storage), else staged here. Past is read before any
      * present is written, so a converted (non-fp32) past may alias too. */
     const float *past[2] = {NULL, NULL};
@@ -349,32 +362,29 @@ static td_status gqa_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
             cache[c] = pres[c]->data;
         } else {
             cache[c] = scr;
-            scr += B * KV * T * D + 16;
+            scr += B * KV * Tp * D + 16;
         }
     }
     float *staging = scr;
     scr += B * KV * P * D + 16;
     for (int c = 0; c < 2; c++) {
-        place_past(cache[c], past[c], B * KV, P, T, D, staging);
+        place_past(cache[c], past[c], &d, keep, staging);
         for (int64_t b = 0; b < B; b++)
             for (int64_t s = 0; s < S; s++)
                 for (int64_t g = 0; g < KV; g++)
-                    td_memcpy(cache[c] + ((b * KV + g) * T + P + s) * D, newkv[c] + (b * S + s) * KV * D + g * D,
+                    td_memcpy(cache[c] + ((b * KV + g) * Tp + keep[b] + s) * D, newkv[c] + (b * S + s) * KV * D + g * D,
                               (size_t)D * sizeof(float));
     }
-    float *mask = scr;
-    scr += B * S * T + 16;
-    TD_TRY(gqa_mask(ctx, rn, &d, in[5], (int64_t)((const int32_t *)in[6]->data)[0], mask));
     float *O = out_f32(out[0], &scr);
     td_kern_mha a = {
-        .B = B, .N = N, .S = S, .T = T, .D = D, .Dv = D, .kv_heads = KV,
+        .B = B, .N = N, .S = S, .T = total, .D = D, .Dv = D, .kv_heads = KV, .kv_rows = Tp,
         .q = q, .q_bstride = S * N * D, .ldq = N * D, .k = cache[0], .v = cache[1], .kv_ld = 0,
         .out = O, .o_bstride = S * N * D, .ldo = N * D,
         .scale = st->scale != 0.0f ? st->scale : 1.0f / sqrtf((float)D),
-        .mask = mask, .mask_bstride = S * T, .mask_one_row = false,
+        .mask = mask, .mask_bstride = S * total, .mask_one_row = false,
         .bias = abf,
-        .bias_bstride = ab && ab->shape[0] != 1 ? ab->shape[1] * S * T : 0,
-        .bias_hstride = ab && ab->shape[1] != 1 ? S * T : 0,
+        .bias_bstride = ab && ab->shape[0] != 1 ? ab->shape[1] * S * total : 0,
+        .bias_hstride = ab && ab->shape[1] != 1 ? S * total : 0,
     };
     td_kern_mha_run(&a, scr, env);
     store_out(out[0], O);
@@ -386,6 +396,6 @@ static td_status gqa_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
 
 const td_op_def td_ops_decoder[] = {
     {MS, "RotaryEmbedding", 1, 1, rope_init, rope_shape, rope_exec, 0, 0, NULL},
-    {MS, "GroupQueryAttention", 1, 1, gqa_init, gqa_shape, gqa_exec, 0, 0, NULL},
+    {MS, "GroupQueryAttention", 1, 1, gqa_init, gqa_shape, gqa_exec, 1u << 6 /* total_sequence_length */, 0, NULL},
 };
 const int td_ops_decoder_count = (int)(sizeof td_ops_decoder / sizeof td_ops_decoder[0]);

@@ -168,7 +168,8 @@ void td_ref_mha(const td_kern_mha *a, float *scratch) {
         for (int64_t h = 0; h < a->N; h++) {
             const float *q = a->q + b * a->q_bstride + h * D;
             int64_t kvh = a->kv_heads > 0 ? a->kv_heads : a->N, g = h / (a->N / kvh); /* K/V head of query head h */
-            const float *k = a->k + (b * kvh + g) * T * D, *v = a->v + (b * kvh + g) * T * Dv;
+            int64_t rows = a->kv_rows > 0 ? a->kv_rows : T;
+            const float *k = a->k + (b * kvh + g) * rows * D, *v = a->v + (b * kvh + g) * rows * Dv;
             int64_t ldk = D, ldv = Dv;
             if (a->kv_ld > 0) {
                 k = a->k + b * T * a->kv_ld + g * D;
