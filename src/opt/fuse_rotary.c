@@ -10,7 +10,8 @@
  * The caches are cos/sin(p * inv_freq) for p < max_position_embeddings (model
  * metadata the exporter writes; without it nothing is fused), computed in float
  * as the graph computed them. pos must be int64 (ORT's RotaryEmbedding takes no
- * other type). Only the full-width rotation is matched (rotary_dim = head_dim). */
+ * other type). A partial rotation (rotary_dim R < head_dim D: heads[..., :R]
+ * rotated, Concat'ed with heads[..., R:]) becomes rotary_embedding_dim = R. */
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
@@ -60,15 +61,15 @@ static td_value *table_angles(const td_value *v, const char *fn) {
     return cat->inputs[0];
 }
 
-/* ang = Mul(Unsqueeze(Cast<float>(pos), axis 2), inv_freq (half)): pos (int64) and the inverse frequencies. */
-static bool angle_parts(td_value *ang, int64_t half, td_value **pos, const td_tensor **inv) {
+/* ang = Mul(Unsqueeze(Cast<float>(pos), axis 2), inv_freq (R/2)): pos (int64) and the inverse frequencies. */
+static bool angle_parts(td_value *ang, td_value **pos, const td_tensor **inv) {
     td_node *mul = opt_producer(ang, "Mul");
     if (!mul)
         return false;
     for (int i = 0; i < 2; i++) {
         const td_tensor *t = opt_const(mul->inputs[1 - i]);
         td_node *u = mul->inputs[i]->producer;
-        if (!t || t->dtype != TD_F32 || t->rank != 1 || t->dims[0] != half || !u || !unsqueeze_axis(u, 2))
+        if (!t || t->dtype != TD_F32 || t->rank != 1 || t->dims[0] <= 0 || !u || !unsqueeze_axis(u, 2))
             continue;
         td_node *cast = opt_producer(u->inputs[0], "Cast");
         if (!cast || td_node_attr_int(cast, "to", 0) != TD_F32 || cast->inputs[0]->type.elem != TD_I64)
@@ -80,8 +81,8 @@ static bool angle_parts(td_value *ang, int64_t half, td_value **pos, const td_te
     return false;
 }
 
-/* x = Transpose(Reshape(x3, (0|B, 0|S, N, D)), perm 0,2,1,3) -> x3, N, the shape constant. */
-static td_value *split_source(const td_value *x, int64_t D, int64_t *N, td_value **shape) {
+/* x = Transpose(Reshape(x3, (0|B, 0|S, N, D)), perm 0,2,1,3) -> x3, N, D, the shape constant. */
+static td_value *split_source(const td_value *x, int64_t *N, int64_t *D, td_value **shape) {
     td_node *t = opt_producer(x, "Transpose");
     size_t pc = 0;
     const int64_t *perm = t ? td_node_attr_ints(t, "perm", &pc) : NULL;
@@ -90,10 +91,11 @@ static td_value *split_source(const td_value *x, int64_t D, int64_t *N, td_value
     td_node *r = opt_producer(t->inputs[0], "Reshape");
     int64_t s[4];
     int ns = 0;
-    if (!r || !opt_const_ints(r->inputs[1], s, 4, &ns) || ns != 4 || s[2] <= 0 || s[3] != D ||
+    if (!r || !opt_const_ints(r->inputs[1], s, 4, &ns) || ns != 4 || s[2] <= 0 || s[3] <= 0 ||
         td_node_attr_int(r, "allowzero", 0) != 0 || opt_rank(r->inputs[0]) != 3)
         return NULL;
     *N = s[2];
+    *D = s[3];
     *shape = r->inputs[1];
     return r->inputs[0];
 }
@@ -134,6 +136,40 @@ static td_status caches_for(td_ctx *ctx, td_graph *g, const td_tensor *inv, int6
     return TD_OK;
 }
 
+/* The rotation of xr by the cos/sin tables: y = Add(Mul(xr, cos), Mul(Concat(Neg(xr[R/2:R]), xr[:R/2]), sin))
+ * with add the Add node; fills xr, the angles value, and R from the tables. */
+static bool match_rotation(const td_node *add, td_value **xr, td_value **ang, int64_t *R) {
+    for (int o = 0; o < 2; o++) {
+        td_node *mc = opt_producer(add->inputs[o], "Mul"), *ms = opt_producer(add->inputs[1 - o], "Mul");
+        if (!mc || !ms || !opt_single_use(add->inputs[o]) || !opt_single_use(add->inputs[1 - o]))
+            continue;
+        for (int xi = 0; xi < 2; xi++)
+            for (int ri = 0; ri < 2; ri++) {
+                td_value *x = mc->inputs[xi], *a = table_angles(mc->inputs[1 - xi], "Cos");
+                td_value *rh = ms->inputs[ri];
+                if (!a || table_angles(ms->inputs[1 - ri], "Sin") != a)
+                    continue;
+                td_node *mul = opt_producer(a, "Mul");
+                const td_tensor *inv = NULL;
+                for (int k = 0; mul && k < 2 && !inv; k++)
+                    inv = opt_const(mul->inputs[k]);
+                if (!inv || inv->rank != 1 || inv->dims[0] <= 0)
+                    continue;
+                int64_t half = inv->dims[0];
+                td_node *cat = opt_producer(rh, "Concat");
+                td_node *neg = cat && concat_last(cat, 4) ? opt_producer(cat->inputs[0], "Neg") : NULL;
+                if (!neg || !is_last_axis_slice(neg->inputs[0]->producer, x, half, 2 * half, 4) ||
+                    !is_last_axis_slice(cat->inputs[1]->producer, x, 0, half, 4))
+                    continue;
+                *xr = x;
+                *ang = a;
+                *R = 2 * half;
+                return true;
+            }
+    }
+    return false;
+}
+
 td_status td_pass_fuse_rotary(td_ctx *ctx, td_opt_state *st, int *changes) {
     td_graph *g = st->model->graph;
     const char *mp = td_model_metadata(st->model, "max_position_embeddings");
@@ -146,56 +182,52 @@ td_status td_pass_fuse_rotary(td_ctx *ctx, td_opt_state *st, int *changes) {
     int n_nodes = g->n_nodes;
     for (int i = 0; i < n_nodes; i++) {
         td_node *add = g->nodes[i];
-        if (!opt_is_op(add, "Add") || add->n_inputs != 2 || !add->outputs[0])
+        td_value *xr = NULL, *ang = NULL, *pos = NULL, *shape = NULL;
+        const td_tensor *inv = NULL;
+        int64_t R = 0, N = 0, D = 0;
+        if (!opt_is_op(add, "Add") || add->n_inputs != 2 || !add->outputs[0] || !match_rotation(add, &xr, &ang, &R) ||
+            !angle_parts(ang, &pos, &inv))
             continue;
-        for (int o = 0; o < 2; o++) {
-            td_node *mc = opt_producer(add->inputs[o], "Mul"), *ms = opt_producer(add->inputs[1 - o], "Mul");
-            if (!mc || !ms || !opt_single_use(add->inputs[o]) || !opt_single_use(add->inputs[1 - o]))
+        /* full rotation: xr is the heads; partial: xr = heads[..., :R] and y = Concat(rotated, heads[..., R:]) */
+        td_value *x = xr, *y = add->outputs[0];
+        td_node *last = add;
+        td_node *part = xr->producer;
+        if (part && opt_is_op(part, "Slice") && opt_rank(part->inputs[0]) == 4 &&
+            is_last_axis_slice(part, part->inputs[0], 0, R, 4)) {
+            x = part->inputs[0];
+            td_node *cat = opt_single_use(y) ? y->consumers[0] : NULL;
+            if (!cat || !concat_last(cat, 4) || cat->inputs[0] != y || !cat->inputs[1]->producer ||
+                !opt_is_op(cat->inputs[1]->producer, "Slice"))
                 continue;
-            for (int xi = 0; xi < 2; xi++)
-                for (int ri = 0; ri < 2; ri++) {
-                    td_value *x = mc->inputs[xi], *cosv = mc->inputs[1 - xi];
-                    td_value *rh = ms->inputs[ri], *sinv = ms->inputs[1 - ri];
-                    int64_t D = opt_rank(x) == 4 ? x->type.dims[3].value : -1;
-                    if (D <= 0 || D % 2)
-                        continue;
-                    td_node *cat = opt_producer(rh, "Concat");
-                    if (!cat || !concat_last(cat, 4))
-                        continue;
-                    td_node *neg = opt_producer(cat->inputs[0], "Neg");
-                    if (!neg || !is_last_axis_slice(neg->inputs[0]->producer, x, D / 2, D, 4) ||
-                        !is_last_axis_slice(cat->inputs[1]->producer, x, 0, D / 2, 4))
-                        continue;
-                    td_value *ang = table_angles(cosv, "Cos");
-                    if (!ang || table_angles(sinv, "Sin") != ang)
-                        continue;
-                    td_value *pos = NULL, *shape = NULL;
-                    const td_tensor *inv = NULL;
-                    int64_t N = 0;
-                    td_value *x3 = split_source(x, D, &N, &shape);
-                    if (!angle_parts(ang, D / 2, &pos, &inv) || !x3)
-                        continue;
-                    td_value *cv = NULL, *sv = NULL;
-                    TD_TRY(caches_for(ctx, g, inv, M, cache, &n_cache, &cv, &sv));
-                    td_value *y = add->outputs[0], *r3 = NULL, *r4 = NULL;
-                    TD_TRY(opt_new_value(ctx, g, "rope_out", &r3));
-                    TD_TRY(opt_copy_type(ctx, r3, x3));
-                    TD_TRY(opt_new_value(ctx, g, "rope_heads", &r4));
-                    td_graph_remove_node(g, add);
-                    td_value *ins[4] = {x3, pos, cv, sv}, *rs[2] = {r3, shape};
-                    td_node *rope = NULL, *rsh = NULL, *tr = NULL;
-                    TD_TRY(opt_add_node(ctx, g, "RotaryEmbedding", "com.microsoft", "RotaryEmbedding", ins, 4, &r3, 1,
-                                        &rope));
-                    TD_TRY(td_node_add_attr_int(ctx, rope, "num_heads", N));
-                    TD_TRY(opt_add_node(ctx, g, "Reshape", "", "rope_split", rs, 2, &r4, 1, &rsh));
-                    TD_TRY(opt_add_node(ctx, g, "Transpose", "", "rope_heads", &r4, 1, &y, 1, &tr));
-                    static const int64_t bnsd[4] = {0, 2, 1, 3};
-                    TD_TRY(td_node_add_attr_ints(ctx, tr, "perm", bnsd, 4));
-                    (*changes)++;
-                    goto next;
-                }
+            last = cat;
+            y = cat->outputs[0];
         }
-    next:;
+        td_value *x3 = split_source(x, &N, &D, &shape);
+        if (!x3 || R > D || (x != xr && R == D))
+            continue;
+        if (x != xr) { /* the pass-through part must be heads[..., R:D] */
+            td_node *rest = last->inputs[1]->producer;
+            if (!is_last_axis_slice(rest, x, R, D, 4))
+                continue;
+        }
+        td_value *cv = NULL, *sv = NULL;
+        TD_TRY(caches_for(ctx, g, inv, M, cache, &n_cache, &cv, &sv));
+        td_value *r3 = NULL, *r4 = NULL;
+        TD_TRY(opt_new_value(ctx, g, "rope_out", &r3));
+        TD_TRY(opt_copy_type(ctx, r3, x3));
+        TD_TRY(opt_new_value(ctx, g, "rope_heads", &r4));
+        td_graph_remove_node(g, last);
+        td_value *ins[4] = {x3, pos, cv, sv}, *rs[2] = {r3, shape};
+        td_node *rope = NULL, *rsh = NULL, *tr = NULL;
+        TD_TRY(opt_add_node(ctx, g, "RotaryEmbedding", "com.microsoft", "RotaryEmbedding", ins, 4, &r3, 1, &rope));
+        TD_TRY(td_node_add_attr_int(ctx, rope, "num_heads", N));
+        if (R < D)
+            TD_TRY(td_node_add_attr_int(ctx, rope, "rotary_embedding_dim", R));
+        TD_TRY(opt_add_node(ctx, g, "Reshape", "", "rope_split", rs, 2, &r4, 1, &rsh));
+        TD_TRY(opt_add_node(ctx, g, "Transpose", "", "rope_heads", &r4, 1, &y, 1, &tr));
+        static const int64_t bnsd[4] = {0, 2, 1, 3};
+        TD_TRY(td_node_add_attr_ints(ctx, tr, "perm", bnsd, 4));
+        (*changes)++;
     }
     return TD_OK;
 }
