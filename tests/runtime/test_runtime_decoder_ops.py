@@ -149,6 +149,25 @@ def gqa_cases():
     gqa_case("gqa_bias_and_causal", 2, 5, 0, 4, 4, 8, bias=hole)
 
 
+def gqa_refused(case, b, s, p, seqlens, total, needle):
+    """Hostile lengths must be a clean error (exit 1, the node and the rule named), never a read past the cache."""
+    feeds = {"q": f32(b, s, 32), "k": f32(b, s, 16), "v": f32(b, s, 16), "pk": f32(b, 2, p, 8), "pv": f32(b, 2, p, 8),
+             "sk": np.array(seqlens, np.int32), "tot": np.array(total, np.int32)}
+    node = helper.make_node("GroupQueryAttention", ["q", "k", "v", "pk", "pv", "sk", "tot"], ["o", "pk_out", "pv_out"],
+                            domain="com.microsoft", num_heads=4, kv_num_heads=2)
+    path = os.path.join(TMP, case + ".onnx")
+    with open(path, "wb") as f:
+        f.write(model(node, feeds, ["o", "pk_out", "pv_out"]).SerializeToString())
+    r, _ = tdeploy(path, feeds, case, "cpu")
+    report(r.returncode == 1 and needle in r.stderr, f"{case}: refused (rc {r.returncode}: {r.stderr.strip()[-200:]})")
+
+
+def gqa_bad_inputs():
+    gqa_refused("gqa_bad_seqlens_high", 2, 1, 4, [4, 9], 5, "seqlens_k[1] + 1 = 10")
+    gqa_refused("gqa_bad_seqlens_negative", 2, 1, 4, [4, -7], 5, "seqlens_k[1] + 1 = -6")
+    gqa_refused("gqa_bad_total", 2, 1, 4, [4, 4], 99, "total_sequence_length 99")
+
+
 def quick_gelu_cases():
     for alpha in (1.0, 1.702):
         node = helper.make_node("QuickGelu", ["x"], ["y"], domain="com.microsoft", alpha=alpha)
@@ -159,6 +178,7 @@ def quick_gelu_cases():
 
 rope_cases()
 gqa_cases()
+gqa_bad_inputs()
 quick_gelu_cases()
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed or not passed else 0)
