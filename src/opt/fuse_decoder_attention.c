@@ -239,7 +239,9 @@ td_status td_pass_fuse_decoder_attention(td_ctx *ctx, td_opt_state *st, int *cha
                 continue;
             bias = bc->inputs[0];
         }
-        if (opt_rank(bias) != 4 || bias->type.dims[1].value != 1 || bias->type.elem != TD_F32)
+        /* the fused ops take a full (B|1, 1, S, T) bias, not one that broadcasts over queries or keys */
+        if (opt_rank(bias) != 4 || bias->type.dims[1].value != 1 || bias->type.dims[2].value == 1 ||
+            bias->type.dims[3].value == 1 || bias->type.elem != TD_F32)
             continue;
         bool rotary = from_rotary(q4);
         bool gqa = rotary || N != KV;

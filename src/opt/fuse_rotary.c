@@ -115,7 +115,7 @@ static td_status caches_for(td_ctx *ctx, td_graph *g, const td_tensor *inv, int6
             return TD_OK;
         }
     int64_t half = inv->dims[0], dims[2] = {M, half};
-    size_t n = (size_t)(M * half);
+    size_t n = (size_t)(M * half); /* <= 2^22 * 2^20 (checked by the caller) */
     float *c = malloc(n * sizeof(float)), *s = malloc(n * sizeof(float));
     if (!c || !s) {
         free(c);
@@ -203,8 +203,8 @@ td_status td_pass_fuse_rotary(td_ctx *ctx, td_opt_state *st, int *changes) {
             y = cat->outputs[0];
         }
         td_value *x3 = split_source(x, &N, &D, &shape);
-        if (!x3 || R > D || (x != xr && R == D))
-            continue;
+        if (!x3 || R > D || (x != xr && R == D) || R / 2 > (1 << 20) || (R / 2) * M > (1 << 26))
+            continue; /* the caches would exceed 2 x 256 MB: not a real rotary table */
         if (x != xr) { /* the pass-through part must be heads[..., R:D] */
             td_node *rest = last->inputs[1]->producer;
             if (!is_last_axis_slice(rest, x, R, D, 4))
