@@ -52,8 +52,9 @@ static td_status merged_heads(td_ctx *ctx, td_graph *g, td_value *x4, int64_t he
     td_node *t = x4->producer;
     if (t && has_perm(t, bsnd)) {
         td_node *r = opt_producer(t->inputs[0], "Reshape");
+        /* (0, 0|-1, heads, D) or (-1, 0, heads, D) keeps batch and sequence of the 3-D source */
         if (r && reshape_to(r, s, 4) && s[2] == heads && s[3] == D && opt_rank(r->inputs[0]) == 3 &&
-            (s[0] == 0 || s[0] == -1 || s[0] > 0) && (s[1] == 0 || s[1] == -1 || s[1] > 0)) {
+            ((s[0] == 0 && (s[1] == 0 || s[1] == -1)) || (s[0] == -1 && s[1] == 0))) {
             *x3 = r->inputs[0];
             return TD_OK;
         }

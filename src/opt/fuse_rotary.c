@@ -92,6 +92,7 @@ static td_value *split_source(const td_value *x, int64_t *N, int64_t *D, td_valu
     int64_t s[4];
     int ns = 0;
     if (!r || !opt_const_ints(r->inputs[1], s, 4, &ns) || ns != 4 || s[2] <= 0 || s[3] <= 0 ||
+        !((s[0] == 0 && (s[1] == 0 || s[1] == -1)) || (s[0] == -1 && s[1] == 0)) || /* batch, sequence kept */
         td_node_attr_int(r, "allowzero", 0) != 0 || opt_rank(r->inputs[0]) != 3)
         return NULL;
     *N = s[2];
