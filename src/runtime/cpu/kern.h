@@ -104,7 +104,8 @@ typedef struct td_kern_mha {
     int64_t kv_heads; /* 0 = N; else a divisor of N: query heads h*N/kv_heads.. share K/V head h */
     int64_t kv_rows;  /* 0 = T; else rows per (b, kv head) block of K and V (>= T: a cache with room to spare) */
 } td_kern_mha;
-/* Scratch bytes for td_kern_mha with `threads` workers (64-byte aligned slices). */
+/* Scratch bytes for td_kern_mha with `threads` workers (64-byte aligned slices); with kv_heads
+ * pass S * N / kv_heads for S (a decode step runs each group's query heads as one block of rows). */
 size_t td_kern_mha_scratch(int64_t S, int64_t T, int64_t D, int64_t Dv, int threads);
 void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env);
 

@@ -268,7 +268,7 @@ static td_status gqa_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     size_t f = kv + (size_t)(d.B * d.KV * d.P * d.D + 16) /* past staged when it overlaps present oddly */ +
                (size_t)(d.B * d.S * d.total + 16) /* mask */ + (size_t)(d.B * d.S * d.N * d.D + 16) /* out */ + 64;
     rn->scratch_bytes = f * sizeof(float) + (size_t)d.B * sizeof(int64_t) + 64 +
-                        td_kern_mha_scratch(d.S, d.total, d.D, d.D, rn->threads);
+                        td_kern_mha_scratch(d.S * (d.N / d.KV), d.total, d.D, d.D, rn->threads);
     for (int i = 0; i < rn->n_in && i <= 10; i++)
         if (i != 5 && i != 6)
             rn->scratch_bytes += f32_scratch(opt_in(in, rn, i));
