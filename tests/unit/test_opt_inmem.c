@@ -197,7 +197,8 @@ static void test_initializer_type_from_data(void) {
 /* Decoders (`tdeploy generate` and `convert` optimize the exporter's graph in memory): per layer
  * GroupQueryAttention, two RotaryEmbedding, QuickGelu and two SkipSimplifiedLayerNormalization (Llama
  * family; the rope fusion reads max_position_embeddings from the model metadata, which the in-memory
- * model carries too) or MultiHeadAttention and two SkipLayerNormalization (GPT-2), in all three forms,
+ * model carries too) or MultiHeadAttention, two SkipLayerNormalization and FastGelu (GPT-2's gelu_new
+ * written x*x*x), in all three forms,
  * with the same optimized op sequence. Every decoder fixture has 2 layers. */
 static void check_decoder(const char *root, const char *name) {
     char dir[4096];
@@ -205,11 +206,12 @@ static void check_decoder(const char *root, const char *name) {
     bool gpt2 = strncmp(name, "gpt2", 4) == 0;
     static const char *const llama_kinds[] = {"GroupQueryAttention", "RotaryEmbedding", "QuickGelu",
                                               "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization"};
-    static const char *const gpt2_kinds[] = {"MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization"};
-    static const int llama_per_layer[] = {1, 2, 1, 2, 0}, gpt2_per_layer[] = {1, 2, 0};
+    static const char *const gpt2_kinds[] = {"MultiHeadAttention", "SkipLayerNormalization", "FastGelu",
+                                             "LayerNormalization"};
+    static const int llama_per_layer[] = {1, 2, 1, 2, 0}, gpt2_per_layer[] = {1, 2, 1, 0};
     const char *const *kinds = gpt2 ? gpt2_kinds : llama_kinds;
     const int *per_layer = gpt2 ? gpt2_per_layer : llama_per_layer;
-    int n_kinds = gpt2 ? 3 : 5;
+    int n_kinds = gpt2 ? 4 : 5;
     const int64_t layers = 2;
     td_ctx *ctx = td_ctx_new();
     td_opt_report rep[N_FORMS];
