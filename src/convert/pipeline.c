@@ -343,7 +343,8 @@ static td_status step_prepare(td_ctx *ctx, conv *c) {
             char *engine = NULL;
             if ((s = td_path_join(ctx, c->stage, "model.engine", false, &engine)) != TD_OK)
                 return s;
-            td_engine_build_options eo = {.input = c->onnx_path, .output = engine, .precision = p, .n_profiles = 1};
+            td_engine_build_options eo = {.input = c->onnx_path, .output = engine, .precision = p, .n_profiles = 1,
+                                          .timing_cache = c->o->timing_cache};
             eo.profiles[0] = (td_engine_profile){(uint32_t)c->o->batch[0], (uint32_t)c->seq[0], (uint32_t)c->o->batch[1],
                                                  (uint32_t)c->seq[1], (uint32_t)c->o->batch[2], (uint32_t)c->seq[2], 0, 0};
             td_engine_build_report er;
