@@ -54,12 +54,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="minilm-l6-h384,bert-base")
     ap.add_argument("--shapes", default="1x16,1x128,8x128,32x128")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time on both sides (use with --threads 1 on a busy host)")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     import onnxruntime as ort
     shapes = [tuple(int(x) for x in s.split("x")) for s in a.shapes.split(",")]
     la = os.getloadavg()
-    print(f"machine: {base.cpu_model()}, {os.cpu_count()} cores; onnxruntime {ort.__version__}; {a.threads} threads; "
+    print(f"machine: {base.cpu_model()}, {os.cpu_count()} cores; onnxruntime {ort.__version__}; {a.threads} threads; {a.clock} clock; "
           f"load average at start {la[0]:.1f} {la[1]:.1f} {la[2]:.1f}; {time.strftime('%Y-%m-%d %H:%M')}")
     print("| model | batch x seq | tdeploy fp32 ms | tdeploy int8 ms | ORT fp32 ms | ORT int8 ms | "
           "ORT int8 / tdeploy int8 | range over rounds | tdeploy int8 vs fp32 |")
@@ -79,10 +81,10 @@ def main():
             runs = a.runs if b * s <= 1024 else max(3, a.runs // 3)
             t = {k: [] for k in ("td32", "td8", "ox32", "ox8")}
             for _ in range(max(1, a.rounds)):
-                t["td32"].append(base.time_tdeploy(a.build, fused, b, s, runs, a.threads))
-                t["td8"].append(base.time_tdeploy(a.build, td8, b, s, runs, a.threads))
-                t["ox32"].append(base.time_ort(sessions["fp32"], names, b, s, runs))
-                t["ox8"].append(base.time_ort(sessions["int8"], names, b, s, runs))
+                t["td32"].append(base.time_tdeploy(a.build, fused, b, s, runs, a.threads, a.clock))
+                t["td8"].append(base.time_tdeploy(a.build, td8, b, s, runs, a.threads, a.clock))
+                t["ox32"].append(base.time_ort(sessions["fp32"], names, b, s, runs, a.clock))
+                t["ox8"].append(base.time_ort(sessions["int8"], names, b, s, runs, a.clock))
             m = {k: statistics.median(v) for k, v in t.items()}
             ratios = [o / d for o, d in zip(t["ox8"], t["td8"])]
             print(f"| {model} | {b}x{s} | {m['td32']:.2f} | {m['td8']:.2f} | {m['ox32']:.2f} | {m['ox8']:.2f} | "

@@ -9,7 +9,7 @@
  * stores fp32. Three builds of the tile, picked at compile time (-march):
  *   AVX-512 VNNI: 8 x 48 tile in 24 zmm, vpdpbusd (u8 x s8, 4 products per
  *                 int32 lane, exact), 255 activation levels;
- *   AVX2:         4 x 16 sub-tiles in 8 ymm, vpmaddubsw (u8 x s8 pairs into
+ *   AVX2:         6 x 16 sub-tiles in 12 ymm, vpmaddubsw (u8 x s8 pairs into
  *                 saturating int16) + vpmaddwd with ones (pairs into int32):
  *                 the same 4-byte groups as vpdpbusd, so one packing serves
  *                 both; 127 activation levels keep the int16 pairs exact;
@@ -40,9 +40,14 @@
 
 int td_gemm_i8_act_levels(void) { return LEVELS; }
 
-#define MR TD_GEMM_I8_MR
 #define NR TD_GEMM_I8_NR
-#define MC 128 /* rows of quantized A per block (MC x K bytes stay in L2 while the panels stream) */
+#if defined(TD_I8_AVX2)
+#define MR 6   /* rows of the AVX2 tile (16 ymm registers; see sub_tile_r) */
+#define MC 120 /* rows of quantized A per block (MC x K bytes stay in L2 while the panels stream) */
+#else
+#define MR TD_GEMM_I8_MR
+#define MC 128
+#endif
 
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 
@@ -329,7 +334,10 @@ static inline void epilogue8(const i8_job *j, size_t row, size_t n, size_t cnt, 
     __m256 sc = _mm256_mul_ps(_mm256_set1_ps(j->row_scale[row]), _mm256_loadu_ps(j->B->scale + n));
     __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cnt), lanes);
-    __m256 bias = j->ep.bias ? _mm256_maskload_ps(j->ep.bias + n, keep) : _mm256_setzero_ps();
+    const bool full = cnt == 8; /* masked moves are slow on AMD (microcoded): only for the last columns */
+    __m256 bias = !j->ep.bias ? _mm256_setzero_ps()
+                  : full      ? _mm256_loadu_ps(j->ep.bias + n)
+                              : _mm256_maskload_ps(j->ep.bias + n, keep);
     __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), sc, bias);
     float *c = j->C + row * j->ldc + n;
     const float *res = j->ep.residual ? j->ep.residual + row * j->ep.ldr + n : NULL;
@@ -340,19 +348,30 @@ static inline void epilogue8(const i8_job *j, size_t row, size_t n, size_t cnt, 
     default: break;
     }
     if (res)
-        y = _mm256_add_ps(y, _mm256_maskload_ps(res, keep));
-    _mm256_maskstore_ps(c, keep, y);
+        y = _mm256_add_ps(y, full ? _mm256_loadu_ps(res) : _mm256_maskload_ps(res, keep));
+    if (full)
+        _mm256_storeu_ps(c, y);
+    else
+        _mm256_maskstore_ps(c, keep, y);
 }
 
-/* Rows r0 .. r0+rows (rows <= 4) x 16 columns from n (cnt valid) of panel p. */
-static void sub_tile(const i8_job *j, size_t r0, size_t rows, size_t p, size_t col, size_t cnt) {
+/* ROWS (<= MR = 6) rows from r0 x 16 columns from col (cnt valid) of panel p:
+ * 12 accumulators + the ones vector + a broadcast and a product temporary =
+ * 15 of the 16 ymm registers, B read as memory operands of vpmaddubsw. Per
+ * 4-byte group of K: 2 x ROWS vpmaddubsw + 2 x ROWS vpmaddwd, which share the
+ * two integer multiply pipes of Zen 3 (the bound: 32 u8 x s8 products a cycle),
+ * ROWS broadcasts and 2 x ROWS adds on the other pipes. 6 rows instead of 4
+ * amortize the loop and pointer updates over 1.5x the products. */
+#define KINLINE static inline __attribute__((always_inline))
+KINLINE void sub_tile_r(const int ROWS, const i8_job *j, size_t r0, size_t p, size_t col, size_t cnt) {
     const size_t Kp = j->Kp;
-    const uint8_t *a0 = j->qa + r0 * Kp, *a1 = j->qa + (r0 + (rows > 1 ? 1 : 0)) * Kp;
-    const uint8_t *a2 = j->qa + (r0 + (rows > 2 ? 2 : 0)) * Kp, *a3 = j->qa + (r0 + (rows > 3 ? 3 : 0)) * Kp;
+    /* rows past ROWS are never computed (their branches fold away); naming them keeps each accumulator in a
+       register, where an array of them ends up on the stack */
+    const uint8_t *a0 = j->qa + r0 * Kp, *a1 = a0 + Kp, *a2 = a1 + Kp, *a3 = a2 + Kp, *a4 = a3 + Kp, *a5 = a4 + Kp;
     const int8_t *b = j->B->data + p * Kp * NR + col * 4;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-            c31 = c00;
+            c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
 #define I8_STEP(cx0, cx1, ap)                                                                 \
     do {                                                                                      \
         int32_t four;                                                                         \
@@ -364,24 +383,39 @@ static void sub_tile(const i8_job *j, size_t r0, size_t rows, size_t p, size_t c
     for (size_t k = 0; k < Kp; k += 4, b += NR * 4) {
         __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 32));
         I8_STEP(c00, c01, a0);
-        I8_STEP(c10, c11, a1);
-        I8_STEP(c20, c21, a2);
-        I8_STEP(c30, c31, a3);
+        if (ROWS > 1)
+            I8_STEP(c10, c11, a1);
+        if (ROWS > 2)
+            I8_STEP(c20, c21, a2);
+        if (ROWS > 3)
+            I8_STEP(c30, c31, a3);
+        if (ROWS > 4)
+            I8_STEP(c40, c41, a4);
+        if (ROWS > 5)
+            I8_STEP(c50, c51, a5);
     }
 #undef I8_STEP
     size_t n = p * NR + col, lo = cnt < 8 ? cnt : 8, hi = cnt > 8 ? cnt - 8 : 0;
-    __m256i acc[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
-    for (size_t r = 0; r < rows; r++) {
-        epilogue8(j, r0 + r, n, lo, acc[r][0]);
+    __m256i acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int r = 0; r < ROWS; r++) {
+        epilogue8(j, r0 + (size_t)r, n, lo, acc[r][0]);
         if (hi)
-            epilogue8(j, r0 + r, n + 8, hi, acc[r][1]);
+            epilogue8(j, r0 + (size_t)r, n + 8, hi, acc[r][1]);
     }
 }
 
 static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {
-    for (size_t r = 0; r < mr; r += 4)
-        for (size_t col = 0; col < nr; col += 16)
-            sub_tile(j, i0 + r, mr - r < 4 ? mr - r : 4, p, col, nr - col < 16 ? nr - col : 16);
+    for (size_t col = 0; col < nr; col += 16) {
+        size_t cnt = nr - col < 16 ? nr - col : 16;
+        switch (mr) {
+        case 6: sub_tile_r(6, j, i0, p, col, cnt); break;
+        case 5: sub_tile_r(5, j, i0, p, col, cnt); break;
+        case 4: sub_tile_r(4, j, i0, p, col, cnt); break;
+        case 3: sub_tile_r(3, j, i0, p, col, cnt); break;
+        case 2: sub_tile_r(2, j, i0, p, col, cnt); break;
+        default: sub_tile_r(1, j, i0, p, col, cnt); break;
+        }
+    }
 }
 #else
 static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {

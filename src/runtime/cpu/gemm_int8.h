@@ -34,7 +34,8 @@
 #include <stdint.h>
 
 /* Register tile of the int8 microkernel and the packing of B: NR columns per
- * panel, K in groups of 4 bytes (one vpdpbusd lane). */
+ * panel, K in groups of 4 bytes (one vpdpbusd lane). MR is the rows of the
+ * VNNI and portable tiles; the AVX2 tile has 6 (gemm_int8.c). */
 #define TD_GEMM_I8_MR 8
 #define TD_GEMM_I8_NR 48
 #define TD_GEMM_I8_MAX_K 65536
