@@ -1,10 +1,11 @@
 /* Int8 GEMM throughput (runtime/cpu/gemm_int8.h) on the linear-layer shapes of
  * MiniLM-L6-H384 and bert-base, beside tdeploy's fp32 GEMM on the same shapes.
  *
- *   gemm_int8_bench [--threads N] [--rows M,M,...]
+ *   gemm_int8_bench [--threads N] [--rows M,M,...] [--weight-bits 8|7]
  *
  * C (M, N) = dequant(quant_rows(A (M, K)) @ Bq (K, N)) + bias, weights packed
- * once as a session does. Prints one TSV line per shape: threads M N K,
+ * once as a session does; --weight-bits 7 quantizes them to [-63, 63], which the
+ * AVX2 kernel runs with paired products (gemm_int8.h, TD_GEMM_I8_NARROW). Prints one TSV line per shape: threads M N K,
  * int8 GOP/s and fp32 GFLOP/s by process CPU time (divided by the thread count,
  * so on a shared host it counts only the cycles the benchmark got), their ratio,
  * and the share of the int8 call spent quantizing A (timed on its own). Each
@@ -75,13 +76,16 @@ static double time_case(const bench_case *c, int threads) {
 int main(int argc, char **argv) {
     int threads = 1;
     const char *rows = "16,128,1024";
+    int qmax = 127;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads"))
             threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--rows"))
             rows = argv[i + 1];
+        else if (!strcmp(argv[i], "--weight-bits"))
+            qmax = atoi(argv[i + 1]) == 7 ? TD_GEMM_I8_NARROW : 127;
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--rows M,M,...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--rows M,M,...] [--weight-bits 8|7]\n", argv[0]);
             return 2;
         }
     }
@@ -110,7 +114,7 @@ int main(int argc, char **argv) {
                 W[i] = (float)((x = x * 1103515245u + 12345u) >> 16 & 1023) / 8192.0f - 0.0625f;
             for (size_t i = 0; i < N; i++)
                 bias[i] = 0.01f * (float)(i % 7);
-            td_gemm_i8_quantize_weights(W, K, N, N, false, bq, sc);
+            td_gemm_i8_quantize_weights(W, K, N, N, false, qmax, bq, sc);
             td_gemm_i8_packed *q = NULL;
             td_gemm_packed *f = NULL;
             void *scratch = aligned_alloc(64, (td_gemm_i8_scratch_bytes(M, K) + 63) / 64 * 64);

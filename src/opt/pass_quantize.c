@@ -32,7 +32,7 @@ static td_status quantize_weight(td_ctx *ctx, td_graph *g, const td_tensor *w, i
         free(s);
         return td_fail_oom(ctx, kn, "quantized weights");
     }
-    td_gemm_i8_quantize_weights((const float *)w->data + c0, (size_t)K, (size_t)N, (size_t)ld, false, q, s);
+    td_gemm_i8_quantize_weights((const float *)w->data + c0, (size_t)K, (size_t)N, (size_t)ld, false, 127, q, s);
     char pre[300];
     int64_t dq[2] = {K, N}, ds[1] = {N};
     snprintf(pre, sizeof pre, "%s_quantized", name);

@@ -51,19 +51,20 @@ int td_gemm_i8_act_levels(void) { return LEVELS; }
 
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 
-void td_gemm_i8_quantize_weights(const float *B, size_t K, size_t N, size_t ldb, bool trans_b, int8_t *bq,
+void td_gemm_i8_quantize_weights(const float *B, size_t K, size_t N, size_t ldb, bool trans_b, int qmax, int8_t *bq,
                                  float *scale) {
+    const float Q = (float)qmax;
     for (size_t n = 0; n < N; n++) {
         float amax = 0.0f;
         for (size_t k = 0; k < K; k++) {
             float v = fabsf(trans_b ? B[n * ldb + k] : B[k * ldb + n]);
             amax = v > amax ? v : amax;
         }
-        float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+        float s = amax > 0.0f ? amax / Q : 1.0f;
         scale[n] = s;
         for (size_t k = 0; k < K; k++) {
             float q = nearbyintf((trans_b ? B[n * ldb + k] : B[k * ldb + n]) / s);
-            bq[k * N + n] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
+            bq[k * N + n] = (int8_t)(q > Q ? qmax : q < -Q ? -qmax : (int)q);
         }
     }
 }
@@ -93,6 +94,7 @@ td_status td_gemm_i8_pack(td_ctx *ctx, const int8_t *bq, size_t K, size_t N, con
         return td_fail_oom(ctx, bytes, "packed int8 weights");
     }
     memset(data, 0, bytes);
+    int wmax = 0;
     for (size_t pi = 0; pi < panels; pi++)
         for (size_t j = 0; j < NR; j++) {
             size_t n = pi * NR + j;
@@ -101,6 +103,7 @@ td_status td_gemm_i8_pack(td_ctx *ctx, const int8_t *bq, size_t K, size_t N, con
             int32_t sum = 0;
             for (size_t k = 0; k < K; k++) {
                 int8_t v = bq[k * N + n];
+                wmax = abs(v) > wmax ? abs(v) : wmax;
                 data[pi * Kp * NR + ((k / 4) * NR + j) * 4 + k % 4] = v;
                 sum += v;
             }
@@ -114,6 +117,7 @@ td_status td_gemm_i8_pack(td_ctx *ctx, const int8_t *bq, size_t K, size_t N, con
     p->data = data;
     p->colsum = colsum;
     p->scale = sc;
+    p->wmax = wmax;
     *out = p;
     return TD_OK;
 }
@@ -363,7 +367,8 @@ static inline void epilogue8(const i8_job *j, size_t row, size_t n, size_t cnt, 
  * ROWS broadcasts and 2 x ROWS adds on the other pipes. 6 rows instead of 4
  * amortize the loop and pointer updates over 1.5x the products. */
 #define KINLINE static inline __attribute__((always_inline))
-KINLINE void sub_tile_r(const int ROWS, const i8_job *j, size_t r0, size_t p, size_t col, size_t cnt) {
+KINLINE void sub_tile_r(const int ROWS, const bool PAIRED, const i8_job *j, size_t r0, size_t p, size_t col,
+                        size_t cnt) {
     const size_t Kp = j->Kp;
     /* rows past ROWS are never computed (their branches fold away); naming them keeps each accumulator in a
        register, where an array of them ends up on the stack */
@@ -380,7 +385,41 @@ KINLINE void sub_tile_r(const int ROWS, const i8_job *j, size_t r0, size_t p, si
         cx0 = _mm256_add_epi32(cx0, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));   \
         cx1 = _mm256_add_epi32(cx1, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));   \
     } while (0)
-    for (size_t k = 0; k < Kp; k += 4, b += NR * 4) {
+    /* narrow weights: two 4-byte groups per step, their int16 pair sums added before widening (exact, see
+       TD_GEMM_I8_NARROW) */
+#define I8_PAIR(cx0, cx1, ap)                                                                                   \
+    do {                                                                                                        \
+        int32_t f0, f1;                                                                                         \
+        memcpy(&f0, (ap) + k, 4);                                                                               \
+        memcpy(&f1, (ap) + k + 4, 4);                                                                           \
+        __m256i av = _mm256_set1_epi32(f0), aw = _mm256_set1_epi32(f1);                                         \
+        cx0 = _mm256_add_epi32(                                                                                 \
+            cx0, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(av, b0), _mm256_maddubs_epi16(aw, b2)), \
+                                   ones));                                                                      \
+        cx1 = _mm256_add_epi32(                                                                                 \
+            cx1, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(av, b1), _mm256_maddubs_epi16(aw, b3)), \
+                                   ones));                                                                      \
+    } while (0)
+    size_t k = 0;
+    if (PAIRED)
+        for (; k + 8 <= Kp; k += 8, b += NR * 8) {
+            __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 32));
+            __m256i b2 = _mm256_loadu_si256((const __m256i *)(b + NR * 4));
+            __m256i b3 = _mm256_loadu_si256((const __m256i *)(b + NR * 4 + 32));
+            I8_PAIR(c00, c01, a0);
+            if (ROWS > 1)
+                I8_PAIR(c10, c11, a1);
+            if (ROWS > 2)
+                I8_PAIR(c20, c21, a2);
+            if (ROWS > 3)
+                I8_PAIR(c30, c31, a3);
+            if (ROWS > 4)
+                I8_PAIR(c40, c41, a4);
+            if (ROWS > 5)
+                I8_PAIR(c50, c51, a5);
+        }
+#undef I8_PAIR
+    for (; k < Kp; k += 4, b += NR * 4) {
         __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 32));
         I8_STEP(c00, c01, a0);
         if (ROWS > 1)
@@ -407,14 +446,24 @@ KINLINE void sub_tile_r(const int ROWS, const i8_job *j, size_t r0, size_t p, si
 static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {
     for (size_t col = 0; col < nr; col += 16) {
         size_t cnt = nr - col < 16 ? nr - col : 16;
-        switch (mr) {
-        case 6: sub_tile_r(6, j, i0, p, col, cnt); break;
-        case 5: sub_tile_r(5, j, i0, p, col, cnt); break;
-        case 4: sub_tile_r(4, j, i0, p, col, cnt); break;
-        case 3: sub_tile_r(3, j, i0, p, col, cnt); break;
-        case 2: sub_tile_r(2, j, i0, p, col, cnt); break;
-        default: sub_tile_r(1, j, i0, p, col, cnt); break;
-        }
+        if (j->B->wmax <= TD_GEMM_I8_NARROW)
+            switch (mr) {
+            case 6: sub_tile_r(6, true, j, i0, p, col, cnt); break;
+            case 5: sub_tile_r(5, true, j, i0, p, col, cnt); break;
+            case 4: sub_tile_r(4, true, j, i0, p, col, cnt); break;
+            case 3: sub_tile_r(3, true, j, i0, p, col, cnt); break;
+            case 2: sub_tile_r(2, true, j, i0, p, col, cnt); break;
+            default: sub_tile_r(1, true, j, i0, p, col, cnt); break;
+            }
+        else
+            switch (mr) {
+            case 6: sub_tile_r(6, false, j, i0, p, col, cnt); break;
+            case 5: sub_tile_r(5, false, j, i0, p, col, cnt); break;
+            case 4: sub_tile_r(4, false, j, i0, p, col, cnt); break;
+            case 3: sub_tile_r(3, false, j, i0, p, col, cnt); break;
+            case 2: sub_tile_r(2, false, j, i0, p, col, cnt); break;
+            default: sub_tile_r(1, false, j, i0, p, col, cnt); break;
+            }
     }
 }
 #else
