@@ -13,7 +13,8 @@
    it; against the fp32 graph (ONNX Runtime) tdeploy's rows keep cosine >= 0.99 (mean, per shape)
    and its relative L2 error over all shapes is at most 1.5x ONNX Runtime's on the same int8 graph
    (+1e-3);
-   1 and 2 threads give bit-identical outputs.
+   1 and 2 threads give bit-identical outputs. All of it again with --int8-weight-bits 7 (weights
+   in [-63, 63], which the AVX2 kernel sums in pairs), whose weights must stay in that range.
 3. Bad graphs: uint8 weights, non-zero weight zero points, --target portable with int8 fail with
    messages that name the problem.
 Prints one line per case and "N passed, M failed"; exits non-zero on any failure."""
@@ -215,14 +216,26 @@ def count_ops(path):
     return ops, float_mm
 
 
-def check_fixture(arch, rng):
+def weight_range(path):
+    """Largest |value| over the int8 weights of the DynamicQuantizeMatMul nodes."""
+    m = onnx.load(path)
+    inits = {t.name: t for t in m.graph.initializer}
+    return max(int(np.abs(numpy_helper.to_array(inits[n.input[1]]).astype(np.int32)).max())
+               for n in m.graph.node if n.op_type == "DynamicQuantizeMatMul")
+
+
+def check_fixture(arch, rng, bits=8):
     cfg = json.load(open(os.path.join(FIX, "hf", arch, "config.json")))
     exported = os.path.join(TMP, f"i8_{arch}.onnx")
-    fp32, int8 = os.path.join(TMP, f"i8_{arch}.opt.onnx"), os.path.join(TMP, f"i8_{arch}.int8.onnx")
+    fp32, int8 = os.path.join(TMP, f"i8_{arch}.opt.onnx"), os.path.join(TMP, f"i8_{arch}.int8w{bits}.onnx")
     if not (tool(["export", "-m", os.path.join(FIX, "hf", arch), "-o", exported, "-q"], f"{arch} export") and
             tool(["optimize", exported, "-o", fp32, "-q"], f"{arch} optimize fp32") and
-            tool(["optimize", exported, "-o", int8, "--precision", "int8", "-q"], f"{arch} optimize int8")):
+            tool(["optimize", exported, "-o", int8, "--precision", "int8", "--int8-weight-bits", str(bits), "-q"],
+                 f"{arch} optimize int8 ({bits}-bit weights)")):
         return
+    wr = weight_range(int8)
+    report(wr == (127 if bits == 8 else 63), f"{arch} int8 weights use the {bits}-bit range", f"max |w| = {wr}")
+    arch = f"{arch} w{bits}"
     try:
         onnx.checker.check_model(onnx.load(int8))
         report(True, f"{arch} int8 onnx.checker")
@@ -313,6 +326,7 @@ def main():
     for arch in ENCODERS:
         if os.path.isdir(os.path.join(FIX, "hf", arch)):
             check_fixture(arch, rng)
+            check_fixture(arch, rng, bits=7)  # [-63, 63]: the AVX2 kernel's paired path
     check_errors(rng)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
