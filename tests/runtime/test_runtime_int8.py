@@ -16,7 +16,8 @@
    1 and 2 threads give bit-identical outputs. All of it again with --int8-weight-bits 7 (weights
    in [-63, 63], which the AVX2 kernel sums in pairs), whose weights must stay in that range.
 3. Bad graphs: uint8 weights, non-zero weight zero points, --target portable with int8 fail with
-   messages that name the problem.
+   messages that name the problem; --int8-weight-bits without int8 or other than 8/7 is a usage error
+   (exit 2) for optimize and convert.
 Prints one line per case and "N passed, M failed"; exits non-zero on any failure."""
 import json
 import os
@@ -317,6 +318,15 @@ def check_errors(rng):
                         "--target", "portable"], capture_output=True, text=True)
     report(r.returncode != 0 and "--target fused" in r.stderr and not os.path.exists(os.path.join(TMP, "i8_port.onnx")),
            "int8 with --target portable refused", r.stderr.strip()[-200:])
+    for args in (["optimize", exported, "-o", os.path.join(TMP, "i8_w7.onnx"), "--int8-weight-bits", "7"],
+                 ["optimize", exported, "-o", os.path.join(TMP, "i8_w7.onnx"), "--precision", "int8",
+                  "--int8-weight-bits", "6"],
+                 ["convert", "-m", os.path.join(FIX, "hf", "bert-seqcls"), "-o", os.path.join(TMP, "i8_w7_conv"),
+                  "--int8-weight-bits", "7"]):
+        r = subprocess.run([BIN, *args], capture_output=True, text=True)
+        report(r.returncode == 2 and "--int8-weight-bits" in r.stderr and
+               not os.path.exists(os.path.join(TMP, "i8_w7.onnx")) and not os.path.exists(os.path.join(TMP, "i8_w7_conv")),
+               f"{args[0]} {' '.join(args[-2:])} refused (usage)", r.stderr.strip()[-200:])
 
 
 def main():
