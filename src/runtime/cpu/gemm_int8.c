@@ -331,32 +331,51 @@ static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {
     }
 }
 #elif defined(TD_I8_AVX2)
-/* Dequantize + bias (+ activation + residual) for cnt (<= 8) columns from n of one row. */
-static inline void epilogue8(const i8_job *j, size_t row, size_t n, size_t cnt, __m256i acc) {
-    __m256i cs = _mm256_loadu_si256((const __m256i *)(j->B->colsum + n)); /* padded to whole panels */
-    acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(j->row_zp[row]), cs));
-    __m256 sc = _mm256_mul_ps(_mm256_set1_ps(j->row_scale[row]), _mm256_loadu_ps(j->B->scale + n));
-    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cnt), lanes);
-    const bool full = cnt == 8; /* masked moves are slow on AMD (microcoded): only for the last columns */
-    __m256 bias = !j->ep.bias ? _mm256_setzero_ps()
-                  : full      ? _mm256_loadu_ps(j->ep.bias + n)
-                              : _mm256_maskload_ps(j->ep.bias + n, keep);
-    __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), sc, bias);
-    float *c = j->C + row * j->ldc + n;
-    const float *res = j->ep.residual ? j->ep.residual + row * j->ep.ldr + n : NULL;
-    switch (j->ep.act) {
-    case TD_GEMM_ACT_RELU: y = _mm256_max_ps(y, _mm256_setzero_ps()); break;
-    case TD_GEMM_ACT_GELU_ERF: y = td_v8_gelu_erf(y); break;
-    case TD_GEMM_ACT_GELU_TANH: y = td_v8_gelu_tanh(y); break;
-    default: break;
+#define KINLINE static inline __attribute__((always_inline))
+
+/* Dequantize + bias (+ activation + residual) of the ROWS x 16 accumulators of
+ * a sub-tile, cnt (<= 16) valid columns from n. The per-column vectors (column
+ * sums, weight scales, bias) are loaded once for all rows; whole 8-column
+ * groups use plain loads and stores (masked moves are slow on AMD: microcoded). */
+KINLINE void epilogue_tile(const int ROWS, const i8_job *j, size_t r0, size_t n, size_t cnt, __m256i acc[6][2]) {
+    const int groups = cnt > 8 ? 2 : 1;
+    __m256i cs[2], keep[2];
+    __m256 bs[2], bias[2];
+    bool full[2];
+    for (int g = 0; g < groups; g++) {
+        size_t c = g ? cnt - 8 : (cnt < 8 ? cnt : 8), at = n + 8 * (size_t)g;
+        full[g] = c == 8;
+        keep[g] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        cs[g] = _mm256_loadu_si256((const __m256i *)(j->B->colsum + at)); /* padded to whole panels */
+        bs[g] = _mm256_loadu_ps(j->B->scale + at);
+        bias[g] = !j->ep.bias ? _mm256_setzero_ps()
+                  : full[g]   ? _mm256_loadu_ps(j->ep.bias + at)
+                              : _mm256_maskload_ps(j->ep.bias + at, keep[g]);
     }
-    if (res)
-        y = _mm256_add_ps(y, full ? _mm256_loadu_ps(res) : _mm256_maskload_ps(res, keep));
-    if (full)
-        _mm256_storeu_ps(c, y);
-    else
-        _mm256_maskstore_ps(c, keep, y);
+    for (int r = 0; r < ROWS; r++) {
+        size_t row = r0 + (size_t)r;
+        __m256i zp = _mm256_set1_epi32(j->row_zp[row]);
+        __m256 rs = _mm256_set1_ps(j->row_scale[row]);
+        for (int g = 0; g < groups; g++) {
+            __m256i a = _mm256_sub_epi32(acc[r][g], _mm256_mullo_epi32(zp, cs[g]));
+            __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_mul_ps(rs, bs[g]), bias[g]);
+            switch (j->ep.act) {
+            case TD_GEMM_ACT_RELU: y = _mm256_max_ps(y, _mm256_setzero_ps()); break;
+            case TD_GEMM_ACT_GELU_ERF: y = td_v8_gelu_erf(y); break;
+            case TD_GEMM_ACT_GELU_TANH: y = td_v8_gelu_tanh(y); break;
+            default: break;
+            }
+            float *c = j->C + row * j->ldc + n + 8 * (size_t)g;
+            if (j->ep.residual) {
+                const float *res = j->ep.residual + row * j->ep.ldr + n + 8 * (size_t)g;
+                y = _mm256_add_ps(y, full[g] ? _mm256_loadu_ps(res) : _mm256_maskload_ps(res, keep[g]));
+            }
+            if (full[g])
+                _mm256_storeu_ps(c, y);
+            else
+                _mm256_maskstore_ps(c, keep[g], y);
+        }
+    }
 }
 
 /* ROWS (<= MR = 6) rows from r0 x 16 columns from col (cnt valid) of panel p:
@@ -366,7 +385,6 @@ static inline void epilogue8(const i8_job *j, size_t row, size_t n, size_t cnt, 
  * two integer multiply pipes of Zen 3 (the bound: 32 u8 x s8 products a cycle),
  * ROWS broadcasts and 2 x ROWS adds on the other pipes. 6 rows instead of 4
  * amortize the loop and pointer updates over 1.5x the products. */
-#define KINLINE static inline __attribute__((always_inline))
 KINLINE void sub_tile_r(const int ROWS, const bool PAIRED, const i8_job *j, size_t r0, size_t p, size_t col,
                         size_t cnt) {
     const size_t Kp = j->Kp;
@@ -434,13 +452,8 @@ KINLINE void sub_tile_r(const int ROWS, const bool PAIRED, const i8_job *j, size
             I8_STEP(c50, c51, a5);
     }
 #undef I8_STEP
-    size_t n = p * NR + col, lo = cnt < 8 ? cnt : 8, hi = cnt > 8 ? cnt - 8 : 0;
     __m256i acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    for (int r = 0; r < ROWS; r++) {
-        epilogue8(j, r0 + (size_t)r, n, lo, acc[r][0]);
-        if (hi)
-            epilogue8(j, r0 + (size_t)r, n + 8, hi, acc[r][1]);
-    }
+    epilogue_tile(ROWS, j, r0, p * NR + col, cnt, acc);
 }
 
 static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {
