@@ -32,6 +32,8 @@ static void usage(FILE *f) {
             "                             decoders (a KV cache): int8 / int4 put MatMul weights in 8- / 4-bit\n"
             "                             blocks of 32 (llama.cpp's Q8_0 / Q4_0 layouts) as com.microsoft\n"
             "                             MatMulNBits, int8 activations\n"
+            "  --int8-weight-bits 8|7     encoder int8 weight range (default 8: [-127, 127]); 7: [-63, 63],\n"
+            "                             coarser weights that CPUs without AVX-512 VNNI multiply 1.2x faster, exactly\n"
             "  --keep-io-types            graph inputs/outputs stay float32 (default)\n"
             "  --no-keep-io-types         float inputs/outputs take the chosen precision\n"
             "  --passes LIST              comma-separated passes instead of the default pipeline; known:\n"
@@ -54,6 +56,8 @@ static cJSON *report_json(const char *in, const char *out, const td_opt_options 
     cJSON_AddStringToObject(j, "output", out);
     cJSON_AddStringToObject(j, "target", targets[o->target]);
     cJSON_AddStringToObject(j, "precision", precs[o->precision]);
+    if (o->precision == TD_OPT_INT8)
+        cJSON_AddNumberToObject(j, "int8_weight_bits", o->int8_weight_bits);
     cJSON_AddNumberToObject(j, "nodes_before", r->nodes_before);
     cJSON_AddNumberToObject(j, "nodes_after", r->nodes_after);
     cJSON_AddNumberToObject(j, "initializers_before", r->initializers_before);
@@ -78,7 +82,7 @@ static cJSON *report_json(const char *in, const char *out, const td_opt_options 
 
 int td_cmd_optimize(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
-    bool json = false, cache_output = false, force = false;
+    bool json = false, cache_output = false, force = false, weight_bits_given = false;
     td_opt_options o;
     td_opt_options_default(&o);
     for (int i = 1; i < argc; i++) {
@@ -116,6 +120,11 @@ int td_cmd_optimize(int argc, char **argv) {
             else
                 return td_cli_usage_error("optimize", "--precision '%s': expected fp32, fp16, bf16, int8 or int4",
                                           argv[i]);
+        } else if (!strcmp(a, "--int8-weight-bits")) {
+            if (++i >= argc || (strcmp(argv[i], "8") && strcmp(argv[i], "7")))
+                return td_cli_usage_error("optimize", "--int8-weight-bits needs 8 or 7");
+            o.int8_weight_bits = atoi(argv[i]);
+            weight_bits_given = true;
         } else if (!strcmp(a, "--keep-io-types")) {
             o.keep_io_types = true;
         } else if (!strcmp(a, "--no-keep-io-types")) {
@@ -158,6 +167,8 @@ int td_cmd_optimize(int argc, char **argv) {
     if (o.precision == TD_OPT_INT4 && o.target == TD_OPT_TARGET_PORTABLE)
         return td_cli_usage_error("optimize", "--precision int4 writes com.microsoft MatMulNBits, which --target "
                                   "portable excludes: use --target fused");
+    if (weight_bits_given && o.precision != TD_OPT_INT8)
+        return td_cli_usage_error("optimize", "--int8-weight-bits applies to --precision int8 only");
     if (o.precision == TD_OPT_INT8 && o.target == TD_OPT_TARGET_PORTABLE)
         return td_cli_usage_error("optimize", "--precision int8 writes com.microsoft DynamicQuantizeMatMul, which "
                                   "--target portable excludes: use --target fused");

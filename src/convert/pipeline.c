@@ -93,6 +93,7 @@ void td_convert_options_init(td_convert_options *o) {
     o->seq[0] = 0; /* 0 = auto: 1, min(128, model max), min(128, model max) */
     o->batch[0] = 1, o->batch[1] = 1, o->batch[2] = 1;
     o->precision = "fp32";
+    o->int8_weight_bits = 8;
     o->atol = -1;
     o->rtol = -1;
     o->outdir = "triton_models";
@@ -129,6 +130,10 @@ td_status td_convert_check_options(td_ctx *ctx, const td_convert_options *o) {
     if (strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "fp16") != 0 && strcmp(o->precision, "bf16") != 0 &&
         strcmp(o->precision, "int8") != 0)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--precision %s: use fp32, fp16, bf16 or int8", o->precision);
+    if (o->int8_weight_bits != 8 && o->int8_weight_bits != 7)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--int8-weight-bits %d: use 8 or 7", o->int8_weight_bits);
+    if (o->int8_weight_bits == 7 && strcmp(o->precision, "int8") != 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--int8-weight-bits 7 applies to --precision int8 only");
     if (o->n_backends < 1)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "no backend chosen (--backend cpu)");
     for (int i = 0; i < o->n_backends; i++) {
@@ -299,6 +304,7 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
      * float32 inputs/outputs, or int8 weight products (DynamicQuantizeMatMul);
      * model.onnx stays the fp32 reference */
     oo.precision = precision_of(c->o->precision);
+    oo.int8_weight_bits = c->o->int8_weight_bits;
     oo.keep_io_types = true;
     if (c->xs.task == TD_TASK_TEXT_GENERATION) /* fold every weight Transpose, as the generator does: */
         oo.fold_max_elements = INT64_C(1) << 40; /* each decode step is a new plan that would redo them */
@@ -879,6 +885,8 @@ static td_status add_report_details(td_ctx *ctx, conv *c) {
         if (c->orep.fusion_names[i])
             cJSON_AddNumberToObject(fus, c->orep.fusion_names[i], c->orep.fusion_counts[i]);
     cJSON_AddStringToObject(conf, "precision", c->o->precision);
+    if (strcmp(c->o->precision, "int8") == 0)
+        cJSON_AddNumberToObject(conf, "int8_weight_bits", c->o->int8_weight_bits);
     /* what the served model (the Triton tokenizer) truncates a text to, and why */
     cJSON *ml = cJSON_AddObjectToObject(root, "max_length");
     if (!ml)

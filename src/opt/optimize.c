@@ -26,6 +26,7 @@ void td_opt_options_default(td_opt_options *o) {
     o->target = TD_OPT_TARGET_FUSED;
     o->precision = TD_OPT_FP32;
     o->keep_io_types = true;
+    o->int8_weight_bits = 8;
     o->fold_max_elements = 1 << 20;
 }
 

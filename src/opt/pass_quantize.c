@@ -6,7 +6,8 @@
  *                                    MultiHeadAttention(q, k, v, -, mask, bias)
  * W is a constant float32 (K, N); Wq is int8 per output column, symmetric
  * (scale = max |w| / 127, zero point 0, the layout ONNX Runtime's
- * quantize_dynamic(per_channel=True, QInt8) writes). A (the activations) is
+ * quantize_dynamic(per_channel=True, QInt8) writes; with int8_weight_bits 7,
+ * max |w| / 63 and values in [-63, 63], as its reduce_range=True). A (the activations) is
  * quantized at run time by the op itself, so attention scores, softmax,
  * LayerNorm and every elementwise op stay float32. The bias Add is folded in
  * when the MatMul's output is read only by it and the bias is a constant (N)
@@ -32,7 +33,7 @@
 /* Quantized weight and scale constants for the (K, N) float block of w made of
  * columns [c0, c0 + N) of a (K, ld) matrix. */
 static td_status quantize_weight(td_ctx *ctx, td_graph *g, const td_tensor *w, int64_t K, int64_t ld, int64_t c0,
-                                 int64_t N, const char *name, td_value **wq, td_value **ws) {
+                                 int64_t N, int qmax, const char *name, td_value **wq, td_value **ws) {
     size_t kn = (size_t)K * (size_t)N;
     int8_t *q = malloc(kn ? kn : 1);
     float *s = malloc((size_t)(N ? N : 1) * sizeof *s);
@@ -41,7 +42,7 @@ static td_status quantize_weight(td_ctx *ctx, td_graph *g, const td_tensor *w, i
         free(s);
         return td_fail_oom(ctx, kn, "quantized weights");
     }
-    td_gemm_i8_quantize_weights((const float *)w->data + c0, (size_t)K, (size_t)N, (size_t)ld, false, q, s);
+    td_gemm_i8_quantize_weights((const float *)w->data + c0, (size_t)K, (size_t)N, (size_t)ld, false, qmax, q, s);
     char pre[300];
     int64_t dq[2] = {K, N}, ds[1] = {N};
     snprintf(pre, sizeof pre, "%s_quantized", name);
@@ -75,7 +76,7 @@ static td_node *bias_add(td_value *y, int64_t N, td_value **bias) {
     return add;
 }
 
-static td_status quantize_matmul(td_ctx *ctx, td_graph *g, td_node *mm, int *changes) {
+static td_status quantize_matmul(td_ctx *ctx, td_graph *g, td_node *mm, int qmax, int *changes) {
     td_value *a = mm->inputs[0], *w = mm->inputs[1];
     const td_tensor *wt = float_matrix(w);
     if (!wt || !a || a->type.elem != TD_F32 || mm->n_outputs != 1 || !mm->outputs[0] || opt_rank(a) == 0)
@@ -88,7 +89,7 @@ static td_status quantize_matmul(td_ctx *ctx, td_graph *g, td_node *mm, int *cha
     if (add)
         out = add->outputs[0];
     td_value *wq = NULL, *ws = NULL;
-    TD_TRY(quantize_weight(ctx, g, wt, K, N, 0, N, w->name, &wq, &ws));
+    TD_TRY(quantize_weight(ctx, g, wt, K, N, 0, N, qmax, w->name, &wq, &ws));
     td_value *ins[5] = {a, wq, ws, NULL, bias};
     TD_TRY(opt_replace_producer(ctx, g, out, "DynamicQuantizeMatMul", "com.microsoft", "DynamicQuantizeMatMul", ins,
                                 bias ? 5 : 3, NULL));
@@ -113,7 +114,7 @@ static bool plain_self_attention(const td_node *at) {
     return !m || (opt_rank(m) == 2 && m->type.elem == TD_I32);
 }
 
-static td_status quantize_attention(td_ctx *ctx, td_graph *g, td_node *at, int *changes) {
+static td_status quantize_attention(td_ctx *ctx, td_graph *g, td_node *at, int qmax, int *changes) {
     if (!plain_self_attention(at))
         return TD_OK;
     td_value *x = at->inputs[0], *w = at->inputs[1], *b = at->inputs[2];
@@ -129,7 +130,7 @@ static td_status quantize_attention(td_ctx *ctx, td_graph *g, td_node *at, int *
         char name[300];
         snprintf(name, sizeof name, "%s_%s", w->name, part[p]);
         td_value *wq = NULL, *ws = NULL, *bp = NULL;
-        TD_TRY(quantize_weight(ctx, g, wt, K, 3 * H, p * H, H, name, &wq, &ws));
+        TD_TRY(quantize_weight(ctx, g, wt, K, 3 * H, p * H, H, qmax, name, &wq, &ws));
         snprintf(name, sizeof name, "%s_%s", b->name, part[p]);
         int64_t dh[1] = {H};
         TD_TRY(opt_new_const(ctx, g, name, TD_F32, 1, dh, (const float *)bt->data + p * H,
@@ -222,14 +223,18 @@ td_status td_pass_quantize(td_ctx *ctx, td_opt_state *st, int *changes) {
     if (st->opts->precision != TD_OPT_INT8)
         return TD_OK;
     td_graph *g = st->model->graph;
+    int bits = st->opts->int8_weight_bits ? st->opts->int8_weight_bits : 8;
+    if (bits != 7 && bits != 8)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "int8 weight bits %d: use 8 or 7", bits);
+    int qmax = bits == 7 ? TD_GEMM_I8_NARROW : 127;
     int n_nodes = g->n_nodes; /* nodes appended below are not revisited */
     for (int i = 0; i < n_nodes; i++) {
         td_node *n = g->nodes[i];
         if (opt_is_op(n, "MatMul") && n->n_inputs == 2)
-            TD_TRY(quantize_matmul(ctx, g, n, changes));
+            TD_TRY(quantize_matmul(ctx, g, n, qmax, changes));
         else if (!n->dead && n->domain && strcmp(n->domain, "com.microsoft") == 0 &&
                  strcmp(n->op_type, "Attention") == 0)
-            TD_TRY(quantize_attention(ctx, g, n, changes));
+            TD_TRY(quantize_attention(ctx, g, n, qmax, changes));
     }
     return TD_OK;
 }

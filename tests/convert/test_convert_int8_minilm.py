@@ -11,6 +11,8 @@
    per-channel QInt8 weights on MatMul/Attention), run on the same token ids: tdeploy's mean
    cosine to fp32 must be at least ONNX Runtime's (-1e-4), and its retrieval agreement at least
    ONNX Runtime's. All figures are printed.
+4. The same for `tdeploy optimize --precision int8 --int8-weight-bits 7` of the conversion's fp32
+   model.onnx (weights in [-63, 63], the AVX2 kernel's faster exact path): the same three bounds.
 The model must be in the Hugging Face cache (scripts/setup-default-model.sh); when it is not,
 the test installs it under $TD_TMP/hf_home with that script, as tests/run does."""
 import json
@@ -172,6 +174,25 @@ def main():
     check(c_td >= c_ort - 1e-4, "tdeploy int8 cosine at least ONNX Runtime int8's", f"{c_td:.5f} vs {c_ort:.5f}")
     check(agree_td >= agree_ort, "tdeploy int8 retrieval agreement at least ONNX Runtime int8's",
           f"{agree_td:.3f} vs {agree_ort:.3f}")
+
+    w7 = os.path.join(out, "model-int8w7.onnx")
+    p = subprocess.run([BIN, "optimize", os.path.join(out, "model.onnx"), "-o", w7, "--precision", "int8",
+                        "--int8-weight-bits", "7", "-q"], env=env, capture_output=True, text=True)
+    if check(p.returncode == 0, "optimize --int8-weight-bits 7", p.stderr[-800:]):
+        e7, ids7 = run_embeddings(w7, tf, env, ("--tokenizer", out))
+        check(ids7 == ids, "same token ids for the 7-bit-weight model")
+        c7 = mean_cos(e7, e32)
+        min7 = float((unit(e7) * unit(e32)).sum(axis=1).min())
+        nn7 = nearest_docs(e7[:nq], e7[nq:2 * nq])
+        agree7 = float((nn7 == nn32).mean())
+        print(f"NOTE 7-bit weights: mean cosine to fp32 {c7:.5f} (min {min7:.5f}), same nearest document as fp32 "
+              f"{agree7:.3f}, query finds its own document {float((nn7 == own).mean()):.3f}")
+        check(c7 >= 0.99, "tdeploy int8 (7-bit weights) mean cosine >= 0.99", f"{c7:.5f}")
+        check(agree7 >= 0.95, "tdeploy int8 (7-bit weights) nearest-neighbour agreement >= 95%", f"{agree7:.3f}")
+        check(c7 >= c_ort - 1e-4, "tdeploy int8 (7-bit weights) cosine at least ONNX Runtime int8's",
+              f"{c7:.5f} vs {c_ort:.5f}")
+        check(agree7 >= agree_ort, "tdeploy int8 (7-bit weights) retrieval agreement at least ONNX Runtime int8's",
+              f"{agree7:.3f} vs {agree_ort:.3f}")
     finish()
 
 

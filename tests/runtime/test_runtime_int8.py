@@ -13,9 +13,11 @@
    it; against the fp32 graph (ONNX Runtime) tdeploy's rows keep cosine >= 0.99 (mean, per shape)
    and its relative L2 error over all shapes is at most 1.5x ONNX Runtime's on the same int8 graph
    (+1e-3);
-   1 and 2 threads give bit-identical outputs.
+   1 and 2 threads give bit-identical outputs. All of it again with --int8-weight-bits 7 (weights
+   in [-63, 63], which the AVX2 kernel sums in pairs), whose weights must stay in that range.
 3. Bad graphs: uint8 weights, non-zero weight zero points, --target portable with int8 fail with
-   messages that name the problem.
+   messages that name the problem; --int8-weight-bits without int8 or other than 8/7 is a usage error
+   (exit 2) for optimize and convert.
 Prints one line per case and "N passed, M failed"; exits non-zero on any failure."""
 import json
 import os
@@ -215,14 +217,26 @@ def count_ops(path):
     return ops, float_mm
 
 
-def check_fixture(arch, rng):
+def weight_range(path):
+    """Largest |value| over the int8 weights of the DynamicQuantizeMatMul nodes."""
+    m = onnx.load(path)
+    inits = {t.name: t for t in m.graph.initializer}
+    return max(int(np.abs(numpy_helper.to_array(inits[n.input[1]]).astype(np.int32)).max())
+               for n in m.graph.node if n.op_type == "DynamicQuantizeMatMul")
+
+
+def check_fixture(arch, rng, bits=8):
     cfg = json.load(open(os.path.join(FIX, "hf", arch, "config.json")))
     exported = os.path.join(TMP, f"i8_{arch}.onnx")
-    fp32, int8 = os.path.join(TMP, f"i8_{arch}.opt.onnx"), os.path.join(TMP, f"i8_{arch}.int8.onnx")
+    fp32, int8 = os.path.join(TMP, f"i8_{arch}.opt.onnx"), os.path.join(TMP, f"i8_{arch}.int8w{bits}.onnx")
     if not (tool(["export", "-m", os.path.join(FIX, "hf", arch), "-o", exported, "-q"], f"{arch} export") and
             tool(["optimize", exported, "-o", fp32, "-q"], f"{arch} optimize fp32") and
-            tool(["optimize", exported, "-o", int8, "--precision", "int8", "-q"], f"{arch} optimize int8")):
+            tool(["optimize", exported, "-o", int8, "--precision", "int8", "--int8-weight-bits", str(bits), "-q"],
+                 f"{arch} optimize int8 ({bits}-bit weights)")):
         return
+    wr = weight_range(int8)
+    report(wr == (127 if bits == 8 else 63), f"{arch} int8 weights use the {bits}-bit range", f"max |w| = {wr}")
+    arch = f"{arch} w{bits}"
     try:
         onnx.checker.check_model(onnx.load(int8))
         report(True, f"{arch} int8 onnx.checker")
@@ -304,6 +318,15 @@ def check_errors(rng):
                         "--target", "portable"], capture_output=True, text=True)
     report(r.returncode != 0 and "--target fused" in r.stderr and not os.path.exists(os.path.join(TMP, "i8_port.onnx")),
            "int8 with --target portable refused", r.stderr.strip()[-200:])
+    for args in (["optimize", exported, "-o", os.path.join(TMP, "i8_w7.onnx"), "--int8-weight-bits", "7"],
+                 ["optimize", exported, "-o", os.path.join(TMP, "i8_w7.onnx"), "--precision", "int8",
+                  "--int8-weight-bits", "6"],
+                 ["convert", "-m", os.path.join(FIX, "hf", "bert-seqcls"), "-o", os.path.join(TMP, "i8_w7_conv"),
+                  "--int8-weight-bits", "7"]):
+        r = subprocess.run([BIN, *args], capture_output=True, text=True)
+        report(r.returncode == 2 and "--int8-weight-bits" in r.stderr and
+               not os.path.exists(os.path.join(TMP, "i8_w7.onnx")) and not os.path.exists(os.path.join(TMP, "i8_w7_conv")),
+               f"{args[0]} {' '.join(args[-2:])} refused (usage)", r.stderr.strip()[-200:])
 
 
 def main():
@@ -313,6 +336,7 @@ def main():
     for arch in ENCODERS:
         if os.path.isdir(os.path.join(FIX, "hf", arch)):
             check_fixture(arch, rng)
+            check_fixture(arch, rng, bits=7)  # [-63, 63]: the AVX2 kernel's paired path
     check_errors(rng)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -31,6 +31,9 @@ static float *rand_floats(size_t n, float scale, float offset) {
     return p;
 }
 
+/* weight range of the random cases: 127 (8-bit) or TD_GEMM_I8_NARROW (7-bit, the AVX2 kernel's paired path) */
+static int g_qmax = 127;
+
 static void *scratch_for(size_t M, size_t K) { return aligned_alloc(64, (td_gemm_i8_scratch_bytes(M, K) + 63) / 64 * 64); }
 
 /* One case: fast (threads) vs reference. Returns the largest relative difference. */
@@ -41,9 +44,10 @@ static double run_case(td_threadpool *pool, size_t M, size_t N, size_t K, size_t
     float *bv = bias ? rand_floats(N, 1.0f, 0.0f) : NULL, *R = residual ? rand_floats(M * ldc, 1.0f, 0.0f) : NULL;
     int8_t *bq = malloc(K * N + 1);
     float *sc = malloc((N + 1) * sizeof(float));
-    td_gemm_i8_quantize_weights(W, K, N, N, false, bq, sc);
+    td_gemm_i8_quantize_weights(W, K, N, N, false, g_qmax, bq, sc);
     td_gemm_i8_packed *P = NULL;
     CHECK(td_gemm_i8_pack(ctx, bq, K, N, sc, N, &P) == TD_OK);
+    CHECK(P && P->wmax <= g_qmax && (K * N < 64 || P->wmax == g_qmax));
     float *C = malloc((M * ldc + 1) * sizeof(float)), *Cr = malloc((M * ldc + 1) * sizeof(float));
     for (size_t i = 0; i < M * ldc; i++)
         C[i] = Cr[i] = -777.0f; /* padding columns must stay untouched */
@@ -122,7 +126,7 @@ static void test_vs_float(td_threadpool *pool) {
     float *A = rand_floats(M * K, 3.0f, 0.5f), *W = rand_floats(K * N, 0.05f, 0.0f);
     int8_t *bq = malloc(K * N);
     float *sc = malloc(N * sizeof(float)), *C = malloc(M * N * sizeof(float));
-    td_gemm_i8_quantize_weights(W, K, N, N, false, bq, sc);
+    td_gemm_i8_quantize_weights(W, K, N, N, false, g_qmax, bq, sc);
     td_gemm_i8_packed *P = NULL;
     CHECK(td_gemm_i8_pack(ctx, bq, K, N, sc, N, &P) == TD_OK);
     void *scr = scratch_for(M, K);
@@ -161,9 +165,12 @@ static void test_vs_float(td_threadpool *pool) {
     td_ctx_free(ctx);
 }
 
-/* Saturated operands: every product 255 * 127 (or -127) over a long K must sum
- * exactly in int32 (a 16-bit intermediate as in vpmaddubsw would saturate). */
-static void test_extremes(td_threadpool *pool) {
+/* Saturated operands: every product 255 * wmag (or -wmag) over a long K must sum
+ * exactly in int32 (a 16-bit intermediate as in vpmaddubsw would saturate).
+ * wmag 63 is the largest the AVX2 kernel's paired int16 sums take (4 x 127 x 63
+ * = 32004), 64 the smallest that must not take them. K = 4099: an odd number of
+ * 4-byte groups, so the paired loop ends on a single group. */
+static void test_extremes(td_threadpool *pool, int wmag) {
     td_ctx *ctx = td_ctx_new();
     size_t M = 9, N = 50, K = 4099;
     float *A = malloc(M * K * sizeof(float));
@@ -173,7 +180,7 @@ static void test_extremes(td_threadpool *pool) {
     int8_t *bq = malloc(K * N);
     for (size_t k = 0; k < K; k++)
         for (size_t n = 0; n < N; n++)
-            bq[k * N + n] = n % 2 ? 127 : -127;
+            bq[k * N + n] = (int8_t)(n % 2 ? wmag : -wmag);
     float one = 1.0f, *C = malloc(M * N * sizeof(float)), *Cr = malloc(M * N * sizeof(float));
     td_gemm_i8_packed *P = NULL;
     CHECK(td_gemm_i8_pack(ctx, bq, K, N, &one, 1, &P) == TD_OK);
@@ -184,9 +191,9 @@ static void test_extremes(td_threadpool *pool) {
         scv[n] = 1.0f;
     td_gemm_i8_ref(M, N, K, A, K, bq, scv, Cr, N, NULL, td_gemm_i8_act_levels());
     CHECK(memcmp(C, Cr, M * N * sizeof(float)) == 0);
-    /* L levels: row scale s = 1001/L, q = L for 1000, zp = round(1/s) = 0: value = s*127*L*(K-1) */
+    /* L levels: row scale s = 1001/L, q = L for 1000, zp = round(1/s) = 0: value = s*wmag*L*(K-1) */
     double L = td_gemm_i8_act_levels(), s = (double)(1000.0f - -1.0f) / L;
-    double want = s * 127.0 * L * (double)(K - 1);
+    double want = s * wmag * L * (double)(K - 1);
     CHECK_MSG(fabs(C[1] - want) <= 1e-5 * want, "C[0,1] = %g, want %g", C[1], want);
     CHECK_MSG(fabs(C[0] + want) <= 1e-5 * want, "C[0,0] = %g, want %g", C[0], -want);
     td_gemm_i8_packed_free(P);
@@ -205,14 +212,14 @@ static void test_quantize_and_pack_errors(void) {
     float W[3 * 2] = {0.5f, 0.0f, -1.0f, 0.0f, 0.25f, 0.0f}; /* (K=3, N=2) */
     int8_t q[6];
     float s[2];
-    td_gemm_i8_quantize_weights(W, 3, 2, 2, false, q, s);
+    td_gemm_i8_quantize_weights(W, 3, 2, 2, false, 127, q, s);
     CHECK(s[0] == 1.0f / 127.0f && s[1] == 1.0f);
     CHECK(q[0] == 64 && q[2] == -127 && q[4] == 32 && q[1] == 0 && q[3] == 0 && q[5] == 0);
     /* the (N, K) form gives the same */
     float Wt[2 * 3] = {0.5f, -1.0f, 0.25f, 0.0f, 0.0f, 0.0f};
     int8_t q2[6];
     float s2[2];
-    td_gemm_i8_quantize_weights(Wt, 3, 2, 3, true, q2, s2);
+    td_gemm_i8_quantize_weights(Wt, 3, 2, 3, true, 127, q2, s2);
     CHECK(memcmp(q, q2, sizeof q) == 0 && s2[0] == s[0] && s2[1] == s[1]);
     td_gemm_i8_packed *P = NULL;
     CHECK(td_gemm_i8_pack(ctx, q, 3, 2, s, 3, &P) == TD_ERR_SHAPE && P == NULL);
@@ -284,7 +291,13 @@ int main(void) {
     test_vs_reference(pool);
     test_vs_float(pool);
     test_vs_float(NULL);
-    test_extremes(pool);
+    g_qmax = TD_GEMM_I8_NARROW; /* 7-bit weights: the paired path on AVX2 */
+    test_vs_reference(pool);
+    test_vs_float(pool);
+    g_qmax = 127;
+    test_extremes(pool, 127);
+    test_extremes(pool, TD_GEMM_I8_NARROW);
+    test_extremes(pool, TD_GEMM_I8_NARROW + 1);
     test_quantize_and_pack_errors();
     test_v8_gelu();
     td_threadpool_free(pool);

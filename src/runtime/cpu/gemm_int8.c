@@ -9,7 +9,7 @@
  * stores fp32. Three builds of the tile, picked at compile time (-march):
  *   AVX-512 VNNI: 8 x 48 tile in 24 zmm, vpdpbusd (u8 x s8, 4 products per
  *                 int32 lane, exact), 255 activation levels;
- *   AVX2:         4 x 16 sub-tiles in 8 ymm, vpmaddubsw (u8 x s8 pairs into
+ *   AVX2:         6 x 16 sub-tiles in 12 ymm, vpmaddubsw (u8 x s8 pairs into
  *                 saturating int16) + vpmaddwd with ones (pairs into int32):
  *                 the same 4-byte groups as vpdpbusd, so one packing serves
  *                 both; 127 activation levels keep the int16 pairs exact;
@@ -40,25 +40,31 @@
 
 int td_gemm_i8_act_levels(void) { return LEVELS; }
 
-#define MR TD_GEMM_I8_MR
 #define NR TD_GEMM_I8_NR
-#define MC 128 /* rows of quantized A per block (MC x K bytes stay in L2 while the panels stream) */
+#if defined(TD_I8_AVX2)
+#define MR 6   /* rows of the AVX2 tile (16 ymm registers; see sub_tile_r) */
+#define MC 120 /* rows of quantized A per block (MC x K bytes stay in L2 while the panels stream) */
+#else
+#define MR TD_GEMM_I8_MR
+#define MC 128
+#endif
 
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 
-void td_gemm_i8_quantize_weights(const float *B, size_t K, size_t N, size_t ldb, bool trans_b, int8_t *bq,
+void td_gemm_i8_quantize_weights(const float *B, size_t K, size_t N, size_t ldb, bool trans_b, int qmax, int8_t *bq,
                                  float *scale) {
+    const float Q = (float)qmax;
     for (size_t n = 0; n < N; n++) {
         float amax = 0.0f;
         for (size_t k = 0; k < K; k++) {
             float v = fabsf(trans_b ? B[n * ldb + k] : B[k * ldb + n]);
             amax = v > amax ? v : amax;
         }
-        float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+        float s = amax > 0.0f ? amax / Q : 1.0f;
         scale[n] = s;
         for (size_t k = 0; k < K; k++) {
             float q = nearbyintf((trans_b ? B[n * ldb + k] : B[k * ldb + n]) / s);
-            bq[k * N + n] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
+            bq[k * N + n] = (int8_t)(q > Q ? qmax : q < -Q ? -qmax : (int)q);
         }
     }
 }
@@ -88,6 +94,7 @@ td_status td_gemm_i8_pack(td_ctx *ctx, const int8_t *bq, size_t K, size_t N, con
         return td_fail_oom(ctx, bytes, "packed int8 weights");
     }
     memset(data, 0, bytes);
+    int wmax = 0;
     for (size_t pi = 0; pi < panels; pi++)
         for (size_t j = 0; j < NR; j++) {
             size_t n = pi * NR + j;
@@ -96,6 +103,7 @@ td_status td_gemm_i8_pack(td_ctx *ctx, const int8_t *bq, size_t K, size_t N, con
             int32_t sum = 0;
             for (size_t k = 0; k < K; k++) {
                 int8_t v = bq[k * N + n];
+                wmax = abs(v) > wmax ? abs(v) : wmax;
                 data[pi * Kp * NR + ((k / 4) * NR + j) * 4 + k % 4] = v;
                 sum += v;
             }
@@ -109,6 +117,7 @@ td_status td_gemm_i8_pack(td_ctx *ctx, const int8_t *bq, size_t K, size_t N, con
     p->data = data;
     p->colsum = colsum;
     p->scale = sc;
+    p->wmax = wmax;
     *out = p;
     return TD_OK;
 }
@@ -322,37 +331,70 @@ static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {
     }
 }
 #elif defined(TD_I8_AVX2)
-/* Dequantize + bias (+ activation + residual) for cnt (<= 8) columns from n of one row. */
-static inline void epilogue8(const i8_job *j, size_t row, size_t n, size_t cnt, __m256i acc) {
-    __m256i cs = _mm256_loadu_si256((const __m256i *)(j->B->colsum + n)); /* padded to whole panels */
-    acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(j->row_zp[row]), cs));
-    __m256 sc = _mm256_mul_ps(_mm256_set1_ps(j->row_scale[row]), _mm256_loadu_ps(j->B->scale + n));
-    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cnt), lanes);
-    __m256 bias = j->ep.bias ? _mm256_maskload_ps(j->ep.bias + n, keep) : _mm256_setzero_ps();
-    __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), sc, bias);
-    float *c = j->C + row * j->ldc + n;
-    const float *res = j->ep.residual ? j->ep.residual + row * j->ep.ldr + n : NULL;
-    switch (j->ep.act) {
-    case TD_GEMM_ACT_RELU: y = _mm256_max_ps(y, _mm256_setzero_ps()); break;
-    case TD_GEMM_ACT_GELU_ERF: y = td_v8_gelu_erf(y); break;
-    case TD_GEMM_ACT_GELU_TANH: y = td_v8_gelu_tanh(y); break;
-    default: break;
+#define KINLINE static inline __attribute__((always_inline))
+
+/* Dequantize + bias (+ activation + residual) of the ROWS x 16 accumulators of
+ * a sub-tile, cnt (<= 16) valid columns from n. The per-column vectors (column
+ * sums, weight scales, bias) are loaded once for all rows; whole 8-column
+ * groups use plain loads and stores (masked moves are slow on AMD: microcoded). */
+KINLINE void epilogue_tile(const int ROWS, const i8_job *j, size_t r0, size_t n, size_t cnt, __m256i acc[6][2]) {
+    const int groups = cnt > 8 ? 2 : 1;
+    __m256i cs[2], keep[2];
+    __m256 bs[2], bias[2];
+    bool full[2];
+    for (int g = 0; g < groups; g++) {
+        size_t c = g ? cnt - 8 : (cnt < 8 ? cnt : 8), at = n + 8 * (size_t)g;
+        full[g] = c == 8;
+        keep[g] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        cs[g] = _mm256_loadu_si256((const __m256i *)(j->B->colsum + at)); /* padded to whole panels */
+        bs[g] = _mm256_loadu_ps(j->B->scale + at);
+        bias[g] = !j->ep.bias ? _mm256_setzero_ps()
+                  : full[g]   ? _mm256_loadu_ps(j->ep.bias + at)
+                              : _mm256_maskload_ps(j->ep.bias + at, keep[g]);
     }
-    if (res)
-        y = _mm256_add_ps(y, _mm256_maskload_ps(res, keep));
-    _mm256_maskstore_ps(c, keep, y);
+    for (int r = 0; r < ROWS; r++) {
+        size_t row = r0 + (size_t)r;
+        __m256i zp = _mm256_set1_epi32(j->row_zp[row]);
+        __m256 rs = _mm256_set1_ps(j->row_scale[row]);
+        for (int g = 0; g < groups; g++) {
+            __m256i a = _mm256_sub_epi32(acc[r][g], _mm256_mullo_epi32(zp, cs[g]));
+            __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_mul_ps(rs, bs[g]), bias[g]);
+            switch (j->ep.act) {
+            case TD_GEMM_ACT_RELU: y = _mm256_max_ps(y, _mm256_setzero_ps()); break;
+            case TD_GEMM_ACT_GELU_ERF: y = td_v8_gelu_erf(y); break;
+            case TD_GEMM_ACT_GELU_TANH: y = td_v8_gelu_tanh(y); break;
+            default: break;
+            }
+            float *c = j->C + row * j->ldc + n + 8 * (size_t)g;
+            if (j->ep.residual) {
+                const float *res = j->ep.residual + row * j->ep.ldr + n + 8 * (size_t)g;
+                y = _mm256_add_ps(y, full[g] ? _mm256_loadu_ps(res) : _mm256_maskload_ps(res, keep[g]));
+            }
+            if (full[g])
+                _mm256_storeu_ps(c, y);
+            else
+                _mm256_maskstore_ps(c, keep[g], y);
+        }
+    }
 }
 
-/* Rows r0 .. r0+rows (rows <= 4) x 16 columns from n (cnt valid) of panel p. */
-static void sub_tile(const i8_job *j, size_t r0, size_t rows, size_t p, size_t col, size_t cnt) {
+/* ROWS (<= MR = 6) rows from r0 x 16 columns from col (cnt valid) of panel p:
+ * 12 accumulators + the ones vector + a broadcast and a product temporary =
+ * 15 of the 16 ymm registers, B read as memory operands of vpmaddubsw. Per
+ * 4-byte group of K: 2 x ROWS vpmaddubsw + 2 x ROWS vpmaddwd, which share the
+ * two integer multiply pipes of Zen 3 (the bound: 32 u8 x s8 products a cycle),
+ * ROWS broadcasts and 2 x ROWS adds on the other pipes. 6 rows instead of 4
+ * amortize the loop and pointer updates over 1.5x the products. */
+KINLINE void sub_tile_r(const int ROWS, const bool PAIRED, const i8_job *j, size_t r0, size_t p, size_t col,
+                        size_t cnt) {
     const size_t Kp = j->Kp;
-    const uint8_t *a0 = j->qa + r0 * Kp, *a1 = j->qa + (r0 + (rows > 1 ? 1 : 0)) * Kp;
-    const uint8_t *a2 = j->qa + (r0 + (rows > 2 ? 2 : 0)) * Kp, *a3 = j->qa + (r0 + (rows > 3 ? 3 : 0)) * Kp;
+    /* rows past ROWS are never computed (their branches fold away); naming them keeps each accumulator in a
+       register, where an array of them ends up on the stack */
+    const uint8_t *a0 = j->qa + r0 * Kp, *a1 = a0 + Kp, *a2 = a1 + Kp, *a3 = a2 + Kp, *a4 = a3 + Kp, *a5 = a4 + Kp;
     const int8_t *b = j->B->data + p * Kp * NR + col * 4;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-            c31 = c00;
+            c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
 #define I8_STEP(cx0, cx1, ap)                                                                 \
     do {                                                                                      \
         int32_t four;                                                                         \
@@ -361,27 +403,81 @@ static void sub_tile(const i8_job *j, size_t r0, size_t rows, size_t p, size_t c
         cx0 = _mm256_add_epi32(cx0, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));   \
         cx1 = _mm256_add_epi32(cx1, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));   \
     } while (0)
-    for (size_t k = 0; k < Kp; k += 4, b += NR * 4) {
+    /* narrow weights: two 4-byte groups per step, their int16 pair sums added before widening (exact, see
+       TD_GEMM_I8_NARROW) */
+#define I8_PAIR(cx0, cx1, ap)                                                                                   \
+    do {                                                                                                        \
+        int32_t f0, f1;                                                                                         \
+        memcpy(&f0, (ap) + k, 4);                                                                               \
+        memcpy(&f1, (ap) + k + 4, 4);                                                                           \
+        __m256i av = _mm256_set1_epi32(f0), aw = _mm256_set1_epi32(f1);                                         \
+        cx0 = _mm256_add_epi32(                                                                                 \
+            cx0, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(av, b0), _mm256_maddubs_epi16(aw, b2)), \
+                                   ones));                                                                      \
+        cx1 = _mm256_add_epi32(                                                                                 \
+            cx1, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(av, b1), _mm256_maddubs_epi16(aw, b3)), \
+                                   ones));                                                                      \
+    } while (0)
+    size_t k = 0;
+    if (PAIRED)
+        for (; k + 8 <= Kp; k += 8, b += NR * 8) {
+            __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 32));
+            __m256i b2 = _mm256_loadu_si256((const __m256i *)(b + NR * 4));
+            __m256i b3 = _mm256_loadu_si256((const __m256i *)(b + NR * 4 + 32));
+            I8_PAIR(c00, c01, a0);
+            if (ROWS > 1)
+                I8_PAIR(c10, c11, a1);
+            if (ROWS > 2)
+                I8_PAIR(c20, c21, a2);
+            if (ROWS > 3)
+                I8_PAIR(c30, c31, a3);
+            if (ROWS > 4)
+                I8_PAIR(c40, c41, a4);
+            if (ROWS > 5)
+                I8_PAIR(c50, c51, a5);
+        }
+#undef I8_PAIR
+    for (; k < Kp; k += 4, b += NR * 4) {
         __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 32));
         I8_STEP(c00, c01, a0);
-        I8_STEP(c10, c11, a1);
-        I8_STEP(c20, c21, a2);
-        I8_STEP(c30, c31, a3);
+        if (ROWS > 1)
+            I8_STEP(c10, c11, a1);
+        if (ROWS > 2)
+            I8_STEP(c20, c21, a2);
+        if (ROWS > 3)
+            I8_STEP(c30, c31, a3);
+        if (ROWS > 4)
+            I8_STEP(c40, c41, a4);
+        if (ROWS > 5)
+            I8_STEP(c50, c51, a5);
     }
 #undef I8_STEP
-    size_t n = p * NR + col, lo = cnt < 8 ? cnt : 8, hi = cnt > 8 ? cnt - 8 : 0;
-    __m256i acc[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
-    for (size_t r = 0; r < rows; r++) {
-        epilogue8(j, r0 + r, n, lo, acc[r][0]);
-        if (hi)
-            epilogue8(j, r0 + r, n + 8, hi, acc[r][1]);
-    }
+    __m256i acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    epilogue_tile(ROWS, j, r0, p * NR + col, cnt, acc);
 }
 
 static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {
-    for (size_t r = 0; r < mr; r += 4)
-        for (size_t col = 0; col < nr; col += 16)
-            sub_tile(j, i0 + r, mr - r < 4 ? mr - r : 4, p, col, nr - col < 16 ? nr - col : 16);
+    for (size_t col = 0; col < nr; col += 16) {
+        size_t cnt = nr - col < 16 ? nr - col : 16;
+        if (j->B->wmax <= TD_GEMM_I8_NARROW)
+            switch (mr) {
+            case 6: sub_tile_r(6, true, j, i0, p, col, cnt); break;
+            case 5: sub_tile_r(5, true, j, i0, p, col, cnt); break;
+            case 4: sub_tile_r(4, true, j, i0, p, col, cnt); break;
+            case 3: sub_tile_r(3, true, j, i0, p, col, cnt); break;
+            case 2: sub_tile_r(2, true, j, i0, p, col, cnt); break;
+            default: sub_tile_r(1, true, j, i0, p, col, cnt); break;
+            }
+        else
+            switch (mr) {
+            case 6: sub_tile_r(6, false, j, i0, p, col, cnt); break;
+            case 5: sub_tile_r(5, false, j, i0, p, col, cnt); break;
+            case 4: sub_tile_r(4, false, j, i0, p, col, cnt); break;
+            case 3: sub_tile_r(3, false, j, i0, p, col, cnt); break;
+            case 2: sub_tile_r(2, false, j, i0, p, col, cnt); break;
+            default: sub_tile_r(1, false, j, i0, p, col, cnt); break;
+            }
+    }
 }
 #else
 static void tile(const i8_job *j, size_t i0, size_t mr, size_t p, size_t nr) {

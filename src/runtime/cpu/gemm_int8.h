@@ -34,7 +34,8 @@
 #include <stdint.h>
 
 /* Register tile of the int8 microkernel and the packing of B: NR columns per
- * panel, K in groups of 4 bytes (one vpdpbusd lane). */
+ * panel, K in groups of 4 bytes (one vpdpbusd lane). MR is the rows of the
+ * VNNI and portable tiles; the AVX2 tile has 6 (gemm_int8.c). */
 #define TD_GEMM_I8_MR 8
 #define TD_GEMM_I8_NR 48
 #define TD_GEMM_I8_MAX_K 65536
@@ -46,13 +47,20 @@ typedef struct td_gemm_i8_packed {
     int8_t *data;   /* panels x (Kp / 4) x NR x 4: byte t of column j of group g at (g * NR + j) * 4 + t */
     int32_t *colsum; /* (panels * NR) sum over k of bq[k, n], 0 past N */
     float *scale;    /* (panels * NR) b_scale[n], 0 past N */
+    int wmax;        /* max |bq| over the matrix: <= TD_GEMM_I8_NARROW lets the AVX2 kernel pair products */
 } td_gemm_i8_packed;
 
-/* Quantize fp32 weights B per output column (symmetric, [-127, 127]:
- * scale = max_k |B[k,n]| / 127, 1 for an all-zero column) into bq and scale.
- * B is (K, N) with row stride ldb, or (N, K) when trans_b. bq: K x N row-major,
- * scale: N. */
-void td_gemm_i8_quantize_weights(const float *B, size_t K, size_t N, size_t ldb, bool trans_b, int8_t *bq,
+/* Weights within [-63, 63] ("7-bit", what `optimize --int8-weight-bits 7` writes)
+ * let the AVX2 kernel add two vpmaddubsw results in int16 before widening:
+ * |2 x 2 x 127 x 63| = 32004 < 32767, so the sums stay exact with one vpmaddwd
+ * per 8 bytes of K instead of per 4 (1.5x fewer multiply-pipe instructions). */
+#define TD_GEMM_I8_NARROW 63
+
+/* Quantize fp32 weights B per output column (symmetric, [-qmax, qmax]:
+ * scale = max_k |B[k,n]| / qmax, 1 for an all-zero column) into bq and scale.
+ * qmax: 127 (8-bit) or TD_GEMM_I8_NARROW (7-bit). B is (K, N) with row stride
+ * ldb, or (N, K) when trans_b. bq: K x N row-major, scale: N. */
+void td_gemm_i8_quantize_weights(const float *B, size_t K, size_t N, size_t ldb, bool trans_b, int qmax, int8_t *bq,
                                  float *scale);
 
 /* Pack int8 weights bq (K x N row-major) with per-column scales (n_scale == N)
