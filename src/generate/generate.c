@@ -32,11 +32,15 @@ void td_gen_results_free(td_gen_result *r, size_t n) {
 typedef struct request {
     size_t batch, prompt, cap;   /* rows, longest prompt, prompt + max_new_tokens */
     int64_t *ids;                /* (batch, prompt) prefill ids, then (batch, 1) step ids */
-    int64_t *mask;               /* (batch, cap) attention mask, the first `total` columns in use */
+    int64_t *mask;               /* (batch, cap) attention mask: in place, rows cap apart; else packed (batch, total) */
     int64_t *pos;                /* (batch, prompt) positions; (batch, 1) per step */
     int64_t *last_pos;           /* (batch) */
     int32_t *narrow;             /* int32 copies for graphs with int32 inputs */
-    float **kv;                  /* per cache: (batch, kv_heads, cap, head_dim) */
+    float *kv_block;             /* every layer's cache, one zeroed allocation */
+    float **kv;                  /* per cache: (batch, kv_heads, cap, head_dim) in kv_block */
+    float *bias;                 /* in place: (batch, 1, prompt, cap) attention bias, (batch, 1, 1, cap) per step */
+    int64_t position;            /* in place: cache column of the first new token of the pass */
+    uint64_t copied;             /* bytes of cache copied out of present outputs (the fallback path) */
     float *row;                  /* (vocab) logits of one row */
     int64_t **hist;              /* per row: prompt + generated ids (cap) */
     size_t *n_hist;
@@ -51,9 +55,10 @@ static void request_free(request *r, int n_caches) {
     free(r->pos);
     free(r->last_pos);
     free(r->narrow);
-    for (int i = 0; r->kv && i < n_caches; i++)
-        free(r->kv[i]);
+    (void)n_caches;
+    free(r->kv_block);
     free(r->kv);
+    free(r->bias);
     free(r->row);
     for (size_t i = 0; r->hist && i < r->batch; i++)
         free(r->hist[i]);
@@ -75,24 +80,35 @@ static td_status request_alloc(td_ctx *ctx, const td_generator *g, request *r) {
     /* int32 staging for ids + mask + positions of the largest pass (the prefill: 2 x prompt + cap columns) */
     r->narrow = g->int32 ? calloc(cells + 2 * b * r->prompt, sizeof *r->narrow) : NULL;
     r->kv = calloc((size_t)g->n_caches, sizeof *r->kv);
+    r->bias = g->kv.in_place ? malloc(cells * r->prompt * sizeof *r->bias) : NULL;
     r->row = malloc((size_t)g->vocab * sizeof *r->row);
     r->hist = calloc(b, sizeof *r->hist);
     r->n_hist = calloc(b, sizeof *r->n_hist);
     r->done = calloc(b, sizeof *r->done);
     r->emitted = calloc(b, sizeof *r->emitted);
     bool ok = r->ids && r->mask && r->pos && r->last_pos && (r->narrow || !g->int32) && r->kv && r->row && r->hist &&
+              (r->bias || !g->kv.in_place) &&
               r->n_hist && r->done && r->emitted && td_sampler_scratch_init(&r->scratch, g->vocab);
     for (size_t i = 0; ok && i < b; i++)
         ok = (r->hist[i] = malloc(r->cap * sizeof *r->hist[i])) != NULL;
-    for (int i = 0; ok && i < g->n_caches; i++) {
+    if (!ok)
+        return td_fail_oom(ctx, cells * sizeof(int64_t), "the state of the request");
+    /* one zeroed block for all layers: columns not written yet must be finite (the bias closes them) */
+    size_t offs = 0;
+    for (int i = 0; i < g->n_caches; i++) {
         const td_gen_cache *c = &g->caches[i];
         size_t per = 0;
-        if (!td_mul_size(cells, (size_t)c->kv_heads, &per) || !td_mul_size(per, (size_t)c->head_dim, &kv_cells))
+        if (!td_mul_size(cells, (size_t)c->kv_heads, &per) || !td_mul_size(per, (size_t)c->head_dim, &kv_cells) ||
+            !td_add_size(offs, kv_cells, &offs) || !td_mul_size(offs, sizeof(float), &per))
             return td_fail(ctx, TD_ERR_OVERFLOW, "generate: KV cache size overflows");
-        ok = (r->kv[i] = malloc(kv_cells * sizeof(float))) != NULL;
     }
-    if (!ok)
-        return td_fail_oom(ctx, kv_cells * sizeof(float) * (size_t)g->n_caches, "the KV cache of the request");
+    if (!(r->kv_block = calloc(offs ? offs : 1, sizeof(float))))
+        return td_fail_oom(ctx, offs * sizeof(float), "the KV cache of the request");
+    offs = 0;
+    for (int i = 0; i < g->n_caches; i++) {
+        r->kv[i] = r->kv_block + offs;
+        offs += cells * (size_t)g->caches[i].kv_heads * (size_t)g->caches[i].head_dim;
+    }
     return TD_OK;
 }
 
@@ -134,6 +150,39 @@ static td_status forward(td_ctx *ctx, td_generator *g, request *r, size_t seq, s
             return td_fail(ctx, TD_ERR_SHAPE, "generate: %s has %zu bytes, expected %zu (batch %zu, %zu positions)",
                            o.name, o.nbytes, want, b, total);
         memcpy(r->kv[i], o.data, want); /* (batch, kv_heads, total, head_dim), contiguous */
+        r->copied += want;
+    }
+    return TD_OK;
+}
+
+/* One forward pass over `seq` new tokens per row on the rewritten graph (kv_inplace.h): the caches are bound
+ * capacity-wide and written in place at column r->position; the mask stays (batch, cap). */
+static td_status forward_in_place(td_ctx *ctx, td_generator *g, request *r, size_t seq) {
+    size_t b = r->batch, cap = r->cap;
+    int32_t *ids32 = r->narrow, *mask32 = r->narrow ? r->narrow + b * seq : NULL,
+            *pos32 = r->narrow ? r->narrow + b * seq + b * cap : NULL;
+    TD_TRY(bind_ids(ctx, g, r, "input_ids", r->ids, b, seq, ids32));
+    TD_TRY(bind_ids(ctx, g, r, "attention_mask", r->mask, b, cap, mask32));
+    if (g->has_pos)
+        TD_TRY(bind_ids(ctx, g, r, "position_ids", r->pos, b, seq, pos32));
+    td_gen_kv_bias(r->bias, r->mask, b, seq, cap, (size_t)r->position, g->kv.window);
+    const int64_t bshape[4] = {(int64_t)b, 1, (int64_t)seq, (int64_t)cap}, one = 1;
+    TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_BIAS_INPUT, TD_DTYPE_FLOAT32, 4, bshape, r->bias,
+                                b * seq * cap * sizeof *r->bias));
+    TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_POSITION_INPUT, TD_DTYPE_INT64, 1, &one, &r->position,
+                                sizeof r->position));
+    for (int i = 0; i < g->n_caches; i++) {
+        const td_gen_cache *c = &g->caches[i];
+        const int64_t shape[4] = {(int64_t)b, c->kv_heads, (int64_t)cap, c->head_dim};
+        size_t nbytes = b * (size_t)c->kv_heads * cap * (size_t)c->head_dim * sizeof(float);
+        TD_TRY(td_session_set_input(ctx, g->s, c->input, TD_DTYPE_FLOAT32, 4, shape, r->kv[i], nbytes));
+    }
+    TD_TRY(td_session_run(ctx, g->s));
+    for (int i = 0; i < g->n_caches; i++) { /* present.N is the cache itself: nothing to copy */
+        td_session_output o;
+        TD_TRY(td_session_get_output(ctx, g->s, g->caches[i].output, &o));
+        if (o.data != (const void *)r->kv[i])
+            return td_fail(ctx, TD_ERR_INTERNAL, "generate: %s is not the request's cache buffer", o.name);
     }
     return TD_OK;
 }
@@ -216,6 +265,10 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
     size_t longest = 0;
     TD_TRY(check_request(ctx, g, ids, lens, n, o, &longest));
     request r = {.batch = n, .prompt = longest, .cap = longest + (size_t)o->max_new_tokens};
+    td_session_stats s0;
+    td_session_get_stats(g->s, &s0);
+    bool inplace = g->kv.in_place;
+    size_t mcols = inplace ? r.cap : longest; /* mask row stride */
     td_status st = request_alloc(ctx, g, &r);
     for (size_t i = 0; st == TD_OK && i < n; i++)
         if (!(out[i].ids = malloc((size_t)o->max_new_tokens * sizeof *out[i].ids)))
@@ -229,7 +282,7 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         for (size_t k = 0; k < longest; k++) {
             bool real = k >= pad;
             r.ids[i * longest + k] = real ? ids[i][k - pad] : o->pad_id;
-            r.mask[i * longest + k] = real;
+            r.mask[i * mcols + k] = real;
             r.pos[i * longest + k] = real ? (int64_t)(k - pad) : 1;
         }
         r.last_pos[i] = (int64_t)lens[i] - 1;
@@ -240,7 +293,8 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
     td_rng rng;
     td_rng_seed(&rng, o->sampling.seed);
     double t0 = td_now_s();
-    st = forward(ctx, g, &r, longest, total);
+    r.position = 0;
+    st = inplace ? forward_in_place(ctx, g, &r, longest) : forward(ctx, g, &r, longest, total);
     double t_prefill = td_now_s() - t0;
     size_t seq = longest;
     for (int64_t step = 0; st == TD_OK && step < o->max_new_tokens; step++) {
@@ -281,6 +335,14 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         }
         if (st != TD_OK || all_done || step + 1 == o->max_new_tokens)
             break;
+        seq = 1;
+        if (inplace) { /* the next cache column opens; shapes stay (batch, cap) */
+            for (size_t i = 0; i < n; i++)
+                r.mask[i * mcols + total] = 1;
+            r.position = (int64_t)total++;
+            st = forward_in_place(ctx, g, &r, 1);
+            continue;
+        }
         /* the mask grows by one column of ones: re-lay rows as (batch, total + 1) */
         size_t nt = total + 1;
         for (size_t i = n; i-- > 0;) {
@@ -288,13 +350,18 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
             r.mask[i * nt + total] = 1;
         }
         total = nt;
-        seq = 1;
         st = forward(ctx, g, &r, 1, total);
     }
     double t_decode = td_now_s() - t0 - t_prefill;
+    td_session_stats s1;
+    td_session_get_stats(g->s, &s1);
     for (size_t i = 0; i < n; i++) {
         out[i].prefill_s = t_prefill;
         out[i].decode_s = t_decode;
+        out[i].kv_in_place = inplace;
+        out[i].plans = s1.plans - s0.plans;
+        out[i].session_allocs = s1.allocs - s0.allocs;
+        out[i].cache_copy_bytes = r.copied;
     }
 out:
     request_free(&r, g->n_caches);

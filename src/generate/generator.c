@@ -298,6 +298,9 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
     td_opt_report rep;
     if (!(opt && opt->keep_graph) && (st = td_optimize(ctx, g->model, &oo, &rep)) != TD_OK)
         goto out;
+    /* then the in-place KV cache: decode steps of fixed shapes that read and write the request's cache */
+    if (!(opt && opt->keep_graph) && (st = td_gen_kv_inplace(ctx, g->model, &g->kv)) != TD_OK)
+        goto out;
     td_session_options so;
     td_session_options_init(&so);
     so.threads = opt ? opt->threads : 0;

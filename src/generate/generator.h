@@ -13,8 +13,9 @@
  * attention mask, as transformers' generate). Memory for a request (ids, mask,
  * positions, the cache, sampler scratch) is allocated once, sized for the
  * longest prompt + max_new_tokens; per token only the decoded text of a row is
- * allocated, when streaming or stop strings need it. The cache travels through the graph's past/present tensors:
- * each step binds the cache as past_key_values.N and copies present.N back. */
+ * allocated, when streaming or stop strings need it. On tdeploy's exported graphs the cache is read and written in
+ * place (kv_inplace.h: one plan for the prefill and one for all decode steps, no copy of the cache); on other
+ * graphs (Optimum's) each step binds the cache as past_key_values.N and copies present.N back. */
 #ifndef TD_GENERATE_GENERATOR_H
 #define TD_GENERATE_GENERATOR_H
 
@@ -89,6 +90,12 @@ typedef struct td_gen_result {
     char *text;          /* decoded new tokens without special tokens, cut before a stop string; NULL without tokenizer */
     const char *finish;  /* "eos", "stop" or "length" */
     double prefill_s, decode_s; /* wall time of the prefill and of all decode steps (whole batch) */
+    /* What the request cost the runtime (the same for every row): with the in-place cache, plans is 2 (prefill,
+     * decode) and session_allocs and cache_copy_bytes do not grow with the number of tokens. */
+    bool kv_in_place;          /* the cache was read and written in place (kv_inplace.h), not copied per step */
+    uint64_t plans;            /* session plans built during the request */
+    uint64_t session_allocs;   /* heap allocations the session made during the request */
+    uint64_t cache_copy_bytes; /* bytes of cache the generator copied out of present.N outputs */
 } td_gen_result;
 
 /* Generate for n prompts (ids[i][0..lens[i]) ). out[n] is filled (free with td_gen_results_free). */

@@ -393,7 +393,7 @@ static void classify(td_session *s) {
             } else if (rn->hoisted) {
                 ov->kind = TD_V_HOIST;
                 ov->is_static = true;
-            } else if (k == 0 && (rn->def->flags & TD_OP_VIEW) && rn->in[0] >= 0) {
+            } else if (k == 0 && (rn->def->flags & (TD_OP_VIEW | TD_OP_IN_PLACE)) && rn->in[0] >= 0) {
                 ov->kind = TD_V_ALIAS;
                 ov->root = s->vals[rn->in[0]].root;
             }
@@ -670,6 +670,7 @@ void td_session_get_stats(const td_session *s, td_session_stats *out) {
     out->weight_bytes = s->weight_bytes;
     out->plans = s->n_plans;
     out->runs = s->n_runs;
+    out->allocs = s->n_allocs;
     out->nodes = s->nn;
     out->hoisted_nodes = s->n_hoisted;
     out->fused_nodes = s->n_fused;

@@ -15,6 +15,7 @@ static const table tables[] = {
     {td_ops_contrib, &td_ops_contrib_count},
     {td_ops_quant, &td_ops_quant_count},
     {td_ops_nbits, &td_ops_nbits_count},
+    {td_ops_kvcache, &td_ops_kvcache_count},
 };
 #define N_TABLES (int)(sizeof tables / sizeof tables[0])
 
