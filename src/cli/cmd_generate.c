@@ -404,9 +404,15 @@ int td_cmd_generate(int argc, char **argv) {
             }
         }
         if (st == TD_OK) {
-            size_t tokens = 0;
-            for (size_t i = 0; i < a.n; i++)
+            size_t tokens = 0, full = 0;
+            for (size_t i = 0; i < a.n; i++) {
                 tokens += res[i].n_ids;
+                full += res[i].finish && !strcmp(res[i].finish, "context");
+            }
+            if (full)
+                td_warn("context full: generation of %zu prompt(s) stopped at the model's %lld positions (prompt + new "
+                        "tokens) before --max-new-tokens %lld", full, (long long)td_generator_context(g),
+                        (long long)o.max_new_tokens);
             td_info("%zu prompt(s), %zu new tokens: prefill %.1f ms, decode %.1f ms/step", a.n, tokens,
                     res[0].prefill_s * 1e3, res[0].n_ids > 1 ? res[0].decode_s * 1e3 / (double)(res[0].n_ids - 1) : 0);
         }

@@ -250,12 +250,7 @@ static td_status check_request(td_ctx *ctx, const td_generator *g, const int64_t
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "generate: the prompt has %zu tokens but the model's context is %lld; shorten the prompt",
                        *longest, (long long)g->context);
-    if (g->context > 0 && (int64_t)*longest + o->max_new_tokens > g->context)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                       "generate: prompt (%zu tokens) + max_new_tokens (%lld) exceeds the model's context of %lld "
-                       "positions; lower --max-new-tokens to at most %lld",
-                       *longest, (long long)o->max_new_tokens, (long long)g->context,
-                       (long long)(g->context - (int64_t)*longest));
+    /* prompt + max_new_tokens past the context is no error: generation stops there (finish "context") */
     return TD_OK;
 }
 
@@ -264,15 +259,25 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
     memset(out, 0, n * sizeof *out);
     size_t longest = 0;
     TD_TRY(check_request(ctx, g, ids, lens, n, o, &longest));
-    request r = {.batch = n, .prompt = longest, .cap = longest + (size_t)o->max_new_tokens};
+    /* new tokens the context leaves room for (prompt + new tokens <= context, as transformers' max_length) */
+    int64_t max_new = o->max_new_tokens;
+    bool context_bound = g->context > 0 && (int64_t)longest + max_new > g->context;
+    if (context_bound)
+        max_new = g->context - (int64_t)longest;
+    if (max_new == 0) { /* a prompt that fills the context: nothing to generate */
+        for (size_t i = 0; i < n; i++)
+            out[i].finish = "context", out[i].kv_in_place = g->kv.in_place;
+        return TD_OK;
+    }
+    request r = {.batch = n, .prompt = longest, .cap = longest + (size_t)max_new};
     td_session_stats s0;
     td_session_get_stats(g->s, &s0);
     bool inplace = g->kv.in_place;
     size_t mcols = inplace ? r.cap : longest; /* mask row stride */
     td_status st = request_alloc(ctx, g, &r);
     for (size_t i = 0; st == TD_OK && i < n; i++)
-        if (!(out[i].ids = malloc((size_t)o->max_new_tokens * sizeof *out[i].ids)))
-            st = td_fail_oom(ctx, (size_t)o->max_new_tokens * sizeof(int64_t), "generated ids");
+        if (!(out[i].ids = malloc((size_t)max_new * sizeof *out[i].ids)))
+            st = td_fail_oom(ctx, (size_t)max_new * sizeof(int64_t), "generated ids");
     if (st != TD_OK)
         goto out;
     /* left padding: row i's prompt ends at column longest - 1; positions count real tokens only */
@@ -288,7 +293,7 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         r.last_pos[i] = (int64_t)lens[i] - 1;
         memcpy(r.hist[i], ids[i], lens[i] * sizeof *ids[i]);
         r.n_hist[i] = lens[i];
-        out[i].finish = "length";
+        out[i].finish = context_bound ? "context" : "length";
     }
     td_rng rng;
     td_rng_seed(&rng, o->sampling.seed);
@@ -297,7 +302,7 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
     st = inplace ? forward_in_place(ctx, g, &r, longest) : forward(ctx, g, &r, longest, total);
     double t_prefill = td_now_s() - t0;
     size_t seq = longest;
-    for (int64_t step = 0; st == TD_OK && step < o->max_new_tokens; step++) {
+    for (int64_t step = 0; st == TD_OK && step < max_new; step++) {
         if (o->interrupt && *o->interrupt) {
             st = td_fail(ctx, TD_ERR_INTERRUPTED, "generate: interrupted");
             break;
@@ -326,14 +331,14 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
                     r.done[i] = true;
                     out[i].finish = "eos";
                 }
-                bool last = r.done[i] || step + 1 == o->max_new_tokens;
+                bool last = r.done[i] || step + 1 == max_new;
                 st = row_text(ctx, g, o, &r, i, &out[i], last);
             }
             all_done = all_done && r.done[i];
             r.ids[i] = next; /* (batch, 1) */
             r.pos[i] = ++r.last_pos[i];
         }
-        if (st != TD_OK || all_done || step + 1 == o->max_new_tokens)
+        if (st != TD_OK || all_done || step + 1 == max_new)
             break;
         seq = 1;
         if (inplace) { /* the next cache column opens; shapes stay (batch, cap) */

@@ -88,7 +88,8 @@ typedef struct td_gen_result {
     int64_t *ids;        /* new tokens (eos included when it ended the row) */
     size_t n_ids;
     char *text;          /* decoded new tokens without special tokens, cut before a stop string; NULL without tokenizer */
-    const char *finish;  /* "eos", "stop" or "length" */
+    const char *finish;  /* "eos", "stop", "length" (max_new_tokens made) or "context" (the model's context is
+                          * full: prompt + new tokens reached it before max_new_tokens) */
     double prefill_s, decode_s; /* wall time of the prefill and of all decode steps (whole batch) */
     /* What the request cost the runtime (the same for every row): with the in-place cache, plans is 2 (prefill,
      * decode) and session_allocs and cache_copy_bytes do not grow with the number of tokens. */

@@ -211,8 +211,16 @@ def refused(label, args, rc, needle):
 
 long_prompt = ",".join(["5"] * 70)  # gpt2-lm has 64 positions
 refused("prompt longer than the context", [hf("gpt2-lm"), "--prompt-ids", long_prompt], 1, "context is 64")
-refused("max_new_tokens past the context", [hf("gpt2-lm"), "--prompt-ids", "5,6,7", "--max-new-tokens", "62"], 1,
-        "at most 61")
+# max_new_tokens past the context: generation stops with finish "context" when prompt + new tokens fill it
+r = generate(hf("gpt2-lm"), "--prompt-ids", "5,6,7", "--max-new-tokens", "62", "--ignore-eos", "--json")
+res = json.loads(r.stdout)["results"][0] if r.returncode == 0 else {}
+t.check(len(res.get("ids", [])) == 61 and res.get("finish") == "context" and "context full" in r.stderr,
+        "max_new_tokens past the context: 61 tokens (64 positions), finish 'context', a 'context full' note",
+        f"rc {r.returncode}: {str(res)[-200:]} {r.stderr.strip()[-200:]}")
+r = generate(hf("gpt2-lm"), "--prompt-ids", ",".join(["5"] * 64), "--max-new-tokens", "4", "--json")
+res = json.loads(r.stdout)["results"][0] if r.returncode == 0 else {}
+t.check(res.get("ids") == [] and res.get("finish") == "context", "a prompt that fills the context: no tokens, "
+        "finish 'context'", f"rc {r.returncode}: {str(res)[-200:]} {r.stderr.strip()[-200:]}")
 refused("an encoder", [hf("bert-base"), "--prompt", "hi"], 1, "not possible for")
 refused("an encoder .onnx", [os.path.join(FIXTURES, "onnx", "bert-base.torchscript.onnx"), "--prompt-ids", "1,2"],
         1, "not a decoder with a KV cache")
