@@ -140,6 +140,8 @@ static void print_json(const char *model, int64_t *const *prompts, const size_t 
     }
     cJSON_AddNumberToObject(j, "prefill_seconds", r[0].prefill_s);
     cJSON_AddNumberToObject(j, "decode_seconds", r[0].decode_s);
+    cJSON_AddNumberToObject(j, "prefill_cpu_seconds", r[0].prefill_cpu_s);
+    cJSON_AddNumberToObject(j, "decode_cpu_seconds", r[0].decode_cpu_s);
     cJSON_AddNumberToObject(j, "new_tokens", (double)tokens);
     cJSON *rt = cJSON_AddObjectToObject(j, "runtime"); /* what the request cost: see td_gen_result */
     cJSON_AddBoolToObject(rt, "kv_in_place", r[0].kv_in_place);

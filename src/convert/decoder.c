@@ -121,7 +121,8 @@ static td_status open_pair(td_ctx *ctx, td_convert_decoder *d, td_generator **re
     td_generator_options ro = {.threads = 1, .backend = "reference", .keep_graph = true};
     if (td_generator_open(ctx, d->ref_onnx, &ro, ref) != TD_OK)
         return td_wrap(ctx, "preparing the validation reference (reference kernels on %s)", d->ref_onnx);
-    td_generator_options bo = {.threads = d->o->threads, .backend = d->backend, .precision = d->precision};
+    td_generator_options bo = {.threads = d->o->threads, .backend = d->backend, .precision = d->precision,
+                               .all_logits = true};
     if (td_generator_open(ctx, d->opt_onnx, &bo, got) != TD_OK)
         return td_wrap(ctx, "preparing backend '%s'", d->backend);
     return TD_OK;

@@ -297,10 +297,10 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
     }
     td_rng rng;
     td_rng_seed(&rng, o->sampling.seed);
-    double t0 = td_now_s();
+    double t0 = td_now_s(), c0 = td_cpu_now_s();
     r.position = 0;
     st = inplace ? forward_in_place(ctx, g, &r, longest) : forward(ctx, g, &r, longest, total);
-    double t_prefill = td_now_s() - t0;
+    double t_prefill = td_now_s() - t0, c_prefill = td_cpu_now_s() - c0;
     size_t seq = longest;
     for (int64_t step = 0; st == TD_OK && step < max_new; step++) {
         if (o->interrupt && *o->interrupt) {
@@ -310,20 +310,21 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         td_session_output lo;
         if ((st = td_session_get_output(ctx, g->s, g->i_logits, &lo)) != TD_OK)
             break;
-        if (lo.dtype != TD_DTYPE_FLOAT32 || lo.rank != 3 || lo.shape[0] != (int64_t)n || lo.shape[1] != (int64_t)seq ||
+        size_t lseq = g->last_logits ? 1 : seq; /* positions with logits */
+        if (lo.dtype != TD_DTYPE_FLOAT32 || lo.rank != 3 || lo.shape[0] != (int64_t)n || lo.shape[1] != (int64_t)lseq ||
             lo.shape[2] != g->vocab) {
-            st = td_fail(ctx, TD_ERR_SHAPE, "generate: logits are not float32 (%zu, %zu, %lld)", n, seq,
+            st = td_fail(ctx, TD_ERR_SHAPE, "generate: logits are not float32 (%zu, %zu, %lld)", n, lseq,
                          (long long)g->vocab);
             break;
         }
         const float *logits = lo.data;
         if (o->on_logits)
-            o->on_logits(o->user, step, logits, n, seq, g->vocab);
+            o->on_logits(o->user, step, logits, n, lseq, g->vocab);
         bool all_done = true;
         for (size_t i = 0; i < n && st == TD_OK; i++) {
             int64_t next = o->pad_id;
             if (!r.done[i]) {
-                memcpy(r.row, logits + ((i * seq) + seq - 1) * (size_t)g->vocab, (size_t)g->vocab * sizeof *r.row);
+                memcpy(r.row, logits + ((i * lseq) + lseq - 1) * (size_t)g->vocab, (size_t)g->vocab * sizeof *r.row);
                 next = td_sample_next(r.row, g->vocab, r.hist[i], r.n_hist[i], &o->sampling, &rng, &r.scratch);
                 out[i].ids[out[i].n_ids++] = next;
                 r.hist[i][r.n_hist[i]++] = next;
@@ -357,12 +358,14 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         total = nt;
         st = forward(ctx, g, &r, 1, total);
     }
-    double t_decode = td_now_s() - t0 - t_prefill;
+    double t_decode = td_now_s() - t0 - t_prefill, c_decode = td_cpu_now_s() - c0 - c_prefill;
     td_session_stats s1;
     td_session_get_stats(g->s, &s1);
     for (size_t i = 0; i < n; i++) {
         out[i].prefill_s = t_prefill;
         out[i].decode_s = t_decode;
+        out[i].prefill_cpu_s = c_prefill;
+        out[i].decode_cpu_s = c_decode;
         out[i].kv_in_place = inplace;
         out[i].plans = s1.plans - s0.plans;
         out[i].session_allocs = s1.allocs - s0.allocs;

@@ -301,6 +301,8 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
     /* then the in-place KV cache: decode steps of fixed shapes that read and write the request's cache */
     if (!(opt && opt->keep_graph) && (st = td_gen_kv_inplace(ctx, g->model, &g->kv)) != TD_OK)
         goto out;
+    if (!(opt && (opt->keep_graph || opt->all_logits)) && (st = td_gen_last_logits(ctx, g->model, &g->last_logits)) != TD_OK)
+        goto out;
     td_session_options so;
     td_session_options_init(&so);
     so.threads = opt ? opt->threads : 0;

@@ -38,6 +38,8 @@ typedef struct td_generator_options {
     td_precision precision;    /* weight precision of the session (0 = fp32) */
     bool keep_graph;           /* run the graph as given, without the generator's optimization pass (the
                                 * reference path of `convert` must run the exporter's graph untouched) */
+    bool all_logits;           /* the prefill's logits at every position (convert compares them); default: the
+                                * last position only, the one generation needs */
 } td_generator_options;
 
 /* The single .gguf file of a directory without config.json, or of a cached hub id whose snapshot holds one
@@ -60,8 +62,9 @@ int64_t td_generator_context(const td_generator *g);
 td_status td_generator_chat_prompt(td_ctx *ctx, const td_generator *g, const td_chat_message *msgs, size_t n,
                                    char **out);
 
-/* Logits of every forward pass: step 0 is the prefill (batch, seq, vocab) over the left-padded prompts, step k
- * the (batch, 1, vocab) of decode step k. Only valid during the call. */
+/* Logits of every forward pass: step 0 is the prefill (batch, seq, vocab) over the left-padded prompts (seq = 1:
+ * the last position only, unless the generator was opened with all_logits), step k the (batch, 1, vocab) of decode
+ * step k. Only valid during the call. */
 typedef void (*td_gen_logits_fn)(void *user, int64_t step, const float *logits, size_t batch, size_t seq,
                                  int64_t vocab);
 
@@ -91,6 +94,7 @@ typedef struct td_gen_result {
     const char *finish;  /* "eos", "stop", "length" (max_new_tokens made) or "context" (the model's context is
                           * full: prompt + new tokens reached it before max_new_tokens) */
     double prefill_s, decode_s; /* wall time of the prefill and of all decode steps (whole batch) */
+    double prefill_cpu_s, decode_cpu_s; /* the same as CPU time of the process (all threads; busy hosts) */
     /* What the request cost the runtime (the same for every row): with the in-place cache, plans is 2 (prefill,
      * decode) and session_allocs and cache_copy_bytes do not grow with the number of tokens. */
     bool kv_in_place;          /* the cache was read and written in place (kv_inplace.h), not copied per step */

@@ -143,6 +143,53 @@ td_status td_gen_kv_inplace(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan) {
     return TD_OK;
 }
 
+/* int64 vector initializer named after hint. */
+static td_status i64_const(td_ctx *ctx, td_graph *g, const char *hint, int64_t v, td_value **out) {
+    char *name = td_graph_unique_name(g, hint);
+    if (!name)
+        return td_fail_oom(ctx, strlen(hint), "a value name");
+    const int64_t one = 1;
+    td_tensor *t = NULL;
+    td_status st = td_graph_add_value(ctx, g, name, out);
+    if (st == TD_OK)
+        st = td_tensor_new_copy(ctx, name, TD_I64, 1, &one, &v, sizeof v, &t);
+    free(name);
+    if (st == TD_OK)
+        st = td_graph_set_initializer(ctx, g, *out, t);
+    else
+        td_tensor_free(t);
+    return st;
+}
+
+td_status td_gen_last_logits(td_ctx *ctx, td_model *m, bool *applied) {
+    *applied = false;
+    td_graph *g = m->graph;
+    td_value *logits = td_graph_find(g, "logits");
+    if (!logits || !logits->is_output || logits->type.rank != 3)
+        return TD_OK;
+    td_node *mm = logits->producer;
+    if (is_op(mm, "Identity") && mm->inputs[0] && mm->inputs[0]->n_consumers == 1)
+        mm = mm->inputs[0]->producer;
+    td_value *h = is_op(mm, "MatMul") && mm->n_inputs == 2 ? mm->inputs[0] : NULL;
+    if (!h || !mm->inputs[1]->initializer || mm->inputs[1]->initializer->rank != 2 || h->type.rank != 3)
+        return TD_OK;
+    td_value *in[4] = {h, NULL, NULL, NULL}, *last = NULL;
+    char *name = td_graph_unique_name(g, "head/last_position");
+    if (!name)
+        return td_fail_oom(ctx, 32, "a value name");
+    td_status st = td_graph_add_value(ctx, g, name, &last);
+    free(name);
+    TD_TRY(st);
+    TD_TRY(i64_const(ctx, g, "head/last_start", -1, &in[1]));
+    TD_TRY(i64_const(ctx, g, "head/last_end", INT64_MAX, &in[2]));
+    TD_TRY(i64_const(ctx, g, "head/last_axis", 1, &in[3]));
+    TD_TRY(td_graph_add_node(ctx, g, "Slice", "", "head/last_position", in, 4, &last, 1, NULL)); // (batch, 1, hidden)
+    TD_TRY(td_node_set_input(ctx, mm, 0, last));
+    TD_TRY(td_graph_toposort(ctx, g));
+    *applied = true;
+    return TD_OK;
+}
+
 void td_gen_kv_bias(float *bias, const int64_t *mask, size_t batch, size_t seq, size_t cols, size_t first,
                     int64_t window) {
     for (size_t b = 0; b < batch; b++)

@@ -40,6 +40,10 @@ typedef struct td_gen_kv_plan {
 /* Rewrite m in place when it has the exporter's pattern; plan->in_place says whether it did. */
 td_status td_gen_kv_inplace(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan);
 
+/* Logits of the last position only: a Slice (batch, seq, hidden) -> (batch, 1, hidden) before the lm_head MatMul,
+ * when the graph ends in one (the prefill then makes (batch, 1, vocab) logits, 1/seq of the head's work). */
+td_status td_gen_last_logits(td_ctx *ctx, td_model *m, bool *applied);
+
 /* Additive bias (batch, 1, seq, cols) for queries at cache columns first .. first + seq - 1: 0 where key column j
  * is open (mask[b][j] != 0, j <= query column, and within the window), else -FLT_MAX, as the exporter's graph
  * computes it. mask is (batch, cols). */
