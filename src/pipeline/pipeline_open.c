@@ -12,6 +12,7 @@
 #include "hf/model_dir.h"
 #include "hf/tokenizer_config.h"
 #include "onnx/onnx_io.h"
+#include "opt/optimize.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -260,16 +261,16 @@ static td_status load_tokenizer(td_ctx *ctx, td_pipeline *p, const char *dir, co
     return TD_OK;
 }
 
-/* (a) an HF model directory or cached hub id: export in memory. */
+/* (a) an HF model directory or cached hub id: export and optimize in memory, as convert does, so `run` on a
+ * model id gets the same fused graph (and speed) as `run` on convert's model-optimized.onnx, and the session's
+ * fp16/bf16 weight packing finds the MatMul weights as constants (the raw export feeds them through Transpose
+ * nodes, which the optimizer folds). */
 static td_status open_hf(td_ctx *ctx, td_pipeline *p, const td_pipeline_options *o) {
-    /* the in-memory export feeds its MatMul weights through Transpose nodes (src/export/builder.c), which
-     * the runtime's reduced-precision weight packing does not reach: refuse rather than run fp32 under an
-     * fp16/bf16 label */
-    if (o->precision != TD_PRECISION_FP32)
+    if (o->precision == TD_PRECISION_INT8)
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                       "--precision %s needs an .onnx file or a `tdeploy convert` output directory; %s is a Hugging "
-                       "Face model, which runs in fp32 (convert it first: tdeploy convert -m %s)",
-                       o->precision == TD_PRECISION_FP16 ? "fp16" : "bf16", o->model, o->model);
+                       "--precision int8 needs a `tdeploy convert --precision int8` output (the int8 graph is built "
+                       "at conversion); %s is a Hugging Face model: tdeploy convert -m %s --precision int8",
+                       o->model, o->model);
     td_model_dir *md = NULL;
     td_status st = td_model_dir_open(ctx, o->model, &md);
     if (st != TD_OK)
@@ -290,6 +291,14 @@ static td_status open_hf(td_ctx *ctx, td_pipeline *p, const td_pipeline_options 
     td_export_summary sum;
     if ((st = td_export_build(ctx, &eo, &p->model, &sum)) != TD_OK)
         goto out;
+    td_opt_options oo;
+    td_opt_options_default(&oo);
+    oo.target = TD_OPT_TARGET_FUSED;
+    td_opt_report rep;
+    if ((st = td_optimize(ctx, p->model, &oo, &rep)) != TD_OK) {
+        td_wrap(ctx, "optimizing the exported graph of %s", md->path);
+        goto out;
+    }
     p->task = sum.task;
     p->max_length = md->max_seq_length;
     p->multi_label = md->config->problem_type && !strcmp(md->config->problem_type, "multi_label_classification");
@@ -297,7 +306,7 @@ static td_status open_hf(td_ctx *ctx, td_pipeline *p, const td_pipeline_options 
         (st = labels_from_config(ctx, p, md->config)) != TD_OK)
         goto out;
     set_special_ids(p, md->tokenizer_config);
-    if (asprintf(&p->description, "%s (Hugging Face model, exported in memory)", md->path) < 0) {
+    if (asprintf(&p->description, "%s (Hugging Face model, exported and optimized in memory)", md->path) < 0) {
         p->description = NULL;
         st = td_fail_oom(ctx, 64, "description");
     }

@@ -82,8 +82,8 @@ expect_fail("QA file mixing pair and single lines",
             ["run", QA, "--texts", write("mixed.txt", b"q1\tcontext one\nq2 without context\n")], ["line 2", "tab"])
 expect_fail("--max-length smaller than the special tokens", ["run", SEQ, "--max-length", "1", "--text", "x"],
             ["max_length"])
-expect_fail("--precision on an HF directory (the in-memory export runs fp32 only)",
-            ["run", SEQ, "--precision", "bf16", "--text", "x"], ["--precision bf16", "convert"])
+expect_fail("--precision int8 on run (the int8 graph is built by convert): a usage error",
+            ["run", SEQ, "--precision", "int8", "--text", "x"], ["--precision", "fp16"], code=2)
 expect_fail("no input", ["run", SEQ], ["--text"], code=2)
 expect_fail("--text-pair count differs", ["run", SEQ, "--text", "a", "--text", "b", "--text-pair", "c"],
             ["text-pair"], code=2)
@@ -97,6 +97,18 @@ rc16, o16, e16 = run_json(onnx_args + ["--precision", "bf16"])
 t.check(rc32 == 0 and rc16 == 0 and o32[0]["logits"] != o16[0]["logits"]
         and max(abs(a - b) for a, b in zip(o32[0]["logits"], o16[0]["logits"])) < 0.05,
         "--precision bf16 on an .onnx file changes the answers a little", e32 + e16)
+
+# ... and of an HF directory (exported and optimized in memory): fp16/bf16 answers differ slightly from fp32, and
+# the HF directory's fp32 answer equals the .onnx file's within float noise (same model, same fused graph)
+hf_args = ["run", SEQ, "--text", "x y z"]
+rch, oh, eh = run_json(hf_args)
+t.check(rch == 0 and rc32 == 0 and max(abs(a - b) for a, b in zip(oh[0]["logits"], o32[0]["logits"])) < 1e-4,
+        "HF directory fp32 == the .onnx file's fp32 answer", eh)
+for prec, tol in [("fp16", 0.01), ("bf16", 0.05)]:
+    rcp, op, ep = run_json(hf_args + ["--precision", prec])
+    t.check(rcp == 0 and rch == 0 and op[0]["logits"] != oh[0]["logits"]
+            and max(abs(a - b) for a, b in zip(oh[0]["logits"], op[0]["logits"])) < tol,
+            f"--precision {prec} on an HF directory changes the answers a little (< {tol})", ep)
 
 # ---- input formats that must work
 rc, a, err = run_json(["run", SEQ, "--text", "same"])

@@ -165,12 +165,15 @@ TD_V16_INLINE __m512 td_v16_gelu_erf(__m512 x) {
     return _mm512_mask_blend_ps(nan, r, x);
 }
 
-/* GELU, tanh form: x / (1 + exp(-2z)), z = sqrt(2/pi) (x + 0.044715 x^3). */
+/* GELU, tanh form: x / (1 + exp(-2z)), z = sqrt(2/pi) (x + 0.044715 x^3).
+ * Below -20 the exact value underflows to -0, as in td_s_gelu_tanh and
+ * td_v8_gelu_tanh (without this, x = -inf would give -inf / inf = NaN). */
 TD_V16_INLINE __m512 td_v16_gelu_tanh(__m512 x) {
     __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
     __m512 z = _mm512_mul_ps(_mm512_set1_ps(0.7978845608028654f), _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), x3, x));
     __m512 e = td_v16_exp(_mm512_mul_ps(_mm512_set1_ps(-2.0f), z));
-    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    __m512 r = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-20.0f), _CMP_LT_OQ), r, _mm512_set1_ps(-0.0f));
 }
 
 TD_V16_INLINE __m512 td_v16_sigmoid(__m512 x) {
