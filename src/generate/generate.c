@@ -155,10 +155,21 @@ static td_status forward(td_ctx *ctx, td_generator *g, request *r, size_t seq, s
     return TD_OK;
 }
 
+/* rows packed `from` elements apart -> `to` (>= from) apart, in place, the new tails zeroed: the last row
+ * moves first, so no row is overwritten before it moved */
+static void widen_rows(void *base, size_t rows, size_t from, size_t to, size_t esize) {
+    uint8_t *p = base;
+    for (size_t r = rows; r-- > 0;) {
+        memmove(p + r * to * esize, p + r * from * esize, from * esize);
+        memset(p + (r * to + from) * esize, 0, (to - from) * esize);
+    }
+}
+
 /* One forward pass over `seq` new tokens per row on the rewritten graph (kv_inplace.h): the caches are bound
- * capacity-wide and written in place at column r->position; the mask stays (batch, cap). */
-static td_status forward_in_place(td_ctx *ctx, td_generator *g, request *r, size_t seq) {
-    size_t b = r->batch, cap = r->cap;
+ * `cap` columns wide (the prefill: the prompt's columns, packed; decode steps: the capacity) and written in place
+ * at column r->position; the mask is (batch, cap). */
+static td_status forward_in_place(td_ctx *ctx, td_generator *g, request *r, size_t seq, size_t cap) {
+    size_t b = r->batch;
     int32_t *ids32 = r->narrow, *mask32 = r->narrow ? r->narrow + b * seq : NULL,
             *pos32 = r->narrow ? r->narrow + b * seq + b * cap : NULL;
     TD_TRY(bind_ids(ctx, g, r, "input_ids", r->ids, b, seq, ids32));
@@ -273,7 +284,7 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
     td_session_stats s0;
     td_session_get_stats(g->s, &s0);
     bool inplace = g->kv.in_place;
-    size_t mcols = inplace ? r.cap : longest; /* mask row stride */
+    size_t mcols = longest; /* mask row stride: packed for the prefill; the capacity after it, in place */
     td_status st = request_alloc(ctx, g, &r);
     for (size_t i = 0; st == TD_OK && i < n; i++)
         if (!(out[i].ids = malloc((size_t)max_new * sizeof *out[i].ids)))
@@ -299,7 +310,17 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
     td_rng_seed(&rng, o->sampling.seed);
     double t0 = td_now_s(), c0 = td_cpu_now_s();
     r.position = 0;
-    st = inplace ? forward_in_place(ctx, g, &r, longest) : forward(ctx, g, &r, longest, total);
+    st = inplace ? forward_in_place(ctx, g, &r, longest, longest) : forward(ctx, g, &r, longest, total);
+    if (st == TD_OK && inplace && r.cap > longest) { /* once per request: rows from prompt to capacity stride */
+        widen_rows(r.mask, n, longest, r.cap, sizeof *r.mask);
+        for (int c = 0; c < g->n_caches; c++) {
+            const td_gen_cache *k = &g->caches[c];
+            widen_rows(r.kv[c], n * (size_t)k->kv_heads, longest * (size_t)k->head_dim, r.cap * (size_t)k->head_dim,
+                       sizeof(float));
+            r.copied += n * (size_t)k->kv_heads * longest * (size_t)k->head_dim * sizeof(float);
+        }
+        mcols = r.cap;
+    }
     double t_prefill = td_now_s() - t0, c_prefill = td_cpu_now_s() - c0;
     size_t seq = longest;
     for (int64_t step = 0; st == TD_OK && step < max_new; step++) {
@@ -346,7 +367,7 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
             for (size_t i = 0; i < n; i++)
                 r.mask[i * mcols + total] = 1;
             r.position = (int64_t)total++;
-            st = forward_in_place(ctx, g, &r, 1);
+            st = forward_in_place(ctx, g, &r, 1, r.cap);
             continue;
         }
         /* the mask grows by one column of ones: re-lay rows as (batch, total + 1) */

@@ -14,7 +14,7 @@
  * positions, the cache, sampler scratch) is allocated once, sized for the
  * longest prompt + max_new_tokens; per token only the decoded text of a row is
  * allocated, when streaming or stop strings need it. On tdeploy's exported graphs the cache is read and written in
- * place (kv_inplace.h: one plan for the prefill and one for all decode steps, no copy of the cache); on other
+ * place (kv_inplace.h: one plan for the prefill and one for all decode steps, no copy of the cache per step); on other
  * graphs (Optimum's) each step binds the cache as past_key_values.N and copies present.N back. */
 #ifndef TD_GENERATE_GENERATOR_H
 #define TD_GENERATE_GENERATOR_H
@@ -100,7 +100,8 @@ typedef struct td_gen_result {
     bool kv_in_place;          /* the cache was read and written in place (kv_inplace.h), not copied per step */
     uint64_t plans;            /* session plans built during the request */
     uint64_t session_allocs;   /* heap allocations the session made during the request */
-    uint64_t cache_copy_bytes; /* bytes of cache the generator copied out of present.N outputs */
+    uint64_t cache_copy_bytes; /* bytes of cache the generator copied: present.N outputs every step (copying path),
+                                * or the prompt's K/V widened to the capacity once (in place) */
 } td_gen_result;
 
 /* Generate for n prompts (ids[i][0..lens[i]) ). out[n] is filled (free with td_gen_results_free). */

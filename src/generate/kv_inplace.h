@@ -4,7 +4,8 @@
  * run as is, every decode step copies the whole cache into present.N (and the caller copies it back), and every
  * step is a new plan (one more past column). td_gen_kv_inplace rewrites the generator's copy of the graph so that
  *   - past_key_values.N is the request's cache buffer itself, (batch, kv_heads, capacity, head_dim) with
- *     capacity = prompt + max_new_tokens, zeroed once, bound with the same shape at every step;
+ *     capacity = prompt + max_new_tokens, zeroed once, bound with that shape at every decode step (the prefill
+ *     binds the prompt's columns packed, and the generator widens the rows to the capacity once after it);
  *   - com.tdeploy::KvCacheAppend(past, new, tdeploy.cache_position) writes the new columns into it in place
  *     (runtime/cpu/op_kvcache.c) and present.N is that same buffer (no copy either way);
  *   - the attention bias is a graph input, tdeploy.attention_bias (batch, 1, seq, capacity), made by the generator
