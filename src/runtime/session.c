@@ -478,6 +478,16 @@ static td_status create_common(td_ctx *ctx, td_session *s) {
         }
     }
     classify(s);
+    for (int i = 0; i < s->nn; i++) { /* an in-place op writes into its input 0: only a buffer the caller binds */
+        const td_rt_node *rn = &s->nodes[i];
+        if ((rn->def->flags & TD_OP_IN_PLACE) &&
+            (rn->in[0] < 0 || s->vals[rn->in[0]].kind != TD_V_INPUT || rn->hoisted)) {
+            st = td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "input 0 is updated in place, so it must be a graph input "
+                              "(a buffer the caller binds), not '%s'", rn->in[0] >= 0 ? vname(s->vals[rn->in[0]].v)
+                                                                                        : "(omitted)");
+            goto out;
+        }
+    }
     TD_TRY_GOTO(s->backend->prepare(ctx, s, &s->backend_state));
 out:
     free(order);

@@ -100,6 +100,26 @@ static void test_append(void) {
     td_ctx_free(ctx);
 }
 
+/* the cache as an initializer (model data, maybe a read-only mapping): refused when the session is made */
+static void test_const_cache_refused(void) {
+    td_ctx *ctx = td_ctx_new();
+    td_model *m = build();
+    td_graph *g = m->graph;
+    td_value *cache = td_graph_find(g, "cache");
+    static const float zeros[B * H * C * D];
+    const int64_t cd[4] = {B, H, C, D};
+    td_tensor *t = NULL;
+    CHECK(td_tensor_new_copy(NULL, "cache", TD_F32, 4, cd, zeros, sizeof zeros, &t) == TD_OK);
+    CHECK(td_graph_set_initializer(NULL, g, cache, t) == TD_OK);
+    td_session *s = NULL;
+    CHECK_MSG(td_session_create_model(ctx, m, NULL, &s) == TD_ERR_UNSUPPORTED &&
+                  strstr(td_error_message(ctx), "updated in place"),
+              "a constant cache is refused: %s", td_error_message(ctx));
+    td_session_free(s);
+    td_model_free(m);
+    td_ctx_free(ctx);
+}
+
 static void test_bias(void) {
     /* 2 rows of 6 cache columns: row 1 left-padded by 2; queries at columns 3 and 4; window 3 */
     const int64_t mask[12] = {1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0};
@@ -120,6 +140,7 @@ static void test_bias(void) {
 
 int main(void) {
     test_append();
+    test_const_cache_refused();
     test_bias();
     return td_test_finish("test_kv_cache");
 }
