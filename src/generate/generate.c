@@ -80,7 +80,11 @@ static td_status request_alloc(td_ctx *ctx, const td_generator *g, request *r) {
     /* int32 staging for ids + mask + positions of the largest pass (the prefill: 2 x prompt + cap columns) */
     r->narrow = g->int32 ? calloc(cells + 2 * b * r->prompt, sizeof *r->narrow) : NULL;
     r->kv = calloc((size_t)g->n_caches, sizeof *r->kv);
-    r->bias = g->kv.in_place ? malloc(cells * r->prompt * sizeof *r->bias) : NULL;
+    size_t bias_cells = 0; /* (batch, 1, prompt, prompt) for the prefill, (batch, 1, 1, cap) per step */
+    if (!td_mul_size(cells, r->prompt, &bias_cells) || !td_mul_size(bias_cells, sizeof *r->bias, &bias_cells))
+        return td_fail(ctx, TD_ERR_OVERFLOW, "generate: batch %zu x %zu x %zu attention bias overflows", b, r->prompt,
+                       r->cap);
+    r->bias = g->kv.in_place ? malloc(bias_cells) : NULL;
     r->row = malloc((size_t)g->vocab * sizeof *r->row);
     r->hist = calloc(b, sizeof *r->hist);
     r->n_hist = calloc(b, sizeof *r->n_hist);
