@@ -35,8 +35,9 @@ seed_dir() {
       for f in "$FIX"/hf/*/tokenizer.json; do
         { printf '\0'; cat "$f"; } > "$dir/$(basename "$(dirname "$f")")-tokenizer.json"; done ;;
     # harnesses whose inputs no fixture file is: their seeds are checked in under tests/fuzz/seeds/<harness>
-    # (fuzz_engine's is the engine tests/unit/test_engine.c builds from bert-seqcls, fp16, two profiles)
-    fuzz_chat_template|fuzz_gguf|fuzz_engine) ;;
+    # (fuzz_engine's is the engine tests/unit/test_engine.c builds from bert-seqcls, fp16, two profiles;
+    # fuzz_timing_cache's a two-entry cache as tdeploy build writes it)
+    fuzz_chat_template|fuzz_gguf|fuzz_engine|fuzz_timing_cache) ;;
     *) return 1 ;;
   esac
   [ -d "tests/fuzz/seeds/$name" ] && cp -r "tests/fuzz/seeds/$name/." "$dir/"

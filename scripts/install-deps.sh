@@ -54,4 +54,18 @@ if [ ! -x "$TRITON_DIR/pytriton/tritonserver/bin/tritonserver" ]; then
     || { echo "install-deps: nvidia-pytriton did not install a tritonserver binary" >&2; exit 1; }
   rm -rf "$TRITON_DIR" && mkdir -p "$(dirname "$TRITON_DIR")" && mv "$TRITON_DIR.partial" "$TRITON_DIR"
 fi
+# The Python backend of that server runs model.py (the tokenizer of the ONNX Runtime variant) in the system's
+# libpython of this minor version, ignoring PYTHONPATH, and its stub breaks with numpy 2: numpy < 2 and tokenizers
+# for it go to a folder of their own, which the tests hand to model.py through TDEPLOY_TRITON_PYTHONPATH.
+PYVER=$("$PY" -c 'import sys; print(f"{sys.version_info.major}.{sys.version_info.minor}")')
+TRITON_PY=${TD_TRITON_PYTHONPATH:-${XDG_CACHE_HOME:-$HOME/.cache}/tdeploy/triton-python-$PYVER}
+if [ ! -d "$TRITON_PY/numpy" ] || [ ! -d "$TRITON_PY/tokenizers" ]; then
+  echo "install-deps: numpy<2 and tokenizers for the Triton Python backend into $TRITON_PY"
+  rm -rf "$TRITON_PY.partial"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$TRITON_PY.partial" "numpy<2" \
+    "tokenizers>=0.19" 2>&1 | grep -v "Running pip as the 'root' user" || true
+  [ -d "$TRITON_PY.partial/numpy" ] && [ -d "$TRITON_PY.partial/tokenizers" ] \
+    || { echo "install-deps: numpy<2 / tokenizers for the Triton Python backend failed to install" >&2; exit 1; }
+  rm -rf "$TRITON_PY" && mv "$TRITON_PY.partial" "$TRITON_PY"
+fi
 echo "install-deps: ok"

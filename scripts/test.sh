@@ -2,7 +2,8 @@
 # The whole test suite, exactly what CI runs (.ci/run calls this):
 #   1. install dependencies (scripts/install-deps.sh)
 #   2. release build with -Werror, ctest
-#   3. AddressSanitizer + UndefinedBehaviorSanitizer build (clang), ctest
+#   3. every src/runtime/cuda/*.cu through nvcc -Werror with clang++ as host compiler (when nvcc exists);
+#      AddressSanitizer + UndefinedBehaviorSanitizer build (clang), ctest
 #   4. every libFuzzer harness for FUZZ_SECONDS seconds (default 60), seeded with the fixture files,
 #      corpora kept and grown in build-fuzz/corpus, each checked to have run (scripts/fuzz.sh)
 # Sanitizer reports exit with status 99 so tests that expect a clean error (status 1)
@@ -48,6 +49,17 @@ else
 fi
 
 if [ "${TD_QUICK:-0}" != "1" ]; then
+  # the release build compiles src/runtime/cuda/*.cu with gcc as nvcc's host compiler; clang as host too
+  if command -v nvcc >/dev/null && command -v clang++ >/dev/null; then
+    step "every .cu with nvcc -Werror, clang++ as host compiler"
+    cu_fail=0
+    for cu in src/runtime/cuda/*.cu; do
+      nvcc -ccbin clang++ -std=c++17 -O1 -arch=sm_90 -Isrc -Iinclude -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter \
+        -Werror=all-warnings -c "$cu" -o /dev/null || { cu_fail=1; failures+=("nvcc/clang++: $cu"); }
+    done
+    if [ $cu_fail = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  fi
+
   step "ASan + UBSan build and tests"
   if CC=clang cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_WERROR=ON -DTD_SANITIZE=ON \
         -DTD_CUDA=OFF >/dev/null && ninja -C build-asan; then

@@ -2,22 +2,30 @@
 same model's in-process session at the same batch sizes.
 
     TD_BIN=build/tdeploy python3 bench/triton/load_bench.py [--model DIR] [--clients 16] [--seconds 30]
-                                                           [--mode tokens|text] [--threads 2] [--json OUT]
+                                                           [--rounds 3] [--mode tokens|text] [--threads 2] [--json OUT]
 
 --model is a `tdeploy convert` output directory (default: all-MiniLM-L6-v2 converted into bench/out/triton/minilm
-with --batch-size 1 16 16). One server on 127.0.0.1, free ports, killed at the end.
+with --batch-size 1 16 16 when that folder has no model yet). One server on 127.0.0.1, free ports, killed at the end.
 
-1. concurrency 1 for --seconds/3: gRPC latency p50/p99 of one 1-row request, next to the in-process session's
-   median at (1, seq);
-2. --clients concurrent gRPC clients for --seconds, each sending one row at a time (every request the same text,
-   or its token ids in --mode tokens): completed and failed requests, sequences/s, latency p50/p99, and the batch
-   sizes Triton's dynamic batcher formed (the server's batch statistics);
-3. in-process: bench/cpu's session_bench on model-optimized.onnx at exactly those batch sizes and the same
-   sequence length, before and after phase 2 (the range is reported): the time the session needs for the same
-   batches gives the in-process throughput for equal work.
+1. load: --clients concurrent gRPC clients for --seconds, each sending one row at a time (every request the same
+   text, or its token ids in --mode tokens): completed and failed requests, sequences/s, latency p50/p99, and the
+   batch sizes Triton's dynamic batcher formed (the server's batch statistics);
+2. where the server's time goes per request, from Triton's statistics (which the backend reports per phase):
+   queue, compute_input (read the request, tokenize, pack, bind), compute_infer (the session run), compute_output
+   (cut the outputs into the responses, send); and the server process's CPU time per served row (all its threads:
+   gRPC, batcher, backend) from /proc;
+3. interleaved rounds (--rounds), each: the in-process session (bench/cpu's session_bench on model-optimized.onnx)
+   at exactly the batch mix of phase 1 and at (1, seq), then the server under --clients for --seconds/3, then
+   at concurrency 1 for --seconds/6. Per round: served / in-process throughput (wall) and CPU ms per row of both
+   (the server process's vs the session's own), and the concurrency-1 p50 over the in-process 1-row median.
+   Medians and ranges over the rounds are reported: on a shared host single rounds mean little. Also per round:
+   the concurrency-1 client mean latency minus the same requests' mean compute_infer (the session run inside the
+   server): what serving adds (gRPC both ways, queue, the backend's input and output work), measured in one run.
 
-The session side does no tokenization; --mode text adds the backend's tokenizer to the served side only (so the
-ratio understates the serving overhead less in tokens mode: use tokens for the overhead figure)."""
+The clients run in this Python process on the same cores as the server, so the wall-clock ratio charges the server
+with the clients' CPU too on a small host; the CPU-time ratio (server process vs session, per row) does not.
+The session side does no tokenization and no transport; --mode text adds the backend's tokenizer to the served
+side only (use tokens for the serving-overhead figure)."""
 import argparse
 import json
 import os
@@ -44,13 +52,29 @@ def pct(xs, q):
     return float(np.percentile(np.asarray(xs) * 1e3, q)) if xs else float("nan")
 
 
+def med_range(xs):
+    return {"median": float(np.median(xs)), "min": float(min(xs)), "max": float(max(xs))} if xs else None
+
+
 def session_bench(onnx, batch, seq, threads, runs):
+    """bench/cpu/session_bench: wall and process-CPU medians (s) of one run at (batch, seq)."""
     exe = os.path.join(os.path.dirname(TD_BIN), "session_bench")
     p = subprocess.run([exe, onnx, str(batch), str(seq), "--threads", str(threads), "--runs", str(runs),
                         "--warmup", "3", "--vocab", "30000"], capture_output=True, text=True, timeout=600)
     if p.returncode:
         raise RuntimeError(p.stderr)
-    return json.loads(p.stdout.strip().splitlines()[-1])["median_ms"] / 1e3
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return r["median_ms"] / 1e3, r["median_cpu_ms"] / 1e3
+
+
+def session_mix(onnx, hist, seq, threads):
+    """The session's wall and CPU time for the batch mix hist {batch: count}, per row."""
+    rows = sum(b * n for b, n in hist.items())
+    wall = cpu = 0.0
+    for b, n in hist.items():
+        w, c = session_bench(onnx, b, seq, threads, 20)
+        wall, cpu = wall + n * w, cpu + n * c
+    return rows / wall, cpu / rows
 
 
 def request_inputs(mode, ids):
@@ -84,11 +108,59 @@ def client_loop(port, model, mode, ids, deadline, lat, fails, max_requests):
     c.close()
 
 
-def batch_histogram(port, model):
+def server_cpu_s(pid):
+    """utime + stime of the server process, all threads (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def statistics(port, model):
     c = tg.InferenceServerClient(f"127.0.0.1:{port}")
     st = c.get_inference_statistics(model, as_json=True)["model_stats"][0]
     c.close()
-    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in st.get("batch_stats", [])}
+    inf = st.get("inference_stats", {})
+    out = {k: (int(inf.get(k, {}).get("count", 0)), int(inf.get(k, {}).get("ns", 0))) for k in ("success",) + PHASES}
+    out["batches"] = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in st.get("batch_stats", [])}
+    out["batch_ns"] = {k: sum(int(b[k]["ns"]) for b in st.get("batch_stats", [])) for k in PHASES[1:]}
+    out["executions"] = int(st.get("execution_count", 0))
+    return out
+
+
+def breakdown(s0, s1):
+    """Per request (us, Triton's per-request statistics) and per batch execution (us, batch statistics)."""
+    per_req = {}
+    for k in PHASES:
+        n, ns = s1[k][0] - s0[k][0], s1[k][1] - s0[k][1]
+        per_req[k] = ns / n / 1e3 if n else float("nan")
+    execs = s1["executions"] - s0["executions"]
+    per_exec = {k: (s1["batch_ns"][k] - s0["batch_ns"][k]) / execs / 1e3 if execs else float("nan")
+                for k in PHASES[1:]}
+    hist = {b: s1["batches"].get(b, 0) - s0["batches"].get(b, 0) for b in s1["batches"]}
+    return {"per_request_us": per_req, "per_execution_us": per_exec, "executions": execs,
+            "batches": {b: n for b, n in sorted(hist.items()) if n > 0}}
+
+
+def serve(srv, name, mode, ids, clients, seconds):
+    """clients concurrent clients for seconds: latencies, failures, server CPU and statistics."""
+    lat, fails = [], []
+    s0, c0 = statistics(srv.grpc, name), server_cpu_s(srv.proc.pid)
+    deadline = time.time() + seconds
+    ths = [threading.Thread(target=client_loop, args=(srv.grpc, name, mode, ids, deadline, lat, fails, 10**6))
+           for _ in range(clients)]
+    t0 = time.perf_counter()
+    [x.start() for x in ths]
+    [x.join(seconds + 120) for x in ths]
+    wall = time.perf_counter() - t0
+    c1, s1 = server_cpu_s(srv.proc.pid), statistics(srv.grpc, name)
+    rows = len(lat)
+    return {"requests": rows, "failed": len(fails), "fail_samples": fails[:3], "wall_s": wall,
+            "seq_per_s": rows / wall, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+            "mean_ms": float(np.mean(lat)) * 1e3 if lat else float("nan"),
+            "server_cpu_ms_per_row": (c1 - c0) * 1e3 / rows if rows else float("nan"), **breakdown(s0, s1)}
 
 
 def main():
@@ -96,6 +168,7 @@ def main():
     ap.add_argument("--model")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mode", choices=["tokens", "text"], default="tokens")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
@@ -103,7 +176,7 @@ def main():
     out = os.environ["TD_TMP"]
     os.makedirs(out, exist_ok=True)
     model_dir = a.model or os.path.join(out, "triton", "minilm")
-    if not a.model:
+    if not a.model and not os.path.isfile(os.path.join(model_dir, "model-optimized.onnx")):
         p = subprocess.run([TD_BIN, "convert", "-m", "sentence-transformers/all-MiniLM-L6-v2", "-o", model_dir,
                             "--name", "minilm", "--batch-size", "1", "16", "16", "--threads", str(a.threads),
                             "--nb-measures", "2", "--warmup", "0", "-q"], capture_output=True, text=True, timeout=900)
@@ -118,51 +191,43 @@ def main():
     ids = np.array([tok.encode(TEXT).ids], np.int64)
     seq = ids.shape[1]
     res = {"model": name, "mode": a.mode, "seq": seq, "clients": a.clients, "seconds": a.seconds,
-           "threads": a.threads, "machine": machine(), "load_avg_before": os.getloadavg()}
-
-    in1 = [session_bench(onnx, 1, seq, a.threads, 200)]
+           "threads": a.threads, "machine": machine(), "load_avg_before": os.getloadavg(), "rounds": []}
     with Server([os.path.join(model_dir, "triton")], "bench") as srv:
-        # phase 1: concurrency 1
-        lat, fails = [], []
         client_loop(srv.grpc, name, a.mode, ids, time.time() + 3, [], [], 1000)  # warm-up
-        client_loop(srv.grpc, name, a.mode, ids, time.time() + a.seconds / 3, lat, fails, 100000)
-        res["c1"] = {"requests": len(lat), "failed": len(fails), "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
-        # phase 2: many clients
-        h0 = batch_histogram(srv.grpc, name)
-        lat, fails = [], []
-        deadline = time.time() + a.seconds
-        ths = [threading.Thread(target=client_loop, args=(srv.grpc, name, a.mode, ids, deadline, lat, fails, 10**6))
-               for _ in range(a.clients)]
-        t0 = time.perf_counter()
-        [x.start() for x in ths]
-        [x.join(a.seconds + 120) for x in ths]
-        wall = time.perf_counter() - t0
-        h1 = batch_histogram(srv.grpc, name)
+        # 1: the load goal as stated: --clients for --seconds, no failed request
+        res["load"] = serve(srv, name, a.mode, ids, a.clients, a.seconds)
+        hist = res["load"]["batches"]
+        top = dict(sorted(hist.items(), key=lambda kv: -kv[0] * kv[1])[:6])  # the batch sizes carrying most rows
+        # 2..: interleaved rounds, in-process then served, the same batch mix
+        for r in range(a.rounds):
+            rd = {"load_avg": os.getloadavg()[0]}
+            rd["inproc_seq_per_s"], rd["inproc_cpu_ms_per_row"] = session_mix(onnx, top, seq, a.threads)
+            rd["inproc_cpu_ms_per_row"] *= 1e3
+            w1, c1 = session_bench(onnx, 1, seq, a.threads, 50)
+            rd["inproc_1row_ms"], rd["inproc_1row_cpu_ms"] = w1 * 1e3, c1 * 1e3
+            rd["served"] = serve(srv, name, a.mode, ids, a.clients, a.seconds / 3)
+            rd["c1"] = serve(srv, name, a.mode, ids, 1, a.seconds / 6)
+            rd["ratio_wall"] = rd["served"]["seq_per_s"] / rd["inproc_seq_per_s"]
+            rd["ratio_cpu"] = rd["inproc_cpu_ms_per_row"] / rd["served"]["server_cpu_ms_per_row"]
+            rd["c1_p50_over_ms"] = rd["c1"]["p50_ms"] - rd["inproc_1row_ms"]
+            rd["c1_cpu_over_ms"] = rd["c1"]["server_cpu_ms_per_row"] - rd["inproc_1row_cpu_ms"]
+            # the same requests' own session time inside the server (Triton's compute_infer) against what the
+            # client saw: what serving adds, measured at the same moment in the same process
+            rd["c1_added_mean_ms"] = rd["c1"]["mean_ms"] - rd["c1"]["per_request_us"]["compute_infer"] / 1e3
+            res["rounds"].append(rd)
+            print(f"round {r + 1}: load {rd['load_avg']:.1f}, wall ratio {rd['ratio_wall']:.3f}, CPU ratio "
+                  f"{rd['ratio_cpu']:.3f}, c1 p50 +{rd['c1_p50_over_ms']:.2f} ms, c1 CPU +{rd['c1_cpu_over_ms']:.2f} "
+                  f"ms, c1 client mean - compute_infer +{rd['c1_added_mean_ms']:.2f} ms", file=sys.stderr, flush=True)
         res["load_avg_during"] = os.getloadavg()
-    hist = {b: h1.get(b, 0) - h0.get(b, 0) for b in h1 if h1.get(b, 0) - h0.get(b, 0) > 0}
-    res["load"] = {"requests": len(lat), "failed": len(fails), "fail_samples": fails[:3], "wall_s": wall,
-                   "seq_per_s": len(lat) / wall, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
-                   "batches": {str(k): v for k, v in sorted(hist.items())}}
-    in1.append(session_bench(onnx, 1, seq, a.threads, 200))
-    # in-process: the session's time for the same batches (before and after the load phase)
-    top = sorted(hist, key=lambda b: -hist[b] * b)[:6]  # the batch sizes that carried most rows
-    rows = sum(hist[b] * b for b in top)
-    times = []
-    for _ in range(2):
-        per = {b: session_bench(onnx, b, seq, a.threads, 30) for b in top}
-        times.append(sum(hist[b] * per[b] for b in top))
-    inproc = [rows / x for x in times]
-    res["in_process"] = {"batch_sizes": top, "rows": rows, "seq_per_s_range": [min(inproc), max(inproc)],
-                         "latency_1x_ms_range": [min(in1) * 1e3, max(in1) * 1e3]}
-    served_rows_s = res["load"]["seq_per_s"]
-    res["ratio_served_vs_inprocess_range"] = [served_rows_s / max(inproc), served_rows_s / min(inproc)]
-    res["c1_overhead_ms_range"] = [res["c1"]["p50_ms"] - max(in1) * 1e3, res["c1"]["p50_ms"] - min(in1) * 1e3]
+    rs = res["rounds"]
+    res["summary"] = {k: med_range([x[k] for x in rs]) for k in
+                      ("ratio_wall", "ratio_cpu", "c1_p50_over_ms", "c1_cpu_over_ms", "c1_added_mean_ms")}
     res["load_avg_after"] = os.getloadavg()
     print(json.dumps(res, indent=1))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
-    sys.exit(1 if res["load"]["failed"] else 0)
+    sys.exit(1 if res["load"]["failed"] or any(x["served"]["failed"] or x["c1"]["failed"] for x in rs) else 0)
 
 
 def machine():

@@ -12,13 +12,22 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: tdeploy build IN.onnx|MODEL_DIR -o MODEL.engine [--precision fp32|fp16|bf16] [--min BxS]\n"
-               "                    [--opt BxS] [--max BxS] [--profile MINBxS:OPTBxS:MAXBxS]... [--json] [-v|-q]\n\n"
+               "                    [--opt BxS] [--max BxS] [--profile MINBxS:OPTBxS:MAXBxS]... [--timing-cache FILE]\n"
+               "                    [--json] [-v|-q]\n\n"
                "Builds an engine for the GPU of this machine: optimizes the graph (unless IN is already the fused\n"
                "output of `tdeploy optimize`), converts the weights to the engine precision (default fp16),\n"
                "checks that every op has a CUDA kernel, plans activation memory for each shape profile and\n"
                "writes MODEL.engine. Shape profiles are batch x sequence ranges (default --min 1x1 --opt 8x128\n"
                "--max 32x512); --profile adds one more (up to 16). Inputs outside every profile are refused at\n"
-               "run time. Run it with `tdeploy infer MODEL.engine ...`; `tdeploy inspect MODEL.engine` shows it.\n");
+               "run time. Each GEMM shape (per power-of-two row bucket of every profile) is tuned by measurement:\n"
+               "cuBLASLt's best candidates are timed on the GPU and the fastest goes into the engine. Measurements\n"
+               "are kept in a timing cache keyed by GPU, compute capability, driver, CUDA, cuBLASLt and tdeploy\n"
+               "version, so a rebuild measures nothing: --timing-cache FILE (default\n"
+               "$XDG_CACHE_HOME/tdeploy/timing-cache.bin, else ~/.cache/tdeploy/timing-cache.bin; --timing-cache ''\n"
+               "keeps none). A damaged cache or one from another GPU or version is reported, re-measured and\n"
+               "rewritten. The op check and memory planning run before the GPU is needed: an op without a CUDA\n"
+               "kernel is named on any machine. Run it with `tdeploy run MODEL.engine --text ...` or `tdeploy infer\n"
+               "MODEL.engine ...`; `tdeploy inspect MODEL.engine` shows it.\n");
 }
 
 static bool parse_bxs(const char *s, uint32_t *b, uint32_t *q) {
@@ -81,6 +90,8 @@ int td_cmd_build(int argc, char **argv) {
             if (n_extra + 1 >= TD_ENGINE_MAX_PROFILES)
                 return td_cli_usage_error("build", "at most %d profiles", TD_ENGINE_MAX_PROFILES);
             extra[n_extra++] = p;
+        } else if (!strcmp(s, "--timing-cache") && has1) {
+            o.timing_cache = argv[++i];
         } else if (!strcmp(s, "--json")) {
             json = true;
         } else if (s[0] == '-') {
@@ -135,9 +146,12 @@ int td_cmd_build(int argc, char **argv) {
                    "\"naive_bytes\": %llu}", i ? ", " : "", p->min_b, p->min_s, p->opt_b, p->opt_s, p->max_b, p->max_s,
                    (unsigned long long)p->arena_bytes, (unsigned long long)p->naive_bytes);
         }
-        printf("], \"seconds\": {\"export\": %.3f, \"optimize\": %.3f, \"check_and_plan\": %.3f, \"write\": %.3f, "
-               "\"total\": %.3f}}\n", r.seconds_export, r.seconds_optimize, r.seconds_check_plan, r.seconds_write,
-               r.seconds_total);
+        printf("], \"gemm_tuning\": {\"buckets\": %d, \"measured\": %d, \"from_cache\": %d, \"timing_cache\": \"%s\", "
+               "\"cache_note\": \"%s\"}", r.gemm_buckets, r.gemm_measured, r.gemm_cached, r.timing_cache,
+               r.cache_note[0] ? "not used (see the warning)" : "");
+        printf(", \"seconds\": {\"export\": %.3f, \"optimize\": %.3f, \"check_and_plan\": %.3f, \"tune\": %.3f, "
+               "\"write\": %.3f, \"total\": %.3f}}\n", r.seconds_export, r.seconds_optimize, r.seconds_check_plan,
+               r.seconds_tune, r.seconds_write, r.seconds_total);
     } else {
         td_info("build: %d of %d nodes on the GPU (%d shape-only nodes run while planning), %.1f MB of weights, "
                 "for %s (compute capability %d.%d)", r.gpu_nodes, r.nodes, r.hoisted_nodes, r.weight_bytes / 1e6,
@@ -148,8 +162,11 @@ int td_cmd_build(int argc, char **argv) {
                     i, p->min_b, p->min_s, p->opt_b, p->opt_s, p->max_b, p->max_s, p->arena_bytes / 1e6,
                     p->naive_bytes / 1e6);
         }
-        td_info("build: %.2f s (load/export %.2f, optimize %.2f, check + plan %.2f, write %.2f)", r.seconds_total,
-                r.seconds_export, r.seconds_optimize, r.seconds_check_plan, r.seconds_write);
+        td_info("build: GEMMs: %d shape buckets, %d measured, %d from the timing cache %s", r.gemm_buckets,
+                r.gemm_measured, r.gemm_cached, r.timing_cache[0] ? r.timing_cache : "(none)");
+        td_info("build: %.2f s (load/export %.2f, optimize %.2f, check + plan %.2f, tune %.2f, write %.2f)",
+                r.seconds_total, r.seconds_export, r.seconds_optimize, r.seconds_check_plan, r.seconds_tune,
+                r.seconds_write);
     }
     td_ctx_free(ctx);
     return TD_EXIT_OK;

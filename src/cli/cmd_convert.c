@@ -32,6 +32,8 @@ static void usage(FILE *f) {
             "                             and writes no Triton repository yet; also:\n"
             "                             text-classification, sentiment-analysis, sentence-similarity, ner, qa\n"
             "  --backend LIST             tdeploy runtimes to validate and benchmark (default: cpu)\n"
+            "  --timing-cache FILE        with --backend cuda: the engine build's GEMM timing cache (as tdeploy build;\n"
+            "                             default $XDG_CACHE_HOME/tdeploy/timing-cache.bin, '' for none)\n"
             "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 min(128, M) M, M = the model's\n"
             "                             max length, where the served model truncates; a MAX below M is a warning)\n"
             "  --batch-size MIN OPT MAX   batch sizes of the profile (default 1 1 1)\n"
@@ -114,6 +116,8 @@ int td_cmd_convert(int argc, char **argv) {
                 }
                 o.backends[o.n_backends++] = t;
             }
+        } else if (!strcmp(a, "--timing-cache") && has1) {
+            o.timing_cache = argv[++i];
         } else if ((!strcmp(a, "--seq-len") || !strcmp(a, "--batch-size")) && has3) {
             int64_t *dst = !strcmp(a, "--seq-len") ? o.seq : o.batch;
             o.batch_given |= dst == o.batch;

@@ -23,11 +23,14 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: tdeploy run [-m] MODEL_OR_ENGINE --text \"...\" [--text-pair \"...\"] [--texts FILE|-]\n"
             "                   [--batch-size N] [--max-length N] [--stride N] [--task T] [--threads N]\n"
-            "                   [--precision fp32|fp16|bf16] [--device cpu] [--top-k N] [--max-answer-len N]\n"
-            "                   [--tokenizer DIR] [--json] [-q] [-v]\n"
+            "                   [--precision fp32|fp16|bf16] [--device cpu|cuda] [--backend cpu|reference|cuda]\n"
+            "                   [--top-k N] [--max-answer-len N] [--tokenizer DIR] [--json] [-q] [-v]\n"
             "  [-m] MODEL_OR_ENGINE  Hugging Face model directory or cached hub id (org/name): exported in memory;\n"
             "                   an .onnx file (tokenizer.json and config.json beside it, or --tokenizer DIR);\n"
-            "                   or a directory from `tdeploy convert` (runs model-optimized.onnx, else model.onnx)\n"
+            "                   an .engine file from `tdeploy build` (runs on the GPU; tokenizer beside it, or\n"
+            "                   --tokenizer DIR, else the one bundled in the engine when built from a model\n"
+            "                   directory); or a directory from `tdeploy convert` (runs model-optimized.onnx,\n"
+            "                   else model.onnx; with --device cuda its model.engine when there is one)\n"
             "                   A decoder (gpt2, llama, mistral, qwen2, phi3 in config.json, or --task\n"
             "                   text-generation) generates text from each --text as `tdeploy generate` does\n"
             "  --text T         an input text (repeat for more); for question-answering the question\n"
@@ -48,7 +51,9 @@ static void usage(FILE *f) {
             "                   sentence-similarity, embeddings, ner, qa, default\n"
             "  --threads N      CPU threads (default or 0: one per core)\n"
             "  --precision P    fp32 (default), fp16 or bf16 weights on the CPU runtime\n"
-            "  --device cpu     where the model runs (the CPU runtime; CUDA is not supported yet)\n"
+            "  --device D       cpu or cuda (gpu): where the model runs (default cpu; cuda for engines)\n"
+            "  --backend B      cpu, reference (the plain reference kernels, one thread, slow) or cuda;\n"
+            "                   --backend cuda is --device cuda\n"
             "  --top-k N        classification: the N best labels (default 1)\n"
             "  --max-answer-len N  question-answering: longest answer in tokens (default 15)\n"
             "  --json           one JSON object per input text and line (JSON Lines): embeddings, logits,\n"
@@ -60,7 +65,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct run_args {
-    const char *model, *tokenizer, *texts_file;
+    const char *model, *tokenizer, *texts_file, *backend;
     const char **texts, **pairs;
     size_t n_texts, n_pairs;
     int64_t batch, max_length, stride, threads, top_k, max_answer_len;
@@ -117,7 +122,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         }
         bool takes_value = !strcmp(f, "--text") || !strcmp(f, "--text-pair") || !strcmp(f, "--texts") ||
                            !strcmp(f, "--task") || !strcmp(f, "--tokenizer") || !strcmp(f, "--precision") ||
-                           !strcmp(f, "--device");
+                           !strcmp(f, "--device") || !strcmp(f, "--backend");
         if (takes_value && ++i >= argc)
             return td_cli_usage_error(CMD, "%s needs a value", f);
         int rc = -1;
@@ -128,9 +133,17 @@ static int parse_args(int argc, char **argv, run_args *a) {
             return rc;
         if (!strcmp(f, "--device") && (rc = td_cli_parse_device(CMD, argv[i], &cuda)) >= 0)
             return rc;
-        if (cuda)
-            return td_cli_usage_error(CMD, "--device %s: not supported (yet); the runtime runs on the CPU", argv[i]);
-        if (!strcmp(f, "--task") || !strcmp(f, "--precision") || !strcmp(f, "--device"))
+        if (!strcmp(f, "--device")) {
+            a->backend = cuda ? "cuda" : "cpu";
+            continue;
+        }
+        if (!strcmp(f, "--backend")) {
+            if (strcmp(argv[i], "cpu") && strcmp(argv[i], "reference") && strcmp(argv[i], "cuda"))
+                return td_cli_usage_error(CMD, "--backend wants cpu, reference or cuda, got '%s'", argv[i]);
+            a->backend = argv[i];
+            continue;
+        }
+        if (!strcmp(f, "--task") || !strcmp(f, "--precision"))
             continue;
         if (!strcmp(f, "--text"))
             a->texts[a->n_texts++] = argv[i];
@@ -150,7 +163,8 @@ static int parse_args(int argc, char **argv, run_args *a) {
             return td_cli_usage_error(CMD, "unexpected argument '%s' (texts go after --text; quote them)", f);
     }
     if (!a->model)
-        return td_cli_usage_error(CMD, "give the model: a model directory, hub id, .onnx file or engine directory");
+        return td_cli_usage_error(CMD, "give the model: a model directory, hub id, .onnx file, .engine file or "
+                                  "`tdeploy convert` directory");
     if (!a->n_texts && !a->texts_file)
         return td_cli_usage_error(CMD, "give the input: --text \"...\" (repeatable) or --texts FILE (- for stdin)");
     if (a->n_pairs && a->n_pairs != a->n_texts)
@@ -640,6 +654,7 @@ int td_cmd_run(int argc, char **argv) {
     o.threads = (int)a.threads;
     o.stride = (size_t)a.stride;
     o.precision = a.precision;
+    o.backend = a.backend;
     o.top_k = (size_t)a.top_k;
     o.max_answer_len = (size_t)a.max_answer_len;
     o.keep_hidden = a.json;

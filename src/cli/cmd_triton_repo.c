@@ -75,8 +75,9 @@ int td_cmd_triton_repo(int argc, char **argv) {
             if (rc >= 0)
                 return rc;
             if (task == TD_TASK_TEXT_GENERATION)
-                return td_cli_usage_error("triton-repo", "--task text-generation: a Triton repository for generation "
-                                          "(decoupled streaming through the tdeploy backend) is not supported (yet)");
+                return td_cli_usage_error("triton-repo", "--task text-generation is not supported (yet) by "
+                                          "triton-repo: `tdeploy convert -m MODEL --task text-generation` validates "
+                                          "a decoder and writes its decoupled (streaming) Triton model");
             sp.task = td_export_task_name(task); /* the canonical name, whatever alias was given */
         } else if (strcmp(a, "--tokenizer") == 0) {
             NEED(1);

@@ -5,6 +5,7 @@
 
 #include "core/ctx.h"
 #include "engine/engine.h"
+#include "engine/timing_cache.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@ static const char *sec_name(uint32_t k) {
     case TD_ENGINE_SEC_WEIGHTS: return "weights";
     case TD_ENGINE_SEC_KERNELS: return "kernels";
     case TD_ENGINE_SEC_FILES: return "files";
+    case TD_ENGINE_SEC_GEMMS: return "gemms";
     default: return "?";
     }
 }
@@ -70,7 +72,16 @@ int td_inspect_engine(const char *path, bool json) {
                    (unsigned long long)in->sections[i].size);
         printf("], \"kernels\": ");
         json_str(kt ? kt : "", kn);
-        printf("}\n");
+        printf(", \"gemm_choices\": [");
+        for (uint32_t i = 0; i < in->n_gemms; i++) {
+            tdc_gemm_choice g;
+            td_tcache_entry_decode(in->gemms + (size_t)i * TD_TCACHE_ENTRY, &g);
+            printf("%s{\"dtype\": %d, \"trans_b\": %d, \"epilogue\": %d, \"m_bucket\": %lld, \"n\": %lld, \"k\": %lld, "
+                   "\"algo\": %d, \"tile\": %d, \"stages\": %d, \"splitk\": %d, \"us\": %.3f}", i ? ", " : "",
+                   g.dtype, g.trans_b, g.epilogue, (long long)g.m, (long long)g.n, (long long)g.k, g.algo_id, g.tile,
+                   g.stages, g.splitk, (double)g.us);
+        }
+        printf("]}\n");
     } else {
         printf("%s: tdeploy engine (format %u), built by tdeploy %s\n", path, in->format_version, in->tool_version);
         printf("  GPU: %s (compute capability %u.%u), CUDA runtime %u.%u\n", in->gpu_name, in->cc_major,
@@ -94,6 +105,21 @@ int td_inspect_engine(const char *path, bool json) {
                 printf("    %.*s\n", (int)l, p);
                 p += l + 1;
             }
+        }
+        if (in->n_gemms) {
+            printf("  GEMM algorithms measured at build (dtype, M bucket x N x K, epilogue: cuBLASLt algo/tile/stages/"
+                   "split-K, median us):\n");
+            for (uint32_t i = 0; i < in->n_gemms; i++) {
+                tdc_gemm_choice g;
+                td_tcache_entry_decode(in->gemms + (size_t)i * TD_TCACHE_ENTRY, &g);
+                printf("    %s %lldx%lldx%lld%s%s: %d/%d/%d/%d, %.1f us\n",
+                       g.dtype == 1 ? "fp32" : g.dtype == 10 ? "fp16" : "bf16", (long long)g.m, (long long)g.n,
+                       (long long)g.k, g.trans_b ? " (B^T)" : "", g.epilogue ? " + bias" : "", g.algo_id, g.tile,
+                       g.stages, g.splitk, (double)g.us);
+            }
+        } else {
+            printf("  GEMM algorithms: not measured (built without a GPU to tune on): cuBLASLt's heuristic at run "
+                   "time\n");
         }
     }
     td_engine_free(e);

@@ -43,6 +43,7 @@ typedef struct td_convert_options {
     int warmup;               /* runs before measuring */
     int threads;              /* 0 = one per core */
     const char *device;       /* Triton device: "cpu" | "cuda" */
+    const char *timing_cache; /* --backend cuda: the engine build's GEMM timing cache; NULL = its default */
     const char *triton_backend; /* Triton models: "tdeploy" | "onnxruntime" | "both" */
     const char *texts_file;   /* validation texts, one per line (tab: pair); NULL = built-in set */
     uint64_t seed;            /* random validation inputs */

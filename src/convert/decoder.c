@@ -345,7 +345,8 @@ td_status td_convert_decoder_report(td_ctx *ctx, const td_convert_decoder *d, td
     if (d->n_token_mismatch)
         cJSON_AddStringToObject(gt, "first_mismatch", d->mismatch);
     cJSON_AddStringToObject(root, "triton_repository",
-                            "not written: serving decoders in Triton needs the tdeploy Triton backend (not yet)");
+                            d->passed ? "triton/: decoupled (streaming) text generation on the tdeploy backend"
+                                      : "not written: validation failed");
     for (int k = 0; k < d->n_bench; k++) {
         const td_decoder_bench *b = &d->bench[k];
         cJSON *e = cJSON_CreateObject();
@@ -395,6 +396,8 @@ void td_convert_decoder_summary(const td_convert_decoder *d, char *buf, size_t n
                "warm-up, eos off)\n",
                d->o->nb_measures, d->o->warmup);
     }
-    APPEND("(no Triton repository for decoders yet: it needs the tdeploy Triton backend)\n");
+    APPEND(d->passed ? "(triton/: the model streams generation in Triton's decoupled mode on the tdeploy backend, "
+                       "libtriton_tdeploy.so)\n"
+                     : "(no Triton repository: validation failed)\n");
 #undef APPEND
 }

@@ -343,7 +343,8 @@ static td_status step_prepare(td_ctx *ctx, conv *c) {
             char *engine = NULL;
             if ((s = td_path_join(ctx, c->stage, "model.engine", false, &engine)) != TD_OK)
                 return s;
-            td_engine_build_options eo = {.input = c->onnx_path, .output = engine, .precision = p, .n_profiles = 1};
+            td_engine_build_options eo = {.input = c->onnx_path, .output = engine, .precision = p, .n_profiles = 1,
+                                          .timing_cache = c->o->timing_cache};
             eo.profiles[0] = (td_engine_profile){(uint32_t)c->o->batch[0], (uint32_t)c->seq[0], (uint32_t)c->o->batch[1],
                                                  (uint32_t)c->seq[1], (uint32_t)c->o->batch[2], (uint32_t)c->seq[2], 0, 0};
             td_engine_build_report er;
@@ -925,9 +926,35 @@ static td_status decoder_step(td_ctx *ctx, conv *c, int idx, const char *name,
     return TD_OK;
 }
 
+/* triton/NAME: the decoder served in Triton's decoupled (streaming) mode by the tdeploy backend (deploy/triton.h);
+ * the tokenizer and HF config files come from the stage, where copy_model_files put them. */
+static td_status write_generation_repo(td_ctx *ctx, conv *c) {
+    char name[128];
+    sanitize_name(c->o->name ? c->o->name : c->o->model, name, sizeof name);
+    char ext[1200];
+    snprintf(ext, sizeof ext, "%s.data", c->opt_path);
+    const char *ext_list[1] = {"model-optimized.onnx.data"};
+    td_triton_gen_spec sp = {.name = name, .onnx_path = c->opt_path, .model_dir = c->stage,
+                             .nb_instances = c->o->nb_instances, .threads = c->o->threads,
+                             /* int8 lives in the graph; the served session packs weights as stored */
+                             .precision = strcmp(c->o->precision, "int8") == 0 ? "fp32" : c->o->precision,
+                             .max_new_tokens = 64};
+    if (td_is_file(ext)) {
+        sp.external_data = ext_list;
+        sp.n_external_data = 1;
+    }
+    char *triton_dir = NULL;
+    TD_TRY(td_path_join(ctx, c->stage, "triton", false, &triton_dir));
+    td_status s = mkdir(triton_dir, 0755) == 0 || errno == EEXIST
+                      ? td_triton_write_generation_model(ctx, &sp, triton_dir)
+                      : td_fail(ctx, TD_ERR_IO, "cannot create %s: %s", triton_dir, strerror(errno));
+    free(triton_dir);
+    return s;
+}
+
 /* After export + optimize: validate and benchmark through the generation loop
  * (convert/decoder.h), then the same report and move into place as encoders,
- * without a Triton repository (decoders need the tdeploy Triton backend). */
+ * with a Triton repository whose model streams generation on the tdeploy backend. */
 static td_status convert_decoder(td_ctx *ctx, conv *c) {
     /* config, tokenizer and generation config beside the ONNX files: the generators read them there */
     TD_TRY(copy_model_files(ctx, c));
@@ -977,22 +1004,28 @@ static td_status convert_decoder(td_ctx *ctx, conv *c) {
         }
         td_convert_decoder_summary(&d, c->res->summary, sizeof c->res->summary);
     }
-    TD_TRY(check_interrupt(ctx, c, "write report"));
-    td_info("[6/8] triton repository: not written (serving decoders needs the tdeploy Triton backend)");
+    TD_TRY(check_interrupt(ctx, c, "triton repository"));
+    bool triton = c->o->n_backends > 0 && c->be[0].passed;
+    if (triton) {
+        td_info("[6/8] triton repository: decoupled text generation on the tdeploy backend");
+        TD_TRY(write_generation_repo(ctx, c));
+    } else {
+        td_info("[6/8] triton repository: not written (validation failed)");
+    }
     td_info("[8/8] report and move into place");
     /* a failed validation never replaces OUTDIR: the run goes to OUTDIR.failed */
     char dest[1200];
     snprintf(dest, sizeof dest, "%s%s", c->outdir, c->res->n_failed_backends ? ".failed" : "");
-    const char *kinds[3] = {"onnx", "optimized_onnx", "report"};
-    const char *files[3] = {"model.onnx", "model-optimized.onnx", "report.json"};
-    for (int i = 0; i < 3; i++) {
+    const char *kinds[4] = {"onnx", "optimized_onnx", "report", "triton_repository"};
+    const char *files[4] = {"model.onnx", "model-optimized.onnx", "report.json", "triton"};
+    for (int i = 0; i < (triton ? 4 : 3); i++) {
         char p[1400];
         snprintf(p, sizeof p, "%s/%s", dest, files[i]);
         TD_TRY(td_report_add_artifact(ctx, c->report, kinds[i], p));
     }
     TD_TRY(add_report_details(ctx, c));
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(td_report_json(c->report), "written_precision"), "triton",
-                              cJSON_CreateString("not written (decoder)"));
+                              cJSON_CreateString(triton ? c->o->precision : "not written (validation failed)"));
     char rp[1400];
     snprintf(rp, sizeof rp, "%s/report.json", c->stage);
     TD_TRY(td_report_write(ctx, c->report, rp));

@@ -44,7 +44,7 @@ const char *td_triton_type_name(td_dtype t) {
     }
 }
 
-static bool safe_model_name(const char *s) {
+bool td_triton_safe_model_name(const char *s) {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > 128 || s[0] == '.' || s[0] == '-')
         return false;
@@ -99,7 +99,7 @@ static td_status check_tensors(td_ctx *ctx, const td_triton_spec *sp, const td_t
 }
 
 static td_status check_spec(td_ctx *ctx, const td_triton_spec *sp) {
-    if (!safe_model_name(sp->name))
+    if (!td_triton_safe_model_name(sp->name))
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "'%s' is not a usable Triton model name: use letters, digits, '_', '-' and '.' (not first)",
                        sp->name ? sp->name : "(null)");
@@ -302,6 +302,10 @@ static void tokenizer_config(td_pbtxt *b, const td_triton_spec *sp, const td_tri
     snprintf(num, sizeof num, "%lld", (long long)tp->pad_to_length);
     td_triton_put_param(b, "pad_to_length", num);
     td_triton_put_param(b, "pad_token", tp->pad_token);
+    /* model.py reads it at import (see there): the server's Python ignores PYTHONPATH */
+    td_pbtxt_printf(b, "# folders (':'-separated) with numpy < 2 and tokenizers for the server's Python; the\n"
+                       "# environment variable TDEPLOY_TRITON_PYTHONPATH of the server is read too\n");
+    td_triton_put_param(b, "python_path", "");
 }
 
 static void map_entries(td_pbtxt *b, const char *section, const td_triton_tensor *t, size_t n) {

@@ -77,6 +77,31 @@ typedef struct td_triton_spec {
     const char *precision; /* tdeploy backend: fp32 | fp16 | bf16 (NULL: fp32) */
 } td_triton_spec;
 
+/* A text-generation model for the tdeploy backend, served in Triton's decoupled (streaming) mode
+ * (src/triton_backend/tb_generate.c; `tdeploy convert --task text-generation` writes it):
+ *
+ *   ROOT/NAME/config.pbtxt     backend "tdeploy", max_batch_size 0, model_transaction_policy { decoupled: true },
+ *                              TEXT (+ optional max_new_tokens, temperature, top_k, top_p, repetition_penalty,
+ *                              seed) in, TEXT_OUTPUT pieces + FINISH_REASON out; parameters task, max_new_tokens,
+ *                              threads, precision
+ *   ROOT/NAME/1/model-optimized.onnx (+ external data), tokenizer.json, tokenizer_config.json,
+ *              special_tokens_map.json, config.json, generation_config.json (those present in model_dir)
+ *
+ * ROOT is a folder the caller owns (convert's staging folder): NAME is written into it directly. */
+typedef struct td_triton_gen_spec {
+    const char *name;      /* model name, as td_triton_spec */
+    const char *onnx_path; /* the decoder with a KV cache (export/decoder.h layout) */
+    const char *const *external_data; /* relative to the ONNX file's folder; may be NULL */
+    size_t n_external_data;
+    const char *model_dir;  /* the tokenizer and HF config files (tokenizer.json required) */
+    int nb_instances;       /* >= 1 */
+    int threads;            /* session threads per instance (0 = one per core) */
+    const char *precision;  /* fp32 | fp16 | bf16 (NULL: fp32) */
+    int64_t max_new_tokens; /* default of a request without max_new_tokens (>= 1) */
+} td_triton_gen_spec;
+
+td_status td_triton_write_generation_model(td_ctx *ctx, const td_triton_gen_spec *sp, const char *root);
+
 /* "tdeploy" | "onnxruntime" | "both" -> *out; false for anything else. */
 bool td_triton_serving_parse(const char *s, td_triton_serving *out);
 

@@ -14,6 +14,9 @@ typedef struct td_triton_tok_params {
 
 td_status td_triton_tokenizer_params(td_ctx *ctx, const td_triton_spec *sp, td_triton_tok_params *tp);
 
+/* [A-Za-z0-9_.-], 1..128 bytes, not starting with '.' or '-' */
+bool td_triton_safe_model_name(const char *s);
+
 void td_triton_put_header(td_pbtxt *b, const char *name, const char *suffix);
 /* input/output list; dims without the batch dimension when batched */
 void td_triton_put_tensors(td_pbtxt *b, const char *section, const td_triton_tensor *t, size_t n, bool batched);

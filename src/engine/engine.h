@@ -15,6 +15,7 @@
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "onnx/ir.h"
+#include "runtime/cuda/tdc_abi.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,7 +37,8 @@ typedef enum td_engine_section_kind {
     TD_ENGINE_SEC_WEIGHTS = 2, /* raw tensor bytes, each 256-byte aligned in the file */
     TD_ENGINE_SEC_KERNELS = 3, /* UTF-8 text: one "node<TAB>op<TAB>kernel" line per node run on the GPU */
     TD_ENGINE_SEC_FILES = 4,   /* model directory files (config.json, tokenizer ...): see docs/formats.md */
-    TD_ENGINE_SEC_MAX = 4
+    TD_ENGINE_SEC_GEMMS = 5,   /* measured cuBLASLt algorithm per GEMM shape bucket (timing_cache.h records) */
+    TD_ENGINE_SEC_MAX = 5
 } td_engine_section_kind;
 
 typedef struct td_engine_profile {
@@ -60,6 +62,8 @@ typedef struct td_engine_info {
     td_engine_section sections[TD_ENGINE_MAX_SECTIONS];
     uint64_t file_size;
     uint8_t sha256[32];
+    const uint8_t *gemms; /* GEMMS section's records (80 bytes each, checked), inside the parsed bytes; or NULL */
+    uint32_t n_gemms;
 } td_engine_info;
 
 /* True when data starts with the engine magic (a cheap sniff for "is this an engine file"). */
@@ -83,6 +87,8 @@ typedef struct td_engine_meta {
     uint32_t n_profiles;
     td_engine_profile profiles[TD_ENGINE_MAX_PROFILES];
     const char *kernels;   /* KERNELS text, or NULL */
+    const tdc_gemm_choice *gemms; /* measured GEMM algorithms (GEMMS section), n_gemms of them; NULL = none */
+    uint32_t n_gemms;
     const char *model_dir; /* directory whose config/tokenizer files go into FILES, or NULL */
 } td_engine_meta;
 
@@ -107,5 +113,14 @@ void td_engine_free(td_engine *e);
  * file names, no paths): config.json, tokenizer files. dir NULL = only check
  * the section's structure. */
 td_status td_engine_extract_files(td_ctx *ctx, const td_engine *e, const char *dir);
+
+/* Library-internal access to a td_model_file (tdeploy/session.h) opened from
+ * an engine or an ONNX file: its model, its engine header (NULL for ONNX), and
+ * the engine's bundled model files extracted into dir (TD_ERR_NOT_FOUND when
+ * the engine was built from an ONNX file and holds none). */
+struct td_model_file;
+const td_model *td_model_file_model(const struct td_model_file *f);
+const td_engine_info *td_model_file_engine(const struct td_model_file *f);
+td_status td_model_file_extract_files(td_ctx *ctx, const struct td_model_file *f, const char *dir);
 
 #endif

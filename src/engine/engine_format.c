@@ -4,6 +4,7 @@
 
 #include "core/checked.h"
 #include "core/sha256.h"
+#include "engine/timing_cache.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -107,6 +108,24 @@ td_status td_engine_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
     }
     if (!td_engine_find(out, TD_ENGINE_SEC_PLAN) || !td_engine_find(out, TD_ENGINE_SEC_WEIGHTS))
         return td_fail(ctx, TD_ERR_FORMAT, "%s has no plan or no weights section: " REBUILD, what);
+    const td_engine_section *g = td_engine_find(out, TD_ENGINE_SEC_GEMMS);
+    if (g) { /* u32 count, u32 zero, count records of TD_TCACHE_ENTRY bytes */
+        const uint8_t *q = d + g->offset;
+        uint32_t n = g->size >= 8 ? rd32(q) : 0;
+        if (g->size < 8 || rd32(q + 4) || n > TD_TCACHE_MAX_ENTRIES || g->size != 8 + (uint64_t)n * TD_TCACHE_ENTRY)
+            return td_fail(ctx, TD_ERR_FORMAT, "%s: the GEMM choices section (%llu bytes) is damaged: " REBUILD, what,
+                           (unsigned long long)g->size);
+        for (uint32_t i = 0; i < n; i++) {
+            tdc_gemm_choice e;
+            char why[96];
+            td_tcache_entry_decode(q + 8 + (size_t)i * TD_TCACHE_ENTRY, &e);
+            if (rd32(q + 8 + (size_t)i * TD_TCACHE_ENTRY + 12) || !td_tcache_entry_ok(&e, why, sizeof why))
+                return td_fail(ctx, TD_ERR_FORMAT, "%s: GEMM choice %u is invalid (%s): " REBUILD, what, i,
+                               rd32(q + 8 + (size_t)i * TD_TCACHE_ENTRY + 12) ? "reserved field is not zero" : why);
+        }
+        out->gemms = q + 8;
+        out->n_gemms = n;
+    }
     return TD_OK;
 }
 

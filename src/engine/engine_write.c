@@ -7,6 +7,7 @@
 #include "engine/engine.h"
 
 #include "core/sha256.h"
+#include "engine/timing_cache.h"
 #include "deploy/tree.h"
 #include "onnx/onnx_io.h"
 
@@ -91,7 +92,7 @@ td_status td_engine_write(td_ctx *ctx, const char *path, const td_model *model, 
     td_status st = TD_OK;
     char *dir = td_path_dirname(path), *tmpdir = NULL, *plan_path = NULL, *w_path = NULL;
     td_mapped_file *plan = NULL, *weights = NULL;
-    blob files = {0};
+    blob files = {0}, gemms = {0};
     uint8_t *header = NULL;
     td_atomic_file af = {0};
     if (!dir)
@@ -121,13 +122,28 @@ td_status td_engine_write(td_ctx *ctx, const char *path, const td_model *model, 
         goto out;
     if (meta->model_dir && (st = bundle_files(ctx, meta->model_dir, &files)) != TD_OK)
         goto out;
+    if (meta->n_gemms) { /* GEMMS: u32 count, u32 zero, the records */
+        uint8_t h8[8] = {0}, rec[TD_TCACHE_ENTRY];
+        wr32(h8, meta->n_gemms);
+        if (!blob_put(&gemms, h8, 8)) {
+            st = td_fail_oom(ctx, 8, "engine GEMM choices");
+            goto out;
+        }
+        for (uint32_t i = 0; i < meta->n_gemms; i++) {
+            td_tcache_entry_encode(&meta->gemms[i], rec);
+            if (!blob_put(&gemms, rec, sizeof rec)) {
+                st = td_fail_oom(ctx, sizeof rec, "engine GEMM choices");
+                goto out;
+            }
+        }
+    }
 
     /* layout */
     struct {
         uint32_t kind;
         const void *data;
         uint64_t size, offset;
-    } sec[4];
+    } sec[5];
     uint32_t ns = 0;
     sec[ns++] = (typeof(sec[0])){TD_ENGINE_SEC_PLAN, plan->data, plan->size, 0};
     sec[ns++] = (typeof(sec[0])){TD_ENGINE_SEC_WEIGHTS, weights ? weights->data : NULL, weights ? weights->size : 0, 0};
@@ -135,6 +151,8 @@ td_status td_engine_write(td_ctx *ctx, const char *path, const td_model *model, 
         sec[ns++] = (typeof(sec[0])){TD_ENGINE_SEC_KERNELS, meta->kernels, strlen(meta->kernels), 0};
     if (files.len)
         sec[ns++] = (typeof(sec[0])){TD_ENGINE_SEC_FILES, files.data, files.len, 0};
+    if (gemms.len)
+        sec[ns++] = (typeof(sec[0])){TD_ENGINE_SEC_GEMMS, gemms.data, gemms.len, 0};
     uint64_t hb = TD_ENGINE_HEADER_FIXED + (uint64_t)meta->n_profiles * TD_ENGINE_PROFILE_BYTES +
                   (uint64_t)ns * TD_ENGINE_SECTION_BYTES;
     uint64_t pos = align_up(hb);
@@ -208,6 +226,7 @@ out:
         td_ctx_free(quiet);
     }
     free(files.data);
+    free(gemms.data);
     free(header);
     free(tmpdir);
     free(plan_path);

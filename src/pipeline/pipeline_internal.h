@@ -9,8 +9,9 @@
 #include "tdeploy/tokenizer.h"
 
 struct td_pipeline {
-    td_model *model;      /* owned: exported in memory or loaded from the .onnx file */
-    td_session *session;  /* borrows model */
+    td_model *model;      /* owned: exported in memory or loaded from the .onnx file; NULL for an engine */
+    td_model_file *file;  /* owned: the engine file (its model and profiles); NULL otherwise */
+    td_session *session;  /* borrows model or file */
     td_tokenizer *tok;
     td_export_task task;
     char **labels;        /* n_labels names, by class id; NULL until known */

@@ -1,11 +1,13 @@
 /* td_pipeline_open: find what to run (HF directory / hub id, .onnx file, engine
- * directory), its tokenizer, task, labels and maximum length. */
+ * file, convert directory), its tokenizer, task, labels and maximum length. */
 #define _GNU_SOURCE
 #include "pipeline/pipeline_internal.h"
 
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "deploy/tree.h"
+#include "engine/engine.h"
 #include "export/task.h"
 #include "hf/config.h"
 #include "hf/max_length.h"
@@ -30,6 +32,7 @@ void td_pipeline_free(td_pipeline *p) {
         return;
     td_session_free(p->session);
     td_model_free(p->model);
+    td_model_file_close(p->file);
     td_tokenizer_free(p->tok);
     for (size_t i = 0; p->labels && i < p->n_labels; i++)
         free(p->labels[i]);
@@ -315,15 +318,14 @@ out:
     return st;
 }
 
-/* (b)/(c) an ONNX file with its tokenizer files in tok_dir. */
-static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_options *o, const char *onnx_path,
-                           const char *tok_dir) {
+/* (b)/(c) an ONNX file or an engine, already loaded (p->model or p->file), with its tokenizer files in tok_dir:
+ * task, labels, maximum length from the graph's metadata and the files beside the tokenizer. */
+static td_status describe_graph(td_ctx *ctx, td_pipeline *p, const td_pipeline_options *o, const char *onnx_path,
+                                const char *tok_dir) {
     td_hf_config *cfg = NULL;
     td_tokenizer_config *tc = NULL;
     char *path = NULL;
-    td_status st = td_onnx_load(ctx, onnx_path, &p->model);
-    if (st != TD_OK)
-        return st;
+    td_status st;
     if ((st = load_tokenizer(ctx, p, tok_dir, onnx_path)) != TD_OK)
         goto out;
     /* config.json, tokenizer_config.json, modules.json beside the tokenizer are optional helpers */
@@ -343,7 +345,7 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
         goto out;
     bool sentence_transformers = td_is_file(path);
 
-    const td_model *m = p->model;
+    const td_model *m = p->model ? p->model : td_model_file_model(p->file);
     if ((st = refuse_generation(ctx, p, m, cfg, onnx_path)) != TD_OK)
         goto out;
     const char *meta_task = td_model_metadata(m, "task");
@@ -392,7 +394,8 @@ static td_status open_onnx(td_ctx *ctx, td_pipeline *p, const td_pipeline_option
         goto out; /* no "max_seq_length" metadata: the files beside the tokenizer, by the one rule */
     }
     set_special_ids(p, tc);
-    if (asprintf(&p->description, "%s (ONNX file, tokenizer from %s)", onnx_path, tok_dir) < 0) {
+    if (asprintf(&p->description, "%s (%s, tokenizer from %s)", onnx_path, p->file ? "engine" : "ONNX file",
+                 tok_dir) < 0) {
         p->description = NULL;
         st = td_fail_oom(ctx, 64, "description");
     }
@@ -401,6 +404,76 @@ out:
     td_hf_config_free(cfg);
     td_tokenizer_config_free(tc);
     return st;
+}
+
+static bool has_tokenizer_json(const char *dir) {
+    char *path = NULL;
+    td_ctx *quiet = td_ctx_new(); /* only asks whether the file is there */
+    bool ok = quiet && td_path_join(quiet, dir, "tokenizer.json", false, &path) == TD_OK && td_is_file(path);
+    free(path);
+    td_ctx_free(quiet);
+    return ok;
+}
+
+/* (d) an engine from `tdeploy build`: its tokenizer and config from --tokenizer, else beside the engine (a
+ * `tdeploy convert` folder), else the model files bundled in the engine, extracted into *tmp_dir (a fresh
+ * temporary folder the caller removes). Rows are cut to the longest sequence of the engine's profiles. */
+static td_status open_engine(td_ctx *ctx, td_pipeline *p, const td_pipeline_options *o, const char *path,
+                             const char *dir, char **tmp_dir) {
+    TD_TRY(td_model_file_open(ctx, path, &p->file));
+    const td_engine_info *ei = td_model_file_engine(p->file);
+    if (!ei)
+        return td_fail(ctx, TD_ERR_FORMAT, "%s is not a tdeploy engine file", path);
+    const char *tok_dir = o->tokenizer_dir;
+    if (!tok_dir && has_tokenizer_json(dir)) {
+        tok_dir = dir;
+    } else if (!tok_dir) {
+        const char *tmp = getenv("TMPDIR");
+        if (asprintf(tmp_dir, "%s/tdeploy-engine-files-XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0) {
+            *tmp_dir = NULL;
+            return td_fail_oom(ctx, 64, "a path");
+        }
+        if (!mkdtemp(*tmp_dir)) {
+            td_status st = td_fail(ctx, TD_ERR_IO, "cannot create a temporary folder %s for the engine's tokenizer "
+                                   "files: %s", *tmp_dir, strerror(errno));
+            free(*tmp_dir);
+            *tmp_dir = NULL;
+            return st;
+        }
+        td_status st = td_model_file_extract_files(ctx, p->file, *tmp_dir);
+        if (st == TD_ERR_NOT_FOUND)
+            return td_fail(ctx, TD_ERR_NOT_FOUND,
+                           "%s holds no tokenizer (it was built from an ONNX file) and there is no tokenizer.json "
+                           "beside it: pass --tokenizer DIR with the model's tokenizer.json", path);
+        if (st != TD_OK)
+            return td_wrap(ctx, "%s: reading the model files bundled in the engine", path);
+        tok_dir = *tmp_dir;
+    }
+    TD_TRY(describe_graph(ctx, p, o, path, tok_dir));
+    if (*tmp_dir) { /* the folder goes away once the tokenizer is loaded: name where the files came from */
+        free(p->description);
+        if (asprintf(&p->description, "%s (engine, with the tokenizer bundled in it)", path) < 0) {
+            p->description = NULL;
+            return td_fail_oom(ctx, 64, "description");
+        }
+    }
+    uint32_t max_s = 0;
+    for (uint32_t i = 0; i < ei->n_profiles; i++)
+        if (ei->profiles[i].max_s > max_s)
+            max_s = ei->profiles[i].max_s;
+    if (max_s && (p->max_length <= 0 || p->max_length > (int64_t)max_s))
+        p->max_length = max_s; /* longer rows would be refused by every profile at run time */
+    return TD_OK;
+}
+
+static bool is_engine_file(const char *path) {
+    unsigned char magic[8];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    bool yes = fread(magic, 1, sizeof magic, f) == sizeof magic && td_engine_sniff(magic, sizeof magic);
+    fclose(f);
+    return yes;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -453,11 +526,14 @@ td_status td_pipeline_open(td_ctx *ctx, const td_pipeline_options *o, td_pipelin
     p->keep_hidden = o->keep_hidden;
     p->ids_dtype = TD_DTYPE_INT64;
     td_status st = TD_OK;
-    char *onnx = NULL, *dir = NULL;
+    char *onnx = NULL, *dir = NULL, *tmp_dir = NULL;
+    bool engine = false, want_cuda = o->backend && strcmp(o->backend, "cuda") == 0;
     if (td_is_file(o->model)) {
-        if (!ends_with(o->model, ".onnx")) {
+        engine = is_engine_file(o->model);
+        if (!engine && !ends_with(o->model, ".onnx")) {
             st = td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                         "%s is a file but not an .onnx model; give an .onnx file, a model directory or a hub id",
+                         "%s is a file but neither an .onnx model nor a tdeploy engine; give an .onnx file, an "
+                         ".engine file, a model directory or a hub id",
                          o->model);
             goto out;
         }
@@ -466,9 +542,12 @@ td_status td_pipeline_open(td_ctx *ctx, const td_pipeline_options *o, td_pipelin
             goto out;
         }
     } else if (td_is_dir(o->model)) {
-        /* an engine directory: the optimized graph when there is one */
-        static const char *const names[] = {"model-optimized.onnx", "model.onnx"};
-        for (size_t i = 0; i < 2 && !onnx; i++) {
+        /* a `tdeploy convert` folder: the optimized graph when there is one; its engine for --device cuda, or
+         * when the folder holds only the engine */
+        static const char *const cpu_order[] = {"model-optimized.onnx", "model.onnx", "model.engine"};
+        static const char *const cuda_order[] = {"model.engine", "model-optimized.onnx", "model.onnx"};
+        const char *const *names = want_cuda ? cuda_order : cpu_order;
+        for (size_t i = 0; i < 3 && !onnx; i++) {
             char *cand = NULL;
             if ((st = td_path_join(ctx, o->model, names[i], false, &cand)) != TD_OK)
                 goto out;
@@ -477,23 +556,32 @@ td_status td_pipeline_open(td_ctx *ctx, const td_pipeline_options *o, td_pipelin
             else
                 free(cand);
         }
+        engine = onnx && is_engine_file(onnx);
         if (onnx && !(dir = strdup(o->model))) {
             st = td_fail_oom(ctx, strlen(o->model), "a path");
             goto out;
         }
     }
-    if (onnx)
-        st = open_onnx(ctx, p, o, onnx, o->tokenizer_dir ? o->tokenizer_dir : dir);
-    else
+    if (engine) {
+        st = open_engine(ctx, p, o, onnx, dir, &tmp_dir);
+    } else if (onnx) {
+        if ((st = td_onnx_load(ctx, onnx, &p->model)) == TD_OK)
+            st = describe_graph(ctx, p, o, onnx, o->tokenizer_dir ? o->tokenizer_dir : dir);
+    } else {
         st = open_hf(ctx, p, o);
+    }
     if (st != TD_OK)
         goto out;
     td_session_options so;
     td_session_options_init(&so);
     so.threads = o->threads;
     so.precision = o->precision;
-    if ((st = td_session_create_model(ctx, p->model, &so, &p->session)) != TD_OK ||
-        (st = check_inputs(ctx, p)) != TD_OK)
+    so.backend = o->backend;
+    if (p->file)
+        st = td_session_create_shared(ctx, p->file, &so, &p->session);
+    else
+        st = td_session_create_model(ctx, p->model, &so, &p->session);
+    if (st != TD_OK || (st = check_inputs(ctx, p)) != TD_OK)
         goto out;
     p->model_max_length = p->max_length;
     p->stride = o->stride;
@@ -504,6 +592,13 @@ td_status td_pipeline_open(td_ctx *ctx, const td_pipeline_options *o, td_pipelin
     *out = p;
     p = NULL;
 out:
+    if (tmp_dir) { /* the tokenizer is loaded: the extracted files are no longer needed */
+        td_ctx *quiet = td_ctx_new(); /* a cleanup failure must not replace the real error */
+        if (quiet)
+            td_remove_tree(quiet, tmp_dir);
+        td_ctx_free(quiet);
+        free(tmp_dir);
+    }
     free(onnx);
     free(dir);
     td_pipeline_free(p);

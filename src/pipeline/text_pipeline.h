@@ -20,8 +20,13 @@
  *     its directory (or o.tokenizer_dir); task, labels and maximum length from
  *     the metadata tdeploy's exporter writes, else config.json, else the graph
  *     outputs;
+ *   - an engine file (`tdeploy build`): run on the CUDA backend unless
+ *     o.backend says otherwise; tokenizer and config from o.tokenizer_dir, else
+ *     beside the engine, else the files bundled in the engine (built from a
+ *     model directory); rows are cut to the engine's longest profile sequence;
  *   - a directory with model-optimized.onnx (what `tdeploy convert` writes) or
- *     model.onnx: that file, with the tokenizer files beside it.
+ *     model.onnx: that file, with the tokenizer files beside it; with
+ *     o.backend "cuda", its model.engine when there is one.
  * A batch is padded to its longest row. Texts longer than the maximum length
  * (o.max_length, else the model's) are cut for embedding, feature-extraction
  * and classification (result.truncated says so); question answering and token
@@ -50,6 +55,7 @@ typedef struct td_pipeline_options {
     size_t stride;             /* QA / token classification: overlap of consecutive windows in tokens;
                                 * 0 = min(128, max length / 2), lowered to fit a window when needed */
     td_precision precision;    /* storage precision of the weights on the CPU runtime (default fp32) */
+    const char *backend;       /* session backend: NULL = "cuda" for engines, "cpu" otherwise; "reference" */
     size_t top_k;              /* classification: labels reported per text; 0 = 1 */
     size_t max_answer_len;     /* question answering: longest answer in tokens; 0 = 15 */
     bool keep_hidden;          /* feature-extraction: also return the per-token hidden states */

@@ -11,6 +11,7 @@
  * Runs after the first of a plan are captured once as a CUDA graph and
  * replayed (one launch for the whole forward pass). */
 #include "engine/engine.h"
+#include "engine/timing_cache.h"
 #include "runtime/backend.h"
 #include "runtime/cuda_loader.h"
 #include "runtime/cpu/op_util.h"
@@ -114,7 +115,8 @@ static const ew_map ew_ops[] = {
     {"Reciprocal", TDC_EW_RECIPROCAL}, {"Cast", TDC_EW_COPY}, {"Expand", TDC_EW_COPY},
 };
 static const char *const other_ops[] = {"Gather", "GatherElements", "CumSum", "Transpose", "Concat", "Split",
-                                        "Softmax", "LayerNormalization", "MatMul", "Gemm", NULL};
+                                        "Slice", "Softmax", "LayerNormalization", "MatMul", "Gemm", "ReduceSum",
+                                        NULL};
 static const char *const ms_ops[] = {"SkipLayerNormalization", "EmbedLayerNormalization", "Attention", "BiasGelu",
                                      "Gelu", "FastGelu", NULL};
 
@@ -170,8 +172,11 @@ const char *td_cuda_kernel_name(const td_rt_node *rn, int precision) {
         return "gather_elements_kernel";
     if (strcmp(t, "CumSum") == 0)
         return "cumsum_kernel";
-    if (strcmp(t, "Transpose") == 0 || strcmp(t, "Concat") == 0 || strcmp(t, "Split") == 0)
+    if (strcmp(t, "Transpose") == 0 || strcmp(t, "Concat") == 0 || strcmp(t, "Split") == 0 ||
+        strcmp(t, "Slice") == 0)
         return "strided_kernel";
+    if (strcmp(t, "ReduceSum") == 0)
+        return "reduce_kernel (a warp per output, fp32 accumulation)";
     if (strcmp(t, "Cast") == 0)
         return "cast kernel (ew_kernel / cast_f32_to_f16 / cast_f16_to_f32)";
     return "ew_kernel (elementwise, broadcasting; Gelu/erf/tanh in fp32)";
@@ -320,6 +325,52 @@ static td_status run_node(td_ctx *ctx, cuda_state *cs, td_rt_node *rn) {
             at += part->rank > axis ? part->shape[axis] : 0;
         }
         return TD_OK;
+    } else if (strcmp(t, "Slice") == 0) {
+        /* starts/ends/axes/steps are constants or shape-derived (hoisted): the host plans the copy */
+        for (int k = 1; k < rn->n_in; k++)
+            if (rn->in[k] >= 0 && !host_readable(s, rn->in[k]))
+                return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED,
+                                    "the CUDA Slice takes starts/ends/axes/steps known when planning (constants or "
+                                    "shape-derived values)");
+        int64_t start[TD_MAX_RANK], step[TD_MAX_RANK], shape[TD_MAX_RANK], st = 1;
+        TD_TRY(td_slice_plan(ctx, rn, rn->tin, start, step, shape));
+        op.kind = TDC_COPY_STRIDED;
+        op.n_in = 1;
+        for (int d = rank0 - 1; d >= 0; d--) { /* source element = sum (start_d + c_d * step_d) * stride_d */
+            op.iattr[0] += start[d] * st;
+            op.strides[d] = shape[d] > 1 ? step[d] * st : 0;
+            st *= rn->tin[0]->shape[d];
+        }
+    } else if (strcmp(t, "ReduceSum") == 0) {
+        int64_t axes[TD_MAX_RANK];
+        int na = 0;
+        if (rn->n_in > 1 && rn->in[1] >= 0) {
+            if (!host_readable(s, rn->in[1]))
+                return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "the CUDA ReduceSum takes axes known when planning");
+            TD_TRY(td_read_int_list(ctx, rn, rn->tin[1], "axes", axes, TD_MAX_RANK, &na));
+        } else if (rn->opset < 13) {
+            size_t cnt = 0;
+            const int64_t *ax = td_node_attr_ints(n, "axes", &cnt);
+            if (cnt > TD_MAX_RANK)
+                return td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "too many axes (%zu)", cnt);
+            for (size_t i = 0; i < cnt; i++)
+                axes[i] = ax[i];
+            na = (int)cnt;
+        }
+        op.kind = TDC_REDUCE_SUM;
+        op.n_in = 1;
+        if (na == 0 && td_node_attr_int(n, "noop_with_empty_axes", 0)) {
+            op.kind = TDC_EW; /* no axes and noop: the input unchanged */
+            op.iattr[0] = TDC_EW_COPY;
+        } else if (na == 0) {
+            op.iattr[0] = (1 << rank0) - 1;
+        }
+        for (int i = 0; i < na; i++) {
+            int a;
+            if (!td_norm_axis(axes[i], rank0, &a))
+                return td_node_fail(ctx, rn, TD_ERR_SHAPE, "axis %lld is outside rank %d", (long long)axes[i], rank0);
+            op.iattr[0] |= (int64_t)1 << a;
+        }
     } else if (strcmp(t, "Softmax") == 0) {
         int64_t dflt = rn->opset >= 13 ? -1 : 1;
         if (norm_axis(td_node_attr_int(n, "axis", dflt), rank0) != rank0 - 1)
@@ -422,7 +473,8 @@ static td_status cuda_supports_op(td_ctx *ctx, const td_rt_node *rn, const td_dt
 static td_status cuda_prepare(td_ctx *ctx, td_session *s, void **state) {
     *state = NULL;
     const tdc_api *api;
-    TD_TRY(td_cuda_api(ctx, &api));
+    if (td_cuda_api(ctx, &api) != TD_OK)
+        return td_wrap(ctx, "--backend cuda (use --backend cpu without a GPU)");
     for (int i = 0; i < s->nn; i++) {
         const td_rt_node *rn = &s->nodes[i];
         if (!rn->hoisted && !td_cuda_has_kernel(rn))
@@ -449,6 +501,22 @@ static td_status cuda_prepare(td_ctx *ctx, td_session *s, void **state) {
         cuda_free(cs);
         return td_fail(ctx, TD_ERR_UNSUPPORTED, "the CUDA backend cannot start: %s (is there a GPU and driver? try "
                        "nvidia-smi, or use --backend cpu)", err);
+    }
+    if (s->engine && s->engine->n_gemms) { /* the GEMM algorithms `tdeploy build` measured on this GPU */
+        tdc_gemm_choice *ch = malloc((size_t)s->engine->n_gemms * sizeof *ch);
+        if (!ch) {
+            cuda_free(cs);
+            return td_fail_oom(ctx, (size_t)s->engine->n_gemms * sizeof *ch, "GEMM choices");
+        }
+        for (uint32_t i = 0; i < s->engine->n_gemms; i++)
+            td_tcache_entry_decode(s->engine->gemms + (size_t)i * TD_TCACHE_ENTRY, &ch[i]);
+        int rc = api->gemm_set_choices(cs->dc, ch, (int)s->engine->n_gemms);
+        free(ch);
+        if (rc) {
+            td_status st = td_fail(ctx, TD_ERR_DEVICE, "CUDA: %s", api->error(cs->dc));
+            cuda_free(cs);
+            return st;
+        }
     }
     for (int i = 0; i < s->nn; i++) {
         const td_rt_node *rn = &s->nodes[i];

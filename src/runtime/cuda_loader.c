@@ -69,7 +69,7 @@ static const tdc_api *load_locked(void) {
         snprintf(load_error, sizeof load_error,
                  "the CUDA backend is not available: %s could not be loaded (%s). It is built next to tdeploy when "
                  "nvcc is found at build time, and needs the NVIDIA driver and CUDA 13 runtime libraries "
-                 "(libcudart, libcublasLt) at run time; set TDEPLOY_CUDA_LIB to its path, or use --backend cpu",
+                 "(libcudart, libcublasLt) at run time; set TDEPLOY_CUDA_LIB to its path",
                  TD_CUDA_LIB_NAME, *tried ? tried : dlerror());
         return NULL;
     }
@@ -103,7 +103,6 @@ td_status td_cuda_device(td_ctx *ctx, tdc_device_info *info) {
     char err[512] = "";
     if (api->device_info(info, err, sizeof err))
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                       "the CUDA backend found no usable GPU: %s (check nvidia-smi; use --backend cpu to run on the "
-                       "CPU)", err);
+                       "the CUDA backend found no usable GPU: %s (check nvidia-smi)", err);
     return TD_OK;
 }

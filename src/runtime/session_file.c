@@ -18,16 +18,26 @@
 struct td_model_file {
     char *path;
     td_model *model;
-    td_engine_info *engine; /* NULL for ONNX files */
+    td_engine *eng;         /* the loaded engine (mapping, header; its model moved to .model); NULL for ONNX */
+    td_engine_info *engine; /* &eng->info, or NULL for ONNX files */
 };
 
 void td_model_file_close(td_model_file *f) {
     if (!f)
         return;
     td_model_free(f->model);
-    free(f->engine);
+    td_engine_free(f->eng);
     free(f->path);
     free(f);
+}
+
+const td_model *td_model_file_model(const td_model_file *f) { return f->model; }
+const td_engine_info *td_model_file_engine(const td_model_file *f) { return f->engine; }
+
+td_status td_model_file_extract_files(td_ctx *ctx, const td_model_file *f, const char *dir) {
+    if (!f->eng)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "%s is not an engine", f->path);
+    return td_engine_extract_files(ctx, f->eng, dir);
 }
 
 bool td_model_file_is_engine(const td_model_file *f) { return f && f->engine; }
@@ -54,15 +64,10 @@ td_status td_model_file_open(td_ctx *ctx, const char *path, td_model_file **out)
         td_engine *e = NULL;
         st = td_engine_load(ctx, path, &e);
         if (st == TD_OK) {
-            f->engine = malloc(sizeof *f->engine);
-            if (!f->engine) {
-                st = td_fail_oom(ctx, sizeof *f->engine, "engine info");
-            } else {
-                *f->engine = e->info;
-                f->model = e->model; /* its weights keep the mapping alive */
-                e->model = NULL;
-            }
-            td_engine_free(e);
+            f->eng = e;
+            f->engine = &e->info;
+            f->model = e->model; /* its weights point into e's mapping */
+            e->model = NULL;
         }
     } else {
         st = td_onnx_load(ctx, path, &f->model);
@@ -78,7 +83,12 @@ td_status td_model_file_open(td_ctx *ctx, const char *path, td_model_file **out)
 /* An engine runs only on the GPU architecture it was built for. */
 static td_status check_gpu(td_ctx *ctx, const td_model_file *f) {
     tdc_device_info dev;
-    TD_TRY(td_cuda_device(ctx, &dev));
+    td_status st = td_cuda_device(ctx, &dev);
+    if (st != TD_OK) {
+        char why[TD_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", td_error_message(ctx));
+        return td_fail(ctx, st, "%s; to run %s on the CPU instead, pass --backend cpu", why, f->path);
+    }
     const td_engine_info *e = f->engine;
     if ((uint32_t)dev.cc_major != e->cc_major || (uint32_t)dev.cc_minor != e->cc_minor)
         return td_fail(ctx, TD_ERR_UNSUPPORTED,

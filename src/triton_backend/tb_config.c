@@ -124,6 +124,52 @@ static bool parse_outputs(const cJSON *root, tb_config *c, char *err, size_t n) 
     return true;
 }
 
+/* The generation model's config (tb_config.h): decoupled, unbatched, TEXT in, TEXT_OUTPUT / FINISH_REASON out. */
+static bool parse_generation(const cJSON *root, tb_config *c, char *err, size_t n) {
+    const cJSON *policy = cJSON_GetObjectItemCaseSensitive(root, "model_transaction_policy");
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(policy, "decoupled")))
+        return fail(err, n, "task text-generation streams its text: add model_transaction_policy { decoupled: true }");
+    if (c->max_batch_size != 0)
+        return fail(err, n, "task text-generation runs one request at a time: set max_batch_size: 0 (it is %lld)",
+                    (long long)c->max_batch_size);
+    static const char *const inputs[] = {TB_TEXT_INPUT, "max_new_tokens", "temperature", "top_k", "top_p",
+                                         "repetition_penalty", "seed"};
+    const cJSON *in;
+    cJSON_ArrayForEach(in, cJSON_GetObjectItemCaseSensitive(root, "input")) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(in, "name");
+        bool known = false;
+        for (size_t i = 0; cJSON_IsString(name) && i < sizeof inputs / sizeof *inputs; i++)
+            known |= strcmp(name->valuestring, inputs[i]) == 0;
+        if (!known)
+            return fail(err, n,
+                        "input \"%s\" is not one the generation model takes (TEXT, max_new_tokens, temperature, "
+                        "top_k, top_p, repetition_penalty, seed)",
+                        cJSON_IsString(name) ? name->valuestring : "");
+        c->has_text |= strcmp(name->valuestring, TB_TEXT_INPUT) == 0;
+    }
+    if (!c->has_text)
+        return fail(err, n, "task text-generation needs a TEXT input (TYPE_STRING, dims [ 1 ])");
+    const cJSON *out;
+    cJSON_ArrayForEach(out, cJSON_GetObjectItemCaseSensitive(root, "output")) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(out, "name");
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(out, "data_type");
+        if (!cJSON_IsString(name) ||
+            (strcmp(name->valuestring, TB_GEN_OUTPUT) != 0 && strcmp(name->valuestring, TB_GEN_FINISH) != 0))
+            return fail(err, n, "output \"%s\" is not one the generation model produces (TEXT_OUTPUT, FINISH_REASON)",
+                        cJSON_IsString(name) ? name->valuestring : "");
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "TYPE_STRING") != 0)
+            return fail(err, n, "output \"%s\" must be TYPE_STRING", name->valuestring);
+        if (c->n_outputs == TB_MAX_OUTPUTS)
+            return fail(err, n, "more than %d outputs", TB_MAX_OUTPUTS);
+        tb_output_config *o = &c->outputs[c->n_outputs++];
+        snprintf(o->name, sizeof o->name, "%s", name->valuestring);
+    }
+    if (c->n_outputs == 0 || strcmp(c->outputs[0].name, TB_GEN_OUTPUT) != 0)
+        return fail(err, n, "task text-generation needs TEXT_OUTPUT as its first output (TYPE_STRING, dims [ 1 ])");
+    c->max_new_tokens = 64;
+    return param_int(root, "max_new_tokens", 1, 1 << 24, &c->max_new_tokens, err, n);
+}
+
 bool tb_config_parse(const char *json, size_t len, tb_config *c, char *err, size_t n) {
     memset(c, 0, sizeof *c);
     c->precision = TD_PRECISION_FP32;
@@ -139,7 +185,9 @@ bool tb_config_parse(const char *json, size_t len, tb_config *c, char *err, size
         fail(err, n, "max_batch_size is not an integer >= 0");
         goto out;
     }
-    if (c->max_batch_size == 0) {
+    const char *task = param(root, "task");
+    c->generate = task && strcmp(task, TB_GEN_TASK) == 0;
+    if (!c->generate && c->max_batch_size == 0) {
         fail(err, n, "max_batch_size is 0; the tdeploy backend needs Triton batching (max_batch_size >= 1) so that "
                      "every tensor has its batch dimension first");
         goto out;
@@ -149,6 +197,7 @@ bool tb_config_parse(const char *json, size_t len, tb_config *c, char *err, size
     c->threads = (int)v;
     if (!param_int(root, "max_length", 0, 1 << 24, &c->max_length, err, n))
         goto out;
+    c->max_length_given = param(root, "max_length") != NULL;
     const char *p = param(root, "precision");
     if (p && strcmp(p, "fp32") == 0)
         c->precision = TD_PRECISION_FP32;
@@ -168,8 +217,11 @@ bool tb_config_parse(const char *json, size_t len, tb_config *c, char *err, size
         goto out;
     }
     if (!param_file(root, "model_file", "model-optimized.onnx", c->model_file, sizeof c->model_file, err, n) ||
-        !param_file(root, "engine_file", "model.engine", c->engine_file, sizeof c->engine_file, err, n) ||
-        !parse_inputs(root, c, err, n) || !parse_outputs(root, c, err, n))
+        !param_file(root, "engine_file", "model.engine", c->engine_file, sizeof c->engine_file, err, n))
+        goto out;
+    bool parsed = c->generate ? parse_generation(root, c, err, n)
+                              : parse_inputs(root, c, err, n) && parse_outputs(root, c, err, n);
+    if (!parsed)
         goto out;
     ok = true;
 out:

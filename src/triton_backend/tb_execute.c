@@ -21,7 +21,7 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static bool has_input(TRITONBACKEND_Request *r, const char *name) {
+bool tb_has_input(TRITONBACKEND_Request *r, const char *name) {
     uint32_t n = 0;
     TRITONSERVER_Error *e0 = TRITONBACKEND_RequestInputCount(r, &n);
     if (e0) { /* treated as absent: the caller then reports the missing input */
@@ -41,16 +41,7 @@ static bool has_input(TRITONBACKEND_Request *r, const char *name) {
     return false;
 }
 
-/* One input tensor copied into a contiguous host buffer (Triton may hand it over in several pieces). */
-typedef struct tensor_in {
-    TRITONSERVER_DataType dtype;
-    const int64_t *shape; /* owned by the request */
-    uint32_t rank;
-    char *data; /* malloc'd */
-    uint64_t size;
-} tensor_in;
-
-static TRITONSERVER_Error *read_input(TRITONBACKEND_Request *r, const char *name, tensor_in *t) {
+TRITONSERVER_Error *tb_read_input(TRITONBACKEND_Request *r, const char *name, tb_tensor_in *t) {
     TRITONBACKEND_Input *in = NULL;
     uint32_t nbuf = 0;
     memset(t, 0, sizeof *t);
@@ -88,7 +79,7 @@ static TRITONSERVER_Error *read_input(TRITONBACKEND_Request *r, const char *name
 }
 
 /* A (rows, seq) integer tensor of the request as int64. */
-static TRITONSERVER_Error *int_matrix(const tensor_in *t, const char *name, size_t rows, size_t seq, int64_t *out) {
+static TRITONSERVER_Error *int_matrix(const tb_tensor_in *t, const char *name, size_t rows, size_t seq, int64_t *out) {
     size_t n = rows * seq;
     if (t->dtype == TRITONSERVER_TYPE_INT64 && t->size == n * 8) {
         memcpy(out, t->data, n * 8);
@@ -109,8 +100,8 @@ static TRITONSERVER_Error *int_matrix(const tensor_in *t, const char *name, size
 
 static TRITONSERVER_Error *read_tokens(tb_instance *inst, TRITONBACKEND_Request *r, tb_rows *rows) {
     tb_model *m = inst->m;
-    tensor_in ids = {0}, aux = {0};
-    TRITONSERVER_Error *e = read_input(r, "input_ids", &ids);
+    tb_tensor_in ids = {0}, aux = {0};
+    TRITONSERVER_Error *e = tb_read_input(r, "input_ids", &ids);
     if (e)
         goto out;
     if (ids.rank != 2 || ids.shape[0] < 1 || ids.shape[1] < 1) {
@@ -135,12 +126,12 @@ static TRITONSERVER_Error *read_tokens(tb_instance *inst, TRITONBACKEND_Request 
         int64_t *dst = k ? rows->types : rows->mask;
         free(aux.data);
         memset(&aux, 0, sizeof aux);
-        if (!has_input(r, aux_names[k])) {
+        if (!tb_has_input(r, aux_names[k])) {
             for (size_t i = 0; k == 0 && i < b * s; i++)
                 dst[i] = 1; /* no mask: every token is real */
             continue;
         }
-        if ((e = read_input(r, aux_names[k], &aux)))
+        if ((e = tb_read_input(r, aux_names[k], &aux)))
             goto out;
         if (aux.rank != 2 || aux.shape[0] != ids.shape[0] || aux.shape[1] != ids.shape[1]) {
             e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "%s must have input_ids' shape [%zu, %zu]", aux_names[k], b,
@@ -156,8 +147,8 @@ out:
     return e;
 }
 
-static TRITONSERVER_Error *read_strings(TRITONBACKEND_Request *r, const char *name, tensor_in *t, tb_strings *s) {
-    TRITONSERVER_Error *e = read_input(r, name, t);
+static TRITONSERVER_Error *read_strings(TRITONBACKEND_Request *r, const char *name, tb_tensor_in *t, tb_strings *s) {
+    TRITONSERVER_Error *e = tb_read_input(r, name, t);
     if (e)
         return e;
     if (t->dtype != TRITONSERVER_TYPE_BYTES || t->rank != 2 || t->shape[0] < 1 || t->shape[1] != 1)
@@ -171,7 +162,7 @@ static TRITONSERVER_Error *read_strings(TRITONBACKEND_Request *r, const char *na
 
 static TRITONSERVER_Error *read_texts(tb_instance *inst, TRITONBACKEND_Request *r, tb_rows *rows) {
     tb_model *m = inst->m;
-    tensor_in text = {0}, pair = {0};
+    tb_tensor_in text = {0}, pair = {0};
     tb_strings ts = {0}, ps = {0};
     td_encoding *enc = NULL;
     size_t n = 0;
@@ -179,7 +170,7 @@ static TRITONSERVER_Error *read_texts(tb_instance *inst, TRITONBACKEND_Request *
     if (e)
         goto out;
     n = ts.n;
-    bool pairs = has_input(r, TB_PAIR_INPUT);
+    bool pairs = tb_has_input(r, TB_PAIR_INPUT);
     if (pairs && (e = read_strings(r, TB_PAIR_INPUT, &pair, &ps)))
         goto out;
     if (pairs && ps.n != n) {
@@ -233,11 +224,11 @@ out:
 }
 
 static TRITONSERVER_Error *read_request(tb_instance *inst, TRITONBACKEND_Request *r, tb_rows *rows) {
-    bool text = inst->m->cfg.has_text && has_input(r, TB_TEXT_INPUT);
-    bool ids = inst->m->cfg.has_ids && has_input(r, "input_ids");
+    bool text = inst->m->cfg.has_text && tb_has_input(r, TB_TEXT_INPUT);
+    bool ids = inst->m->cfg.has_ids && tb_has_input(r, "input_ids");
     if (text && ids)
         return tb_error(TRITONSERVER_ERROR_INVALID_ARG, "give either TEXT or input_ids, not both");
-    if (!text && has_input(r, TB_PAIR_INPUT))
+    if (!text && tb_has_input(r, TB_PAIR_INPUT))
         return tb_error(TRITONSERVER_ERROR_INVALID_ARG, "TEXT_PAIR needs TEXT");
     if (text)
         return read_texts(inst, r, rows);
@@ -272,8 +263,12 @@ static td_status run_packed(tb_instance *inst, const tb_packed *p) {
         s = bind(inst, "attention_mask", p, p->mask, &s32[1]);
     if (s == TD_OK && inst->feed_types)
         s = bind(inst, "token_type_ids", p, p->types, &s32[2]);
-    if (s == TD_OK)
+    if (s == TD_OK) {
+        if (!inst->run_start_ns) /* the first run of this execute (more follow only when a batch is split) */
+            inst->run_start_ns = now_ns();
         s = td_session_run(inst->ctx, inst->s);
+        inst->run_end_ns = now_ns();
+    }
     if (s == TD_ERR_OUT_OF_MEMORY && !td_error_message(inst->ctx)[0])
         td_fail(inst->ctx, s, "out of memory narrowing the inputs to int32");
     for (int k = 0; k < 3; k++)
@@ -405,7 +400,10 @@ void tb_execute(tb_instance *inst, TRITONBACKEND_Request **req, uint32_t count) 
         used += use[i];
         total_rows += use[i] ? rows[i].rows : 0;
     }
-    compute_start = now_ns();
+    /* statistics: compute_input = reading, tokenizing, packing and binding; compute_infer = the session run(s);
+     * compute_output = cutting the outputs into the responses and sending them */
+    compute_start = compute_end = now_ns();
+    inst->run_start_ns = 0;
     if (used > 0 && !run_and_answer(inst, req, rows, use, n, row0, errs)) {
         /* The batch failed as a whole: find out which requests are at fault by running each alone. */
         char first_msg[512];
@@ -419,7 +417,10 @@ void tb_execute(tb_instance *inst, TRITONBACKEND_Request **req, uint32_t count) 
                                    used == 1 ? first_msg : td_error_message(inst->ctx));
         }
     }
-    compute_end = now_ns();
+    if (inst->run_start_ns) {
+        compute_start = inst->run_start_ns;
+        compute_end = inst->run_end_ns;
+    }
     for (size_t i = 0; i < n; i++) {
         ok[i] = !errs[i];
         if (errs[i]) {

@@ -11,6 +11,8 @@
 #define _GNU_SOURCE
 #include "triton_backend/tb_backend.h"
 
+#include "hf/max_length.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +79,7 @@ static TRITONSERVER_Error *read_config(TRITONBACKEND_Model *model, tb_model *m) 
 }
 
 static TRITONSERVER_Error *load_tokenizer(tb_model *m) {
-    if (!m->cfg.has_text)
+    if (!m->cfg.has_text || m->cfg.generate) /* a generator loads the tokenizer beside its model itself */
         return NULL;
     td_ctx *ctx = td_ctx_new();
     if (!ctx)
@@ -93,6 +95,11 @@ static TRITONSERVER_Error *load_tokenizer(tb_model *m) {
                      m->name, path);
     else if (td_tokenizer_load(ctx, m->version_dir, &m->tok) != TD_OK)
         e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: %s", m->name, td_error_message(ctx));
+    /* no max_length in the config (e.g. an auto-completed one): cut where `tdeploy run` does, from the HF files
+     * beside the model, rather than wherever tokenizer.json's own truncation says */
+    else if (!m->cfg.max_length_given && td_hf_max_length_of_dir(ctx, m->version_dir, &m->cfg.max_length, NULL))
+        e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: max_length: %s", m->name,
+                     td_error_message(ctx));
     td_ctx_free(ctx);
     if (e)
         return e;
@@ -133,6 +140,8 @@ TRITONSERVER_Error *TRITONBACKEND_ModelInitialize(TRITONBACKEND_Model *model) {
             e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: repository path too long", name);
     }
     if (!e)
+        e = tb_autocomplete(model, m->name, m->version_dir);
+    if (!e)
         e = read_config(model, m);
     if (!e)
         e = load_tokenizer(m);
@@ -141,6 +150,11 @@ TRITONSERVER_Error *TRITONBACKEND_ModelInitialize(TRITONBACKEND_Model *model) {
     if (e) {
         model_free(m);
         return e;
+    }
+    if (m->cfg.generate) {
+        tb_log(TRITONSERVER_LOG_INFO, "tdeploy model %s version %llu: text generation, decoupled (%lld new tokens "
+               "by default)", m->name, (unsigned long long)version, (long long)m->cfg.max_new_tokens);
+        return NULL;
     }
     tb_log(TRITONSERVER_LOG_INFO, "tdeploy model %s version %llu: %s%s, max_length %lld (%s)", m->name,
            (unsigned long long)version, m->cfg.has_ids ? "token tensors" : "",
@@ -160,6 +174,7 @@ static void instance_free(tb_instance *in) {
     if (!in)
         return;
     td_session_free(in->s);
+    td_generator_free(in->gen);
     td_ctx_free(in->ctx);
     free(in);
 }
@@ -245,10 +260,21 @@ TRITONSERVER_Error *TRITONBACKEND_ModelInstanceInitialize(TRITONBACKEND_ModelIns
     char path[PATH_MAX + 300];
     snprintf(path, sizeof path, "%s/%s", m->version_dir, gpu ? m->cfg.engine_file : m->cfg.model_file);
     TRITONSERVER_Error *e = NULL;
-    if (td_session_create_file(in->ctx, path, &opt, &in->s) != TD_OK)
+    if (m->cfg.generate) {
+        /* the generation API opens the decoder (tokenizer, config and generation_config.json beside it) */
+        td_generator_options gopt = {.tokenizer_dir = m->version_dir, .threads = opt.threads,
+                                     .backend = opt.backend, .precision = opt.precision};
+        if (td_generator_open(in->ctx, path, &gopt, &in->gen) != TD_OK)
+            e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: instance %s: cannot load %s: %s",
+                         m->name, iname, path, td_error_message(in->ctx));
+        else if (!td_generator_tokenizer(in->gen))
+            e = tb_error(TRITONSERVER_ERROR_NOT_FOUND,
+                         "tdeploy model %s: text generation needs the model's tokenizer.json in %s", m->name,
+                         m->version_dir);
+    } else if (td_session_create_file(in->ctx, path, &opt, &in->s) != TD_OK)
         e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: instance %s: cannot load %s: %s", m->name,
                      iname, path, td_error_message(in->ctx));
-    if (!e)
+    if (!e && !m->cfg.generate)
         e = bind_signature(in);
     if (!e)
         e = TRITONBACKEND_ModelInstanceSetState(instance, in);
@@ -273,6 +299,10 @@ TRITONSERVER_Error *TRITONBACKEND_ModelInstanceExecute(TRITONBACKEND_ModelInstan
     void *state = NULL;
     TB_TRY(TRITONBACKEND_ModelInstanceState(instance, &state));
     /* Every request is answered and released inside: returning an error here would make Triton fail them all. */
-    tb_execute(state, requests, count);
+    tb_instance *in = state;
+    if (in->m->cfg.generate)
+        tb_generate_execute(in, requests, count);
+    else
+        tb_execute(in, requests, count);
     return NULL;
 }

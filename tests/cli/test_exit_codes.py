@@ -56,6 +56,7 @@ COMMON = {  # a valid invocation of each command, to which a bad flag is added
     "run": [SEQ, "--text", "x"],
     "tokenize": ["-m", SEQ, "x"],
     "generate": [GPT2, "--prompt", "x", "--max-new-tokens", "1"],
+    "build": [ONNX, "-o", OUT],
 }
 # every command: an unknown flag, and a flag given without its value
 for cmd, good in COMMON.items():
@@ -140,12 +141,32 @@ expect(2, "convert", COMMON["convert"] + ["--inject-fault", "cpu"], "--inject-fa
 expect(2, "tokenize", ["-m", SEQ, "--jsonl", "-"], "--jsonl")
 expect(2, "tokenize", ["-m", SEQ, "--file", GOLDEN, "--repeat", "2"], "--file")
 
+# run/build flags shared with infer; build's op check runs before it needs a GPU
+expect(2, "run", COMMON["run"] + ["--device", "tpu"], "--device")
+expect(2, "run", COMMON["run"] + ["--backend", "gpu0"], "--backend")
+expect(2, "build", COMMON["build"] + ["--timing-cache"], "--timing-cache")
+expect(2, "convert", COMMON["convert"] + ["--timing-cache"], "--timing-cache")
+p = subprocess.run([TD_BIN, "build", ONNX, "-o", OUT, "--timing-cache", os.path.join(WORK, "tc.bin")],
+                   capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+err = p.stderr.decode(errors="replace")
+if p.returncode == 0:  # a machine with a GPU: an engine was built
+    check(os.path.isfile(OUT), "build with a GPU writes the engine")
+else:
+    check(p.returncode == 1 and "has a CUDA kernel" in err and "use --backend cpu" not in err and not os.path.exists(OUT),
+          "build without a GPU: exit 1 after the op check, no engine, no '--backend cpu' hint", err[-400:])
+shutil.rmtree(OUT, ignore_errors=True)
+if os.path.isfile(OUT):
+    os.remove(OUT)
+GPT2_SDPA = os.path.join(FX, "onnx", "gpt2-lm.torchscript-sdpa.onnx")
+expect(1, "build", [GPT2_SDPA, "-o", OUT], "no CUDA kernel")
+
 # input errors: exit 1
 missing = os.path.join(WORK, "does-not-exist")
 for cmd, args in [("export", ["-m", missing, "-o", OUT]), ("inspect", [missing]), ("triton-repo", [missing, "-o", OUT]),
                   ("onnx-save", [missing, "-o", OUT]), ("optimize", [missing, "-o", OUT]),
                   ("infer", [missing, "--inputs", GOLDEN, "-o", OUT]), ("run", [missing, "--text", "x"]),
-                  ("tokenize", ["-m", missing, "x"]), ("generate", [missing, "--prompt", "x"])]:
+                  ("tokenize", ["-m", missing, "x"]), ("generate", [missing, "--prompt", "x"]),
+                  ("build", [missing, "-o", OUT])]:
     expect(1, cmd, args, "does-not-exist")
 
 print(f"{passed} passed, {failed} failed")

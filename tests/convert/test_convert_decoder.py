@@ -45,15 +45,21 @@ def no_leftovers(out):
 shutil.rmtree(TMP, ignore_errors=True)
 os.makedirs(TMP)
 
-# every decoder fixture: converted, validated (logits and greedy tokens), no Triton repository
+# every decoder fixture: converted, validated (logits and greedy tokens), with its Triton repository
 for name in DECODERS:
     out = os.path.join(TMP, name)
     r = run(["-m", os.path.join(FIX, name), "-o", out, "--no-bench", "--threads", "2", "-q"])
     if not check(r.returncode == 0, f"{name}: exit 0", f"rc={r.returncode} err={r.stderr.strip()[-400:]!r}"):
         continue
     files_ok = all(os.path.isfile(os.path.join(out, f)) for f in ("model.onnx", "model-optimized.onnx", "report.json"))
-    check(files_ok and not os.path.exists(os.path.join(out, "triton")) and no_leftovers(out),
-          f"{name}: model.onnx, model-optimized.onnx, report.json, no triton/, no staging left")
+    cfg_path = os.path.join(out, "triton", name, "config.pbtxt")
+    cfg = open(cfg_path).read() if os.path.isfile(cfg_path) else ""
+    check(files_ok and no_leftovers(out), f"{name}: model.onnx, model-optimized.onnx, report.json, no staging left")
+    # the Triton model streams generation on the tdeploy backend (tests/triton/test_triton_generate.py serves it)
+    check('backend: "tdeploy"' in cfg and "decoupled: true" in cfg and
+          os.path.isfile(os.path.join(out, "triton", name, "1", "model-optimized.onnx")) and
+          os.path.isfile(os.path.join(out, "triton", name, "1", "tokenizer.json")),
+          f"{name}: triton/{name}: decoupled tdeploy-backend model with model-optimized.onnx and tokenizer.json")
     try:
         onnx.checker.check_model(os.path.join(out, "model.onnx"))
         check(True, f"{name}: model.onnx passes onnx.checker")
@@ -68,8 +74,9 @@ for name in DECODERS:
     check(gt.get("passed") is True and gt.get("generations") == 8 and gt.get("identical") == 8 and
           gt.get("new_tokens", 0) >= 1, f"{name}: greedy tokens identical in 8 of 8 generations", json.dumps(gt))
     check(rep.get("generation_benchmark") == [], f"{name}: --no-bench: no benchmark entries")
-    check("triton" not in rep.get("artifacts", {}) and "not written" in rep.get("triton_repository", ""),
-          f"{name}: report says no Triton repository")
+    check("decoupled" in rep.get("triton_repository", "") and
+          rep.get("written_precision", {}).get("triton") == "fp32",
+          f"{name}: report names the decoupled Triton repository", json.dumps(rep.get("triton_repository")))
 
 # the benchmark: batch 1 and 8, p50 <= p95, throughput consistent with the latency
 out = os.path.join(TMP, "bench")

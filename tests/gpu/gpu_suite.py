@@ -296,6 +296,193 @@ def random_models(lib):
         ref.close()
 
 
+def with_env(name, fn):
+    """fn() with environment variable name=1 (read by libtdeploy_cuda when a session's CUDA context starts)."""
+    os.environ[name] = "1"
+    try:
+        return fn()
+    finally:
+        del os.environ[name]
+
+
+def tapped(src, dst, prec):
+    """The optimized graph of src at prec with the output of every Attention / MatMul / LayerNorm / Gelu node
+    added as a graph output, in graph order: a difference shows in the first node that makes it."""
+    import onnx
+    tdeploy("optimize", src, "-o", dst, "--precision", prec)
+    m = onnx.load(str(dst))
+    have = {o.name for o in m.graph.output}
+    taps = []
+    for n in m.graph.node:
+        if n.op_type in ("Attention", "MatMul", "Gemm", "SkipLayerNormalization", "EmbedLayerNormalization",
+                         "LayerNormalization", "BiasGelu", "Gelu", "FastGelu", "ReduceSum"):
+            if n.output[0] not in have:
+                m.graph.output.append(onnx.ValueInfoProto(name=n.output[0]))
+                have.add(n.output[0])
+            taps.append(f"{n.op_type} {n.name} -> {n.output[0]}")
+    onnx.save(m, str(dst))
+    return taps
+
+
+def poison(lib):
+    """Uninitialized reads, checked without compute-sanitizer: TDEPLOY_CUDA_POISON=1 starts every device buffer
+    as 0xFF bytes (NaN), so a kernel reading an element nobody wrote makes its node's output differ from a plain
+    run's. Every tapped node output (padded rows included) must be finite and bit-equal to the plain run, with
+    the optimized kernels (cuBLASLt + the attention the shape selects) and with the reference kernels. The
+    fixture's head size 8 runs attention_ref_kernel after cuBLASLt (the kernel initcheck named on 2026-12-07);
+    the random MiniLM (head size 32, built by random_models) runs the tiled tensor-core attention."""
+    srcs = [("bert-base", FIX / "onnx" / "bert-base.torchscript.onnx", FIX / "hf" / "bert-base" / "config.json")]
+    rand = TMP / "rand-minilm-l6-h384"
+    if (rand / "config.json").exists() and (TMP / "rand-minilm-l6-h384.onnx").exists():
+        srcs.append(("rand-minilm", TMP / "rand-minilm-l6-h384.onnx", rand / "config.json"))
+    for label, src, cfgp in srcs:
+        cfg = json.load(open(cfgp))
+        for prec in ("fp32", "fp16", "bf16"):
+            path = TMP / f"{label}.{prec}.taps.onnx"
+            try:
+                tapped(src, path, prec)
+            except Exception as e:  # noqa: BLE001 (onnx missing or optimize failed: one failure, go on)
+                record(f"poison {label} {prec}: tapped graph", False, repr(e)[:300])
+                continue
+            for ref_env in (None, "TDEPLOY_CUDA_REFERENCE"):
+                kern = "reference kernels" if ref_env else "optimized kernels"
+                smax = min(77, cfg.get("max_position_embeddings", 512))
+                for B, S in ((2, 16), (4, smax)):
+                    case = f"poison {label} {prec} {kern} {B}x{S} padded: every node output equals the plain run"
+                    try:
+                        def run_once():
+                            s = tdlib.Session(lib, path, BACKEND)
+                            try:
+                                return s.run(feeds_for(s, cfg, B, S, True, 11)[0])  # first run: eager, fresh memory
+                            finally:
+                                s.close()
+                        plain = with_env(ref_env, run_once) if ref_env else run_once()
+                        os.environ["TDEPLOY_CUDA_POISON"] = "1"
+                        try:
+                            pois = with_env(ref_env, run_once) if ref_env else run_once()
+                        finally:
+                            del os.environ["TDEPLOY_CUDA_POISON"]
+                        bad = []
+                        for k, v in pois.items():
+                            a = v.astype(np.float64) if v.dtype != np.uint16 else v
+                            if not np.array_equal(v, plain[k]) or (v.dtype.kind == "f" and not np.all(np.isfinite(a))):
+                                nonfin = int(np.sum(~np.isfinite(a))) if v.dtype.kind == "f" else 0
+                                where = np.argwhere(v != plain[k]) if v.shape == plain[k].shape else []
+                                bad.append(f"{k}: {nonfin} non-finite, {len(where)} differ"
+                                           + (f", first at {tuple(where[0])} of {v.shape}" if len(where) else ""))
+                        record(case, not bad, "; ".join(bad)[:600])
+                    except RuntimeError as e:
+                        record(case, False, str(e)[:300])
+
+
+def new_ops(lib):
+    """Kernels added without a GPU to run them: Slice (strided copy with start/step, negative steps) and
+    ReduceSum (one and several axes, keepdims) on small graphs, CUDA (optimized and reference kernels) against
+    the CPU runtime, fp32 and fp16; then the sentence-transformers fixture (mean pooling + L2 normalize: ReduceSum)
+    end to end."""
+    import onnx
+    from onnx import TensorProto, helper
+    rs = np.random.RandomState(4)
+    cases = []
+    for dt, npdt in ((TensorProto.FLOAT, np.float32), (TensorProto.FLOAT16, np.float16)):
+        X = helper.make_tensor_value_info("x", dt, [3, 5, 7])
+        outs, nodes, inits = [], [], []
+        def const(name, vals):
+            inits.append(helper.make_tensor(name, TensorProto.INT64, [len(vals)], vals))
+            return name
+        specs = [("s0", [1, 0], [3, 5], [0, 1], [1, 2]), ("s1", [-1], [-100], [2], [-2]),
+                 ("s2", [4, 6], [0, 1], [1, 2], [-1, -3]), ("s3", [0], [1], [0], [1])]
+        for nm, st, en, ax, sp in specs:
+            nodes.append(helper.make_node("Slice", ["x", const(nm + "_s", st), const(nm + "_e", en),
+                                                    const(nm + "_a", ax), const(nm + "_p", sp)], [nm], name=nm))
+            outs.append(helper.make_tensor_value_info(nm, dt, None))
+        for nm, ax, kd in (("r0", [1], 0), ("r1", [0, 2], 1), ("r2", [-1], 1), ("r3", [0, 1, 2], 0)):
+            nodes.append(helper.make_node("ReduceSum", ["x", const(nm + "_a", ax)], [nm], name=nm, keepdims=kd))
+            outs.append(helper.make_tensor_value_info(nm, dt, None))
+        g = helper.make_graph(nodes, "ops", [X], outs, inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        path = TMP / f"new_ops_{npdt.__name__}.onnx"
+        onnx.save(m, str(path))
+        cases.append((path, (rs.randn(3, 5, 7) * 2).astype(npdt), "fp32" if npdt is np.float32 else "fp16"))
+    for path, x, prec in cases:
+        ref = tdlib.Session(lib, path, "cpu")
+        want = ref.run({"x": x})
+        ref.close()
+        for ref_env in (None, "TDEPLOY_CUDA_REFERENCE"):
+            kern = "reference kernels" if ref_env else "optimized kernels"
+            try:
+                def go():
+                    s = tdlib.Session(lib, path, BACKEND)
+                    try:
+                        return s.run({"x": x})
+                    finally:
+                        s.close()
+                got = with_env(ref_env, go) if ref_env else go()
+                for k in want:
+                    w, g = want[k].astype(np.float64), got[k].astype(np.float64)
+                    tol = 1e-5 if prec == "fp32" else 2e-3  # fp16 sums: fp32 accumulation, one rounding at the end
+                    ok = w.shape == g.shape and (k.startswith("s") and np.array_equal(w, g) or
+                                                 np.allclose(g, w, rtol=tol, atol=tol * 4))
+                    record(f"{k} {'Slice' if k.startswith('s') else 'ReduceSum'} {prec} {kern}", ok,
+                           f"shape {g.shape} vs {w.shape}, max |diff| {float(np.max(np.abs(g - w))) if g.shape == w.shape and g.size else 0:.3g}")
+            except RuntimeError as e:
+                record(f"Slice/ReduceSum {prec} {kern}", False, str(e)[:300])
+    # sentence-transformers fixture: engine (pooling + normalize on the GPU) vs the CPU runtime
+    st_dir = FIX / "hf" / "minilm-st"
+    cfg = json.load(open(st_dir / "config.json"))
+    onnx_p = TMP / "minilm-st.tdeploy.onnx"
+    tdeploy("export", "-m", st_dir, "-o", onnx_p)
+    ref = tdlib.Session(lib, onnx_p, "cpu")
+    for prec in ("fp32", "fp16"):
+        eng = TMP / f"minilm-st.{prec}.engine"
+        try:
+            build_engine(st_dir, eng, prec, 64)
+            es = tdlib.Session(lib, eng, None)
+            for B, S in ((1, 8), (4, 32)):
+                f, mask = feeds_for(es, cfg, B, S, True, 2)
+                ok, detail = compare(prec, ref.run(feeds_for(ref, cfg, B, S, True, 2)[0]), es.run(f), mask, set())
+                record(f"minilm-st engine {prec} {B}x{S} padded (ReduceSum pooling on the GPU)", ok, detail)
+            es.close()
+        except RuntimeError as e:
+            record(f"minilm-st engine {prec}", False, str(e)[:300])
+    ref.close()
+
+
+def real_minilm(lib):
+    """The real all-MiniLM-L6-v2 (weights carried as fp16 in .gpu/minilm-fp16 by tests/gpu/prepare_device.sh):
+    an fp16 engine built from the model directory, run by `tdeploy run MODEL.engine` (tokenizer bundled in the
+    engine), gives the same input_ids as sentence-transformers and embeddings with cosine >= 0.9999 to the
+    reference embeddings in tests/data/minilm_reference (44 texts)."""
+    d = Path(os.environ.get("TD_MINILM_DIR", SRC / ".gpu" / "minilm-fp16"))
+    if not (d / "config.json").exists():
+        record("real MiniLM fp16 engine", False, f"{d} missing: run tests/gpu/prepare_device.sh and carry .gpu")
+        return
+    ref = json.load(open(SRC / "tests" / "data" / "minilm_reference" / "reference.json", encoding="utf-8"))
+    eng = TMP / "minilm-real.fp16.engine"
+    try:
+        rep = json.loads(tdeploy("build", d, "-o", eng, "--precision", "fp16", "--min", "1x1", "--opt", "8x128",
+                                 "--max", "32x256", "--json"))
+        record("real MiniLM fp16 engine: build", True, f"{rep['seconds']['total']:.2f} s")
+        args = ["run", eng, "--json", "--batch-size", "16"]
+        for c in ref["cases"]:
+            args += ["--text", c["text"]]
+        lines = [json.loads(x) for x in tdeploy(*args).splitlines() if x.strip()]
+    except (RuntimeError, ValueError) as e:
+        record("real MiniLM fp16 engine: build + run", False, str(e)[:400])
+        return
+    if len(lines) != len(ref["cases"]):
+        record("real MiniLM fp16 engine: one result per text", False, f"{len(lines)} for {len(ref['cases'])}")
+        return
+    worst, ids_ok = 1.0, True
+    for c, r in zip(ref["cases"], lines):
+        a, b = np.array(c["embedding"], np.float64), np.array(r["embedding"], np.float64)
+        worst = min(worst, float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
+        ids_ok &= list(r["input_ids"]) == list(c["input_ids"])[:len(r["input_ids"])]
+    record("real MiniLM fp16 engine (tdeploy run MODEL.engine): input_ids as sentence-transformers", ids_ok)
+    record("real MiniLM fp16 engine: cosine to sentence-transformers >= 0.9999 for all 44 texts", worst >= 0.9999,
+           f"min cosine {worst:.6f}")
+
+
 def device_free_bytes():
     r = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
                        capture_output=True, text=True)
@@ -327,8 +514,9 @@ def main():
     lib = tdlib.Lib(LIB)
     t0 = time.time()
     # TD_GPU_PARTS picks parts (comma-separated names below) when device time is short; default all
-    want = os.environ.get("TD_GPU_PARTS", "correctness,engines,shared_threads,random_models,leak_check").split(",")
-    for part in (correctness, engines, shared_threads, random_models, leak_check):
+    want = os.environ.get("TD_GPU_PARTS", "correctness,engines,shared_threads,random_models,poison,new_ops,"
+                          "real_minilm,leak_check").split(",")
+    for part in (correctness, engines, shared_threads, random_models, poison, new_ops, real_minilm, leak_check):
         if part.__name__ not in want:
             continue
         try:

@@ -17,12 +17,14 @@ mkdir -p "$TD_TMP"
 } | tee "$OUT/machine.txt"
 
 rc=0
-python3 tests/gpu/gpu_suite.py 2>&1 | tee "$OUT/suite.log"
-[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+# SUITE_TIMEOUT / SAN_TIMEOUT (seconds, default none): stop a stage in time for the ones after it (device_all.sh)
+timeout ${SUITE_TIMEOUT:-0} python3 tests/gpu/gpu_suite.py 2>&1 | tee "$OUT/suite.log"
+[ "${PIPESTATUS[0]}" = 0 ] || { rc=1; echo "gpu_suite: failed or stopped at ${SUITE_TIMEOUT:-no} s (the summary line above counts what ran)"; }
 
 # compute-sanitizer on the smallest model, fp16 (the tensor-core path), two runs (eager + graph capture)
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 M="$TD_TMP/bert-seqcls.torchscript.fp16.onnx"
+[ -f "$M" ] || "$TD_BIN" optimize "$TD_FIXTURES/onnx/bert-seqcls.torchscript.onnx" -o "$M" --precision fp16
 python3 - "$TD_TMP/san_in.safetensors" <<'PY'
 import sys, numpy as np
 from safetensors.numpy import save_file
@@ -36,7 +38,7 @@ san_pass=0; san_fail=0
 for tool in ${SAN_TOOLS:-memcheck racecheck initcheck initcheck-ref}; do
   env=(); t=$tool
   [ $tool = initcheck-ref ] && { env=(TDEPLOY_CUDA_REFERENCE=1); t=initcheck; }
-  if env "${env[@]}" "$SAN" --tool $t --error-exitcode 9 "$TD_BIN" infer "$M" --inputs "$TD_TMP/san_in.safetensors" \
+  if timeout ${SAN_TIMEOUT:-0} env "${env[@]}" "$SAN" --tool $t --error-exitcode 9 "$TD_BIN" infer "$M" --inputs "$TD_TMP/san_in.safetensors" \
        -o "$TD_TMP/san_out.safetensors" --backend cuda --runs 2 > "$TD_TMP/sanitizer_$tool.log" 2>&1; then
     echo "PASS compute-sanitizer $tool"; san_pass=$((san_pass+1))
   else

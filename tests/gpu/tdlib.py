@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 DT = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16, 16: np.uint16}
-NP2DT = {np.dtype(np.int64): 7, np.dtype(np.int32): 6, np.dtype(np.float32): 1}
+NP2DT = {np.dtype(np.int64): 7, np.dtype(np.int32): 6, np.dtype(np.float32): 1, np.dtype(np.float16): 10}
 
 
 class Options(C.Structure):

@@ -178,7 +178,17 @@ try:
         th_ = [threading.Thread(target=one, args=(i, go)) for i in group]
         [x.start() for x in th_]
         [x.join(120) for x in th_]
-        execs.append(int(c.get_inference_statistics("slow")["model_stats"][0]["execution_count"]) - before)
+        # the backend reports an execution's statistics after sending its responses: wait until the count has
+        # moved and then held still for 0.5 s (bounded: 10 s), so a slow (sanitizer) run is not read too early
+        n, last, still = 0, -1, 0
+        for _ in range(100):
+            n = int(c.get_inference_statistics("slow")["model_stats"][0]["execution_count"]) - before
+            still = still + 1 if n == last and n > 0 else 0
+            if still >= 5:
+                break
+            last = n
+            time.sleep(0.1)
+        execs.append(n)
     t.check(all(isinstance(res[i], InferenceServerException) for i in (2, 6)), "mixed batch: the two bad requests fail",
             res)
     good = [0, 1, 3, 4, 5, 7]

@@ -30,6 +30,10 @@ SERVER_DIR = os.environ.get("TD_TRITONSERVER_DIR", os.path.join(CACHE, "tdeploy"
 SERVER_BIN = os.path.join(SERVER_DIR, "pytriton", "tritonserver", "bin", "tritonserver")
 SERVER_LIBS = os.path.join(SERVER_DIR, "nvidia_pytriton.libs")
 STOCK_BACKENDS = os.path.join(SERVER_DIR, "pytriton", "tritonserver", "backends")
+# numpy < 2 and tokenizers for the server's own Python (the Python backend's stub links the system libpython of
+# this minor version and ignores PYTHONPATH): scripts/install-deps.sh puts them here; TD_TRITON_PYTHONPATH overrides
+PY_DEPS = os.environ.get("TD_TRITON_PYTHONPATH", os.path.join(
+    CACHE, "tdeploy", f"triton-python-{sys.version_info.major}.{sys.version_info.minor}"))
 
 # the encoder fixtures (tests/fixtures/hf) and what their tokenizer pairs mean
 ENCODERS = ["bert-base", "bert-seqcls", "bert-tokcls", "bert-qa", "distilbert-seqcls", "roberta-seqcls", "xlmr-base",

@@ -108,8 +108,48 @@ static void test_config(void) {
     }
 }
 
+/* task text-generation: decoupled, unbatched, TEXT in, TEXT_OUTPUT (+ FINISH_REASON) out */
+static void test_generation_config(void) {
+    char err[512];
+    tb_config c;
+#define GEN_TASK "\"parameters\": {\"task\": {\"string_value\": \"text-generation\"}"
+#define GEN_OUT "\"output\": [{\"name\": \"TEXT_OUTPUT\", \"data_type\": \"TYPE_STRING\"}]"
+    const char *good = "{\"max_batch_size\": 0, \"model_transaction_policy\": {\"decoupled\": true}, \"input\": "
+                       "[{\"name\": \"TEXT\"}, {\"name\": \"seed\"}], \"output\": [{\"name\": \"TEXT_OUTPUT\", "
+                       "\"data_type\": \"TYPE_STRING\"}, {\"name\": \"FINISH_REASON\", "
+                       "\"data_type\": \"TYPE_STRING\"}], "
+                       GEN_TASK ", \"max_new_tokens\": {\"string_value\": \"12\"}}}";
+    CHECK_MSG(tb_config_parse(good, strlen(good), &c, err, sizeof err), "%s", err);
+    CHECK(c.generate && c.has_text && c.max_new_tokens == 12 && c.n_outputs == 2);
+    struct {
+        const char *json, *want;
+    } bad[] = {
+        {"{\"max_batch_size\": 0, \"input\": [{\"name\": \"TEXT\"}], " GEN_OUT ", " GEN_TASK "}}", "decoupled"},
+        {"{\"max_batch_size\": 4, \"model_transaction_policy\": {\"decoupled\": true}, \"input\": [{\"name\": "
+         "\"TEXT\"}], " GEN_OUT ", " GEN_TASK "}}", "max_batch_size: 0"},
+        {"{\"model_transaction_policy\": {\"decoupled\": true}, \"input\": [{\"name\": \"input_ids\"}], " GEN_OUT
+         ", " GEN_TASK "}}", "\"input_ids\""},
+        {"{\"model_transaction_policy\": {\"decoupled\": true}, \"input\": [{\"name\": \"seed\"}], " GEN_OUT
+         ", " GEN_TASK "}}", "needs a TEXT input"},
+        {"{\"model_transaction_policy\": {\"decoupled\": true}, \"input\": [{\"name\": \"TEXT\"}], \"output\": "
+         "[{\"name\": \"logits\", \"data_type\": \"TYPE_FP32\"}], " GEN_TASK "}}", "\"logits\""},
+        {"{\"model_transaction_policy\": {\"decoupled\": true}, \"input\": [{\"name\": \"TEXT\"}], \"output\": "
+         "[{\"name\": \"TEXT_OUTPUT\", \"data_type\": \"TYPE_FP32\"}], " GEN_TASK "}}", "TYPE_STRING"},
+        {"{\"model_transaction_policy\": {\"decoupled\": true}, \"input\": [{\"name\": \"TEXT\"}], " GEN_OUT ", "
+         GEN_TASK ", \"max_new_tokens\": {\"string_value\": \"0\"}}}", "max_new_tokens"},
+    };
+#undef GEN_TASK
+#undef GEN_OUT
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        bool ok = tb_config_parse(bad[i].json, strlen(bad[i].json), &c, err, sizeof err);
+        CHECK_MSG(!ok && strstr(err, bad[i].want), "generation case %zu: %s", i, err);
+    }
+}
+
 int main(void) {
     test_bytes();
+    test_generation_config();
     test_pack_scatter();
     test_config();
     return td_test_finish("test_triton_backend");

@@ -495,9 +495,9 @@ static td_status slice_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_
     return any_first_init(ctx, rn, in, out, 3, 5);
 }
 
-/* Per-axis start and step of the slice, and the output shape. */
-static td_status slice_plan(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, int64_t *start, int64_t *step,
-                            int64_t *shape) {
+/* Per-axis start and step of the slice, and the output shape (also the CUDA backend's Slice). */
+td_status td_slice_plan(td_ctx *ctx, const td_rt_node *rn, td_rt_tensor *const *in, int64_t *start, int64_t *step,
+                        int64_t *shape) {
     int r = in[0]->rank;
     int64_t starts[TD_MAX_RANK], ends[TD_MAX_RANK], axes[TD_MAX_RANK], steps[TD_MAX_RANK];
     int ns, ne, na = -1, nst = -1;
@@ -564,14 +564,14 @@ static td_status slice_plan(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in
 }
 static td_status slice_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
     int64_t start[TD_MAX_RANK], step[TD_MAX_RANK];
-    TD_TRY(slice_plan(ctx, rn, in, start, step, out[0]->shape));
+    TD_TRY(td_slice_plan(ctx, rn, in, start, step, out[0]->shape));
     out[0]->rank = in[0]->rank;
     return TD_OK;
 }
 static td_status slice_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
                             td_rt_env *env) {
     int64_t start[TD_MAX_RANK], step[TD_MAX_RANK], shape[TD_MAX_RANK], ist[TD_MAX_RANK], sst[TD_MAX_RANK];
-    TD_TRY(slice_plan(ctx, rn, in, start, step, shape));
+    TD_TRY(td_slice_plan(ctx, rn, in, start, step, shape));
     if (td_rt_numel(out[0]) == 0)
         return TD_OK;
     contiguous_strides(in[0], ist);

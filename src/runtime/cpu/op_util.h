@@ -78,6 +78,10 @@ static inline bool td_norm_axis(int64_t axis, int rank, int *out) {
 }
 
 /* Read an int32/int64 1-D (or scalar) tensor into out (at most max values). */
+/* Slice (any opset): per-axis start and step and the output shape, from the node's attributes or its
+ * starts/ends/axes/steps inputs (host data); ONNX clamping rules. Shared by the CPU and CUDA backends. */
+td_status td_slice_plan(td_ctx *ctx, const td_rt_node *rn, td_rt_tensor *const *in, int64_t *start, int64_t *step,
+                        int64_t *shape);
 td_status td_read_int_list(td_ctx *ctx, const td_rt_node *rn, const td_rt_tensor *t, const char *what, int64_t *out,
                            int max, int *n);
 

@@ -73,6 +73,12 @@ int tdc_attention(tdc_ctx *c, const tdc_op *op) {
     int64_t Hq = op->iattr[2], Hk = op->iattr[3], Hv = op->iattr[4];
     if (!Hq)
         Hq = Hk = Hv = Wd / 3;
+    /* the kernels read q | k | v rows of Wd elements: sizes from the (hostile) graph must tile them exactly */
+    if (N < 1 || Hq < 1 || Hv < 1 || Hk != Hq || Hq % N || Hv % N || Hq + Hk + Hv != Wd || x->rank != 3 ||
+        w->rank != 2 || w->shape[0] != Hin || (bias && tdc_numel(bias) != Wd))
+        return tdc_fail(c, "%s: Attention with %lld heads, q/k/v sizes %lld/%lld/%lld does not match its weights "
+                        "(%lld x %lld) and bias; rebuild the engine from the original model", op->name, (long long)N,
+                        (long long)Hq, (long long)Hk, (long long)Hv, (long long)w->shape[0], (long long)Wd);
     if (B * S == 0)
         return 0;
     if (x->dtype != w->dtype || (bias && bias->dtype != x->dtype))

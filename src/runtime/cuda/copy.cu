@@ -87,9 +87,7 @@ __global__ void gather_kernel(const char *data, int64_t A, int64_t inner, const 
 int tdc_gather(tdc_ctx *c, const tdc_op *op) {
     const tdc_tensor *x = &op->in[0], *ix = &op->in[1], *o = &op->out[0];
     int axis = (int)op->iattr[0];
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < axis; d++)
-        outer *= x->shape[d];
+    int64_t inner = 1; /* the kernel derives the outer index from the output position */
     for (int d = axis + 1; d < x->rank; d++)
         inner *= x->shape[d];
     int64_t n = tdc_numel(o), I = tdc_numel(ix);

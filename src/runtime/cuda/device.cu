@@ -43,6 +43,7 @@ static int device_info(tdc_device_info *out, char *err, size_t errn) {
     cudaDriverGetVersion(&out->driver_version);
     if ((e = cudaMemGetInfo(&out->free_bytes, &out->total_bytes)) != cudaSuccess)
         return fail_buf(err, errn, "cudaMemGetInfo", e);
+    out->cublaslt_version = (int)cublasLtGetVersion();
     return 0;
 }
 
@@ -59,6 +60,7 @@ static void ctx_free(tdc_ctx *c) {
     }
     cudaFree(c->workspace);
     cudaFree(c->dev_flag);
+    free(c->choices);
     if (c->ev_start)
         cudaEventDestroy(c->ev_start);
     if (c->ev_stop)
@@ -103,6 +105,12 @@ static int ctx_create(tdc_ctx **out, char *err, size_t errn) {
      * fast paths), for bisecting a numerical difference and for sanitizer runs that must see every store */
     const char *ref = getenv("TDEPLOY_CUDA_REFERENCE");
     c->reference = ref && *ref == '1';
+    /* TDEPLOY_CUDA_POISON=1: every buffer allocated through this context (activation arena and scratch, input
+     * and weight copies) starts as 0xFF bytes, NaN in fp32/fp16/bf16 and -1 as an integer, so a kernel that
+     * reads an element nobody wrote turns the outputs non-finite or changes them (a check that does not rely
+     * on compute-sanitizer seeing every store; tests/gpu compares poisoned and plain runs bit for bit) */
+    const char *poison = getenv("TDEPLOY_CUDA_POISON");
+    c->poison = poison && *poison == '1';
     *out = c;
     return 0;
 }
@@ -112,6 +120,14 @@ static const char *ctx_error(const tdc_ctx *c) { return c ? c->err : "no CUDA co
 static int d_alloc(tdc_ctx *c, size_t n, void **out) {
     *out = NULL;
     TDC_CUDA(c, cudaMalloc(out, n ? n : 1));
+    if (c->poison) {
+        cudaError_t e = cudaMemsetAsync(*out, 0xff, n ? n : 1, c->stream);
+        if (e != cudaSuccess) {
+            cudaFree(*out);
+            *out = NULL;
+            return tdc_fail(c, "cudaMemsetAsync (TDEPLOY_CUDA_POISON) failed: %s", cudaGetErrorString(e));
+        }
+    }
     return 0;
 }
 static void d_free(tdc_ctx *c, void *p) {
@@ -196,6 +212,7 @@ static int run_op(tdc_ctx *c, const tdc_op *op) {
     case TDC_SOFTMAX: return tdc_softmax(c, op);
     case TDC_ATTENTION: return tdc_attention(c, op);
     case TDC_MATMUL: return tdc_matmul(c, op);
+    case TDC_REDUCE_SUM: return tdc_reduce_sum(c, op);
     default: return tdc_fail(c, "op kind %d has no CUDA kernel in this libtdeploy_cuda.so", op->kind);
     }
 }
@@ -203,6 +220,7 @@ static int run_op(tdc_ctx *c, const tdc_op *op) {
 static const tdc_api api = {
     TDC_ABI_VERSION, device_info, ctx_create, ctx_free, ctx_error, d_alloc, d_free, d_upload, d_download, d_memset0,
     d_sync, run_op, graph_begin, graph_end, graph_launch, graph_free, event_mark, event_elapsed, set_reference,
+    tdc_gemm_tune, tdc_gemm_set_choices,
 };
 
 extern "C" __attribute__((visibility("default"))) const tdc_api *tdc_get_api(int abi_version) {

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define TDC_ABI_VERSION 2
+#define TDC_ABI_VERSION 3
 #define TDC_MAX_RANK 8
 #define TDC_MAX_IN 10
 #define TDC_MAX_OUT 4
@@ -46,6 +46,7 @@ typedef enum tdc_op_kind {
     TDC_MATMUL,         /* in0 A (..., M, K), in1 B (K, N) or (N, K) with iattr[0] transB, in2 bias (N) | none; fattr[0] alpha;
                            iattr[1] epilogue (0 none, 1 bias) */
     TDC_SOFTMAX,        /* over the last axis */
+    TDC_REDUCE_SUM,     /* in0 x; out0 y (kept axes in order, contiguous); iattr[0] bit d set = axis d reduced */
 } tdc_op_kind;
 
 typedef enum tdc_ew_op {
@@ -84,7 +85,22 @@ typedef struct tdc_device_info {
     int cc_major, cc_minor;
     int runtime_version, driver_version;
     size_t free_bytes, total_bytes;
+    int cublaslt_version; /* cublasLtGetVersion(): tuned algorithms are only valid for the library that timed them */
 } tdc_device_info;
+
+/* One GEMM shape bucket and the cuBLASLt algorithm configuration measured fastest for it (`tdeploy build`'s
+ * tuning; stored in engines and the timing cache, docs/formats.md). Row-major C (m, n) = A (m, k) @ op(B).
+ * m is a bucket: the power of two a GEMM's row count rounds up to. */
+typedef struct tdc_gemm_choice {
+    int32_t dtype;    /* ONNX dtype of A, B, C and bias: 1 fp32, 10 fp16, 16 bf16 */
+    int32_t trans_b;  /* B stored (n, k) */
+    int32_t epilogue; /* 0 none, 1 bias (2 bias+GELU reserved, not emitted yet) */
+    int64_t m, n, k;
+    /* cublasLtMatmulAlgoConfigAttributes_t values: ID, TILE_ID, STAGES_ID, SPLITK_NUM, REDUCTION_SCHEME,
+     * CTA_SWIZZLING, CUSTOM_OPTION, CLUSTER_SHAPE_ID, INNER_SHAPE_ID */
+    int32_t algo_id, tile, stages, splitk, reduction, swizzle, custom, cluster, inner;
+    float us;         /* its measured time, microseconds (median of the timed runs) */
+} tdc_gemm_choice;
 
 typedef struct tdc_api {
     int abi_version;
@@ -110,6 +126,13 @@ typedef struct tdc_api {
     int (*event_elapsed)(tdc_ctx *c, float *ms);
     /* Use the simple reference kernels instead of the optimized ones (tests compare both). */
     void (*set_reference)(tdc_ctx *c, int on);
+    /* Tuning: time up to top_k cuBLASLt heuristic candidates for the shape in *ch (dtype, trans_b, epilogue,
+     * m, n, k) on scratch buffers and fill *ch's algorithm fields and us with the fastest; *tried = candidates
+     * that ran. Synchronous; never enqueued inside a CUDA graph. */
+    int (*gemm_tune)(tdc_ctx *c, tdc_gemm_choice *ch, int top_k, int *tried);
+    /* The measured choices the context's GEMMs use (copied); a GEMM with no matching bucket, or whose stored
+     * algorithm cuBLASLt no longer accepts, takes the heuristic's first answer. */
+    int (*gemm_set_choices)(tdc_ctx *c, const tdc_gemm_choice *choices, int n);
 } tdc_api;
 
 typedef const tdc_api *(*tdc_get_api_fn)(int abi_version);

@@ -22,6 +22,9 @@ struct tdc_ctx {
     cudaEvent_t ev_start, ev_stop;
     cudaGraph_t capturing;
     int reference;   /* run the simple reference kernels */
+    int poison;      /* TDEPLOY_CUDA_POISON=1: new device buffers start as 0xFF bytes (NaN in every float dtype) */
+    tdc_gemm_choice *choices; /* measured GEMM algorithms (gemm_set_choices), n_choices of them */
+    int n_choices;
     char err[512];
 };
 
@@ -167,6 +170,9 @@ int tdc_embed_layernorm(tdc_ctx *c, const tdc_op *op);
 int tdc_softmax(tdc_ctx *c, const tdc_op *op);
 int tdc_attention(tdc_ctx *c, const tdc_op *op);
 int tdc_matmul(tdc_ctx *c, const tdc_op *op);
+int tdc_reduce_sum(tdc_ctx *c, const tdc_op *op);
+int tdc_gemm_tune(tdc_ctx *c, tdc_gemm_choice *ch, int top_k, int *tried);
+int tdc_gemm_set_choices(tdc_ctx *c, const tdc_gemm_choice *choices, int n);
 /* C (M, N) row-major = alpha * A (M, K) @ op(B) (+ bias (N)), all of dtype dt, fp32 accumulation. */
 int tdc_gemm(tdc_ctx *c, int dt, int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
              const void *B, int transB, const void *bias, void *C, int64_t ldc);
