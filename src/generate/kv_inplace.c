@@ -60,7 +60,9 @@ static td_value *shared_bias(const td_graph *g, int layers) {
                 return NULL;
         bias = rep->inputs[0];
     }
-    if (bias->type.elem != TD_F32 || bias->type.rank != 4 || bias->is_input || bias->initializer)
+    /* (types may not be inferred yet: the generator rewrites the exporter's graph before optimizing it) */
+    if ((bias->type.elem != TD_UNDEFINED && bias->type.elem != TD_F32) || (bias->type.rank >= 0 && bias->type.rank != 4) ||
+        bias->is_input || bias->initializer)
         return NULL;
     return bias;
 }

@@ -93,6 +93,15 @@ static bool match_cubic(const td_value *v, td_value **x) {
             *x = cand;
             return true;
         }
+        /* Mul(Mul(x, x), x), either operand order (the decoder exporter's GPT-2 gelu_new) */
+        td_node *m3 = opt_producer(cube, "Mul");
+        int xi = m3 ? opt_other_input(m3, cand) : -1;
+        td_node *m2 = xi >= 0 ? opt_producer(m3->inputs[xi], "Mul") : NULL;
+        if (m2 && opt_single_use(cube) && opt_single_use(m3->inputs[xi]) && m2->inputs[0] == cand &&
+            m2->inputs[1] == cand) {
+            *x = cand;
+            return true;
+        }
     }
     return false;
 }

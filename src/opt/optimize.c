@@ -13,10 +13,10 @@
 static const char *const fusion_ops[TD_OPT_N_FUSION_KINDS] = {
     "Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization", "EmbedLayerNormalization",
     "BiasGelu",  "Gelu",               "FastGelu",               "SkipSimplifiedLayerNormalization",
-    "SimplifiedLayerNormalization", "RotaryEmbedding"};
+    "SimplifiedLayerNormalization", "RotaryEmbedding", "GroupQueryAttention", "QuickGelu"};
 
 static const char *const fused_pipeline[] = {"dce",       "eliminate", "fold",           "cse",       "shape",
-                                             "layernorm", "rmsnorm", "gelu",      "attention",      "shape",     "skip_layernorm",
+                                             "layernorm", "rmsnorm", "gelu",      "attention", "silu", "rotary", "decoder_attention", "shape",     "skip_layernorm",
                                              "bias_gelu", "embed_layernorm", "matmul_bias", "quantize", "shape", "precision", "dce"};
 static const char *const portable_pipeline[] = {"dce", "eliminate", "fold", "cse", "shape", "layernorm",
                                                 "matmul_bias", "shape", "precision", "dce"};
@@ -30,7 +30,7 @@ void td_opt_options_default(td_opt_options *o) {
 }
 
 const char *td_opt_pass_names(void) {
-    return "dce,eliminate,fold,cse,shape,layernorm,rmsnorm,gelu,attention,skip_layernorm,bias_gelu,embed_layernorm,matmul_bias,quantize,precision";
+    return "dce,eliminate,fold,cse,shape,layernorm,rmsnorm,gelu,attention,silu,rotary,decoder_attention,skip_layernorm,bias_gelu,embed_layernorm,matmul_bias,quantize,precision";
 }
 
 /* Resolve the pass list: the default pipeline or the user's comma-separated list. */

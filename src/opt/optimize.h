@@ -47,7 +47,7 @@ typedef struct td_opt_options {
 void td_opt_options_default(td_opt_options *o);
 
 #define TD_OPT_MAX_PASS_STATS 40
-#define TD_OPT_N_FUSION_KINDS 11
+#define TD_OPT_N_FUSION_KINDS 13
 
 typedef struct td_opt_pass_stat {
     char name[32];

@@ -45,6 +45,9 @@ td_status td_pass_fuse_skip_layernorm(td_ctx *ctx, td_opt_state *st, int *change
 td_status td_pass_fuse_bias_gelu(td_ctx *ctx, td_opt_state *st, int *changes);  /* fuse_bias_gelu.c */
 td_status td_pass_fuse_embed_layernorm(td_ctx *ctx, td_opt_state *st, int *changes); /* fuse_embed_layernorm.c */
 td_status td_pass_fuse_rmsnorm(td_ctx *ctx, td_opt_state *st, int *changes);    /* fuse_rmsnorm.c */
+td_status td_pass_fuse_silu(td_ctx *ctx, td_opt_state *st, int *changes);      /* fuse_silu.c */
+td_status td_pass_fuse_rotary(td_ctx *ctx, td_opt_state *st, int *changes);    /* fuse_rotary.c */
+td_status td_pass_fuse_decoder_attention(td_ctx *ctx, td_opt_state *st, int *changes); /* fuse_decoder_attention.c */
 td_status td_pass_matmul_bias(td_ctx *ctx, td_opt_state *st, int *changes);     /* pass_matmul_bias.c */
 td_status td_pass_precision(td_ctx *ctx, td_opt_state *st, int *changes);       /* pass_precision.c */
 td_status td_pass_quantize(td_ctx *ctx, td_opt_state *st, int *changes);        /* pass_quantize.c */

@@ -123,7 +123,7 @@ static const char *const same_shape_ops[] = {
     "Dropout", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Clip", "LeakyRelu", "HardSigmoid", "Softplus",
     "Gelu", "FastGelu", "BiasGelu", "LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
     "SkipSimplifiedLayerNormalization", "Trilu", "CumSum", "Sin", "Cos", "HardSwish", "Elu", "Selu", "Celu",
-    "QuickGelu", "Mish", NULL};
+    "QuickGelu", "Mish", "RotaryEmbedding", NULL};
 static const char *const broadcast_ops[] = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "PRelu", NULL};
 static const char *const compare_ops[] = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or",
                                           "Xor", NULL};
@@ -571,7 +571,8 @@ static td_status infer_node(td_ctx *ctx, sym_table *syms, const td_node *n, shap
         if (lim && lim->n == 1 && opt_const_scalar(n->inputs[0], &start) && start == 0 &&
             opt_const_scalar(n->inputs[2], &delta) && delta == 1)
             o->dims[0] = lim->e[0]; /* Range(0, n, 1) has n elements */
-    } else if (strcmp(op, "Attention") == 0 || strcmp(op, "MultiHeadAttention") == 0) {
+    } else if (strcmp(op, "Attention") == 0 || strcmp(op, "MultiHeadAttention") == 0 ||
+               strcmp(op, "GroupQueryAttention") == 0) {
         if (!ha || a.rank != 3)
             return TD_OK;
         *o = a;

@@ -180,6 +180,44 @@ static void test_mha(td_rt_env *env) {
     free(q), free(k), free(v), free(mask), free(bias), free(got), free(ref), free(madd), free(sc);
 }
 
+/* Grouped-query heads (kv_heads < N: query head h reads kv head h / (N / kv_heads)) over a cache with
+ * spare rows (kv_rows > T), one decode token (S = 1: the per-group path) and several, with a per-batch mask
+ * and a bias per batch or per head; vs td_ref_attention per (batch, query head). */
+static void test_mha_grouped(td_rt_env *env) {
+    const int64_t B = 2, N = 6, KV = 2, T = 9, ROWS = 12, D = 8;
+    for (int variant = 0; variant < 6; variant++) {
+        int64_t S = variant & 1 ? 1 : 3;
+        int bias_mode = variant >> 1; /* 0 none, 1 per batch, 2 per head */
+        float *q = rnd((size_t)(B * S * N * D)), *k = rnd((size_t)(B * KV * ROWS * D)),
+              *v = rnd((size_t)(B * KV * ROWS * D));
+        float *mask = rnd((size_t)(B * S * T)), *bias = rnd((size_t)(B * N * S * T));
+        float *got = calloc((size_t)(B * S * N * D), sizeof *got), *ref = calloc((size_t)(B * S * N * D), sizeof *ref);
+        float *madd = malloc((size_t)(S * T) * sizeof *madd), *sc = malloc((size_t)(S * T) * sizeof *sc);
+        td_kern_mha a = {.B = B, .N = N, .S = S, .T = T, .D = D, .Dv = D, .kv_heads = KV, .kv_rows = ROWS,
+                         .q = q, .q_bstride = S * N * D, .ldq = N * D, .k = k, .v = v, .out = got,
+                         .o_bstride = S * N * D, .ldo = N * D, .scale = 0.35f, .mask = mask, .mask_bstride = S * T,
+                         .bias = bias_mode ? bias : NULL, .bias_bstride = bias_mode == 2 ? N * S * T : S * T,
+                         .bias_hstride = bias_mode == 2 ? S * T : 0};
+        void *scratch = aligned_alloc(64, (td_kern_mha_scratch(S * (N / KV), T, D, D, env->threads) + 63) / 64 * 64);
+        td_kern_mha_run(&a, scratch, env);
+        free(scratch);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t h = 0; h < N; h++) {
+                int64_t g = h / (N / KV);
+                for (int64_t i = 0; i < S * T; i++)
+                    madd[i] = mask[b * S * T + i] + (bias_mode == 1   ? bias[b * S * T + i]
+                                                     : bias_mode == 2 ? bias[(b * N + h) * S * T + i]
+                                                                      : 0.0f);
+                td_ref_attention(q + b * S * N * D + h * D, N * D, k + (b * KV + g) * ROWS * D, D,
+                                 v + (b * KV + g) * ROWS * D, D, ref + b * S * N * D + h * D, N * D, S, T, D, D, 0.35f,
+                                 madd, T, sc);
+            }
+        CHECK_MSG(max_rel_err(got, ref, (size_t)(B * S * N * D)) < 1e-5f, "grouped mha S=%lld bias=%d threads=%d",
+                  (long long)S, bias_mode, env->threads);
+        free(q), free(k), free(v), free(mask), free(bias), free(got), free(ref), free(madd), free(sc);
+    }
+}
+
 int main(void) {
     srand(42);
     td_rt_env single = {1, NULL, false};
@@ -187,6 +225,7 @@ int main(void) {
     test_gemm_batched(&single);
     test_rows(&single);
     test_mha(&single);
+    test_mha_grouped(&single);
     td_threadpool *pool = NULL;
     CHECK(td_threadpool_create(NULL, 2, &pool) == TD_OK);
     td_rt_env multi = {2, pool, false};
@@ -194,6 +233,7 @@ int main(void) {
     test_gemm_batched(&multi);
     test_rows(&multi);
     test_mha(&multi);
+    test_mha_grouped(&multi);
     td_threadpool_free(pool);
     return td_test_finish("test_kern_ref");
 }

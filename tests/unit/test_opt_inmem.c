@@ -10,7 +10,8 @@
  * forms (as built, round-tripped, and as built with every constant's type cut
  * back to a dtype) and requires per layer one Attention, two
  * SkipLayerNormalization and one BiasGelu, the expected embedding fusion, and
- * the same fusion counts and optimized op sequence in every form. */
+ * the same fusion counts and optimized op sequence in every form. The decoder
+ * fixtures get the same three forms with their decoder fusions counted. */
 #include "export/export.h"
 #include "onnx/ir.h"
 #include "onnx/onnx_io.h"
@@ -59,10 +60,11 @@ typedef enum { FORM_BUILT, FORM_ROUND_TRIP, FORM_SHAPELESS_CONSTANTS, N_FORMS } 
 static const char *const form_names[N_FORMS] = {"in memory", "after save/load", "in memory, constants shapeless"};
 
 /* Export dir, bring the graph into form f, optimize it. *ops gets the op sequence (malloc'd). */
-static bool optimize_form(td_ctx *ctx, const char *dir, form f, td_opt_report *rep, int64_t *layers, char **ops) {
+static bool optimize_form_task(td_ctx *ctx, const char *dir, td_export_task task, form f, td_opt_report *rep,
+                               int64_t *layers, char **ops) {
     td_export_options eo = {0};
     eo.model_dir = dir;
-    eo.task = TD_TASK_AUTO;
+    eo.task = task;
     eo.opset = TD_EXPORT_OPSET_DEFAULT;
     eo.dtype = TD_F32;
     td_export_summary xs;
@@ -105,6 +107,10 @@ out:
     td_model_free(loaded);
     td_model_free(m);
     return ok;
+}
+
+static bool optimize_form(td_ctx *ctx, const char *dir, form f, td_opt_report *rep, int64_t *layers, char **ops) {
+    return optimize_form_task(ctx, dir, TD_TASK_AUTO, f, rep, layers, ops);
 }
 
 static void check_fixture(const char *root, const char *name, const char *embed_op) {
@@ -188,8 +194,57 @@ static void test_initializer_type_from_data(void) {
     td_graph_free(g);
 }
 
+/* Decoders (`tdeploy generate` and `convert` optimize the exporter's graph in memory): per layer
+ * GroupQueryAttention, two RotaryEmbedding, QuickGelu and two SkipSimplifiedLayerNormalization (Llama
+ * family; the rope fusion reads max_position_embeddings from the model metadata, which the in-memory
+ * model carries too) or MultiHeadAttention, two SkipLayerNormalization and FastGelu (GPT-2's gelu_new
+ * written x*x*x), in all three forms,
+ * with the same optimized op sequence. Every decoder fixture has 2 layers. */
+static void check_decoder(const char *root, const char *name) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/hf/%s", root, name);
+    bool gpt2 = strncmp(name, "gpt2", 4) == 0;
+    static const char *const llama_kinds[] = {"GroupQueryAttention", "RotaryEmbedding", "QuickGelu",
+                                              "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization"};
+    static const char *const gpt2_kinds[] = {"MultiHeadAttention", "SkipLayerNormalization", "FastGelu",
+                                             "LayerNormalization"};
+    static const int llama_per_layer[] = {1, 2, 1, 2, 0}, gpt2_per_layer[] = {1, 2, 1, 0};
+    const char *const *kinds = gpt2 ? gpt2_kinds : llama_kinds;
+    const int *per_layer = gpt2 ? gpt2_per_layer : llama_per_layer;
+    int n_kinds = gpt2 ? 4 : 5;
+    const int64_t layers = 2;
+    td_ctx *ctx = td_ctx_new();
+    td_opt_report rep[N_FORMS];
+    char *ops[N_FORMS] = {0};
+    int64_t unused = 0;
+    bool ok = true;
+    for (int f = 0; f < N_FORMS; f++)
+        ok &= optimize_form_task(ctx, dir, TD_TASK_TEXT_GENERATION, (form)f, &rep[f], &unused, &ops[f]);
+    CHECK_MSG(ok, "%s: export or optimize failed", name);
+    for (int f = 0; ok && f < N_FORMS; f++) {
+        for (int k = 0; k < n_kinds; k++) {
+            int want = per_layer[k] ? per_layer[k] * (int)layers : 1; /* the final norm */
+            CHECK_MSG(count_of(&rep[f], kinds[k]) == want, "%s (%s): %s %d, want %d", name, form_names[f], kinds[k],
+                      count_of(&rep[f], kinds[k]), want);
+        }
+        if (f != FORM_BUILT)
+            CHECK_MSG(strcmp(ops[f], ops[FORM_BUILT]) == 0, "%s: optimized op sequence differs %s:\n  %s\n%s:\n  %s",
+                      name, form_names[FORM_BUILT], ops[FORM_BUILT], form_names[f], ops[f]);
+    }
+    if (ok)
+        printf("%-18s %s %d, %s %d in every form\n", name, kinds[0], count_of(&rep[0], kinds[0]), kinds[1],
+               count_of(&rep[0], kinds[1]));
+    for (int f = 0; f < N_FORMS; f++)
+        free(ops[f]);
+    td_ctx_free(ctx);
+}
+
 int main(void) {
     const char *root = td_test_env("TD_FIXTURES", "../tests/fixtures");
+    static const char *const decoders[] = {"gpt2-lm", "llama-lm", "gpt2-gen", "llama-gen", "qwen2-lm", "mistral-lm",
+                                           "phi3-lm"};
+    for (size_t i = 0; i < sizeof decoders / sizeof *decoders; i++)
+        check_decoder(root, decoders[i]);
     test_initializer_type_from_data();
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++)
         check_fixture(root, fixtures[i].dir, fixtures[i].embed_op);

@@ -243,11 +243,13 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
     for (size_t p = begin; p < end; p++) {
         int64_t b = (int64_t)p / a->N, h = (int64_t)p % a->N;
         const float *q = a->q + b * a->q_bstride + h * D;
-        const float *k = a->k + (b * a->N + h) * T * D, *v = a->v + (b * a->N + h) * T * Dv;
+        int64_t kvh = a->kv_heads > 0 ? a->kv_heads : a->N, g = h / (a->N / kvh); /* K/V head of query head h */
+        int64_t rows = a->kv_rows > 0 ? a->kv_rows : T;
+        const float *k = a->k + (b * kvh + g) * rows * D, *v = a->v + (b * kvh + g) * rows * Dv;
         size_t ldk = (size_t)D, ldv = (size_t)Dv;
         if (a->kv_ld > 0) {
-            k = a->k + b * T * a->kv_ld + h * D;
-            v = a->v + b * T * a->kv_ld + h * Dv;
+            k = a->k + b * T * a->kv_ld + g * D;
+            v = a->v + b * T * a->kv_ld + g * Dv;
             ldk = ldv = (size_t)a->kv_ld;
         }
         float *o = a->out + b * a->o_bstride + h * Dv;
@@ -273,9 +275,53 @@ static void mha_pairs(void *arg, size_t begin, size_t end, int thread) {
     }
 }
 
+/* One decode token (S = 1) of grouped-query attention: the G = N / kv_heads query
+ * heads that read kv head g are G adjacent D-wide blocks of the one query row, so
+ * they run as a G-row GEMM against K/V packed once per (b, g) instead of once per
+ * query head; the mask and bias row (no per-head bias) serve all G rows. */
+static void mha_groups(void *arg, size_t begin, size_t end, int thread) {
+    const mha_job *j = arg;
+    const td_kern_mha *a = j->a;
+    int64_t T = a->T, D = a->D, Dv = a->Dv, KV = a->kv_heads, G = a->N / KV;
+    int64_t rows = a->kv_rows > 0 ? a->kv_rows : T;
+    float *scores = (float *)(j->scratch + (size_t)thread * j->slice);
+    float *pack = (float *)((uint8_t *)scores + ((size_t)G * (size_t)T * sizeof(float) + 63) / 64 * 64);
+    td_gemm_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    ep.scale = a->scale;
+    for (size_t p = begin; p < end; p++) {
+        int64_t b = (int64_t)p / KV, g = (int64_t)p % KV;
+        const float *q = a->q + b * a->q_bstride + g * G * D;                  /* (G, D), rows D apart */
+        const float *k = a->k + (b * KV + g) * rows * D, *v = a->v + (b * KV + g) * rows * Dv; /* (T, D) */
+        float *o = a->out + b * a->o_bstride + g * G * Dv;                      /* (G, Dv), rows Dv apart */
+        td_gemm_pack_b_into(pack, k, (size_t)D, (size_t)T, (size_t)D, true);
+        td_gemm_run_serial((size_t)G, q, (size_t)D, pack, (size_t)D, (size_t)T, scores, (size_t)T, &ep);
+        const float *m = a->mask ? a->mask + b * a->mask_bstride : NULL;
+        const float *bi = a->bias ? a->bias + b * a->bias_bstride : NULL;
+        for (int64_t i = 0; i < G; i++) {
+            float *row = scores + i * T;
+            if (m)
+                for (int64_t t = 0; t < T; t++)
+                    row[t] += m[t];
+            if (bi)
+                for (int64_t t = 0; t < T; t++)
+                    row[t] += bi[t];
+            td_cpu_softmax_row(row, row, (size_t)T);
+        }
+        td_gemm_pack_b_into(pack, v, (size_t)T, (size_t)Dv, (size_t)Dv, false);
+        td_gemm_run_serial((size_t)G, scores, (size_t)T, pack, (size_t)T, (size_t)Dv, o, (size_t)Dv, NULL);
+    }
+}
+
 void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env) {
     if (env->reference) { /* one thread's slice holds the S x T scores */
         td_ref_mha(a, (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
+        return;
+    }
+    if (a->S == 1 && a->kv_heads > 0 && a->kv_heads < a->N && a->kv_ld == 0 && (!a->bias || a->bias_hstride == 0)) {
+        int64_t G = a->N / a->kv_heads;
+        mha_job j = {a, (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63), mha_slice(G, a->T, a->D, a->Dv)};
+        td_parallel_for_n(env->pool, (size_t)(a->B * a->kv_heads), env->threads, mha_groups, &j);
         return;
     }
     mha_job j = {a, (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63), mha_slice(a->S, a->T, a->D, a->Dv)};

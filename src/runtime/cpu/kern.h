@@ -77,11 +77,13 @@ void td_kern_rmsnorm_rows(const float *x, const float *gamma, float *y, int64_t 
                           float *inv_std, td_rt_env *env);
 
 /* Multi-head attention over all (batch, head) pairs, parallel over pairs:
- *   out[b, :, h] = softmax(scale * Q_bh K_bh^T + mask[b] + bias[b, h]) V_bh
- * Q_bh = q + b*q_bstride + h*D (S rows, row stride ldq); K_bh (T x D) and V_bh
- * (T x Dv) are contiguous blocks at k + (b*N + h)*T*D and v + (b*N + h)*T*Dv,
- * or, when kv_ld > 0, rows kv_ld floats apart at k + b*T*kv_ld + h*D and
- * v + b*T*kv_ld + h*Dv (K and V read in place from a packed QKV projection);
+ *   out[b, :, h] = softmax(scale * Q_bh K_bg^T + mask[b] + bias[b, h]) V_bg
+ * with g = h / (N / kv_heads) the key/value head that query head h reads
+ * (grouped-query attention; kv_heads 0 means kv_heads = N, g = h).
+ * Q_bh = q + b*q_bstride + h*D (S rows, row stride ldq); K_bg (T x D) and V_bg
+ * (T x Dv) are contiguous blocks at k + (b*kv_heads + g)*R*D and v + (b*kv_heads + g)*R*Dv (R = kv_rows or T),
+ * or, when kv_ld > 0, rows kv_ld floats apart at k + b*T*kv_ld + g*D and
+ * v + b*T*kv_ld + g*Dv (K and V read in place from a packed QKV projection);
  * out_bh = out + b*o_bstride + h*Dv (row stride ldo). mask: S x T (or 1 x T with
  * mask_one_row) additive per batch (mask_bstride floats apart, 0 = shared) or NULL; bias: S x T additive
  * per (b, h) (bias_bstride / bias_hstride, 0 = broadcast) or NULL. */
@@ -99,8 +101,11 @@ typedef struct td_kern_mha {
     bool mask_one_row; /* mask is one T row per batch item, the same for every query (key padding) */
     const float *bias;
     int64_t bias_bstride, bias_hstride;
+    int64_t kv_heads; /* 0 = N; else a divisor of N: query heads h*N/kv_heads.. share K/V head h */
+    int64_t kv_rows;  /* 0 = T; else rows per (b, kv head) block of K and V (>= T: a cache with room to spare) */
 } td_kern_mha;
-/* Scratch bytes for td_kern_mha with `threads` workers (64-byte aligned slices). */
+/* Scratch bytes for td_kern_mha with `threads` workers (64-byte aligned slices); with kv_heads
+ * pass S * N / kv_heads for S (a decode step runs each group's query heads as one block of rows). */
 size_t td_kern_mha_scratch(int64_t S, int64_t T, int64_t D, int64_t Dv, int threads);
 void td_kern_mha_run(const td_kern_mha *a, void *scratch, td_rt_env *env);
 

@@ -73,6 +73,40 @@ static td_status gelu_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     return TD_OK;
 }
 
+/* ---- QuickGelu: y = x * Sigmoid(alpha * x) (SiLU for alpha 1) ---- */
+static td_status quick_gelu_init(td_ctx *ctx, td_rt_node *rn, const td_dtype *in, td_dtype *out) {
+    TD_TRY(td_check_inputs(ctx, rn, 1, 1, 1, 1));
+    TD_TRY(float_inputs(ctx, rn, in, 0, 1));
+    out[0] = in[0];
+    return TD_OK;
+}
+static td_status quick_gelu_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
+                                 td_rt_env *env) {
+    float alpha = td_node_attr_float(rn->node, "alpha", 1.702f);
+    const td_rt_tensor *x = in[0];
+    int64_t n = td_rt_numel(x);
+    if (x->dtype == TD_F32 && out[0]->dtype == TD_F32) {
+        const float *xv = x->data;
+        float *y = out[0]->data;
+        const float *arg = xv;
+        if (alpha != 1.0f) {
+            for (int64_t i = 0; i < n; i++)
+                y[i] = alpha * xv[i];
+            arg = y;
+        }
+        td_kern_unary_f32(TD_UNARY_SIGMOID, arg, y, n, env); /* y = Sigmoid(alpha x), vectorized */
+        for (int64_t i = 0; i < n; i++)
+            y[i] *= xv[i];
+        return TD_OK;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float v = td_ldf(x->data, x->dtype, i), a = alpha * v;
+        float s = a >= 0 ? 1.0f / (1.0f + expf(-a)) : expf(a) / (1.0f + expf(a));
+        td_stf(out[0]->data, out[0]->dtype, i, v * s);
+    }
+    return TD_OK;
+}
+
 /* ---- SkipLayerNormalization ---- */
 typedef struct sln_state {
     float eps;
@@ -761,6 +795,7 @@ const td_op_def td_ops_contrib[] = {
     {MS, "Gelu", 1, 1, gelu_init, gelu_shape, gelu_exec, 0, 0, NULL},
     {MS, "BiasGelu", 1, 1, gelu_init, gelu_shape, gelu_exec, 0, 0, NULL},
     {MS, "FastGelu", 1, 1, gelu_init, gelu_shape, gelu_exec, 0, 0, NULL},
+    {MS, "QuickGelu", 1, 1, quick_gelu_init, first_shape, quick_gelu_exec, 0, 0, NULL},
     {MS, "SkipLayerNormalization", 1, 1, sln_init, sln_shape, sln_exec, 0, 0, NULL},
     {"", "SimplifiedLayerNormalization", 1, TD_MAX_ONNX_OPSET, rms_init, rms_shape, rms_exec, 0, 0, NULL},
     {MS, "SkipSimplifiedLayerNormalization", 1, 1, rms_init, rms_shape, rms_exec, 0, 0, NULL},

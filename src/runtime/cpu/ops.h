@@ -12,6 +12,8 @@ extern const td_op_def td_ops_nn[];
 extern const int td_ops_nn_count;
 extern const td_op_def td_ops_contrib[];
 extern const int td_ops_contrib_count;
+extern const td_op_def td_ops_decoder[];
+extern const int td_ops_decoder_count;
 extern const td_op_def td_ops_quant[];
 extern const int td_ops_quant_count;
 extern const td_op_def td_ops_nbits[];

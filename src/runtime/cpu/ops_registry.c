@@ -13,6 +13,7 @@ static const table tables[] = {
     {td_ops_tensor, &td_ops_tensor_count},
     {td_ops_nn, &td_ops_nn_count},
     {td_ops_contrib, &td_ops_contrib_count},
+    {td_ops_decoder, &td_ops_decoder_count},
     {td_ops_quant, &td_ops_quant_count},
     {td_ops_nbits, &td_ops_nbits_count},
     {td_ops_kvcache, &td_ops_kvcache_count},

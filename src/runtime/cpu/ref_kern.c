@@ -167,11 +167,13 @@ void td_ref_mha(const td_kern_mha *a, float *scratch) {
     for (int64_t b = 0; b < a->B; b++)
         for (int64_t h = 0; h < a->N; h++) {
             const float *q = a->q + b * a->q_bstride + h * D;
-            const float *k = a->k + (b * a->N + h) * T * D, *v = a->v + (b * a->N + h) * T * Dv;
+            int64_t kvh = a->kv_heads > 0 ? a->kv_heads : a->N, g = h / (a->N / kvh); /* K/V head of query head h */
+            int64_t rows = a->kv_rows > 0 ? a->kv_rows : T;
+            const float *k = a->k + (b * kvh + g) * rows * D, *v = a->v + (b * kvh + g) * rows * Dv;
             int64_t ldk = D, ldv = Dv;
             if (a->kv_ld > 0) {
-                k = a->k + b * T * a->kv_ld + h * D;
-                v = a->v + b * T * a->kv_ld + h * Dv;
+                k = a->k + b * T * a->kv_ld + g * D;
+                v = a->v + b * T * a->kv_ld + g * Dv;
                 ldk = ldv = a->kv_ld;
             }
             const float *m = a->mask ? a->mask + b * a->mask_bstride : NULL;
