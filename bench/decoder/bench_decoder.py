@@ -43,7 +43,8 @@ gguf = subprocess.run([os.path.join(ROOT, "scripts", "setup-smollm2.sh")], captu
 os.makedirs(a.work, exist_ok=True)
 onnx_path = os.path.join(a.work, "smollm2-135m.onnx")
 if not os.path.exists(onnx_path):
-    subprocess.run([a.bin, "export", "-m", gguf, "-o", onnx_path, "-q"], check=True)
+    # --precision fp32: the GGUF blocks dequantized (export keeps them quantized by default)
+    subprocess.run([a.bin, "export", "-m", gguf, "-o", onnx_path, "--precision", "fp32", "-q"], check=True)
 rng = np.random.default_rng(0)
 prompts = rng.integers(100, 40000, (a.batch, a.prompt)).tolist()
 prompt = prompts[0]

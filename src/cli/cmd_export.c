@@ -18,7 +18,8 @@ static void usage(FILE *f) {
             "safetensors weights (no tracing). Supported: bert, roberta, xlm-roberta, distilbert, electra,\n"
             "and sentence-transformers directories built on them; decoders gpt2, llama, mistral, qwen2, phi3\n"
             "(text-generation with a KV cache in Optimum's layout), also from llama.cpp .gguf files (llama,\n"
-            "qwen2; weights dequantized to fp32).\n\n"
+            "qwen2; Q4_0, Q4_1, Q8_0, Q4_K and Q6_K matrices stay in their blocks as com.microsoft\n"
+            "MatMulNBits / GatherBlockQuantized, other types are dequantized to fp32).\n\n"
             "  -m, --model MODEL   model directory (config.json + *.safetensors) or a .gguf file\n"
             "  --task T            feature-extraction | embedding | classification | token-classification |\n"
             "                      question-answering | text-generation (default: from config.architectures /\n"
@@ -28,7 +29,8 @@ static void usage(FILE *f) {
             "                      automatically when the model exceeds 2 GB; weights of >= 4 KiB sit at\n"
             "                      8-byte aligned offsets (standard protobuf), so loading maps them in place\n"
             "  --opset N           ai.onnx opset, %d..%d (default %d)\n"
-            "  --precision P       fp32 (default) or fp16 weights; LayerNorm, softmax and the mask stay fp32\n"
+            "  --precision P       fp32 (default) or fp16 weights; LayerNorm, softmax and the mask stay fp32;\n"
+            "                      a .gguf keeps its blocks unless --precision fp32 (dequantized) is given\n"
             "                      (--dtype is the older spelling, still accepted)\n"
             "  --int32-inputs      int32 graph inputs (TensorRT/Triton style), cast to int64 inside\n"
             "  --cache-output      leave the written file in the page cache (for a program that reads it\n"
@@ -109,7 +111,7 @@ int td_cmd_export(int argc, char **argv) {
                 opt.opset = (int)v;
             } else {
                 if (!strcmp(next, "fp32") || !strcmp(next, "float32"))
-                    opt.dtype = TD_F32;
+                    opt.dtype = TD_F32, opt.gguf_dequantize = true; /* a GGUF's blocks too */
                 else if (!strcmp(next, "fp16") || !strcmp(next, "float16"))
                     opt.dtype = TD_F16;
                 else

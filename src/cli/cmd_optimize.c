@@ -24,11 +24,14 @@ static void usage(FILE *f) {
             "                             aligned offsets, standard protobuf, so loads map them in place)\n"
             "  --target fused|portable    fused (default): ONNX Runtime com.microsoft contrib ops;\n"
             "                             portable: standard ONNX ops only (TensorRT and other runtimes)\n"
-            "  --precision fp32|fp16|bf16|int8\n"
+            "  --precision fp32|fp16|bf16|int8|int4\n"
             "                             weights and compute precision (default fp32); LayerNorm statistics,\n"
             "                             Softmax, reductions, Pow and the attention mask add stay fp32;\n"
             "                             int8: MatMul/Attention weights int8 per output channel, activations\n"
-            "                             quantized at run time (com.microsoft DynamicQuantizeMatMul)\n"
+            "                             quantized at run time (com.microsoft DynamicQuantizeMatMul);\n"
+            "                             decoders (a KV cache): int8 / int4 put MatMul weights in 8- / 4-bit\n"
+            "                             blocks of 32 (llama.cpp's Q8_0 / Q4_0 layouts) as com.microsoft\n"
+            "                             MatMulNBits, int8 activations\n"
             "  --keep-io-types            graph inputs/outputs stay float32 (default)\n"
             "  --no-keep-io-types         float inputs/outputs take the chosen precision\n"
             "  --passes LIST              comma-separated passes instead of the default pipeline; known:\n"
@@ -45,7 +48,7 @@ static void usage(FILE *f) {
 
 static cJSON *report_json(const char *in, const char *out, const td_opt_options *o, const td_opt_report *r,
                           double load_s, double save_s) {
-    static const char *const targets[] = {"fused", "portable"}, *const precs[] = {"fp32", "fp16", "bf16", "int8"};
+    static const char *const targets[] = {"fused", "portable"}, *const precs[] = {"fp32", "fp16", "bf16", "int8", "int4"};
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "input", in);
     cJSON_AddStringToObject(j, "output", out);
@@ -99,7 +102,7 @@ int td_cmd_optimize(int argc, char **argv) {
                 return td_cli_usage_error("optimize", "--target '%s': expected fused or portable", argv[i]);
         } else if (!strcmp(a, "--precision")) {
             if (++i >= argc)
-                return td_cli_usage_error("optimize", "--precision needs fp32, fp16, bf16 or int8");
+                return td_cli_usage_error("optimize", "--precision needs fp32, fp16, bf16, int8 or int4");
             if (!strcmp(argv[i], "fp32"))
                 o.precision = TD_OPT_FP32;
             else if (!strcmp(argv[i], "fp16"))
@@ -108,8 +111,11 @@ int td_cmd_optimize(int argc, char **argv) {
                 o.precision = TD_OPT_BF16;
             else if (!strcmp(argv[i], "int8"))
                 o.precision = TD_OPT_INT8;
+            else if (!strcmp(argv[i], "int4"))
+                o.precision = TD_OPT_INT4;
             else
-                return td_cli_usage_error("optimize", "--precision '%s': expected fp32, fp16, bf16 or int8", argv[i]);
+                return td_cli_usage_error("optimize", "--precision '%s': expected fp32, fp16, bf16, int8 or int4",
+                                          argv[i]);
         } else if (!strcmp(a, "--keep-io-types")) {
             o.keep_io_types = true;
         } else if (!strcmp(a, "--no-keep-io-types")) {
@@ -149,6 +155,9 @@ int td_cmd_optimize(int argc, char **argv) {
                                   "-o %s is the input model itself: writing it would replace your original graph; "
                                   "choose another output path (or pass --force to replace it)",
                                   out);
+    if (o.precision == TD_OPT_INT4 && o.target == TD_OPT_TARGET_PORTABLE)
+        return td_cli_usage_error("optimize", "--precision int4 writes com.microsoft MatMulNBits, which --target "
+                                  "portable excludes: use --target fused");
     if (o.precision == TD_OPT_INT8 && o.target == TD_OPT_TARGET_PORTABLE)
         return td_cli_usage_error("optimize", "--precision int8 writes com.microsoft DynamicQuantizeMatMul, which "
                                   "--target portable excludes: use --target fused");

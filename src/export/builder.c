@@ -184,10 +184,17 @@ static td_dtype result_dtype(const char *op, td_value *const *in, int n_in) {
         return TD_I64;
     if (strcmp(op, "Where") == 0 && n_in == 3)
         return in[1]->type.elem;
+    if (strcmp(op, "GatherBlockQuantized") == 0 && n_in >= 3) /* uint8 codes in, the scales' float type out */
+        return in[2]->type.elem;
     return n_in > 0 ? in[0]->type.elem : TD_UNDEFINED;
 }
 
 td_value *td_eb_op(td_eb *b, const char *op, const char *hint, td_value *const *in, int n_in, td_node **node_out) {
+    return td_eb_op_domain(b, "", op, hint, in, n_in, node_out);
+}
+
+td_value *td_eb_op_domain(td_eb *b, const char *domain, const char *op, const char *hint, td_value *const *in,
+                          int n_in, td_node **node_out) {
     if (node_out)
         *node_out = NULL;
     if (!ok(b))
@@ -203,7 +210,7 @@ td_value *td_eb_op(td_eb *b, const char *op, const char *hint, td_value *const *
     if (!out)
         return NULL;
     td_node *n = NULL;
-    td_status s = td_graph_add_node(b->ctx, b->g, op, "", out->name, in, n_in, &out, 1, &n);
+    td_status s = td_graph_add_node(b->ctx, b->g, op, domain, out->name, in, n_in, &out, 1, &n);
     if (s != TD_OK) {
         td_eb_fail(b, s);
         return NULL;

@@ -66,6 +66,9 @@ td_value *td_eb_scalar_f(td_eb *b, const char *hint, td_dtype dtype, float v);
 /* ---- nodes ---- */
 /* Node with one output; attributes can be added to *node_out (may be NULL). */
 td_value *td_eb_op(td_eb *b, const char *op, const char *hint, td_value *const *in, int n_in, td_node **node_out);
+/* td_eb_op in another operator domain ("com.microsoft" for contrib ops). */
+td_value *td_eb_op_domain(td_eb *b, const char *domain, const char *op, const char *hint, td_value *const *in,
+                          int n_in, td_node **node_out);
 td_value *td_eb_op1(td_eb *b, const char *op, const char *hint, td_value *a);
 td_value *td_eb_op2(td_eb *b, const char *op, const char *hint, td_value *a, td_value *c);
 /* Attribute helpers that respect the sticky error. */

@@ -2,6 +2,7 @@
  * (Llama, Mistral, Qwen2, Phi-3) in standard ONNX ops, float32. */
 #define _GNU_SOURCE
 #include "export/decoder.h"
+#include "export/decoder_gguf.h"
 
 #include <cjson/cJSON.h>
 #include <float.h>
@@ -187,6 +188,15 @@ static td_value *conv1d(td_eb *b, td_xw *w, td_value *x, int64_t in, int64_t out
 /* nn.Linear (out, in) with an optional bias. */
 static td_value *linear(td_eb *b, td_xw *w, td_value *x, int64_t in, int64_t out, bool bias, const char *name,
                         const char *hint) {
+    if (w->gguf && w->gguf_quantized) { /* the file's blocks, kept quantized (MatMulNBits) */
+        char wn[200];
+        snprintf(wn, sizeof wn, "%s.weight", name);
+        td_value *y = td_xw_gguf_qlinear(w, x, in, out, wn, hint);
+        if (y && bias)
+            return td_eb_op2(b, "Add", hint, y, td_xw_vec(w, TD_F32, out, "%s.bias", name));
+        if (y || td_eb_status(b) != TD_OK)
+            return y;
+    }
     td_value *wt = td_xw_mat(w, TD_F32, out, in, "%s.weight", name);
     td_value *bv = bias ? td_xw_vec(w, TD_F32, out, "%s.bias", name) : NULL;
     return td_eb_linear(b, x, wt, bv, hint);
@@ -300,9 +310,15 @@ td_status td_decoder_build(td_eb *b, td_xw *w, const td_decoder_spec *s, bool in
     const char *p = s->prefix;
     bool gpt2 = s->layout == TD_DEC_GPT2;
     td_eb_scope(b, "embed");
-    td_value *wte = td_xw_mat(w, TD_F32, s->vocab, s->hidden, gpt2 ? "%swte.weight" : "%sembed_tokens.weight", p);
-    td_value *in2[2] = {wte, in.ids};
-    td_value *h = td_eb_op(b, "Gather", "tokens", in2, 2, NULL);                              // (batch, seq, hidden)
+    char wte_name[128];
+    snprintf(wte_name, sizeof wte_name, gpt2 ? "%swte.weight" : "%sembed_tokens.weight", p);
+    bool keep_q = w->gguf && w->gguf_quantized;
+    td_value *wte = NULL, *h = keep_q ? td_xw_gguf_qembed(w, in.ids, s->vocab, s->hidden, wte_name) : NULL;
+    if (!h && td_eb_status(b) == TD_OK) {
+        wte = td_xw_mat(w, TD_F32, s->vocab, s->hidden, "%s", wte_name);
+        td_value *in2[2] = {wte, in.ids};
+        h = td_eb_op(b, "Gather", "tokens", in2, 2, NULL);                                    // (batch, seq, hidden)
+    }
     if (gpt2) {
         td_value *wpe = td_xw_mat(w, TD_F32, s->max_positions, s->hidden, "%swpe.weight", p);
         td_value *pin[2] = {wpe, in.pos};
@@ -317,8 +333,12 @@ td_status td_decoder_build(td_eb *b, td_xw *w, const td_decoder_spec *s, bool in
                              td_xw_vec(w, TD_F32, s->hidden, "%sln_f.bias", p), s->norm_eps, "ln_f");
     else
         h = rms_norm(b, h, td_xw_vec(w, TD_F32, s->hidden, "%snorm.weight", p), s->norm_eps, "norm");
-    td_value *head = s->lm_head_tied ? wte : td_xw_mat(w, TD_F32, s->vocab, s->hidden, "lm_head.weight");
-    td_value *logits = td_eb_linear(b, h, head, NULL, "lm_head");                            // (batch, seq, vocab)
+    const char *head_name = s->lm_head_tied ? wte_name : "lm_head.weight";
+    td_value *logits = keep_q ? td_xw_gguf_qlinear(w, h, s->hidden, s->vocab, head_name, "lm_head") : NULL;
+    if (!logits && td_eb_status(b) == TD_OK) {
+        td_value *head = s->lm_head_tied && wte ? wte : td_xw_mat(w, TD_F32, s->vocab, s->hidden, "%s", head_name);
+        logits = td_eb_linear(b, h, head, NULL, "lm_head");                                   // (batch, seq, vocab)
+    }
     const int64_t ldims[3] = {-1, -1, s->vocab};
     td_eb_output(b, logits, "logits", TD_F32, 3, ldims, logit_params);
     add_io_name(sum, false, "logits");

@@ -18,14 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct td_xw_gguf {
-    const td_gguf *f;
-    int64_t heads, kv_heads;
-    bool unpermute;
-};
+#include "export/decoder_gguf.h"
 
-/* HF name -> GGUF name; false when the name has no GGUF counterpart. */
-static bool gguf_name(const char *hf, char *out, size_t n) {
+bool td_xw_gguf_name(const char *hf, char *out, size_t n) {
     static const struct {
         const char *hf, *gg;
     } top[] = {{"model.embed_tokens.weight", "token_embd.weight"},
@@ -74,10 +69,10 @@ td_value *td_xw_gguf_param(td_xw *w, td_dtype dtype, int rank, const int64_t *di
     td_eb *b = w->b;
     const td_gguf *f = w->gguf->f;
     char gg[160];
-    const td_gguf_tensor *t = gguf_name(name, gg, sizeof gg) ? td_gguf_tensor_find(f, gg) : NULL;
+    const td_gguf_tensor *t = td_xw_gguf_name(name, gg, sizeof gg) ? td_gguf_tensor_find(f, gg) : NULL;
     if (!t) {
         td_eb_fail(b, td_fail(b->ctx, TD_ERR_NOT_FOUND, "%s: tensor '%s' (for %s) is missing from the GGUF file",
-                              f->path, gguf_name(name, gg, sizeof gg) ? gg : "?", name));
+                              f->path, td_xw_gguf_name(name, gg, sizeof gg) ? gg : "?", name));
         return NULL;
     }
     bool same = t->n_dims == rank && dtype == TD_F32;

@@ -164,9 +164,12 @@ static td_status export_decoder(td_ctx *ctx, const td_export_options *opt, td_de
         td_xw w = {.b = &b, .ck = s.md ? s.md->checkpoint : NULL, .why = s.model_type};
         struct td_xw_gguf *gg = s.gguf ? td_xw_gguf_new(&s) : NULL;
         w.gguf = gg;
+        w.gguf_quantized = !opt->gguf_dequantize;
         st = s.gguf && !gg ? td_fail_oom(ctx, 64, "GGUF source") : td_decoder_build(&b, &w, &s, opt->int32_inputs, sum);
         free(gg);
         sum->weight_bytes = w.bytes;
+        if (st == TD_OK && w.gguf && w.gguf_quantized && td_model_opset(m, "com.microsoft") < 1)
+            st = td_model_set_opset(ctx, m, "com.microsoft", 1); /* MatMulNBits, GatherBlockQuantized */
         if (st != TD_OK)
             td_wrap(ctx, "exporting %s", opt->model_dir);
     }

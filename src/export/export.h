@@ -44,6 +44,8 @@ typedef struct td_export_options {
     td_dtype dtype;         /* TD_F32 (default when TD_UNDEFINED) or TD_F16 */
     bool int32_inputs;      /* int32 graph inputs, cast to int64 inside */
     bool cache_output;      /* write through the page cache (see td_onnx_save_options.keep_cached) */
+    bool gguf_dequantize;   /* GGUF input: float32 weights instead of the file's blocks kept quantized
+                             * (com.microsoft MatMulNBits / GatherBlockQuantized, the default) */
 } td_export_options;
 
 #define TD_EXPORT_MAX_IO 4

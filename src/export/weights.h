@@ -16,7 +16,8 @@ struct td_xw_gguf; /* export/decoder_gguf.c: HF tensor names served from a GGUF 
 typedef struct td_xw {
     td_eb *b;
     const td_checkpoint *ck;         /* NULL when gguf is set */
-    const struct td_xw_gguf *gguf;   /* weights from a GGUF file (dequantized to float32) instead of ck */
+    const struct td_xw_gguf *gguf;   /* weights from a GGUF file instead of ck */
+    bool gguf_quantized; /* keep the GGUF file's block-quantized matrices quantized (decoder_gguf.h) */
     const char *why; /* what the tensors are for, in messages ("bert encoder") */
     uint64_t bytes;  /* bytes of the initializers created */
 } td_xw;

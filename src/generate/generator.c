@@ -255,8 +255,10 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
             (st = td_gen_chat_from_dir(ctx, g, files)) != TD_OK)
             goto out;
     } else if (td_is_file(model) && ends_with(model, ".gguf")) {
-        /* llama.cpp file: exported in memory (dequantized), tokenizer from its metadata */
-        td_export_options eo = {.model_dir = model, .task = TD_TASK_TEXT_GENERATION};
+        /* llama.cpp file: exported in memory (blocks kept quantized unless gguf_dequantize), tokenizer from its
+         * metadata */
+        td_export_options eo = {.model_dir = model, .task = TD_TASK_TEXT_GENERATION,
+                                .gguf_dequantize = opt && opt->gguf_dequantize};
         td_export_summary sum;
         if ((st = td_export_build(ctx, &eo, &g->model, &sum)) != TD_OK)
             goto out;

@@ -122,6 +122,9 @@ td_status td_optimize(td_ctx *ctx, td_model *m, const td_opt_options *opts, td_o
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "fold_max_elements must not be negative");
     const td_pass *list[64];
     int n = 0;
+    if (opts->precision == TD_OPT_INT4 && opts->target == TD_OPT_TARGET_PORTABLE)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "precision int4 writes com.microsoft MatMulNBits, which --target "
+                       "portable excludes: use --target fused");
     if (opts->precision == TD_OPT_INT8 && opts->target == TD_OPT_TARGET_PORTABLE)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "precision int8 writes com.microsoft DynamicQuantizeMatMul, "
                        "which --target portable excludes: use --target fused");

@@ -21,7 +21,8 @@ typedef enum td_opt_target {
 } td_opt_target;
 
 /* INT8: dynamic quantization of weight matrix products (pass_quantize.c); needs the fused target. */
-typedef enum td_opt_precision { TD_OPT_FP32 = 0, TD_OPT_FP16 = 1, TD_OPT_BF16 = 2, TD_OPT_INT8 = 3 } td_opt_precision;
+/* INT4: MatMul weights -> com.microsoft MatMulNBits, 4-bit blocks of 32 (pass_quantize.c) */
+typedef enum td_opt_precision { TD_OPT_FP32 = 0, TD_OPT_FP16 = 1, TD_OPT_BF16 = 2, TD_OPT_INT8 = 3, TD_OPT_INT4 = 4 } td_opt_precision;
 
 /* "Evaluate this node on these constant tensors": constant folding calls it for
  * every node whose inputs are all constant. inputs[i] is NULL for an omitted

@@ -11,9 +11,18 @@
  * LayerNorm and every elementwise op stay float32. The bias Add is folded in
  * when the MatMul's output is read only by it and the bias is a constant (N)
  * vector on the last axis. Gemm (the pooler / classifier heads, a few KFLOP)
- * stays float. Runs after the fusions, which read the MatMul + Add forms. */
+ * stays float. Runs after the fusions, which read the MatMul + Add forms.
+ *
+ * --precision int4, and int8 on decoders (graphs with past_key_values inputs): llama.cpp's block layouts
+ * (Q4_0, Q8_0) kept quantized in ONNX:
+ *   MatMul(A, W)                  -> com.microsoft MatMulNBits(A, B, scales), bits 4 | 8, block_size 32,
+ *                                    accuracy_level 4 (int8 activations, per block)
+ * W (K, N) constant float32 becomes N rows of K / 32 blocks, symmetric per block (scale = max |w| / 7 or / 127,
+ * code = round(w / scale) + 8 or 128, MatMulNBits' default zero point: quant/qblock.h); the bias Add stays an
+ * Add. Gather tables (embeddings) stay float32. */
 #include "opt/opt_util.h"
 #include "opt/pass.h"
+#include "quant/qblock.h"
 #include "runtime/cpu/gemm_int8.h"
 
 #include <stdio.h>
@@ -150,7 +159,66 @@ static td_status quantize_attention(td_ctx *ctx, td_graph *g, td_node *at, int *
     return TD_OK;
 }
 
+/* int4 / int8 on decoders: MatMul with a constant float32 (K, N) weight -> MatMulNBits of `bits`. */
+static td_status quantize_matmul_nbits(td_ctx *ctx, td_graph *g, td_node *mm, int bits, int *changes) {
+    td_value *a = mm->inputs[0], *w = mm->inputs[1];
+    const td_tensor *wt = float_matrix(w);
+    if (!wt || !a || a->type.elem != TD_F32 || mm->n_outputs != 1 || !mm->outputs[0] || opt_rank(a) == 0)
+        return TD_OK;
+    int64_t K = wt->dims[0], N = wt->dims[1], kb = (K + 31) / 32;
+    float *rows = malloc((size_t)K * (size_t)N * sizeof *rows); /* W^T (N, K): MatMulNBits rows are outputs */
+    if (!rows)
+        return td_fail_oom(ctx, (size_t)K * (size_t)N * sizeof *rows, "int4 quantization");
+    const float *src = wt->data;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++)
+            rows[n * K + k] = src[k * N + n];
+    td_qblock q = {0};
+    td_status s = td_qblock_quantize(ctx, rows, N, K, bits, 32, true, &q);
+    free(rows);
+    TD_TRY(s);
+    free(q.zp_u8); /* symmetric: the default zero point */
+    free(q.zp_f32);
+    char name[300];
+    td_value *b = NULL, *sc = NULL;
+    int64_t blob = 32 * bits / 8, db[3] = {N, kb, blob}, ds[2] = {N, kb};
+    snprintf(name, sizeof name, "%s_q%d", w->name, bits);
+    if ((s = opt_new_const_owned(ctx, g, name, TD_U8, 3, db, q.b, (size_t)(N * kb * blob), &b)) != TD_OK) {
+        free(q.scales);
+        return s;
+    }
+    snprintf(name, sizeof name, "%s_q%d_scales", w->name, bits);
+    TD_TRY(opt_new_const_owned(ctx, g, name, TD_F32, 2, ds, q.scales, (size_t)(N * kb) * sizeof(float), &sc));
+    td_value *ins[3] = {a, b, sc};
+    td_node *nb = NULL;
+    TD_TRY(opt_replace_producer(ctx, g, mm->outputs[0], "MatMulNBits", "com.microsoft", "MatMulNBits", ins, 3, &nb));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "K", K));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "N", N));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "bits", bits));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "block_size", 32));
+    TD_TRY(td_node_add_attr_int(ctx, nb, "accuracy_level", 4));
+    (*changes)++;
+    return TD_OK;
+}
+
+/* A decoder with a KV cache (export/decoder.h's or Optimum's inputs). */
+static bool is_decoder(const td_graph *g) {
+    for (int i = 0; i < g->n_inputs; i++)
+        if (strncmp(g->inputs[i]->name, "past_key_values.", 16) == 0)
+            return true;
+    return false;
+}
+
 td_status td_pass_quantize(td_ctx *ctx, td_opt_state *st, int *changes) {
+    td_graph *g0 = st->model->graph;
+    if (st->opts->precision == TD_OPT_INT4 || (st->opts->precision == TD_OPT_INT8 && is_decoder(g0))) {
+        /* decoders: llama.cpp's block formats (Q4_0 / Q8_0 layouts) kept quantized, MatMulNBits */
+        int bits = st->opts->precision == TD_OPT_INT4 ? 4 : 8, n_nodes = g0->n_nodes;
+        for (int i = 0; i < n_nodes; i++)
+            if (opt_is_op(g0->nodes[i], "MatMul") && g0->nodes[i]->n_inputs == 2)
+                TD_TRY(quantize_matmul_nbits(ctx, g0, g0->nodes[i], bits, changes));
+        return TD_OK;
+    }
     if (st->opts->precision != TD_OPT_INT8)
         return TD_OK;
     td_graph *g = st->model->graph;

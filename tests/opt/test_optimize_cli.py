@@ -20,7 +20,8 @@ dst = os.path.join(OUT, "out.onnx")
 cases = [
     ("no output", [SRC], 2, "need an input model"),
     ("bad target", [SRC, "-o", dst, "--target", "gpu"], 2, "fused or portable"),
-    ("bad precision", [SRC, "-o", dst, "--precision", "int4"], 2, "fp32, fp16, bf16 or int8"),
+    ("bad precision", [SRC, "-o", dst, "--precision", "int2"], 2, "fp32, fp16, bf16, int8 or int4"),
+    ("int4 portable", [SRC, "-o", dst, "--precision", "int4", "--target", "portable"], 2, "--target fused"),
     ("int8 portable", [SRC, "-o", dst, "--precision", "int8", "--target", "portable"], 2, "--target fused"),
     ("unknown flag", [SRC, "-o", dst, "--fast"], 2, "unknown option"),
     ("unknown pass", [SRC, "-o", dst, "--passes", "dce,magic"], 1, "unknown pass 'magic'"),

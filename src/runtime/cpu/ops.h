@@ -20,6 +20,8 @@ extern const td_op_def td_ops_nbits[];
 extern const int td_ops_nbits_count;
 extern const td_op_def td_ops_kvcache[];
 extern const int td_ops_kvcache_count;
+extern const td_op_def td_ops_gather_bq[];
+extern const int td_ops_gather_bq_count;
 
 /* Highest ai.onnx opset whose semantics the implementations follow. */
 #define TD_MAX_ONNX_OPSET 21

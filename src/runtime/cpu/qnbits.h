@@ -67,7 +67,7 @@ void td_qnbits_quant_row(const float *a, int64_t K, int block_size, int8_t *a8, 
 
 /* ---- optimized kernels (AVX-512; fall back to the references where the CPU lacks it) ---- */
 bool td_qnbits_have_avx512(void);
-/* AVX2 + FMA: the int8 path of 4-bit weights only (used where AVX-512 is missing). */
+/* AVX2 + FMA: the int8 path of 4- and 8-bit weights (used where AVX-512 is missing). */
 bool td_qnbits_have_avx2(void);
 /* Scratch bytes td_qnbits_gemm needs for M rows (either path) on a pool of `threads`. */
 size_t td_qnbits_scratch(const td_qnbits_w *w, int64_t M, int threads);

@@ -270,7 +270,8 @@ TD_AVX512 static void run_cols(void *arg, size_t begin, size_t end, int thread) 
     }
 }
 
-/* ---- AVX2 + FMA: the int8 path for 4-bit codes (codes <= 15 keep vpmaddubsw's int16 sums exact) ---- */
+/* ---- AVX2 + FMA: the int8 path (4-bit codes <= 15 keep vpmaddubsw's int16 sums exact; 8-bit codes are
+ * recentred to int8 and multiplied through the sign trick) ---- */
 #define TD_AVX2 __attribute__((target("avx2,fma")))
 
 bool td_qnbits_have_avx2(void) {
@@ -278,75 +279,119 @@ bool td_qnbits_have_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-/* Weight scales of lanes 8h..8h+7 of chunk c (lane = 4 bytes), as lane_scales. */
-TD_AVX2 static inline __m256 lane_scales8(const float *blk_vals, int64_t kb, int64_t blob, int64_t byte0, __m256i idx) {
-    int64_t b0 = byte0 / blob;
-    if (blob >= 32 || b0 >= kb)
-        return _mm256_set1_ps(b0 < kb ? blk_vals[b0] : 0.0f);
-    int64_t cnt = kb - b0 < 8 ? kb - b0 : 8;
-    __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    return _mm256_permutevar8x32_ps(_mm256_maskload_ps(blk_vals + b0, live), idx);
+/* The weight row is read in 32-byte units (64 4-bit or 32 8-bit codes); lane i (4 bytes) of unit u lies in
+ * block (32 u + 4 i) / blob. Per-block weight scales of unit u's 8 lanes: one broadcast when a unit is inside
+ * one block, else 8 floats from the unit's first block permuted by idx (td_qnbits_prepare pads the scales with
+ * 8 floats, so the load never leaves the array). */
+TD_AVX2 static inline __m256 unit_scales(const float *sc, int64_t blob, int blob_log2, int64_t u, __m256i idx) {
+    int64_t b0 = (u * 32) >> blob_log2; /* blob is a power of two: no division (an idiv per unit cost more than
+                                         * the unit's arithmetic) */
+    if (blob >= 32)
+        return _mm256_broadcast_ss(sc + b0);
+    return _mm256_permutevar8x32_ps(_mm256_loadu_ps(sc + b0), idx);
 }
 
-TD_AVX2 static inline void i8_row_avx2(const job *j, int64_t n, int64_t m0, int R, __m256i idx) {
+TD_AVX2 static inline float hsum8(__m256 v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+
+/* sum_{b < n} x[b] y[b]; tail masks the last n % 8 lanes. */
+TD_AVX2 static inline float dot8(const float *x, const float *y, int64_t n, __m256i tail) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= n; b += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + b), _mm256_loadu_ps(y + b), acc);
+    if (b < n)
+        acc = _mm256_fmadd_ps(_mm256_maskload_ps(x + b, tail), _mm256_maskload_ps(y + b, tail), acc);
+    return hsum8(acc);
+}
+
+/* Weight row n against R prepared activation rows from m0 (BITS and R compile-time constants at each call). */
+TD_AVX2 static inline __attribute__((always_inline)) void i8_row_avx2(const job *j, int64_t n, int64_t m0, int R,
+                                                                      int BITS, __m256i idx, __m256i tail) {
     const td_qnbits_w *w = j->w;
     const qlayout *l = &j->l;
     const uint8_t *row = w->b + n * w->row_bytes;
     const float *sc = w->scale + n * w->kb;
-    const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
+    const int8_t *act[ROWS_MAX];
+    const float *dal[ROWS_MAX];
     __m256 acc[ROWS_MAX];
-    for (int r = 0; r < ROWS_MAX; r++)
+    for (int r = 0; r < R; r++) {
+        const uint8_t *base = j->rows + (size_t)(m0 + r) * l->row;
+        act[r] = (const int8_t *)base;
+        dal[r] = (const float *)(base + l->act);
         acc[r] = _mm256_setzero_ps();
-    uint8_t last[64];
-    for (int64_t c = 0; c < l->chunks; c++) {
-        const uint8_t *src = row + c * 64;
-        if ((c + 1) * 64 > w->row_bytes) { /* the row's last, partial chunk: zero padded copy */
+    }
+    int64_t full = w->row_bytes / 32, units = (w->row_bytes + 31) / 32;
+    int blob_log2 = __builtin_ctzll((unsigned long long)w->blob);
+    uint8_t last[32];
+    for (int64_t u = 0; u < units; u++) {
+        const uint8_t *src = row + 32 * u;
+        if (u == full) { /* the row's last, partial unit: zero padded copy */
             memset(last, 0, sizeof last);
-            memcpy(last, src, (size_t)(w->row_bytes - c * 64));
+            memcpy(last, src, (size_t)(w->row_bytes - 32 * u));
             src = last;
         }
-        for (int h = 0; h < 2; h++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(src + 32 * h)); /* 32 bytes of codes */
-            __m256i lo = _mm256_and_si256(q, nib), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
-            __m256 sv = lane_scales8(sc, w->kb, w->blob, c * 64 + 32 * h, idx);
+        __m256i q = _mm256_loadu_si256((const __m256i *)src); /* (32) bytes of codes */
+        __m256 sv = unit_scales(sc, w->blob, blob_log2, u, idx); /* (8) weight scale per lane */
+        if (BITS == 8) {
+            /* codes - 128 as int8; vpmaddubsw wants an unsigned operand: |q| times a with q's sign, whose pair
+             * sums (<= 2 * 128 * 127) fit int16 */
+            __m256i qs = _mm256_xor_si256(q, flip), qa = _mm256_sign_epi8(qs, qs);
             for (int r = 0; r < R; r++) {
-                const uint8_t *base = j->rows + (size_t)(m0 + r) * l->row;
-                const int8_t *act = (const int8_t *)base + c * 128 + 32 * h;
-                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)act)),
-                                             _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(act + 64))));
+                __m256i a = _mm256_loadu_si256((const __m256i *)(act[r] + 32 * u));
+                __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a, qs)), ones);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(sv, _mm256_loadu_ps(dal[r] + 8 * u)),
+                                         acc[r]);
+            }
+        } else {
+            /* low nibbles are the even elements, high the odd: the activation chunk is [even 64 | odd 64] */
+            __m256i lo = _mm256_and_si256(q, nib), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
+            int64_t off = (u >> 1) * 128 + 32 * (u & 1);
+            for (int r = 0; r < R; r++) {
+                __m256i p = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(act[r] + off))),
+                    _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(act[r] + off + 64))));
                 __m256i s = _mm256_madd_epi16(p, ones); /* (8) int32 per 4 bytes */
-                __m256 dal = _mm256_loadu_ps((const float *)(base + l->act) + c * 16 + 8 * h);
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(sv, dal), acc[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(sv, _mm256_loadu_ps(dal[r] + 8 * u)),
+                                         acc[r]);
             }
         }
     }
+    const float *szp = w->scale_zp + n * w->kb;
     for (int r = 0; r < R; r++) {
         const float *ca = (const float *)(j->rows + (size_t)(m0 + r) * l->row + l->act + l->dal);
-        __m128 v = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
-        v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-        v = _mm_add_ss(v, _mm_movehdup_ps(v));
-        float corr = 0.0f;
-        for (int64_t b = 0; b < w->kb; b++)
-            corr += w->scale_zp[n * w->kb + b] * ca[b];
-        j->Y[(m0 + r) * w->N + n] = _mm_cvtss_f32(v) - corr + (j->bias ? j->bias[n] : 0.0f);
+        /* zero-point term; 8-bit codes were taken as code - 128 above, so 128 * scale less */
+        float corr = dot8(szp, ca, w->kb, tail) - (BITS == 8 ? 128.0f * dot8(sc, ca, w->kb, tail) : 0.0f);
+        j->Y[(m0 + r) * w->N + n] = hsum8(acc[r]) - corr + (j->bias ? j->bias[n] : 0.0f);
     }
 }
 
 TD_AVX2 static void run_cols_avx2(void *arg, size_t begin, size_t end, int thread) {
+    (void)thread;
     const job *j = arg;
     int64_t blob = j->w->blob;
     __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     idx = blob >= 32 ? _mm256_setzero_si256() : _mm256_srli_epi32(idx, blob == 8 ? 1 : 2); /* 4 * lane / blob */
+    __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(j->w->kb % 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    bool b8 = j->w->bits == 8;
     for (size_t n0 = begin; n0 < end; n0 += N_TILE) {
         size_t n1 = n0 + N_TILE < end ? n0 + N_TILE : end;
         for (int64_t m0 = 0; m0 < j->M; m0 += ROWS_MAX) {
             int R = j->M - m0 < ROWS_MAX ? (int)(j->M - m0) : ROWS_MAX;
             for (size_t n = n0; n < n1; n++) {
-                switch (R) {
-                case 1: i8_row_avx2(j, (int64_t)n, m0, 1, idx); break;
-                case 2: i8_row_avx2(j, (int64_t)n, m0, 2, idx); break;
-                case 3: i8_row_avx2(j, (int64_t)n, m0, 3, idx); break;
-                default: i8_row_avx2(j, (int64_t)n, m0, 4, idx); break;
+                switch (R + (b8 ? 4 : 0)) { /* constant row counts and widths keep acc[] in registers */
+                case 1: i8_row_avx2(j, (int64_t)n, m0, 1, 4, idx, tail); break;
+                case 2: i8_row_avx2(j, (int64_t)n, m0, 2, 4, idx, tail); break;
+                case 3: i8_row_avx2(j, (int64_t)n, m0, 3, 4, idx, tail); break;
+                case 4: i8_row_avx2(j, (int64_t)n, m0, 4, 4, idx, tail); break;
+                case 5: i8_row_avx2(j, (int64_t)n, m0, 1, 8, idx, tail); break;
+                case 6: i8_row_avx2(j, (int64_t)n, m0, 2, 8, idx, tail); break;
+                case 7: i8_row_avx2(j, (int64_t)n, m0, 3, 8, idx, tail); break;
+                default: i8_row_avx2(j, (int64_t)n, m0, 4, 8, idx, tail); break;
                 }
             }
         }
@@ -354,6 +399,17 @@ TD_AVX2 static void run_cols_avx2(void *arg, size_t begin, size_t end, int threa
 }
 #else
 bool td_qnbits_have_avx2(void) { return false; }
+#endif
+
+#ifdef TD_QNB_X86
+/* Activation rows: a decode step's single row is prepared on the calling thread (a pool dispatch costs more than
+ * quantizing K floats, twice per matrix per token); prefill rows in parallel. */
+static void prep_all(td_threadpool *pool, job *j) {
+    if (j->M <= 2)
+        prep_rows(j, 0, (size_t)j->M, 0);
+    else
+        td_parallel_for(pool, (size_t)j->M, prep_rows, j);
+}
 #endif
 
 void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float *bias, float *Y, bool int8,
@@ -364,15 +420,15 @@ void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float
         qlayout l = layout_of(w);
         uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
         job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
-        td_parallel_for(pool, (size_t)M, prep_rows, &j);
+        prep_all(pool, &j);
         td_parallel_for(pool, (size_t)w->N, run_cols, &j);
         return;
     }
-    if (int8 && w->bits == 4 && td_qnbits_have_avx2()) {
+    if (int8 && td_qnbits_have_avx2()) {
         qlayout l = layout_of(w);
         uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
         job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
-        td_parallel_for(pool, (size_t)M, prep_rows, &j);
+        prep_all(pool, &j);
         td_parallel_for(pool, (size_t)w->N, run_cols_avx2, &j);
         return;
     }

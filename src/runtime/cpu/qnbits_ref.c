@@ -31,7 +31,8 @@ td_status td_qnbits_prepare(td_ctx *ctx, const td_qnbits_raw *raw, td_qnbits_w *
     *out = NULL;
     int64_t kb = td_qnbits_kb(raw->K, raw->block_size), nkb;
     size_t bytes;
-    if (!td_mul_i64(raw->N, kb, &nkb) || !td_mul_size((size_t)nkb, 2 * sizeof(float), &bytes) ||
+    /* scale and scale_zp, each followed by 8 zero floats: vector kernels load 8 scales from a row's block */
+    if (!td_mul_i64(raw->N, kb, &nkb) || !td_mul_size((size_t)nkb + 8, 2 * sizeof(float), &bytes) ||
         !td_add_size(bytes, sizeof(td_qnbits_w) + 64, &bytes))
         return td_fail(ctx, TD_ERR_OVERFLOW, "MatMulNBits weight of N=%lld, K=%lld is too large", (long long)raw->N,
                        (long long)raw->K);
@@ -47,7 +48,9 @@ td_status td_qnbits_prepare(td_ctx *ctx, const td_qnbits_raw *raw, td_qnbits_w *
     w->row_bytes = kb * w->blob;
     w->b = raw->b;
     w->scale = (float *)(((uintptr_t)(w + 1) + 63) & ~(uintptr_t)63);
-    w->scale_zp = w->scale + nkb;
+    w->scale_zp = w->scale + nkb + 8;
+    memset(w->scale + nkb, 0, 8 * sizeof(float));
+    memset(w->scale_zp + nkb, 0, 8 * sizeof(float));
     for (int64_t n = 0; n < raw->N; n++)
         for (int64_t blk = 0; blk < kb; blk++) {
             float s = raw->scales[n * kb + blk];
