@@ -5,12 +5,17 @@ Model: SmolLM2-135M-Instruct Q4_1 (scripts/setup-smollm2.sh), exported by `tdepl
 (weights dequantized to fp32). Equal work: the same prompt ids (random, fixed seed, PROMPT tokens), greedy,
 NEW tokens with eos ignored, batch 1, THREADS threads.
 - tdeploy: `tdeploy generate MODEL.onnx --prompt-ids ... --json` (its own timing of the prefill and of the decode
-  steps; the process start and graph load are outside both).
+  steps, wall and process CPU time; the process start and graph load are outside both).
 - ONNX Runtime: InferenceSession(ORT_ENABLE_ALL: its own graph optimizer) on the same file, the same greedy loop
-  through past_key_values/present in Python (numpy argmax; the loop's overhead is part of ORT's decode figure).
-Rounds alternate tdeploy / ORT; the table gives the median and the range over rounds.
-With --batch B, B different prompts of the same length are generated together (no padding).
-usage: bench_decoder.py [--rounds 3] [--prompt 128] [--new 128] [--threads 2] [--batch 1]"""
+  through past_key_values/present in Python (numpy argmax; the loop's overhead is part of ORT's decode figure),
+  timed with time.perf_counter (wall) and time.process_time (CPU of the process).
+Rounds alternate tdeploy / ORT. For each round the ratio tdeploy/ORT of decode ms/token and ORT/tdeploy of prefill
+time (so > 1 means tdeploy is faster at prefill, < 1 faster at decode) is computed from wall and from CPU time;
+the tables give medians and ranges over rounds. On a busy host the CPU-time figures of a 1-thread run (--threads 1)
+are the ones that mean something: wall time there is mostly waiting for a core, and with 2 threads the CPU time
+includes both runtimes' spin-waiting. With --batch B, B different prompts of the same length are generated
+together (no padding).
+usage: bench_decoder.py [--rounds 3] [--prompt 128] [--new 128] [--threads 2] [--batch 1] [--json FILE]"""
 import argparse
 import json
 import os
@@ -30,6 +35,7 @@ ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--batch", type=int, default=1)
 ap.add_argument("--bin", default=os.path.join(ROOT, "build", "tdeploy"))
 ap.add_argument("--work", default="/tmp/td_bench_decoder")
+ap.add_argument("--json", help="also write every round's figures here")
 a = ap.parse_args()
 
 gguf = subprocess.run([os.path.join(ROOT, "scripts", "setup-smollm2.sh")], capture_output=True, text=True,
@@ -37,7 +43,8 @@ gguf = subprocess.run([os.path.join(ROOT, "scripts", "setup-smollm2.sh")], captu
 os.makedirs(a.work, exist_ok=True)
 onnx_path = os.path.join(a.work, "smollm2-135m.onnx")
 if not os.path.exists(onnx_path):
-    subprocess.run([a.bin, "export", "-m", gguf, "-o", onnx_path, "-q"], check=True)
+    # --precision fp32: the GGUF blocks dequantized (export keeps them quantized by default)
+    subprocess.run([a.bin, "export", "-m", gguf, "-o", onnx_path, "--precision", "fp32", "-q"], check=True)
 rng = np.random.default_rng(0)
 prompts = rng.integers(100, 40000, (a.batch, a.prompt)).tolist()
 prompt = prompts[0]
@@ -51,7 +58,9 @@ def run_tdeploy():
                         "--threads", str(a.threads), "--json"], capture_output=True, text=True, check=True)
     d = json.loads(r.stdout)
     n = len(d["results"][0]["ids"])
-    return d["prefill_seconds"], d["decode_seconds"] / (n - 1), [row["ids"] for row in d["results"]]
+    return {"prefill": d["prefill_seconds"], "decode": d["decode_seconds"] / (n - 1),
+            "prefill_cpu": d["prefill_cpu_seconds"], "decode_cpu": d["decode_cpu_seconds"] / (n - 1),
+            "ids": [row["ids"] for row in d["results"]]}
 
 
 import onnxruntime as ort  # noqa: E402
@@ -73,9 +82,9 @@ def run_ort():
     for n, i in ins.items():
         if n.startswith("past_key_values"):
             feed[n] = np.zeros((b, i.shape[1], 0, i.shape[3]), np.float32)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     r = dict(zip(outs, sess.run(None, feed)))
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     toks = [[] for _ in range(b)]
     for step in range(a.new):
         nxt = r["logits"][:, -1].argmax(-1)
@@ -88,23 +97,41 @@ def run_ort():
                 "position_ids": np.full((b, 1), len(prompt) + step, np.int64)}
         feed.update({k.replace("present", "past_key_values"): v for k, v in r.items() if k.startswith("present")})
         r = dict(zip(outs, sess.run(None, feed)))
-    t2 = time.perf_counter()
-    return t1 - t0, (t2 - t1) / (a.new - 1), toks
+    t2, c2 = time.perf_counter(), time.process_time()
+    return {"prefill": t1 - t0, "decode": (t2 - t1) / (a.new - 1), "prefill_cpu": c1 - c0,
+            "decode_cpu": (c2 - c1) / (a.new - 1), "ids": toks}
 
 
 res = {"tdeploy": [], "ort": []}
+load = []
 for rnd in range(a.rounds):
+    load.append(os.getloadavg()[0])
     res["tdeploy"].append(run_tdeploy())
     res["ort"].append(run_ort())
-same = res["tdeploy"][0][2] == res["ort"][0][2]
+same = all(t["ids"] == o["ids"] for t, o in zip(res["tdeploy"], res["ort"]))
 print(f"SmolLM2-135M (fp32, dequantized Q4_1), prompt {a.prompt}, {a.new} new tokens, batch {a.batch}, "
-      f"{a.threads} threads, {a.rounds} rounds; greedy tokens identical: {same}")
-print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
-print("| | prefill tokens/s | decode ms/token |")
-print("|---|---|---|")
+      f"{a.threads} thread(s), {a.rounds} rounds alternating; greedy tokens identical in every round: {same}")
+print(f"machine: {os.cpu_count()} cpus, load average {min(load):.1f}-{max(load):.1f} at the rounds' starts")
+
+
+def med(v):
+    v = sorted(v)
+    return f"{np.median(v):.2f} ({v[0]:.2f}-{v[-1]:.2f})"
+
+
+print("| | prefill tokens/s (wall) | decode ms/token (wall) | prefill tokens/s (CPU) | decode ms/token (CPU) |")
+print("|---|---|---|---|---|")
 for k in ("tdeploy", "ort"):
-    pre = sorted(a.batch * a.prompt / r[0] for r in res[k])
-    dec = sorted(r[1] * 1e3 for r in res[k])
-    print(f"| {k} | {np.median(pre):.0f} ({pre[0]:.0f}-{pre[-1]:.0f}) | {np.median(dec):.1f} "
-          f"({dec[0]:.1f}-{dec[-1]:.1f}) |")
+    rs = res[k]
+    print(f"| {k} | {med([a.batch * a.prompt / r['prefill'] for r in rs])} | {med([r['decode'] * 1e3 for r in rs])} | "
+          f"{med([a.batch * a.prompt / r['prefill_cpu'] for r in rs])} | {med([r['decode_cpu'] * 1e3 for r in rs])} |")
+print("per-round ratios, median (range):")
+for clock, sfx in (("wall", ""), ("CPU", "_cpu")):
+    dec = [t["decode" + sfx] / o["decode" + sfx] for t, o in zip(res["tdeploy"], res["ort"])]
+    pre = [o["prefill" + sfx] / t["prefill" + sfx] for t, o in zip(res["tdeploy"], res["ort"])]
+    print(f"  {clock}: decode tdeploy/ORT {med(dec)} (goal <= 0.85); prefill speed tdeploy/ORT {med(pre)} (goal >= 1)")
+if a.json:
+    with open(a.json, "w") as f:
+        json.dump({"args": vars(a), "load": load, "rounds": {k: [{x: y for x, y in r.items() if x != "ids"}
+                                                                   for r in v] for k, v in res.items()}}, f, indent=1)
 sys.exit(0 if same else 1)

@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
         return usage();
     const char *model = argv[1], *path = argv[2];
     long window = 512, max_tokens = 0;
-    td_generator_options gopt = {.threads = 2};
+    td_generator_options gopt = {.threads = 2, .all_logits = true}; /* every position's logits, not the last only */
     for (int i = 3; i < argc; i++) {
         if (i + 1 >= argc)
             return usage();

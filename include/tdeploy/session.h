@@ -131,6 +131,8 @@ typedef struct td_session_stats {
     size_t weight_bytes;   /* prepacked weights owned by the session */
     uint64_t plans;        /* how many times a plan was built */
     uint64_t runs;
+    uint64_t allocs;       /* heap allocations the session made while planning and running (a run with the
+                              planned shapes makes none): tests prove per-step work allocation-free with it */
     int nodes, hoisted_nodes;
     int fused_nodes; /* consumers folded into a producer's GEMM epilogue (Gelu: not run; SkipLayerNorm: runs
                         without its residual add) */

@@ -37,6 +37,11 @@ static void usage(FILE *f) {
             "  --seq-len MIN OPT MAX      sequence lengths of the profile (default 1 min(128, M) M, M = the model's\n"
             "                             max length, where the served model truncates; a MAX below M is a warning)\n"
             "  --batch-size MIN OPT MAX   batch sizes of the profile (default 1 1 1)\n"
+            "                             text-generation: --seq-len sets the prompt lengths (validation prompts\n"
+            "                             of MIN..MAX tokens, benchmark prompt OPT; MAX must leave room to\n"
+            "                             generate), --batch-size the batches (a validated left-padded batch of\n"
+            "                             MAX rows, benchmark at MIN, OPT, MAX); default: prompts of at most 32\n"
+            "                             tokens, a batch of 4, benchmark at batch 1 and 8 with prompt min(128, M)\n"
             "  --precision P              fp32 | fp16 | bf16 weights of the backends (default fp32); int8:\n"
             "                             model-optimized.onnx gets int8 weights (DynamicQuantizeMatMul) and\n"
             "                             validation requires a mean row cosine >= 0.99 per output (elements\n"
@@ -117,6 +122,7 @@ int td_cmd_convert(int argc, char **argv) {
             o.timing_cache = argv[++i];
         } else if ((!strcmp(a, "--seq-len") || !strcmp(a, "--batch-size")) && has3) {
             int64_t *dst = !strcmp(a, "--seq-len") ? o.seq : o.batch;
+            o.batch_given |= dst == o.batch;
             for (int k = 0; k < 3; k++)
                 if (!td_cli_parse_i64(argv[i + 1 + k], INT64_MIN, INT64_MAX, &dst[k])) {
                     rc = td_cli_usage_error("convert", "%s needs three integers MIN OPT MAX, got '%s'", a,

@@ -45,7 +45,8 @@ static void usage(FILE *f) {
             "  --system TEXT          a system message before each --chat message (else the template's default)\n"
             "  --messages JSON        a whole conversation for the chat template: [{\"role\": \"user\",\n"
             "                         \"content\": \"...\"}, ...], or @FILE holding it\n"
-            "  --max-new-tokens N     tokens to generate at most (default 32)\n"
+            "  --max-new-tokens N     tokens to generate at most (default 32); generation stops earlier when\n"
+            "                         prompt + new tokens fill the model's context (finish \"context\")\n"
             "  --do-sample            sample instead of greedy decoding; --temperature, --top-k, --top-p and\n"
             "                         --min-p turn it on too (transformers' semantics, applied in that order)\n"
             "  --temperature T        divide logits by T > 0 (default 1)\n"
@@ -142,7 +143,14 @@ static void print_json(const char *model, int64_t *const *prompts, const size_t 
     }
     cJSON_AddNumberToObject(j, "prefill_seconds", r[0].prefill_s);
     cJSON_AddNumberToObject(j, "decode_seconds", r[0].decode_s);
+    cJSON_AddNumberToObject(j, "prefill_cpu_seconds", r[0].prefill_cpu_s);
+    cJSON_AddNumberToObject(j, "decode_cpu_seconds", r[0].decode_cpu_s);
     cJSON_AddNumberToObject(j, "new_tokens", (double)tokens);
+    cJSON *rt = cJSON_AddObjectToObject(j, "runtime"); /* what the request cost: see td_gen_result */
+    cJSON_AddBoolToObject(rt, "kv_in_place", r[0].kv_in_place);
+    cJSON_AddNumberToObject(rt, "plans", (double)r[0].plans);
+    cJSON_AddNumberToObject(rt, "session_allocs", (double)r[0].session_allocs);
+    cJSON_AddNumberToObject(rt, "cache_copy_bytes", (double)r[0].cache_copy_bytes);
     char *text = cJSON_Print(j);
     if (text)
         printf("%s\n", text);
@@ -405,9 +413,15 @@ int td_cmd_generate(int argc, char **argv) {
             }
         }
         if (st == TD_OK) {
-            size_t tokens = 0;
-            for (size_t i = 0; i < a.n; i++)
+            size_t tokens = 0, full = 0;
+            for (size_t i = 0; i < a.n; i++) {
                 tokens += res[i].n_ids;
+                full += res[i].finish && !strcmp(res[i].finish, "context");
+            }
+            if (full)
+                td_warn("context full: generation of %zu prompt(s) stopped at the model's %lld positions (prompt + new "
+                        "tokens) before --max-new-tokens %lld", full, (long long)td_generator_context(g),
+                        (long long)o.max_new_tokens);
             td_info("%zu prompt(s), %zu new tokens: prefill %.1f ms, decode %.1f ms/step", a.n, tokens,
                     res[0].prefill_s * 1e3, res[0].n_ids > 1 ? res[0].decode_s * 1e3 / (double)(res[0].n_ids - 1) : 0);
         }

@@ -32,6 +32,7 @@ typedef struct td_convert_options {
     int n_backends;
     int64_t seq[3];           /* min, opt, max sequence length */
     int64_t batch[3];         /* min, opt, max batch size */
+    bool batch_given;         /* --batch-size was given (text-generation's default batches are 1 and 8) */
     const char *precision;    /* "fp32" | "fp16" | "bf16": weights of the backends */
     int int8_weight_bits;     /* int8: 8 (default) or 7, as `optimize --int8-weight-bits` */
     double atol, rtol;        /* < 0: defaults for the precision */

@@ -27,8 +27,8 @@ static uint64_t next_rand(uint64_t *s) { /* splitmix64: reproducible random prom
 
 /* The prompts as token ids: the built-in texts through the model's tokenizer, or
  * random ids of different lengths when the model has none. ids[i] (lens[i]) malloc'd. */
-static td_status make_prompts(td_ctx *ctx, const td_generator *g, uint64_t seed, int64_t max_len, int64_t *ids[N_PROMPTS],
-                              size_t lens[N_PROMPTS]) {
+static td_status make_prompts(td_ctx *ctx, const td_generator *g, uint64_t seed, int64_t min_len, int64_t max_len,
+                              int64_t *ids[N_PROMPTS], size_t lens[N_PROMPTS]) {
     const td_tokenizer *tok = td_generator_tokenizer(g);
     for (int i = 0; i < N_PROMPTS; i++) {
         td_encoding enc = {0};
@@ -43,6 +43,8 @@ static td_status make_prompts(td_ctx *ctx, const td_generator *g, uint64_t seed,
         }
         if (n > (size_t)max_len)
             n = (size_t)max_len;
+        if (n < (size_t)min_len) /* extended with random ids up to --seq-len MIN */
+            n = (size_t)min_len;
         if (n == 0)
             n = 1;
         ids[i] = malloc(n * sizeof *ids[i]);
@@ -119,7 +121,8 @@ static td_status open_pair(td_ctx *ctx, td_convert_decoder *d, td_generator **re
     td_generator_options ro = {.threads = 1, .backend = "reference", .keep_graph = true};
     if (td_generator_open(ctx, d->ref_onnx, &ro, ref) != TD_OK)
         return td_wrap(ctx, "preparing the validation reference (reference kernels on %s)", d->ref_onnx);
-    td_generator_options bo = {.threads = d->o->threads, .backend = d->backend, .precision = d->precision};
+    td_generator_options bo = {.threads = d->o->threads, .backend = d->backend, .precision = d->precision,
+                               .all_logits = true};
     if (td_generator_open(ctx, d->opt_onnx, &bo, got) != TD_OK)
         return td_wrap(ctx, "preparing backend '%s'", d->backend);
     return TD_OK;
@@ -134,11 +137,17 @@ static td_status validate_case(td_ctx *ctx, td_convert_decoder *d, td_generator 
     o.interrupt = d->o->interrupted;
     o.on_logits = keep_prefill;
     o.user = keep;
-    td_gen_result rr[N_PROMPTS], gr[N_PROMPTS];
-    TD_TRY(td_generate(ctx, ref, (const int64_t *const *)ids, lens, n, &o, rr));
-    if (keep->oom) {
+    td_gen_result *rr = calloc(2 * n, sizeof *rr), *gr = rr + n;
+    if (!rr)
+        return td_fail_oom(ctx, 2 * n * sizeof *rr, "generation results");
+    td_status s = td_generate(ctx, ref, (const int64_t *const *)ids, lens, n, &o, rr);
+    if (s == TD_OK && keep->oom) {
         td_gen_results_free(rr, n);
-        return td_fail_oom(ctx, keep->numel * sizeof(float), "reference logits");
+        s = td_fail_oom(ctx, keep->numel * sizeof(float), "reference logits");
+    }
+    if (s != TD_OK) {
+        free(rr);
+        return s;
     }
     logits_cmp cmp = {.ref = keep, .lens = lens, .d = d};
     td_gen_options_defaults(got, &o);
@@ -146,9 +155,10 @@ static td_status validate_case(td_ctx *ctx, td_convert_decoder *d, td_generator 
     o.interrupt = d->o->interrupted;
     o.on_logits = compare_prefill;
     o.user = &cmp;
-    td_status s = td_generate(ctx, got, (const int64_t *const *)ids, lens, n, &o, gr);
+    s = td_generate(ctx, got, (const int64_t *const *)ids, lens, n, &o, gr);
     if (s != TD_OK) {
         td_gen_results_free(rr, n);
+        free(rr);
         return td_wrap(ctx, "backend '%s' generating", d->backend);
     }
     if (cmp.shape_mismatch)
@@ -171,6 +181,7 @@ static td_status validate_case(td_ctx *ctx, td_convert_decoder *d, td_generator 
     }
     td_gen_results_free(rr, n);
     td_gen_results_free(gr, n);
+    free(rr);
     return s;
 }
 
@@ -181,22 +192,38 @@ td_status td_convert_decoder_validate(td_ctx *ctx, td_convert_decoder *d) {
     logits_keep keep = {0};
     td_status s = open_pair(ctx, d, &ref, &got);
     int64_t ctxlen = s == TD_OK ? td_generator_context(ref) : 0;
-    int64_t max_prompt = MAX_PROMPT_TOKENS;
+    int64_t min_prompt = d->seq_given ? d->seq_min : 1, max_prompt = d->seq_given ? d->seq_max : MAX_PROMPT_TOKENS;
     d->new_tokens = VALIDATION_NEW_TOKENS;
-    if (ctxlen > 0 && max_prompt + d->new_tokens > ctxlen) { /* tiny contexts: half prompt, half new tokens */
-        max_prompt = ctxlen / 2 > 0 ? ctxlen / 2 : 1;
+    if (ctxlen > 0 && max_prompt + d->new_tokens > ctxlen) {
+        if (!d->seq_given) /* tiny contexts: half prompt, half new tokens */
+            max_prompt = ctxlen / 2 > 0 ? ctxlen / 2 : 1;
         d->new_tokens = ctxlen - max_prompt;
     }
     if (s == TD_OK && d->new_tokens < 1)
-        s = td_fail(ctx, TD_ERR_UNSUPPORTED, "the model's context (%lld positions) leaves no room to generate",
-                    (long long)ctxlen);
+        s = td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "prompts of %lld tokens leave no room to generate in the model's "
+                    "context of %lld positions", (long long)max_prompt, (long long)ctxlen);
     if (s == TD_OK)
-        s = make_prompts(ctx, ref, d->seed, max_prompt, ids, lens);
-    /* every prompt alone, then all of them as one left-padded batch */
+        s = make_prompts(ctx, ref, d->seed, min_prompt, max_prompt, ids, lens);
+    /* every prompt alone, then one left-padded batch of them (rows cycle through the prompts) */
     for (int i = 0; i < N_PROMPTS && s == TD_OK; i++)
         s = validate_case(ctx, d, ref, got, &ids[i], &lens[i], 1, &keep);
-    if (s == TD_OK)
-        s = validate_case(ctx, d, ref, got, ids, lens, N_PROMPTS, &keep);
+    size_t rows = d->batch_given ? (size_t)d->batch[2] : N_PROMPTS;
+    d->batch_rows = rows > 1 ? rows : 0;
+    d->prompt_min = d->prompt_max = lens[0];
+    for (int i = 1; i < N_PROMPTS; i++) {
+        d->prompt_min = lens[i] < d->prompt_min ? lens[i] : d->prompt_min;
+        d->prompt_max = lens[i] > d->prompt_max ? lens[i] : d->prompt_max;
+    }
+    int64_t **bids = s == TD_OK ? malloc(rows * sizeof *bids) : NULL;
+    size_t *blens = s == TD_OK ? malloc(rows * sizeof *blens) : NULL;
+    if (s == TD_OK && (!bids || !blens))
+        s = td_fail_oom(ctx, rows * sizeof *bids, "the validation batch");
+    for (size_t i = 0; s == TD_OK && i < rows; i++)
+        bids[i] = ids[i % N_PROMPTS], blens[i] = lens[i % N_PROMPTS];
+    if (s == TD_OK && rows > 1)
+        s = validate_case(ctx, d, ref, got, bids, blens, rows, &keep);
+    free(bids);
+    free(blens);
     d->passed = s == TD_OK && d->n_compared > 0 && d->n_failed == 0 && d->n_token_mismatch == 0;
     if (s == TD_OK) {
         td_info("  %s/logits (prefill): %zu values over %d generations, max abs diff %.3g, max rel diff %.3g, %zu "
@@ -267,15 +294,21 @@ td_status td_convert_decoder_benchmark(td_ctx *ctx, td_convert_decoder *d) {
         return td_wrap(ctx, "preparing backend '%s' for the benchmark", d->backend);
     int64_t ctxlen = td_generator_context(g), prompt = d->prompt_len, new_tokens = BENCH_NEW_TOKENS;
     if (ctxlen > 0 && prompt + new_tokens > ctxlen) {
-        prompt = ctxlen / 2 < prompt ? ctxlen / 2 : prompt;
+        if (!d->seq_given) /* the default prompt: halve it for a small context; a given OPT stays */
+            prompt = ctxlen / 2 < prompt ? ctxlen / 2 : prompt;
         new_tokens = ctxlen - prompt;
     }
     td_status s = TD_OK;
     if (prompt < 1 || new_tokens < 2)
         s = td_fail(ctx, TD_ERR_UNSUPPORTED, "the model's context (%lld positions) is too short to benchmark decoding",
                     (long long)ctxlen);
-    const int64_t batches[TD_DECODER_BENCH_BATCHES] = {1, 8};
-    for (int k = 0; k < TD_DECODER_BENCH_BATCHES && s == TD_OK; k++) {
+    int64_t batches[TD_DECODER_BENCH_BATCHES] = {1, 8};
+    int n_batches = 2;
+    if (d->batch_given) /* MIN, OPT, MAX without repeats */
+        for (int k = n_batches = 0; k < 3; k++)
+            if (n_batches == 0 || batches[n_batches - 1] != d->batch[k])
+                batches[n_batches++] = d->batch[k];
+    for (int k = 0; k < n_batches && s == TD_OK; k++) {
         td_decoder_bench *b = &d->bench[k];
         b->batch = batches[k], b->prompt = prompt, b->new_tokens = new_tokens;
         if ((s = bench_one(ctx, d, g, b)) != TD_OK)
@@ -305,6 +338,9 @@ td_status td_convert_decoder_report(td_ctx *ctx, const td_convert_decoder *d, td
     cJSON_AddNumberToObject(gt, "generations", d->n_cases);
     cJSON_AddNumberToObject(gt, "identical", d->n_cases - d->n_token_mismatch);
     cJSON_AddNumberToObject(gt, "new_tokens", (double)d->new_tokens);
+    cJSON_AddNumberToObject(gt, "prompt_tokens_min", (double)d->prompt_min);
+    cJSON_AddNumberToObject(gt, "prompt_tokens_max", (double)d->prompt_max);
+    cJSON_AddNumberToObject(gt, "batch_rows", (double)d->batch_rows);
     cJSON_AddBoolToObject(gt, "passed", d->n_cases > 0 && d->n_token_mismatch == 0);
     if (d->n_token_mismatch)
         cJSON_AddStringToObject(gt, "first_mismatch", d->mismatch);

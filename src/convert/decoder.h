@@ -8,6 +8,11 @@
  * logits at the real positions must agree within atol + rtol |ref|, and the greedy
  * tokens of both must be identical.
  *
+ * --seq-len MIN OPT MAX sets the prompt lengths (validation prompts cut or extended
+ * into MIN..MAX, the benchmark prompt OPT) and --batch-size MIN OPT MAX the batches
+ * (a validated left-padded batch of MAX rows, a benchmark at MIN, OPT and MAX);
+ * without them validation uses prompts of at most 32 tokens and a batch of 4.
+ *
  * The benchmark generates from random prompts at batch 1 and 8 with eos off (so
  * every run makes the same number of tokens): time to first token (the prefill),
  * prefill tokens/s and decode ms/token (one step of the whole batch), p50/p95. */
@@ -23,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TD_DECODER_BENCH_BATCHES 2 /* batch 1 and 8 */
+#define TD_DECODER_BENCH_BATCHES 3 /* batch 1 and 8, or --batch-size MIN OPT MAX (distinct values) */
 
 typedef struct td_decoder_bench {
     int64_t batch, prompt, new_tokens;
@@ -41,6 +46,11 @@ typedef struct td_convert_decoder {
     td_precision precision;
     double atol, rtol;
     int64_t prompt_len;    /* benchmark prompt length (the profile's opt sequence length) */
+    bool seq_given;        /* --seq-len given: validation prompts have seq_min..seq_max tokens (else at most 32) */
+    int64_t seq_min, seq_max;
+    bool batch_given;      /* --batch-size given: the validated left-padded batch has batch[2] rows (else 4) and
+                            * the benchmark runs at each distinct batch[0..2] (else at 1 and 8) */
+    int64_t batch[3];
     uint64_t seed;
     /* out: validation */
     bool passed;
@@ -49,6 +59,8 @@ typedef struct td_convert_decoder {
     int n_cases;                  /* generations compared (single prompts + the padded batch rows) */
     int n_token_mismatch;         /* rows whose greedy tokens differ */
     int64_t new_tokens;           /* greedy tokens asked per validation case */
+    size_t prompt_min, prompt_max; /* validation prompt lengths (tokens) */
+    size_t batch_rows;            /* rows of the validated left-padded batch */
     char mismatch[256];           /* the first differing row, for the report */
     /* out: benchmark (n_bench = 0: not run) */
     td_decoder_bench bench[TD_DECODER_BENCH_BATCHES];

@@ -967,7 +967,20 @@ static td_status convert_decoder(td_ctx *ctx, conv *c) {
     /* config, tokenizer and generation config beside the ONNX files: the generators read them there */
     TD_TRY(copy_model_files(ctx, c));
     td_convert_decoder d = {.o = c->o, .ref_onnx = c->onnx_path, .opt_onnx = c->opt_path, .atol = c->atol,
-                            .rtol = c->rtol, .prompt_len = c->seq[1], .seed = c->o->seed};
+                            .rtol = c->rtol, .prompt_len = c->seq[1], .seed = c->o->seed,
+                            .seq_given = c->o->seq[0] != 0, .seq_min = c->seq[0], .seq_max = c->seq[2],
+                            .batch_given = c->o->batch_given};
+    memcpy(d.batch, c->o->batch, sizeof d.batch);
+    /* prompt lengths the model's positions cannot take with new tokens after them: a usage error, before any work */
+    int64_t room = c->md->max_seq_length;
+    if (d.seq_given && (c->seq[2] + 1 > room || (!c->o->no_bench && c->seq[1] + 2 > room))) {
+        c->res->option_misfit = true;
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "--seq-len %lld %lld %lld: a decoder generates after the prompt, so MAX must be at most %lld and "
+                       "OPT (the benchmark's prompt, 2 new tokens at least) at most %lld in %s's %lld positions",
+                       (long long)c->seq[0], (long long)c->seq[1], (long long)c->seq[2], (long long)(room - 1),
+                       (long long)(room - 2), c->o->model, (long long)room);
+    }
     d.precision = strcmp(c->o->precision, "fp16") == 0   ? TD_PRECISION_FP16
                   : strcmp(c->o->precision, "bf16") == 0 ? TD_PRECISION_BF16
                                                          : TD_PRECISION_FP32;

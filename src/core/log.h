@@ -36,5 +36,7 @@ void td_progress_end(td_progress *p);
 
 /* Monotonic seconds. */
 double td_now_s(void);
+/* CPU time of the whole process (every thread), seconds: for timings on a busy host. */
+double td_cpu_now_s(void);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "core/ctx.h"
 #include "generate/generator.h"
+#include "generate/kv_inplace.h"
 #include "gguf/gguf.h"
 #include "onnx/ir.h"
 
@@ -18,6 +19,8 @@ struct td_generator {
     td_session *s;
     td_tokenizer *tok;  /* NULL when none was found (ids in, ids out) */
     td_gen_cache *caches;
+    bool last_logits;   /* the graph makes logits of the last position only (td_gen_last_logits) */
+    td_gen_kv_plan kv;  /* in_place: the graph was rewritten for the in-place cache (kv_inplace.h) */
     int n_caches;
     int i_logits;
     bool has_pos, int32;

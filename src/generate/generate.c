@@ -32,11 +32,15 @@ void td_gen_results_free(td_gen_result *r, size_t n) {
 typedef struct request {
     size_t batch, prompt, cap;   /* rows, longest prompt, prompt + max_new_tokens */
     int64_t *ids;                /* (batch, prompt) prefill ids, then (batch, 1) step ids */
-    int64_t *mask;               /* (batch, cap) attention mask, the first `total` columns in use */
+    int64_t *mask;               /* (batch, cap) attention mask: in place, rows cap apart; else packed (batch, total) */
     int64_t *pos;                /* (batch, prompt) positions; (batch, 1) per step */
     int64_t *last_pos;           /* (batch) */
     int32_t *narrow;             /* int32 copies for graphs with int32 inputs */
-    float **kv;                  /* per cache: (batch, kv_heads, cap, head_dim) */
+    float *kv_block;             /* every layer's cache, one zeroed allocation */
+    float **kv;                  /* per cache: (batch, kv_heads, cap, head_dim) in kv_block */
+    float *bias;                 /* in place: (batch, 1, prompt, cap) attention bias, (batch, 1, 1, cap) per step */
+    int64_t position;            /* in place: cache column of the first new token of the pass */
+    uint64_t copied;             /* bytes of cache copied out of present outputs (the fallback path) */
     float *row;                  /* (vocab) logits of one row */
     int64_t **hist;              /* per row: prompt + generated ids (cap) */
     size_t *n_hist;
@@ -51,9 +55,10 @@ static void request_free(request *r, int n_caches) {
     free(r->pos);
     free(r->last_pos);
     free(r->narrow);
-    for (int i = 0; r->kv && i < n_caches; i++)
-        free(r->kv[i]);
+    (void)n_caches;
+    free(r->kv_block);
     free(r->kv);
+    free(r->bias);
     free(r->row);
     for (size_t i = 0; r->hist && i < r->batch; i++)
         free(r->hist[i]);
@@ -75,24 +80,39 @@ static td_status request_alloc(td_ctx *ctx, const td_generator *g, request *r) {
     /* int32 staging for ids + mask + positions of the largest pass (the prefill: 2 x prompt + cap columns) */
     r->narrow = g->int32 ? calloc(cells + 2 * b * r->prompt, sizeof *r->narrow) : NULL;
     r->kv = calloc((size_t)g->n_caches, sizeof *r->kv);
+    size_t bias_cells = 0; /* (batch, 1, prompt, prompt) for the prefill, (batch, 1, 1, cap) per step */
+    if (!td_mul_size(cells, r->prompt, &bias_cells) || !td_mul_size(bias_cells, sizeof *r->bias, &bias_cells))
+        return td_fail(ctx, TD_ERR_OVERFLOW, "generate: batch %zu x %zu x %zu attention bias overflows", b, r->prompt,
+                       r->cap);
+    r->bias = g->kv.in_place ? malloc(bias_cells) : NULL;
     r->row = malloc((size_t)g->vocab * sizeof *r->row);
     r->hist = calloc(b, sizeof *r->hist);
     r->n_hist = calloc(b, sizeof *r->n_hist);
     r->done = calloc(b, sizeof *r->done);
     r->emitted = calloc(b, sizeof *r->emitted);
     bool ok = r->ids && r->mask && r->pos && r->last_pos && (r->narrow || !g->int32) && r->kv && r->row && r->hist &&
+              (r->bias || !g->kv.in_place) &&
               r->n_hist && r->done && r->emitted && td_sampler_scratch_init(&r->scratch, g->vocab);
     for (size_t i = 0; ok && i < b; i++)
         ok = (r->hist[i] = malloc(r->cap * sizeof *r->hist[i])) != NULL;
-    for (int i = 0; ok && i < g->n_caches; i++) {
+    if (!ok)
+        return td_fail_oom(ctx, cells * sizeof(int64_t), "the state of the request");
+    /* one zeroed block for all layers: columns not written yet must be finite (the bias closes them) */
+    size_t offs = 0;
+    for (int i = 0; i < g->n_caches; i++) {
         const td_gen_cache *c = &g->caches[i];
         size_t per = 0;
-        if (!td_mul_size(cells, (size_t)c->kv_heads, &per) || !td_mul_size(per, (size_t)c->head_dim, &kv_cells))
+        if (!td_mul_size(cells, (size_t)c->kv_heads, &per) || !td_mul_size(per, (size_t)c->head_dim, &kv_cells) ||
+            !td_add_size(offs, kv_cells, &offs) || !td_mul_size(offs, sizeof(float), &per))
             return td_fail(ctx, TD_ERR_OVERFLOW, "generate: KV cache size overflows");
-        ok = (r->kv[i] = malloc(kv_cells * sizeof(float))) != NULL;
     }
-    if (!ok)
-        return td_fail_oom(ctx, kv_cells * sizeof(float) * (size_t)g->n_caches, "the KV cache of the request");
+    if (!(r->kv_block = calloc(offs ? offs : 1, sizeof(float))))
+        return td_fail_oom(ctx, offs * sizeof(float), "the KV cache of the request");
+    offs = 0;
+    for (int i = 0; i < g->n_caches; i++) {
+        r->kv[i] = r->kv_block + offs;
+        offs += cells * (size_t)g->caches[i].kv_heads * (size_t)g->caches[i].head_dim;
+    }
     return TD_OK;
 }
 
@@ -134,6 +154,50 @@ static td_status forward(td_ctx *ctx, td_generator *g, request *r, size_t seq, s
             return td_fail(ctx, TD_ERR_SHAPE, "generate: %s has %zu bytes, expected %zu (batch %zu, %zu positions)",
                            o.name, o.nbytes, want, b, total);
         memcpy(r->kv[i], o.data, want); /* (batch, kv_heads, total, head_dim), contiguous */
+        r->copied += want;
+    }
+    return TD_OK;
+}
+
+/* rows packed `from` elements apart -> `to` (>= from) apart, in place, the new tails zeroed: the last row
+ * moves first, so no row is overwritten before it moved */
+static void widen_rows(void *base, size_t rows, size_t from, size_t to, size_t esize) {
+    uint8_t *p = base;
+    for (size_t r = rows; r-- > 0;) {
+        memmove(p + r * to * esize, p + r * from * esize, from * esize);
+        memset(p + (r * to + from) * esize, 0, (to - from) * esize);
+    }
+}
+
+/* One forward pass over `seq` new tokens per row on the rewritten graph (kv_inplace.h): the caches are bound
+ * `cap` columns wide (the prefill: the prompt's columns, packed; decode steps: the capacity) and written in place
+ * at column r->position; the mask is (batch, cap). */
+static td_status forward_in_place(td_ctx *ctx, td_generator *g, request *r, size_t seq, size_t cap) {
+    size_t b = r->batch;
+    int32_t *ids32 = r->narrow, *mask32 = r->narrow ? r->narrow + b * seq : NULL,
+            *pos32 = r->narrow ? r->narrow + b * seq + b * cap : NULL;
+    TD_TRY(bind_ids(ctx, g, r, "input_ids", r->ids, b, seq, ids32));
+    TD_TRY(bind_ids(ctx, g, r, "attention_mask", r->mask, b, cap, mask32));
+    if (g->has_pos)
+        TD_TRY(bind_ids(ctx, g, r, "position_ids", r->pos, b, seq, pos32));
+    td_gen_kv_bias(r->bias, r->mask, b, seq, cap, (size_t)r->position, g->kv.window);
+    const int64_t bshape[4] = {(int64_t)b, 1, (int64_t)seq, (int64_t)cap}, one = 1;
+    TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_BIAS_INPUT, TD_DTYPE_FLOAT32, 4, bshape, r->bias,
+                                b * seq * cap * sizeof *r->bias));
+    TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_POSITION_INPUT, TD_DTYPE_INT64, 1, &one, &r->position,
+                                sizeof r->position));
+    for (int i = 0; i < g->n_caches; i++) {
+        const td_gen_cache *c = &g->caches[i];
+        const int64_t shape[4] = {(int64_t)b, c->kv_heads, (int64_t)cap, c->head_dim};
+        size_t nbytes = b * (size_t)c->kv_heads * cap * (size_t)c->head_dim * sizeof(float);
+        TD_TRY(td_session_set_input(ctx, g->s, c->input, TD_DTYPE_FLOAT32, 4, shape, r->kv[i], nbytes));
+    }
+    TD_TRY(td_session_run(ctx, g->s));
+    for (int i = 0; i < g->n_caches; i++) { /* present.N is the cache itself: nothing to copy */
+        td_session_output o;
+        TD_TRY(td_session_get_output(ctx, g->s, g->caches[i].output, &o));
+        if (o.data != (const void *)r->kv[i])
+            return td_fail(ctx, TD_ERR_INTERNAL, "generate: %s is not the request's cache buffer", o.name);
     }
     return TD_OK;
 }
@@ -201,12 +265,7 @@ static td_status check_request(td_ctx *ctx, const td_generator *g, const int64_t
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "generate: the prompt has %zu tokens but the model's context is %lld; shorten the prompt",
                        *longest, (long long)g->context);
-    if (g->context > 0 && (int64_t)*longest + o->max_new_tokens > g->context)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
-                       "generate: prompt (%zu tokens) + max_new_tokens (%lld) exceeds the model's context of %lld "
-                       "positions; lower --max-new-tokens to at most %lld",
-                       *longest, (long long)o->max_new_tokens, (long long)g->context,
-                       (long long)(g->context - (int64_t)*longest));
+    /* prompt + max_new_tokens past the context is no error: generation stops there (finish "context") */
     return TD_OK;
 }
 
@@ -215,11 +274,25 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
     memset(out, 0, n * sizeof *out);
     size_t longest = 0;
     TD_TRY(check_request(ctx, g, ids, lens, n, o, &longest));
-    request r = {.batch = n, .prompt = longest, .cap = longest + (size_t)o->max_new_tokens};
+    /* new tokens the context leaves room for (prompt + new tokens <= context, as transformers' max_length) */
+    int64_t max_new = o->max_new_tokens;
+    bool context_bound = g->context > 0 && (int64_t)longest + max_new > g->context;
+    if (context_bound)
+        max_new = g->context - (int64_t)longest;
+    if (max_new == 0) { /* a prompt that fills the context: nothing to generate */
+        for (size_t i = 0; i < n; i++)
+            out[i].finish = "context", out[i].kv_in_place = g->kv.in_place;
+        return TD_OK;
+    }
+    request r = {.batch = n, .prompt = longest, .cap = longest + (size_t)max_new};
+    td_session_stats s0;
+    td_session_get_stats(g->s, &s0);
+    bool inplace = g->kv.in_place;
+    size_t mcols = longest; /* mask row stride: packed for the prefill; the capacity after it, in place */
     td_status st = request_alloc(ctx, g, &r);
     for (size_t i = 0; st == TD_OK && i < n; i++)
-        if (!(out[i].ids = malloc((size_t)o->max_new_tokens * sizeof *out[i].ids)))
-            st = td_fail_oom(ctx, (size_t)o->max_new_tokens * sizeof(int64_t), "generated ids");
+        if (!(out[i].ids = malloc((size_t)max_new * sizeof *out[i].ids)))
+            st = td_fail_oom(ctx, (size_t)max_new * sizeof(int64_t), "generated ids");
     if (st != TD_OK)
         goto out;
     /* left padding: row i's prompt ends at column longest - 1; positions count real tokens only */
@@ -229,21 +302,32 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         for (size_t k = 0; k < longest; k++) {
             bool real = k >= pad;
             r.ids[i * longest + k] = real ? ids[i][k - pad] : o->pad_id;
-            r.mask[i * longest + k] = real;
+            r.mask[i * mcols + k] = real;
             r.pos[i * longest + k] = real ? (int64_t)(k - pad) : 1;
         }
         r.last_pos[i] = (int64_t)lens[i] - 1;
         memcpy(r.hist[i], ids[i], lens[i] * sizeof *ids[i]);
         r.n_hist[i] = lens[i];
-        out[i].finish = "length";
+        out[i].finish = context_bound ? "context" : "length";
     }
     td_rng rng;
     td_rng_seed(&rng, o->sampling.seed);
-    double t0 = td_now_s();
-    st = forward(ctx, g, &r, longest, total);
-    double t_prefill = td_now_s() - t0;
+    double t0 = td_now_s(), c0 = td_cpu_now_s();
+    r.position = 0;
+    st = inplace ? forward_in_place(ctx, g, &r, longest, longest) : forward(ctx, g, &r, longest, total);
+    if (st == TD_OK && inplace && r.cap > longest) { /* once per request: rows from prompt to capacity stride */
+        widen_rows(r.mask, n, longest, r.cap, sizeof *r.mask);
+        for (int c = 0; c < g->n_caches; c++) {
+            const td_gen_cache *k = &g->caches[c];
+            widen_rows(r.kv[c], n * (size_t)k->kv_heads, longest * (size_t)k->head_dim, r.cap * (size_t)k->head_dim,
+                       sizeof(float));
+            r.copied += n * (size_t)k->kv_heads * longest * (size_t)k->head_dim * sizeof(float);
+        }
+        mcols = r.cap;
+    }
+    double t_prefill = td_now_s() - t0, c_prefill = td_cpu_now_s() - c0;
     size_t seq = longest;
-    for (int64_t step = 0; st == TD_OK && step < o->max_new_tokens; step++) {
+    for (int64_t step = 0; st == TD_OK && step < max_new; step++) {
         if (o->interrupt && *o->interrupt) {
             st = td_fail(ctx, TD_ERR_INTERRUPTED, "generate: interrupted");
             break;
@@ -251,20 +335,21 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         td_session_output lo;
         if ((st = td_session_get_output(ctx, g->s, g->i_logits, &lo)) != TD_OK)
             break;
-        if (lo.dtype != TD_DTYPE_FLOAT32 || lo.rank != 3 || lo.shape[0] != (int64_t)n || lo.shape[1] != (int64_t)seq ||
+        size_t lseq = g->last_logits ? 1 : seq; /* positions with logits */
+        if (lo.dtype != TD_DTYPE_FLOAT32 || lo.rank != 3 || lo.shape[0] != (int64_t)n || lo.shape[1] != (int64_t)lseq ||
             lo.shape[2] != g->vocab) {
-            st = td_fail(ctx, TD_ERR_SHAPE, "generate: logits are not float32 (%zu, %zu, %lld)", n, seq,
+            st = td_fail(ctx, TD_ERR_SHAPE, "generate: logits are not float32 (%zu, %zu, %lld)", n, lseq,
                          (long long)g->vocab);
             break;
         }
         const float *logits = lo.data;
         if (o->on_logits)
-            o->on_logits(o->user, step, logits, n, seq, g->vocab);
+            o->on_logits(o->user, step, logits, n, lseq, g->vocab);
         bool all_done = true;
         for (size_t i = 0; i < n && st == TD_OK; i++) {
             int64_t next = o->pad_id;
             if (!r.done[i]) {
-                memcpy(r.row, logits + ((i * seq) + seq - 1) * (size_t)g->vocab, (size_t)g->vocab * sizeof *r.row);
+                memcpy(r.row, logits + ((i * lseq) + lseq - 1) * (size_t)g->vocab, (size_t)g->vocab * sizeof *r.row);
                 next = td_sample_next(r.row, g->vocab, r.hist[i], r.n_hist[i], &o->sampling, &rng, &r.scratch);
                 out[i].ids[out[i].n_ids++] = next;
                 r.hist[i][r.n_hist[i]++] = next;
@@ -272,15 +357,23 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
                     r.done[i] = true;
                     out[i].finish = "eos";
                 }
-                bool last = r.done[i] || step + 1 == o->max_new_tokens;
+                bool last = r.done[i] || step + 1 == max_new;
                 st = row_text(ctx, g, o, &r, i, &out[i], last);
             }
             all_done = all_done && r.done[i];
             r.ids[i] = next; /* (batch, 1) */
             r.pos[i] = ++r.last_pos[i];
         }
-        if (st != TD_OK || all_done || step + 1 == o->max_new_tokens)
+        if (st != TD_OK || all_done || step + 1 == max_new)
             break;
+        seq = 1;
+        if (inplace) { /* the next cache column opens; shapes stay (batch, cap) */
+            for (size_t i = 0; i < n; i++)
+                r.mask[i * mcols + total] = 1;
+            r.position = (int64_t)total++;
+            st = forward_in_place(ctx, g, &r, 1, r.cap);
+            continue;
+        }
         /* the mask grows by one column of ones: re-lay rows as (batch, total + 1) */
         size_t nt = total + 1;
         for (size_t i = n; i-- > 0;) {
@@ -288,13 +381,20 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
             r.mask[i * nt + total] = 1;
         }
         total = nt;
-        seq = 1;
         st = forward(ctx, g, &r, 1, total);
     }
-    double t_decode = td_now_s() - t0 - t_prefill;
+    double t_decode = td_now_s() - t0 - t_prefill, c_decode = td_cpu_now_s() - c0 - c_prefill;
+    td_session_stats s1;
+    td_session_get_stats(g->s, &s1);
     for (size_t i = 0; i < n; i++) {
         out[i].prefill_s = t_prefill;
         out[i].decode_s = t_decode;
+        out[i].prefill_cpu_s = c_prefill;
+        out[i].decode_cpu_s = c_decode;
+        out[i].kv_in_place = inplace;
+        out[i].plans = s1.plans - s0.plans;
+        out[i].session_allocs = s1.allocs - s0.allocs;
+        out[i].cache_copy_bytes = r.copied;
     }
 out:
     request_free(&r, g->n_caches);

@@ -13,8 +13,9 @@
  * attention mask, as transformers' generate). Memory for a request (ids, mask,
  * positions, the cache, sampler scratch) is allocated once, sized for the
  * longest prompt + max_new_tokens; per token only the decoded text of a row is
- * allocated, when streaming or stop strings need it. The cache travels through the graph's past/present tensors:
- * each step binds the cache as past_key_values.N and copies present.N back. */
+ * allocated, when streaming or stop strings need it. On tdeploy's exported graphs the cache is read and written in
+ * place (kv_inplace.h: one plan for the prefill and one for all decode steps, no copy of the cache per step); on other
+ * graphs (Optimum's) each step binds the cache as past_key_values.N and copies present.N back. */
 #ifndef TD_GENERATE_GENERATOR_H
 #define TD_GENERATE_GENERATOR_H
 
@@ -38,6 +39,8 @@ typedef struct td_generator_options {
     bool gguf_dequantize;      /* .gguf: float32 weights instead of the file's blocks kept quantized */
     bool keep_graph;           /* run the graph as given, without the generator's optimization pass (the
                                 * reference path of `convert` must run the exporter's graph untouched) */
+    bool all_logits;           /* the prefill's logits at every position (convert compares them); default: the
+                                * last position only, the one generation needs */
 } td_generator_options;
 
 /* The single .gguf file of a directory without config.json, or of a cached hub id whose snapshot holds one
@@ -60,8 +63,9 @@ int64_t td_generator_context(const td_generator *g);
 td_status td_generator_chat_prompt(td_ctx *ctx, const td_generator *g, const td_chat_message *msgs, size_t n,
                                    char **out);
 
-/* Logits of every forward pass: step 0 is the prefill (batch, seq, vocab) over the left-padded prompts, step k
- * the (batch, 1, vocab) of decode step k. Only valid during the call. */
+/* Logits of every forward pass: step 0 is the prefill (batch, seq, vocab) over the left-padded prompts (seq = 1:
+ * the last position only, unless the generator was opened with all_logits), step k the (batch, 1, vocab) of decode
+ * step k. Only valid during the call. */
 typedef void (*td_gen_logits_fn)(void *user, int64_t step, const float *logits, size_t batch, size_t seq,
                                  int64_t vocab);
 
@@ -88,8 +92,17 @@ typedef struct td_gen_result {
     int64_t *ids;        /* new tokens (eos included when it ended the row) */
     size_t n_ids;
     char *text;          /* decoded new tokens without special tokens, cut before a stop string; NULL without tokenizer */
-    const char *finish;  /* "eos", "stop" or "length" */
+    const char *finish;  /* "eos", "stop", "length" (max_new_tokens made) or "context" (the model's context is
+                          * full: prompt + new tokens reached it before max_new_tokens) */
     double prefill_s, decode_s; /* wall time of the prefill and of all decode steps (whole batch) */
+    double prefill_cpu_s, decode_cpu_s; /* the same as CPU time of the process (all threads; busy hosts) */
+    /* What the request cost the runtime (the same for every row): with the in-place cache, plans is 2 (prefill,
+     * decode) and session_allocs and cache_copy_bytes do not grow with the number of tokens. */
+    bool kv_in_place;          /* the cache was read and written in place (kv_inplace.h), not copied per step */
+    uint64_t plans;            /* session plans built during the request */
+    uint64_t session_allocs;   /* heap allocations the session made during the request */
+    uint64_t cache_copy_bytes; /* bytes of cache the generator copied: present.N outputs every step (copying path),
+                                * or the prompt's K/V widened to the capacity once (in place) */
 } td_gen_result;
 
 /* Generate for n prompts (ids[i][0..lens[i]) ). out[n] is filled (free with td_gen_results_free). */

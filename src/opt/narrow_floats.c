@@ -14,6 +14,8 @@ static uint16_t narrow_one(float x, td_dtype low) {
         x = x > 65504.0f ? 65504.0f : (x < -65504.0f ? -65504.0f : x);
     else if (low == TD_BF16 && isinf(x))
         x = x > 0 ? 3.38e38f : -3.38e38f;
+    else if (low == TD_BF16 && fabsf(x) > TD_BF16_MAX_FINITE)
+        x = x > 0 ? TD_BF16_MAX_FINITE : -TD_BF16_MAX_FINITE; /* -FLT_MAX (the masks' -inf) would round to -inf */
     return low == TD_F16 ? td_f32_to_f16(x) : td_f32_to_bf16(x);
 }
 

@@ -84,6 +84,7 @@ static td_status eval_hoisted(td_ctx *ctx, td_session *s, td_rt_node *rn) {
         ov->hoist_buf = aligned_alloc(TD_ARENA_ALIGN, (nb + TD_ARENA_ALIGN - 1) / TD_ARENA_ALIGN * TD_ARENA_ALIGN + TD_ARENA_ALIGN);
         if (!ov->hoist_buf)
             return td_fail_oom(ctx, nb, "a shape-derived value");
+        s->n_allocs++;
         ov->t.data = ov->hoist_buf;
         s->hoisted_bytes += nb;
     }
@@ -91,6 +92,7 @@ static td_status eval_hoisted(td_ctx *ctx, td_session *s, td_rt_node *rn) {
         scratch = aligned_alloc(TD_ARENA_ALIGN, (rn->scratch_bytes + TD_ARENA_ALIGN - 1) / TD_ARENA_ALIGN * TD_ARENA_ALIGN);
         if (!scratch)
             return td_fail_oom(ctx, rn->scratch_bytes, "op scratch");
+        s->n_allocs++;
         rn->scratch = scratch;
     }
     st = rn->def->exec(ctx, rn, rn->tin, rn->tout, &s->env);
@@ -113,6 +115,7 @@ static td_status set_key(td_ctx *ctx, td_session *s) {
             s->key_data[i] = malloc(nb ? nb : 1);
             if (!s->key_data[i])
                 return td_fail_oom(ctx, nb, "plan key");
+            s->n_allocs++;
             if (nb)
                 memcpy(s->key_data[i], s->bound[i].data, nb);
             iv->t.data = s->key_data[i];
@@ -174,6 +177,7 @@ td_status td_plan_build(td_ctx *ctx, td_session *s) {
         st = td_fail_oom(ctx, 0, "arena plan");
         goto out;
     }
+    s->n_allocs += 2;
     s->arena_naive = 0;
     for (int v = 0; v < s->nv; v++) {
         td_rt_value *rv = &s->vals[v];
@@ -204,6 +208,7 @@ td_status td_plan_build(td_ctx *ctx, td_session *s) {
             goto out;
         }
         s->arena_cap = cap;
+        s->n_allocs++;
     }
     s->arena_size = total;
     for (size_t b = 0; b < nb; b++) {

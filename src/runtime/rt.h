@@ -41,6 +41,8 @@ typedef struct td_rt_env td_rt_env;
 enum {
     TD_OP_VIEW = 1u << 0,       /* output 0 is input 0 reinterpreted (same bytes) */
     TD_OP_SHAPE_ONLY = 1u << 1, /* reads only the shapes of its inputs, never their data */
+    TD_OP_IN_PLACE = 1u << 2,   /* output 0 is input 0's bytes, which exec updates in place (runs every time,
+                                 * unlike a VIEW): the KV cache append writes into the caller's cache buffer */
 };
 
 typedef struct td_op_def {

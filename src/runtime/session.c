@@ -393,7 +393,7 @@ static void classify(td_session *s) {
             } else if (rn->hoisted) {
                 ov->kind = TD_V_HOIST;
                 ov->is_static = true;
-            } else if (k == 0 && (rn->def->flags & TD_OP_VIEW) && rn->in[0] >= 0) {
+            } else if (k == 0 && (rn->def->flags & (TD_OP_VIEW | TD_OP_IN_PLACE)) && rn->in[0] >= 0) {
                 ov->kind = TD_V_ALIAS;
                 ov->root = s->vals[rn->in[0]].root;
             }
@@ -478,6 +478,16 @@ static td_status create_common(td_ctx *ctx, td_session *s) {
         }
     }
     classify(s);
+    for (int i = 0; i < s->nn; i++) { /* an in-place op writes into its input 0: only a buffer the caller binds */
+        const td_rt_node *rn = &s->nodes[i];
+        if ((rn->def->flags & TD_OP_IN_PLACE) &&
+            (rn->in[0] < 0 || s->vals[rn->in[0]].kind != TD_V_INPUT || rn->hoisted)) {
+            st = td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "input 0 is updated in place, so it must be a graph input "
+                              "(a buffer the caller binds), not '%s'", rn->in[0] >= 0 ? vname(s->vals[rn->in[0]].v)
+                                                                                        : "(omitted)");
+            goto out;
+        }
+    }
     TD_TRY_GOTO(s->backend->prepare(ctx, s, &s->backend_state));
 out:
     free(order);
@@ -670,6 +680,7 @@ void td_session_get_stats(const td_session *s, td_session_stats *out) {
     out->weight_bytes = s->weight_bytes;
     out->plans = s->n_plans;
     out->runs = s->n_runs;
+    out->allocs = s->n_allocs;
     out->nodes = s->nn;
     out->hoisted_nodes = s->n_hoisted;
     out->fused_nodes = s->n_fused;

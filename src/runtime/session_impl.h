@@ -71,6 +71,7 @@ struct td_session {
     size_t arena_cap, arena_size, arena_naive;
     size_t hoisted_bytes, weight_bytes;
     uint64_t n_plans, n_runs;
+    uint64_t n_allocs; /* heap allocations made by planning (td_session_stats.allocs) */
     bool outputs_valid; /* the last run succeeded: output pointers are good */
     int n_hoisted;
     int n_fused; /* nodes fused_away by the backend */

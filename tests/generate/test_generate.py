@@ -121,6 +121,27 @@ for name in GEN + ["gpt2-lm", "llama-lm"]:
                     err or ("" if got == bg["output_ids"] else f"got {got}"))
 
 
+# 2b. the in-place KV cache: on tdeploy's graphs a request builds 2 plans (prefill, decode) and its session
+# allocations and copied cache bytes (the prompt's K/V widened to the capacity once) do not grow with the number of
+# tokens (runtime stats of generate --json);
+# Optimum's graphs take the copying path (and stay correct above)
+for name in GEN:
+    bg = goldens(hf(name))["batch_greedy"]
+    stats = {}
+    for new in (3, 12):
+        d, err = gen_json(hf(name), bg["prompt_ids"], new, "--ignore-eos")
+        stats[new] = d["runtime"] if d else {"error": err}
+    a, b = stats[3], stats[12]
+    ok = all(x.get("kv_in_place") is True and x.get("plans") == 2 for x in (a, b))
+    t.check(ok and a["session_allocs"] == b["session_allocs"] and a["cache_copy_bytes"] == b["cache_copy_bytes"],
+            f"{name}: in-place cache, batch of {len(bg['prompt_ids'])}: 2 plans, as many session allocations and "
+            "copied cache bytes (the prompt's, widened once) for 12 new tokens as for 3", f"3 tokens {a}, 12 tokens {b}")
+d, err = gen_json(optimum("llama-gen"), [[1, 2, 3]], 4, "--ignore-eos", "--tokenizer", hf("llama-gen"))
+rt = d["runtime"] if d else {}
+t.check(rt.get("kv_in_place") is False and rt.get("cache_copy_bytes", 0) > 0,
+        "Optimum's graph: the copying path (not rewritten)", err or str(rt))
+
+
 # 3. repetition penalty against numpy + ONNX Runtime; sampling reproducibility
 def penalized_greedy(step, prompt, new, penalty):
     ids = np.array([prompt], np.int64)
@@ -191,8 +212,16 @@ def refused(label, args, rc, needle):
 
 long_prompt = ",".join(["5"] * 70)  # gpt2-lm has 64 positions
 refused("prompt longer than the context", [hf("gpt2-lm"), "--prompt-ids", long_prompt], 1, "context is 64")
-refused("max_new_tokens past the context", [hf("gpt2-lm"), "--prompt-ids", "5,6,7", "--max-new-tokens", "62"], 1,
-        "at most 61")
+# max_new_tokens past the context: generation stops with finish "context" when prompt + new tokens fill it
+r = generate(hf("gpt2-lm"), "--prompt-ids", "5,6,7", "--max-new-tokens", "62", "--ignore-eos", "--json")
+res = json.loads(r.stdout)["results"][0] if r.returncode == 0 else {}
+t.check(len(res.get("ids", [])) == 61 and res.get("finish") == "context" and "context full" in r.stderr,
+        "max_new_tokens past the context: 61 tokens (64 positions), finish 'context', a 'context full' note",
+        f"rc {r.returncode}: {str(res)[-200:]} {r.stderr.strip()[-200:]}")
+r = generate(hf("gpt2-lm"), "--prompt-ids", ",".join(["5"] * 64), "--max-new-tokens", "4", "--json")
+res = json.loads(r.stdout)["results"][0] if r.returncode == 0 else {}
+t.check(res.get("ids") == [] and res.get("finish") == "context", "a prompt that fills the context: no tokens, "
+        "finish 'context'", f"rc {r.returncode}: {str(res)[-200:]} {r.stderr.strip()[-200:]}")
 refused("an encoder", [hf("bert-base"), "--prompt", "hi"], 1, "not possible for")
 refused("an encoder .onnx", [os.path.join(FIXTURES, "onnx", "bert-base.torchscript.onnx"), "--prompt-ids", "1,2"],
         1, "not a decoder with a KV cache")

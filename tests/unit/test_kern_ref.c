@@ -72,6 +72,27 @@ static void test_gemm(td_rt_env *env) {
     }
 }
 
+/* batched activation GEMM (attention's Q K^T and P V) against the reference: M <= 4 takes the unpacked small-M
+ * path (decode attention), larger M the packed one; B rows wider than N (ldb > N), batches sharing A */
+static void test_gemm_batched(td_rt_env *env) {
+    const int64_t sizes[][3] = {{1, 256, 64}, {3, 64, 256}, {4, 13, 9}, {5, 40, 17}, {2, 0, 5}, {3, 7, 0}};
+    enum { NB = 3 };
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        int64_t M = sizes[t][0], N = sizes[t][1], K = sizes[t][2], ldb = N + 3;
+        float *A = rnd((size_t)(2 * M * K) + 1), *B = rnd((size_t)(NB * K * ldb) + 1);
+        float *ref = calloc((size_t)(NB * M * N) + 1, sizeof *ref), *got = calloc((size_t)(NB * M * N) + 1, sizeof *got);
+        int64_t a_off[NB] = {0, M * K, 0}, b_off[NB] = {0, K * ldb, 2 * K * ldb};
+        void *scratch = aligned_alloc(64, (td_kern_gemm_batched_scratch(K, N, env->threads) + 63) / 64 * 64);
+        td_ref_gemm_batched(NB, M, N, K, A, K, a_off, B, ldb, b_off, ref, N, M * N);
+        td_kern_gemm_batched(NB, M, N, K, A, K, a_off, B, ldb, b_off, got, N, M * N, scratch, env);
+        float e = max_rel_err(got, ref, (size_t)(NB * M * N));
+        CHECK_MSG(e <= 1e-5f * (1.0f + (float)K / 16.0f), "batched %lldx%lldx%lld err %g", (long long)M, (long long)N,
+                  (long long)K, e);
+        free(scratch);
+        free(A), free(B), free(ref), free(got);
+    }
+}
+
 static void test_rows(td_rt_env *env) {
     const int64_t shapes[][2] = {{1, 1}, {3, 17}, {7, 64}, {5, 1000}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
@@ -201,6 +222,7 @@ int main(void) {
     srand(42);
     td_rt_env single = {1, NULL, false};
     test_gemm(&single);
+    test_gemm_batched(&single);
     test_rows(&single);
     test_mha(&single);
     test_mha_grouped(&single);
@@ -208,6 +230,7 @@ int main(void) {
     CHECK(td_threadpool_create(NULL, 2, &pool) == TD_OK);
     td_rt_env multi = {2, pool, false};
     test_gemm(&multi);
+    test_gemm_batched(&multi);
     test_rows(&multi);
     test_mha(&multi);
     test_mha_grouped(&multi);

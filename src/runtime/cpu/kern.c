@@ -9,8 +9,12 @@
 #include "runtime/cpu/softmax.h"
 #include "core/threadpool.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 td_status td_kern_pack_b(td_ctx *ctx, const void *b, td_dtype src_dtype, int64_t K, int64_t N, bool trans_b,
                          td_dtype dst_dtype, td_kern_packed **out) {
@@ -107,9 +111,40 @@ typedef struct batched_job {
     size_t slice;
 } batched_job;
 
+/* C (M, N) = A (M, K) @ B (K, N) for a few rows of A, B read in place: the rows of C are accumulated over k with
+ * one FMA per element, in k order as the packed microkernel does, so packing B (a read and a write of all of it,
+ * then a read of the copy) is not paid for M rows of work. Decode attention is this case: M = queries per kv
+ * head, B = the K^T or V cache of a head. */
+#define SMALL_M 4
+static void small_m_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        memset(C + i * ldc, 0, (size_t)N * sizeof *C);
+    for (int64_t k = 0; k < K; k++) {
+        const float *b = B + k * ldb;
+        for (int64_t i = 0; i < M; i++) {
+            float a = A[i * lda + k], *c = C + i * ldc;
+            int64_t n = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+            __m256 av = _mm256_set1_ps(a);
+            for (; n + 8 <= N; n += 8)
+                _mm256_storeu_ps(c + n, _mm256_fmadd_ps(av, _mm256_loadu_ps(b + n), _mm256_loadu_ps(c + n)));
+#endif
+            for (; n < N; n++)
+                c[n] = fmaf(a, b[n], c[n]);
+        }
+    }
+}
+
 static void batched_range(void *arg, size_t begin, size_t end, int thread) {
     const batched_job *j = arg;
     float *pack = (float *)(j->scratch + (size_t)thread * j->slice);
+    if (j->M <= SMALL_M) {
+        for (size_t i = begin; i < end; i++)
+            small_m_gemm(j->M, j->N, j->K, j->A + j->a_off[i], j->lda, j->B + j->b_off[i], j->ldb,
+                         j->C + (int64_t)i * j->c_stride, j->ldc);
+        return;
+    }
     for (size_t i = begin; i < end; i++) {
         td_gemm_pack_b_into(pack, j->B + j->b_off[i], (size_t)j->K, (size_t)j->N, (size_t)j->ldb, false);
         td_gemm_run_serial((size_t)j->M, j->A + j->a_off[i], (size_t)j->lda, pack, (size_t)j->K, (size_t)j->N,

@@ -18,6 +18,8 @@ extern const td_op_def td_ops_quant[];
 extern const int td_ops_quant_count;
 extern const td_op_def td_ops_nbits[];
 extern const int td_ops_nbits_count;
+extern const td_op_def td_ops_kvcache[];
+extern const int td_ops_kvcache_count;
 extern const td_op_def td_ops_gather_bq[];
 extern const int td_ops_gather_bq_count;
 

@@ -16,6 +16,7 @@ static const table tables[] = {
     {td_ops_decoder, &td_ops_decoder_count},
     {td_ops_quant, &td_ops_quant_count},
     {td_ops_nbits, &td_ops_nbits_count},
+    {td_ops_kvcache, &td_ops_kvcache_count},
     {td_ops_gather_bq, &td_ops_gather_bq_count},
 };
 #define N_TABLES (int)(sizeof tables / sizeof tables[0])
