@@ -36,7 +36,34 @@ t = Tally()
 work = os.path.join(TMP, "decoder_fusions")
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
-lib = tdlib.Lib(os.path.join(os.path.dirname(os.path.abspath(BIN)), "libtdeploy.so"))
+LIB_PATH = os.path.join(os.path.dirname(os.path.abspath(BIN)), "libtdeploy.so")
+
+
+def sanitizer_runtime(path):
+    """The shared ASan runtime a -DTD_SANITIZE=ON libtdeploy.so needs when an uninstrumented python loads it
+    (clang links the runtime only into executables), or None for a plain build."""
+    try:
+        undefined = subprocess.run(["nm", "-D", "--undefined-only", path], capture_output=True, text=True).stdout
+    except OSError:
+        return None
+    if "__asan_init" not in undefined:
+        return None
+    return subprocess.run(["clang", "-print-file-name=libclang_rt.asan-x86_64.so"], capture_output=True,
+                          text=True).stdout.strip() or None
+
+
+# the ASan CI job: run this script again with the sanitizer runtime preloaded (leak checks off: python's own
+# allocations at exit are not ours to judge; any other report aborts and fails the test)
+_rt = sanitizer_runtime(LIB_PATH)
+if _rt and os.environ.get("LD_PRELOAD") != _rt:
+    env = dict(os.environ, LD_PRELOAD=_rt, TD_OUTER_ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", ""),
+               ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:verify_asan_link_order=0")
+    print(f"NOTE libtdeploy.so is sanitizer-instrumented: rerunning with LD_PRELOAD={_rt}", flush=True)
+    sys.exit(subprocess.run([sys.executable] + sys.argv, env=env).returncode)
+if _rt:  # the tdeploy executables this script runs carry their own (static) runtime: no preload for them
+    del os.environ["LD_PRELOAD"]
+    os.environ["ASAN_OPTIONS"] = os.environ.pop("TD_OUTER_ASAN_OPTIONS", "")
+lib = tdlib.Lib(LIB_PATH)
 
 
 def td_runner(path, backend="cpu"):
