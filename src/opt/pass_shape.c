@@ -5,6 +5,7 @@
  * symbolic dims) through Shape/Gather/Unsqueeze/Concat/Slice/Cast so that
  * Reshape/Expand/ConstantOfShape of computed shapes get their dims too. */
 #define _GNU_SOURCE
+#include "core/checked.h"
 #include "opt/opt_util.h"
 #include "opt/pass.h"
 
@@ -173,12 +174,16 @@ static bool dims_from_sym(const sym_entry *s, const shape_t *x, bool allowzero, 
          * or a symbolic dim when all other output dims match x's dims one for one */
         int64_t px = 1, po = 1;
         bool num = true;
+        bool fits = true; /* hostile dims can overflow the products: the dim stays unknown then */
         for (int i = 0; i < x->rank; i++)
-            num &= x->dims[i].value >= 0, px *= x->dims[i].value >= 0 ? x->dims[i].value : 1;
+            num &= x->dims[i].value >= 0, fits &= td_mul_i64(px, x->dims[i].value >= 0 ? x->dims[i].value : 1, &px);
         for (int i = 0; i < o->rank; i++)
             if (i != neg)
-                num &= o->dims[i].value >= 0, po *= o->dims[i].value >= 0 ? o->dims[i].value : 1;
+                num &= o->dims[i].value >= 0,
+                    fits &= td_mul_i64(po, o->dims[i].value >= 0 ? o->dims[i].value : 1, &po);
         o->dims[neg] = unknown_dim;
+        if (!fits)
+            return true;
         if (num && po > 0 && px % po == 0)
             o->dims[neg] = (td_dim){px / po, NULL};
         else if (!num) {
@@ -190,7 +195,7 @@ static bool dims_from_sym(const sym_entry *s, const shape_t *x, bool allowzero, 
                 if (i == neg)
                     continue;
                 if (o->dims[i].value >= 0) {
-                    ro *= o->dims[i].value;
+                    ok = td_mul_i64(ro, o->dims[i].value, &ro);
                     continue;
                 }
                 bool found = false;
@@ -204,7 +209,7 @@ static bool dims_from_sym(const sym_entry *s, const shape_t *x, bool allowzero, 
             for (int j = 0; j < x->rank && ok; j++)
                 if (!used[j]) {
                     if (x->dims[j].value >= 0)
-                        rx *= x->dims[j].value;
+                        ok = td_mul_i64(rx, x->dims[j].value, &rx);
                     else if (x->dims[j].param)
                         left_sym = j, n_left_sym++;
                     else
