@@ -67,6 +67,9 @@ typedef struct td_engine_info {
 } td_engine_info;
 
 /* True when data starts with the engine magic (a cheap sniff for "is this an engine file"). */
+/* A fixed-size string field of an engine or timing-cache header: it must end in NUL and hold nothing after it;
+ * copies the n-byte field p into out (n bytes). */
+bool td_engine_str_field(const uint8_t *p, size_t n, char *out);
 bool td_engine_sniff(const void *data, size_t len);
 /* Parse and check the header, profiles and section table of len bytes (what
  * names the file in messages). Does not hash the payload. */

@@ -16,8 +16,7 @@ bool td_engine_sniff(const void *data, size_t len) {
     return len >= 8 && memcmp(data, TD_ENGINE_MAGIC, 8) == 0;
 }
 
-/* A fixed-size string field must end in NUL (and hold nothing after it). */
-static bool str_field(const uint8_t *p, size_t n, char *out) {
+bool td_engine_str_field(const uint8_t *p, size_t n, char *out) {
     size_t l = strnlen((const char *)p, n);
     if (l >= n)
         return false;
@@ -41,7 +40,7 @@ td_status td_engine_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
                        "%s has engine format version %u; this tdeploy (%s) reads version %d: " REBUILD, what,
                        out->format_version, td_version(), TD_ENGINE_FORMAT_VERSION);
     uint32_t header_bytes = rd32(d + 12);
-    if (!str_field(d + 16, 16, out->tool_version) || !str_field(d + 32, 64, out->gpu_name))
+    if (!td_engine_str_field(d + 16, 16, out->tool_version) || !td_engine_str_field(d + 32, 64, out->gpu_name))
         return td_fail(ctx, TD_ERR_FORMAT, "%s: corrupted header (tool version or GPU name is not a NUL-terminated "
                        "string): " REBUILD, what);
     out->cc_major = rd32(d + 96);

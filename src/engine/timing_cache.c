@@ -2,6 +2,7 @@
  * docs/formats.md, "Timing cache"). Parsing treats the bytes as hostile. */
 #define _GNU_SOURCE
 #include "engine/timing_cache.h"
+#include "engine/engine.h"
 
 #include "core/fs.h"
 #include "core/sha256.h"
@@ -105,18 +106,6 @@ bool td_tcache_entry_ok(const tdc_gemm_choice *e, char *why, size_t n) {
     return !bad;
 }
 
-/* A fixed-size string field must end in NUL (and hold nothing after it). */
-static bool str_field(const uint8_t *p, size_t n, char *out) {
-    size_t l = strnlen((const char *)p, n);
-    if (l >= n)
-        return false;
-    for (size_t i = l; i < n; i++)
-        if (p[i])
-            return false;
-    memcpy(out, p, l + 1);
-    return true;
-}
-
 void td_tcache_clear(td_tcache *c) {
     free(c->entries);
     c->entries = NULL;
@@ -142,7 +131,7 @@ td_status td_tcache_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
     td_sha256_final(&h, dig);
     if (memcmp(dig, d + len - 32, 32) != 0)
         return td_fail(ctx, TD_ERR_FORMAT, "%s is damaged: its SHA-256 does not match", what);
-    if (!str_field(d + 16, 16, c->key.tool_version) || !str_field(d + 32, 64, c->key.gpu_name))
+    if (!td_engine_str_field(d + 16, 16, c->key.tool_version) || !td_engine_str_field(d + 32, 64, c->key.gpu_name))
         return td_fail(ctx, TD_ERR_FORMAT, "%s: tool version or GPU name is not a NUL-terminated string", what);
     c->key.cc_major = rd32(d + 96);
     c->key.cc_minor = rd32(d + 100);
