@@ -375,6 +375,22 @@ td_status td_triton_write_text(td_ctx *ctx, const char *dir, const char *file, c
 }
 
 /* src_dir/rel -> dst_dir/rel (rel checked: relative, no ".."; subfolders created). */
+td_status td_triton_place_model(td_ctx *ctx, const char *onnx_path, const char *const *external_data, size_t n,
+                                const char *ver) {
+    char *onnx_dir = td_path_dirname(onnx_path), *model_dst = NULL;
+    if (!onnx_dir)
+        return td_fail_oom(ctx, 256, "a path");
+    td_status s = td_path_join(ctx, ver, "model-optimized.onnx", true, &model_dst);
+    if (s == TD_OK)
+        s = td_copy_file(ctx, onnx_path, model_dst);
+    for (size_t i = 0; s == TD_OK && i < n; i++)
+        if ((s = td_triton_place_file(ctx, onnx_dir, external_data[i], ver, true)) != TD_OK)
+            td_wrap(ctx, "copying the external data of %s", onnx_path);
+    free(onnx_dir);
+    free(model_dst);
+    return s;
+}
+
 td_status td_triton_place_file(td_ctx *ctx, const char *src_dir, const char *rel, const char *dst_dir, bool required) {
     char *src = NULL, *dst = NULL;
     td_status s = td_path_join(ctx, src_dir, rel, true, &src);

@@ -52,7 +52,7 @@ td_status td_triton_write_generation_model(td_ctx *ctx, const td_triton_gen_spec
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "Triton model %s: precision %s is not fp32, fp16 or bf16",
                        sp->name, sp->precision);
     td_pbtxt b = {0};
-    char *dir = NULL, *ver = NULL, *onnx_dir = NULL, *model_dst = NULL;
+    char *dir = NULL, *ver = NULL;
     td_status s;
     if ((s = td_triton_make_subdir(ctx, root, sp->name, &dir)) != TD_OK ||
         (s = td_triton_make_subdir(ctx, dir, "1", &ver)) != TD_OK)
@@ -60,18 +60,8 @@ td_status td_triton_write_generation_model(td_ctx *ctx, const td_triton_gen_spec
     generation_config(&b, sp);
     if ((s = td_triton_write_text(ctx, dir, "config.pbtxt", &b)) != TD_OK)
         goto out;
-    if (!(onnx_dir = td_path_dirname(sp->onnx_path))) {
-        s = td_fail_oom(ctx, 256, "a path");
+    if ((s = td_triton_place_model(ctx, sp->onnx_path, sp->external_data, sp->n_external_data, ver)) != TD_OK)
         goto out;
-    }
-    if ((s = td_path_join(ctx, ver, "model-optimized.onnx", true, &model_dst)) != TD_OK ||
-        (s = td_copy_file(ctx, sp->onnx_path, model_dst)) != TD_OK)
-        goto out;
-    for (size_t i = 0; i < sp->n_external_data; i++)
-        if ((s = td_triton_place_file(ctx, onnx_dir, sp->external_data[i], ver, true)) != TD_OK) {
-            td_wrap(ctx, "copying the external data of %s", sp->onnx_path);
-            goto out;
-        }
     /* the generator reads its tokenizer, eos ids and context from these, beside the model */
     static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                         "config.json", "generation_config.json"};
@@ -82,7 +72,5 @@ out:
     td_pbtxt_free(&b);
     free(dir);
     free(ver);
-    free(onnx_dir);
-    free(model_dst);
     return s;
 }

@@ -114,7 +114,7 @@ td_status td_triton_write_tdeploy_model(td_ctx *ctx, const td_triton_spec *sp, c
     /* rows longer than this are cut (text) or refused (token tensors) by the backend; 0 = no limit */
     int64_t max_length = sp->max_length > 0 ? sp->max_length : tp.max_length;
     td_pbtxt b = {0};
-    char *dir = NULL, *ver = NULL, *onnx_dir = NULL, *model_dst = NULL;
+    char *dir = NULL, *ver = NULL;
     td_status s;
     if ((s = td_triton_make_subdir(ctx, root, sp->name, &dir)) != TD_OK ||
         (s = td_triton_make_subdir(ctx, dir, "1", &ver)) != TD_OK)
@@ -122,18 +122,8 @@ td_status td_triton_write_tdeploy_model(td_ctx *ctx, const td_triton_spec *sp, c
     tdeploy_config(&b, sp, max_length);
     if ((s = td_triton_write_text(ctx, dir, "config.pbtxt", &b)) != TD_OK)
         goto out;
-    if (!(onnx_dir = td_path_dirname(sp->onnx_path))) {
-        s = td_fail_oom(ctx, 256, "a path");
+    if ((s = td_triton_place_model(ctx, sp->onnx_path, sp->external_data, sp->n_external_data, ver)) != TD_OK)
         goto out;
-    }
-    if ((s = td_path_join(ctx, ver, "model-optimized.onnx", true, &model_dst)) != TD_OK ||
-        (s = td_copy_file(ctx, sp->onnx_path, model_dst)) != TD_OK)
-        goto out;
-    for (size_t i = 0; i < sp->n_external_data; i++)
-        if ((s = td_triton_place_file(ctx, onnx_dir, sp->external_data[i], ver, true)) != TD_OK) {
-            td_wrap(ctx, "copying the external data of %s", sp->onnx_path);
-            goto out;
-        }
     if (sp->tokenizer_dir &&
         ((s = td_triton_place_file(ctx, sp->tokenizer_dir, "tokenizer.json", ver, true)) != TD_OK ||
          (s = td_triton_place_file(ctx, sp->tokenizer_dir, "tokenizer_config.json", ver, false)) != TD_OK ||
@@ -143,7 +133,5 @@ out:
     td_pbtxt_free(&b);
     free(dir);
     free(ver);
-    free(onnx_dir);
-    free(model_dst);
     return s;
 }

@@ -27,6 +27,10 @@ td_status td_triton_make_subdir(td_ctx *ctx, const char *dir, const char *rel, c
 td_status td_triton_write_text(td_ctx *ctx, const char *dir, const char *file, const td_pbtxt *b);
 /* src_dir/rel -> dst_dir/rel, hard link or copy; a missing source is an error only when required. */
 td_status td_triton_place_file(td_ctx *ctx, const char *src_dir, const char *rel, const char *dst_dir, bool required);
+/* onnx_path -> ver/model-optimized.onnx, and the n external-data files it references (relative to its folder)
+ * beside it. */
+td_status td_triton_place_model(td_ctx *ctx, const char *onnx_path, const char *const *external_data, size_t n,
+                                const char *ver);
 
 /* OUT/NAME for the tdeploy backend (layout in triton.h), written under root. */
 td_status td_triton_write_tdeploy_model(td_ctx *ctx, const td_triton_spec *sp, const char *root);
