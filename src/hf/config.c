@@ -61,11 +61,18 @@ void td_hf_config_free(td_hf_config *cfg) {
     free(cfg);
 }
 
+/* id2label is sorted by id (parse_labels), so a lookup is a binary search: up to 2^20 labels, looked up once
+ * per class by callers that walk every class, must not cost n^2. */
 const char *td_hf_config_label(const td_hf_config *cfg, int64_t id) {
-    for (int64_t i = 0; i < cfg->num_labels; i++)
-        if (cfg->id2label[i].id == id)
-            return cfg->id2label[i].label;
-    return NULL;
+    int64_t lo = 0, hi = cfg->num_labels;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (cfg->id2label[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < cfg->num_labels && cfg->id2label[lo].id == id ? cfg->id2label[lo].label : NULL;
 }
 
 /* Transformers defaults for the keys each family spells its own way. */
