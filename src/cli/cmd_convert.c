@@ -29,7 +29,7 @@ static void usage(FILE *f) {
             "                             question-answering | text-generation (default: from the model's\n"
             "                             config); text-generation validates prefill logits and greedy tokens,\n"
             "                             benchmarks TTFT, prefill tokens/s and decode ms/token at batch 1 and 8,\n"
-            "                             and writes no Triton repository yet; also:\n"
+            "                             and writes a streaming Triton model; also:\n"
             "                             text-classification, sentiment-analysis, sentence-similarity, ner, qa\n"
             "  --backend LIST             tdeploy runtimes to validate and benchmark (default: cpu)\n"
             "  --timing-cache FILE        with --backend cuda: the engine build's GEMM timing cache (as tdeploy build;\n"
@@ -45,7 +45,14 @@ static void usage(FILE *f) {
             "  --precision P              fp32 | fp16 | bf16 weights of the backends (default fp32); int8:\n"
             "                             model-optimized.onnx gets int8 weights (DynamicQuantizeMatMul) and\n"
             "                             validation requires a mean row cosine >= 0.99 per output (elements\n"
-            "                             are checked against --atol/--rtol only when those are given)\n"
+            "                             are checked against --atol/--rtol only when those are given);\n"
+            "                             decoders: int8 | int4 put MatMul weights in 8- / 4-bit blocks of 32\n"
+            "                             (MatMulNBits, as optimize --precision); validation requires finite\n"
+            "                             logits and, at >= 95%% of the prompt positions, the backend's top-1\n"
+            "                             token within 0.1 (int8) / 0.5 (int4) of the reference top's lead over\n"
+            "                             its row's mean; top-1 and greedy-token agreement are reported\n"
+            "                             (quantized continuations may legitimately diverge); int4 is for\n"
+            "                             decoders only\n"
             "  --int8-weight-bits 8|7     int8 weight range (default 8: [-127, 127]); 7: [-63, 63], coarser\n"
             "                             weights that CPUs without AVX-512 VNNI multiply 1.2x faster, exactly\n"
             "  --atol A --rtol R          validation tolerance: |got - ref| <= A + R*|ref| per element\n"
@@ -134,8 +141,8 @@ int td_cmd_convert(int argc, char **argv) {
             /* int8 is a property of the optimized graph, not a session storage precision (what
              * td_cli_parse_precision knows), so convert names its four itself */
             const char *v = argv[++i];
-            if (strcmp(v, "fp32") && strcmp(v, "fp16") && strcmp(v, "bf16") && strcmp(v, "int8")) {
-                rc = td_cli_usage_error("convert", "--precision '%s': use fp32, fp16, bf16 or int8", v);
+            if (strcmp(v, "fp32") && strcmp(v, "fp16") && strcmp(v, "bf16") && strcmp(v, "int8") && strcmp(v, "int4")) {
+                rc = td_cli_usage_error("convert", "--precision '%s': use fp32, fp16, bf16, int8 or int4", v);
                 goto done;
             }
             rc = TD_EXIT_OK;

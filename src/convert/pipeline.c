@@ -128,8 +128,8 @@ td_status td_convert_check_options(td_ctx *ctx, const td_convert_options *o) {
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--batch-size max %lld / --seq-len max %lld are unreasonably large",
                        (long long)o->batch[2], (long long)o->seq[2]);
     if (strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "fp16") != 0 && strcmp(o->precision, "bf16") != 0 &&
-        strcmp(o->precision, "int8") != 0)
-        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--precision %s: use fp32, fp16, bf16 or int8", o->precision);
+        strcmp(o->precision, "int8") != 0 && strcmp(o->precision, "int4") != 0)
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--precision %s: use fp32, fp16, bf16, int8 or int4", o->precision);
     if (o->int8_weight_bits != 8 && o->int8_weight_bits != 7)
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "--int8-weight-bits %d: use 8 or 7", o->int8_weight_bits);
     if (o->int8_weight_bits == 7 && strcmp(o->precision, "int8") != 0)
@@ -167,14 +167,14 @@ static td_status check_options(td_ctx *ctx, const td_convert_options *o, conv *c
         atol = 1e-2, rtol = 1e-2;
     else if (strcmp(o->precision, "bf16") == 0)
         atol = 5e-2, rtol = 5e-2;
-    else if (strcmp(o->precision, "int8") == 0)
+    else if (strcmp(o->precision, "int8") == 0 || strcmp(o->precision, "int4") == 0)
         atol = 5e-2, rtol = 5e-2; /* reported; decides only when --atol/--rtol are given */
     c->atol = o->atol >= 0 ? o->atol : atol;
     c->rtol = o->rtol >= 0 ? o->rtol : rtol;
     /* int8 moves every element by quantization noise: what must hold is the
      * direction of each output row (embeddings, hidden states, logits) */
-    bool int8 = strcmp(o->precision, "int8") == 0;
-    c->elementwise = !int8 || o->atol >= 0 || o->rtol >= 0;
+    bool int8 = strcmp(o->precision, "int8") == 0, int4 = strcmp(o->precision, "int4") == 0;
+    c->elementwise = !(int8 || int4) || o->atol >= 0 || o->rtol >= 0;
     c->min_mean_cos = int8 ? 0.99 : 0.0;
     return TD_OK;
 }
@@ -255,6 +255,7 @@ static td_opt_precision precision_of(const char *name) {
     return strcmp(name, "fp16") == 0   ? TD_OPT_FP16
            : strcmp(name, "bf16") == 0 ? TD_OPT_BF16
            : strcmp(name, "int8") == 0 ? TD_OPT_INT8
+           : strcmp(name, "int4") == 0 ? TD_OPT_INT4
                                        : TD_OPT_FP32;
 }
 
@@ -269,11 +270,17 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     td_model *m = NULL;
     double t0 = td_now_s();
     TD_TRY(td_export_build(ctx, &eo, &m, &c->xs));
-    if (c->xs.task == TD_TASK_TEXT_GENERATION && strcmp(c->o->precision, "int8") == 0) {
+    if (c->xs.task != TD_TASK_TEXT_GENERATION && strcmp(c->o->precision, "int4") == 0) {
         td_model_free(m);
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
-                       "--precision int8 is not supported for decoders (task text-generation) yet; use fp32, fp16 "
-                       "or bf16");
+                       "--precision int4 (4-bit weight blocks, MatMulNBits) is for decoders (task text-generation); "
+                       "task %s: use int8 for quantized encoders", td_export_task_name(c->xs.task));
+    }
+    if (c->xs.task == TD_TASK_TEXT_GENERATION && c->o->int8_weight_bits == 7) {
+        td_model_free(m);
+        c->res->option_misfit = true;
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "--int8-weight-bits 7 applies to int8 encoders; decoders' int8 is 8-bit blocks of 32 (Q8_0)");
     }
     c->task = td_export_task_name(c->xs.task);
     capture_io(c, m->graph);
@@ -934,6 +941,9 @@ static td_status decoder_step(td_ctx *ctx, conv *c, int idx, const char *name,
     return TD_OK;
 }
 
+/* int8 / int4 live in the graph (MatMulNBits blocks): sessions on it keep the weights as stored (fp32 storage) */
+static bool quantized_precision(const char *p) { return strcmp(p, "int8") == 0 || strcmp(p, "int4") == 0; }
+
 /* triton/NAME: the decoder served in Triton's decoupled (streaming) mode by the tdeploy backend (deploy/triton.h);
  * the tokenizer and HF config files come from the stage, where copy_model_files put them. */
 static td_status write_generation_repo(td_ctx *ctx, conv *c) {
@@ -945,7 +955,7 @@ static td_status write_generation_repo(td_ctx *ctx, conv *c) {
     td_triton_gen_spec sp = {.name = name, .onnx_path = c->opt_path, .model_dir = c->stage,
                              .nb_instances = c->o->nb_instances, .threads = c->o->threads,
                              /* int8 lives in the graph; the served session packs weights as stored */
-                             .precision = strcmp(c->o->precision, "int8") == 0 ? "fp32" : c->o->precision,
+                             .precision = quantized_precision(c->o->precision) ? "fp32" : c->o->precision,
                              .max_new_tokens = 64};
     if (td_is_file(ext)) {
         sp.external_data = ext_list;
@@ -984,11 +994,18 @@ static td_status convert_decoder(td_ctx *ctx, conv *c) {
     d.precision = strcmp(c->o->precision, "fp16") == 0   ? TD_PRECISION_FP16
                   : strcmp(c->o->precision, "bf16") == 0 ? TD_PRECISION_BF16
                                                          : TD_PRECISION_FP32;
+    /* int8 / int4 (convert/decoder.h): near-top agreement decides, the elements only with --atol/--rtol */
+    d.elementwise = c->elementwise;
+    bool int8 = strcmp(c->o->precision, "int8") == 0, int4 = strcmp(c->o->precision, "int4") == 0;
+    d.min_near_top = int8 || int4 ? 0.95 : 0.0;
+    d.near_tol = int8 ? 0.1 : int4 ? 0.5 : 0.0;
     for (int i = 0; i < c->o->n_backends; i++) {
         d.backend = c->o->backends[i];
         memset(&d.bench, 0, sizeof d.bench);
         d.n_bench = 0, d.n_compared = d.n_failed = 0, d.max_abs = d.max_rel = 0, d.n_cases = d.n_token_mismatch = 0;
         d.mismatch[0] = 0;
+        d.n_positions = d.n_top1_agree = d.n_near_top = d.greedy_total = d.greedy_same = 0, d.non_finite = false;
+        d.greedy_first_diff_min = SIZE_MAX;
         TD_TRY(decoder_step(ctx, c, 4, "validate", td_convert_decoder_validate, &d));
         if (!c->o->no_bench)
             TD_TRY(decoder_step(ctx, c, 5, "benchmark", td_convert_decoder_benchmark, &d));
