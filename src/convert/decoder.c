@@ -391,6 +391,8 @@ td_status td_convert_decoder_report(td_ctx *ctx, const td_convert_decoder *d, td
             cJSON_AddNumberToObject(last, "min_near_top_agreement", d->min_near_top);
         }
         cJSON_AddBoolToObject(last, "finite", !d->non_finite);
+        if (!cJSON_GetObjectItem(last, "elementwise_decides"))
+            cJSON_AddBoolToObject(last, "elementwise_decides", d->elementwise);
     }
     cJSON *gt = cJSON_AddObjectToObject(root, "greedy_tokens");
     cJSON *gb = cJSON_AddArrayToObject(root, "generation_benchmark");

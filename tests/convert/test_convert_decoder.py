@@ -6,7 +6,8 @@ identical for single prompts and a left-padded batch) passes (the exported graph
 against transformers' goldens is tests/export's job); the benchmark reports batch 1 and 8;
 --no-bench is honoured; a backend outside the tolerance (fp16 with atol = rtol =
 0) fails validation with exit 3, OUTDIR.failed and OUTDIR
-untouched; int8 and a foreign OUTDIR are refused."""
+untouched; --precision int4 / int8 write MatMulNBits blocks and pass by the
+near-top rule; int4 on an encoder and a foreign OUTDIR are refused."""
 import glob
 import json
 import math
@@ -140,10 +141,73 @@ r = run(["-m", os.path.join(FIX, "llama-gen"), "-o", out, "--no-bench", "-q"])
 check(r.returncode == 0 and os.path.isdir(out) and not os.path.exists(out + ".failed"),
       "a passing run after a failed one: OUTDIR written, stale OUTDIR.failed removed", r.stderr.strip()[-300:])
 
-# refused before any work: int8, and a folder tdeploy did not create
-r = run(["-m", os.path.join(FIX, "gpt2-gen"), "-o", os.path.join(TMP, "i8"), "--precision", "int8", "-q"])
-check(r.returncode != 0 and "int8" in r.stderr and not os.path.exists(os.path.join(TMP, "i8")),
-      "int8 on a decoder: refused with a message", f"rc={r.returncode} err={r.stderr.strip()[-300:]!r}")
+# --precision int4 | int8: model-optimized.onnx holds MatMulNBits blocks of that width (as optimize --precision), the
+# validation reports max abs logits error, top-1, near-top and greedy agreement and passes by the near-top rule
+# (convert/decoder.h); a run whose precision were silently ignored has no MatMulNBits and logits equal to the
+# reference's within rounding, so it fails the checks below
+for name, prec in [("llama-lm", "int4"), ("gpt2-lm", "int4"), ("llama-lm", "int8"), ("gpt2-lm", "int8")]:
+    out = os.path.join(TMP, f"{prec}-{name}")
+    r = run(["-m", os.path.join(FIX, name), "-o", out, "--precision", prec, "--nb-measures", "2", "--warmup", "0",
+             "--threads", "2", "-q"])
+    if not check(r.returncode == 0, f"{name} {prec}: exit 0", f"rc={r.returncode} err={r.stderr.strip()[-400:]!r}"):
+        continue
+    m = onnx.load(os.path.join(out, "model-optimized.onnx"), load_external_data=False)
+    nb = [n for n in m.graph.node if n.op_type == "MatMulNBits"]
+    inits = {i.name for i in m.graph.initializer}
+    float_w = [n.input[1] for n in m.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in inits]
+    check(len(nb) >= 4 and not float_w and
+          all({a.name: a.i for a in n.attribute}.get("bits") == int(prec[3:]) for n in nb),
+          f"{name} {prec}: model-optimized.onnx: every weight MatMul is MatMulNBits of {prec[3:]} bits",
+          f"{len(nb)} MatMulNBits, float weight MatMuls {float_w[:3]}")
+    served = os.path.join(out, "triton", name, "1", "model-optimized.onnx")
+    check(os.path.isfile(served) and open(served, "rb").read() == open(os.path.join(out, "model-optimized.onnx"),
+                                                                       "rb").read(),
+          f"{name} {prec}: the Triton model serves the quantized model-optimized.onnx")
+    rep = json.load(open(os.path.join(out, "report.json")))
+    v = [v for v in rep.get("validation", []) if v.get("output") == "logits"]
+    v = v[0] if len(v) == 1 else {}
+    gt = rep.get("greedy_tokens", {})
+    # quantization moves the logits (an ignored precision would be within fp32 rounding, < 1e-4)
+    check(v.get("passed") is True and v.get("finite") is True and 1e-3 < v.get("max_abs_diff", 0) < 10 and
+          v.get("elementwise_decides") is False and v.get("near_top_agreement", 0) >= 0.95 and
+          v.get("min_near_top_agreement") == 0.95 and
+          v.get("near_top_tolerance") == (0.5 if prec == "int4" else 0.1) and
+          0 < v.get("argmax_agreement", -1) <= v["near_top_agreement"] and v.get("top1_positions", 0) > 0,
+          f"{name} {prec}: logits moved by quantization, near-top agreement >= 95% decides, top-1 reported",
+          json.dumps(v)[:500])
+    check(gt.get("decides") is False and gt.get("passed") is True and gt.get("generations") == 8 and
+          0 <= gt.get("leading_tokens_identical", -1) <= gt.get("tokens", -1) and gt.get("tokens", 0) > 0,
+          f"{name} {prec}: greedy agreement reported ({gt.get('leading_tokens_identical')} of {gt.get('tokens')} "
+          "leading tokens)", json.dumps(gt))
+    check(rep.get("written_precision", {}).get("model-optimized.onnx") == prec and
+          rep.get("written_precision", {}).get("triton") == prec and
+          rep.get("options", {}).get("precision") == prec,
+          f"{name} {prec}: report names the written precision", json.dumps(rep.get("written_precision")))
+    gb = rep.get("generation_benchmark", [])
+    check([b["batch"] for b in gb] == [1, 8] and all(b["decode_ms_per_token_p50"] > 0 for b in gb),
+          f"{name} {prec}: benchmarked at batch 1 and 8", json.dumps(gb)[:300])
+# int4 with an elementwise tolerance it cannot meet: exit 3, OUTDIR.failed only
+out = os.path.join(TMP, "int4-atol0")
+r = run(["-m", os.path.join(FIX, "llama-lm"), "-o", out, "--precision", "int4", "--atol", "0", "--rtol", "0",
+         "--no-bench", "-q"])
+check(r.returncode == 3 and os.path.isdir(out + ".failed") and not os.path.exists(out) and no_leftovers(out),
+      "int4 with --atol 0 --rtol 0: the elements decide too: exit 3, OUTDIR.failed only",
+      f"rc={r.returncode} err={r.stderr.strip()[-300:]!r}")
+# the summary table names the quantized rule
+r = run(["-m", os.path.join(FIX, "gpt2-lm"), "-o", os.path.join(TMP, "int8-summary"), "--precision", "int8",
+         "--no-bench"])
+check(r.returncode == 0 and "near-top agreement" in r.stdout and "top-1 agreement" in r.stdout and
+      "leading tokens agree (reported)" in r.stdout, "int8 summary: top-1, near-top and greedy agreement printed",
+      r.stdout[-600:])
+
+# refused before any work: int4 on an encoder, --int8-weight-bits 7 on a decoder, a folder tdeploy did not create
+r = run(["-m", os.path.join(FIX, "minilm-st"), "-o", os.path.join(TMP, "i4enc"), "--precision", "int4", "-q"])
+check(r.returncode == 1 and "int4" in r.stderr and "decoder" in r.stderr and not os.path.exists(os.path.join(TMP, "i4enc")),
+      "int4 on an encoder: refused with a message", f"rc={r.returncode} err={r.stderr.strip()[-300:]!r}")
+r = run(["-m", os.path.join(FIX, "gpt2-gen"), "-o", os.path.join(TMP, "i8w7"), "--precision", "int8",
+         "--int8-weight-bits", "7", "-q"])
+check(r.returncode == 2 and "weight-bits" in r.stderr and not os.path.exists(os.path.join(TMP, "i8w7")),
+      "--int8-weight-bits 7 on a decoder: usage error", f"rc={r.returncode} err={r.stderr.strip()[-300:]!r}")
 foreign = os.path.join(TMP, "foreign")
 os.makedirs(foreign)
 open(os.path.join(foreign, "mine.txt"), "w").write("user data")

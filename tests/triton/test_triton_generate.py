@@ -112,8 +112,22 @@ for name in DECODERS:
         repos[name] = out
 if not repos:
     t.finish()
+# an int4 decoder (convert --precision int4): its served model-optimized.onnx holds 4-bit MatMulNBits blocks
+Q4 = "llama-gen-int4"
+q4_out = os.path.join(ROOT, "conv", Q4)
+p = convert(os.path.join(FIX, "hf", "llama-gen"), q4_out, "--threads", "2", "--precision", "int4", "--name", Q4)
+q4_onnx = os.path.join(q4_out, "triton", Q4, "1", "model-optimized.onnx")
+if t.check(p.returncode == 0 and os.path.isfile(q4_onnx), f"{Q4}: convert --precision int4 writes triton/{Q4}",
+           p.stderr[-800:]):
+    import onnx
+    nb = [n for n in onnx.load(q4_onnx, load_external_data=False).graph.node if n.op_type == "MatMulNBits"]
+    t.check(len(nb) >= 4 and all({a.name: a.i for a in n.attribute}.get("bits") == 4 for n in nb),
+            f"{Q4}: the served model holds 4-bit MatMulNBits", f"{len(nb)} MatMulNBits")
+    repos_q4 = [os.path.join(q4_out, "triton")]
+else:
+    repos_q4 = []
 
-srv = Server([os.path.join(out, "triton") for out in repos.values()], "generate").start()
+srv = Server([os.path.join(out, "triton") for out in repos.values()] + repos_q4, "generate").start()
 index = srv.index()
 stream = Stream(srv.grpc)
 rid = 0
@@ -165,6 +179,21 @@ for name, out in repos.items():
     t.check(want is not None and texts[0] == want and texts[1] == want,
             f"{name}: sampled stream (temperature 0.8, top_k 20, seed 7) == tdeploy generate's text, twice",
             f"got={texts!r} want={want!r} cli={cli.stdout[:300]!r}")
+
+# the int4 model streams the greedy text `tdeploy generate` makes from the same served file
+if repos_q4 and t.check(srv.ready(Q4), f"{Q4}: the decoupled int4 model loads", index.get(Q4)):
+    prompt = "Once upon a time"
+    pieces, finish, err, final = run(Q4, {"TEXT": text_in(prompt), "temperature": scalar(0, "FP32"),
+                                          "max_new_tokens": scalar(12, "INT32")})
+    cli = subprocess.run([TD_BIN, "generate", q4_onnx, "--prompt", prompt, "--max-new-tokens", "12", "--threads", "2",
+                          "--json", "-q"], capture_output=True, text=True, timeout=600)
+    want = None
+    if t.check(cli.returncode == 0, f"{Q4}: tdeploy generate (greedy) runs", cli.stderr[-400:]):
+        res = json.loads(cli.stdout)
+        want = res["results"][0].get("text") if isinstance(res, dict) and "results" in res else None
+    got = b"".join(pieces).decode("utf-8", errors="replace") if not err else f"error {err}"
+    t.check(want is not None and got == want and final and len(pieces) >= 2,
+            f"{Q4}: streamed greedy text == tdeploy generate's on the served int4 file", f"got={got!r} want={want!r}")
 
 # ---- errors: each request gets one final error naming the problem; the model keeps serving
 name = next(iter(repos))
