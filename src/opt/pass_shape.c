@@ -279,6 +279,35 @@ static td_status infer_node(td_ctx *ctx, sym_table *syms, const td_node *n, shap
             o->rank += 2;
         }
         o->elem = a.elem;
+    } else if (strcmp(op, "MatMulNBits") == 0) {
+        /* com.microsoft: A (..., K) @ dequant(B)^T -> (..., N), N from the attribute (GGUF exports and
+         * optimize --precision int4 write it; without this every value after the first projection is shapeless
+         * and no downstream fusion, RMSNorm or rotary, matches) */
+        int64_t N = td_node_attr_int(n, "N", -1);
+        if (!ha || a.rank < 1 || N <= 0)
+            return TD_OK;
+        *o = a;
+        o->dims[a.rank - 1] = (td_dim){N, NULL};
+    } else if (strcmp(op, "GatherBlockQuantized") == 0) {
+        /* com.microsoft: gather_axis 0, quantize_axis last (op_gather_bq.c's subset): indices' shape, then data's
+         * remaining dims with the last unpacked (bits 4: two codes per byte); the scales' element type */
+        shape_t sc;
+        int64_t bits = td_node_attr_int(n, "bits", 4), ga = td_node_attr_int(n, "gather_axis", 0);
+        int64_t qa = td_node_attr_int(n, "quantize_axis", 1);
+        if (!ha || !hb || n->n_inputs < 3 || !value_shape(n->inputs[2], &sc) || a.rank < 2 || ga != 0 ||
+            (qa != a.rank - 1 && qa != -1) || (bits != 4 && bits != 8) || b.rank + a.rank - 1 > MAXR)
+            return TD_OK;
+        o->rank = 0;
+        for (int d = 0; d < b.rank; d++)
+            o->dims[o->rank++] = b.dims[d];
+        for (int d = 1; d < a.rank; d++)
+            o->dims[o->rank++] = a.dims[d];
+        td_dim *last = &o->dims[o->rank - 1];
+        if (last->param || last->value < 0)
+            *last = unknown_dim;
+        else
+            last->value *= 8 / bits;
+        o->elem = sc.elem;
     } else if (strcmp(op, "Gemm") == 0) {
         if (!ha || !hb || a.rank != 2 || b.rank != 2)
             return TD_OK;

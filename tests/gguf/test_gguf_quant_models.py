@@ -184,6 +184,23 @@ def check_quantized(qt, path, want, feeds, inp):
             "8-bit activation rounding", f"max abs {err:.2e}, logits up to {scale:.2f}")
     t.check(np.array_equal(td.argmax(-1), want.argmax(-1)) or err <= 1e-2 * scale,
             f"{name}: next-token argmax of the quantized run as the reference's", f"{td.argmax(-1)} vs {want.argmax(-1)}")
+    # the optimizer types MatMulNBits / GatherBlockQuantized outputs (their shapes come from attributes and the
+    # data), so the fusions after them match as on a float graph: RMSNorm and rotary fused, same logits
+    onnx_o = os.path.join(work, f"tiny-{name}-q-opt.onnx")
+    r = subprocess.run([BIN, "optimize", onnx_q, "-o", onnx_o, "--json"], capture_output=True, text=True, timeout=300)
+    if not t.check(r.returncode == 0, f"{name}: tdeploy optimize on the quantized export", r.stderr[-300:]):
+        return
+    import json
+    fus = json.loads(r.stdout).get("fusions", {})
+    t.check(fus.get("SkipSimplifiedLayerNormalization", 0) + fus.get("SimplifiedLayerNormalization", 0) == 2 * L + 1
+            and fus.get("RotaryEmbedding", 0) == 2 * L,
+            f"{name}: optimize fuses every RMSNorm and rotary after the block-quantized ops", json.dumps(fus))
+    rr = subprocess.run([BIN, "infer", onnx_o, "--inputs", inp, "-o", out, "-q"], capture_output=True, text=True,
+                        timeout=300)
+    if t.check(rr.returncode == 0, f"{name}: tdeploy infer runs the optimized quantized graph", rr.stderr[-200:]):
+        err = float(np.abs(load_file(out)["logits"][0] - td).max())
+        t.check(err <= 2e-2 * scale, f"{name}: optimized == unoptimized quantized graph (within activation rounding)",
+                f"max abs {err:.2e}, logits up to {scale:.2f}")
 
 
 rng = np.random.default_rng(7)
