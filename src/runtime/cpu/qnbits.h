@@ -64,6 +64,8 @@ size_t td_qnbits_i8_ref_scratch(const td_qnbits_w *w); /* bytes of scratch td_qn
 
 /* Quantize one activation row per block: a8 (kb * block_size, zero padded), da (kb) scales, asum (kb) sums of a8. */
 void td_qnbits_quant_row(const float *a, int64_t K, int block_size, int8_t *a8, float *da, int32_t *asum);
+/* The same with AVX2 where the CPU has it (blocks of a multiple of 32): identical a8, da and asum. */
+void td_qnbits_quant_row_fast(const float *a, int64_t K, int block_size, int8_t *a8, float *da, int32_t *asum);
 
 /* ---- optimized kernels (AVX-512; fall back to the references where the CPU lacks it) ---- */
 bool td_qnbits_have_avx512(void);
