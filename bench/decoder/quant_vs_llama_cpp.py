@@ -8,13 +8,16 @@
 - ONNX Runtime: the graph `tdeploy export -m FILE.gguf` writes (MatMulNBits / GatherBlockQuantized, the same
   blocks), InferenceSession(ORT_ENABLE_ALL), greedy loop through past/present in Python.
 Equal work: batch 1, PROMPT random prompt tokens (fixed seed), NEW tokens (eos ignored), THREADS threads each, all
-pinned to the same CPUs. Rounds alternate tdeploy / llama.cpp / ORT; the table gives medians and ranges over
+pinned to the same CPUs. CPU time (busy hosts stretch wall time, not it) per token: tdeploy's own prefill/decode
+CPU seconds; llama.cpp's from the child's rusage of llama-bench runs without warm-up, the load and one token
+subtracted: decode (tg NEW - tg 1) / (NEW - 1), prefill (pp PROMPT - tg 1) / PROMPT; ORT's process time. Rounds alternate tdeploy / llama.cpp / ORT; the table gives medians and ranges over
 rounds, and the per-round ratio tdeploy / llama.cpp (tokens/s). Greedy agreement: tdeploy's tokens vs ORT's on
 the same quantized graph, and vs tdeploy's own dequantized fp32 run (--precision fp32).
 usage: quant_vs_llama_cpp.py [--rounds 5] [--prompt 128] [--new 128] [--threads 2]"""
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -46,13 +49,22 @@ os.sched_setaffinity(0, set(range(a.threads)))  # ORT runs in this process
 prompt = np.random.default_rng(0).integers(100, 40000, a.prompt).tolist()
 
 
+def child_cpu(cmd):
+    """CPU seconds (user + system) of one child process run to its end."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, capture_output=True, check=True)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
 def run_tdeploy(precision="auto"):
     r = subprocess.run(pin + [a.bin, "generate", gguf, "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens",
                               str(a.new), "--ignore-eos", "--threads", str(a.threads), "--precision", precision,
                               "--json"], capture_output=True, text=True, check=True)
     d = json.loads(r.stdout)
     n = len(d["results"][0]["ids"])
-    return a.prompt / d["prefill_seconds"], (n - 1) / d["decode_seconds"], d["results"][0]["ids"]
+    cpu = (d["prefill_cpu_seconds"] * 1e3 / a.prompt, d["decode_cpu_seconds"] * 1e3 / (n - 1))
+    return a.prompt / d["prefill_seconds"], (n - 1) / d["decode_seconds"], d["results"][0]["ids"], cpu
 
 
 def run_llama():
@@ -61,7 +73,11 @@ def run_llama():
     d = json.loads(r.stdout)
     pp = next(x["avg_ts"] for x in d if x["n_prompt"] > 0 and x["n_gen"] == 0)
     tg = next(x["avg_ts"] for x in d if x["n_gen"] > 0 and x["n_prompt"] == 0)
-    return pp, tg, None
+    base = pin + [llama_bench, "-m", gguf, "-t", str(a.threads), "-r", "1", "--no-warmup", "-o", "json"]
+    one = child_cpu(base + ["-p", "0", "-n", "1"])
+    cpu = ((child_cpu(base + ["-p", str(a.prompt), "-n", "0"]) - one) * 1e3 / a.prompt,
+           (child_cpu(base + ["-p", "0", "-n", str(a.new)]) - one) * 1e3 / (a.new - 1))
+    return pp, tg, None, cpu
 
 
 import onnxruntime as ort  # noqa: E402
@@ -81,9 +97,9 @@ def run_ort():
     for n, i in ins.items():
         if n.startswith("past_key_values"):
             feed[n] = np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     r = dict(zip(outs, sess.run(None, feed)))
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     toks = []
     for step in range(a.new):
         nxt = r["logits"][:, -1].argmax(-1)
@@ -94,8 +110,9 @@ def run_ort():
                 "position_ids": np.full((1, 1), a.prompt + step, np.int64)}
         feed.update({k.replace("present", "past_key_values"): v for k, v in r.items() if k.startswith("present")})
         r = dict(zip(outs, sess.run(None, feed)))
-    t2 = time.perf_counter()
-    return a.prompt / (t1 - t0), (a.new - 1) / (t2 - t1), toks
+    t2, c2 = time.perf_counter(), time.process_time()
+    return a.prompt / (t1 - t0), (a.new - 1) / (t2 - t1), toks, ((c1 - c0) * 1e3 / a.prompt,
+                                                                  (c2 - c1) * 1e3 / (a.new - 1))
 
 
 res = {"tdeploy": [], "llama.cpp": [], "ort": []}
@@ -129,6 +146,18 @@ for k in res:
 for i, name in ((0, "prefill"), (1, "decode")):
     rat = sorted(t[i] / l[i] for t, l in zip(res["tdeploy"], res["llama.cpp"]))
     print(f"tdeploy / llama.cpp {name} tokens/s per round: median {np.median(rat):.2f}x, range {rat[0]:.2f}-{rat[-1]:.2f}x")
+print("CPU time, ms per token (all threads of the process):")
+print("| | prefill CPU ms/token | decode CPU ms/token |")
+print("|---|---|---|")
+for k in res:
+    pre = sorted(r[3][0] for r in res[k])
+    dec = sorted(r[3][1] for r in res[k])
+    print(f"| {k} | {np.median(pre):.2f} ({pre[0]:.2f}-{pre[-1]:.2f}) | {np.median(dec):.2f} "
+          f"({dec[0]:.2f}-{dec[-1]:.2f}) |")
+for i, name in ((0, "prefill"), (1, "decode")):
+    rat = sorted(l[3][i] / t[3][i] for t, l in zip(res["tdeploy"], res["llama.cpp"]))
+    print(f"llama.cpp / tdeploy {name} CPU time per token, per round (> 1: tdeploy cheaper): median "
+          f"{np.median(rat):.2f}x, range {rat[0]:.2f}-{rat[-1]:.2f}x")
 f, s = agree(td, ot)
 print(f"greedy tokens, tdeploy vs ORT (same quantized graph): first {f} identical, {100 * s:.0f}% of positions equal")
 f, s = agree(td, fp32)
