@@ -32,10 +32,14 @@
 
 #define TD_GEN_BIAS_INPUT "tdeploy.attention_bias"
 #define TD_GEN_POSITION_INPUT "tdeploy.cache_position"
+#define TD_GEN_SEQLENS_INPUT "tdeploy.seqlens_k"
+#define TD_GEN_TOTAL_INPUT "tdeploy.total_sequence_length"
 
 typedef struct td_gen_kv_plan {
     bool in_place;  /* the graph was rewritten */
+    bool fused;     /* ... its fused attention ops (com.tdeploy::GroupQueryAttention), else its Concat appends */
     int64_t window; /* sliding window of the model (metadata "sliding_window"), 0 = none */
+    const char *how; /* static: what was rewritten, or why nothing was (generate --json's runtime.kv_cache) */
 } td_gen_kv_plan;
 
 /* Rewrite m in place when it has the exporter's pattern; plan->in_place says whether it did. */
