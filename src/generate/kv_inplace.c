@@ -207,7 +207,9 @@ static td_status rewrite_fused(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan, b
 
 td_status td_gen_kv_inplace(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan) {
     memset(plan, 0, sizeof *plan);
-    plan->how = "copied per step: not tdeploy's text-generation export (no task / num_key_value_heads metadata)";
+    plan->how = "copied per step: not tdeploy's text-generation export (an Optimum or other exporter's graph, whose "
+                "attention-mask subgraph the generator does not rewrite; tdeploy export --task text-generation gives "
+                "a graph that runs in place)";
     td_graph *g = m->graph;
     const char *task = td_model_metadata(m, "task");
     if (!task || strcmp(task, "text-generation") != 0 || !td_model_metadata(m, "num_key_value_heads"))
