@@ -148,6 +148,9 @@ static td_status rewrite_fused(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan, b
     td_value *old_bias = NULL;
     int ops = 0;
     bool first = true;
+    for (int i = 0; i < g->n_inputs; i++) /* every layer's cache, or none (a partly fused graph stays as it is) */
+        if (strncmp(g->inputs[i]->name, "past_key_values.", 16) == 0 && !fused_of(g->inputs[i]))
+            return TD_OK;
     for (int i = 0; i < g->n_nodes; i++) {
         td_node *n = g->nodes[i];
         fused_slots sl;
