@@ -142,7 +142,7 @@ static td_node *fused_of(const td_value *past) {
  * with seqlens_k, total_sequence_length and the attention bias from the generator's inputs. The replaced bias
  * must be one shared by all layers and not per head (the mask's padding / causal / window bias, which the
  * generator's bias computes over cache columns). */
-static td_status rewrite_fused(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan, bool *done) {
+static td_status rewrite_fused(td_ctx *ctx, td_model *m, bool *done) {
     td_graph *g = m->graph;
     *done = false;
     td_value *old_bias = NULL;
@@ -203,7 +203,6 @@ static td_status rewrite_fused(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan, b
         if (scale != 0.0f)
             TD_TRY(td_node_add_attr_float(ctx, an, "scale", scale));
     }
-    (void)plan;
     *done = true;
     return TD_OK;
 }
@@ -223,7 +222,7 @@ td_status td_gen_kv_inplace(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan) {
         return TD_OK;
     const char *w = td_model_metadata(m, "sliding_window");
     bool fused = false;
-    TD_TRY(rewrite_fused(ctx, m, plan, &fused));
+    TD_TRY(rewrite_fused(ctx, m, &fused));
     if (fused) {
         TD_TRY(td_model_set_opset(ctx, m, "com.tdeploy", 1));
         drop_unused(g);
