@@ -41,6 +41,7 @@ typedef struct request {
     float *bias;                 /* in place: (batch, 1, prompt, cap) attention bias, (batch, 1, 1, cap) per step */
     int64_t position;            /* in place: cache column of the first new token of the pass */
     int32_t *seqlens;            /* fused in place: (batch) keys in use - 1 after the pass (position + seq - 1) */
+    int32_t total;               /* fused in place: total_sequence_length, the bound capacity (bound by address) */
     uint64_t copied;             /* bytes of cache copied out of present outputs (the fallback path) */
     float *row;                  /* (vocab) logits of one row */
     int64_t **hist;              /* per row: prompt + generated ids (cap) */
@@ -189,12 +190,13 @@ static td_status forward_in_place(td_ctx *ctx, td_generator *g, request *r, size
                                 b * seq * cap * sizeof *r->bias));
     if (g->kv.fused) { /* every row's keys: the columns up to the pass's last (the bias closes padding) */
         const int64_t rows = (int64_t)b;
-        int32_t total = (int32_t)cap;
+        r->total = (int32_t)cap; /* the session reads bound inputs at run time: kept in the request */
         for (size_t i = 0; i < b; i++)
             r->seqlens[i] = (int32_t)(r->position + (int64_t)seq - 1);
         TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_SEQLENS_INPUT, TD_DTYPE_INT32, 1, &rows, r->seqlens,
                                     b * sizeof *r->seqlens));
-        TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_TOTAL_INPUT, TD_DTYPE_INT32, 1, &one, &total, sizeof total));
+        TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_TOTAL_INPUT, TD_DTYPE_INT32, 1, &one, &r->total,
+                                    sizeof r->total));
     } else {
         TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_POSITION_INPUT, TD_DTYPE_INT64, 1, &one, &r->position,
                                     sizeof r->position));
@@ -298,6 +300,9 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         return TD_OK;
     }
     request r = {.batch = n, .prompt = longest, .cap = longest + (size_t)max_new};
+    if (g->kv.fused && r.cap > (size_t)INT32_MAX) /* seqlens_k and total_sequence_length are int32 */
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "generate: prompt + max_new_tokens = %zu tokens is more than the "
+                       "fused attention's int32 lengths hold; lower --max-new-tokens", r.cap);
     td_session_stats s0;
     td_session_get_stats(g->s, &s0);
     bool inplace = g->kv.in_place;
