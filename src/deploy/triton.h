@@ -75,6 +75,11 @@ typedef struct td_triton_spec {
     td_triton_serving serving;
     int threads;           /* tdeploy backend: session threads (0 = one per core) */
     const char *precision; /* tdeploy backend: fp32 | fp16 | bf16 (NULL: fp32) */
+    /* A decoder (`triton-repo --task text-generation`): OUT/NAME is the decoupled generation model below instead,
+     * with the tokenizer and HF config files from tokenizer_dir (tokenizer.json required); inputs, outputs,
+     * batch sizes and max_length are not used. Only serving TD_TRITON_SERVE_TDEPLOY on TD_TRITON_CPU. */
+    bool generation;
+    int64_t max_new_tokens; /* generation: default of a request without max_new_tokens (>= 1) */
 } td_triton_spec;
 
 /* A text-generation model for the tdeploy backend, served in Triton's decoupled (streaming) mode
@@ -87,7 +92,9 @@ typedef struct td_triton_spec {
  *   ROOT/NAME/1/model-optimized.onnx (+ external data), tokenizer.json, tokenizer_config.json,
  *              special_tokens_map.json, config.json, generation_config.json (those present in model_dir)
  *
- * ROOT is a folder the caller owns (convert's staging folder): NAME is written into it directly. */
+ * ROOT is a folder the caller owns (convert's staging folder): NAME is written into it directly.
+ * td_triton_write_repository writes the same model into a repository with its safety rules (td_triton_spec's
+ * generation). */
 typedef struct td_triton_gen_spec {
     const char *name;      /* model name, as td_triton_spec */
     const char *onnx_path; /* the decoder with a KV cache (export/decoder.h layout) */
