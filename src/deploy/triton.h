@@ -87,7 +87,8 @@ typedef struct td_triton_spec {
  *
  *   ROOT/NAME/config.pbtxt     backend "tdeploy", max_batch_size 0, model_transaction_policy { decoupled: true },
  *                              TEXT (+ optional max_new_tokens, temperature, top_k, top_p, repetition_penalty,
- *                              seed) in, TEXT_OUTPUT pieces + FINISH_REASON out; parameters task, max_new_tokens,
+ *                              seed) in, TEXT_OUTPUT pieces + FINISH_REASON ("eos", "length" or "context") out;
+ *                              parameters task, max_new_tokens,
  *                              threads, precision
  *   ROOT/NAME/1/model-optimized.onnx (+ external data), tokenizer.json, tokenizer_config.json,
  *              special_tokens_map.json, config.json, generation_config.json (those present in model_dir)
