@@ -51,7 +51,8 @@ static void usage(FILE *f) {
             "  --nb-instances N       instances of each model (default 1)\n"
             "  --device cpu|cuda      where the model runs (default cpu; gpu = cuda; the tokenizer always\n"
             "                         runs on CPU)\n"
-            "  --max-queue-delay-us N dynamic batching delay (default 100)\n"
+            "  --max-queue-delay-us N dynamic batching delay (default 0: a lone request is not held back; under\n"
+            "                         load batches form while the instance is busy)\n"
             "  --force                replace folders of this model's names that tdeploy did not write\n"
             "  --max-length N         tokenizer truncation (default: the model's fixed sequence length, else\n"
             "                         the model's max length as `tdeploy run` cuts: DIR's config.json positions,\n"
@@ -96,7 +97,7 @@ int td_cmd_triton_repo(int argc, char **argv) {
     bool json = false, task_generation = false, batch_flags = false, max_new_given = false;
     int64_t max_new_tokens = 64;
     td_triton_spec sp = {.name = "model", .batch_min = 1, .batch_opt = 8, .batch_max = 32, .nb_instances = 1,
-                         .max_queue_delay_us = 100, .device = TD_TRITON_CPU, .serving = TD_TRITON_SERVE_TDEPLOY};
+                         .max_queue_delay_us = TD_TRITON_DEFAULT_QUEUE_DELAY_US, .device = TD_TRITON_CPU, .serving = TD_TRITON_SERVE_TDEPLOY};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int64_t v;

@@ -81,8 +81,6 @@ for name, src, fixture, extra in sources:
         written[name] = fixture
 t.check(all(os.path.isdir(os.path.join(REPO, n)) for n in written),
         "adding models one by one keeps the earlier ones", str(sorted(os.listdir(REPO))))
-t.check(not [f for f in os.listdir(ROOT) if ".tmp." in f or ".export." in f], "no temporary folder left beside OUT",
-        str(os.listdir(ROOT)))
 conv_cfg = os.path.join(conv, "triton", "gpt2-gen", "config.pbtxt")
 for name in written:
     if os.path.isfile(conv_cfg):
@@ -108,6 +106,9 @@ t.check(p.returncode == 1 and "convert" in p.stderr and not os.path.exists(os.pa
 p = triton_repo(gpt2, "short", "--max-new-tokens", "3")
 t.check(p.returncode == 0 and 'string_value: "3"' in open(os.path.join(REPO, "short", "config.pbtxt")).read(),
         "--max-new-tokens 3: parameter max_new_tokens 3", p.stderr[-300:])
+
+t.check(not [f for f in os.listdir(ROOT) if ".tmp." in f or ".export." in f],
+        "no temporary folder left beside OUT (after the writes and the refusals)", str(os.listdir(ROOT)))
 
 # ---- repository rules: a folder tdeploy did not write is refused unless --force
 alien = os.path.join(REPO, "alien")
