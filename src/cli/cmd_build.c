@@ -137,21 +137,47 @@ int td_cmd_build(int argc, char **argv) {
         return rc;
     }
     if (json) {
-        printf("{\"engine\": \"%s\", \"precision\": \"%s\", \"gpu\": \"%s\", \"compute_capability\": \"%d.%d\", "
-               "\"nodes\": %d, \"gpu_nodes\": %d, \"hoisted_nodes\": %d, \"weight_bytes\": %zu, \"profiles\": [",
-               outp, prec, r.gpu_name, r.cc_major, r.cc_minor, r.nodes, r.gpu_nodes, r.hoisted_nodes, r.weight_bytes);
+        /* through cJSON: paths and GPU names are arbitrary text that must be escaped */
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "engine", outp);
+        cJSON_AddStringToObject(j, "precision", prec);
+        cJSON_AddStringToObject(j, "gpu", r.gpu_name);
+        char cc[32];
+        snprintf(cc, sizeof cc, "%d.%d", r.cc_major, r.cc_minor);
+        cJSON_AddStringToObject(j, "compute_capability", cc);
+        cJSON_AddNumberToObject(j, "nodes", r.nodes);
+        cJSON_AddNumberToObject(j, "gpu_nodes", r.gpu_nodes);
+        cJSON_AddNumberToObject(j, "hoisted_nodes", r.hoisted_nodes);
+        cJSON_AddNumberToObject(j, "weight_bytes", (double)r.weight_bytes);
+        cJSON *profiles = cJSON_AddArrayToObject(j, "profiles");
         for (uint32_t i = 0; i < r.n_profiles; i++) {
             const td_engine_profile *p = &r.profiles[i];
-            printf("%s{\"min\": [%u, %u], \"opt\": [%u, %u], \"max\": [%u, %u], \"arena_bytes\": %llu, "
-                   "\"naive_bytes\": %llu}", i ? ", " : "", p->min_b, p->min_s, p->opt_b, p->opt_s, p->max_b, p->max_s,
-                   (unsigned long long)p->arena_bytes, (unsigned long long)p->naive_bytes);
+            cJSON *o = cJSON_CreateObject();
+            int min[2] = {(int)p->min_b, (int)p->min_s}, opt[2] = {(int)p->opt_b, (int)p->opt_s},
+                max[2] = {(int)p->max_b, (int)p->max_s};
+            cJSON_AddItemToObject(o, "min", cJSON_CreateIntArray(min, 2));
+            cJSON_AddItemToObject(o, "opt", cJSON_CreateIntArray(opt, 2));
+            cJSON_AddItemToObject(o, "max", cJSON_CreateIntArray(max, 2));
+            cJSON_AddNumberToObject(o, "arena_bytes", (double)p->arena_bytes);
+            cJSON_AddNumberToObject(o, "naive_bytes", (double)p->naive_bytes);
+            if (!cJSON_AddItemToArray(profiles, o))
+                cJSON_Delete(o);
         }
-        printf("], \"gemm_tuning\": {\"buckets\": %d, \"measured\": %d, \"from_cache\": %d, \"timing_cache\": \"%s\", "
-               "\"cache_note\": \"%s\"}", r.gemm_buckets, r.gemm_measured, r.gemm_cached, r.timing_cache,
-               r.cache_note[0] ? "not used (see the warning)" : "");
-        printf(", \"seconds\": {\"export\": %.3f, \"optimize\": %.3f, \"check_and_plan\": %.3f, \"tune\": %.3f, "
-               "\"write\": %.3f, \"total\": %.3f}}\n", r.seconds_export, r.seconds_optimize, r.seconds_check_plan,
-               r.seconds_tune, r.seconds_write, r.seconds_total);
+        cJSON *tune = cJSON_AddObjectToObject(j, "gemm_tuning");
+        cJSON_AddNumberToObject(tune, "buckets", r.gemm_buckets);
+        cJSON_AddNumberToObject(tune, "measured", r.gemm_measured);
+        cJSON_AddNumberToObject(tune, "from_cache", r.gemm_cached);
+        cJSON_AddStringToObject(tune, "timing_cache", r.timing_cache);
+        cJSON_AddStringToObject(tune, "cache_note", r.cache_note[0] ? "not used (see the warning)" : "");
+        cJSON *sec = cJSON_AddObjectToObject(j, "seconds");
+        cJSON_AddNumberToObject(sec, "export", r.seconds_export);
+        cJSON_AddNumberToObject(sec, "optimize", r.seconds_optimize);
+        cJSON_AddNumberToObject(sec, "check_and_plan", r.seconds_check_plan);
+        cJSON_AddNumberToObject(sec, "tune", r.seconds_tune);
+        cJSON_AddNumberToObject(sec, "write", r.seconds_write);
+        cJSON_AddNumberToObject(sec, "total", r.seconds_total);
+        td_ctx_free(ctx);
+        return td_cli_print_json("build", j);
     } else {
         td_info("build: %d of %d nodes on the GPU (%d shape-only nodes run while planning), %.1f MB of weights, "
                 "for %s (compute capability %d.%d)", r.gpu_nodes, r.nodes, r.hoisted_nodes, r.weight_bytes / 1e6,
