@@ -78,11 +78,7 @@ static bool has_tokenizer(const char *dir) {
 }
 
 /* The flags that do not apply to the decoupled generation model: a usage error (exit 2), else TD_EXIT_OK. */
-static int generation_usage(const td_triton_spec *sp, const td_onnx_signature *sig, bool batch_flags) {
-    if (!is_decoder(sig))
-        return td_cli_usage_error("triton-repo", "--task text-generation: %s is not a decoder with a KV cache (no "
-                                  "past_key_values.N inputs); export it with `tdeploy export --task text-generation`",
-                                  sp->onnx_path);
+static int generation_flags_error(const td_triton_spec *sp, bool batch_flags) {
     if (batch_flags)
         return td_cli_usage_error("triton-repo", "text generation is served unbatched (decoupled, one prompt per "
                                   "request): --batch-size, --max-queue-delay-us and --max-length do not apply");
@@ -97,7 +93,8 @@ int td_cmd_triton_repo(int argc, char **argv) {
     bool json = false, task_generation = false, batch_flags = false, max_new_given = false;
     int64_t max_new_tokens = 64;
     td_triton_spec sp = {.name = "model", .batch_min = 1, .batch_opt = 8, .batch_max = 32, .nb_instances = 1,
-                         .max_queue_delay_us = TD_TRITON_DEFAULT_QUEUE_DELAY_US, .device = TD_TRITON_CPU, .serving = TD_TRITON_SERVE_TDEPLOY};
+                         .max_queue_delay_us = TD_TRITON_DEFAULT_QUEUE_DELAY_US, .device = TD_TRITON_CPU,
+                         .serving = TD_TRITON_SERVE_TDEPLOY};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int64_t v;
@@ -194,6 +191,10 @@ int td_cmd_triton_repo(int argc, char **argv) {
                                   "and -o OUT");
     if (sp.batch_max == 0)
         sp.batch_min = sp.batch_opt = 0;
+    /* a decoder known from the flags or the path: flags it cannot take are usage errors before any export */
+    if ((task_generation || td_triton_repo_source_exports(model)) &&
+        (batch_flags || sp.serving != TD_TRITON_SERVE_TDEPLOY || sp.device != TD_TRITON_CPU))
+        return generation_flags_error(&sp, batch_flags);
 
     td_ctx *ctx = td_ctx_new();
     if (!ctx) {
@@ -212,7 +213,12 @@ int td_cmd_triton_repo(int argc, char **argv) {
         sp.n_external_data = sig.n_external_data;
         sp.generation = task_generation || src.exported || is_decoder(&sig);
         if (sp.generation) {
-            rc = generation_usage(&sp, &sig, batch_flags);
+            rc = !is_decoder(&sig)
+                     ? td_cli_usage_error("triton-repo", "--task text-generation: %s is not a decoder with a KV cache "
+                                          "(no past_key_values.N inputs); export it with `tdeploy export --task "
+                                          "text-generation`",
+                                          sp.onnx_path)
+                     : generation_flags_error(&sp, batch_flags);
             sp.tokenizer_dir = sp.tokenizer_dir ? sp.tokenizer_dir : src.files_dir;
             sp.max_new_tokens = max_new_tokens;
             sp.task = "text-generation";

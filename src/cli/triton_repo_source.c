@@ -172,6 +172,15 @@ fail:
     return s;
 }
 
+bool td_triton_repo_source_exports(const char *model) {
+    if (td_is_file(model))
+        return ends_with(model, ".gguf");
+    if (!td_is_dir(model))
+        return !ends_with(model, ".onnx"); /* a cached hub id; a missing .onnx file is reported as missing */
+    char p[4096];
+    return !(snprintf(p, sizeof p, "%s/model-optimized.onnx", model) < (int)sizeof p && td_is_file(p));
+}
+
 void td_triton_repo_source_close(td_triton_repo_source *src) {
     if (src->work_dir) { /* tdeploy made it (mkdtemp) and nothing else refers to it */
         td_ctx quiet = {0};

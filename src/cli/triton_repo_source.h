@@ -23,5 +23,8 @@ typedef struct td_triton_repo_source {
 /* out_dir: the repository to write (the temporary folder goes next to it). */
 td_status td_triton_repo_source_open(td_ctx *ctx, const char *model, const char *out_dir, td_triton_repo_source *src);
 void td_triton_repo_source_close(td_triton_repo_source *src);
+/* Whether td_triton_repo_source_open would export model (a GGUF, an HF folder or hub id: so a decoder), decided
+ * from the path alone, so flag errors can be reported before any work. */
+bool td_triton_repo_source_exports(const char *model);
 
 #endif
