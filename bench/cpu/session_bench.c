@@ -1,6 +1,6 @@
 /* Time tdeploy's CPU runtime on an ONNX encoder at one batch x sequence shape.
  *
- *   session_bench MODEL.onnx BATCH SEQ [--threads N] [--runs N] [--warmup N] [--vocab V]
+ *   session_bench MODEL.onnx BATCH SEQ [--threads N] [--runs N] [--warmup N] [--vocab V] [--gap-us U]
  *
  * Inputs: random ids in [1000, vocab), attention_mask all ones, token_type_ids 0.
  * Each timed run does what a caller of ONNX Runtime's InferenceSession.run gets done in one call: bind
@@ -8,7 +8,9 @@
  * times ONNX Runtime the same way, so both sides do equal work).
  * Prints one JSON line: {"batch", "seq", "threads", "runs", "median_ms", "min_ms", "max_ms", "mean_ms",
  * "median_cpu_ms" (process CPU time per run), "fused_nodes", "plans" (1: re-binding the same shapes every run
- * reuses the plan)}. */
+ * reuses the plan)}.
+ * --gap-us U sleeps U microseconds before each run (not timed): the thread pool goes idle between runs, as a
+ * server's does between requests at concurrency 1 (bench/triton/c1_overhead.py). */
 #include "core/log.h"
 #include "tdeploy/session.h"
 
@@ -32,12 +34,14 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s MODEL.onnx BATCH SEQ [--threads N] [--runs N] [--warmup N] [--vocab V]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.onnx BATCH SEQ [--threads N] [--runs N] [--warmup N] [--vocab V] [--gap-us U]\n",
+                argv[0]);
         return 2;
     }
     const char *path = argv[1];
     int64_t batch = atoll(argv[2]), seq = atoll(argv[3]), vocab = 30522;
     int threads = 2, runs = 20, warmup = 3;
+    long gap_us = 0;
     for (int i = 4; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads"))
             threads = atoi(argv[i + 1]);
@@ -45,6 +49,8 @@ int main(int argc, char **argv) {
             runs = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--warmup"))
             warmup = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--gap-us"))
+            gap_us = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--vocab"))
             vocab = atoll(argv[i + 1]);
     }
@@ -72,6 +78,10 @@ int main(int argc, char **argv) {
         goto fail;
     int64_t shape[2] = {batch, seq};
     for (int i = 0; i < warmup + runs; i++) {
+        if (gap_us > 0) {
+            struct timespec gap = {.tv_sec = gap_us / 1000000, .tv_nsec = gap_us % 1000000 * 1000};
+            nanosleep(&gap, NULL);
+        }
         double t0 = td_now_s(), c0 = cpu_now_s();
         for (int k = 0; k < td_session_input_count(s); k++) {
             const char *name = td_session_input_name(s, k);

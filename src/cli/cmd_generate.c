@@ -148,6 +148,7 @@ static void print_json(const char *model, int64_t *const *prompts, const size_t 
     cJSON_AddNumberToObject(j, "new_tokens", (double)tokens);
     cJSON *rt = cJSON_AddObjectToObject(j, "runtime"); /* what the request cost: see td_gen_result */
     cJSON_AddBoolToObject(rt, "kv_in_place", r[0].kv_in_place);
+    cJSON_AddStringToObject(rt, "kv_cache", r[0].kv_cache ? r[0].kv_cache : "copied per step");
     cJSON_AddNumberToObject(rt, "plans", (double)r[0].plans);
     cJSON_AddNumberToObject(rt, "session_allocs", (double)r[0].session_allocs);
     cJSON_AddNumberToObject(rt, "cache_copy_bytes", (double)r[0].cache_copy_bytes);

@@ -732,7 +732,7 @@ static td_status step_triton(td_ctx *ctx, conv *c) {
         sp.outputs = outs;
         sp.n_outputs = (size_t)c->n_outputs;
         sp.batch_min = c->o->batch[0], sp.batch_opt = c->o->batch[1], sp.batch_max = c->o->batch[2];
-        sp.max_queue_delay_us = 100;
+        sp.max_queue_delay_us = TD_TRITON_DEFAULT_QUEUE_DELAY_US;
         sp.nb_instances = c->o->nb_instances;
         sp.device = strcmp(c->o->device, "cuda") == 0 ? TD_TRITON_GPU : TD_TRITON_CPU;
         sp.max_length = c->md->max_seq_length; /* the same cut as `tdeploy run`, not the profile's max */

@@ -105,6 +105,17 @@ static td_status check_spec(td_ctx *ctx, const td_triton_spec *sp) {
                        sp->name ? sp->name : "(null)");
     if (!sp->onnx_path || !td_is_file(sp->onnx_path))
         return td_fail(ctx, TD_ERR_NOT_FOUND, "ONNX file %s not found", sp->onnx_path ? sp->onnx_path : "(null)");
+    if (sp->generation) { /* the decoupled model takes TEXT only: no tensors, batching or truncation to check */
+        if (sp->serving != TD_TRITON_SERVE_TDEPLOY || sp->device != TD_TRITON_CPU)
+            return td_fail(ctx, TD_ERR_UNSUPPORTED,
+                           "Triton model %s: text generation is served by the tdeploy backend on CPU instances only "
+                           "(--triton-backend tdeploy, --device cpu)",
+                           sp->name);
+        if (!sp->tokenizer_dir)
+            return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                           "Triton model %s: text generation needs the folder of the model's tokenizer.json", sp->name);
+        return TD_OK;
+    }
     if (sp->batch_max < 0 || (sp->batch_max > 0 && (sp->batch_min < 1 || sp->batch_min > sp->batch_opt ||
                                                     sp->batch_opt > sp->batch_max)))
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
@@ -497,6 +508,13 @@ out:
 }
 
 static td_status write_tree(td_ctx *ctx, const td_triton_spec *sp, const char *root) {
+    if (sp->generation) {
+        td_triton_gen_spec g = {.name = sp->name, .onnx_path = sp->onnx_path, .external_data = sp->external_data,
+                                .n_external_data = sp->n_external_data, .model_dir = sp->tokenizer_dir,
+                                .nb_instances = sp->nb_instances, .threads = sp->threads,
+                                .precision = sp->precision, .max_new_tokens = sp->max_new_tokens};
+        return td_triton_write_generation_model(ctx, &g, root);
+    }
     if (sp->serving == TD_TRITON_SERVE_ONNXRUNTIME)
         return write_onnxruntime_tree(ctx, sp, root);
     TD_TRY(td_triton_write_tdeploy_model(ctx, sp, root));

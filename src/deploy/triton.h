@@ -39,6 +39,13 @@
 
 #define TD_TRITON_MAX_DIMS 8
 
+/* dynamic_batching max_queue_delay_microseconds that convert and triton-repo write (Triton's own default too). With
+ * a delay the batcher holds a lone request (concurrency 1) that long hoping for a second one; under load the
+ * instance is busy and requests queue anyway, so batches form without it. bench/triton/c1_overhead.py measured
+ * 0 against 100 on all-MiniLM-L6-v2 (docs/benchmarks.md): less queue time at concurrency 1, the same throughput
+ * under 16 clients within the host's noise. */
+#define TD_TRITON_DEFAULT_QUEUE_DELAY_US 0
+
 typedef struct td_triton_tensor {
     const char *name; /* not owned (td_onnx_signature owns the names it fills in) */
     td_dtype dtype;                   /* I64, I32, F32, F16, BF16, F64, I8, U8, BOOL */
@@ -75,6 +82,11 @@ typedef struct td_triton_spec {
     td_triton_serving serving;
     int threads;           /* tdeploy backend: session threads (0 = one per core) */
     const char *precision; /* tdeploy backend: fp32 | fp16 | bf16 (NULL: fp32) */
+    /* A decoder (`triton-repo --task text-generation`): OUT/NAME is the decoupled generation model below instead,
+     * with the tokenizer and HF config files from tokenizer_dir (tokenizer.json required); inputs, outputs,
+     * batch sizes and max_length are not used. Only serving TD_TRITON_SERVE_TDEPLOY on TD_TRITON_CPU. */
+    bool generation;
+    int64_t max_new_tokens; /* generation: default of a request without max_new_tokens (>= 1) */
 } td_triton_spec;
 
 /* A text-generation model for the tdeploy backend, served in Triton's decoupled (streaming) mode
@@ -82,12 +94,15 @@ typedef struct td_triton_spec {
  *
  *   ROOT/NAME/config.pbtxt     backend "tdeploy", max_batch_size 0, model_transaction_policy { decoupled: true },
  *                              TEXT (+ optional max_new_tokens, temperature, top_k, top_p, repetition_penalty,
- *                              seed) in, TEXT_OUTPUT pieces + FINISH_REASON out; parameters task, max_new_tokens,
+ *                              seed) in, TEXT_OUTPUT pieces + FINISH_REASON ("eos", "length" or "context") out;
+ *                              parameters task, max_new_tokens,
  *                              threads, precision
  *   ROOT/NAME/1/model-optimized.onnx (+ external data), tokenizer.json, tokenizer_config.json,
  *              special_tokens_map.json, config.json, generation_config.json (those present in model_dir)
  *
- * ROOT is a folder the caller owns (convert's staging folder): NAME is written into it directly. */
+ * ROOT is a folder the caller owns (convert's staging folder): NAME is written into it directly.
+ * td_triton_write_repository writes the same model into a repository with its safety rules (td_triton_spec's
+ * generation). */
 typedef struct td_triton_gen_spec {
     const char *name;      /* model name, as td_triton_spec */
     const char *onnx_path; /* the decoder with a KV cache (export/decoder.h layout) */

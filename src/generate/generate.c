@@ -40,6 +40,8 @@ typedef struct request {
     float **kv;                  /* per cache: (batch, kv_heads, cap, head_dim) in kv_block */
     float *bias;                 /* in place: (batch, 1, prompt, cap) attention bias, (batch, 1, 1, cap) per step */
     int64_t position;            /* in place: cache column of the first new token of the pass */
+    int32_t *seqlens;            /* fused in place: (batch) keys in use - 1 after the pass (position + seq - 1) */
+    int32_t total;               /* fused in place: total_sequence_length, the bound capacity (bound by address) */
     uint64_t copied;             /* bytes of cache copied out of present outputs (the fallback path) */
     float *row;                  /* (vocab) logits of one row */
     int64_t **hist;              /* per row: prompt + generated ids (cap) */
@@ -59,6 +61,7 @@ static void request_free(request *r, int n_caches) {
     free(r->kv_block);
     free(r->kv);
     free(r->bias);
+    free(r->seqlens);
     free(r->row);
     for (size_t i = 0; r->hist && i < r->batch; i++)
         free(r->hist[i]);
@@ -85,13 +88,14 @@ static td_status request_alloc(td_ctx *ctx, const td_generator *g, request *r) {
         return td_fail(ctx, TD_ERR_OVERFLOW, "generate: batch %zu x %zu x %zu attention bias overflows", b, r->prompt,
                        r->cap);
     r->bias = g->kv.in_place ? malloc(bias_cells) : NULL;
+    r->seqlens = g->kv.fused ? calloc(b, sizeof *r->seqlens) : NULL;
     r->row = malloc((size_t)g->vocab * sizeof *r->row);
     r->hist = calloc(b, sizeof *r->hist);
     r->n_hist = calloc(b, sizeof *r->n_hist);
     r->done = calloc(b, sizeof *r->done);
     r->emitted = calloc(b, sizeof *r->emitted);
     bool ok = r->ids && r->mask && r->pos && r->last_pos && (r->narrow || !g->int32) && r->kv && r->row && r->hist &&
-              (r->bias || !g->kv.in_place) &&
+              (r->bias || !g->kv.in_place) && (r->seqlens || !g->kv.fused) &&
               r->n_hist && r->done && r->emitted && td_sampler_scratch_init(&r->scratch, g->vocab);
     for (size_t i = 0; ok && i < b; i++)
         ok = (r->hist[i] = malloc(r->cap * sizeof *r->hist[i])) != NULL;
@@ -184,8 +188,19 @@ static td_status forward_in_place(td_ctx *ctx, td_generator *g, request *r, size
     const int64_t bshape[4] = {(int64_t)b, 1, (int64_t)seq, (int64_t)cap}, one = 1;
     TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_BIAS_INPUT, TD_DTYPE_FLOAT32, 4, bshape, r->bias,
                                 b * seq * cap * sizeof *r->bias));
-    TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_POSITION_INPUT, TD_DTYPE_INT64, 1, &one, &r->position,
-                                sizeof r->position));
+    if (g->kv.fused) { /* every row's keys: the columns up to the pass's last (the bias closes padding) */
+        const int64_t rows = (int64_t)b;
+        r->total = (int32_t)cap; /* the session reads bound inputs at run time: kept in the request */
+        for (size_t i = 0; i < b; i++)
+            r->seqlens[i] = (int32_t)(r->position + (int64_t)seq - 1);
+        TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_SEQLENS_INPUT, TD_DTYPE_INT32, 1, &rows, r->seqlens,
+                                    b * sizeof *r->seqlens));
+        TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_TOTAL_INPUT, TD_DTYPE_INT32, 1, &one, &r->total,
+                                    sizeof r->total));
+    } else {
+        TD_TRY(td_session_set_input(ctx, g->s, TD_GEN_POSITION_INPUT, TD_DTYPE_INT64, 1, &one, &r->position,
+                                    sizeof r->position));
+    }
     for (int i = 0; i < g->n_caches; i++) {
         const td_gen_cache *c = &g->caches[i];
         const int64_t shape[4] = {(int64_t)b, c->kv_heads, (int64_t)cap, c->head_dim};
@@ -281,14 +296,20 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         max_new = g->context - (int64_t)longest;
     if (max_new == 0) { /* a prompt that fills the context: nothing to generate */
         for (size_t i = 0; i < n; i++)
-            out[i].finish = "context", out[i].kv_in_place = g->kv.in_place;
+            out[i].finish = "context", out[i].kv_in_place = g->kv.in_place, out[i].kv_cache = g->kv.how;
         return TD_OK;
     }
     request r = {.batch = n, .prompt = longest, .cap = longest + (size_t)max_new};
+    if (g->kv.fused && r.cap > (size_t)INT32_MAX) /* seqlens_k and total_sequence_length are int32 */
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT, "generate: prompt + max_new_tokens = %zu tokens is more than the "
+                       "fused attention's int32 lengths hold; lower --max-new-tokens", r.cap);
     td_session_stats s0;
     td_session_get_stats(g->s, &s0);
     bool inplace = g->kv.in_place;
-    size_t mcols = longest; /* mask row stride: packed for the prefill; the capacity after it, in place */
+    /* mask row stride: packed for the prefill, then the capacity (Concat appends: widened after the prefill,
+     * whose attention spans every bound column); the capacity from the start for the fused attention, which
+     * spans the columns in use only */
+    size_t mcols = g->kv.fused ? longest + (size_t)max_new : longest;
     td_status st = request_alloc(ctx, g, &r);
     for (size_t i = 0; st == TD_OK && i < n; i++)
         if (!(out[i].ids = malloc((size_t)max_new * sizeof *out[i].ids)))
@@ -314,8 +335,8 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
     td_rng_seed(&rng, o->sampling.seed);
     double t0 = td_now_s(), c0 = td_cpu_now_s();
     r.position = 0;
-    st = inplace ? forward_in_place(ctx, g, &r, longest, longest) : forward(ctx, g, &r, longest, total);
-    if (st == TD_OK && inplace && r.cap > longest) { /* once per request: rows from prompt to capacity stride */
+    st = inplace ? forward_in_place(ctx, g, &r, longest, mcols) : forward(ctx, g, &r, longest, total);
+    if (st == TD_OK && inplace && mcols < r.cap) { /* once per request: rows from prompt to capacity stride */
         widen_rows(r.mask, n, longest, r.cap, sizeof *r.mask);
         for (int c = 0; c < g->n_caches; c++) {
             const td_gen_cache *k = &g->caches[c];
@@ -392,6 +413,7 @@ td_status td_generate(td_ctx *ctx, td_generator *g, const int64_t *const *ids, c
         out[i].prefill_cpu_s = c_prefill;
         out[i].decode_cpu_s = c_decode;
         out[i].kv_in_place = inplace;
+        out[i].kv_cache = g->kv.how;
         out[i].plans = s1.plans - s0.plans;
         out[i].session_allocs = s1.allocs - s0.allocs;
         out[i].cache_copy_bytes = r.copied;

@@ -291,24 +291,22 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
             (st = td_gen_chat_from_dir(ctx, g, files)) != TD_OK)
             goto out;
     }
-    /* Optimize once: fold constants (above all the exporter's Transpose of every weight, which the runtime would
-     * otherwise redo in every plan, and each decode step is a new plan: one more past position) and fuse what
-     * the runtime has kernels for (RMSNorm -> SimplifiedLayerNormalization, residual + norm -> Skip...). */
-    /* The default fused pipeline without decoder_attention: its GroupQueryAttention over past/present is not
-     * bound in place by the generator yet, so the attention stays standard and kv_inplace.c then runs it on the
-     * request's cache in place (rewriting before optimizing instead costs ~30% of prefill speed on SmolLM2: the
-     * shape-dependent fusions do not see through the rewritten cache). Keep in step with optimize.c's
-     * fused_pipeline. */
+    /* Optimize once with the optimizer's default (fused) pipeline: fold constants (above all the exporter's
+     * Transpose of every weight) and fuse what the runtime has kernels for (RMSNorm, residual + norm, SiLU MLP,
+     * rotary embeddings, attention with its cache -> GroupQueryAttention / MultiHeadAttention); kv_inplace.c then
+     * binds the fused attention (or, where attention stayed standard, the Concat appends) to the request's cache
+     * in place. */
     td_opt_options oo;
     td_opt_options_default(&oo);
     oo.fold_max_elements = INT64_C(1) << 40;
-    oo.passes = "dce,eliminate,fold,cse,shape,layernorm,rmsnorm,gelu,attention,silu,rotary,shape,skip_layernorm,bias_gelu,embed_layernorm,matmul_bias,quantize,shape,precision,dce";
     td_opt_report rep;
     if (!(opt && opt->keep_graph) && (st = td_optimize(ctx, g->model, &oo, &rep)) != TD_OK)
         goto out;
     /* then the in-place KV cache: decode steps of fixed shapes that read and write the request's cache */
     if (!(opt && opt->keep_graph) && (st = td_gen_kv_inplace(ctx, g->model, &g->kv)) != TD_OK)
         goto out;
+    if (opt && opt->keep_graph)
+        g->kv.how = "copied per step: the graph is run as given (not rewritten)";
     if (!(opt && (opt->keep_graph || opt->all_logits)) && (st = td_gen_last_logits(ctx, g->model, &g->last_logits)) != TD_OK)
         goto out;
     td_session_options so;

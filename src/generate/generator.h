@@ -99,10 +99,13 @@ typedef struct td_gen_result {
     /* What the request cost the runtime (the same for every row): with the in-place cache, plans is 2 (prefill,
      * decode) and session_allocs and cache_copy_bytes do not grow with the number of tokens. */
     bool kv_in_place;          /* the cache was read and written in place (kv_inplace.h), not copied per step */
+    const char *kv_cache;      /* how, in words (static): the fused attention or the appends in place, or why the
+                                * cache is copied per step (a graph pattern the generator does not rewrite) */
     uint64_t plans;            /* session plans built during the request */
     uint64_t session_allocs;   /* heap allocations the session made during the request */
     uint64_t cache_copy_bytes; /* bytes of cache the generator copied: present.N outputs every step (copying path),
-                                * or the prompt's K/V widened to the capacity once (in place) */
+                                * or the prompt's K/V widened to the capacity once (in place, standard attention);
+                                * 0 with the fused attention in place */
 } td_gen_result;
 
 /* Generate for n prompts (ids[i][0..lens[i]) ). out[n] is filled (free with td_gen_results_free). */

@@ -93,14 +93,146 @@ static td_status add_input(td_ctx *ctx, td_graph *g, const char *name, td_dtype 
     return td_graph_add_input(ctx, g, *out);
 }
 
+static bool is_ms_op(const td_node *n, const char *op) {
+    return n && !n->dead && n->domain && !strcmp(n->domain, "com.microsoft") && !strcmp(n->op_type, op);
+}
+
+/* A fused attention op's slots: past key/value inputs, attention bias input (GroupQueryAttention:
+ * q, k, v, past_k, past_v, seqlens_k, total, cos, sin, pos, bias; MultiHeadAttention: q, k, v, bias, key_padding_mask,
+ * attention_bias, past_k, past_v). */
+typedef struct fused_slots {
+    int past_k, bias;
+} fused_slots;
+
+static bool fused_op(const td_node *n, fused_slots *sl) {
+    if (is_ms_op(n, "GroupQueryAttention")) {
+        *sl = (fused_slots){3, 10};
+        return n->n_inputs >= 7 && n->n_outputs == 3;
+    }
+    if (is_ms_op(n, "MultiHeadAttention")) { /* no projection bias or key padding mask, 3-D key and value */
+        *sl = (fused_slots){6, 5};
+        return n->n_inputs >= 8 && n->n_outputs == 3 && !n->inputs[3] && !n->inputs[4] && n->inputs[1] &&
+               n->inputs[1]->type.rank == 3 && n->inputs[2] && n->inputs[2]->type.rank == 3 &&
+               td_node_attr_int(n, "unidirectional", 0) == 0;
+    }
+    return false;
+}
+
+static bool names_present(const td_value *out) {
+    bool named = is_present(out);
+    for (int c = 0; out && c < out->n_consumers && !named; c++) {
+        const td_node *id = out->consumers[c];
+        named = is_op(id, "Identity") && id->n_outputs == 1 && is_present(id->outputs[0]);
+    }
+    return named;
+}
+
+/* The fused attention op (optimizer's decoder_attention, or ORT's) that reads past as its past key or value and
+ * makes the matching present.N output, past read by nothing else. */
+static td_node *fused_of(const td_value *past) {
+    fused_slots sl;
+    if (past->n_consumers != 1 || !fused_op(past->consumers[0], &sl))
+        return NULL;
+    td_node *n = past->consumers[0];
+    int which = n->inputs[sl.past_k] == past ? 0 : n->inputs[sl.past_k + 1] == past ? 1 : -1;
+    return which >= 0 && names_present(n->outputs[1 + which]) ? n : NULL;
+}
+
+/* Every fused attention op -> com.tdeploy::GroupQueryAttention (op_decoder_attn.c: present is the past buffer)
+ * with seqlens_k, total_sequence_length and the attention bias from the generator's inputs. The replaced bias
+ * must be one shared by all layers and not per head (the mask's padding / causal / window bias, which the
+ * generator's bias computes over cache columns). */
+static td_status rewrite_fused(td_ctx *ctx, td_model *m, bool *done) {
+    td_graph *g = m->graph;
+    *done = false;
+    td_value *old_bias = NULL;
+    int ops = 0;
+    bool first = true;
+    for (int i = 0; i < g->n_inputs; i++) /* every layer's cache, or none (a partly fused graph stays as it is) */
+        if (strncmp(g->inputs[i]->name, "past_key_values.", 16) == 0 && !fused_of(g->inputs[i]))
+            return TD_OK;
+    for (int i = 0; i < g->n_nodes; i++) {
+        td_node *n = g->nodes[i];
+        fused_slots sl;
+        if (n->dead || !fused_op(n, &sl))
+            continue;
+        if (fused_of(n->inputs[sl.past_k]) != n || fused_of(n->inputs[sl.past_k + 1]) != n)
+            return TD_OK;
+        td_value *b = sl.bias < n->n_inputs ? n->inputs[sl.bias] : NULL;
+        if ((!first && b != old_bias) || (b && b->type.rank == 4 && b->type.dims[1].value != 1))
+            return TD_OK;
+        old_bias = b;
+        first = false;
+        ops++;
+    }
+    if (ops == 0)
+        return TD_OK;
+    static const char *const bias_params[4] = {"batch_size", NULL, "sequence_length", "total_sequence_length"};
+    const int64_t bias_dims[4] = {-1, 1, -1, -1}, one = 1, batch = -1;
+    static const char *const batch_param[1] = {"batch_size"};
+    td_value *bias_in = NULL, *lens_in = NULL, *total_in = NULL;
+    TD_TRY(add_input(ctx, g, TD_GEN_BIAS_INPUT, TD_F32, 4, bias_dims, bias_params, &bias_in));
+    TD_TRY(add_input(ctx, g, TD_GEN_SEQLENS_INPUT, TD_I32, 1, &batch, batch_param, &lens_in));
+    TD_TRY(add_input(ctx, g, TD_GEN_TOTAL_INPUT, TD_I32, 1, &one, NULL, &total_in));
+    for (int i = 0, end = g->n_nodes; i < end; i++) {
+        td_node *n = g->nodes[i];
+        fused_slots sl;
+        if (n->dead || !fused_op(n, &sl))
+            continue;
+        bool gqa = sl.bias == 10;
+        int64_t heads = td_node_attr_int(n, "num_heads", 0);
+        int64_t kv_heads = gqa ? td_node_attr_int(n, "kv_num_heads", 0) : heads;
+        float scale = td_node_attr_float(n, "scale", 0.0f);
+        int64_t causal = gqa ? td_node_attr_int(n, "causal", 1) : 0;
+        int64_t window = gqa ? td_node_attr_int(n, "local_window_size", -1) : -1;
+        td_value *in[11] = {n->inputs[0], n->inputs[1], n->inputs[2], n->inputs[sl.past_k], n->inputs[sl.past_k + 1],
+                            lens_in, total_in, NULL, NULL, NULL, bias_in};
+        if (gqa)
+            for (int k = 7; k < 10 && k < n->n_inputs; k++)
+                in[k] = n->inputs[k];
+        td_value *out[3] = {n->outputs[0], n->outputs[1], n->outputs[2]};
+        char name[300];
+        snprintf(name, sizeof name, "kv_attention/%s", n->name ? n->name : "");
+        td_graph_remove_node(g, n);
+        td_node *an = NULL;
+        TD_TRY(td_graph_add_node(ctx, g, "GroupQueryAttention", "com.tdeploy", name, in, 11, out, 3, &an));
+        TD_TRY(td_node_add_attr_int(ctx, an, "num_heads", heads));
+        TD_TRY(td_node_add_attr_int(ctx, an, "kv_num_heads", kv_heads));
+        TD_TRY(td_node_add_attr_int(ctx, an, "causal", causal));
+        TD_TRY(td_node_add_attr_int(ctx, an, "local_window_size", window));
+        if (scale != 0.0f)
+            TD_TRY(td_node_add_attr_float(ctx, an, "scale", scale));
+    }
+    *done = true;
+    return TD_OK;
+}
+
 td_status td_gen_kv_inplace(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan) {
     memset(plan, 0, sizeof *plan);
+    plan->how = "copied per step: not tdeploy's text-generation export (an Optimum or other exporter's graph, whose "
+                "attention-mask subgraph the generator does not rewrite; tdeploy export --task text-generation gives "
+                "a graph that runs in place)";
     td_graph *g = m->graph;
     const char *task = td_model_metadata(m, "task");
     if (!task || strcmp(task, "text-generation") != 0 || !td_model_metadata(m, "num_key_value_heads"))
         return TD_OK; /* not tdeploy's export (Optimum's graphs): the generator copies the cache */
-    if (td_graph_find(g, TD_GEN_BIAS_INPUT) || td_graph_find(g, TD_GEN_POSITION_INPUT))
+    plan->how = "copied per step: the graph's cache appends and attention mask are not in the exporter's pattern";
+    if (td_graph_find(g, TD_GEN_BIAS_INPUT) || td_graph_find(g, TD_GEN_POSITION_INPUT) ||
+        td_graph_find(g, TD_GEN_SEQLENS_INPUT) || td_graph_find(g, TD_GEN_TOTAL_INPUT))
         return TD_OK;
+    const char *w = td_model_metadata(m, "sliding_window");
+    bool fused = false;
+    TD_TRY(rewrite_fused(ctx, m, &fused));
+    if (fused) {
+        TD_TRY(td_model_set_opset(ctx, m, "com.tdeploy", 1));
+        drop_unused(g);
+        td_graph_compact(g);
+        TD_TRY(td_graph_toposort(ctx, g));
+        plan->window = w ? strtoll(w, NULL, 10) : 0;
+        plan->in_place = plan->fused = true;
+        plan->how = "in place: fused attention (com.tdeploy::GroupQueryAttention) on the request's cache";
+        return TD_OK;
+    }
     /* check everything before changing anything */
     int pasts = 0;
     for (int i = 0; i < g->n_inputs; i++) {
@@ -139,9 +271,9 @@ td_status td_gen_kv_inplace(td_ctx *ctx, td_model *m, td_gen_kv_plan *plan) {
     drop_unused(g);
     td_graph_compact(g);
     TD_TRY(td_graph_toposort(ctx, g));
-    const char *w = td_model_metadata(m, "sliding_window");
     plan->window = w ? strtoll(w, NULL, 10) : 0;
     plan->in_place = true;
+    plan->how = "in place: standard attention, cache appends (com.tdeploy::KvCacheAppend) into the request's cache";
     return TD_OK;
 }
 

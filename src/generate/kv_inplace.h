@@ -15,11 +15,16 @@
  * Decode steps then have fixed shapes (ids (batch, 1), cache (batch, kv_heads, capacity, head_dim)): one plan for
  * the prefill and one for every decode step of the request, no allocation and no cache copy per step.
  *
- * A fused attention op (GroupQueryAttention with a shared past/present buffer) reads and writes the same buffer
- * under the same binding: past = present = the capacity-wide cache, the new columns written at the position.
+ * Graphs whose attention was fused (the generator's optimizer does it; convert's model-optimized.onnx comes so):
+ * each com.microsoft GroupQueryAttention / MultiHeadAttention over past_key_values.N -> present.N becomes
+ * com.tdeploy::GroupQueryAttention (runtime/cpu/op_decoder_attn.c: ORT's op whose present outputs are the past
+ * inputs' bytes, TD_OP_IN_PLACE_KV) with seqlens_k = tdeploy.seqlens_k (position + seq - 1 per row),
+ * total_sequence_length = tdeploy.total_sequence_length (the bound capacity, fixed per request) and the bias
+ * tdeploy.attention_bias. The cache is then bound capacity-wide from the prefill on (no widening), and the op
+ * spans only the key columns in use.
  *
- * Graphs that do not have the exporter's pattern (Optimum's exports, graphs whose attention was fused) are left
- * unchanged and the generator falls back to copying the present outputs into its cache each step. */
+ * Graphs with neither pattern (Optimum's exports) are left unchanged and the generator falls back to copying the
+ * present outputs into its cache each step; plan->how says which case applied (generate --json). */
 #ifndef TD_GENERATE_KV_INPLACE_H
 #define TD_GENERATE_KV_INPLACE_H
 
@@ -32,10 +37,14 @@
 
 #define TD_GEN_BIAS_INPUT "tdeploy.attention_bias"
 #define TD_GEN_POSITION_INPUT "tdeploy.cache_position"
+#define TD_GEN_SEQLENS_INPUT "tdeploy.seqlens_k"
+#define TD_GEN_TOTAL_INPUT "tdeploy.total_sequence_length"
 
 typedef struct td_gen_kv_plan {
     bool in_place;  /* the graph was rewritten */
+    bool fused;     /* ... its fused attention ops (com.tdeploy::GroupQueryAttention), else its Concat appends */
     int64_t window; /* sliding window of the model (metadata "sliding_window"), 0 = none */
+    const char *how; /* static: what was rewritten, or why nothing was (generate --json's runtime.kv_cache) */
 } td_gen_kv_plan;
 
 /* Rewrite m in place when it has the exporter's pattern; plan->in_place says whether it did. */

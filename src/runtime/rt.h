@@ -43,6 +43,8 @@ enum {
     TD_OP_SHAPE_ONLY = 1u << 1, /* reads only the shapes of its inputs, never their data */
     TD_OP_IN_PLACE = 1u << 2,   /* output 0 is input 0's bytes, which exec updates in place (runs every time,
                                  * unlike a VIEW): the KV cache append writes into the caller's cache buffer */
+    TD_OP_IN_PLACE_KV = 1u << 3, /* outputs 1 and 2 are inputs 3 and 4's bytes, updated in place (attention that
+                                  * reads and writes the caller's past/present key and value caches as one buffer) */
 };
 
 typedef struct td_op_def {

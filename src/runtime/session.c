@@ -349,6 +349,23 @@ static td_status build_nodes(td_ctx *ctx, td_session *s, const vidx *tab, const 
     return TD_OK;
 }
 
+/* The input slot whose bytes output k of a viewing or in-place op is (TD_OP_VIEW / TD_OP_IN_PLACE: output 0 is
+ * input 0; TD_OP_IN_PLACE_KV: outputs 1, 2 are inputs 3, 4), or -1; the slot may be omitted (rn->in[i] < 0). */
+static int alias_slot(const td_rt_node *rn, int k) {
+    if (k < 0 || k >= rn->n_out || rn->out[k] < 0)
+        return -1;
+    if (k == 0 && (rn->def->flags & (TD_OP_VIEW | TD_OP_IN_PLACE)))
+        return 0;
+    if ((k == 1 || k == 2) && (rn->def->flags & TD_OP_IN_PLACE_KV))
+        return k + 2;
+    return -1;
+}
+
+static int alias_input(const td_rt_node *rn, int k) {
+    int i = alias_slot(rn, k);
+    return i >= 0 && i < rn->n_in && rn->in[i] >= 0 ? i : -1;
+}
+
 /* need_data (backwards), then hoisting and aliases (forwards). */
 static void classify(td_session *s) {
     for (int i = s->nn - 1; i >= 0; i--) {
@@ -393,9 +410,9 @@ static void classify(td_session *s) {
             } else if (rn->hoisted) {
                 ov->kind = TD_V_HOIST;
                 ov->is_static = true;
-            } else if (k == 0 && (rn->def->flags & (TD_OP_VIEW | TD_OP_IN_PLACE)) && rn->in[0] >= 0) {
+            } else if (alias_input(rn, k) >= 0) {
                 ov->kind = TD_V_ALIAS;
-                ov->root = s->vals[rn->in[0]].root;
+                ov->root = s->vals[rn->in[alias_input(rn, k)]].root;
             }
         }
     }
@@ -478,14 +495,16 @@ static td_status create_common(td_ctx *ctx, td_session *s) {
         }
     }
     classify(s);
-    for (int i = 0; i < s->nn; i++) { /* an in-place op writes into its input 0: only a buffer the caller binds */
+    for (int i = 0; i < s->nn; i++) { /* an in-place op writes into its input: only a buffer the caller binds */
         const td_rt_node *rn = &s->nodes[i];
-        if ((rn->def->flags & TD_OP_IN_PLACE) &&
-            (rn->in[0] < 0 || s->vals[rn->in[0]].kind != TD_V_INPUT || rn->hoisted)) {
-            st = td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "input 0 is updated in place, so it must be a graph input "
-                              "(a buffer the caller binds), not '%s'", rn->in[0] >= 0 ? vname(s->vals[rn->in[0]].v)
-                                                                                        : "(omitted)");
-            goto out;
+        for (int k = 0; k < 3; k++) {
+            int in = (rn->def->flags & (TD_OP_IN_PLACE | TD_OP_IN_PLACE_KV)) ? alias_slot(rn, k) : -1;
+            if (in >= 0 && (in >= rn->n_in || rn->in[in] < 0 || s->vals[rn->in[in]].kind != TD_V_INPUT || rn->hoisted)) {
+                st = td_node_fail(ctx, rn, TD_ERR_UNSUPPORTED, "input %d is updated in place, so it must be a graph "
+                                  "input (a buffer the caller binds), not '%s'", in,
+                                  in < rn->n_in && rn->in[in] >= 0 ? vname(s->vals[rn->in[in]].v) : "(omitted)");
+                goto out;
+            }
         }
     }
     TD_TRY_GOTO(s->backend->prepare(ctx, s, &s->backend_state));

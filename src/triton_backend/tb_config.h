@@ -20,7 +20,8 @@
  *           as `tdeploy generate`, temperature > 0, top_k > 0 or top_p < 1 sample; temperature 0 is greedy; none
  *           of them keeps generation_config.json's choice
  *   outputs TEXT_OUTPUT (TYPE_STRING [1]): one response per piece of new text; FINISH_REASON (TYPE_STRING [1]):
- *           on the last response (flag FINAL), "eos", "stop" or "length"
+ *           on the last response (flag FINAL), "eos", "length" or "context" (tb_generate.c; a cancelled request
+ *           ends with a CANCELLED error response instead)
  *   parameters max_new_tokens (default when the request has none), threads, precision, model_file */
 #ifndef TD_TRITON_BACKEND_CONFIG_H
 #define TD_TRITON_BACKEND_CONFIG_H

@@ -4,9 +4,13 @@
  * special tokens added), generated through the generation API (generate/generator.h,
  * one generator per instance), and every piece of new text that becomes safe to
  * show (complete UTF-8, no partial stop string) goes out at once as a response
- * with TEXT_OUTPUT. The last response carries FINISH_REASON ("eos", "length",
- * "stop") and the FINAL flag. A bad request gets one final error response; a
- * request the client cancels stops at the next token. */
+ * with TEXT_OUTPUT. The last response carries FINISH_REASON and the FINAL flag:
+ * "eos" (an end-of-sequence token), "length" (max_new_tokens made) or "context"
+ * (prompt + new tokens filled the model's positions first); td_generate's fourth
+ * reason, "stop", needs stop strings, which a served request cannot carry. A bad
+ * request gets one final error response; a request the client cancels stops at
+ * the next token and ends with a CANCELLED error response, no FINISH_REASON
+ * (docs/deploy.md lists the same). */
 #define _GNU_SOURCE
 #include "triton_backend/tb_backend.h"
 #include "triton_backend/tb_bytes.h"

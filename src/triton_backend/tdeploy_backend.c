@@ -10,6 +10,7 @@
  * with a message naming the file and what to do; the server and other models stay up. */
 #define _GNU_SOURCE
 #include "triton_backend/tb_backend.h"
+#include "triton_backend/tb_open.h"
 
 #include "hf/max_length.h"
 
@@ -245,35 +246,24 @@ TRITONSERVER_Error *TRITONBACKEND_ModelInstanceInitialize(TRITONBACKEND_ModelIns
     in->m = state;
     in->triton = instance;
     tb_model *m = in->m;
-    td_session_options opt;
-    td_session_options_init(&opt);
-    opt.threads = m->cfg.threads;
-    opt.precision = m->cfg.precision;
     bool gpu = kind == TRITONSERVER_INSTANCEGROUPKIND_GPU;
     if (kind != TRITONSERVER_INSTANCEGROUPKIND_CPU && !gpu) {
         instance_free(in);
         return tb_error(TRITONSERVER_ERROR_UNSUPPORTED,
                         "tdeploy model %s: instance %s: use instance_group kind KIND_CPU or KIND_GPU", m->name, iname);
     }
-    /* GPU instances run the CUDA engine through the same session API; it is chosen by file and backend name. */
-    opt.backend = gpu ? "cuda" : "cpu";
-    char path[PATH_MAX + 300];
-    snprintf(path, sizeof path, "%s/%s", m->version_dir, gpu ? m->cfg.engine_file : m->cfg.model_file);
+    /* KIND_GPU: model.engine through the same session API on backend "cuda" (tb_open.h) */
+    tb_opened op;
+    char msg[2048];
+    td_status st = tb_instance_open(in->ctx, &m->cfg, m->version_dir, gpu, &op, msg, sizeof msg);
+    in->s = op.s;
+    in->gen = op.gen;
     TRITONSERVER_Error *e = NULL;
-    if (m->cfg.generate) {
-        /* the generation API opens the decoder (tokenizer, config and generation_config.json beside it) */
-        td_generator_options gopt = {.tokenizer_dir = m->version_dir, .threads = opt.threads,
-                                     .backend = opt.backend, .precision = opt.precision};
-        if (td_generator_open(in->ctx, path, &gopt, &in->gen) != TD_OK)
-            e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: instance %s: cannot load %s: %s",
-                         m->name, iname, path, td_error_message(in->ctx));
-        else if (!td_generator_tokenizer(in->gen))
-            e = tb_error(TRITONSERVER_ERROR_NOT_FOUND,
-                         "tdeploy model %s: text generation needs the model's tokenizer.json in %s", m->name,
-                         m->version_dir);
-    } else if (td_session_create_file(in->ctx, path, &opt, &in->s) != TD_OK)
-        e = tb_error(TRITONSERVER_ERROR_INVALID_ARG, "tdeploy model %s: instance %s: cannot load %s: %s", m->name,
-                     iname, path, td_error_message(in->ctx));
+    if (st != TD_OK)
+        e = tb_error(st == TD_ERR_UNSUPPORTED ? TRITONSERVER_ERROR_UNSUPPORTED
+                     : st == TD_ERR_NOT_FOUND ? TRITONSERVER_ERROR_NOT_FOUND
+                                              : TRITONSERVER_ERROR_INVALID_ARG,
+                     "tdeploy model %s: instance %s (%s): %s", m->name, iname, gpu ? "KIND_GPU" : "KIND_CPU", msg);
     if (!e && !m->cfg.generate)
         e = bind_signature(in);
     if (!e)
@@ -283,7 +273,7 @@ TRITONSERVER_Error *TRITONBACKEND_ModelInstanceInitialize(TRITONBACKEND_ModelIns
         return e;
     }
     tb_log(TRITONSERVER_LOG_INFO, "tdeploy model %s: instance %s runs %s on the %s backend (%d threads)", m->name,
-           iname, path, opt.backend, opt.threads);
+           iname, op.path, op.backend, m->cfg.threads);
     return NULL;
 }
 

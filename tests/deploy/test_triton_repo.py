@@ -198,7 +198,7 @@ def check_repo(name, onnx_path, tok_dir, batch, instances, device, extra=()):
         want_pref = [batch[1]] + ([batch[2]] if batch[2] != batch[1] else [])
         check(f"{name}: dynamic batching", cfg.HasField("dynamic_batching")
               and list(cfg.dynamic_batching.preferred_batch_size) == want_pref
-              and cfg.dynamic_batching.max_queue_delay_microseconds == 100, cfg.dynamic_batching)
+              and cfg.dynamic_batching.max_queue_delay_microseconds == 0, cfg.dynamic_batching)
     else:
         check(f"{name}: no dynamic batching without a batch dim", not cfg.HasField("dynamic_batching"))
     kind = mc.ModelInstanceGroup.KIND_GPU if device == "gpu" else mc.ModelInstanceGroup.KIND_CPU

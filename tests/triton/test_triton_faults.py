@@ -3,7 +3,9 @@ wrong dtype / shape, missing input, empty text, invalid UTF-8, over-long text
 (truncated or rejected as configured) and token rows, a batch over
 max_batch_size, an out-of-vocabulary id batched together with good requests
 (only it fails), a corrupt model file (that model fails to load with a clear
-message, the server and the other models stay up), unload/reload while requests
+message, the server and the other models stay up), a KIND_GPU instance group on a
+server without a GPU (the model fails to load with a message naming KIND_GPU and
+why; no crash, the others stay up), unload/reload while requests
 are in flight (none lost or wrong), SIGTERM with requests in flight (they finish,
 the server exits 0). Every loop is bounded; the server is always killed."""
 import os
@@ -60,6 +62,8 @@ variant("reject", lambda c: c.replace('string_value: "truncate"', 'string_value:
 variant("slow", lambda c: re.sub(r"max_queue_delay_microseconds: \d+", "max_queue_delay_microseconds: 2000000",
                                  c).replace("preferred_batch_size: [ 4, 8 ]", "preferred_batch_size: [ 4 ]"))
 variant("corrupt", lambda c: c)
+# KIND_GPU runs model.engine (tb_open.h); here there is neither a GPU nor an engine
+variant("gpu", lambda c: c.replace("kind: KIND_CPU", "kind: KIND_GPU"))
 with open(os.path.join(repo, "corrupt", "1", "model-optimized.onnx"), "r+b") as f:
     f.seek(200)
     f.write(b"\xff" * 64)  # a broken protobuf tag run in the middle of the file
@@ -113,7 +117,16 @@ try:
     t.check(not srv.ready("corrupt") and "model-optimized.onnx" in reason,
             "corrupt model file: the model fails to load and the reason names the file", idx.get("corrupt"))
     t.note(f"corrupt model reason: {reason}")
-    t.check(all(srv.ready(m) for m in ("good", "reject", "slow")), "the other models are up",
+    # ---- KIND_GPU without a GPU: the server refuses the instance group itself ("no GPUs are available") before the
+    # backend is asked; with a GPU but no engine, the backend names model.engine and `tdeploy build`
+    # (test_triton_backend drives that path and the no-CUDA refusal without a server)
+    reason = idx.get("gpu", {}).get("reason", "")
+    t.check(not srv.ready("gpu") and re.search(r"KIND_GPU.*(no GPUs are available|model\.engine|CUDA)", reason),
+            "KIND_GPU instances on a server without a GPU: the model fails to load, the reason says why",
+            idx.get("gpu"))
+    t.note(f"KIND_GPU model reason: {reason}")
+    t.check(srv.proc.poll() is None and all(srv.ready(m) for m in ("good", "reject", "slow")),
+            "the server and the other models are up",
             {m: idx.get(m) for m in ("good", "reject", "slow")})
 
     good_ids = ids_of("a perfectly ordinary sentence")

@@ -28,13 +28,13 @@ import sys
 import time
 
 import numpy as np
-import tritonclient.grpc as tg
 import tritonclient.http as th
 from safetensors import safe_open
 from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from triton_common import FIX, TD_BIN, TMP, Server, Tally, convert, require_server  # noqa: E402
+from triton_common import (FIX, TD_BIN, TMP, Server, Stream, Tally, convert, require_server, scalar,  # noqa: E402
+                           text_in)
 
 DECODERS = ["gpt2-gen", "llama-gen"]
 WAIT = 300  # seconds for any one response (the ASan job is slow)
@@ -44,62 +44,6 @@ require_server(t)
 ROOT = os.path.join(TMP, "generate")
 shutil.rmtree(ROOT, ignore_errors=True)
 os.makedirs(ROOT)
-
-
-class Stream:
-    """One gRPC stream; run() sends a request and collects its responses up to the final one or an error."""
-
-    def __init__(self, port):
-        self.client = tg.InferenceServerClient(f"127.0.0.1:{port}")
-        self.q = queue.Queue()
-        self.client.start_stream(callback=lambda result, error: self.q.put((result, error)))
-
-    def send(self, model, inputs, rid):
-        ins = []
-        for name, (arr, dt) in inputs.items():
-            x = tg.InferInput(name, list(arr.shape), dt)
-            x.set_data_from_numpy(arr)
-            ins.append(x)
-        self.client.async_stream_infer(model, ins, request_id=rid, enable_empty_final_response=True)
-
-    def collect(self, rid, timeout=WAIT):
-        """(pieces, finish_reason, error, final_seen)"""
-        pieces, finish, deadline = [], None, time.time() + timeout
-        while time.time() < deadline:
-            try:
-                result, error = self.q.get(timeout=max(0.1, deadline - time.time()))
-            except queue.Empty:
-                break
-            if error is not None:
-                return pieces, finish, str(error), True
-            resp = result.get_response()
-            if resp.id != rid:
-                continue
-            text = result.as_numpy("TEXT_OUTPUT")
-            if text is not None and text.size and text.reshape(-1)[0]:
-                pieces.append(text.reshape(-1)[0])
-            fin = result.as_numpy("FINISH_REASON")
-            if fin is not None and fin.size:
-                finish = fin.reshape(-1)[0].decode()
-            if resp.parameters.get("triton_final_response") and resp.parameters["triton_final_response"].bool_param:
-                return pieces, finish, None, True
-        return pieces, finish, "timed out", False
-
-    def run(self, model, inputs, rid, timeout=WAIT):
-        self.send(model, inputs, rid)
-        return self.collect(rid, timeout)
-
-    def close(self, cancel=False):
-        self.client.stop_stream(cancel_requests=cancel)
-        self.client.close()
-
-
-def text_in(s):
-    return np.array([s.encode("utf-8") if isinstance(s, str) else s], dtype=object), "BYTES"
-
-
-def scalar(v, dt):
-    return np.array([v], dtype={"INT32": np.int32, "FP32": np.float32, "UINT64": np.uint64}[dt]), dt
 
 
 # ---- convert each decoder fixture: its triton/ folder holds the decoupled generation model
@@ -129,7 +73,7 @@ else:
 
 srv = Server([os.path.join(out, "triton") for out in repos.values()] + repos_q4, "generate").start()
 index = srv.index()
-stream = Stream(srv.grpc)
+stream = Stream(srv.grpc, WAIT)
 rid = 0
 
 

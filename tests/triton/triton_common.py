@@ -8,6 +8,7 @@ failure (atexit plus the `Server` context manager)."""
 import atexit
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -238,3 +239,64 @@ def close(a, b, atol, rtol=0.0):
         return False, f"shape {a.shape} vs {b.shape}"
     err = np.abs(a - b) - (atol + rtol * np.abs(b))
     return bool((err <= 0).all()), f"max abs diff {np.abs(a - b).max() if a.size else 0:.3g}"
+
+
+# ---- decoupled (streaming) generation models over gRPC
+class Stream:
+    """One gRPC stream; run() sends a request and collects its responses up to the final one or an error."""
+
+    def __init__(self, port, wait=300):
+        self.wait = wait  # seconds for any one response (the ASan job is slow)
+        import tritonclient.grpc as tg
+
+        self.tg = tg
+        self.client = tg.InferenceServerClient(f"127.0.0.1:{port}")
+        self.q = queue.Queue()
+        self.client.start_stream(callback=lambda result, error: self.q.put((result, error)))
+
+    def send(self, model, inputs, rid):
+        ins = []
+        for name, (arr, dt) in inputs.items():
+            x = self.tg.InferInput(name, list(arr.shape), dt)
+            x.set_data_from_numpy(arr)
+            ins.append(x)
+        self.client.async_stream_infer(model, ins, request_id=rid, enable_empty_final_response=True)
+
+    def collect(self, rid, timeout=None):
+        """(pieces, finish_reason, error, final_seen)"""
+        pieces, finish, deadline = [], None, time.time() + (timeout or self.wait)
+        while time.time() < deadline:
+            try:
+                result, error = self.q.get(timeout=max(0.1, deadline - time.time()))
+            except queue.Empty:
+                break
+            if error is not None:
+                return pieces, finish, str(error), True
+            resp = result.get_response()
+            if resp.id != rid:
+                continue
+            text = result.as_numpy("TEXT_OUTPUT")
+            if text is not None and text.size and text.reshape(-1)[0]:
+                pieces.append(text.reshape(-1)[0])
+            fin = result.as_numpy("FINISH_REASON")
+            if fin is not None and fin.size:
+                finish = fin.reshape(-1)[0].decode()
+            if resp.parameters.get("triton_final_response") and resp.parameters["triton_final_response"].bool_param:
+                return pieces, finish, None, True
+        return pieces, finish, "timed out", False
+
+    def run(self, model, inputs, rid, timeout=None):
+        self.send(model, inputs, rid)
+        return self.collect(rid, timeout)
+
+    def close(self, cancel=False):
+        self.client.stop_stream(cancel_requests=cancel)
+        self.client.close()
+
+
+def text_in(s):
+    return np.array([s.encode("utf-8") if isinstance(s, str) else s], dtype=object), "BYTES"
+
+
+def scalar(v, dt):
+    return np.array([v], dtype={"INT32": np.int32, "FP32": np.float32, "UINT64": np.uint64}[dt]), dt

@@ -30,39 +30,42 @@ typedef struct run_io {
     float pk[B * KV * P * D], pv[B * KV * P * D];                 /* (B, KV, P, D) */
 } run_io;
 
-/* Runs the op once. past_k/past_v: where past lives; present_k/present_v: where present is written
- * (may be the same storage). out: (B, S, N*D). */
-static void run_gqa(td_ctx *ctx, const td_node *node, bool reference, const run_io *io, int64_t past_rows,
-                    float *past_k, float *past_v, float *present_k, float *present_v, float *out) {
-    const td_op_def *def = td_op_find("com.microsoft", "GroupQueryAttention");
+/* Runs the op (domain's GroupQueryAttention) once, keys up to T in use. past_k/past_v: where past lives;
+ * present_k/present_v: where present is written (may be the same storage). total: total_sequence_length;
+ * bias: NULL or (B, 1, S, total). out: (B, S, N*D). */
+static void run_gqa_as(td_ctx *ctx, const td_node *node, const char *domain, bool reference, const run_io *io,
+                       int64_t past_rows, int32_t total, const float *bias, float *past_k, float *past_v,
+                       float *present_k, float *present_v, float *out) {
+    const td_op_def *def = td_op_find(domain, "GroupQueryAttention");
     CHECK(def != NULL);
     if (!def)
         return;
-    int32_t seqlens[B] = {T - 1, T - 1}, total = T;
-    td_rt_tensor t_in[7] = {
+    int32_t seqlens[B] = {T - 1, T - 1};
+    td_rt_tensor t_in[11] = {
         {TD_F32, 3, {B, S, N * D}, (void *)io->q}, {TD_F32, 3, {B, S, KV * D}, (void *)io->k},
         {TD_F32, 3, {B, S, KV * D}, (void *)io->v}, {TD_F32, 4, {B, KV, past_rows, D}, past_k},
         {TD_F32, 4, {B, KV, past_rows, D}, past_v}, {TD_I32, 1, {B}, seqlens},
-        {TD_I32, 0, {0}, &total}};
+        {TD_I32, 0, {0}, &total}, {0}, {0}, {0}, {TD_F32, 4, {B, 1, S, total}, (void *)bias}};
     td_rt_tensor t_out[3] = {{TD_F32, 0, {0}, out}, {TD_F32, 0, {0}, present_k}, {TD_F32, 0, {0}, present_v}};
-    td_rt_tensor *tin[7], *tout[3];
-    int in_idx[7], out_idx[3];
-    td_dtype in_dt[7], out_dt[3];
-    for (int i = 0; i < 7; i++) {
-        tin[i] = &t_in[i];
-        in_idx[i] = i;
-        in_dt[i] = t_in[i].dtype;
+    td_rt_tensor *tin[11], *tout[3];
+    int in_idx[11], out_idx[3], n_in = bias ? 11 : 7;
+    td_dtype in_dt[11], out_dt[3];
+    for (int i = 0; i < 11; i++) {
+        bool given = i < 7 || i == 10;
+        tin[i] = given ? &t_in[i] : NULL;
+        in_idx[i] = given ? i : -1;
+        in_dt[i] = given ? t_in[i].dtype : TD_UNDEFINED;
     }
     for (int i = 0; i < 3; i++) {
         tout[i] = &t_out[i];
-        out_idx[i] = 7 + i;
+        out_idx[i] = 11 + i;
     }
     td_rt_node rn;
     memset(&rn, 0, sizeof rn);
     rn.node = node;
     rn.def = def;
     rn.opset = 1;
-    rn.n_in = 7;
+    rn.n_in = n_in;
     rn.n_out = 3;
     rn.in = in_idx;
     rn.out = out_idx;
@@ -72,7 +75,7 @@ static void run_gqa(td_ctx *ctx, const td_node *node, bool reference, const run_
     td_rt_env env = {.threads = 1, .pool = NULL, .reference = reference};
     CHECK_MSG(def->init(ctx, &rn, in_dt, out_dt) == TD_OK, "%s", td_error_message(ctx));
     CHECK_MSG(def->shape(ctx, &rn, tin, tout) == TD_OK, "%s", td_error_message(ctx));
-    CHECK(t_out[1].rank == 4 && t_out[1].shape[2] == (past_rows > T ? past_rows : T));
+    CHECK(t_out[1].rank == 4 && t_out[1].shape[2] == (past_rows > total ? past_rows : total));
     for (int i = 0; i < 3; i++)
         tout[i]->data = i == 0 ? (void *)out : i == 1 ? (void *)present_k : (void *)present_v; /* shape() resets */
     rn.scratch = aligned_alloc(64, (rn.scratch_bytes + 63) / 64 * 64 + 64);
@@ -80,6 +83,12 @@ static void run_gqa(td_ctx *ctx, const td_node *node, bool reference, const run_
     CHECK_MSG(def->exec(ctx, &rn, tin, tout, &env) == TD_OK, "%s", td_error_message(ctx));
     free(rn.scratch);
     free(rn.state);
+}
+
+static void run_gqa(td_ctx *ctx, const td_node *node, bool reference, const run_io *io, int64_t past_rows,
+                    float *past_k, float *past_v, float *present_k, float *present_v, float *out) {
+    run_gqa_as(ctx, node, "com.microsoft", reference, io, past_rows, T, NULL, past_k, past_v, present_k, present_v,
+               out);
 }
 
 /* Double-precision grouped causal attention over past ++ new: out (B, S, N*D), present (B, KV, T, D). */
@@ -199,6 +208,52 @@ int main(void) {
         CHECK_MSG(max_diff_f(so, fo, n_out) == 0 && ek2 == 0 && ev2 == 0 && tail_kept,
                   "%s kernels, shared (B, KV, %d, D) buffer: out %.2e, k %.2e, v %.2e, spare rows kept %d",
                   refk ? "reference" : "optimized", CAP, max_diff_f(so, fo, n_out), ek2, ev2, tail_kept);
+
+        /* 4. the generator's binding (com.tdeploy::GroupQueryAttention: present is past's bytes): the same cache,
+         * total_sequence_length = the capacity, keys in use T (seqlens_k), and an additive bias (B, 1, S, CAP)
+         * that is 0 on the columns in use and closed past them: the attention spans the T columns in use and
+         * gives the fresh-buffer run's output; and the same with a bias that closes key 0 of batch row 1, against
+         * com.microsoft's op given that bias over T columns */
+        static float bias_cap[B * S * CAP], bias_t[B * S * T];
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < S; i++)
+                for (int j = 0; j < CAP; j++)
+                    bias_cap[(b * S + i) * CAP + j] = j < T ? 0.0f : -3.0e38f;
+        for (int bh = 0; bh < B * KV; bh++) {
+            memcpy(sk + bh * CAP * D, io.pk + bh * P * D, sizeof(float) * P * D);
+            memcpy(sv + bh * CAP * D, io.pv + bh * P * D, sizeof(float) * P * D);
+        }
+        run_gqa_as(ctx, node, "com.tdeploy", refk, &io, CAP, CAP, bias_cap, sk, sv, sk, sv, so);
+        ek2 = ev2 = 0;
+        for (int bh = 0; bh < B * KV; bh++) {
+            ek2 = fmax(ek2, max_diff_f(sk + bh * CAP * D, fk + bh * T * D, T * D));
+            ev2 = fmax(ev2, max_diff_f(sv + bh * CAP * D, fv + bh * T * D, T * D));
+        }
+        CHECK_MSG(max_diff_f(so, fo, n_out) == 0 && ek2 == 0 && ev2 == 0,
+                  "%s kernels, com.tdeploy op on a (B, KV, %d, D) cache, total %d, %d keys in use: out %.2e, k %.2e, "
+                  "v %.2e", refk ? "reference" : "optimized", CAP, CAP, T, max_diff_f(so, fo, n_out), ek2, ev2);
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < S; i++)
+                for (int j = 0; j < CAP; j++) {
+                    float x = b == 1 && j == 0 ? -3.0e38f : j < T ? 0.25f * (float)(j % 3) : -3.0e38f;
+                    bias_cap[(b * S + i) * CAP + j] = x;
+                    if (j < T)
+                        bias_t[(b * S + i) * T + j] = x;
+                }
+        float *bo = calloc(n_out, sizeof(float));
+        memcpy(pk, io.pk, sizeof pk);
+        memcpy(pv, io.pv, sizeof pv);
+        run_gqa_as(ctx, node, "com.microsoft", refk, &io, P, T, bias_t, pk, pv, fk, fv, bo);
+        for (int bh = 0; bh < B * KV; bh++) {
+            memcpy(sk + bh * CAP * D, io.pk + bh * P * D, sizeof(float) * P * D);
+            memcpy(sv + bh * CAP * D, io.pv + bh * P * D, sizeof(float) * P * D);
+        }
+        run_gqa_as(ctx, node, "com.tdeploy", refk, &io, CAP, CAP, bias_cap, sk, sv, sk, sv, so);
+        CHECK_MSG(max_diff_f(so, bo, n_out) == 0 && max_diff_f(so, fo, n_out) > 1e-3,
+                  "%s kernels, com.tdeploy op with a bias over the capacity: out %.2e from com.microsoft's over T "
+                  "columns (and the bias changed it: %.2e)", refk ? "reference" : "optimized", max_diff_f(so, bo, n_out),
+                  max_diff_f(so, fo, n_out));
+        free(bo);
         free(sk);
         free(sv);
         free(ck);

@@ -1,13 +1,22 @@
 /* The Triton backend's pure parts (no server needed): BYTES tensor parsing on
  * hostile buffers, packing requests of different lengths into one batch and
- * cutting outputs back, and the model-config parser's checks. The whole backend
- * runs against the real tritonserver in tests/triton/. */
+ * cutting outputs back, the model-config parser's checks, and opening what a
+ * KIND_CPU / KIND_GPU instance runs (the server refuses KIND_GPU itself where it sees
+ * no GPU, so the backend's GPU path is driven here). The whole backend runs
+ * against the real tritonserver in tests/triton/. */
 #include "test.h"
 #include "triton_backend/tb_bytes.h"
 #include "triton_backend/tb_config.h"
+#include "triton_backend/tb_open.h"
+#include "core/ctx.h"
+#include "core/fs.h"
+#include "deploy/tree.h"
 #include "triton_backend/tb_pack.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static size_t put(char *buf, size_t at, const char *s, uint32_t len) {
     buf[at] = (char)(len & 0xff), buf[at + 1] = (char)(len >> 8 & 0xff);
@@ -147,8 +156,58 @@ static void test_generation_config(void) {
     }
 }
 
+/* KIND_CPU opens model-optimized.onnx; KIND_GPU opens model.engine on backend "cuda" and every way it cannot is a
+ * clear refusal: the engine missing (names `tdeploy build` and KIND_CPU), a generation model (KIND_CPU only), and a
+ * machine whose CUDA runtime cannot start (the session's reason + KIND_CPU), never a crash. */
+static void test_instance_open(void) {
+    char dir[4096], src[4096], dst[4200], err[2048];
+    snprintf(dir, sizeof dir, "%s/test_triton_backend_open", td_test_env("TD_TMP", "/tmp"));
+    snprintf(src, sizeof src, "%s/onnx/bert-base.torchscript.onnx", td_test_env("TD_FIXTURES", "tests/fixtures"));
+    snprintf(dst, sizeof dst, "%s/model-optimized.onnx", dir);
+    td_ctx *ctx = td_ctx_new();
+    td_remove_tree(ctx, dir);
+    CHECK(mkdir(dir, 0755) == 0 && td_copy_file(ctx, src, dst) == TD_OK);
+    tb_config c;
+    const char *enc = "{\"max_batch_size\": 8, \"input\": [{\"name\": \"input_ids\"}], \"output\": [{\"name\": "
+                      "\"last_hidden_state\", \"data_type\": \"TYPE_FP32\", \"dims\": [\"-1\", \"32\"]}], "
+                      "\"parameters\": {\"threads\": {\"string_value\": \"1\"}}}";
+    CHECK_MSG(tb_config_parse(enc, strlen(enc), &c, err, sizeof err), "%s", err);
+    tb_opened op;
+    td_status s = tb_instance_open(ctx, &c, dir, false, &op, err, sizeof err);
+    CHECK_MSG(s == TD_OK && op.s && !op.gen && strcmp(op.backend, "cpu") == 0, "KIND_CPU: %s", err);
+    td_session_free(op.s);
+
+    s = tb_instance_open(ctx, &c, dir, true, &op, err, sizeof err); /* no model.engine */
+    CHECK_MSG(s == TD_ERR_NOT_FOUND && !op.s && strstr(err, "model.engine") && strstr(err, "tdeploy build") &&
+                  strstr(err, "KIND_CPU"),
+              "KIND_GPU without an engine: %s", err);
+
+    /* the GPU path itself: here the session is asked for backend "cuda" (engine_file pointed at the ONNX file, which
+     * the cuda backend also runs); without a usable CUDA runtime it refuses with the reason, else it runs */
+    snprintf(c.engine_file, sizeof c.engine_file, "model-optimized.onnx");
+    s = tb_instance_open(ctx, &c, dir, true, &op, err, sizeof err);
+    CHECK_MSG(s == TD_OK ? op.s != NULL && strcmp(op.backend, "cuda") == 0
+                         : !op.s && strstr(err, "KIND_GPU") && strstr(err, "CUDA") && strstr(err, "KIND_CPU"),
+              "KIND_GPU on backend cuda: status %d: %s", (int)s, err);
+    if (s == TD_OK)
+        fprintf(stderr, "note: the CUDA backend started here, so the no-GPU refusal was not exercised\n");
+    else
+        fprintf(stderr, "note: KIND_GPU without a usable GPU: %s\n", err);
+    td_session_free(op.s);
+
+    const char *gen = "{\"max_batch_size\": 0, \"model_transaction_policy\": {\"decoupled\": true}, \"input\": "
+                      "[{\"name\": \"TEXT\"}], \"output\": [{\"name\": \"TEXT_OUTPUT\", \"data_type\": "
+                      "\"TYPE_STRING\"}], \"parameters\": {\"task\": {\"string_value\": \"text-generation\"}}}";
+    CHECK_MSG(tb_config_parse(gen, strlen(gen), &c, err, sizeof err), "%s", err);
+    s = tb_instance_open(ctx, &c, dir, true, &op, err, sizeof err);
+    CHECK_MSG(s == TD_ERR_UNSUPPORTED && !op.gen && strstr(err, "KIND_CPU"), "generation on KIND_GPU: %s", err);
+    td_remove_tree(ctx, dir);
+    td_ctx_free(ctx);
+}
+
 int main(void) {
     test_bytes();
+    test_instance_open();
     test_generation_config();
     test_pack_scatter();
     test_config();

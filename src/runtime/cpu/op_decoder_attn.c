@@ -260,6 +260,10 @@ static td_status gqa_get_dims(td_ctx *ctx, const td_rt_node *rn, td_rt_tensor *c
 static td_status gqa_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out) {
     gqa_dims d = {0};
     TD_TRY(gqa_get_dims(ctx, rn, in, &d));
+    if ((rn->def->flags & TD_OP_IN_PLACE_KV) && (d.P == 0 || d.Tp != d.P))
+        return td_node_fail(ctx, rn, TD_ERR_SHAPE, "the shared past/present cache has %lld columns but "
+                            "total_sequence_length is %lld: bind a cache with room for every key", (long long)d.P,
+                            (long long)d.total);
     *out[0] = (td_rt_tensor){out[0]->dtype, 3, {d.B, d.S, d.N * d.D}, NULL};
     for (int k = 1; k < 3 && k < rn->n_out; k++)
         if (out[k])
@@ -267,7 +271,7 @@ static td_status gqa_shape(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in,
     size_t kv = (size_t)(2 * d.B * d.KV * d.Tp * d.D + 32); /* K/V staging when present is absent or not fp32 */
     size_t f = kv + (size_t)(d.B * d.KV * d.P * d.D + 16) /* past staged when it overlaps present oddly */ +
                (size_t)(d.B * d.S * d.total + 16) /* mask */ + (size_t)(d.B * d.S * d.N * d.D + 16) /* out */ + 64;
-    rn->scratch_bytes = f * sizeof(float) + (size_t)d.B * sizeof(int64_t) + 64 +
+    rn->scratch_bytes = f * sizeof(float) + 2 * (size_t)d.B * sizeof(int64_t) + 64 +
                         td_kern_mha_scratch(d.S * (d.N / d.KV), d.total, d.D, d.D, rn->threads);
     for (int i = 0; i < rn->n_in && i <= 10; i++)
         if (i != 5 && i != 6)
@@ -303,12 +307,13 @@ static void place_past(float *present, const float *past, const gqa_dims *d, con
 }
 
 /* Per row: L_b = seqlens_k[b] + 1 keys, past_b = max(0, L_b - S) cached rows
- * kept (into keep), checked against the shapes; and the additive mask (B, S,
- * total): query i at position past_b + i sees keys j < L_b, j <= past_b + i
- * when causal, and past_b + i - j < local_window_size when windowed. */
-static td_status gqa_rows(td_ctx *ctx, const td_rt_node *rn, const gqa_dims *d, const td_rt_tensor *seqlens,
-                          int64_t *keep, float *m) {
-    const gqa_state *st = rn->state;
+ * kept (into keep), L_b into lens, checked against the shapes; *used = max_b L_b, the key
+ * columns any row reads (the rest are masked for every row, so the attention
+ * skips them: a decode step over a capacity-wide cache spans the columns in use
+ * only). */
+static td_status gqa_lengths(td_ctx *ctx, const td_rt_node *rn, const gqa_dims *d, const td_rt_tensor *seqlens,
+                             int64_t *keep, int64_t *lens, int64_t *used) {
+    *used = 0;
     for (int64_t b = 0; b < d->B; b++) {
         int64_t len = (int64_t)((const int32_t *)seqlens->data)[b] + 1, past = len > d->S ? len - d->S : 0;
         if (len < 1 || len > d->total || past > d->P)
@@ -317,20 +322,38 @@ static td_status gqa_rows(td_ctx *ctx, const td_rt_node *rn, const gqa_dims *d, 
                                 "past %lld + sequence_length %lld keys",
                                 (long long)b, (long long)len, (long long)d->total, (long long)d->P, (long long)d->S);
         keep[b] = past;
+        lens[b] = len;
+        *used = len > *used ? len : *used;
+    }
+    return TD_OK;
+}
+
+/* The additive mask (B, S, T) over the first T key columns: query i of row b at
+ * position past_b + i sees keys j < L_b, j <= past_b + i when causal, and
+ * past_b + i - j < local_window_size when windowed; plus the attention bias row
+ * when one is given per batch item (bias (B or 1, 1, S, total), folded in here so
+ * that the kernel reads one T-wide row). */
+static void gqa_mask(const gqa_state *st, const gqa_dims *d, const int64_t *keep, const int64_t *lens, int64_t T,
+                     const float *bias, int64_t bias_bstride, float *m) {
+    for (int64_t b = 0; b < d->B; b++) {
+        int64_t len = lens[b];
         for (int64_t i = 0; i < d->S; i++) {
-            float *row = m + (b * d->S + i) * d->total;
-            int64_t qpos = past + i, open = 0;
-            for (int64_t j = 0; j < d->total; j++) {
+            float *row = m + (b * d->S + i) * T;
+            const float *br = bias ? bias + b * bias_bstride + i * d->total : NULL;
+            int64_t qpos = keep[b] + i, open = 0;
+            for (int64_t j = 0; j < T; j++) {
                 bool masked = j >= len || (st->causal && j > qpos) || (st->window > 0 && qpos - j >= st->window);
                 row[j] = masked ? -INFINITY : 0.0f; /* excluded outright, as ONNX Runtime does */
                 open += !masked;
             }
             if (open == 0) /* a padding row beyond its length and window: any finite result will do */
-                for (int64_t j = 0; j < d->total; j++)
+                for (int64_t j = 0; j < T; j++)
                     row[j] = MASKED_SCORE;
+            if (br)
+                for (int64_t j = 0; j < T; j++)
+                    row[j] += br[j];
         }
     }
-    return TD_OK;
 }
 
 static td_status gqa_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, td_rt_tensor *const *out,
@@ -340,11 +363,12 @@ static td_status gqa_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     TD_TRY(gqa_get_dims(ctx, rn, in, &d));
     int64_t B = d.B, S = d.S, N = d.N, KV = d.KV, D = d.D, P = d.P, Tp = d.Tp, total = d.total;
     float *scr = rn->scratch;
-    int64_t *keep = (int64_t *)scr;
-    scr += (B * (int64_t)sizeof(int64_t) + 63) / 64 * 64 / (int64_t)sizeof(float);
+    int64_t *keep = (int64_t *)scr, *lens = keep + B;
+    scr += (2 * B * (int64_t)sizeof(int64_t) + 63) / 64 * 64 / (int64_t)sizeof(float);
     float *mask = scr;
     scr += B * S * total + 16;
-    TD_TRY(gqa_rows(ctx, rn, &d, in[5], keep, mask));
+    int64_t T = total; /* key columns the kernel spans */
+    TD_TRY(gqa_lengths(ctx, rn, &d, in[5], keep, lens, &T));
     const td_rt_tensor *ab = opt_in(in, rn, 10);
     td_rt_tensor *pres[2] = {rn->n_out > 1 ? out[1] : NULL, rn->n_out > 2 ? out[2] : NULL};
     /* K/V caches (B, KV, Tp, D): written straight into fp32 present outputs (which
@@ -356,6 +380,14 @@ static td_status gqa_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
             past[c] = as_f32(in[3 + c], &scr);
     const float *q = as_f32(in[0], &scr), *newkv[2] = {as_f32(in[1], &scr), as_f32(in[2], &scr)};
     const float *abf = ab ? as_f32(ab, &scr) : NULL;
+    if (abf && ab->shape[1] != 1) { /* a bias per head stays the kernel's, total columns wide */
+        T = total;
+    } else if (abf) { /* one bias row per batch item: folded into the mask */
+        gqa_mask(st, &d, keep, lens, T, abf, ab->shape[0] != 1 ? S * total : 0, mask);
+        abf = NULL;
+    }
+    if (abf || !ab)
+        gqa_mask(st, &d, keep, lens, T, NULL, 0, mask);
     float *cache[2];
     for (int c = 0; c < 2; c++) {
         if (pres[c] && pres[c]->dtype == TD_F32) {
@@ -377,11 +409,11 @@ static td_status gqa_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
     }
     float *O = out_f32(out[0], &scr);
     td_kern_mha a = {
-        .B = B, .N = N, .S = S, .T = total, .D = D, .Dv = D, .kv_heads = KV, .kv_rows = Tp,
+        .B = B, .N = N, .S = S, .T = T, .D = D, .Dv = D, .kv_heads = KV, .kv_rows = Tp,
         .q = q, .q_bstride = S * N * D, .ldq = N * D, .k = cache[0], .v = cache[1], .kv_ld = 0,
         .out = O, .o_bstride = S * N * D, .ldo = N * D,
         .scale = st->scale != 0.0f ? st->scale : 1.0f / sqrtf((float)D),
-        .mask = mask, .mask_bstride = S * total, .mask_one_row = false,
+        .mask = mask, .mask_bstride = S * T, .mask_one_row = false,
         .bias = abf,
         .bias_bstride = ab && ab->shape[0] != 1 ? ab->shape[1] * S * total : 0,
         .bias_hstride = ab && ab->shape[1] != 1 ? S * total : 0,
@@ -397,5 +429,9 @@ static td_status gqa_exec(td_ctx *ctx, td_rt_node *rn, td_rt_tensor *const *in, 
 const td_op_def td_ops_decoder[] = {
     {MS, "RotaryEmbedding", 1, 1, rope_init, rope_shape, rope_exec, 0, 0, NULL},
     {MS, "GroupQueryAttention", 1, 1, gqa_init, gqa_shape, gqa_exec, 1u << 6 /* total_sequence_length */, 0, NULL},
+    /* com.microsoft's op with past/present as one buffer (ORT's past_present_share_buffer): present_key/value are
+     * past_key/value's bytes, a cache with room for every key (P >= total_sequence_length), whose new rows are
+     * written in place; the generator's in-place KV cache (src/generate/kv_inplace.c) */
+    {"com.tdeploy", "GroupQueryAttention", 1, 1, gqa_init, gqa_shape, gqa_exec, 1u << 6, TD_OP_IN_PLACE_KV, NULL},
 };
 const int td_ops_decoder_count = (int)(sizeof td_ops_decoder / sizeof td_ops_decoder[0]);
