@@ -3,7 +3,7 @@
  * a .gguf runs exactly as `generate` runs it), and the next-token log-probabilities of every position but the
  * window's last are summed in double:
  *     perplexity = exp(-(1/T) sum_windows sum_{i < len-1} log softmax(logits[i])[ids[i + 1]])
- * Usage: td_perplexity MODEL TEXT_FILE [--window W (512)] [--max-tokens N (all)] [--precision auto|fp32]
+ * Usage: td_perplexity MODEL TEXT_FILE [--window W (512)] [--max-tokens N (all)] [--precision auto|fp32|int8]
  *                      [--threads N (2)]
  * Prints one JSON line: {"tokens": T, "windows": n, "nll": mean, "perplexity": p, "seconds": s}.
  * Exit 2 on usage errors, 1 on model/input errors. */
@@ -39,7 +39,7 @@ static void on_logits(void *user, int64_t step, const float *logits, size_t batc
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: td_perplexity MODEL TEXT_FILE [--window W] [--max-tokens N] [--precision auto|fp32] "
+    fprintf(stderr, "usage: td_perplexity MODEL TEXT_FILE [--window W] [--max-tokens N] [--precision auto|fp32|int8] "
                     "[--threads N]\n");
     return 2;
 }
@@ -67,8 +67,9 @@ int main(int argc, char **argv) {
             continue;
         if (!strcmp(k, "--threads") && (gopt.threads = (int)strtol(v, &end, 10)) >= 0 && !*end)
             continue;
-        if (!strcmp(k, "--precision") && (!strcmp(v, "auto") || !strcmp(v, "fp32"))) {
+        if (!strcmp(k, "--precision") && (!strcmp(v, "auto") || !strcmp(v, "fp32") || !strcmp(v, "int8"))) {
             gopt.gguf_dequantize = !strcmp(v, "fp32");
+            gopt.gguf_int8_activations = !strcmp(v, "int8");
             continue;
         }
         return usage();

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Issue 16's decoder anchor, side by side in one run: generation from the same SmolLM2-135M-Instruct Q4_1 GGUF
 (scripts/setup-smollm2.sh) by
-- tdeploy: `tdeploy generate FILE.gguf` (blocks kept quantized: MatMulNBits with int8 activations), its own
-  timing of the prefill and of the decode steps (graph building and load outside both), --precision auto;
+- tdeploy: `tdeploy generate FILE.gguf --precision int8` (blocks kept quantized: MatMulNBits with int8 activations,
+  llama.cpp's arithmetic, so equal work; the default precision multiplies fp32 activations), its own timing of the
+  prefill and of the decode steps (graph building and load outside both);
 - llama.cpp: llama-bench (bench/decoder/build_llama_cpp.sh: llama-cpp-python 0.3.36's vendored llama.cpp,
   GGML_NATIVE), pp = prefill of PROMPT tokens, tg = NEW tokens generated from an empty context;
-- ONNX Runtime: the graph `tdeploy export -m FILE.gguf` writes (MatMulNBits / GatherBlockQuantized, the same
+- ONNX Runtime: the graph `tdeploy export -m FILE.gguf --precision int8` writes (MatMulNBits / GatherBlockQuantized, the same
   blocks), InferenceSession(ORT_ENABLE_ALL), greedy loop through past/present in Python.
 Equal work: batch 1, PROMPT random prompt tokens (fixed seed), NEW tokens (eos ignored), THREADS threads each, all
 pinned to the same CPUs. CPU time (busy hosts stretch wall time, not it) per token: tdeploy's own prefill/decode
@@ -42,7 +43,7 @@ llama_bench = subprocess.run([os.path.join(HERE, "build_llama_cpp.sh")], capture
 os.makedirs(a.work, exist_ok=True)
 onnx_path = os.path.join(a.work, "smollm2-135m-q4_1.onnx")
 if not os.path.exists(onnx_path):
-    subprocess.run([a.bin, "export", "-m", gguf, "-o", onnx_path, "-q"], check=True)
+    subprocess.run([a.bin, "export", "-m", gguf, "-o", onnx_path, "-q", "--precision", "int8"], check=True)
 cpus = ",".join(str(i) for i in range(a.threads))
 pin = ["taskset", "-c", cpus]
 os.sched_setaffinity(0, set(range(a.threads)))  # ORT runs in this process
@@ -57,7 +58,7 @@ def child_cpu(cmd):
     return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
-def run_tdeploy(precision="auto"):
+def run_tdeploy(precision="int8"):
     r = subprocess.run(pin + [a.bin, "generate", gguf, "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens",
                               str(a.new), "--ignore-eos", "--threads", str(a.threads), "--precision", precision,
                               "--json"], capture_output=True, text=True, check=True)

@@ -12,7 +12,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tdeploy export -m MODEL [--task T] [-o model.onnx] [--opset N] [--precision fp32|fp16]\n"
+            "usage: tdeploy export -m MODEL [--task T] [-o model.onnx] [--opset N] [--precision fp32|fp16|int8]\n"
             "                      [--int32-inputs] [--cache-output] [--json] [-q|-v]\n\n"
             "Build a standard ONNX graph for a Hugging Face model directly from its config.json and\n"
             "safetensors weights (no tracing). Supported: bert, roberta, xlm-roberta, distilbert, electra,\n"
@@ -30,7 +30,9 @@ static void usage(FILE *f) {
             "                      8-byte aligned offsets (standard protobuf), so loading maps them in place\n"
             "  --opset N           ai.onnx opset, %d..%d (default %d)\n"
             "  --precision P       fp32 (default) or fp16 weights; LayerNorm, softmax and the mask stay fp32;\n"
-            "                      a .gguf keeps its blocks unless --precision fp32 (dequantized) is given\n"
+            "                      a .gguf keeps its blocks (fp32 activations) unless --precision fp32\n"
+            "                      (dequantized) is given; int8 (.gguf only): blocks kept, activations\n"
+            "                      quantized to int8 per block as llama.cpp does (MatMulNBits accuracy_level 4)\n"
             "                      (--dtype is the older spelling, still accepted)\n"
             "  --int32-inputs      int32 graph inputs (TensorRT/Triton style), cast to int64 inside\n"
             "  --cache-output      leave the written file in the page cache (for a program that reads it\n"
@@ -114,8 +116,11 @@ int td_cmd_export(int argc, char **argv) {
                     opt.dtype = TD_F32, opt.gguf_dequantize = true; /* a GGUF's blocks too */
                 else if (!strcmp(next, "fp16") || !strcmp(next, "float16"))
                     opt.dtype = TD_F16;
+                else if (!strcmp(next, "int8"))
+                    opt.gguf_int8_activations = true;
                 else
-                    return td_cli_usage_error("export", "%s '%s' is not supported (supported: fp32, fp16)", a, next);
+                    return td_cli_usage_error("export", "%s '%s' is not supported (supported: fp32, fp16, int8)", a,
+                                              next);
             }
         } else {
             return td_cli_usage_error("export", "unexpected argument '%s'", a);
@@ -123,6 +128,10 @@ int td_cmd_export(int argc, char **argv) {
     }
     if (!opt.model_dir)
         return td_cli_usage_error("export", "-m MODEL is required");
+    size_t ml = strlen(opt.model_dir);
+    if (opt.gguf_int8_activations && (ml < 5 || strcmp(opt.model_dir + ml - 5, ".gguf") != 0))
+        return td_cli_usage_error("export", "--precision int8 applies to a .gguf file (its blocks kept, int8 "
+                                            "activations); quantize an HF model with `tdeploy optimize --precision int8`");
     td_ctx *ctx = td_ctx_new();
     if (!ctx) {
         fprintf(stderr, "tdeploy export: out of memory\n");

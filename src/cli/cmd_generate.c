@@ -32,7 +32,7 @@ static void usage(FILE *f) {
             "                        [--system TEXT] [--max-new-tokens N]\n"
             "                        [--do-sample] [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
             "                        [--repetition-penalty R] [--seed S] [--stop STRING]... [--eos-id ID]...\n"
-            "                        [--tokenizer DIR] [--precision auto|fp32] [--threads N] [--json] [-q|-v]\n\n"
+            "                        [--tokenizer DIR] [--precision auto|fp32|int8] [--threads N] [--json] [-q|-v]\n\n"
             "Generate text with a decoder (GPT-2, Llama, Mistral, Qwen2, Phi-3) through its KV cache on the CPU.\n"
             "MODEL is a Hugging Face directory or cached org/name (exported in memory) or a decoder .onnx\n"
             "(tdeploy export --task text-generation, or Optimum's text-generation-with-past export). Several\n"
@@ -59,7 +59,9 @@ static void usage(FILE *f) {
             "  --eos-id ID            end-of-sequence id (repeatable; default: generation_config/config.json)\n"
             "  --tokenizer DIR        tokenizer.json (and config files) for an .onnx file (default: beside it)\n"
             "  --precision P          auto (default): a .gguf's Q4_0/Q4_1/Q8_0/Q4_K/Q6_K matrices stay in their\n"
-            "                         blocks (MatMulNBits, int8 activations); fp32: dequantized to float32\n"
+            "                         blocks (MatMulNBits) and multiply fp32 activations (the dequantized model's\n"
+            "                         results); int8: blocks kept, activations quantized to int8 per block as\n"
+            "                         llama.cpp does (faster, answers may differ); fp32: dequantized to float32\n"
             "  --threads N            worker threads (default: one per core)\n"
             "  --json                 print ids, text, finish reason and timings as JSON on stdout\n"
             "  -q, --quiet / -v, --verbose\n\n"
@@ -253,9 +255,11 @@ static int parse_args(int argc, char **argv, args *a) {
             } else if (!strcmp(s, "--tokenizer")) {
                 a->gopt.tokenizer_dir = v;
             } else if (!strcmp(s, "--precision")) {
-                if (strcmp(v, "fp32") != 0 && strcmp(v, "float32") != 0 && strcmp(v, "auto") != 0)
-                    return td_cli_usage_error(g_cmd, "--precision '%s' is not supported (auto, fp32)", v);
-                a->gopt.gguf_dequantize = strcmp(v, "auto") != 0;
+                bool fp32 = !strcmp(v, "fp32") || !strcmp(v, "float32"), int8 = !strcmp(v, "int8");
+                if (!fp32 && !int8 && strcmp(v, "auto") != 0)
+                    return td_cli_usage_error(g_cmd, "--precision '%s' is not supported (auto, fp32, int8)", v);
+                a->gopt.gguf_dequantize = fp32;
+                a->gopt.gguf_int8_activations = int8;
             } else if (!strcmp(s, "--threads")) {
                 if (!td_cli_parse_i64(v, 0, 1024, &x))
                     return td_cli_usage_error(g_cmd, "--threads '%s' must be in 0..1024", v);

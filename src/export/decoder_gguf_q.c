@@ -168,7 +168,10 @@ td_value *td_xw_gguf_qlinear(td_xw *w, td_value *x, int64_t in, int64_t out, con
     td_eb_attr_int(w->b, n, "N", out);
     td_eb_attr_int(w->b, n, "bits", p.bits);
     td_eb_attr_int(w->b, n, "block_size", p.block_size);
-    td_eb_attr_int(w->b, n, "accuracy_level", 4); /* int8 activations, per block (llama.cpp's Q8 dot products) */
+    /* 4: int8 activations per block (llama.cpp's Q8 dot products); 0: fp32 activations, each weight dequantized
+     * in the kernel, so the results are the dequantized model's (on SmolLM2-135M Q4_1 the int8 form changes the
+     * answer to "What is the capital of France?") */
+    td_eb_attr_int(w->b, n, "accuracy_level", w->gguf_int8_act ? 4 : 0);
     return y;
 }
 

@@ -165,6 +165,7 @@ static td_status export_decoder(td_ctx *ctx, const td_export_options *opt, td_de
         struct td_xw_gguf *gg = s.gguf ? td_xw_gguf_new(&s) : NULL;
         w.gguf = gg;
         w.gguf_quantized = !opt->gguf_dequantize;
+        w.gguf_int8_act = opt->gguf_int8_activations;
         st = s.gguf && !gg ? td_fail_oom(ctx, 64, "GGUF source") : td_decoder_build(&b, &w, &s, opt->int32_inputs, sum);
         free(gg);
         sum->weight_bytes = w.bytes;

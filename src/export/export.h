@@ -46,6 +46,9 @@ typedef struct td_export_options {
     bool cache_output;      /* write through the page cache (see td_onnx_save_options.keep_cached) */
     bool gguf_dequantize;   /* GGUF input: float32 weights instead of the file's blocks kept quantized
                              * (com.microsoft MatMulNBits / GatherBlockQuantized, the default) */
+    bool gguf_int8_activations; /* GGUF input, blocks kept: MatMulNBits accuracy_level 4 (activations quantized
+                                 * to int8 per block, llama.cpp's arithmetic: faster, answers differ) instead of
+                                 * 0 (fp32 activations: the dequantized model's results, the default) */
 } td_export_options;
 
 #define TD_EXPORT_MAX_IO 4

@@ -18,6 +18,7 @@ typedef struct td_xw {
     const td_checkpoint *ck;         /* NULL when gguf is set */
     const struct td_xw_gguf *gguf;   /* weights from a GGUF file instead of ck */
     bool gguf_quantized; /* keep the GGUF file's block-quantized matrices quantized (decoder_gguf.h) */
+    bool gguf_int8_act;  /* their MatMulNBits with int8 activations (accuracy_level 4), else fp32 (0) */
     const char *why; /* what the tensors are for, in messages ("bert encoder") */
     uint64_t bytes;  /* bytes of the initializers created */
 } td_xw;

@@ -258,7 +258,8 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
         /* llama.cpp file: exported in memory (blocks kept quantized unless gguf_dequantize), tokenizer from its
          * metadata */
         td_export_options eo = {.model_dir = model, .task = TD_TASK_TEXT_GENERATION,
-                                .gguf_dequantize = opt && opt->gguf_dequantize};
+                                .gguf_dequantize = opt && opt->gguf_dequantize,
+                                .gguf_int8_activations = opt && opt->gguf_int8_activations};
         td_export_summary sum;
         if ((st = td_export_build(ctx, &eo, &g->model, &sum)) != TD_OK)
             goto out;

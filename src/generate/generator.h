@@ -37,6 +37,7 @@ typedef struct td_generator_options {
     const char *backend;       /* session backend (NULL = "cpu"; "reference": plain loops, convert's oracle) */
     td_precision precision;    /* weight precision of the session (0 = fp32) */
     bool gguf_dequantize;      /* .gguf: float32 weights instead of the file's blocks kept quantized */
+    bool gguf_int8_activations; /* .gguf, blocks kept: int8 activations (llama.cpp's arithmetic), not fp32 */
     bool keep_graph;           /* run the graph as given, without the generator's optimization pass (the
                                 * reference path of `convert` must run the exporter's graph untouched) */
     bool all_logits;           /* the prefill's logits at every position (convert compares them); default: the

@@ -9,7 +9,8 @@ runtime (`tdeploy infer`), must equal a float64 numpy forward pass over the tens
 tests/gguf/gguf_reference.py (written from ggml's block layouts, not from tdeploy's C) within 1e-4 (`--precision
 fp32`: weights dequantized). The default export keeps the Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks (MatMulNBits,
 GatherBlockQuantized): checked for its ops, against ONNX Runtime on the same graph and against the reference
-within 8-bit activation rounding (check_quantized)."""
+within float rounding (fp32 activations, the default) and within 8-bit activation rounding (--precision int8)
+(check_quantized)."""
 import os
 import subprocess
 import sys
@@ -134,15 +135,17 @@ BLOCK_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K")  # re-packed into MatMulN
 GATHER_TYPES = ("Q8_0", "Q4_0", "Q6_K")  # default zero points: the table is gathered from its blocks too
 
 
-def check_quantized(qt, path, want, feeds, inp):
+def check_quantized(qt, path, want, feeds, inp, int8):
     """The default export of a GGUF keeps block-quantized matrices in their blocks: every projection and the
-    lm_head become com.microsoft MatMulNBits (accuracy_level 4: int8 activations), the embedding table a
-    GatherBlockQuantized where its zero points are the default; no float copy of those weights is in the file.
-    tdeploy's runtime must match ONNX Runtime on that very graph, and both the float64 reference over the
-    dequantized weights within the error of 8-bit activations."""
-    name = qt.name
-    onnx_q = os.path.join(work, f"tiny-{name}-q.onnx")
-    r = run_export(path, onnx_q)
+    lm_head become com.microsoft MatMulNBits, the embedding table a GatherBlockQuantized where its zero points
+    are the default; no float copy of those weights is in the file. By default the MatMulNBits multiply fp32
+    activations (accuracy_level 0: the dequantized model's results, to float rounding); with --precision int8
+    the activations are quantized to int8 per block (accuracy_level 4, llama.cpp's arithmetic). tdeploy's
+    runtime must match ONNX Runtime on that very graph, and both the float64 reference over the dequantized
+    weights: within float rounding (fp32 activations) or the error of 8-bit activations (int8)."""
+    name = qt.name + (" int8" if int8 else "")
+    onnx_q = os.path.join(work, f"tiny-{qt.name}-q{'8' if int8 else ''}.onnx")
+    r = run_export(path, onnx_q, *(["--precision", "int8"] if int8 else []))
     if not t.check(r.returncode == 0, f"{name}: tdeploy export (blocks kept) from the GGUF", r.stderr.strip()[-300:]):
         return
     import onnx as onnx_lib
@@ -151,11 +154,15 @@ def check_quantized(qt, path, want, feeds, inp):
     ops = [n.op_type for n in m.graph.node]
     big_float = [i.name for i in m.graph.initializer if i.data_type == onnx_lib.TensorProto.FLOAT and
                  int(np.prod(i.dims)) >= E * E // 4 and ".q" not in i.name]
-    if name in BLOCK_TYPES:
+    if qt.name in BLOCK_TYPES:
+        levels = {a.i for n in m.graph.node if n.op_type == "MatMulNBits" for a in n.attribute
+                  if a.name == "accuracy_level"}
+        t.check(levels == {4 if int8 else 0}, f"{name}: MatMulNBits accuracy_level {4 if int8 else 0} "
+                f"({'int8' if int8 else 'fp32'} activations)", f"{levels}")
         t.check(ops.count("MatMulNBits") == 7 * L + 1 and ops.count("MatMul") == 2 * L,
                 f"{name}: every projection and the lm_head are MatMulNBits (attention's two MatMuls stay)",
                 f"{ops.count('MatMulNBits')} MatMulNBits, {ops.count('MatMul')} MatMul")
-        gathered = name in GATHER_TYPES
+        gathered = qt.name in GATHER_TYPES
         t.check(("GatherBlockQuantized" in ops) == gathered and big_float == ([] if gathered else
                 ["model.embed_tokens.weight"]), f"{name}: embedding gathered from its blocks: {gathered}; no other "
                 "float copy of a matrix", f"float initializers {big_float}")
@@ -175,18 +182,22 @@ def check_quantized(qt, path, want, feeds, inp):
     # move an activation across a rounding boundary, one quantum = 1/127 of its block's largest value, and later
     # layers carry that on); with float zero points (Q4_1, Q4_K) it computes in fp32 while tdeploy keeps int8
     # activations, so they differ by the whole rounding
-    tol = 2e-2 * scale if name in GATHER_TYPES else 3e-2 * scale
+    tol = 2e-2 * scale if qt.name in GATHER_TYPES else 3e-2 * scale
+    fp32_tol = 1e-4 * max(1.0, scale)  # fp32 activations: float summation order only
+    if not int8:
+        tol = fp32_tol
     err = float(np.abs(td - ort_logits[0]).max())
     t.check(err <= tol, f"{name}: tdeploy == ONNX Runtime on the MatMulNBits graph", f"max abs {err:.2e} "
             f"(tolerance {tol:.2e}, logits up to {scale:.2f})")
     err = float(np.abs(td - want).max())
-    t.check(err <= 3e-2 * scale, f"{name}: quantized run == float64 reference over the dequantized weights, within "
-            "8-bit activation rounding", f"max abs {err:.2e}, logits up to {scale:.2f}")
+    t.check(err <= (3e-2 * scale if int8 else fp32_tol), f"{name}: quantized run == float64 reference over the "
+            f"dequantized weights, within {'8-bit activation' if int8 else 'float'} rounding",
+            f"max abs {err:.2e}, logits up to {scale:.2f}")
     t.check(np.array_equal(td.argmax(-1), want.argmax(-1)) or err <= 1e-2 * scale,
             f"{name}: next-token argmax of the quantized run as the reference's", f"{td.argmax(-1)} vs {want.argmax(-1)}")
     # the optimizer types MatMulNBits / GatherBlockQuantized outputs (their shapes come from attributes and the
     # data), so the fusions after them match as on a float graph: RMSNorm and rotary fused, same logits
-    onnx_o = os.path.join(work, f"tiny-{name}-q-opt.onnx")
+    onnx_o = os.path.join(work, f"tiny-{qt.name}-q{'8' if int8 else ''}-opt.onnx")
     r = subprocess.run([BIN, "optimize", onnx_q, "-o", onnx_o, "--json"], capture_output=True, text=True, timeout=300)
     if not t.check(r.returncode == 0, f"{name}: tdeploy optimize on the quantized export", r.stderr[-300:]):
         return
@@ -199,7 +210,8 @@ def check_quantized(qt, path, want, feeds, inp):
                         timeout=300)
     if t.check(rr.returncode == 0, f"{name}: tdeploy infer runs the optimized quantized graph", rr.stderr[-200:]):
         err = float(np.abs(load_file(out)["logits"][0] - td).max())
-        t.check(err <= 2e-2 * scale, f"{name}: optimized == unoptimized quantized graph (within activation rounding)",
+        t.check(err <= (2e-2 * scale if int8 else fp32_tol), f"{name}: optimized == unoptimized quantized graph "
+                "(within activation rounding)",
                 f"max abs {err:.2e}, logits up to {scale:.2f}")
 
 
@@ -233,5 +245,6 @@ for qt in (Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q6_K):
     if t.check(rr.returncode == 0, f"{qt.name}: tdeploy infer runs the export", rr.stderr[-200:]):
         err = float(np.abs(load_file(out)["logits"][0] - want).max())
         t.check(err <= 1e-4, f"{qt.name}: tdeploy runtime logits == numpy over gguf_reference", f"max abs {err:.2e}")
-    check_quantized(qt, path, want, feeds, inp)
+    check_quantized(qt, path, want, feeds, inp, int8=False)
+    check_quantized(qt, path, want, feeds, inp, int8=True)
 t.finish()
