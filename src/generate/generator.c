@@ -222,6 +222,13 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
         free(gguf_in_dir);
         return st;
     }
+    /* (fp32 is what an HF model or .onnx file computes anyway; int8 activations exist only for a GGUF's blocks) */
+    if (opt && opt->gguf_int8_activations && !(td_is_file(model) && ends_with(model, ".gguf")))
+        return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
+                       "%s: --precision int8 applies to a .gguf file (its quantized blocks with int8 activations); "
+                       "quantize an HF model with `tdeploy convert --task text-generation --precision int8` or "
+                       "`tdeploy optimize --precision int8`",
+                       model);
     td_generator *g = calloc(1, sizeof *g);
     if (!g)
         return td_fail_oom(ctx, sizeof *g, "a generator");

@@ -248,4 +248,7 @@ refused("an encoder .onnx", [os.path.join(FIXTURES, "onnx", "bert-base.torchscri
 refused("token id outside the vocabulary", [hf("llama-gen"), "--prompt-ids", "5,99999"], 1, "outside the vocabulary")
 refused("bad --top-p", [hf("llama-gen"), "--prompt-ids", "5", "--top-p", "1.5"], 2, "--top-p")
 refused("no prompt", [hf("llama-gen")], 2, "--prompt")
+refused("--precision int8 on an HF model (int8 activations are a GGUF's block option)",
+        [hf("llama-gen"), "--prompt-ids", "5", "--precision", "int8"], 1, "applies to a .gguf file")
+refused("an unknown --precision", [hf("llama-gen"), "--prompt-ids", "5", "--precision", "int3"], 2, "auto, fp32, int8")
 t.finish()
