@@ -146,7 +146,7 @@ static void decode_case(td_threadpool *pool, int threads, int iter) {
 }
 
 int main(void) {
-    printf("AVX-512 VNNI kernels: %s; AVX2 int8 kernel (4- and 8-bit): %s\n", td_qnbits_have_avx512() ? "yes" : "no (scalar fallback checked)", td_qnbits_have_avx2() ? "yes" : "no");
+    printf("AVX-512 VNNI kernels: %s; AVX2 int8 and fp32 kernels (4- and 8-bit): %s\n", td_qnbits_have_avx512() ? "yes" : "no (scalar fallback checked)", td_qnbits_have_avx2() ? "yes" : "no");
     hand_case();
     for (int threads = 1; threads <= 3; threads += 2) {
         td_threadpool *pool = NULL;

@@ -15,8 +15,8 @@
  *   int8: each activation row quantized per block to int8 (symmetric, scale max|a| / 127, like llama.cpp's
  *         Q8 activations) and the block dot products done in integers (AVX-512 VNNI vpdpbusd), scaled per
  *         block; the zero-point term uses the per-block sum of the int8 activations (accuracy_level 4).
- * Each path has a scalar reference (qnbits_ref.c) and an AVX-512 kernel (qnbits_avx512.c) selected at run
- * time when the CPU has AVX-512 BW + VNNI. */
+ * Each path has a scalar reference (qnbits_ref.c), an AVX-512 kernel (qnbits_avx512.c) selected at run
+ * time when the CPU has AVX-512 BW + VNNI, and an AVX2 + FMA kernel (same file) where it has only those. */
 #ifndef TD_RUNTIME_CPU_QNBITS_H
 #define TD_RUNTIME_CPU_QNBITS_H
 
@@ -69,7 +69,7 @@ void td_qnbits_quant_row_fast(const float *a, int64_t K, int block_size, int8_t 
 
 /* ---- optimized kernels (AVX-512; fall back to the references where the CPU lacks it) ---- */
 bool td_qnbits_have_avx512(void);
-/* AVX2 + FMA: the int8 path of 4- and 8-bit weights (used where AVX-512 is missing). */
+/* AVX2 + FMA: both paths of 4- and 8-bit weights (used where AVX-512 is missing). */
 bool td_qnbits_have_avx2(void);
 /* Scratch bytes td_qnbits_gemm needs for M rows (either path) on a pool of `threads`. */
 size_t td_qnbits_scratch(const td_qnbits_w *w, int64_t M, int threads);

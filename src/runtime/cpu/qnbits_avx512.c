@@ -477,6 +477,99 @@ TD_AVX2 static void run_cols_avx2(void *arg, size_t begin, size_t end, int threa
         }
     }
 }
+/* ---- AVX2 + FMA: the fp32 path (accuracy_level < 4), from the same prepared activation rows as the AVX-512
+ * fp32 path (4-bit: per 64-byte chunk [even 64 | odd 64] floats; 8-bit: natural order). Each group of 8 code
+ * bytes lies in one block (blob >= 8), so its weights are code * s - s * zp with two broadcast scalars; up to
+ * ROWS_MAX activation rows share each dequantized group (prefill). ---- */
+
+/* (8) dequantized weights of code bytes x[0..7] (u8) in a block of scale s, scale * zero point z */
+TD_AVX2 static inline __m256 deq8(__m128i x, __m256 s, __m256 z) {
+    return _mm256_fmsub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(x)), s, z);
+}
+
+/* Weight row n against R prepared fp32 activation rows from m0 (BITS and R compile-time constants). */
+TD_AVX2 static inline __attribute__((always_inline)) void f32_row_avx2(const job *j, int64_t n, int64_t m0, int R,
+                                                                       int BITS) {
+    const td_qnbits_w *w = j->w;
+    const qlayout *l = &j->l;
+    const uint8_t *row = w->b + n * w->row_bytes;
+    const float *sc = w->scale + n * w->kb, *sz = w->scale_zp + n * w->kb;
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+    const float *af[ROWS_MAX];
+    __m256 acc[ROWS_MAX];
+    for (int r = 0; r < R; r++) {
+        af[r] = (const float *)(j->rows + (size_t)(m0 + r) * l->row);
+        acc[r] = _mm256_setzero_ps();
+    }
+    int64_t full = w->row_bytes / 32, units = (w->row_bytes + 31) / 32;
+    int blob_log2 = __builtin_ctzll((unsigned long long)w->blob);
+    uint8_t last[32];
+    for (int64_t u = 0; u < units; u++) {
+        const uint8_t *src = row + 32 * u;
+        int groups = 4; /* 8-byte groups of this unit inside the row */
+        if (u == full) { /* the row's last, partial unit: zero padded copy */
+            memset(last, 0, sizeof last);
+            memcpy(last, src, (size_t)(w->row_bytes - 32 * u));
+            src = last;
+            groups = (int)((w->row_bytes - 32 * u + 7) / 8);
+        }
+        __m256i q = _mm256_loadu_si256((const __m256i *)src); /* (32) bytes of codes */
+        __m128i c[2][2]; /* [nibble or byte half][128-bit half] */
+        if (BITS == 8) {
+            c[0][0] = _mm256_castsi256_si128(q);
+            c[0][1] = _mm256_extracti128_si256(q, 1);
+        } else {
+            __m256i lo = _mm256_and_si256(q, nib), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
+            c[0][0] = _mm256_castsi256_si128(lo);
+            c[0][1] = _mm256_extracti128_si256(lo, 1);
+            c[1][0] = _mm256_castsi256_si128(hi);
+            c[1][1] = _mm256_extracti128_si256(hi, 1);
+        }
+        /* activation offset of this unit's byte 0: 8-bit natural; 4-bit low nibbles at off, high at off + 64 */
+        int64_t off = BITS == 8 ? 32 * u : (u >> 1) * 128 + 32 * (u & 1);
+        for (int g = 0; g < groups; g++) {
+            int64_t blk = (32 * u + 8 * g) >> blob_log2;
+            __m256 s = _mm256_broadcast_ss(sc + blk), z = _mm256_broadcast_ss(sz + blk);
+            __m128i bytes = g & 1 ? _mm_srli_si128(c[0][g >> 1], 8) : c[0][g >> 1];
+            __m256 wv = deq8(bytes, s, z); /* (8) */
+            for (int r = 0; r < R; r++)
+                acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(af[r] + off + 8 * g), acc[r]);
+            if (BITS == 4) {
+                bytes = g & 1 ? _mm_srli_si128(c[1][g >> 1], 8) : c[1][g >> 1];
+                wv = deq8(bytes, s, z);
+                for (int r = 0; r < R; r++)
+                    acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(af[r] + off + 64 + 8 * g), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        j->Y[(m0 + r) * w->N + n] = hsum8(acc[r]) + (j->bias ? j->bias[n] : 0.0f);
+}
+
+TD_AVX2 static void run_cols_f32_avx2(void *arg, size_t begin, size_t end, int thread) {
+    (void)thread;
+    const job *j = arg;
+    bool b8 = j->w->bits == 8;
+    for (size_t n0 = begin; n0 < end; n0 += N_TILE) {
+        size_t n1 = n0 + N_TILE < end ? n0 + N_TILE : end;
+        for (int64_t m0 = 0; m0 < j->M; m0 += ROWS_MAX) {
+            int R = j->M - m0 < ROWS_MAX ? (int)(j->M - m0) : ROWS_MAX;
+            for (size_t n = n0; n < n1; n++) {
+                switch (R + (b8 ? 4 : 0)) { /* constant row counts and widths keep acc[] in registers */
+                case 1: f32_row_avx2(j, (int64_t)n, m0, 1, 4); break;
+                case 2: f32_row_avx2(j, (int64_t)n, m0, 2, 4); break;
+                case 3: f32_row_avx2(j, (int64_t)n, m0, 3, 4); break;
+                case 4: f32_row_avx2(j, (int64_t)n, m0, 4, 4); break;
+                case 5: f32_row_avx2(j, (int64_t)n, m0, 1, 8); break;
+                case 6: f32_row_avx2(j, (int64_t)n, m0, 2, 8); break;
+                case 7: f32_row_avx2(j, (int64_t)n, m0, 3, 8); break;
+                default: f32_row_avx2(j, (int64_t)n, m0, 4, 8); break;
+                }
+            }
+        }
+    }
+}
+
 #else
 bool td_qnbits_have_avx2(void) { return false; }
 void td_qnbits_quant_row_fast(const float *a, int64_t K, int block_size, int8_t *a8, float *da, int32_t *asum) {
@@ -507,16 +600,16 @@ void td_qnbits_gemm(const td_qnbits_w *w, const float *A, int64_t M, const float
         td_parallel_for(pool, (size_t)w->N, run_cols, &j);
         return;
     }
-    if (int8 && td_qnbits_have_avx2()) {
+    if (td_qnbits_have_avx2()) {
         qlayout l = layout_of(w);
         uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
         job j = {w, A, M, bias, Y, int8, base, base + (size_t)M * l.row, l};
         prep_all(pool, &j);
-        td_parallel_for(pool, (size_t)w->N, run_cols_avx2, &j);
+        td_parallel_for(pool, (size_t)w->N, int8 ? run_cols_avx2 : run_cols_f32_avx2, &j);
         return;
     }
 #endif
-    /* No AVX-512: the scalar algorithms, same results up to summation order. */
+    /* Neither AVX-512 nor AVX2: the scalar algorithms, same results up to summation order. */
     if (int8) {
         td_qnbits_i8_ref(w, A, M, bias, Y, scratch);
         return;
