@@ -2,6 +2,7 @@
  * hostile-input parser (layout in docs/formats.md). */
 #include "engine/engine.h"
 
+#include "core/le_bytes.h"
 #include "core/checked.h"
 #include "core/sha256.h"
 #include "engine/timing_cache.h"
@@ -9,8 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
 bool td_engine_sniff(const void *data, size_t len) {
     return len >= 8 && memcmp(data, TD_ENGINE_MAGIC, 8) == 0;
@@ -34,22 +33,22 @@ td_status td_engine_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
     if (len < TD_ENGINE_HEADER_FIXED || memcmp(d, TD_ENGINE_MAGIC, 8) != 0)
         return td_fail(ctx, TD_ERR_FORMAT, "%s is not a tdeploy engine file (%s)", what,
                        len < 8 || memcmp(d, TD_ENGINE_MAGIC, 8) != 0 ? "no TDENGINE magic" : "shorter than its 256-byte header");
-    out->format_version = rd32(d + 8);
+    out->format_version = td_rd_le32(d + 8);
     if (out->format_version != TD_ENGINE_FORMAT_VERSION)
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
                        "%s has engine format version %u; this tdeploy (%s) reads version %d: " REBUILD, what,
                        out->format_version, td_version(), TD_ENGINE_FORMAT_VERSION);
-    uint32_t header_bytes = rd32(d + 12);
+    uint32_t header_bytes = td_rd_le32(d + 12);
     if (!td_engine_str_field(d + 16, 16, out->tool_version) || !td_engine_str_field(d + 32, 64, out->gpu_name))
         return td_fail(ctx, TD_ERR_FORMAT, "%s: corrupted header (tool version or GPU name is not a NUL-terminated "
                        "string): " REBUILD, what);
-    out->cc_major = rd32(d + 96);
-    out->cc_minor = rd32(d + 100);
-    out->cuda_runtime = rd32(d + 104);
-    out->precision = rd32(d + 108);
-    out->n_profiles = rd32(d + 112);
-    out->n_sections = rd32(d + 116);
-    out->file_size = rd64(d + 120);
+    out->cc_major = td_rd_le32(d + 96);
+    out->cc_minor = td_rd_le32(d + 100);
+    out->cuda_runtime = td_rd_le32(d + 104);
+    out->precision = td_rd_le32(d + 108);
+    out->n_profiles = td_rd_le32(d + 112);
+    out->n_sections = td_rd_le32(d + 116);
+    out->file_size = td_rd_le64(d + 120);
     memcpy(out->sha256, d + 128, 32);
     for (int i = 160; i < TD_ENGINE_HEADER_FIXED; i++)
         if (d[i])
@@ -72,10 +71,10 @@ td_status td_engine_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
     const uint8_t *p = d + TD_ENGINE_HEADER_FIXED;
     for (uint32_t i = 0; i < out->n_profiles; i++, p += TD_ENGINE_PROFILE_BYTES) {
         td_engine_profile *pr = &out->profiles[i];
-        pr->min_b = rd32(p), pr->min_s = rd32(p + 4), pr->opt_b = rd32(p + 8), pr->opt_s = rd32(p + 12);
-        pr->max_b = rd32(p + 16), pr->max_s = rd32(p + 20);
-        pr->arena_bytes = rd64(p + 24), pr->naive_bytes = rd64(p + 32);
-        if (rd64(p + 40) || pr->min_b < 1 || pr->min_s < 1 || pr->min_b > pr->opt_b || pr->opt_b > pr->max_b ||
+        pr->min_b = td_rd_le32(p), pr->min_s = td_rd_le32(p + 4), pr->opt_b = td_rd_le32(p + 8), pr->opt_s = td_rd_le32(p + 12);
+        pr->max_b = td_rd_le32(p + 16), pr->max_s = td_rd_le32(p + 20);
+        pr->arena_bytes = td_rd_le64(p + 24), pr->naive_bytes = td_rd_le64(p + 32);
+        if (td_rd_le64(p + 40) || pr->min_b < 1 || pr->min_s < 1 || pr->min_b > pr->opt_b || pr->opt_b > pr->max_b ||
             pr->min_s > pr->opt_s || pr->opt_s > pr->max_s || pr->max_b > TD_ENGINE_MAX_DIM ||
             pr->max_s > TD_ENGINE_MAX_DIM)
             return td_fail(ctx, TD_ERR_FORMAT, "%s: profile %u is invalid (min %ux%u opt %ux%u max %ux%u): " REBUILD,
@@ -83,11 +82,11 @@ td_status td_engine_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
     }
     for (uint32_t i = 0; i < out->n_sections; i++, p += TD_ENGINE_SECTION_BYTES) {
         td_engine_section *s = &out->sections[i];
-        s->kind = rd32(p);
-        s->offset = rd64(p + 8);
-        s->size = rd64(p + 16);
+        s->kind = td_rd_le32(p);
+        s->offset = td_rd_le64(p + 8);
+        s->size = td_rd_le64(p + 16);
         uint64_t end;
-        if (rd32(p + 4) || rd64(p + 24))
+        if (td_rd_le32(p + 4) || td_rd_le64(p + 24))
             return td_fail(ctx, TD_ERR_FORMAT, "%s: section %u has non-zero reserved fields: " REBUILD, what, i);
         if (s->kind < 1 || s->kind > TD_ENGINE_SEC_MAX)
             return td_fail(ctx, TD_ERR_FORMAT, "%s: section %u has unknown kind %u: " REBUILD, what, i, s->kind);
@@ -110,17 +109,17 @@ td_status td_engine_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
     const td_engine_section *g = td_engine_find(out, TD_ENGINE_SEC_GEMMS);
     if (g) { /* u32 count, u32 zero, count records of TD_TCACHE_ENTRY bytes */
         const uint8_t *q = d + g->offset;
-        uint32_t n = g->size >= 8 ? rd32(q) : 0;
-        if (g->size < 8 || rd32(q + 4) || n > TD_TCACHE_MAX_ENTRIES || g->size != 8 + (uint64_t)n * TD_TCACHE_ENTRY)
+        uint32_t n = g->size >= 8 ? td_rd_le32(q) : 0;
+        if (g->size < 8 || td_rd_le32(q + 4) || n > TD_TCACHE_MAX_ENTRIES || g->size != 8 + (uint64_t)n * TD_TCACHE_ENTRY)
             return td_fail(ctx, TD_ERR_FORMAT, "%s: the GEMM choices section (%llu bytes) is damaged: " REBUILD, what,
                            (unsigned long long)g->size);
         for (uint32_t i = 0; i < n; i++) {
             tdc_gemm_choice e;
             char why[96];
             td_tcache_entry_decode(q + 8 + (size_t)i * TD_TCACHE_ENTRY, &e);
-            if (rd32(q + 8 + (size_t)i * TD_TCACHE_ENTRY + 12) || !td_tcache_entry_ok(&e, why, sizeof why))
+            if (td_rd_le32(q + 8 + (size_t)i * TD_TCACHE_ENTRY + 12) || !td_tcache_entry_ok(&e, why, sizeof why))
                 return td_fail(ctx, TD_ERR_FORMAT, "%s: GEMM choice %u is invalid (%s): " REBUILD, what, i,
-                               rd32(q + 8 + (size_t)i * TD_TCACHE_ENTRY + 12) ? "reserved field is not zero" : why);
+                               td_rd_le32(q + 8 + (size_t)i * TD_TCACHE_ENTRY + 12) ? "reserved field is not zero" : why);
         }
         out->gemms = q + 8;
         out->n_gemms = n;

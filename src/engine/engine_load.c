@@ -2,6 +2,7 @@
  * whose external weights point into the mapping (no copy). */
 #include "engine/engine.h"
 
+#include "core/le_bytes.h"
 #include "core/checked.h"
 #include "onnx/onnx_io.h"
 
@@ -12,8 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
 void td_engine_free(td_engine *e) {
     if (!e)
@@ -87,14 +86,14 @@ td_status td_engine_extract_files(td_ctx *ctx, const td_engine *e, const char *d
     const uint8_t *p = e->map->data + s->offset, *end = p + s->size;
     if (s->size < 4)
         return td_fail(ctx, TD_ERR_FORMAT, "engine files section is truncated");
-    uint32_t count = rd32(p);
+    uint32_t count = td_rd_le32(p);
     p += 4;
     if (dir && mkdir(dir, 0755) != 0 && errno != EEXIST)
         return td_fail(ctx, TD_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
     for (uint32_t i = 0; i < count; i++) {
         if ((size_t)(end - p) < 4)
             return td_fail(ctx, TD_ERR_FORMAT, "engine files section: entry %u is truncated", i);
-        uint32_t nl = rd32(p);
+        uint32_t nl = td_rd_le32(p);
         p += 4;
         if ((size_t)(end - p) < (uint64_t)nl + 8 || !safe_name((const char *)p, nl))
             return td_fail(ctx, TD_ERR_FORMAT, "engine files section: entry %u has a bad name", i);
@@ -102,7 +101,7 @@ td_status td_engine_extract_files(td_ctx *ctx, const td_engine *e, const char *d
         memcpy(name, p, nl);
         name[nl] = 0;
         p += nl;
-        uint64_t size = rd64(p);
+        uint64_t size = td_rd_le64(p);
         p += 8;
         if ((uint64_t)(end - p) < size || size > SIZE_MAX)
             return td_fail(ctx, TD_ERR_FORMAT, "engine files section: '%s' runs past the section", name);

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "engine/engine.h"
 
+#include "core/le_bytes.h"
 #include "core/sha256.h"
 #include "engine/timing_cache.h"
 #include "deploy/tree.h"
@@ -15,14 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void wr32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void wr64(uint8_t *p, uint64_t v) {
-    wr32(p, (uint32_t)v);
-    wr32(p + 4, (uint32_t)(v >> 32));
-}
 
 /* Model files bundled into FILES (flat names; the sentence-transformers pooling config keeps its folder). */
 static const char *const bundle_names[] = {
@@ -55,7 +48,7 @@ static bool blob_put(blob *b, const void *p, size_t n) {
 static td_status bundle_files(td_ctx *ctx, const char *dir, blob *out) {
     uint8_t tmp[8];
     uint32_t count = 0;
-    wr32(tmp, 0);
+    td_wr_le32(tmp, 0);
     if (!blob_put(out, tmp, 4))
         return td_fail_oom(ctx, 4, "engine files");
     for (int i = 0; bundle_names[i]; i++) {
@@ -73,8 +66,8 @@ static td_status bundle_files(td_ctx *ctx, const char *dir, blob *out) {
             return st;
         uint32_t nl = (uint32_t)strlen(bundle_names[i]);
         uint8_t h[4];
-        wr32(h, nl);
-        wr64(tmp, len);
+        td_wr_le32(h, nl);
+        td_wr_le64(tmp, len);
         bool ok = blob_put(out, h, 4) && blob_put(out, bundle_names[i], nl) && blob_put(out, tmp, 8) &&
                   blob_put(out, data, len);
         free(data);
@@ -82,7 +75,7 @@ static td_status bundle_files(td_ctx *ctx, const char *dir, blob *out) {
             return td_fail_oom(ctx, len, "engine files");
         count++;
     }
-    wr32(out->data, count);
+    td_wr_le32(out->data, count);
     return TD_OK;
 }
 
@@ -124,7 +117,7 @@ td_status td_engine_write(td_ctx *ctx, const char *path, const td_model *model, 
         goto out;
     if (meta->n_gemms) { /* GEMMS: u32 count, u32 zero, the records */
         uint8_t h8[8] = {0}, rec[TD_TCACHE_ENTRY];
-        wr32(h8, meta->n_gemms);
+        td_wr_le32(h8, meta->n_gemms);
         if (!blob_put(&gemms, h8, 8)) {
             st = td_fail_oom(ctx, 8, "engine GEMM choices");
             goto out;
@@ -168,28 +161,28 @@ td_status td_engine_write(td_ctx *ctx, const char *path, const td_model *model, 
         goto out;
     }
     memcpy(header, TD_ENGINE_MAGIC, 8);
-    wr32(header + 8, TD_ENGINE_FORMAT_VERSION);
-    wr32(header + 12, (uint32_t)hb);
+    td_wr_le32(header + 8, TD_ENGINE_FORMAT_VERSION);
+    td_wr_le32(header + 12, (uint32_t)hb);
     snprintf((char *)header + 16, 16, "%s", td_version());
     snprintf((char *)header + 32, 64, "%s", meta->gpu_name);
-    wr32(header + 96, meta->cc_major);
-    wr32(header + 100, meta->cc_minor);
-    wr32(header + 104, meta->cuda_runtime);
-    wr32(header + 108, meta->precision);
-    wr32(header + 112, meta->n_profiles);
-    wr32(header + 116, ns);
-    wr64(header + 120, file_size);
+    td_wr_le32(header + 96, meta->cc_major);
+    td_wr_le32(header + 100, meta->cc_minor);
+    td_wr_le32(header + 104, meta->cuda_runtime);
+    td_wr_le32(header + 108, meta->precision);
+    td_wr_le32(header + 112, meta->n_profiles);
+    td_wr_le32(header + 116, ns);
+    td_wr_le64(header + 120, file_size);
     uint8_t *p = header + TD_ENGINE_HEADER_FIXED;
     for (uint32_t i = 0; i < meta->n_profiles; i++, p += TD_ENGINE_PROFILE_BYTES) {
         const td_engine_profile *pr = &meta->profiles[i];
-        wr32(p, pr->min_b), wr32(p + 4, pr->min_s), wr32(p + 8, pr->opt_b), wr32(p + 12, pr->opt_s);
-        wr32(p + 16, pr->max_b), wr32(p + 20, pr->max_s);
-        wr64(p + 24, pr->arena_bytes), wr64(p + 32, pr->naive_bytes);
+        td_wr_le32(p, pr->min_b), td_wr_le32(p + 4, pr->min_s), td_wr_le32(p + 8, pr->opt_b), td_wr_le32(p + 12, pr->opt_s);
+        td_wr_le32(p + 16, pr->max_b), td_wr_le32(p + 20, pr->max_s);
+        td_wr_le64(p + 24, pr->arena_bytes), td_wr_le64(p + 32, pr->naive_bytes);
     }
     for (uint32_t i = 0; i < ns; i++, p += TD_ENGINE_SECTION_BYTES) {
-        wr32(p, sec[i].kind);
-        wr64(p + 8, sec[i].offset);
-        wr64(p + 16, sec[i].size);
+        td_wr_le32(p, sec[i].kind);
+        td_wr_le64(p + 8, sec[i].offset);
+        td_wr_le64(p + 16, sec[i].size);
     }
     /* SHA-256 of bytes [0, 128) and [160, end): header, tables, padding, sections */
     static const uint8_t zeros[TD_ENGINE_ALIGN];

@@ -4,6 +4,7 @@
 #include "engine/timing_cache.h"
 #include "engine/engine.h"
 
+#include "core/le_bytes.h"
 #include "core/fs.h"
 #include "core/sha256.h"
 
@@ -14,16 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-static void wr32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void wr64(uint8_t *p, uint64_t v) {
-    wr32(p, (uint32_t)v);
-    wr32(p + 4, (uint32_t)(v >> 32));
-}
 
 int64_t td_tcache_bucket(int64_t m) {
     int64_t b = 1;
@@ -51,37 +42,37 @@ bool td_tcache_key_equal(const td_tcache_key *a, const td_tcache_key *b) {
 
 void td_tcache_entry_encode(const tdc_gemm_choice *e, uint8_t *p) {
     memset(p, 0, TD_TCACHE_ENTRY);
-    wr32(p, (uint32_t)e->dtype);
-    wr32(p + 4, (uint32_t)e->trans_b);
-    wr32(p + 8, (uint32_t)e->epilogue);
-    wr64(p + 16, (uint64_t)e->m);
-    wr64(p + 24, (uint64_t)e->n);
-    wr64(p + 32, (uint64_t)e->k);
+    td_wr_le32(p, (uint32_t)e->dtype);
+    td_wr_le32(p + 4, (uint32_t)e->trans_b);
+    td_wr_le32(p + 8, (uint32_t)e->epilogue);
+    td_wr_le64(p + 16, (uint64_t)e->m);
+    td_wr_le64(p + 24, (uint64_t)e->n);
+    td_wr_le64(p + 32, (uint64_t)e->k);
     const int32_t cfg[8] = {e->algo_id, e->tile, e->stages, e->splitk, e->reduction, e->swizzle, e->custom,
                             e->cluster};
     for (int i = 0; i < 8; i++)
-        wr32(p + 40 + 4 * i, (uint32_t)cfg[i]);
+        td_wr_le32(p + 40 + 4 * i, (uint32_t)cfg[i]);
     uint32_t us;
     memcpy(&us, &e->us, 4);
-    wr32(p + 72, us);
-    wr32(p + 76, (uint32_t)e->inner);
+    td_wr_le32(p + 72, us);
+    td_wr_le32(p + 76, (uint32_t)e->inner);
 }
 
 void td_tcache_entry_decode(const uint8_t *p, tdc_gemm_choice *e) {
     memset(e, 0, sizeof *e);
-    e->dtype = (int32_t)rd32(p);
-    e->trans_b = (int32_t)rd32(p + 4);
-    e->epilogue = (int32_t)rd32(p + 8);
-    e->m = (int64_t)rd64(p + 16);
-    e->n = (int64_t)rd64(p + 24);
-    e->k = (int64_t)rd64(p + 32);
+    e->dtype = (int32_t)td_rd_le32(p);
+    e->trans_b = (int32_t)td_rd_le32(p + 4);
+    e->epilogue = (int32_t)td_rd_le32(p + 8);
+    e->m = (int64_t)td_rd_le64(p + 16);
+    e->n = (int64_t)td_rd_le64(p + 24);
+    e->k = (int64_t)td_rd_le64(p + 32);
     int32_t *cfg[8] = {&e->algo_id, &e->tile, &e->stages, &e->splitk, &e->reduction, &e->swizzle, &e->custom,
                        &e->cluster};
     for (int i = 0; i < 8; i++)
-        *cfg[i] = (int32_t)rd32(p + 40 + 4 * i);
-    uint32_t us = rd32(p + 72);
+        *cfg[i] = (int32_t)td_rd_le32(p + 40 + 4 * i);
+    uint32_t us = td_rd_le32(p + 72);
     memcpy(&e->us, &us, 4);
-    e->inner = (int32_t)rd32(p + 76);
+    e->inner = (int32_t)td_rd_le32(p + 76);
 }
 
 bool td_tcache_entry_ok(const tdc_gemm_choice *e, char *why, size_t n) {
@@ -117,7 +108,7 @@ td_status td_tcache_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
     if (len < TD_TCACHE_HEADER + 32 || memcmp(d, TD_TCACHE_MAGIC, 8) != 0)
         return td_fail(ctx, TD_ERR_FORMAT, "%s is not a tdeploy timing cache (%s)", what,
                        len < 8 || memcmp(d, TD_TCACHE_MAGIC, 8) ? "no TDTCACHE magic" : "shorter than its header");
-    uint32_t version = rd32(d + 8), count = rd32(d + 12);
+    uint32_t version = td_rd_le32(d + 8), count = td_rd_le32(d + 12);
     if (version != TD_TCACHE_VERSION)
         return td_fail(ctx, TD_ERR_FORMAT, "%s has timing cache version %u (this tdeploy reads %d)", what, version,
                        TD_TCACHE_VERSION);
@@ -133,11 +124,11 @@ td_status td_tcache_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
         return td_fail(ctx, TD_ERR_FORMAT, "%s is damaged: its SHA-256 does not match", what);
     if (!td_engine_str_field(d + 16, 16, c->key.tool_version) || !td_engine_str_field(d + 32, 64, c->key.gpu_name))
         return td_fail(ctx, TD_ERR_FORMAT, "%s: tool version or GPU name is not a NUL-terminated string", what);
-    c->key.cc_major = rd32(d + 96);
-    c->key.cc_minor = rd32(d + 100);
-    c->key.driver_version = rd32(d + 104);
-    c->key.cuda_runtime = rd32(d + 108);
-    c->key.cublaslt_version = rd32(d + 112);
+    c->key.cc_major = td_rd_le32(d + 96);
+    c->key.cc_minor = td_rd_le32(d + 100);
+    c->key.driver_version = td_rd_le32(d + 104);
+    c->key.cuda_runtime = td_rd_le32(d + 108);
+    c->key.cublaslt_version = td_rd_le32(d + 112);
     for (int i = 116; i < TD_TCACHE_HEADER; i++)
         if (d[i])
             return td_fail(ctx, TD_ERR_FORMAT, "%s: reserved header byte %d is not zero", what, i);
@@ -149,8 +140,8 @@ td_status td_tcache_parse(td_ctx *ctx, const uint8_t *d, size_t len, const char 
         tdc_gemm_choice e;
         td_tcache_entry_decode(p, &e);
         char why[96];
-        if (rd32(p + 12) || !td_tcache_entry_ok(&e, why, sizeof why)) {
-            if (rd32(p + 12))
+        if (td_rd_le32(p + 12) || !td_tcache_entry_ok(&e, why, sizeof why)) {
+            if (td_rd_le32(p + 12))
                 snprintf(why, sizeof why, "reserved field is not zero");
             td_tcache_clear(c);
             return td_fail(ctx, TD_ERR_FORMAT, "%s: entry %u: %s", what, i, why);
@@ -175,15 +166,15 @@ td_status td_tcache_serialize(td_ctx *ctx, const td_tcache *c, uint8_t **out, si
     if (!d)
         return td_fail_oom(ctx, n, "the timing cache");
     memcpy(d, TD_TCACHE_MAGIC, 8);
-    wr32(d + 8, TD_TCACHE_VERSION);
-    wr32(d + 12, c->n);
+    td_wr_le32(d + 8, TD_TCACHE_VERSION);
+    td_wr_le32(d + 12, c->n);
     snprintf((char *)d + 16, 16, "%s", c->key.tool_version);
     snprintf((char *)d + 32, 64, "%s", c->key.gpu_name);
-    wr32(d + 96, c->key.cc_major);
-    wr32(d + 100, c->key.cc_minor);
-    wr32(d + 104, c->key.driver_version);
-    wr32(d + 108, c->key.cuda_runtime);
-    wr32(d + 112, c->key.cublaslt_version);
+    td_wr_le32(d + 96, c->key.cc_major);
+    td_wr_le32(d + 100, c->key.cc_minor);
+    td_wr_le32(d + 104, c->key.driver_version);
+    td_wr_le32(d + 108, c->key.cuda_runtime);
+    td_wr_le32(d + 112, c->key.cublaslt_version);
     for (uint32_t i = 0; i < c->n; i++)
         td_tcache_entry_encode(&c->entries[i], d + TD_TCACHE_HEADER + (size_t)i * TD_TCACHE_ENTRY);
     td_sha256 h;
