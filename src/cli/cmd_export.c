@@ -3,6 +3,7 @@
 
 #include "core/ctx.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "export/export.h"
 
 #include <cjson/cJSON.h>
@@ -128,8 +129,7 @@ int td_cmd_export(int argc, char **argv) {
     }
     if (!opt.model_dir)
         return td_cli_usage_error("export", "-m MODEL is required");
-    size_t ml = strlen(opt.model_dir);
-    if (opt.gguf_int8_activations && (ml < 5 || strcmp(opt.model_dir + ml - 5, ".gguf") != 0))
+    if (opt.gguf_int8_activations && !td_str_ends_with(opt.model_dir, ".gguf"))
         return td_cli_usage_error("export", "--precision int8 applies to a .gguf file (its blocks kept, int8 "
                                             "activations); quantize an HF model with `tdeploy optimize --precision int8`");
     td_ctx *ctx = td_ctx_new();

@@ -9,6 +9,7 @@
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "hf/checkpoint.h"
 #include "hf/model_dir.h"
 
@@ -16,11 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
 
 /* ---- ONNX: src/cli/inspect_onnx.c ---- */
 static int inspect_onnx_entry(const char *path, bool json) { return td_inspect_onnx(path, json); }
@@ -310,11 +306,11 @@ int td_cmd_inspect(int argc, char **argv) {
     }
     if (!path)
         return td_cli_usage_error("inspect", "missing PATH");
-    if (ends_with(path, ".onnx"))
+    if (td_str_ends_with(path, ".onnx"))
         return inspect_onnx_entry(path, json);
-    if (ends_with(path, ".engine"))
+    if (td_str_ends_with(path, ".engine"))
         return td_inspect_engine(path, json);
-    if (ends_with(path, ".gguf"))
+    if (td_str_ends_with(path, ".gguf"))
         return td_inspect_gguf(path, json, verbose);
 
     td_ctx *ctx = td_ctx_new();

@@ -6,6 +6,7 @@
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "deploy/tree.h"
 #include "export/export.h"
 #include "generate/generator.h"
@@ -21,11 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
 
 /* A folder next to out_dir (same file system as the repository's temporary folder), for the exported decoder. */
 static td_status make_work_dir(td_ctx *ctx, const char *out_dir, char **work) {
@@ -109,7 +105,7 @@ td_status td_triton_repo_source_open(td_ctx *ctx, const char *model, const char 
     memset(src, 0, sizeof *src);
     td_status s = TD_OK;
     char *gguf = NULL, *opt = NULL;
-    if (td_is_file(model) && ends_with(model, ".gguf")) {
+    if (td_is_file(model) && td_str_ends_with(model, ".gguf")) {
         if ((s = dup_into(ctx, model, &gguf)) != TD_OK)
             goto fail;
     } else if (td_is_file(model)) {
@@ -174,9 +170,9 @@ fail:
 
 bool td_triton_repo_source_exports(const char *model) {
     if (td_is_file(model))
-        return ends_with(model, ".gguf");
+        return td_str_ends_with(model, ".gguf");
     if (!td_is_dir(model))
-        return !ends_with(model, ".onnx"); /* a cached hub id; a missing .onnx file is reported as missing */
+        return !td_str_ends_with(model, ".onnx"); /* a cached hub id; a missing .onnx file is reported as missing */
     char p[4096];
     return !(snprintf(p, sizeof p, "%s/model-optimized.onnx", model) < (int)sizeof p && td_is_file(p));
 }

@@ -6,6 +6,7 @@
 
 #include "export/builder.h"
 #include "gguf/gguf.h"
+#include "core/str.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -16,11 +17,6 @@
 bool td_decoder_family(const td_hf_config *cfg) {
     return cfg && (cfg->family == TD_HF_GPT2 || cfg->family == TD_HF_LLAMA || cfg->family == TD_HF_MISTRAL ||
                    cfg->family == TD_HF_QWEN2 || cfg->family == TD_HF_PHI3);
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
 /* A number from the rope scaling object, with a default; a non-number is an error naming the key. */
@@ -114,8 +110,8 @@ static td_status from_config(td_ctx *ctx, const td_hf_config *c, td_decoder_spec
         snprintf(s->architecture, sizeof s->architecture, "%s", c->architectures[0]);
     }
     const char *a = s->architecture;
-    s->has_lm_head = !*a || ends_with(a, "ForCausalLM") || ends_with(a, "LMHeadModel");
-    if (!s->has_lm_head && !ends_with(a, "Model"))
+    s->has_lm_head = !*a || td_str_ends_with(a, "ForCausalLM") || td_str_ends_with(a, "LMHeadModel");
+    if (!s->has_lm_head && !td_str_ends_with(a, "Model"))
         return td_fail(ctx, TD_ERR_UNSUPPORTED,
                        "%s: architecture %s is not a causal language model; text-generation export supports "
                        "*ForCausalLM and GPT2LMHeadModel checkpoints",

@@ -6,6 +6,7 @@
 
 #include "export/builder.h"
 #include "export/task.h"
+#include "core/str.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -13,19 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 static td_head_kind head_of(const char *arch) {
-    if (!*arch || ends_with(arch, "Model"))
+    if (!*arch || td_str_ends_with(arch, "Model"))
         return TD_HEAD_NONE;
-    if (ends_with(arch, "ForSequenceClassification"))
+    if (td_str_ends_with(arch, "ForSequenceClassification"))
         return TD_HEAD_SEQCLS;
-    if (ends_with(arch, "ForTokenClassification"))
+    if (td_str_ends_with(arch, "ForTokenClassification"))
         return TD_HEAD_TOKCLS;
-    if (ends_with(arch, "ForQuestionAnswering"))
+    if (td_str_ends_with(arch, "ForQuestionAnswering"))
         return TD_HEAD_QA;
     if (strcmp(arch, "ElectraForPreTraining") == 0)
         return TD_HEAD_ELECTRA_DISCRIM;

@@ -3,6 +3,7 @@
 #include "export/task.h"
 
 #include "core/ctx.h"
+#include "core/str.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -92,18 +93,13 @@ td_status td_task_from_name(td_ctx *ctx, const char *name, td_export_task *out) 
                    name, td_task_names());
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 bool td_task_is_generation_model(const char *model_type, const char *const *architectures, size_t n_architectures) {
     for (size_t i = 0; model_type && i < COUNT(k_generation_types); i++)
         if (strcmp(model_type, k_generation_types[i]) == 0)
             return true;
     for (size_t a = 0; a < n_architectures; a++)
         for (size_t i = 0; architectures[a] && i < COUNT(k_generation_arch_suffixes); i++)
-            if (ends_with(architectures[a], k_generation_arch_suffixes[i]))
+            if (td_str_ends_with(architectures[a], k_generation_arch_suffixes[i]))
                 return true;
     return false;
 }

@@ -5,6 +5,7 @@
 #include "generate/gen_internal.h"
 
 #include "core/fs.h"
+#include "core/str.h"
 #include "export/export.h"
 #include "gguf/gguf_tokenizer.h"
 #include "hf/config.h"
@@ -163,11 +164,6 @@ static td_status bind_graph(td_ctx *ctx, td_generator *g, const char *what) {
     return TD_OK;
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 /* The one .gguf file in dir (malloc'd), or NULL when there is none or several. */
 static char *only_gguf_in(const char *dir) {
     td_ctx quiet = {0};
@@ -223,7 +219,7 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
         return st;
     }
     /* (fp32 is what an HF model or .onnx file computes anyway; int8 activations exist only for a GGUF's blocks) */
-    if (opt && opt->gguf_int8_activations && !(td_is_file(model) && ends_with(model, ".gguf")))
+    if (opt && opt->gguf_int8_activations && !(td_is_file(model) && td_str_ends_with(model, ".gguf")))
         return td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                        "%s: --precision int8 applies to a .gguf file (its quantized blocks with int8 activations); "
                        "quantize an HF model with `tdeploy convert --task text-generation --precision int8` or "
@@ -235,7 +231,7 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
     td_status st = TD_OK;
     td_model_dir *md = NULL;
     char *dir = NULL;
-    if (td_is_file(model) && ends_with(model, ".onnx")) {
+    if (td_is_file(model) && td_str_ends_with(model, ".onnx")) {
         if ((st = td_onnx_load(ctx, model, &g->model)) != TD_OK)
             goto out;
         char *copy = strdup(model);
@@ -261,7 +257,7 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
             (st = load_tokenizer_from(ctx, files, g, opt && opt->tokenizer_dir)) != TD_OK ||
             (st = td_gen_chat_from_dir(ctx, g, files)) != TD_OK)
             goto out;
-    } else if (td_is_file(model) && ends_with(model, ".gguf")) {
+    } else if (td_is_file(model) && td_str_ends_with(model, ".gguf")) {
         /* llama.cpp file: exported in memory (blocks kept quantized unless gguf_dequantize), tokenizer from its
          * metadata */
         td_export_options eo = {.model_dir = model, .task = TD_TASK_TEXT_GENERATION,

@@ -3,6 +3,7 @@
 #include "hf/checkpoint.h"
 
 #include "core/ctx.h"
+#include "core/str.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -188,11 +189,6 @@ out:
     return s;
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 td_status td_checkpoint_open(td_ctx *ctx, const char *path, td_checkpoint **out) {
     *out = NULL;
     td_status s = TD_OK;
@@ -220,7 +216,7 @@ td_status td_checkpoint_open(td_ctx *ctx, const char *path, td_checkpoint **out)
             goto out;
         }
         ck->path = strdup(path);
-        ck->sharded = ends_with(path, ".json");
+        ck->sharded = td_str_ends_with(path, ".json");
         if (!ck->path) {
             s = td_fail_oom(ctx, strlen(path), "a path");
             goto out;

@@ -6,6 +6,7 @@
 #include "core/ctx.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "deploy/tree.h"
 #include "engine/engine.h"
 #include "export/task.h"
@@ -476,11 +477,6 @@ static bool is_engine_file(const char *path) {
     return yes;
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* The graph inputs must be the tokenizer's: input_ids (+ attention_mask, token_type_ids). */
 static td_status check_inputs(td_ctx *ctx, td_pipeline *p) {
     int n = td_session_input_count(p->session);
@@ -530,7 +526,7 @@ td_status td_pipeline_open(td_ctx *ctx, const td_pipeline_options *o, td_pipelin
     bool engine = false, want_cuda = o->backend && strcmp(o->backend, "cuda") == 0;
     if (td_is_file(o->model)) {
         engine = is_engine_file(o->model);
-        if (!engine && !ends_with(o->model, ".onnx")) {
+        if (!engine && !td_str_ends_with(o->model, ".onnx")) {
             st = td_fail(ctx, TD_ERR_INVALID_ARGUMENT,
                          "%s is a file but neither an .onnx model nor a tdeploy engine; give an .onnx file, an "
                          ".engine file, a model directory or a hub id",
