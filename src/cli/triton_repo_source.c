@@ -63,7 +63,7 @@ static td_status export_decoder(td_ctx *ctx, const char *model, const char *work
     td_opt_options_default(&oo);
     oo.target = TD_OPT_TARGET_FUSED;
     oo.keep_io_types = true;
-    oo.fold_max_elements = INT64_C(1) << 40; /* every weight Transpose folded: each decode step is a new plan */
+    oo.fold_max_elements = TD_OPT_FOLD_ALL_DECODER;
     td_opt_report rep;
     td_status s = td_optimize(ctx, m, &oo, &rep);
     if (s != TD_OK)

@@ -313,8 +313,8 @@ static td_status step_export_optimize(td_ctx *ctx, conv *c) {
     oo.precision = precision_of(c->o->precision);
     oo.int8_weight_bits = c->o->int8_weight_bits;
     oo.keep_io_types = true;
-    if (c->xs.task == TD_TASK_TEXT_GENERATION) /* fold every weight Transpose, as the generator does: */
-        oo.fold_max_elements = INT64_C(1) << 40; /* each decode step is a new plan that would redo them */
+    if (c->xs.task == TD_TASK_TEXT_GENERATION)
+        oo.fold_max_elements = TD_OPT_FOLD_ALL_DECODER;
     if ((s = td_optimize(ctx, m, &oo, &c->orep)) != TD_OK) {
         td_wrap(ctx, "optimizing the exported graph");
         goto out;

@@ -302,7 +302,7 @@ td_status td_generator_open(td_ctx *ctx, const char *model, const td_generator_o
      * in place. */
     td_opt_options oo;
     td_opt_options_default(&oo);
-    oo.fold_max_elements = INT64_C(1) << 40;
+    oo.fold_max_elements = TD_OPT_FOLD_ALL_DECODER;
     td_opt_report rep;
     if (!(opt && opt->keep_graph) && (st = td_optimize(ctx, g->model, &oo, &rep)) != TD_OK)
         goto out;

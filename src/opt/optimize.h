@@ -49,6 +49,11 @@ typedef struct td_opt_options {
 
 void td_opt_options_default(td_opt_options *o);
 
+/* fold_max_elements for a decoder that generates: fold every constant (above all the exporter's Transpose of each
+ * weight), since every decode step is run by a plan that would otherwise redo them. convert, triton-repo and the
+ * generator use it. */
+#define TD_OPT_FOLD_ALL_DECODER (INT64_C(1) << 40)
+
 #define TD_OPT_MAX_PASS_STATS 40
 #define TD_OPT_N_FUSION_KINDS 13
 
