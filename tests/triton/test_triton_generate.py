@@ -71,7 +71,26 @@ if t.check(p.returncode == 0 and os.path.isfile(q4_onnx), f"{Q4}: convert --prec
 else:
     repos_q4 = []
 
-srv = Server([os.path.join(out, "triton") for out in repos.values()] + repos_q4, "generate").start()
+# a long-context copy of gpt2-gen for the cancellation check: the fixture's 256 positions generate in ~35 ms, less
+# than a client's cancel takes to arrive, so the check could never see a cancel land; with 4096 positions (the
+# position table tiled, n_positions raised) a 4000-token generation runs for seconds
+LONG = "gpt2-gen-long"
+long_dir, long_out = os.path.join(ROOT, LONG), os.path.join(ROOT, "conv", LONG)
+os.makedirs(long_dir)
+for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+    shutil.copy(os.path.join(FIX, "hf", "gpt2-gen", f), long_dir)
+cfg = json.load(open(os.path.join(FIX, "hf", "gpt2-gen", "config.json")))
+cfg["n_positions"] = 4096
+json.dump(cfg, open(os.path.join(long_dir, "config.json"), "w"))
+from safetensors.numpy import load_file, save_file  # noqa: E402
+wts = load_file(os.path.join(FIX, "hf", "gpt2-gen", "model.safetensors"))
+wts["transformer.wpe.weight"] = np.ascontiguousarray(np.tile(wts["transformer.wpe.weight"], (16, 1)))
+save_file(wts, os.path.join(long_dir, "model.safetensors"), metadata={"format": "pt"})
+p = convert(long_dir, long_out, "--threads", "2", "--name", LONG)
+repos_long = [os.path.join(long_out, "triton")] if t.check(
+    p.returncode == 0, f"{LONG}: convert writes triton/{LONG} (the cancellation check's model)", p.stderr[-800:]) else []
+
+srv = Server([os.path.join(out, "triton") for out in repos.values()] + repos_q4 + repos_long, "generate").start()
 index = srv.index()
 stream = Stream(srv.grpc, WAIT)
 rid = 0
@@ -176,11 +195,11 @@ except Exception as e:  # noqa: BLE001 - tritonclient raises InferenceServerExce
 http.close()  # the server waits for open HTTP connections at shutdown
 
 # ---- cancellation: a long generation stopped by the client ends early (the backend sees the cancel and fails the
-# request as cancelled instead of finishing its 240 tokens); the next stream is answered
+# request as cancelled instead of finishing its 4000 tokens); the next stream is answered
 
 
 def counts():
-    st = stream.client.get_inference_statistics(name, as_json=True)["model_stats"][0]["inference_stats"]
+    st = stream.client.get_inference_statistics(LONG, as_json=True)["model_stats"][0]["inference_stats"]
     return int(st.get("success", {}).get("count", 0)), int(st.get("fail", {}).get("count", 0))
 
 
@@ -189,7 +208,7 @@ def cancelled_once():
     the counts before/after)."""
     before = counts()
     cancel = Stream(srv.grpc)
-    cancel.send(name, {"TEXT": text_in("Once upon a time"), "max_new_tokens": scalar(240, "INT32")}, "long")
+    cancel.send(LONG, {"TEXT": text_in("Once upon a time"), "max_new_tokens": scalar(4000, "INT32")}, "long")
     first = None
     try:
         first = cancel.q.get(timeout=WAIT)
@@ -206,15 +225,15 @@ def cancelled_once():
             (before, after))
 
 
-# The tiny fixture can finish its 240 tokens before the cancel reaches the server on a loaded host, so up to five
-# attempts: a backend that ignores cancels ends every one of them as a success and fails the check.
+# Up to five attempts (a cancel that arrives after the generation's end cannot land; 4000 tokens take seconds): a
+# backend that ignores cancels ends every one of them as a success and fails the check.
 attempts = []
 for _ in range(5):
     attempts.append(cancelled_once())
     if attempts[-1][1]:
         break
-t.check(all(a[0] for a in attempts), f"{name}: a long generation streams its first piece before the cancel")
-t.check(attempts[-1][1], f"{name}: the cancelled generation ended as cancelled, not after its 240 tokens "
+t.check(all(a[0] for a in attempts), f"{LONG}: a long generation streams its first piece before the cancel")
+t.check(attempts[-1][1], f"{LONG}: the cancelled generation ended as cancelled, not after its 4000 tokens "
         f"({len(attempts)} attempt(s))", f"success/fail before/after per attempt {[a[2] for a in attempts]}")
 pieces, finish, err, final = run(name, {"TEXT": text_in("Once upon a time"), "max_new_tokens": scalar(4, "INT32")})
 t.check(err is None and final and finish == "length", f"{name}: after a cancelled stream the next request is answered",
